@@ -1,0 +1,7 @@
+"""``python -m a2x_core`` runs the ``a2x`` command line."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,245 @@
+"""The ``a2x`` command line: ``animate``, ``info``, ``models``.
+
+Bad input never shows a traceback: every :class:`A2XError` becomes one line on stderr and
+exit code 2 (130 when cancelled with Ctrl-C).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import A2XError, CancelledError, OutputError, ParameterError
+from .version import __version__
+
+log = logging.getLogger("a2x_core")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="a2x", description="Speech audio → ARKit-52 facial animation (JSON, Live Link Face CSV, NPZ)."
+    )
+    parser.add_argument("--version", action="version", version=f"a2x {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("animate", help="animate one or more audio files")
+    run.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, mp3; any rate/channels)")
+    run.add_argument(
+        "-o", "--output", required=True, action="append",
+        help="output file (.json, .csv, .npz; repeat for several formats) for one clip, "
+        "or a folder for several clips",
+    )  # fmt: skip
+    run.add_argument("--model", default="default", help="'default' or PATH/model.json (default: default)")
+    run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
+    words = run.add_mutually_exclusive_group()
+    words.add_argument("--transcript", help="the exact words spoken (one clip only)")
+    words.add_argument("--transcript-file", type=Path, help="a text file with the exact words")
+    run.add_argument("--start", type=float, help="start of the part to animate, in seconds")
+    run.add_argument("--end", type=float, help="end of the part to animate, in seconds")
+    run.add_argument("--plot", type=Path, help="also write a PNG of the main curves (one clip only)")
+    run.add_argument("--format", choices=("json", "csv", "npz"), default="json",
+                     help="file format when -o is a folder (default json)")  # fmt: skip
+    run.add_argument("--fast", action="store_true", help="faster, slightly less accurate lip-sync")
+    run.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades (default 0)")
+    run.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier (default 1)")
+    run.add_argument("--smoothing", type=float, default=0.0,
+                     help="extra zero-phase smoothing in seconds (default 0)")  # fmt: skip
+    run.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
+    run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
+                     help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
+    run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
+    run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a model parameter, e.g. input_strength=1.0 (repeatable)")  # fmt: skip
+    run.add_argument("--geometry", action="store_true", help="NPZ: also store per-frame geometry")
+    run.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt or torch")
+    run.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    run.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+
+    info = commands.add_parser("info", help="describe a model")
+    info.add_argument("model", help="'default' or PATH/model.json")
+    info.add_argument("--json", action="store_true", help="print JSON")
+
+    models = commands.add_parser("models", help="list available models")
+    models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
+    return parser
+
+
+class _ProgressBar:
+    """A tqdm bar on stderr that only appears for work longer than a second."""
+
+    def __init__(self, enabled: bool) -> None:
+        self._bar = None
+        if enabled:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=1000, delay=1.0, file=sys.stderr, unit="‰", leave=False,
+                             bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
+
+    def __call__(self, progress: Any) -> None:
+        if self._bar is not None:
+            self._bar.set_description_str(progress.stage[:24].ljust(24), refresh=False)
+            self._bar.update(int(progress.fraction * 1000) - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _options(args: argparse.Namespace) -> Any:
+    from .options import InferenceOptions
+
+    transcript = args.transcript
+    if args.transcript_file is not None:
+        try:
+            transcript = args.transcript_file.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ParameterError(f"cannot read the transcript ({error.strerror})", path=args.transcript_file,
+                                 hint="check --transcript-file") from None  # fmt: skip
+    if transcript is not None and len(args.audio) > 1:
+        raise ParameterError("--transcript applies to one clip only", hint="animate the clips one at a time")
+    emotions: tuple[Any, ...] = ()
+    parameters: dict[str, Any] = {}
+    if args.emotion or args.emotion_file:
+        from .emotion import load_emotion_track, parse_emotion_args
+
+        if args.emotion and args.emotion_file:
+            raise ParameterError("use --emotion or --emotion-file, not both")
+        emotions = parse_emotion_args(args.emotion) if args.emotion else load_emotion_track(args.emotion_file)
+    if args.param:
+        from .emotion import parse_parameter_args
+
+        parameters = parse_parameter_args(args.param)
+    return InferenceOptions(
+        fps=args.fps, start_s=args.start, end_s=args.end, transcript=transcript, fast=args.fast,
+        seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
+        blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
+        geometry=args.geometry, backend=args.backend, threads=args.threads,
+    )  # fmt: skip
+
+
+def _output_paths(args: argparse.Namespace) -> list[list[Path]]:
+    """Output files per clip, all checked before any work runs."""
+    from .exporters import check_output_path
+
+    is_folder = [not Path(o).suffix or o.endswith(("/", "\\")) for o in args.output]
+    if len(args.audio) == 1 and not any(is_folder):
+        paths = [Path(o) for o in args.output]
+        for path in paths:
+            check_output_path(path, overwrite=args.overwrite)
+        if args.plot is not None:
+            if args.plot.suffix.lower() != ".png":
+                raise OutputError("--plot writes a PNG", path=args.plot, hint="name it *.png")
+            if not args.plot.parent.is_dir():
+                raise OutputError("the plot's folder does not exist", path=args.plot.parent,
+                                  hint="create it first")  # fmt: skip
+            if args.plot.exists() and not args.overwrite:
+                raise OutputError("already exists", path=args.plot, hint="pass --overwrite to replace it")
+        return [paths]
+    if len(args.output) != 1:
+        raise ParameterError("several clips need exactly one output folder", hint="use -o out/")
+    if args.plot is not None:
+        raise ParameterError("--plot applies to one clip with a file output")
+    output = Path(args.output[0])
+    if output.exists() and not output.is_dir():
+        raise OutputError("is a file, but several clips need an output folder", path=output,
+                          hint="name a folder, e.g. -o out/")  # fmt: skip
+    stems = [Path(a).stem for a in args.audio]
+    duplicates = {s for s in stems if stems.count(s) > 1}
+    if duplicates:
+        raise ParameterError(f"several clips share the name(s) {', '.join(sorted(duplicates))}",
+                             hint="rename them or animate them in separate runs")  # fmt: skip
+    output.mkdir(parents=True, exist_ok=True)
+    per_clip = [[output / f"{stem}.{args.format}"] for stem in stems]
+    for paths in per_clip:
+        check_output_path(paths[0], overwrite=args.overwrite)
+    return per_clip
+
+
+def _animate(args: argparse.Namespace) -> int:
+    from .api import Animator
+    from .audio import decode_audio
+    from .exporters import write_result
+    from .jobs import CancelToken
+
+    options = _options(args)
+    outputs = _output_paths(args)
+    tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s) for a in args.audio]
+    animator = Animator(args.model, options)
+    bar = _ProgressBar(enabled=not args.quiet)
+    cancel = CancelToken()
+    try:
+        results = animator.animate_many(tracks, progress=bar, cancel=cancel)
+    finally:
+        bar.close()
+    written: list[Path] = []
+    try:
+        for result, paths in zip(results, outputs, strict=True):
+            for path in paths:
+                written.append(write_result(result, path))
+        if args.plot is not None:
+            from .plot import plot_result
+
+            written.append(plot_result(results[0], tracks[0], args.plot))
+    except BaseException:
+        for path in written:  # all or nothing: a failed run leaves no partial output set
+            path.unlink(missing_ok=True)
+        raise
+    if not args.quiet:
+        for result in results:
+            for warning in result.warnings:
+                print(f"warning: {warning}", file=sys.stderr)
+        for path in written:
+            print(path)
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .models import load_model
+
+    model = load_model(args.model)
+    info = model.info()
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    for key, value in info.items():
+        if isinstance(value, dict):
+            print(f"{key}:")
+            for sub_key, sub_value in value.items():
+                print(f"  {sub_key}: {sub_value}")
+        else:
+            print(f"{key}: {value}")
+    return 0
+
+
+def _models(args: argparse.Namespace) -> int:
+    from .models import list_models
+
+    for entry in list_models(args.dirs):
+        print(f"{entry.spec}\t{entry.kind}\t{entry.description}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``a2x`` console script and ``python -m a2x_core``."""
+    args = _build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
+                        format="a2x: %(message)s")  # fmt: skip
+    handlers = {"animate": _animate, "info": _info, "models": _models}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("a2x: cancelled", file=sys.stderr)
+        return CancelledError.exit_code
+    except A2XError as error:
+        print(f"a2x: error: {error}", file=sys.stderr)
+        return error.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

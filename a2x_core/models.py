@@ -1,0 +1,133 @@
+"""Model registry: ``load_model("default" | path)`` and the interface every model implements."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from .audio import Audio
+from .errors import ModelError
+from .jobs import CancelToken, ProgressCallback
+from .options import InferenceOptions
+from .result import AnimationResult
+
+#: Environment variable listing extra model folders (os.pathsep-separated) for ``a2x models``.
+MODEL_PATH_ENV = "A2X_MODEL_PATH"
+
+
+@runtime_checkable
+class AnimationModel(Protocol):
+    """What the CLI, the API and the DCC adapters need from a model."""
+
+    name: str
+    version: str
+    kind: str  # "default", "regression", "diffusion"
+    emotion_names: tuple[str, ...]  # explicit emotions it accepts; () = none
+
+    def info(self) -> dict[str, Any]:
+        """Human-readable facts for ``a2x info``: files, sizes, parameters and their defaults."""
+        ...
+
+    def animate(
+        self,
+        tracks: Sequence[Audio],
+        options: InferenceOptions,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[AnimationResult]:
+        """Animate several tracks as one batch; results equal one-at-a-time runs."""
+        ...
+
+
+def resolve_model_json(spec: str | os.PathLike[str]) -> Path:
+    """``PATH/model.json`` or a folder holding one → the model.json path (checked to exist)."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        path = path / "model.json"
+    if not path.exists():
+        raise ModelError(
+            "no model.json here",
+            path=path,
+            hint="pass --model default, or the model.json of a downloaded Audio2Face-3D folder",
+        )
+    return path
+
+
+def _model_kind(model_json: Path) -> str:
+    try:
+        data = json.loads(model_json.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelError(f"is not valid JSON ({error})", path=model_json, hint="download it again") from None
+    if not isinstance(data, dict):
+        raise ModelError("must hold a JSON object", path=model_json, hint="download it again")
+    if "modelConfigPaths" in data or "modelDataPaths" in data:
+        return "diffusion"
+    if "blendshapePaths" in data or "modelDataPath" in data:
+        return "regression"
+    return "emotion"
+
+
+def load_model(
+    spec: str | os.PathLike[str] = "default", *, backend: str = "auto", threads: int | None = None
+) -> AnimationModel:
+    """Load a model once, to animate many clips.
+
+    Args:
+        spec: ``"default"`` (the embedded lip-sync model, no download) or the path of an
+            Audio2Face-3D ``model.json`` or of the folder that holds it.
+        backend: inference engine for network models ("auto", "onnxruntime", ...).
+        threads: CPU threads for inference (None = all cores).
+
+    Raises:
+        ModelError: the folder is missing, incomplete or of an unsupported kind.
+    """
+    if str(spec) == "default":
+        from .lipsync.model import DefaultLipSyncModel
+
+        return DefaultLipSyncModel()
+    model_json = resolve_model_json(spec)
+    kind = _model_kind(model_json)
+    if kind == "regression":
+        from .regression import RegressionModel
+
+        return RegressionModel.load(model_json, backend=backend, threads=threads)
+    raise ModelError(
+        f"is a {kind} model, which this version of a2x cannot run yet",
+        path=model_json,
+        hint="use an Audio2Face-3D v2.3 regression model (Mark, Claire, James) or --model default",
+    )
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model ``a2x models`` lists."""
+
+    spec: str
+    kind: str
+    description: str
+
+
+def list_models(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[ModelEntry]:
+    """The embedded model plus every model.json found one or two levels below the folders in
+    ``A2X_MODEL_PATH`` and ``extra_dirs``."""
+    entries = [ModelEntry("default", "default", "embedded lip-sync model (CPU, no download)")]
+    roots = [Path(p) for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p]
+    roots += [Path(p) for p in extra_dirs]
+    seen: set[Path] = set()
+    for root in roots:
+        for candidate in [*root.glob("model.json"), *root.glob("*/model.json"), *root.glob("*/*/model.json")]:
+            resolved = candidate.resolve()
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            try:
+                kind = _model_kind(candidate)
+            except ModelError as error:
+                entries.append(ModelEntry(str(candidate), "invalid", str(error)))
+                continue
+            entries.append(ModelEntry(str(candidate), kind, candidate.parent.name))
+    return entries

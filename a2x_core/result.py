@@ -1,0 +1,95 @@
+"""The result of animating one audio track: curves with their names, rate and provenance."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .names import ARKIT_52
+from .options import InferenceOptions
+
+
+@dataclass
+class AnimationResult:
+    """Per-frame animation for one track.
+
+    Attributes:
+        weights: ``[frames, 52]`` float32 ARKit-52 skin weights in ``names`` order.
+        fps: exact frame rate; frame ``i`` is at ``start_s + i / fps`` seconds of the source.
+        names: pose names of ``weights`` columns (ARKit-52, Audio2Face order).
+        audio_path: the source audio file ("" for in-memory audio).
+        start_s: where frame 0 sits in the source audio, in seconds.
+        duration_s: length of the animated audio, in seconds.
+        model: model name (``"default"`` or the model folder's actor name).
+        model_version: model version string.
+        options: the options that produced this result.
+        parameters: the effective model parameters (defaults merged with overrides).
+        tongue_weights: ``[frames, 16]`` tongue weights (Audio2Face models), else None.
+        jaw_transforms: ``[frames, 4, 4]`` row-major jaw matrices, else None.
+        eye_rotations: ``[frames, 6]`` = right eye (x, y, 0), left eye (x, y, 0), else None.
+        emotions: ``[frames, 10]`` explicit emotion input per frame, else None.
+        arrays: any further arrays the run produced (phones, loudness, geometry...), for NPZ.
+        warnings: things the user should know (silent audio, unmatched words...).
+    """
+
+    weights: np.ndarray
+    fps: Fraction
+    names: tuple[str, ...] = ARKIT_52
+    audio_path: str = ""
+    start_s: float = 0.0
+    duration_s: float = 0.0
+    model: str = "default"
+    model_version: str = ""
+    options: InferenceOptions = field(default_factory=InferenceOptions)
+    parameters: dict[str, Any] = field(default_factory=dict)
+    tongue_weights: np.ndarray | None = None
+    tongue_names: tuple[str, ...] = ()
+    jaw_transforms: np.ndarray | None = None
+    eye_rotations: np.ndarray | None = None
+    emotions: np.ndarray | None = None
+    emotion_names: tuple[str, ...] = ()
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.weights.shape[0])
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Time of every frame in seconds of the source audio."""
+        step = self.fps.denominator / self.fps.numerator
+        return self.start_s + np.arange(self.num_frames, dtype=np.float64) * step
+
+    def curve(self, name: str) -> np.ndarray:
+        """One pose's curve by canonical name (raises KeyError naming the valid choices)."""
+        if name in self.names:
+            return self.weights[:, self.names.index(name)]
+        if name in self.tongue_names and self.tongue_weights is not None:
+            return self.tongue_weights[:, self.tongue_names.index(name)]
+        raise KeyError(f"{name!r} is not a pose of this result; poses: {', '.join(self.names)}")
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Every array of the run, by name, for ``.npz`` export."""
+        out: dict[str, np.ndarray] = {
+            "weights": self.weights,
+            "names": np.array(self.names),
+            "times_s": self.times_s,
+            "fps": np.array([self.fps.numerator, self.fps.denominator], dtype=np.int64),
+        }
+        optional = {
+            "tongue_weights": self.tongue_weights,
+            "jaw_transforms": self.jaw_transforms,
+            "eye_rotations": self.eye_rotations,
+            "emotions": self.emotions,
+        }
+        out.update({k: v for k, v in optional.items() if v is not None})
+        if self.tongue_names:
+            out["tongue_names"] = np.array(self.tongue_names)
+        if self.emotion_names:
+            out["emotion_names"] = np.array(self.emotion_names)
+        out.update(self.arrays)
+        return out

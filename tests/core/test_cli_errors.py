@@ -1,0 +1,81 @@
+"""The CLI turns every bad input into one clear line and exit code 2, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tests.conftest import SAMPLE, run_cli
+
+
+def _assert_clean_error(proc, *fragments: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("a2x: error: ")
+    for fragment in fragments:
+        assert fragment in proc.stderr
+
+
+def test_missing_audio(tmp_path: Path) -> None:
+    _assert_clean_error(run_cli("animate", str(tmp_path / "none.wav"), "-o", str(tmp_path / "o.json")),
+                        "none.wav", "no such file")  # fmt: skip
+
+
+def test_corrupt_audio(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.mp3"
+    bad.write_bytes(b"\x00\x01garbage" * 100)
+    proc = run_cli("animate", str(bad), "-o", str(tmp_path / "o.json"))
+    _assert_clean_error(proc, "bad.mp3", "not readable audio")
+    assert not (tmp_path / "o.json").exists()
+
+
+def test_nan_audio(tmp_path: Path) -> None:
+    data = np.full(8000, 0.2, np.float32)
+    data[10] = np.nan
+    path = tmp_path / "nan.wav"
+    sf.write(path, data, 16000, subtype="FLOAT")
+    _assert_clean_error(run_cli("animate", str(path), "-o", str(tmp_path / "o.json")), "NaN")
+
+
+def test_too_short_audio(tmp_path: Path) -> None:
+    path = tmp_path / "blip.wav"
+    sf.write(path, np.full(50, 0.2), 16000)
+    _assert_clean_error(run_cli("animate", str(path), "-o", str(tmp_path / "o.csv")), "shorter than one frame")
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--fps", "0"], "--fps"), (["--fps", "abc"], "--fps"), (["--start", "5", "--end", "2"], "end_s"),
+     (["-o", "x.fbx"], "unknown output format"), (["--model", "/nowhere/model.json"], "model.json")],
+)  # fmt: skip
+def test_bad_parameters(tmp_path: Path, args: list[str], fragment: str) -> None:
+    full = ["animate", str(SAMPLE), *args]
+    if "-o" not in args:
+        full += ["-o", str(tmp_path / "o.json")]
+    _assert_clean_error(run_cli(*full, cwd=tmp_path), fragment)
+
+
+def test_existing_output_is_not_overwritten(tmp_path: Path) -> None:
+    out = tmp_path / "artist.json"
+    out.write_text("the artist's own file")
+    _assert_clean_error(run_cli("animate", str(SAMPLE), "-o", str(out)), "--overwrite")
+    assert out.read_text() == "the artist's own file"
+
+
+def test_transcript_with_several_clips_is_refused(tmp_path: Path) -> None:
+    _assert_clean_error(
+        run_cli("animate", str(SAMPLE), str(SAMPLE), "--transcript", "hi", "-o", str(tmp_path)),
+        "one clip",
+    )
+
+
+def test_info_on_missing_model(tmp_path: Path) -> None:
+    _assert_clean_error(run_cli("info", str(tmp_path)), "model.json")
+
+
+def test_version_and_help() -> None:
+    assert run_cli("--version").stdout.startswith("a2x ")
+    assert "animate" in run_cli("--help").stdout
