@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -71,14 +72,16 @@ def _build_parser() -> argparse.ArgumentParser:
 
 
 class _ProgressBar:
-    """A tqdm bar on stderr that only appears for work longer than a second."""
+    """A tqdm bar on stderr that only appears for work longer than a second
+    (``A2X_PROGRESS_DELAY`` changes that delay)."""
 
     def __init__(self, enabled: bool) -> None:
         self._bar = None
         if enabled:
             from tqdm import tqdm
 
-            self._bar = tqdm(total=1000, delay=1.0, file=sys.stderr, unit="‰", leave=False,
+            delay = float(os.environ.get("A2X_PROGRESS_DELAY", "1.0"))
+            self._bar = tqdm(total=1000, delay=delay, file=sys.stderr, unit="‰", leave=False,
                              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
 
     def __call__(self, progress: Any) -> None:

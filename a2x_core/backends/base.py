@@ -1,0 +1,136 @@
+"""The inference-engine seam: what every backend (ONNX Runtime now; TensorRT and PyTorch-CUDA
+later) provides, and the expected tensors of an Audio2Face-3D regression network.
+
+An engine is created for one network file with the tensors the model expects; it checks its own
+bindings against them (names, ranks, fixed extents, dtypes), as the SDK checks a TensorRT engine's
+bindings (spec §1.2, §2), and then maps named float32 inputs to named outputs for a batch.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EngineError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One named tensor: ``shape`` uses None for a dynamic extent (the batch)."""
+
+    name: str
+    shape: tuple[int | None, ...]
+    dtype: str = "float32"
+
+    def describe(self) -> str:
+        dims = ", ".join("B" if d is None else str(d) for d in self.shape)
+        return f"{self.name} [{dims}] {self.dtype}"
+
+
+def regression_io(
+    buffer_len: int, emotion_size: int, result_size: int
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and output of a regression network (spec §2, A.2.1), from ``network_info.json``:
+    ``input`` [B, 1, buffer_len], ``emotion`` [B, 1, 16 + E], ``result`` [B, 1, S + T + 19]."""
+    inputs = (
+        TensorSpec("emotion", (None, 1, emotion_size)),
+        TensorSpec("input", (None, 1, buffer_len)),
+    )
+    outputs = (TensorSpec("result", (None, 1, result_size)),)
+    return inputs, outputs
+
+
+def check_bindings(
+    found: Sequence[TensorSpec], expected: Sequence[TensorSpec], role: str, path: Path
+) -> None:
+    """Raise :class:`EngineError` unless ``found`` matches ``expected`` by name (sorted, as the
+    SDK sorts bindings), rank, fixed extents and dtype. A dynamic extent matches anything."""
+    have = {t.name: t for t in found}
+    want = {t.name: t for t in expected}
+    if sorted(have) != sorted(want):
+        raise EngineError(
+            f"network {role}s are {sorted(have)}, expected {sorted(want)}",
+            path=path,
+            hint="this file is not an Audio2Face-3D regression network; download the folder again",
+        )
+    for name, spec in want.items():
+        got = have[name]
+        same_rank = len(got.shape) == len(spec.shape)
+        dims_ok = same_rank and all(
+            w is None or g is None or w == g for w, g in zip(spec.shape, got.shape, strict=True)
+        )
+        if not dims_ok or got.dtype != spec.dtype:
+            raise EngineError(
+                f"network {role} {got.describe()} does not match network_info.json: expected "
+                f"{spec.describe()}",
+                path=path,
+                hint="network.onnx and network_info.json come from different models",
+            )
+
+
+class InferenceEngine(ABC):
+    """A loaded network that runs batches.
+
+    Attributes:
+        name: backend name ("onnxruntime", "tensorrt", ...).
+        path: the network file it runs.
+        inputs, outputs: the tensors it was checked against.
+        max_batch: the largest batch one :meth:`run` accepts (None = unlimited); callers split.
+    """
+
+    name: str = ""
+    path: Path
+    inputs: tuple[TensorSpec, ...] = ()
+    outputs: tuple[TensorSpec, ...] = ()
+    max_batch: int | None = None
+
+    @abstractmethod
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run one batch: float32 arrays by input name -> float32 arrays by output name."""
+
+    def close(self) -> None:
+        """Release the engine's resources (sessions, device memory); default: nothing to do."""
+        return None
+
+    def describe(self) -> dict[str, object]:
+        """Facts for ``a2x info``."""
+        return {
+            "backend": self.name,
+            "network": str(self.path),
+            "inputs": [t.describe() for t in self.inputs],
+            "outputs": [t.describe() for t in self.outputs],
+            "max_batch": self.max_batch,
+        }
+
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> int:
+        """The batch size of ``feeds``, after checking names, shapes and dtypes."""
+        batch = None
+        for spec in self.inputs:
+            if spec.name not in feeds:
+                raise EngineError(f"input {spec.name!r} was not given", path=self.path)
+            array = feeds[spec.name]
+            if (
+                array.dtype != np.float32
+                or array.ndim != len(spec.shape)
+                or any(
+                    w is not None and w != g for w, g in zip(spec.shape, array.shape, strict=True)
+                )
+            ):
+                raise EngineError(
+                    f"input {spec.name} got {array.dtype} {list(array.shape)}, expected "
+                    f"{spec.describe()}",
+                    path=self.path,
+                )
+            if batch is None:
+                batch = array.shape[0]
+            elif array.shape[0] != batch:
+                raise EngineError("inputs disagree on the batch size", path=self.path)
+        if self.max_batch is not None and batch is not None and batch > self.max_batch:
+            raise EngineError(
+                f"batch {batch} exceeds the engine's maximum {self.max_batch}", path=self.path
+            )
+        return int(batch or 0)

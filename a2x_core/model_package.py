@@ -1,0 +1,736 @@
+"""Audio2Face-3D regression model folders: loading and strict validation.
+
+A folder as published on Hugging Face (SDK spec §1.3, §1.5) holds ``model.json``,
+``network_info.json``, ``model_config.json``, ``model_data.npz``, ``implicit_emo_db.npz``,
+``bs_skin.npz`` + ``bs_skin_config.json``, ``bs_tongue.npz`` + ``bs_tongue_config.json``,
+``network.onnx`` and ``trt_info.json``. Every check names the file, the key or array, and what
+was expected versus found, so that a damaged download is diagnosed in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .errors import ModelError, ModelPackageError, ParameterError
+
+log = logging.getLogger("a2x_core")
+
+_REDOWNLOAD = "download the model folder again (e.g. nvidia/Audio2Face-3D-v2.3-Mark)"
+
+#: ``model_config.json`` keys the SDK reads (spec §1.3) with the range its setters enforce
+#: (spec §4, ``include/audio2face/internal/animator.h``): out-of-range or NaN values are
+#: rejected, never clamped. ``None`` = no bound (``input_strength`` has no validator).
+ANIMATOR_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "input_strength": (None, None),
+    "lower_face_smoothing": (0.0, 0.1),
+    "upper_face_smoothing": (0.0, 0.1),
+    "lower_face_strength": (0.0, 2.0),
+    "upper_face_strength": (0.0, 2.0),
+    "face_mask_level": (0.0, 1.0),
+    "face_mask_softness": (0.001, 0.5),
+    "skin_strength": (0.0, 2.0),
+    "blink_strength": (0.0, 2.0),
+    "eyelid_open_offset": (-1.0, 1.0),
+    "lip_open_offset": (-0.2, 0.2),
+    "tongue_strength": (0.0, 3.0),
+    "tongue_height_offset": (-3.0, 3.0),
+    "tongue_depth_offset": (-3.0, 3.0),
+    "lower_teeth_strength": (0.0, 2.0),
+    "lower_teeth_height_offset": (-3.0, 3.0),
+    "lower_teeth_depth_offset": (-3.0, 3.0),
+    "eyeballs_strength": (0.0, 2.0),
+    "saccade_strength": (0.0, 2.0),
+    "right_eye_rot_x_offset": (-10.0, 10.0),
+    "right_eye_rot_y_offset": (-10.0, 10.0),
+    "left_eye_rot_x_offset": (-10.0, 10.0),
+    "left_eye_rot_y_offset": (-10.0, 10.0),
+    "eye_saccade_seed": (0.0, 4999.0),
+}
+
+#: ``bs_*_config.json`` ``blendshape_params`` scalars (spec §1.5) with the solver's validator
+#: minimum (``internal/blendshape_solver_base.h``); ``templateBBSize`` is optional (54.7).
+SOLVER_RANGES: dict[str, tuple[float, float | None]] = {
+    "strengthL1regularization": (0.0, None),
+    "strengthL2regularization": (0.0, None),
+    "strengthTemporalSmoothing": (0.0, None),
+    "strengthSymmetry": (0.0, None),
+    "templateBBSize": (1.0, None),
+}
+DEFAULT_TEMPLATE_BB_SIZE = 54.7
+
+#: Per-pose arrays of ``blendshape_params``: name -> element kind.
+SOLVER_ARRAYS: dict[str, str] = {
+    "bsSolveActivePoses": "int",
+    "bsSolveCancelPoses": "int",
+    "bsSolveSymmetryPoses": "int",
+    "bsWeightMultipliers": "float",
+    "bsWeightOffsets": "float",
+}
+
+#: The 8 arrays of a regression ``model_data.npz`` (spec §1.3): name -> shape in terms of
+#: S/T (PCA shapes skin/tongue) and V/VT (vertices skin/tongue).
+MODEL_DATA_ARRAYS: dict[str, tuple[str, ...]] = {
+    "shapes_matrix_skin": ("S", "V", "3"),
+    "shapes_mean_skin": ("V", "3"),
+    "lip_open_pose_delta": ("V", "3"),
+    "eye_close_pose_delta": ("V", "3"),
+    "shapes_matrix_tongue": ("T", "VT", "3"),
+    "shapes_mean_tongue": ("VT", "3"),
+    "neutral_jaw": ("5", "3"),
+    "saccade_rot_matrix": ("N", "2"),
+}
+
+
+# ----------------------------------------------------------------------------- value types
+
+
+@dataclass(frozen=True)
+class NetworkInfo:
+    """``network_info.json`` of a regression network (spec §1.3)."""
+
+    actor: str
+    version: str
+    explicit_emotions: tuple[str, ...]
+    default_emotion: np.ndarray  # float32 [E]
+    implicit_emotion_len: int
+    num_shapes_skin: int
+    num_shapes_tongue: int
+    num_verts_skin: int
+    num_verts_tongue: int
+    result_jaw_size: int
+    result_eyes_size: int
+    buffer_len: int
+    buffer_ofs: int
+    samplerate: int
+
+    @property
+    def emotion_size(self) -> int:
+        return self.implicit_emotion_len + len(self.explicit_emotions)
+
+    @property
+    def result_size(self) -> int:
+        """``S + T + jaw + eyes`` (301 for Mark), the network's ``result`` width."""
+        return (
+            self.num_shapes_skin + self.num_shapes_tongue + self.result_jaw_size
+            + self.result_eyes_size
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ModelData:
+    """``model_data.npz``: PCA bases and neutrals, corrective deltas, jaw and saccade data."""
+
+    shapes_matrix_skin: np.ndarray  # [S, V, 3]
+    shapes_mean_skin: np.ndarray  # [V, 3], the skin neutral
+    lip_open_pose_delta: np.ndarray  # [V, 3]
+    eye_close_pose_delta: np.ndarray  # [V, 3]
+    shapes_matrix_tongue: np.ndarray  # [T, VT, 3]
+    shapes_mean_tongue: np.ndarray  # [VT, 3], the tongue neutral
+    neutral_jaw: np.ndarray  # [5, 3]
+    saccade_rot_matrix: np.ndarray  # [N, 2], 30 fps
+
+
+@dataclass(frozen=True)
+class EmotionDatabase:
+    """``implicit_emo_db.npz``: one 16-d implicit emotion per training frame, grouped by shot."""
+
+    emo_db: np.ndarray  # float32 [frames, implicit_len]
+    shots: dict[str, tuple[int, int]]  # name -> (start, size)
+    path: Path
+
+    def row(self, shot: str, frame: int, *, config_path: Path | None = None) -> np.ndarray:
+        """The implicit emotion of ``(shot, frame)`` (SDK ``EmotionDatabase::GetEmotion``).
+
+        Raises:
+            ModelPackageError naming ``config_path`` when given (a bad model_config.json), else
+            ParameterError (a bad override): unknown shot, or frame outside the shot.
+        """
+        error = ParameterError if config_path is None else ModelPackageError
+        where = {} if config_path is None else {"path": config_path}
+        if shot not in self.shots:
+            names = ", ".join(sorted(self.shots)[:20])
+            raise error(
+                f"source_shot {shot!r} is not in the emotion database",
+                hint=f"use one of: {names}{' ...' if len(self.shots) > 20 else ''}",
+                **where,
+            )
+        start, size = self.shots[shot]
+        if not 0 <= frame < size:
+            raise error(
+                f"source_frame {frame} is outside shot {shot!r}", hint=f"use 0..{size - 1}", **where
+            )
+        return self.emo_db[start + frame].copy()
+
+
+@dataclass(frozen=True)
+class BlendshapeConfig:
+    """``bs_*_config.json`` ``blendshape_params`` (spec §1.5); arrays have one entry per pose."""
+
+    l1: float
+    l2: float
+    temporal: float
+    symmetry: float
+    template_bb_size: float
+    active: np.ndarray  # int32 [P], 0/1
+    cancel: np.ndarray  # int32 [P], pair id or -1
+    symmetry_ids: np.ndarray  # int32 [P], pair id or -1
+    multipliers: np.ndarray  # float32 [P]
+    offsets: np.ndarray  # float32 [P]
+
+
+@dataclass(frozen=True)
+class BlendshapeData:
+    """``bs_*.npz``: neutral (absolute), one delta per pose, optional solver vertex mask."""
+
+    pose_names: tuple[str, ...]  # without "neutral"
+    neutral: np.ndarray  # float32 [3V] xyz-interleaved
+    deltas: np.ndarray  # float32 [P, 3V]
+    frontal_mask: np.ndarray | None  # int32 vertex indices, or None
+
+
+@dataclass(frozen=True)
+class BlendshapeSet:
+    """One solver's files (skin or tongue)."""
+
+    config: BlendshapeConfig
+    data: BlendshapeData
+    config_path: Path
+    data_path: Path
+
+
+@dataclass(frozen=True)
+class RegressionPackage:
+    """A validated regression model folder."""
+
+    model_json: Path
+    network_info: NetworkInfo
+    network_info_path: Path
+    onnx_path: Path
+    trt_path: Path
+    trt_info: dict[str, Any]
+    config: dict[str, Any]  # model_config.json "config" (validated)
+    config_path: Path
+    model_data: ModelData
+    model_data_path: Path
+    emotion_db: EmotionDatabase
+    skin: BlendshapeSet
+    tongue: BlendshapeSet
+
+    @property
+    def folder(self) -> Path:
+        return self.model_json.parent
+
+
+# ----------------------------------------------------------------------------- small helpers
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ModelPackageError("missing", path=path, hint=_REDOWNLOAD)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelPackageError(
+            f"is not valid JSON ({error})", path=path, hint=_REDOWNLOAD
+        ) from None
+    if not isinstance(data, dict):
+        raise ModelPackageError("must hold a JSON object", path=path, hint=_REDOWNLOAD)
+    return data
+
+
+def _key(data: Mapping[str, Any], dotted: str, path: Path, kind: type | tuple[type, ...]) -> Any:
+    """``data["a"]["b"]`` for ``"a.b"``, checked to exist and to be of ``kind``."""
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, Mapping) or part not in node:
+            raise ModelPackageError(f"key {dotted!r} is missing", path=path, hint=_REDOWNLOAD)
+        node = node[part]
+    # bool is an int subclass in Python; JSON true/false is never a valid number here
+    if isinstance(node, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise ModelPackageError(f"key {dotted!r} is a boolean", path=path, hint=_REDOWNLOAD)
+    if not isinstance(node, kind):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise ModelPackageError(
+            f"key {dotted!r} must be {names}, found {type(node).__name__} {node!r}",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    return node
+
+
+def _count(data: Mapping[str, Any], dotted: str, path: Path) -> int:
+    value = _key(data, dotted, path, int)
+    if value <= 0:
+        raise ModelPackageError(f"key {dotted!r} must be > 0, found {value}", path=path)
+    return int(value)
+
+
+def _resolve(folder: Path, value: str) -> Path:
+    """Relative paths resolve against the model.json folder; absolute paths stay (spec §1.3)."""
+    path = Path(value)
+    return path if path.is_absolute() else folder / path
+
+
+def check_range(name: str, value: Any, low: float | None, high: float | None) -> str | None:
+    """Why ``value`` is rejected by an SDK range validator, or None if it is accepted.
+
+    The SDK compares float32 values (``Validator<float>::check``), NaN first.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return f"{name} must be a number, found {value!r}"
+    v = np.float32(value)
+    if math.isnan(float(value)) or np.isnan(v):
+        return f"{name} is NaN"
+    if not np.isfinite(v):
+        return f"{name}={value} is not finite"
+    if low is not None and v < np.float32(low):
+        return f"{name}={value} is below its minimum {low}"
+    if high is not None and v > np.float32(high):
+        return f"{name}={value} is above its maximum {high}"
+    return None
+
+
+def range_text(low: float | None, high: float | None) -> str:
+    if low is None and high is None:
+        return "any finite number"
+    if high is None:
+        return f">= {low}"
+    return f"[{low}, {high}]"
+
+
+def check_pairs(ids: np.ndarray) -> str | None:
+    """Pair groups need exactly two members (SDK ``ValidatePairs``); why not, or None."""
+    values, counts = np.unique(ids[ids != -1], return_counts=True)
+    bad = [(int(v), int(c)) for v, c in zip(values, counts, strict=True) if c != 2]
+    if bad:
+        text = ", ".join(f"id {v} has {c}" for v, c in bad[:5])
+        return f"pair ids need exactly 2 poses each ({text})"
+    return None
+
+
+def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise ModelPackageError("missing", path=path, hint=_REDOWNLOAD)
+    if path.suffix != ".npz":  # the SDK checks the extension (spec §1.5)
+        raise ModelPackageError("must be a .npz file", path=path, hint="name it *.npz")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {name: npz[name] for name in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        raise ModelPackageError(
+            f"is not a readable .npz ({error})", path=path, hint=_REDOWNLOAD
+        ) from None
+
+
+def _array(
+    arrays: Mapping[str, np.ndarray],
+    name: str,
+    path: Path,
+    dtype: type,
+    shape: tuple[int | None, ...] | None = None,
+) -> np.ndarray:
+    """``arrays[name]`` with an exact dtype (the SDK reinterprets raw bytes, spec §8.13) and
+    shape (None = any extent)."""
+    if name not in arrays:
+        raise ModelPackageError(f"array {name!r} is missing", path=path, hint=_REDOWNLOAD)
+    array = arrays[name]
+    if array.dtype != np.dtype(dtype):
+        raise ModelPackageError(
+            f"array {name!r} has dtype {array.dtype}, expected {np.dtype(dtype)}",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    if shape is not None:
+        ok = len(shape) == array.ndim and all(
+            want is None or want == got for want, got in zip(shape, array.shape, strict=False)
+        )
+        if not ok:
+            want_text = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+            raise ModelPackageError(
+                f"array {name!r} has shape {list(array.shape)}, expected {want_text}",
+                path=path,
+                hint=_REDOWNLOAD,
+            )
+    return array
+
+
+def _finite(array: np.ndarray, name: str, path: Path) -> None:
+    if not np.all(np.isfinite(array)):
+        raise ModelPackageError(f"array {name!r} contains NaN or infinite values", path=path)
+
+
+def _strings(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> tuple[str, ...]:
+    """A fixed-width bytes ('S') array as str (NUL-trimmed, spec §1.7); 'U' is accepted too."""
+    if name not in arrays:
+        raise ModelPackageError(f"array {name!r} is missing", path=path, hint=_REDOWNLOAD)
+    array = arrays[name]
+    if array.dtype.kind not in "SU" or array.ndim != 1:
+        raise ModelPackageError(
+            f"array {name!r} must be a 1-D string array ('S'), found {array.dtype} "
+            f"{list(array.shape)}",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    if array.dtype.kind == "S":
+        return tuple(item.decode("utf-8") for item in array.tolist())
+    return tuple(str(item) for item in array.tolist())
+
+
+# ----------------------------------------------------------------------------- per-file loaders
+
+
+def read_network_info(path: Path) -> NetworkInfo:
+    """Parse and validate ``network_info.json`` (SDK ``parse_helper.cpp`` regression branch)."""
+    data = _read_json(path)
+    kind = _key(data, "id.type", path, str)
+    output = _key(data, "id.output", path, str)
+    if kind != "regression" or output != "geometry":
+        raise ModelPackageError(
+            f"id.type/id.output are {kind!r}/{output!r}, expected 'regression'/'geometry'",
+            path=path,
+            hint="this loader runs Audio2Face-3D v2.x regression models",
+        )
+    emotions = _key(data, "params.explicit_emotions", path, list)
+    default = _key(data, "params.default_emotion", path, list)
+    if not all(isinstance(e, str) for e in emotions) or not emotions:
+        raise ModelPackageError("params.explicit_emotions must be a list of names", path=path)
+    if len(default) != len(emotions):
+        raise ModelPackageError(
+            f"params.default_emotion has {len(default)} values, expected {len(emotions)} "
+            "(one per explicit emotion)",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in default):
+        raise ModelPackageError("params.default_emotion must hold numbers", path=path)
+    default_arr = np.asarray(default, dtype=np.float32)
+    _finite(default_arr, "params.default_emotion", path)
+    info = NetworkInfo(
+        actor=_key(data, "id.actor", path, str),
+        version=str(data.get("id", {}).get("version", "")),
+        explicit_emotions=tuple(emotions),
+        default_emotion=default_arr,
+        implicit_emotion_len=_count(data, "params.implicit_emotion_len", path),
+        num_shapes_skin=_count(data, "params.num_shapes_skin", path),
+        num_shapes_tongue=_count(data, "params.num_shapes_tongue", path),
+        num_verts_skin=_count(data, "params.num_verts_skin", path),
+        num_verts_tongue=_count(data, "params.num_verts_tongue", path),
+        result_jaw_size=_count(data, "params.result_jaw_size", path),
+        result_eyes_size=_count(data, "params.result_eyes_size", path),
+        buffer_len=_count(data, "audio_params.buffer_len", path),
+        buffer_ofs=_key(data, "audio_params.buffer_ofs", path, int),
+        samplerate=_count(data, "audio_params.samplerate", path),
+    )
+    if info.samplerate != 16000:
+        raise ModelPackageError(
+            f"audio_params.samplerate is {info.samplerate}, expected 16000", path=path
+        )
+    if not 0 <= info.buffer_ofs <= info.buffer_len:
+        raise ModelPackageError(
+            f"audio_params.buffer_ofs {info.buffer_ofs} is outside "
+            f"[0, buffer_len {info.buffer_len}]",
+            path=path,
+        )
+    # The post-processing reads 5 jaw keypoints and 2x2 eye angles (spec §4 steps 6-7).
+    if info.result_jaw_size != 15 or info.result_eyes_size != 4:
+        raise ModelPackageError(
+            f"params.result_jaw_size/result_eyes_size are {info.result_jaw_size}/"
+            f"{info.result_eyes_size}, expected 15/4",
+            path=path,
+        )
+    return info
+
+
+def validate_animator_config(
+    config: Mapping[str, Any], path: Path | None = None, *, error: type = ModelPackageError
+) -> dict[str, Any]:
+    """Check every ``model_config.json`` key against :data:`ANIMATOR_RANGES`; returns a copy."""
+    where = {"path": path} if path is not None else {}
+    prefix = "config." if path is not None else ""
+    out: dict[str, Any] = {}
+    for name, (low, high) in ANIMATOR_RANGES.items():
+        if name not in config:
+            raise error(f"key {prefix + name!r} is missing", hint=_REDOWNLOAD, **where)
+        why = check_range(prefix + name, config[name], low, high)
+        if why:
+            raise error(why, hint=f"use a value in {range_text(low, high)}", **where)
+        out[name] = float(config[name]) if name != "eye_saccade_seed" else config[name]
+    shot, frame = config.get("source_shot"), config.get("source_frame")
+    if not isinstance(shot, str):
+        raise error(f"key {prefix}source_shot must be a string, found {shot!r}", **where)
+    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+        raise error(f"key {prefix}source_frame must be an integer >= 0, found {frame!r}", **where)
+    out["source_shot"], out["source_frame"] = shot, int(frame)
+    return out
+
+
+def read_model_config(path: Path) -> dict[str, Any]:
+    """``model_config.json`` ``config`` object, range-checked (spec §1.3, §4)."""
+    data = _read_json(path)
+    config = _key(data, "config", path, dict)
+    return validate_animator_config(config, path)
+
+
+def read_model_data(path: Path, info: NetworkInfo) -> ModelData:
+    """``model_data.npz`` with exact float32 dtypes and shapes from ``network_info.json``."""
+    arrays = _load_npz(path)
+    sizes = {
+        "S": info.num_shapes_skin, "T": info.num_shapes_tongue, "V": info.num_verts_skin,
+        "VT": info.num_verts_tongue, "5": 5, "3": 3, "2": 2, "N": None,
+    }  # fmt: skip
+    loaded = {}
+    for name, dims in MODEL_DATA_ARRAYS.items():
+        array = _array(arrays, name, path, np.float32, tuple(sizes[d] for d in dims))
+        _finite(array, name, path)
+        loaded[name] = array
+    if loaded["saccade_rot_matrix"].shape[0] < 1:
+        raise ModelPackageError("array 'saccade_rot_matrix' has no rows", path=path)
+    extra = sorted(set(arrays) - set(MODEL_DATA_ARRAYS))
+    if extra:  # TF's network_data.npz carries neutral_skin etc.; the SDK never reads them
+        log.info("%s: ignoring arrays the SDK does not read: %s", path, ", ".join(extra))
+    return ModelData(**loaded)
+
+
+def read_emotion_database(path: Path, info: NetworkInfo) -> EmotionDatabase:
+    """``implicit_emo_db.npz`` (SDK ``EmotionDatabase::InitFromNpz``)."""
+    arrays = _load_npz(path)
+    emo_db = _array(arrays, "emo_db", path, np.float32, (None, info.implicit_emotion_len))
+    _finite(emo_db, "emo_db", path)
+    names = _strings(arrays, "emo_spec_names", path)
+    starts = _array(arrays, "emo_spec_start", path, np.int32, (len(names),))
+    sizes = _array(arrays, "emo_spec_size", path, np.int32, (len(names),))
+    shots: dict[str, tuple[int, int]] = {}
+    for name, start, size in zip(names, starts.tolist(), sizes.tolist(), strict=True):
+        if start < 0 or size < 0 or start + size > emo_db.shape[0]:
+            raise ModelPackageError(
+                f"shot {name!r} covers rows {start}..{start + size - 1}, outside emo_db "
+                f"({emo_db.shape[0]} rows)",
+                path=path,
+            )
+        shots[name] = (int(start), int(size))
+    return EmotionDatabase(emo_db, shots, path)
+
+
+def read_blendshape_config(path: Path, num_poses: int) -> BlendshapeConfig:
+    """``bs_*_config.json`` (SDK ``BlendshapeSolverConfigOwner::Init`` plus the setters' checks)."""
+    data = _read_json(path)
+    params = _key(data, "blendshape_params", path, dict)
+    scalars: dict[str, float] = {}
+    for name, (low, high) in SOLVER_RANGES.items():
+        if name == "templateBBSize" and name not in params:
+            scalars[name] = DEFAULT_TEMPLATE_BB_SIZE
+            continue
+        if name not in params:
+            raise ModelPackageError(f"key 'blendshape_params.{name}' is missing", path=path)
+        why = check_range(f"blendshape_params.{name}", params[name], low, high)
+        if why:
+            raise ModelPackageError(why, path=path, hint=f"use a value {range_text(low, high)}")
+        scalars[name] = float(params[name])
+    declared = _key(params, "numPoses", path, int)
+    if declared != num_poses:
+        raise ModelPackageError(
+            f"blendshape_params.numPoses is {declared}, but the .npz has {num_poses} poses "
+            "besides neutral",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    arrays = {}
+    for name, kind in SOLVER_ARRAYS.items():
+        arrays[name] = solver_array(params.get(name), name, num_poses, kind, path=path)
+    check_solver_arrays(arrays, path=path)
+    return BlendshapeConfig(
+        l1=scalars["strengthL1regularization"],
+        l2=scalars["strengthL2regularization"],
+        temporal=scalars["strengthTemporalSmoothing"],
+        symmetry=scalars["strengthSymmetry"],
+        template_bb_size=scalars["templateBBSize"],
+        active=arrays["bsSolveActivePoses"],
+        cancel=arrays["bsSolveCancelPoses"],
+        symmetry_ids=arrays["bsSolveSymmetryPoses"],
+        multipliers=arrays["bsWeightMultipliers"],
+        offsets=arrays["bsWeightOffsets"],
+    )
+
+
+def solver_array(
+    values: Any, name: str, num_poses: int, kind: str, *, path: Path | None = None
+) -> np.ndarray:
+    """One per-pose array, checked for length and element type."""
+    error = ModelPackageError if path is not None else ParameterError
+    where = {"path": path} if path is not None else {}
+    label = f"blendshape_params.{name}" if path is not None else name
+    if not isinstance(values, list | tuple | np.ndarray):
+        raise error(f"{label} must be a list of {num_poses} values, found {values!r}", **where)
+    if len(values) != num_poses:
+        raise error(f"{label} has {len(values)} values, expected {num_poses} (numPoses)", **where)
+    items = list(values)
+    if kind == "int":
+        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in items):
+            raise error(f"{label} must hold integers", **where)
+        return np.asarray(items, dtype=np.int32)
+    if not all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in items):
+        raise error(f"{label} must hold numbers", **where)
+    array = np.asarray(items, dtype=np.float32)
+    if not np.all(np.isfinite(array)):
+        raise error(f"{label} contains NaN or infinite values", **where)
+    return array
+
+
+def check_solver_arrays(arrays: Mapping[str, np.ndarray], *, path: Path | None = None) -> None:
+    """At least one active pose; cancel and symmetry ids form pairs (SDK setters, spec §8.14)."""
+    error = ModelPackageError if path is not None else ParameterError
+    where = {"path": path} if path is not None else {}
+    if not np.any(arrays["bsSolveActivePoses"] != 0):
+        raise error("bsSolveActivePoses: at least one pose must be active", **where)
+    for name in ("bsSolveCancelPoses", "bsSolveSymmetryPoses"):
+        why = check_pairs(arrays[name])
+        if why:
+            raise error(
+                f"{name}: {why}", hint="give each id to exactly two poses, -1 to none", **where
+            )
+
+
+def read_blendshape_data(path: Path) -> BlendshapeData:
+    """``bs_*.npz`` (SDK ``BlendshapeSolverDataOwner::Init``)."""
+    arrays = _load_npz(path)
+    names = _strings(arrays, "poseNames", path)
+    if not names:
+        raise ModelPackageError("array 'poseNames' is empty", path=path, hint=_REDOWNLOAD)
+    if names[0] != "neutral":
+        raise ModelPackageError(
+            f"poseNames[0] is {names[0]!r}, expected 'neutral'", path=path, hint=_REDOWNLOAD
+        )
+    if len(set(names)) != len(names):
+        raise ModelPackageError("poseNames contains duplicates", path=path, hint=_REDOWNLOAD)
+    neutral = _array(arrays, "neutral", path, np.float32)
+    if neutral.size == 0 or neutral.size % 3:
+        raise ModelPackageError(
+            f"array 'neutral' has {neutral.size} values, expected a non-empty multiple of 3 (xyz)",
+            path=path,
+        )
+    _finite(neutral, "neutral", path)
+    deltas = np.empty((len(names) - 1, neutral.size), dtype=np.float32)
+    for i, name in enumerate(names[1:]):
+        delta = _array(arrays, name, path, np.float32)
+        if delta.size != neutral.size:  # "each the same byte size as neutral"
+            raise ModelPackageError(
+                f"array {name!r} has {delta.size} values, expected {neutral.size} (as 'neutral')",
+                path=path,
+            )
+        _finite(delta, name, path)
+        deltas[i] = delta.reshape(-1)
+    mask = None
+    if "frontalMask" in arrays:
+        mask = _array(arrays, "frontalMask", path, np.int32)
+        mask = mask.reshape(-1)
+        num_verts = neutral.size // 3
+        if mask.size == 0 or mask.min() < 0 or mask.max() >= num_verts:
+            raise ModelPackageError(
+                f"array 'frontalMask' must hold vertex indices in [0, {num_verts - 1}]", path=path
+            )
+    return BlendshapeData(tuple(names[1:]), neutral.reshape(-1), deltas, mask)
+
+
+def _blendshape_set(model_json: Path, data: Mapping[str, Any], part: str) -> BlendshapeSet:
+    config_rel = _key(data, f"blendshapePaths.{part}.config", model_json, str)
+    data_rel = _key(data, f"blendshapePaths.{part}.data", model_json, str)
+    config_path = _resolve(model_json.parent, config_rel)
+    data_path = _resolve(model_json.parent, data_rel)
+    bs_data = read_blendshape_data(data_path)
+    bs_config = read_blendshape_config(config_path, len(bs_data.pose_names))
+    return BlendshapeSet(bs_config, bs_data, config_path, data_path)
+
+
+def onnx_beside(network_path: Path) -> Path:
+    """``network.trt`` exists only after a TensorRT build; every other engine runs the
+    ``network.onnx`` beside it (spec §1.1, A.2.3)."""
+    if network_path.suffix == ".onnx":
+        return network_path
+    return network_path.with_name("network.onnx") if network_path.suffix == ".trt" else network_path
+
+
+def load_regression_package(model_json: str | Path) -> RegressionPackage:
+    """Read and validate a whole regression model folder.
+
+    Raises:
+        ModelError: model.json unreadable or not a regression model.
+        ModelPackageError: a file is missing or has the wrong keys, shapes, dtypes or values.
+    """
+    model_json = Path(model_json)
+    data = _read_json(model_json)
+    folder = model_json.parent
+    paths = {
+        key: _resolve(folder, _key(data, key, model_json, str))
+        for key in (
+            "networkInfoPath", "networkPath", "emotionDatabasePath", "modelConfigPath",
+            "modelDataPath",
+        )
+    }  # fmt: skip
+    if (
+        "blendshapePaths" not in data
+        or not isinstance(data["blendshapePaths"], dict)
+        or not all(part in data["blendshapePaths"] for part in ("skin", "tongue"))
+    ):
+        raise ModelError(
+            "has no blendshapePaths.skin/tongue entries; a2x needs the blendshape files to output "
+            "ARKit weights",
+            path=model_json,
+            hint="use the full Hugging Face folder, which ships bs_skin/bs_tongue files",
+        )
+    info = read_network_info(paths["networkInfoPath"])
+    trt_path = paths["networkPath"]
+    onnx_path = onnx_beside(trt_path)
+    if not onnx_path.is_file():
+        raise ModelPackageError(
+            f"missing (model.json names {trt_path.name}; engines other than TensorRT run the "
+            "network.onnx beside it)",
+            path=onnx_path,
+            hint=_REDOWNLOAD,
+        )
+    trt_info_path = folder / "trt_info.json"
+    trt_info = _read_json(trt_info_path)
+    _key(trt_info, "trt_build_param", trt_info_path, dict)
+    config = read_model_config(paths["modelConfigPath"])
+    model_data = read_model_data(paths["modelDataPath"], info)
+    emotion_db = read_emotion_database(paths["emotionDatabasePath"], info)
+    # The SDK fetches the implicit row once at executor creation: a bad shot/frame fails loading.
+    emotion_db.row(
+        config["source_shot"], config["source_frame"], config_path=paths["modelConfigPath"]
+    )
+    skin = _blendshape_set(model_json, data, "skin")
+    tongue = _blendshape_set(model_json, data, "tongue")
+    for part, bs, verts in (
+        ("skin", skin, info.num_verts_skin),
+        ("tongue", tongue, info.num_verts_tongue),
+    ):
+        if bs.data.neutral.size != verts * 3:
+            raise ModelPackageError(
+                f"array 'neutral' has {bs.data.neutral.size // 3} vertices, but network_info.json "
+                f"params.num_verts_{part} is {verts}",
+                path=bs.data_path,
+                hint=_REDOWNLOAD,
+            )
+    return RegressionPackage(
+        model_json=model_json,
+        network_info=info,
+        network_info_path=paths["networkInfoPath"],
+        onnx_path=onnx_path,
+        trt_path=trt_path,
+        trt_info=trt_info,
+        config=config,
+        config_path=paths["modelConfigPath"],
+        model_data=model_data,
+        model_data_path=paths["modelDataPath"],
+        emotion_db=emotion_db,
+        skin=skin,
+        tongue=tongue,
+    )

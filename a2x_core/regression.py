@@ -1,0 +1,509 @@
+"""Audio2Face-3D v2.x regression models (Mark, Claire, James) on the CPU, as the SDK runs them.
+
+Per frame and track (SDK spec §4): audio window x ``input_strength`` and the 26-value emotion
+(implicit DB row + 10 explicit) -> network -> skin/tongue PCA decode -> skin post-process ->
+tongue offsets -> jaw Kabsch -> eyes + saccades -> blendshape solves (skin 52, tongue 16).
+
+The SDK runs one inference per frame with all tracks in the batch (spec §6). Here each network
+call holds a fixed number of consecutive frames of every track (padded with silent rows), so the
+rows a track gets do not depend on which other tracks share the batch; every stage after the
+network runs per track, in frame order, with its own state (filters, saccade clock, solver).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio
+from .backends import InferenceEngine, create_engine, regression_io
+from .blendshapes import BlendshapeSolver
+from .emotion import explicit_emotion_curve
+from .errors import ModelPackageError, ParameterError
+from .jobs import CancelToken, Progress, ProgressCallback
+from .model_package import (
+    ANIMATOR_RANGES,
+    SOLVER_ARRAYS,
+    SOLVER_RANGES,
+    BlendshapeConfig,
+    BlendshapeSet,
+    RegressionPackage,
+    check_range,
+    check_solver_arrays,
+    load_regression_package,
+    range_text,
+    solver_array,
+    validate_animator_config,
+)
+from .names import ARKIT_52, TONGUE_16, match_name
+from .options import InferenceOptions
+from .postprocess import (
+    EyesAnimator,
+    SkinAnimator,
+    frame_dt,
+    jaw_transforms,
+    pca_decode,
+    tongue_geometry,
+)
+from .result import AnimationResult
+from .windows import audio_windows, frame_plan
+
+log = logging.getLogger("a2x_core")
+
+#: Frames of one track per network call (see the module docstring).
+FRAMES_PER_CALL = 16
+
+#: Parameter names: model_config.json keys as they are; blendshape-config keys prefixed by the
+#: solver, e.g. ``skin.strengthL2regularization``; per-pose arrays as a full list, a
+#: ``{pose: value}`` dict, or one pose at a time: ``tongue.bsWeightMultipliers.tongueUp``.
+SOLVERS = ("skin", "tongue")
+
+_SOLVER_FIELDS = {
+    "strengthL1regularization": "l1",
+    "strengthL2regularization": "l2",
+    "strengthTemporalSmoothing": "temporal",
+    "strengthSymmetry": "symmetry",
+    "templateBBSize": "template_bb_size",
+    "bsSolveActivePoses": "active",
+    "bsSolveCancelPoses": "cancel",
+    "bsSolveSymmetryPoses": "symmetry_ids",
+    "bsWeightMultipliers": "multipliers",
+    "bsWeightOffsets": "offsets",
+}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Effective parameters of one run: model defaults merged with overrides, all validated."""
+
+    animator: dict[str, Any]
+    skin: BlendshapeConfig
+    tongue: BlendshapeConfig
+    implicit_emotion: np.ndarray  # float32 [16]
+
+    def to_dict(self, pose_names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
+        """JSON-ready effective values, in the override naming."""
+        out: dict[str, Any] = dict(self.animator)
+        for solver, config in (("skin", self.skin), ("tongue", self.tongue)):
+            for key, field in _SOLVER_FIELDS.items():
+                value = getattr(config, field)
+                out[f"{solver}.{key}"] = value.tolist() if isinstance(value, np.ndarray) else value
+            out[f"{solver}.poseNames"] = list(pose_names[solver])
+        return out
+
+
+def _pose_index(names: Sequence[str], wanted: Sequence[str], path: Path, what: str) -> np.ndarray:
+    """Column of every ``wanted`` name among ``names`` (exact, else case/separator-insensitive)."""
+    exact = {n: i for i, n in enumerate(names)}
+    loose = {}
+    for i, n in enumerate(names):
+        canon = match_name(n, wanted)
+        if canon is not None and canon not in loose:
+            loose[canon] = i
+    index, missing = [], []
+    for name in wanted:
+        i = exact.get(name, loose.get(name))
+        if i is None:
+            missing.append(name)
+        index.append(-1 if i is None else i)
+    if missing:
+        raise ModelPackageError(
+            f"poseNames lacks the {what} poses {', '.join(missing)}",
+            path=path,
+            hint=f"a2x outputs {what} weights by name; use a model whose poses include them",
+        )
+    return np.asarray(index, dtype=np.int64)
+
+
+class RegressionModel:
+    """An Audio2Face-3D regression model folder loaded for inference (``AnimationModel``)."""
+
+    kind = "regression"
+
+    def __init__(self, package: RegressionPackage, engine: InferenceEngine) -> None:
+        self.package = package
+        self.engine = engine
+        info = package.network_info
+        self.name = info.actor
+        self.version = info.version or "2.3"
+        self.emotion_names: tuple[str, ...] = info.explicit_emotions
+        self._skin_columns = _pose_index(
+            package.skin.data.pose_names, ARKIT_52, package.skin.data_path, "ARKit-52 skin"
+        )
+        self._tongue_columns = _pose_index(
+            package.tongue.data.pose_names, TONGUE_16, package.tongue.data_path, "tongue"
+        )
+        data = package.model_data
+        self._skin_basis = data.shapes_matrix_skin.reshape(info.num_shapes_skin, -1)
+        self._tongue_basis = data.shapes_matrix_tongue.reshape(info.num_shapes_tongue, -1)
+        mask = package.skin.data.frontal_mask
+        # xyz columns the skin solver reads; without --geometry only these are computed
+        self._mask_columns = (
+            None
+            if mask is None
+            else (mask.astype(np.int64)[:, None] * 3 + np.arange(3)).reshape(-1)
+        )
+        self._masked_basis: np.ndarray | None = None
+        #: Consecutive frames of each track per network call; 1 = the SDK's one inference per
+        #: frame. Results differ from 1 only by float32 rounding inside the engine's kernels.
+        self.frames_per_call = FRAMES_PER_CALL
+
+    @classmethod
+    def load(
+        cls, model_json: str | Path, *, backend: str = "auto", threads: int | None = None
+    ) -> RegressionModel:
+        """Load and validate a model folder and create its inference engine.
+
+        Raises:
+            ModelError, ModelPackageError: the folder is incomplete or inconsistent.
+            EngineError: the backend is unavailable or the network does not match.
+        """
+        package = load_regression_package(model_json)
+        info = package.network_info
+        inputs, outputs = regression_io(info.buffer_len, info.emotion_size, info.result_size)
+        engine = create_engine(backend, package.onnx_path, inputs, outputs, threads=threads)
+        return cls(package, engine)
+
+    # ------------------------------------------------------------------------- parameters
+
+    def parameter_ranges(self) -> dict[str, str]:
+        """Every overridable parameter name -> its accepted values (for ``a2x info``)."""
+        out = {name: range_text(*bounds) for name, bounds in ANIMATOR_RANGES.items()}
+        out["source_shot"] = (
+            f"one of {len(self.package.emotion_db.shots)} shots of implicit_emo_db.npz"
+        )
+        out["source_frame"] = "integer frame inside source_shot"
+        for solver in SOLVERS:
+            for key, bounds in SOLVER_RANGES.items():
+                out[f"{solver}.{key}"] = range_text(*bounds)
+            for key, kind in SOLVER_ARRAYS.items():
+                what = (
+                    "0/1"
+                    if key == "bsSolveActivePoses"
+                    else ("pair id or -1" if kind == "int" else "number")
+                )
+                out[f"{solver}.{key}"] = f"list (one {what} per pose) or {{pose: value}}"
+                out[f"{solver}.{key}.<pose>"] = what
+        return out
+
+    def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
+        """Model defaults merged with ``overrides`` and validated as the SDK's setters do.
+
+        Raises:
+            ParameterError: unknown name (listing the valid ones), bad type, out of range, NaN.
+        """
+        package = self.package
+        animator = dict(package.config)
+        solver_over: dict[str, dict[str, Any]] = {s: {} for s in SOLVERS}
+        for key, value in (overrides or {}).items():
+            if key in animator:
+                animator[key] = value
+                continue
+            solver, _, rest = key.partition(".")
+            field, _, pose = rest.partition(".")
+            if solver in SOLVERS and (
+                (field in SOLVER_RANGES and not pose) or field in SOLVER_ARRAYS
+            ):
+                solver_over[solver][rest] = value
+                continue
+            raise ParameterError(
+                f"unknown parameter {key!r}",
+                hint="valid parameters: " + ", ".join(self.parameter_ranges()),
+            )
+        animator = validate_animator_config(animator, error=ParameterError)
+        implicit = package.emotion_db.row(animator["source_shot"], animator["source_frame"])
+        skin = self._solver_config(package.skin, solver_over["skin"], "skin")
+        tongue = self._solver_config(package.tongue, solver_over["tongue"], "tongue")
+        return Settings(animator, skin, tongue, implicit)
+
+    @staticmethod
+    def _solver_config(bs: BlendshapeSet, over: Mapping[str, Any], solver: str) -> BlendshapeConfig:
+        config = bs.config
+        if not over:
+            return config
+        names = bs.data.pose_names
+        changes: dict[str, Any] = {}
+        arrays = {key: getattr(config, _SOLVER_FIELDS[key]).copy() for key in SOLVER_ARRAYS}
+        for rest, value in over.items():
+            field, _, pose = rest.partition(".")
+            label = f"{solver}.{rest}"
+            if field in SOLVER_RANGES:
+                why = check_range(label, value, *SOLVER_RANGES[field])
+                if why:
+                    raise ParameterError(
+                        why, hint=f"use a value {range_text(*SOLVER_RANGES[field])}"
+                    )
+                changes[_SOLVER_FIELDS[field]] = float(value)
+                continue
+            kind = SOLVER_ARRAYS[field]
+            updates = {pose: value} if pose else value
+            if isinstance(updates, Mapping):
+                for pose_name, item in updates.items():
+                    if pose_name not in names:
+                        raise ParameterError(
+                            f"{label}: unknown pose {pose_name!r}",
+                            hint=f"{solver} poses: {', '.join(names)}",
+                        )
+                    arrays[field][names.index(pose_name)] = solver_array(
+                        [item], f"{label}", 1, kind
+                    )[0]
+            else:
+                arrays[field] = solver_array(value, label, len(names), kind)
+        check_solver_arrays({f"{k}": v for k, v in arrays.items()})
+        for key, array in arrays.items():
+            changes[_SOLVER_FIELDS[key]] = array
+        return replace(config, **changes)
+
+    # ------------------------------------------------------------------------- info
+
+    def info(self) -> dict[str, Any]:
+        """Facts for ``a2x info``: files, sizes, engine, emotions and every parameter."""
+        p = self.package
+        info = p.network_info
+        defaults = Settings(
+            p.config, p.skin.config, p.tongue.config, np.zeros(info.implicit_emotion_len)
+        ).to_dict({"skin": p.skin.data.pose_names, "tongue": p.tongue.data.pose_names})
+        return {
+            "name": self.name,
+            "version": self.version,
+            "kind": self.kind,
+            "model_json": str(p.model_json),
+            "network": str(p.onnx_path),
+            "engine": self.engine.describe(),
+            "network_info": {
+                "num_shapes_skin": info.num_shapes_skin,
+                "num_shapes_tongue": info.num_shapes_tongue,
+                "num_verts_skin": info.num_verts_skin,
+                "num_verts_tongue": info.num_verts_tongue,
+                "buffer_len": info.buffer_len,
+                "buffer_ofs": info.buffer_ofs,
+                "implicit_emotion_len": info.implicit_emotion_len,
+            },
+            "emotions": list(self.emotion_names),
+            "default_emotion": info.default_emotion.tolist(),
+            "emotion_shots": sorted(p.emotion_db.shots),
+            "skin_poses": len(p.skin.data.pose_names),
+            "tongue_poses": len(p.tongue.data.pose_names),
+            "parameters": defaults,
+            "parameter_ranges": self.parameter_ranges(),
+            "parameter_naming": (
+                "model_config.json keys as they are (input_strength, upper_face_smoothing, "
+                "eye_saccade_seed, source_shot, ...); blendshape-config keys prefixed by "
+                "'skin.' or 'tongue.' (skin.strengthL2regularization); per-pose arrays as a list, "
+                "a {pose: value} object, or one pose: skin.bsWeightMultipliers.jawOpen=1.2"
+            ),
+            "notes": (
+                "options.seed is not used: saccades follow eye_saccade_seed as in the SDK; "
+                "emotion key times are seconds of the source audio file"
+            ),
+            "outputs": "weights [frames, 52] ARKit, tongue_weights [frames, 16], jaw_transforms "
+            "[frames, 4, 4] (M[:3, 3] = translation; the SDK's flat 16 are column-major), "
+            "eye_rotations [frames, 6] (right x, y, 0, left x, y, 0), emotions [frames, 10]",
+        }
+
+    # ------------------------------------------------------------------------- animate
+
+    def _skin_basis_for(self, columns: np.ndarray | None) -> np.ndarray:
+        if columns is None:
+            return self._skin_basis
+        if self._masked_basis is None:
+            self._masked_basis = np.ascontiguousarray(self._skin_basis[:, columns])
+        return self._masked_basis
+
+    def animate(
+        self,
+        tracks: Sequence[Audio],
+        options: InferenceOptions,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[AnimationResult]:
+        """Animate several tracks as one batch; each result equals its one-track run."""
+        settings = self.settings(options.parameters)
+        info = self.package.network_info
+        data = self.package.model_data
+        params = settings.animator
+        fps = Fraction(options.fps)
+        dt = frame_dt(fps.numerator, fps.denominator)
+        skin_solver = BlendshapeSolver(self.package.skin.data, settings.skin)
+        tongue_solver = BlendshapeSolver(self.package.tongue.data, settings.tongue)
+        columns = None if options.geometry else self._mask_columns
+        skin_animator = SkinAnimator(
+            params, data.shapes_mean_skin, data.eye_close_pose_delta, data.lip_open_pose_delta,
+            dt, columns,
+        )  # fmt: skip
+        skin_basis = self._skin_basis_for(columns)
+        eyes_animator = EyesAnimator(params, data.saccade_rot_matrix, dt)
+
+        runs = []
+        for audio in tracks:
+            targets = frame_plan(len(audio.samples), fps)
+            curve = explicit_emotion_curve(
+                options.emotions, self.emotion_names, info.default_emotion, start_s=audio.start_s
+            )
+            explicit = curve.sample(targets)
+            emotion_in = np.concatenate(
+                [
+                    np.broadcast_to(
+                        settings.implicit_emotion, (len(targets), info.implicit_emotion_len)
+                    ),
+                    explicit,
+                ],
+                axis=1,
+            ).astype(np.float32)
+            runs.append(
+                _TrackRun(
+                    audio=audio,
+                    targets=targets,
+                    emotion_in=emotion_in,
+                    explicit=explicit,
+                    skin=_fresh(skin_animator),
+                    eyes=_fresh(eyes_animator),
+                    skin_solver=_fresh(skin_solver),
+                    tongue_solver=_fresh(tongue_solver),
+                    keep_geometry=options.geometry,
+                )
+            )
+        total = sum(len(r.targets) for r in runs) or 1
+        done = 0
+        step = max(1, int(self.frames_per_call))
+        num_chunks = max((len(r.targets) + step - 1) // step for r in runs) if runs else 0
+        s_count, t_count = info.num_shapes_skin, info.num_shapes_tongue
+        for chunk in range(num_chunks):
+            if cancel is not None:
+                cancel.check()
+            live = [r for r in runs if chunk * step < len(r.targets)]
+            audio_rows = np.zeros((len(live) * step, 1, info.buffer_len), dtype=np.float32)
+            emotion_rows = np.zeros((len(live) * step, 1, info.emotion_size), dtype=np.float32)
+            spans = []
+            for k, run in enumerate(live):
+                sl = slice(chunk * step, min((chunk + 1) * step, len(run.targets)))
+                n = sl.stop - sl.start
+                audio_rows[k * step : k * step + n, 0] = audio_windows(
+                    run.audio.samples, run.targets[sl], info.buffer_len, info.buffer_ofs,
+                    params["input_strength"],
+                )  # fmt: skip
+                emotion_rows[k * step : k * step + n, 0] = run.emotion_in[sl]
+                spans.append(n)
+            result = self._infer(audio_rows, emotion_rows)
+            for k, (run, n) in enumerate(zip(live, spans, strict=True)):
+                out = result[k * step : k * step + n, 0]
+                skin = run.skin.animate(pca_decode(out[:, :s_count], skin_basis))
+                tongue = tongue_geometry(
+                    pca_decode(out[:, s_count : s_count + t_count], self._tongue_basis),
+                    data.shapes_mean_tongue,
+                    params["tongue_strength"],
+                    params["tongue_height_offset"],
+                    params["tongue_depth_offset"],
+                )
+                jaw_at = s_count + t_count
+                run.jaw.append(
+                    jaw_transforms(
+                        out[:, jaw_at : jaw_at + 15], data.neutral_jaw,
+                        params["lower_teeth_strength"], params["lower_teeth_height_offset"],
+                        params["lower_teeth_depth_offset"],
+                    )
+                )  # fmt: skip
+                run.eye.append(run.eyes.animate(out[:, jaw_at + 15 : jaw_at + 19]))
+                run.skin_w.append(run.skin_solver.solve(skin, masked=columns is not None))
+                run.tongue_w.append(run.tongue_solver.solve(tongue))
+                if run.keep_geometry:
+                    run.skin_geo.append(skin)
+                    run.tongue_geo.append(tongue)
+                done += n
+            if progress is not None:
+                progress(Progress(done / total, "Audio2Face-3D inference"))
+        effective = settings.to_dict(
+            {
+                "skin": self.package.skin.data.pose_names,
+                "tongue": self.package.tongue.data.pose_names,
+            }
+        )
+        return [self._result(run, options, fps, effective) for run in runs]
+
+    def _infer(self, audio_rows: np.ndarray, emotion_rows: np.ndarray) -> np.ndarray:
+        limit = self.engine.max_batch or len(audio_rows)
+        parts = []
+        for start in range(0, len(audio_rows), limit):
+            feeds = {
+                "input": audio_rows[start : start + limit],
+                "emotion": emotion_rows[start : start + limit],
+            }
+            parts.append(self.engine.run(feeds)["result"])
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+    def _result(
+        self, run: _TrackRun, options: InferenceOptions, fps: Fraction, effective: dict[str, Any]
+    ) -> AnimationResult:
+        info = self.package.network_info
+
+        def cat(parts: list[np.ndarray], width: tuple[int, ...]) -> np.ndarray:
+            return np.concatenate(parts) if parts else np.zeros((0, *width), dtype=np.float32)
+
+        skin_w = cat(run.skin_w, (len(self.package.skin.data.pose_names),))
+        tongue_w = cat(run.tongue_w, (len(self.package.tongue.data.pose_names),))
+        arrays: dict[str, np.ndarray] = {}
+        if run.keep_geometry:
+            arrays["skin_geometry"] = cat(run.skin_geo, (info.num_verts_skin * 3,)).reshape(
+                -1, info.num_verts_skin, 3
+            )
+            arrays["tongue_geometry"] = cat(run.tongue_geo, (info.num_verts_tongue * 3,)).reshape(
+                -1, info.num_verts_tongue, 3
+            )
+        return AnimationResult(
+            weights=np.ascontiguousarray(skin_w[:, self._skin_columns], dtype=np.float32),
+            fps=fps,
+            names=ARKIT_52,
+            audio_path=run.audio.path,
+            start_s=run.audio.start_s,
+            duration_s=run.audio.duration_s,
+            model=self.name,
+            model_version=self.version,
+            options=options,
+            parameters=effective,
+            tongue_weights=np.ascontiguousarray(
+                tongue_w[:, self._tongue_columns], dtype=np.float32
+            ),
+            tongue_names=TONGUE_16,
+            jaw_transforms=cat(run.jaw, (4, 4)),
+            eye_rotations=cat(run.eye, (6,)),
+            emotions=run.explicit.astype(np.float32),
+            emotion_names=self.emotion_names,
+            arrays=arrays,
+        )
+
+
+def _fresh(stage: Any) -> Any:
+    """A per-track copy of a prepared stage: shares its read-only arrays, fresh state."""
+    clone = copy.copy(stage)
+    clone.reset()
+    return clone
+
+
+@dataclass
+class _TrackRun:
+    """One track's inputs, per-track stage state, and collected outputs."""
+
+    audio: Audio
+    targets: np.ndarray
+    emotion_in: np.ndarray
+    explicit: np.ndarray
+    skin: SkinAnimator
+    eyes: EyesAnimator
+    skin_solver: BlendshapeSolver
+    tongue_solver: BlendshapeSolver
+    keep_geometry: bool
+
+    def __post_init__(self) -> None:
+        self.skin_w: list[np.ndarray] = []
+        self.tongue_w: list[np.ndarray] = []
+        self.jaw: list[np.ndarray] = []
+        self.eye: list[np.ndarray] = []
+        self.skin_geo: list[np.ndarray] = []
+        self.tongue_geo: list[np.ndarray] = []

@@ -1,0 +1,71 @@
+"""Maya-tier fixtures: the plug-in's scripts on sys.path, a fake runner and test audio."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[2] / "plugins" / "maya" / "scripts"
+if str(SCRIPTS) not in sys.path:
+    sys.path.insert(0, str(SCRIPTS))
+
+from a2x_core.names import TONGUE_16  # noqa: E402
+from a2x_core.result import AnimationResult  # noqa: E402
+
+
+def make_result(frames: int = 30, fps: Fraction = Fraction(30), tongue: bool = False,
+                start_s: float = 0.0) -> AnimationResult:  # fmt: skip
+    """Weights known in closed form: pose ``j`` at frame ``i`` = ``(i + j) / 100``."""
+    i = np.arange(frames, dtype=np.float32)[:, None]
+    weights = (i + np.arange(52, dtype=np.float32)[None, :]) / 100.0
+    result = AnimationResult(weights=weights, fps=fps, start_s=start_s, duration_s=frames / float(fps))
+    if tongue:
+        result.tongue_weights = np.full((frames, 16), 0.5, dtype=np.float32)
+        result.tongue_names = TONGUE_16
+    return result
+
+
+class FakeRunner:
+    """Stands in for :func:`a2x_maya.engine.run_inference`: counts calls, returns
+    :func:`make_result` (optionally failing or blocking until released)."""
+
+    def __init__(self, frames: int = 30, fps: Fraction = Fraction(30), error: Exception | None = None) -> None:
+        self.calls: list = []
+        self.frames, self.fps, self.error = frames, fps, error
+
+    def __call__(self, inputs, progress, cancel):  # noqa: ANN001, ANN204
+        self.calls.append(inputs)
+        from a2x_core.jobs import Progress
+
+        progress(Progress(0.5, "inferring"))
+        cancel.check()
+        if self.error is not None:
+            raise self.error
+        return make_result(self.frames, self.fps, start_s=inputs.start_s)
+
+
+@pytest.fixture
+def wav(tmp_path: Path) -> Path:
+    """One second of quiet noise as a 16 kHz WAV."""
+    import soundfile
+
+    path = tmp_path / "line.wav"
+    rng = np.random.default_rng(0)
+    soundfile.write(path, (rng.standard_normal(16000) * 0.01).astype(np.float32), 16000)
+    return path
+
+
+@pytest.fixture
+def runner(monkeypatch: pytest.MonkeyPatch) -> FakeRunner:
+    """Every new PlayerEngine uses a FakeRunner."""
+    import a2x_maya.engine as engine
+
+    fake = FakeRunner()
+    monkeypatch.setattr(engine, "run_inference", fake)
+    return fake
+
+

@@ -1,0 +1,224 @@
+"""The Maya glue (engine, node compute, poller, commands, plug-in) against the fake facade."""
+
+from __future__ import annotations
+
+import ast
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from a2x_maya import NODE_TYPE, plugin
+from a2x_maya.engine import PlayerEngine
+from a2x_maya.parameters import PlayerInputs
+
+from a2x_core.errors import A2XError, ModelError
+
+from .conftest import SCRIPTS, FakeRunner
+from .fake_scene import FakeScene
+
+
+def _wait_idle(engine: PlayerEngine) -> None:
+    deadline = time.monotonic() + 5
+    while engine.busy and time.monotonic() < deadline:
+        engine.poll()
+        time.sleep(0.01)
+
+
+def test_fake_implements_every_facade_method() -> None:
+    tree = ast.parse((SCRIPTS / "a2x_maya" / "maya_api.py").read_text(encoding="utf-8"))
+    scene_class = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "MayaScene")
+    methods = {n.name for n in scene_class.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+    missing = sorted(m for m in methods if not callable(getattr(FakeScene, m, None)))
+    assert not missing, f"FakeScene lacks {missing}"
+
+
+def test_engine_computes_once_then_only_looks_up(wav: Path) -> None:
+    runner = FakeRunner()
+    engine = PlayerEngine(runner)
+    inputs = PlayerInputs.from_values({"audioFile": str(wav)}, Fraction(24))
+    assert engine.request(inputs).state == "computing"
+    assert engine.sample(0.1).weights[0] == 0.0  # rest values until the track lands
+    _wait_idle(engine)
+    assert engine.status.state == "ready" and engine.track is not None
+    assert engine.sample(3 / 30).weights[1] == pytest.approx(0.04)
+    for _ in range(5):  # playback: same inputs, no new inference
+        engine.request(inputs)
+    moved = PlayerInputs.from_values({"audioFile": str(wav), "audioOffset": 1.0}, Fraction(24))
+    engine.request(moved)  # the offset is not part of the key
+    assert len(runner.calls) == 1 and engine.sample(1.0).weights[0] == 0.0
+    changed = PlayerInputs.from_values({"audioFile": str(wav), "skinStrength": 0.5}, Fraction(24))
+    assert engine.request(changed).state == "computing"
+    _wait_idle(engine)
+    assert len(runner.calls) == 2
+
+
+def test_engine_reports_bad_inputs_and_worker_errors(wav: Path) -> None:
+    engine = PlayerEngine(FakeRunner())
+    status = engine.request(PlayerInputs.from_values({}, Fraction(24)))
+    assert status.state == "error" and "no audio file" in status.message
+    failing = PlayerEngine(FakeRunner(error=ModelError("no model.json here", path="/m")))
+    inputs = PlayerInputs.from_values({"audioFile": str(wav)}, Fraction(24))
+    failing.request(inputs)
+    _wait_idle(failing)
+    assert failing.status.state == "error" and "/m: no model.json here" in failing.status.message
+    assert failing.request(inputs).state == "error"  # not retried until an input changes
+    with pytest.raises(A2XError, match="no model.json"):
+        PlayerEngine(FakeRunner(error=ModelError("no model.json here"))).wait(inputs)
+
+
+def test_engine_wait_and_cancel(wav: Path) -> None:
+    inputs = PlayerInputs.from_values({"audioFile": str(wav)}, Fraction(24))
+    track = PlayerEngine(FakeRunner()).wait(inputs, lambda p: True)
+    assert track.num_frames == 30
+    from a2x_core.errors import CancelledError
+    from a2x_core.jobs import Progress
+
+    def slow(inputs, progress, cancel):  # noqa: ANN001, ANN202
+        while True:
+            cancel.check()
+            progress(Progress(0.1, "slow"))
+            time.sleep(0.01)
+
+    with pytest.raises(CancelledError):
+        PlayerEngine(slow).wait(inputs, lambda p: False)
+
+
+@pytest.fixture
+def loaded(runner: FakeRunner) -> tuple[FakeScene, plugin.Runtime]:
+    scene = FakeScene(fps=Fraction(24))
+    runtime = plugin.initialize("mobject", scene=scene)
+    yield scene, runtime
+    plugin.uninitialize("mobject", scene=scene)
+
+
+def _run(scene: FakeScene, name: str, flags: dict | None = None, objects: list | None = None):  # noqa: ANN202
+    command = scene.command_classes[name]()
+    command.doIt((flags or {}, objects or []))
+    return command
+
+
+def test_plugin_registers_node_commands_menu_and_poller(loaded) -> None:  # noqa: ANN001
+    scene, runtime = loaded
+    assert NODE_TYPE in scene.node_creators
+    assert sorted(scene.command_classes) == ["a2xBake", "a2xConnectPlayer", "a2xCreatePlayer",
+                                             "a2xLoadModelDefaults"]  # fmt: skip
+    assert scene.menu is not None and scene.menu[0] == ("Create Player on Selection", "a2xCreatePlayer")
+    assert scene.timers == [runtime.poller.tick]
+
+
+def test_create_player_on_a_mesh_wires_by_name(loaded, wav: Path) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    scene.add_blendshape("faceBS", {0: "AK_17_JawOpen", 1: "Basis", 2: "EyeBlink_L"}, mesh="head")
+    scene.add_sound("audio1", str(wav), offset_frame=12)
+    scene.slider_sound = "audio1"
+    scene.selected = ["head"]
+    command = _run(scene, "a2xCreatePlayer")
+    player = command.result
+    assert player == "a2xInferencePlayer1" and scene.node_type(player) == NODE_TYPE
+    assert scene.connections[f"{player}.time"] == "time1.outTime"
+    assert scene.connections[f"{player}.audioFile"] == "audio1.filename"
+    assert scene.connections["faceBS.weight[0]"] == f"{player}.outputWeights[17]"
+    assert scene.connections["faceBS.weight[2]"] == f"{player}.outputWeights[0]"
+    assert "faceBS.weight[1]" not in scene.connections  # Basis: listed, never wired by index
+    assert any("faceBS.Basis" in m for kind, m in scene.messages if kind == "warning")
+    assert scene.nodes[player]["aliases"]["out_jawOpen"] == "outputWeights[17]"
+    command.undoIt()
+    assert player not in scene.nodes and not scene.connections
+    command.redoIt()
+    assert scene.connections["faceBS.weight[0]"] == f"{player}.outputWeights[17]"
+
+
+def test_node_compute_plays_the_cached_track(loaded, wav: Path, runner: FakeRunner) -> None:  # noqa: ANN001
+    scene, runtime = loaded
+    scene.add_blendshape("bs", {0: "jawOpen"})
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}, ["bs"]).result
+    first = scene.evaluate(player, 0.5)
+    assert first["frame"].weights[17] == 0.0 and first["progress"] < 1.0  # computing
+    engine = runtime.engine_of(player)
+    deadline = time.monotonic() + 5
+    while f"{player}.outputWeights" not in scene.dirtied and time.monotonic() < deadline:
+        runtime.poller.tick()  # the main-thread timer
+        time.sleep(0.01)
+    assert engine.status.state == "ready"
+    assert scene.progress.count(("begin", "a2x: computing animation")) == scene.progress.count(("end", None))
+    out = scene.evaluate(player, 0.5)  # 0.5 s = track frame 15 at 30 fps
+    assert out["frame"].weights[17] == pytest.approx((15 + 17) / 100) and out["progress"] == 1.0
+    scene.nodes[player]["attrs"]["faceMultipliers[17]"] = 2.0  # keyable, no new inference
+    assert scene.evaluate(player, 0.5)["frame"].weights[17] == pytest.approx(0.64)
+    assert len(runner.calls) == 1
+
+
+def test_batch_compute_waits_for_the_track(runner: FakeRunner, wav: Path) -> None:
+    scene = FakeScene(fps=Fraction(24), interactive=False)
+    plugin.initialize("mobject", scene=scene)
+    try:
+        assert scene.menu is None and scene.timers == []
+        player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}).result
+        assert scene.evaluate(player, 0.5)["frame"].weights[0] == pytest.approx(0.15)
+    finally:
+        plugin.uninitialize("mobject", scene=scene)
+
+
+def test_bake_keys_weights_in_one_undoable_step(loaded, wav: Path) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    scene.add_blendshape("bs", {0: "jawOpen", 1: "mouthSmile_L", 2: "Basis"})
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}, ["bs"]).result
+    scene.nodes[player]["attrs"]["faceOffsets[17]"] = 0.25
+    bake = _run(scene, "a2xBake", {"deletePlayer": True}, [player])
+    assert sorted(bake.result) == ["bs.weight[0]", "bs.weight[1]"]
+    frames, values = scene.curves["bs.weight[0]"]
+    assert frames[0] == 0 and frames[-1] == pytest.approx(23)  # 30 frames at 30 fps -> 24 at 24
+    assert np.allclose(frames, np.arange(24))
+    assert values[12] == pytest.approx(15 / 100 + 17 / 100 + 0.25)  # frame 12 = 0.5 s
+    assert player not in scene.nodes and "bs.weight[0]" not in scene.connections
+    bake.undoIt()
+    assert player in scene.nodes and not scene.curves
+    assert scene.connections["bs.weight[0]"] == f"{player}.outputWeights[17]"
+    bake.redoIt()
+    assert "bs.weight[1]" in scene.curves and player not in scene.nodes
+
+
+def test_commands_fail_with_the_fix(loaded) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    with pytest.raises(A2XError, match="select the player first"):
+        _run(scene, "a2xBake", {}, [])
+    player = _run(scene, "a2xCreatePlayer").result
+    assert any("no audio" in m for _, m in scene.messages)
+    with pytest.raises(A2XError, match="connect it first"):
+        _run(scene, "a2xBake", {}, [player])
+    assert scene.messages[-1][0] == "error"
+    with pytest.raises(A2XError, match="does not exist"):
+        _run(scene, "a2xConnectPlayer", {}, [player, "ghost"])
+
+
+def test_connect_and_load_model_defaults(loaded, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    scene.add_blendshape("bs", {0: "jawOpen"})
+    player = _run(scene, "a2xCreatePlayer").result
+    connect = _run(scene, "a2xConnectPlayer", {"force": True}, [player, "bs"])
+    assert connect.result == ["bs.weight[0]"]
+
+    class Model:
+        def info(self) -> dict:
+            return {"parameters": {"skin_strength": 1.1, "tongue_strength": 1.2}}
+
+    class Loaded:
+        model = Model()
+
+    monkeypatch.setattr(plugin.MODELS, "get", lambda spec: Loaded())
+    defaults = _run(scene, "a2xLoadModelDefaults", {}, [player])
+    assert defaults.result == ["skinStrength", "tongueStrength"]
+    assert scene.nodes[player]["attrs"]["skinStrength"] == 1.1
+    defaults.undoIt()
+    assert "skinStrength" not in scene.nodes[player]["attrs"]
+
+
+def test_real_default_model_through_the_engine(wav: Path) -> None:
+    pytest.importorskip("a2x_core.lipsync.model", reason="the default model is not built yet")
+    inputs = PlayerInputs.from_values({"audioFile": str(wav), "lowerFaceStrength": 1.0}, Fraction(24))
+    track = PlayerEngine().wait(inputs)  # the default runner: load_model("default"), animate
+    assert track.num_frames == 24 and track.fps == 24
+    frame = track.sample(0.5)
+    assert len(frame.weights) == 68 and all(0.0 <= w <= 1.0 for w in frame.weights)

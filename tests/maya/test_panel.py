@@ -1,0 +1,79 @@
+"""The PySide panel, offscreen (PySide6 here; the shim picks PySide2 in older Mayas)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+if not os.environ.get("QT_QPA_PLATFORM"):
+    os.environ["QT_QPA_PLATFORM"] = "offscreen"
+qt = pytest.importorskip("a2x_maya.qt", reason="PySide6 is not installed")
+
+from a2x_maya.panel import NEW_PLAYER, Panel, mel_command  # noqa: E402
+
+from .fake_scene import FakeScene  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def app():  # noqa: ANN201
+    return qt.QtWidgets.QApplication.instance() or qt.QtWidgets.QApplication([])
+
+
+def test_mel_command_quotes_paths() -> None:
+    line = mel_command("a2xCreatePlayer", {"model": "C:\\m\\model.json", "force": True, "audio": ""},
+                       ["bs1"])  # fmt: skip
+    assert line == 'a2xCreatePlayer -model "C:/m/model.json" -force bs1'
+
+
+def test_panel_previews_matches_creates_and_bakes(app, wav: Path) -> None:  # noqa: ANN001
+    scene = FakeScene()
+    scene.add_blendshape("faceBS", {0: "jawOpen", 1: "Basis"}, mesh="head")
+    scene.add_blendshape("otherBS", {0: "eyeBlink_L"})
+    calls = []
+
+    def invoke(name, flags, objects):  # noqa: ANN001, ANN202
+        calls.append((name, flags, objects))
+        if name == "a2xCreatePlayer":
+            scene.nodes["a2xInferencePlayer1"] = {"type": "a2xInferencePlayer", "attrs": {},
+                                                  "aliases": {}, "user": None}  # fmt: skip
+            return "a2xInferencePlayer1"
+        return None
+
+    panel = Panel(scene, invoke=invoke)
+    assert [panel.target_list.item(i).text() for i in range(panel.target_list.count())] == ["faceBS", "otherBS"]
+    assert panel.model_combo.itemText(0) == "default"
+    scene.selected = ["head"]
+    panel.targets_from_selection()
+    assert panel.targets() == ["faceBS"]
+    assert "1 weight(s) match" in panel.preview.toPlainText()
+    assert "Unmatched (left unconnected): faceBS.Basis" in panel.preview.toPlainText()
+    assert panel.bake() is None and "choose a player" in panel.status.text()
+    panel.audio_edit.setText(str(wav))
+    assert panel.create_or_connect() == "a2xInferencePlayer1"
+    assert calls[0] == ("a2xCreatePlayer", {"model": "default", "audio": str(wav), "force": True}, ["faceBS"])
+    assert panel.player() == "a2xInferencePlayer1"
+    panel.delete_after_bake.setChecked(True)
+    panel.bake()
+    assert calls[-1] == ("a2xBake", {"deletePlayer": True}, ["a2xInferencePlayer1"])
+    panel.player_combo.setCurrentText("a2xInferencePlayer1")
+    panel.create_or_connect()
+    assert calls[-1][0] == "a2xConnectPlayer" and calls[-1][2] == ["a2xInferencePlayer1", "faceBS"]
+    panel.player_combo.setCurrentText(NEW_PLAYER)
+    panel.poll()
+    assert not panel.cancel_button.isEnabled()
+    panel.close()
+
+
+def test_panel_shows_command_errors(app) -> None:  # noqa: ANN001
+    scene = FakeScene()
+
+    def invoke(name, flags, objects):  # noqa: ANN001, ANN202
+        raise RuntimeError("boom")
+
+    panel = Panel(scene, invoke=invoke)
+    panel.create_or_connect()
+    assert panel.status.text() == "a2xCreatePlayer failed: boom"
+    assert "No target selected" in panel.preview.toPlainText()
+    panel.close()
