@@ -16,9 +16,21 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	$(PIP) install -e ".[plot]"
 	touch $@
 
-# Test install: test extras plus Blender as a Python module (bpy wheels are CPython 3.11).
+# Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PIP) install -e ".[test,plot]"
+	touch $@
+
+# Blender as a Python module for the Blender tier: PyPI bpy wheels are CPython 3.11 and pin
+# numpy<2, so each Blender version gets its own venv beside .venv (tests find .venv-bpy*).
+BPY_VENVS := .venv-bpy50 .venv-bpy45
+.venv-bpy50/.stamp-bpy:
+	$(PYTHON) -m venv .venv-bpy50
+	.venv-bpy50/bin/python -m pip --disable-pip-version-check -q install "bpy==5.0.*"
+	touch $@
+.venv-bpy45/.stamp-bpy:
+	$(PYTHON) -m venv .venv-bpy45
+	.venv-bpy45/bin/python -m pip --disable-pip-version-check -q install "bpy==4.5.*"
 	touch $@
 
 demo: $(VENV)/.stamp-base
@@ -29,7 +41,7 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.stamp-test lint
+test: $(VENV)/.stamp-test $(BPY_VENVS:%=%/.stamp-bpy) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(VENV)/.stamp-test
@@ -37,4 +49,4 @@ bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/speed_default.py
 
 clean:
-	rm -rf out dist build .pytest_cache
+	rm -rf out dist .pytest_cache

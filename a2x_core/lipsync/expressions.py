@@ -1,0 +1,232 @@
+"""Signals beyond the phones: loudness (jaw amplitude), pitch (brow accents) and blinks.
+
+Everything here works on a 100 Hz analysis grid (``HOP`` samples at 16 kHz) and is sampled at
+the output frame times by linear interpolation, so results do not depend on the frame rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..timing import SAMPLE_RATE
+
+HOP = SAMPLE_RATE // 100
+ANALYSIS_S = HOP / SAMPLE_RATE
+
+
+def _frames(samples: np.ndarray, size: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """``[n, size]`` analysis frames centred on every hop (zero-padded at both ends), or only
+    on the hops listed in ``rows``."""
+    count = max(1, int(np.ceil(len(samples) / HOP)))
+    padded = np.pad(samples.astype(np.float32), (size // 2, size + count * HOP))
+    hops = np.arange(count) if rows is None else rows
+    return padded[hops[:, None] * HOP + np.arange(size)[None, :]]
+
+
+def loudness_db(samples: np.ndarray) -> np.ndarray:
+    """Short-time level in dBFS on the 100 Hz grid (25 ms Hann windows)."""
+    frames = _frames(samples, 400) * np.hanning(400).astype(np.float32)
+    power = np.mean(frames.astype(np.float64) ** 2, axis=1) / 0.375
+    return 10.0 * np.log10(power + 1e-12)
+
+
+def normalised_loudness(db: np.ndarray, range_db: float = 30.0) -> np.ndarray:
+    """Loudness in [0, 1]: 1 at the clip's speech peak level (98th percentile), 0 at
+    ``range_db`` below it, so that quiet and loud recordings open the jaw alike."""
+    if len(db) == 0:
+        return db
+    peak = float(np.percentile(db, 98))
+    if peak < -70.0:  # silent clip
+        return np.zeros_like(db)
+    return np.clip((db - (peak - range_db)) / range_db, 0.0, 1.0)
+
+
+def openness(samples: np.ndarray, level: np.ndarray | None = None) -> np.ndarray:
+    """Acoustic mouth openness in [0, 1] on the 100 Hz grid, from the first formant.
+
+    F1 rises with jaw opening (about 300 Hz for /i u/, 700-800 Hz for /a/); the power-weighted
+    mean frequency of the 250-1100 Hz band follows F1 without formant tracking. It does not
+    depend on recognising the right phones, which makes the jaw robust to recognition errors.
+    With ``level`` (normalised loudness), frames quieter than 0.2 are skipped (left at 0).
+    """
+    count = max(1, int(np.ceil(len(samples) / HOP)))
+    out = np.zeros(count)
+    hops = np.arange(count) if level is None else np.flatnonzero(level[:count] > 0.2)
+    if len(hops) == 0:
+        return out
+    frames = _frames(samples, 512, hops) * np.hanning(512).astype(np.float32)
+    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    freqs = np.fft.rfftfreq(512, 1.0 / SAMPLE_RATE)
+    band = (freqs >= 250) & (freqs <= 1100)
+    centroid = (power[:, band] @ freqs[band]) / np.maximum(power[:, band].sum(axis=1), 1e-12)
+    out[hops] = np.clip((centroid - 350.0) / 400.0, 0.0, 1.0)
+    return out
+
+
+def pitch_hz(samples: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """F0 in Hz on the 100 Hz grid (0 where unvoiced), by normalised autocorrelation.
+
+    Search range 60-400 Hz; the peak at the shortest lag within 90 % of the best one wins
+    (prevents sub-octave errors), refined by a parabola; a 5-point median removes isolated
+    octave jumps.
+    """
+    f0 = np.zeros(len(level))
+    # Only loud frames can be voiced; skipping the rest halves the work on typical speech.
+    hops = np.flatnonzero(level > 0.35)
+    if len(hops) == 0:
+        return f0
+    frames = _frames(samples, 640, hops)
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    spectrum = np.fft.rfft(frames, 1280, axis=1)
+    acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :320]
+    energy = acf[:, :1]
+    nacf = acf / np.maximum(energy, 1e-9) * (640 / (640 - np.arange(320)))[None, :]
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    band = nacf[:, lo:hi]
+    best = band.max(axis=1)
+    first = np.argmax(band >= 0.9 * best[:, None], axis=1) + lo
+    # Climb to the top of the chosen peak, then refine between samples (parabola).
+    rows = np.arange(len(first))[:, None]
+    near = np.clip(first[:, None] + np.arange(-6, 7)[None, :], 1, 318)
+    lag = near[rows[:, 0], np.argmax(nacf[rows, near], axis=1)]
+    left, mid, right = (nacf[rows[:, 0], lag + k] for k in (-1, 0, 1))
+    curvature = left - 2 * mid + right
+    shift = np.where(curvature < 0, 0.5 * (left - right) / np.minimum(curvature, -1e-9), 0.0)
+    period = lag + np.clip(shift, -0.5, 0.5)
+    f0[hops[best > 0.55]] = SAMPLE_RATE / period[best > 0.55]
+    voiced = f0 > 0
+    padded = np.pad(f0, 2, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 5)
+    med = np.median(windows, axis=1)
+    return np.where(voiced, med, 0.0)
+
+
+def moving_mean(signal: np.ndarray, width: int) -> np.ndarray:
+    """Centred moving average of the same length as ``signal`` (any length, even < width)."""
+    full = np.convolve(signal, np.ones(width) / width, mode="full")
+    start = (width - 1) // 2
+    return full[start : start + len(signal)]
+
+
+def at_times(signal: np.ndarray, times_s: np.ndarray) -> np.ndarray:
+    """Sample a 100 Hz signal at arbitrary times (linear interpolation)."""
+    grid = np.arange(len(signal)) * ANALYSIS_S
+    return np.interp(times_s, grid, signal).astype(np.float32)
+
+
+# --- blinks ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BlinkStyle:
+    """Blink statistics (Doughty 2001; Bentivoglio 1997: ~17 blinks/min in conversation).
+
+    Attributes:
+        mean_interval_s: mean time between blink onsets (3.6 s → ~16.7 per minute).
+        shape: gamma shape of the intervals (>1: fewer very short gaps than a Poisson process).
+        min_interval_s: no blink starts sooner than this after the previous one.
+        double_p: chance that a blink is followed by a second one (a "double blink").
+        close_s, hold_s, open_s: (low, high) ranges of the phases; totals 160-240 ms.
+    """
+
+    mean_interval_s: float = 3.6
+    shape: float = 2.5
+    min_interval_s: float = 0.8
+    double_p: float = 0.12
+    close_s: tuple[float, float] = (0.06, 0.08)
+    hold_s: tuple[float, float] = (0.01, 0.03)
+    open_s: tuple[float, float] = (0.09, 0.13)
+
+
+def blink_onsets(
+    duration_s: float, seed: int, style: BlinkStyle = BlinkStyle()
+) -> list[tuple[float, float, float, float, float]]:
+    """Blink events ``(onset_s, close_s, hold_s, open_s, depth)``, repeatable per seed."""
+    rng = np.random.default_rng([seed, 0xB11])
+    events = []
+    t = float(rng.uniform(0.3, style.mean_interval_s))
+    scale = style.mean_interval_s / style.shape
+    while t < duration_s:
+        close, hold, opening = (
+            float(rng.uniform(*r)) for r in (style.close_s, style.hold_s, style.open_s)
+        )
+        depth = float(rng.uniform(0.9, 1.0))
+        events.append((t, close, hold, opening, depth))
+        if rng.random() < style.double_p:
+            second = t + close + hold + opening + float(rng.uniform(0.05, 0.12))
+            if second < duration_s:
+                events.append((second, close, hold, opening, depth * float(rng.uniform(0.8, 1.0))))
+                t = second
+        t += max(style.min_interval_s, float(rng.gamma(style.shape, scale)))
+    return events
+
+
+def blink_curve(times_s: np.ndarray, seed: int, style: BlinkStyle = BlinkStyle()) -> np.ndarray:
+    """eyeBlink weight at ``times_s`` (seconds from the clip start): fast ease-in close, short
+    hold, slower ease-out open."""
+    out = np.zeros(len(times_s), np.float32)
+    duration = float(times_s[-1]) + 1e-3 if len(times_s) else 0.0
+    for onset, close, hold, opening, depth in blink_onsets(duration, seed, style):
+        t = times_s - onset
+        closing = (t >= 0) & (t < close)
+        held = (t >= close) & (t < close + hold)
+        rising = (t >= close + hold) & (t < close + hold + opening)
+        value = np.zeros(len(times_s))
+        value[closing] = np.sin(0.5 * np.pi * t[closing] / close) ** 2
+        value[held] = 1.0
+        u = (t[rising] - close - hold) / opening
+        value[rising] = 1.0 - u * u * (3 - 2 * u)
+        out = np.maximum(out, (depth * value).astype(np.float32))
+    return out
+
+
+# --- brows ----------------------------------------------------------------------------------
+
+
+def pitch_accents(f0: np.ndarray, level: np.ndarray) -> list[tuple[float, float]]:
+    """Pitch accents ``(time_s, excursion in semitones)``: F0 peaks at least 1.5 semitones
+    above the speaker's median, rising 2 semitones above the lowest point within 0.4 s on
+    both sides, on loud syllables, at least 0.4 s apart (the highest wins)."""
+    voiced = f0 > 0
+    if voiced.sum() < 20:
+        return []
+    semitones = np.zeros_like(f0)
+    median = float(np.median(f0[voiced]))
+    semitones[voiced] = 12.0 * np.log2(f0[voiced] / median)
+    # Bridge short unvoiced gaps so that a peak's prominence is measured against its phrase.
+    grid = np.arange(len(f0))
+    filled = np.interp(grid, grid[voiced], semitones[voiced])
+    smooth = np.convolve(filled, np.hanning(9) / np.hanning(9).sum(), mode="same")
+    reach = int(0.4 / ANALYSIS_S)
+    padded = np.pad(smooth, reach, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * reach + 1)
+    is_max = smooth >= windows.max(axis=1)
+    left_min = windows[:, :reach].min(axis=1)
+    right_min = windows[:, reach + 1 :].min(axis=1)
+    prominent = smooth - np.maximum(left_min, right_min) >= 2.0
+    peaks = np.flatnonzero(is_max & prominent & (smooth >= 1.5) & voiced & (level[: len(f0)] > 0.6))
+    accents: list[tuple[float, float]] = []
+    for p in peaks:
+        if accents and p * ANALYSIS_S - accents[-1][0] < 0.4:
+            continue
+        accents.append((p * ANALYSIS_S, float(smooth[p])))
+    return accents
+
+
+def brow_curve(times_s: np.ndarray, accents: list[tuple[float, float]]) -> np.ndarray:
+    """Brow raise at ``times_s``: a bump per accent (rise 150 ms before the F0 peak, hold
+    100 ms, relax over 400 ms), its height growing with the excursion (0.15-0.45)."""
+    out = np.zeros(len(times_s), np.float32)
+    for peak, excursion in accents:
+        height = float(np.clip(0.15 + 0.06 * (excursion - 1.5), 0.15, 0.45))
+        t = times_s - (peak - 0.15)
+        value = np.zeros(len(times_s))
+        rise = (t >= 0) & (t < 0.15)
+        value[rise] = np.sin(0.5 * np.pi * t[rise] / 0.15) ** 2
+        value[(t >= 0.15) & (t < 0.25)] = 1.0
+        fall = (t >= 0.25) & (t < 0.65)
+        value[fall] = np.cos(0.5 * np.pi * (t[fall] - 0.25) / 0.4) ** 2
+        out = np.maximum(out, (height * value).astype(np.float32))
+    return out

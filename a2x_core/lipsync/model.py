@@ -1,0 +1,247 @@
+"""The embedded default model: speech → phones → visemes → coarticulated ARKit-52 curves.
+
+CPU only, no download: pocketsphinx (en-US models from its wheel) gives phones with timings,
+either recognised or forced onto the user's transcript; :mod:`.coarticulation` turns them into
+curves; loudness scales the jaw; blinks and pitch-accent brows are added on top.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..audio import SILENCE_PEAK, Audio
+from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
+from ..names import ARKIT_52
+from ..options import InferenceOptions
+from ..result import AnimationResult
+from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
+from ..version import __version__
+from . import expressions as ex
+from . import phones as ph
+from .coarticulation import apply_critical, blend
+from .parallel import Decoding, cpu_count
+from .visemes import DEFAULT_TABLE, load_table, viseme_track
+
+log = logging.getLogger("a2x_core")
+
+#: jawOpen gain = JAW_FLOOR + (1 - JAW_FLOOR) * loudness: quiet syllables open less.
+JAW_FLOOR = 0.3
+#: Share of jawOpen taken from the acoustic estimate (loudness x F1 openness) rather than
+#: from the phones' targets, and that estimate's full-scale value.
+JAW_ACOUSTIC = 0.5
+JAW_ACOUSTIC_SCALE = 0.6
+#: Overall jawOpen gain after the mix (the mix halves each source's range).
+JAW_GAIN = 1.5
+#: The jaw, a heavy articulator, moves ahead of the sound it shapes: the acoustic estimate at
+#: time t is read at t + this.
+JAW_LEAD_S = 0.04
+#: Outer brows follow the inner brow at this ratio.
+OUTER_BROW = 0.7
+
+_COL = {name: i for i, name in enumerate(ARKIT_52)}
+
+
+#: Warn when more than this share of the loud audio falls outside the transcript's words
+#: (0-9 % for the speech_en transcripts, 40-90 % for unrelated text).
+MISMATCH_SHARE = 0.25
+
+
+def _transcript_mismatch(phones: list[ph.Phone], level: np.ndarray, path: str) -> list[str]:
+    """A warning if the aligned transcript leaves much of the loud audio as silence."""
+    grid = np.arange(len(level)) * ex.ANALYSIS_S
+    silent = np.zeros(len(level), bool)
+    for phone in phones:
+        if phone.label == ph.SILENCE:
+            silent[(grid >= phone.start_s) & (grid < phone.end_s)] = True
+    loud = level >= 0.5
+    share = float((silent & loud).sum() / max(int(loud.sum()), 1))
+    if share <= MISMATCH_SHARE:
+        return []
+    message = (
+        f"{path or 'audio'}: {share:.0%} of the speech fell outside the transcript's words; "
+        "check that the transcript matches the audio (or leave it out to recognise the speech)"
+    )
+    log.warning("%s", message)
+    return [message]
+
+
+class DefaultLipSyncModel:
+    """The ``--model default`` lip-sync model (implements ``AnimationModel``)."""
+
+    name = "default"
+    kind = "default"
+    version = f"{__version__}+lipsync.1"
+    emotion_names: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.table = load_table()
+
+    def info(self) -> dict[str, Any]:
+        """Facts for ``a2x info default``."""
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            recogniser = f"pocketsphinx {version('pocketsphinx')} (en-US models from its wheel)"
+        except PackageNotFoundError:
+            recogniser = "pocketsphinx (not installed)"
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "version": self.version,
+            "description": "embedded lip-sync: pocketsphinx phones -> visemes -> ARKit-52 (CPU)",
+            "recogniser": recogniser,
+            "viseme_table": str(DEFAULT_TABLE),
+            "visemes": list(self.table.names),
+            "outputs": f"{len(ARKIT_52)} ARKit blendshapes (Audio2Face order)",
+            "parameters": {
+                "transcript": "exact words spoken: forced alignment instead of recognition",
+                "fast": "harder pruning, no phone alignment pass: ~2x faster, less exact (previews)",
+                "seed": "blink pattern",
+                "blinks": "procedural blinks on/off",
+                "threads": f"worker processes for long clips (default {cpu_count()})",
+            },
+        }
+
+    def animate(
+        self,
+        tracks: Sequence[Audio],
+        options: InferenceOptions,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[AnimationResult]:
+        """Animate each track; tracks are independent, so batches equal single runs."""
+        results = []
+        for k, audio in enumerate(tracks):
+            scale = ProgressScale(progress, k / len(tracks), (k + 1) / len(tracks))
+            results.append(self._animate_one(audio, options, scale, cancel))
+        if progress is not None:
+            progress(Progress(1.0, "done"))
+        return results
+
+    def _phones(
+        self, audio: Audio, options: InferenceOptions
+    ) -> tuple[Decoding | list[ph.Phone], list[str]]:
+        """Start recognition (returns a running Decoding) or align the transcript (phones)."""
+        samples = audio.samples
+        if len(samples) == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
+            return [ph.Phone(ph.SILENCE, 0.0, len(samples) / SAMPLE_RATE)], []
+        warnings: list[str] = []
+        if options.transcript is not None:
+            words = ph.normalise_transcript(options.transcript)
+            if words:
+                words, warnings = ph.prepare_words(words, ph.decoder("align"))
+                try:
+                    return ph.align_words(ph.to_pcm16(samples), words), warnings
+                except RuntimeError as error:
+                    warnings.append(
+                        f"{audio.path or 'audio'}: the transcript could not be aligned ({error}); "
+                        "recognised the speech instead — check that the text matches the audio"
+                    )
+            else:
+                warnings.append("the transcript has no words; recognised the speech instead")
+            for message in warnings:
+                log.warning("%s", message)
+        workers = options.threads or cpu_count()
+        return Decoding(samples, fast=options.fast, workers=workers), warnings
+
+    def _animate_one(
+        self,
+        audio: Audio,
+        options: InferenceOptions,
+        progress: ProgressCallback,
+        cancel: CancelToken | None,
+    ) -> AnimationResult:
+        if cancel is not None:
+            cancel.check()
+        stage = "aligning transcript" if options.transcript else "recognising phones"
+        progress(Progress(0.0, stage))
+        started, warnings = self._phones(audio, options)
+        samples = audio.samples
+        fps = options.fps
+        frames = num_frames_for(len(samples), fps)
+        times = frame_targets(frames, fps) / SAMPLE_RATE
+        # Acoustic features while the workers decode.
+        level_db = ex.loudness_db(samples)
+        level = ex.normalised_loudness(level_db)
+        f0 = ex.pitch_hz(samples, level)
+        opening = ex.openness(samples, level)
+        if isinstance(started, Decoding):
+            phones = started.result(cancel, lambda done: progress(Progress(0.8 * done, stage)))
+        else:
+            phones = started
+        if options.transcript is not None and not isinstance(started, Decoding):
+            warnings += _transcript_mismatch(phones, level, audio.path)
+        if cancel is not None:
+            cancel.check()
+        progress(Progress(0.8, "animating"))
+        weights, share = self.curves(phones, times, level, f0, options, opening)
+        arrays = {
+            "phone_labels": np.array([p.label for p in phones]),
+            "phone_words": np.array([p.word for p in phones]),
+            "phone_start_s": np.array([p.start_s for p in phones]) + audio.start_s,
+            "phone_end_s": np.array([p.end_s for p in phones]) + audio.start_s,
+            "loudness": ex.at_times(level, times),
+            "f0_hz": ex.at_times(f0, times),
+            "viseme_weights": share.astype(np.float32),
+            "viseme_names": np.array(self.table.names),
+        }
+        progress(Progress(1.0, "animating"))
+        return AnimationResult(
+            weights=weights,
+            fps=fps,
+            audio_path=audio.path,
+            start_s=audio.start_s,
+            duration_s=audio.duration_s,
+            model=self.name,
+            model_version=self.version,
+            options=options,
+            parameters={"fast": options.fast, "transcript": options.transcript is not None},
+            arrays=arrays,
+            warnings=warnings,
+        )
+
+    def curves(
+        self,
+        phones: list[ph.Phone],
+        times_s: np.ndarray,
+        level: np.ndarray,
+        f0: np.ndarray,
+        options: InferenceOptions,
+        opening: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Curves from phones and the 100 Hz loudness/F0 tracks.
+
+        Returns:
+            ``(weights [frames, 52], viseme_share [frames, visemes])``, float32.
+        """
+        if len(times_s) == 0:
+            return np.zeros((0, len(ARKIT_52)), np.float32), np.zeros(
+                (0, len(self.table.names)), np.float32
+            )
+        track = viseme_track(phones, self.table)
+        weights, share = blend(times_s, track, self.table)
+        jaw = weights[:, _COL["jawOpen"]] * (
+            JAW_FLOOR + (1.0 - JAW_FLOOR) * ex.at_times(level, times_s)
+        )
+        if opening is not None:
+            # Gated by voicing, so that noise and breaths leave the jaw at rest.
+            voicing = ex.moving_mean((f0 > 0).astype(np.float64), 15)
+            # 50 ms mean: the frame-to-frame jitter of the spectrum is not jaw motion.
+            estimate = ex.moving_mean(level * opening * np.clip(2.0 * voicing, 0.0, 1.0), 5)
+            acoustic = JAW_ACOUSTIC_SCALE * ex.at_times(estimate, times_s + JAW_LEAD_S)
+            jaw = JAW_GAIN * ((1.0 - JAW_ACOUSTIC) * jaw + JAW_ACOUSTIC * acoustic)
+        weights[:, _COL["jawOpen"]] = jaw
+        apply_critical(weights, times_s, track, self.table)
+        if options.blinks:
+            blink = ex.blink_curve(times_s, options.seed)
+            weights[:, _COL["eyeBlinkLeft"]] = np.maximum(weights[:, _COL["eyeBlinkLeft"]], blink)
+            weights[:, _COL["eyeBlinkRight"]] = np.maximum(weights[:, _COL["eyeBlinkRight"]], blink)
+        brow = ex.brow_curve(times_s, ex.pitch_accents(f0, level))
+        weights[:, _COL["browInnerUp"]] = np.maximum(weights[:, _COL["browInnerUp"]], brow)
+        for side in ("browOuterUpLeft", "browOuterUpRight"):
+            weights[:, _COL[side]] = np.maximum(weights[:, _COL[side]], OUTER_BROW * brow)
+        return np.clip(weights, 0.0, 1.0).astype(np.float32), share

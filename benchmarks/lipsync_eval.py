@@ -1,0 +1,262 @@
+"""Quality of the default lip-sync model: per-phone-class hit rates and jawOpen correlation.
+
+Usage::
+
+    .venv/bin/python benchmarks/lipsync_eval.py [--data ../shared/data] [--fps 60] [--json OUT]
+
+1. ``speech_en`` (exact transcripts in ``transcripts.tsv``; ``.raw`` duplicates skipped): the
+   reference phones are pocketsphinx's forced alignment of the exact transcript. Each
+   reference phone of a class is a hit when the animation shows the class's shape within the
+   phone's span widened by ``TOLERANCE_S`` on both sides (definitions in ``HITS`` below and in
+   docs/quality.md). False-positive rates check the opposite shape at the centre of phones
+   where it must not appear, so that a constant pose cannot score.
+2. ``arkit_pairs/nn_training_mediapipe``: Pearson correlation of jawOpen at 30 fps against the
+   MediaPipe-tracked curve, at zero lag and at the best lag within +-10 frames.
+
+Every configuration runs on the same data in the same run: transcript (forced alignment),
+recognised (no transcript), fast, and an amplitude-only baseline whose jaw follows loudness.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+from a2x_core.audio import Audio, decode_audio
+from a2x_core.lipsync import expressions as ex
+from a2x_core.lipsync import phones as ph
+from a2x_core.lipsync.model import DefaultLipSyncModel
+from a2x_core.names import ARKIT_52
+from a2x_core.options import InferenceOptions
+from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: A shape counts if it appears within the phone's span widened by this on each side.
+TOLERANCE_S = 0.025
+#: Neighbourhood for the jaw-peak test: the phone's span widened by this on each side.
+NEIGHBOURHOOD_S = 0.15
+MAX_LAG = 10
+
+CLASSES = {
+    "bilabial closure": ("P", "B", "M"),
+    "open-vowel jaw peak": ("AA", "AE", "AH", "AO", "AW", "AY"),
+    "rounding": ("UW", "OW", "W"),
+    "labiodental": ("F", "V"),
+    "dental tongue": ("TH", "DH"),
+}
+#: False-positive checks: (name, phone set, shape test) evaluated at the phone's centre frame.
+FALSE_POSITIVES = {
+    "closure in open vowels": (CLASSES["open-vowel jaw peak"], "closed"),
+    "rounding in spread vowels": (("IY", "IH", "EY", "EH", "AE"), "rounded"),
+    "lip-to-teeth in open vowels": (CLASSES["open-vowel jaw peak"], "labiodental"),
+}
+
+_C = {name: i for i, name in enumerate(ARKIT_52)}
+
+
+def _mean(w: np.ndarray, *names: str) -> np.ndarray:
+    return w[:, [_C[n] for n in names]].mean(axis=1)
+
+
+def shapes(w: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-frame booleans for the shapes the classes test (the exact definitions)."""
+    jaw = w[:, _C["jawOpen"]]
+    lip_open = _mean(
+        w, "mouthUpperUpLeft", "mouthUpperUpRight", "mouthLowerDownLeft", "mouthLowerDownRight"
+    )
+    return {
+        # Lips meet: jaw opening cancelled by mouthClose, lips not pulled apart or funnelled,
+        # and pressed together (an active closure, not just a mouth at rest).
+        "closed": (jaw - w[:, _C["mouthClose"]] <= 0.05)
+        & (lip_open <= 0.1)
+        & (w[:, _C["mouthFunnel"]] <= 0.2)
+        & (_mean(w, "mouthPressLeft", "mouthPressRight") >= 0.2),
+        "rounded": np.maximum(w[:, _C["mouthFunnel"]], w[:, _C["mouthPucker"]]) >= 0.25,
+        # Lower lip rolled in under the upper teeth with the jaw nearly closed.
+        "labiodental": (w[:, _C["mouthRollLower"]] >= 0.3) & (jaw <= 0.2),
+        "tongue": w[:, _C["tongueOut"]] >= 0.3,
+    }
+
+
+def _span(times: np.ndarray, start: float, end: float) -> slice:
+    return slice(int(np.searchsorted(times, start)), int(np.searchsorted(times, end, side="right")))
+
+
+def class_hits(
+    w: np.ndarray, times: np.ndarray, reference: list[ph.Phone]
+) -> dict[str, list[bool]]:
+    """Hit (True/False) per reference phone of each class, and per false-positive check."""
+    shape = shapes(w)
+    jaw = w[:, _C["jawOpen"]]
+    out: dict[str, list[bool]] = {name: [] for name in [*CLASSES, *FALSE_POSITIVES]}
+    test = {"bilabial closure": "closed", "rounding": "rounded", "labiodental": "labiodental",
+            "dental tongue": "tongue"}  # fmt: skip
+    for phone in reference:
+        window = _span(times, phone.start_s - TOLERANCE_S, phone.end_s + TOLERANCE_S)
+        for name, labels in CLASSES.items():
+            if phone.label not in labels:
+                continue
+            if name == "open-vowel jaw peak":
+                # Peak jawOpen in the (widened) vowel >= 0.15 and >= 0.08 above the lowest
+                # jawOpen within 150 ms around the vowel.
+                around = _span(
+                    times, phone.start_s - NEIGHBOURHOOD_S, phone.end_s + NEIGHBOURHOOD_S
+                )
+                peak = float(jaw[window].max(initial=0.0))
+                floor = float(jaw[around].min(initial=0.0))
+                out[name].append(peak >= 0.15 and peak - floor >= 0.08)
+            else:
+                out[name].append(bool(shape[test[name]][window].any()))
+        centre = int(np.argmin(np.abs(times - 0.5 * (phone.start_s + phone.end_s))))
+        for name, (labels, shape_name) in FALSE_POSITIVES.items():
+            if phone.label in labels:
+                out[name].append(bool(shape[shape_name][centre]))
+    return out
+
+
+def baseline_weights(audio: Audio, fps: Fraction) -> np.ndarray:
+    """Amplitude-only baseline: jawOpen = 0.6 x normalised loudness, everything else at rest."""
+    frames = num_frames_for(len(audio.samples), fps)
+    times = frame_targets(frames, fps) / SAMPLE_RATE
+    w = np.zeros((frames, len(ARKIT_52)), np.float32)
+    w[:, _C["jawOpen"]] = 0.6 * ex.at_times(
+        ex.normalised_loudness(ex.loudness_db(audio.samples)), times
+    )
+    return w
+
+
+def _configs(
+    model: DefaultLipSyncModel,
+) -> dict[str, Callable[[Audio, Fraction, str | None], np.ndarray]]:
+    def run(**kw: object) -> Callable[[Audio, Fraction, str | None], np.ndarray]:
+        def animate(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
+            opts = InferenceOptions(fps=fps, blinks=False, **kw)  # type: ignore[arg-type]
+            return model.animate([audio], opts)[0].weights
+
+        return animate
+
+    def with_transcript(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
+        opts = InferenceOptions(fps=fps, blinks=False, transcript=transcript)
+        return model.animate([audio], opts)[0].weights
+
+    return {
+        "transcript": with_transcript,
+        "recognised": run(),
+        "fast": run(fast=True),
+        "loudness baseline": lambda audio, fps, transcript: baseline_weights(audio, fps),
+    }
+
+
+def reference_phones(audio: Audio, transcript: str) -> list[ph.Phone]:
+    """The reference: forced alignment of the exact transcript."""
+    words, _ = ph.prepare_words(ph.normalise_transcript(transcript), ph.decoder("align"))
+    return ph.align_words(ph.to_pcm16(audio.samples), words)
+
+
+def jaw_correlation(pred: np.ndarray, tracked: np.ndarray, valid: np.ndarray) -> dict[str, float]:
+    """Pearson r at lag 0 and the best lag k in [-10, 10] frames: r(pred[i], tracked[i + k]);
+    k > 0 means the animation leads the tracked face."""
+    n = min(len(pred), len(tracked))
+    pred, tracked, valid = pred[:n], tracked[:n], valid[:n]
+
+    def r_at(k: int) -> float:
+        a = pred[max(0, -k) : n - max(0, k)]
+        b = tracked[max(0, k) : n - max(0, -k)]
+        m = valid[max(0, k) : n - max(0, -k)]
+        return float(np.corrcoef(a[m], b[m])[0, 1])
+
+    lags = {k: r_at(k) for k in range(-MAX_LAG, MAX_LAG + 1)}
+    best = max(lags, key=lambda k: lags[k])
+    return {"r_lag0": lags[0], "best_lag_frames": best, "r_best": lags[best]}
+
+
+def load_tracked(folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(folder / "blendshapes_30fps_derived.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    jaw = np.array([float(r["jawOpen"]) for r in rows])
+    valid = np.array([r["has_face"].strip().lower() in ("1", "true") for r in rows])
+    return jaw, valid
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
+    parser.add_argument("--fps", default="60", help="frame rate for the phone-class hits")
+    parser.add_argument("--json", type=Path, help="also write the numbers here")
+    parser.add_argument("--verbose", action="store_true", help="list every miss")
+    args = parser.parse_args(argv)
+    speech = args.data / "speech_en"
+    if not speech.is_dir():
+        print(f"{speech}: not found; pass --data", file=sys.stderr)
+        return 2
+    fps = Fraction(args.fps)
+    model = DefaultLipSyncModel()
+    configs = _configs(model)
+    tally: dict[str, dict[str, list[bool]]] = {c: {} for c in configs}
+    with open(speech / "transcripts.tsv", newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle, delimiter="\t") if not r["file"].endswith(".raw")]
+    for row in rows:
+        audio = decode_audio(speech / row["file"])
+        reference = reference_phones(audio, row["transcript"])
+        times = frame_targets(num_frames_for(len(audio.samples), fps), fps) / SAMPLE_RATE
+        for name, animate in configs.items():
+            hits = class_hits(animate(audio, fps, row["transcript"]), times, reference)
+            for key, values in hits.items():
+                tally[name].setdefault(key, []).extend(values)
+            if args.verbose and name == "recognised":
+                misses = [p for p in reference if p.label in CLASSES["bilabial closure"]]
+                print(
+                    row["file"],
+                    "bilabials:",
+                    [(p.word, p.label, round(p.start_s, 2)) for p in misses],
+                )
+    mediapipe = args.data / "arkit_pairs" / "nn_training_mediapipe"
+    correlations: dict[str, dict[str, float]] = {}
+    if mediapipe.is_dir():
+        audio = decode_audio(mediapipe / "extracted_audio.wav")
+        tracked, valid = load_tracked(mediapipe)
+        for name, animate in configs.items():
+            if name == "transcript":
+                continue  # no transcript for this clip
+            pred = animate(audio, Fraction(30), None)[:, _C["jawOpen"]]
+            correlations[name] = jaw_correlation(pred, tracked, valid)
+    report = {"tally": {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()},
+              "jaw": correlations, "fps": str(fps), "tolerance_s": TOLERANCE_S}  # fmt: skip
+    print(markdown(report))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    return 0
+
+
+def markdown(report: dict) -> str:
+    """The tables for docs/quality.md."""
+    configs = list(report["tally"])
+    lines = ["| phone class (n) | " + " | ".join(configs) + " |", "|---" * (len(configs) + 1) + "|"]
+    first = report["tally"][configs[0]]
+    for key in first:
+        n = first[key][1]
+        cells = []
+        for c in configs:
+            hit, total = report["tally"][c].get(key, [0, 0])
+            cells.append(f"{100 * hit / total:.1f} %" if total else "-")
+        label = f"{key} ({n})" + (" *false positive*" if key in FALSE_POSITIVES else "")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if report["jaw"]:
+        lines += ["", "| jawOpen vs MediaPipe (30 fps) | r at lag 0 | best lag (frames) | r at best lag |",
+                  "|---|---|---|---|"]  # fmt: skip
+        for name, r in report["jaw"].items():
+            lines.append(
+                f"| {name} | {r['r_lag0']:.3f} | {r['best_lag_frames']:+d} | {r['r_best']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,575 @@
+"""Operators: bake (modal from the UI, synchronous from scripts), cancel, sound strip, clear,
+mapping table, targets and model helpers.
+
+Every operator turns the core's ``A2XError`` into ``self.report({'ERROR'}, ...)``; a
+greyed-out button says why through ``poll_message_set``. Heavy imports happen inside
+``execute()``/``invoke()`` so that enabling the add-on stays cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import bpy
+from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
+from bpy.types import Operator
+
+from . import bake, preferences
+from .session import BakeSession, _animator, gather_request, model_spec, shape_names, target_objects
+
+_log = logging.getLogger("a2x_core.blender")
+
+
+def _failure(error: BaseException) -> str:
+    """One line for the user: the core's message, or the type of an unexpected error (whose
+    traceback goes to the system console through the ``a2x`` logger)."""
+    from a2x_core.errors import A2XError
+
+    if isinstance(error, A2XError):
+        return str(error)
+    _log.error("a2x: unexpected error", exc_info=error)
+    return f"a2x: unexpected {type(error).__name__}: {error} (details in the system console)"
+
+
+def _report(op: Operator, lines: list[tuple[str, str]]) -> str:
+    for level, text in lines:
+        op.report({level}, text)
+    return lines[-1][1] if lines else ""
+
+
+def _redraw(context: bpy.types.Context) -> None:
+    screen = getattr(context, "screen", None)
+    for area in getattr(screen, "areas", ()):
+        if area.type in {"VIEW_3D", "SEQUENCE_EDITOR", "DOPESHEET_EDITOR", "GRAPH_EDITOR"}:
+            area.tag_redraw()
+
+
+def _panel_reason(context: bpy.types.Context) -> str:
+    """Why the panel's Bake button cannot run with the panel's settings ("" = it can)."""
+    settings = context.scene.a2x
+    if settings.audio_source == "STRIP":
+        if not any(s.name == settings.sound_strip for s in bake.sound_strips(context.scene)):
+            return "Pick one of the scene's sound strips"
+    elif not settings.audio_path:
+        return "Choose an audio file"
+    elif not os.path.isfile(bpy.path.abspath(settings.audio_path)):
+        return "The audio file does not exist"
+    if settings.model == "FILE" and not settings.model_path:
+        return "Choose a model.json, or use the default model"
+    if settings.model == "FOLDER" and not settings.model_entry:
+        return "Pick a model from the model folders"
+    try:
+        target_objects(context)
+    except Exception as error:  # noqa: BLE001 - any reason becomes the tooltip
+        return str(error)[0].upper() + str(error)[1:]
+    return ""
+
+
+# --------------------------------------------------------------------------- bake / cancel
+
+
+class A2X_OT_bake(Operator):
+    """Animate the shape keys from speech audio (runs in the background; Esc cancels)"""
+
+    bl_idname = "a2x.bake"
+    bl_label = "Bake"
+    bl_options = {"REGISTER", "UNDO"}
+
+    audio_path: StringProperty(  # type: ignore[valid-type]
+        name="Audio", subtype="FILE_PATH", options={"SKIP_SAVE"},
+        description="Audio file (default: the panel's)",
+    )  # fmt: skip
+    object_name: StringProperty(  # type: ignore[valid-type]
+        name="Objects", options={"SKIP_SAVE"},
+        description="Target object name(s), comma-separated (default: the panel's targets)",
+    )  # fmt: skip
+    model: StringProperty(  # type: ignore[valid-type]
+        name="Model", options={"SKIP_SAVE"},
+        description='"default" or a model.json path (default: the panel\'s)',
+    )  # fmt: skip
+    start_frame: IntProperty(  # type: ignore[valid-type]
+        name="Start Frame", options={"SKIP_SAVE"}, description="Default: the panel's"
+    )
+    transcript: StringProperty(  # type: ignore[valid-type]
+        name="Transcript", options={"SKIP_SAVE"}, description="Default: the panel's"
+    )
+    use_nla: BoolProperty(  # type: ignore[valid-type]
+        name="Bake to NLA Strip", options={"SKIP_SAVE"}, description="Default: the panel's"
+    )
+    add_sound_strip: BoolProperty(  # type: ignore[valid-type]
+        name="Sound Strip", options={"SKIP_SAVE"}, description="Default: the panel's"
+    )
+    execution: EnumProperty(  # type: ignore[valid-type]
+        name="Execution", default="AUTO", options={"SKIP_SAVE"},
+        items=[("AUTO", "Auto", "In the background from the UI, synchronously from scripts"),
+               ("SYNC", "Synchronous", "Return when the bake is done"),
+               ("MODAL", "Background", "Run inference off the main thread")],
+    )  # fmt: skip
+
+    _session: BakeSession | None = None
+    _timer: Any = None
+    _cancelling: int = 0
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        reason = ""
+        if context.window_manager.a2x_job.running:
+            reason = "A bake is running; Esc or Cancel stops it"
+        elif context.area is not None and context.area.type == "VIEW_3D":
+            reason = _panel_reason(context)
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def _start(self, context: bpy.types.Context) -> BakeSession | None:
+        try:
+            return BakeSession(gather_request(context, self)).start()
+        except Exception as error:  # noqa: BLE001 - reported, never a traceback dialog
+            self.report({"ERROR"}, _failure(error))
+            return None
+
+    def _finish(self, context: bpy.types.Context, session: BakeSession) -> set[str]:
+        state = context.window_manager.a2x_job
+        try:
+            state.message = _report(self, session.apply())
+        except Exception as error:  # noqa: BLE001
+            state.message = _failure(error)
+            self.report({"ERROR"}, state.message)
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from a2x_core.errors import CancelledError
+
+        if self.execution == "MODAL" and not bpy.app.background:
+            return self.invoke(context, None)
+        session = self._start(context)
+        if session is None:
+            return {"CANCELLED"}
+        try:
+            session.wait()
+        except CancelledError:
+            self.report({"WARNING"}, "a2x: bake cancelled")
+            return {"CANCELLED"}
+        except Exception as error:  # noqa: BLE001
+            self.report({"ERROR"}, _failure(error))
+            return {"CANCELLED"}
+        return self._finish(context, session)
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if bpy.app.background or self.execution == "SYNC" or context.window is None:
+            return self.execute(context)
+        session = self._start(context)
+        if session is None:
+            return {"CANCELLED"}
+        if session.results is not None:  # cached: nothing to wait for
+            return self._finish(context, session)
+        self._session, self._cancelling = session, 0
+        state = context.window_manager.a2x_job
+        state.running, state.cancel_requested = True, False
+        state.progress, state.stage, state.message = 0.0, "starting", ""
+        wm = context.window_manager
+        self._timer = wm.event_timer_add(0.1, window=context.window)
+        wm.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _end(self, context: bpy.types.Context) -> None:
+        wm = context.window_manager
+        if self._timer is not None:
+            wm.event_timer_remove(self._timer)
+            self._timer = None
+        wm.a2x_job.running = False
+        wm.a2x_job.cancel_requested = False
+        if context.workspace is not None:
+            context.workspace.status_text_set(None)
+        _redraw(context)
+
+    def modal(self, context: bpy.types.Context, event: Any) -> set[str]:
+        from a2x_core.errors import CancelledError
+
+        state = context.window_manager.a2x_job
+        session = self._session
+        if (event.type == "ESC" and event.value == "PRESS") or state.cancel_requested:
+            if not self._cancelling:
+                self._cancelling = 1  # paint "Cancelling" first, stop on the next tick
+                state.stage, state.cancel_requested = "Cancelling...", False
+                _redraw(context)
+            if event.type == "ESC":
+                return {"RUNNING_MODAL"}
+        if event.type != "TIMER" or event.timer is not self._timer:
+            return {"PASS_THROUGH"}
+        if self._cancelling == 1:
+            self._cancelling = 2
+            session.cancel()
+        try:
+            progress = session.poll()
+        except CancelledError:
+            self._end(context)
+            state.message = "Bake cancelled"
+            self.report({"WARNING"}, "a2x: bake cancelled")
+            return {"CANCELLED"}
+        except Exception as error:  # noqa: BLE001 - the timer must never be left running
+            self._end(context)
+            state.message = _failure(error)
+            self.report({"ERROR"}, state.message)
+            return {"CANCELLED"}
+        if progress is not None:
+            if not self._cancelling:
+                state.progress, state.stage = progress.fraction, progress.stage
+            pct = int(round(state.progress * 100))
+            context.workspace.status_text_set(f"a2x: {state.stage} {pct}%   (Esc to cancel)")
+            _redraw(context)
+            return {"PASS_THROUGH"}
+        state.progress, state.stage = 1.0, "baking keys"
+        self._end(context)
+        return self._finish(context, session)
+
+    def cancel(self, context: bpy.types.Context) -> None:
+        """Blender ends the operator (file load, quit): stop the job and clean up."""
+        if self._session is not None:
+            self._session.cancel()
+        self._end(context)
+
+
+class A2X_OT_cancel(Operator):
+    """Stop the running bake"""
+
+    bl_idname = "a2x.cancel"
+    bl_label = "Cancel"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not context.window_manager.a2x_job.running:
+            cls.poll_message_set("No bake is running")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        context.window_manager.a2x_job.cancel_requested = True
+        return {"FINISHED"}
+
+
+# --------------------------------------------------------------------------- sound strip, clear
+
+
+class A2X_OT_sound_strip(Operator):
+    """Add the audio as a sound strip at the start frame, or move the add-on's strip there"""
+
+    bl_idname = "a2x.sound_strip"
+    bl_label = "Add/Sync Sound Strip"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        settings = context.scene.a2x
+        reason = ""
+        if settings.audio_source == "STRIP":
+            reason = "The audio already comes from a sound strip"
+        elif not settings.audio_path:
+            reason = "Choose an audio file first"
+        elif not os.path.isfile(bpy.path.abspath(settings.audio_path)):
+            reason = "The audio file does not exist"
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.a2x
+        path = bpy.path.abspath(settings.audio_path)
+        strip = bake.sync_sound_strip(context.scene, path, settings.start_frame)
+        self.report({"INFO"}, f"a2x: sound strip {strip.name!r} at frame {int(strip.frame_start)}")
+        return {"FINISHED"}
+
+
+class A2X_OT_clear(Operator):
+    """Remove the add-on's baked animation from the targets (your own Actions stay)"""
+
+    bl_idname = "a2x.clear"
+    bl_label = "Clear Baked Animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    object_name: StringProperty(  # type: ignore[valid-type]
+        name="Objects", options={"SKIP_SAVE"}, description="Default: the panel's targets"
+    )
+    remove_sound_strip: BoolProperty(  # type: ignore[valid-type]
+        name="Remove Sound Strip", default=False, description="Also remove the add-on's sound strip"
+    )
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if context.window_manager.a2x_job.running:
+            cls.poll_message_set("A bake is running")
+            return False
+        if context.area is not None and context.area.type == "VIEW_3D":
+            try:
+                keys = bake.shape_key_blocks(target_objects(context))
+            except Exception:  # noqa: BLE001 - no targets
+                keys = []
+            if not any(_has_bake(k) for k in keys):
+                cls.poll_message_set("Nothing baked by a2x on the target objects")
+                return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from a2x_core.errors import A2XError
+
+        try:
+            keys = bake.shape_key_blocks(target_objects(context, self.object_name))
+        except A2XError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        removed = sum(bake.clear_key(k) for k in keys)
+        if self.remove_sound_strip:
+            strip = bake.owned_sound_strip(context.scene)
+            if strip is not None:
+                bake._top_strips(context.scene.sequence_editor).remove(strip)
+        self.report({"INFO"}, f"a2x: removed {removed} baked Action(s)")
+        return {"FINISHED"}
+
+
+def _has_bake(key: bpy.types.Key) -> bool:
+    ad = key.animation_data
+    if ad is None:
+        return False
+    return bake.is_owned(ad.action) or any(
+        bake.is_owned(s.action) for t in ad.nla_tracks for s in t.strips
+    )
+
+
+# --------------------------------------------------------------------------- targets, mapping
+
+
+class A2X_OT_target_add(Operator):
+    """Add the selected objects that have shape keys to the targets"""
+
+    bl_idname = "a2x.target_add"
+    bl_label = "Add Selected"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        objects = getattr(context, "selected_objects", None) or []
+        if not any(getattr(getattr(o, "data", None), "shape_keys", None) for o in objects):
+            cls.poll_message_set("Select objects with shape keys")
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.a2x
+        present = {t.object for t in settings.targets}
+        for obj in context.selected_objects:
+            if getattr(getattr(obj, "data", None), "shape_keys", None) and obj not in present:
+                settings.targets.add().object = obj
+        return {"FINISHED"}
+
+
+class _RemoveHighlightedRow(Operator):
+    """Shared body of the list "remove" buttons: drop the highlighted row, keep a valid index."""
+
+    bl_options = {"REGISTER", "UNDO"}
+    collection = ""
+    index = ""
+    empty_message = ""
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if not len(getattr(context.scene.a2x, cls.collection)):
+            cls.poll_message_set(cls.empty_message)
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.a2x
+        rows = getattr(settings, self.collection)
+        rows.remove(getattr(settings, self.index))
+        setattr(settings, self.index, max(0, min(getattr(settings, self.index), len(rows) - 1)))
+        return {"FINISHED"}
+
+
+class A2X_OT_target_remove(_RemoveHighlightedRow):
+    """Remove the highlighted target"""
+
+    bl_idname = "a2x.target_remove"
+    bl_label = "Remove Target"
+    collection, index, empty_message = "targets", "targets_index", "The target list is empty"
+
+
+def fill_mapping(context: bpy.types.Context, keep_edits: bool = True) -> tuple[int, int]:
+    """Fill the mapping table from the targets' shape names; returns (rows, unmatched)."""
+    from a2x_core.retarget import auto_map
+
+    settings = context.scene.a2x
+    names: list[str] = []
+    for key in bake.shape_key_blocks(target_objects(context)):
+        names.extend(n for n in shape_names(key) if n not in names)
+    found = auto_map(names)
+    old = {r.target: (r.source, r.multiplier, r.offset, r.enabled) for r in settings.mapping}
+    extra = [r for r in old if r not in {t.target for t in found.targets} and r in names]
+    settings.mapping.clear()
+    for target in found.targets:
+        row = settings.mapping.add()
+        row.target, row.source = target.target, target.source
+        if keep_edits and target.target in old:
+            row.source, row.multiplier, row.offset, row.enabled = old[target.target]
+    if keep_edits:  # rows the artist added by hand for shapes auto-matching missed
+        for name in extra:
+            row = settings.mapping.add()
+            row.target = name
+            row.source, row.multiplier, row.offset, row.enabled = old[name]
+    mapped = {r.target for r in settings.mapping}
+    settings.unmatched_shapes.clear()
+    for name in found.unmatched_targets:
+        if name not in mapped:
+            settings.unmatched_shapes.add().name = name
+    used = {r.source for r in settings.mapping if r.enabled}
+    settings.unused_sources.clear()
+    for name in found.unused_sources:
+        if name not in used:
+            settings.unused_sources.add().name = name
+    return len(settings.mapping), len(settings.unmatched_shapes)
+
+
+class A2X_OT_mapping_auto(Operator):
+    """Fill the mapping table by matching the targets' shape names to ARKit names"""
+
+    bl_idname = "a2x.mapping_auto"
+    bl_label = "Match Names"
+    bl_options = {"REGISTER", "UNDO"}
+
+    keep_edits: BoolProperty(  # type: ignore[valid-type]
+        name="Keep Edits", default=True,
+        description="Keep sources, multipliers and offsets already set for a shape",
+    )  # fmt: skip
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        try:
+            target_objects(context)
+        except Exception as error:  # noqa: BLE001
+            cls.poll_message_set(str(error))
+            return False
+        return True
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from a2x_core.errors import A2XError
+
+        try:
+            rows, unmatched = fill_mapping(context, self.keep_edits)
+        except A2XError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"a2x: {rows} shapes mapped, {unmatched} unmatched")
+        return {"FINISHED"}
+
+
+class A2X_OT_mapping_add(Operator):
+    """Add a row: drive one more shape from the highlighted row's source"""
+
+    bl_idname = "a2x.mapping_add"
+    bl_label = "Add Mapping Row"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.a2x
+        source = None
+        if 0 <= settings.mapping_index < len(settings.mapping):
+            source = settings.mapping[settings.mapping_index].source
+        row = settings.mapping.add()
+        if source:
+            row.source = source
+        settings.mapping_index = len(settings.mapping) - 1
+        return {"FINISHED"}
+
+
+class A2X_OT_mapping_remove(_RemoveHighlightedRow):
+    """Remove the highlighted mapping row"""
+
+    bl_idname = "a2x.mapping_remove"
+    bl_label = "Remove Mapping Row"
+    collection, index, empty_message = "mapping", "mapping_index", "The mapping table is empty"
+
+
+# --------------------------------------------------------------------------- models
+
+
+def rescan_models(context: bpy.types.Context) -> int:
+    from a2x_core.models import list_models
+
+    entries = context.window_manager.a2x_models
+    entries.clear()
+    for found in list_models(preferences.model_folders(context)):
+        if found.kind in {"default", "invalid"}:
+            continue
+        entry = entries.add()
+        entry.name = f"{found.description} ({found.kind})"
+        entry.path = found.spec
+    return len(entries)
+
+
+class A2X_OT_models_rescan(Operator):
+    """Look for models in the folders of the add-on preferences"""
+
+    bl_idname = "a2x.models_rescan"
+    bl_label = "Rescan Models"
+    bl_options = {"INTERNAL"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        count = rescan_models(context)
+        self.report({"INFO"}, f"a2x: {count} model(s) found")
+        return {"FINISHED"}
+
+
+class A2X_OT_model_emotions(Operator):
+    """Load the model and list the emotions it accepts"""
+
+    bl_idname = "a2x.model_emotions"
+    bl_label = "Load Emotions"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        from a2x_core import InferenceOptions
+        from a2x_core.errors import A2XError
+        from a2x_core.worker import model_summary, worker_model_info
+
+        settings = context.scene.a2x
+        prefs = preferences.get(context)
+        try:
+            spec = model_spec(context)
+            if prefs is not None and prefs.external_python:
+                summary = worker_model_info(bpy.path.abspath(prefs.external_python), spec)
+            else:
+                backend = prefs.backend if prefs else "auto"
+                summary = model_summary(_animator(spec, InferenceOptions(backend=backend)).model)
+        except A2XError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        old = {e.name: e.value for e in settings.emotions}
+        settings.emotions.clear()
+        for name in summary["emotion_names"]:
+            item = settings.emotions.add()
+            item.name, item.value = name, old.get(name, 0.0)
+        settings.emotion_model = spec
+        if not summary["emotion_names"]:
+            settings.use_emotions = False
+            self.report({"INFO"}, f"a2x: model {summary['name'] or spec} takes no emotions")
+        else:
+            self.report({"INFO"}, f"a2x: {len(settings.emotions)} emotions")
+        return {"FINISHED"}
+
+
+classes = (
+    A2X_OT_bake,
+    A2X_OT_cancel,
+    A2X_OT_sound_strip,
+    A2X_OT_clear,
+    A2X_OT_target_add,
+    A2X_OT_target_remove,
+    A2X_OT_mapping_auto,
+    A2X_OT_mapping_add,
+    A2X_OT_mapping_remove,
+    A2X_OT_models_rescan,
+    A2X_OT_model_emotions,
+)

@@ -1,0 +1,198 @@
+"""Settings as PropertyGroups: per scene (``scene.a2x``) and per session (``wm.a2x_job``).
+
+They are converted once into the core's plain values (``InferenceOptions``, mapping rows) by
+:func:`operators.gather_request`; nothing reads them by string key.
+"""
+
+from __future__ import annotations
+
+import bpy
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
+from bpy.types import PropertyGroup
+
+_SOURCE_ITEMS: list[tuple[str, str, str]] = []
+
+
+def source_items(_self=None, _context=None) -> list[tuple[str, str, str]]:
+    """ARKit-52 and the tongue poses as enum items (kept alive for Blender's enum cache)."""
+    if not _SOURCE_ITEMS:
+        from a2x_core.retarget import SOURCE_NAMES
+
+        _SOURCE_ITEMS.extend((n, n, f"Curve {n} of the model's output") for n in SOURCE_NAMES)
+    return _SOURCE_ITEMS
+
+
+def _has_shape_keys(_self, obj: bpy.types.Object) -> bool:
+    data = getattr(obj, "data", None)
+    return getattr(data, "shape_keys", None) is not None
+
+
+def _start_frame_changed(self, context: bpy.types.Context) -> None:
+    from . import bake
+
+    bake.move_sound_strip(context.scene, self.start_frame)
+
+
+class A2XName(PropertyGroup):
+    """A name in a read-only list (unmatched shapes, unused sources)."""
+
+
+class A2XTarget(PropertyGroup):
+    object: PointerProperty(  # type: ignore[valid-type]
+        name="Object", type=bpy.types.Object, poll=_has_shape_keys,
+        description="A mesh, curve or lattice whose shape keys receive the animation",
+    )  # fmt: skip
+
+
+class A2XMappingRow(PropertyGroup):
+    """One target shape driven by one source curve: value = curve * multiplier + offset."""
+
+    target: StringProperty(  # type: ignore[valid-type]
+        name="Shape", description="Shape key name on the target objects"
+    )
+    source: EnumProperty(  # type: ignore[valid-type]
+        name="Source", items=source_items,
+        description="Curve of the model's output that drives this shape",
+    )  # fmt: skip
+    multiplier: FloatProperty(  # type: ignore[valid-type]
+        name="Multiplier", default=1.0, soft_min=0.0, soft_max=2.0,
+        description="Scales the curve for this shape",
+    )  # fmt: skip
+    offset: FloatProperty(  # type: ignore[valid-type]
+        name="Offset", default=0.0, soft_min=-1.0, soft_max=1.0,
+        description="Added to the curve after scaling",
+    )  # fmt: skip
+    enabled: BoolProperty(  # type: ignore[valid-type]
+        name="Enabled", default=True, description="Bake this shape"
+    )
+
+
+class A2XEmotion(PropertyGroup):
+    value: FloatProperty(  # type: ignore[valid-type]
+        name="Strength", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
+        description="How strongly the face shows this emotion (constant over the clip)",
+    )  # fmt: skip
+
+
+class A2XModelEntry(PropertyGroup):
+    """A model found in the folders of the add-on preferences (``name`` is shown)."""
+
+    path: StringProperty(name="model.json", subtype="FILE_PATH")  # type: ignore[valid-type]
+
+
+class A2XSettings(PropertyGroup):
+    """Everything the panel edits, stored with the scene."""
+
+    audio_source: EnumProperty(  # type: ignore[valid-type]
+        name="Audio", default="FILE",
+        items=[("FILE", "File", "An audio file on disk"),
+               ("STRIP", "Sound Strip", "One of the scene's sound strips (placed where it is)")],
+    )  # fmt: skip
+    audio_path: StringProperty(  # type: ignore[valid-type]
+        name="Audio File", subtype="FILE_PATH", description="Speech audio (wav, flac, ogg, mp3...)"
+    )
+    sound_strip: StringProperty(  # type: ignore[valid-type]
+        name="Sound Strip", description="Sound strip of this scene whose audio is animated"
+    )
+    model: EnumProperty(  # type: ignore[valid-type]
+        name="Model", default="DEFAULT",
+        items=[("DEFAULT", "Default", "Embedded lip-sync model (CPU, no download)"),
+               ("FOLDER", "Model Folders", "A model found in the folders of the add-on preferences"),
+               ("FILE", "model.json", "The model.json of a downloaded Audio2Face-3D model")],
+    )  # fmt: skip
+    model_entry: StringProperty(  # type: ignore[valid-type]
+        name="Model", description="Model from the folders set in the add-on preferences"
+    )
+    model_path: StringProperty(  # type: ignore[valid-type]
+        name="model.json", subtype="FILE_PATH", description="Audio2Face-3D model.json or its folder"
+    )
+    targets: CollectionProperty(type=A2XTarget)  # type: ignore[valid-type]
+    targets_index: IntProperty()  # type: ignore[valid-type]
+    mapping: CollectionProperty(type=A2XMappingRow)  # type: ignore[valid-type]
+    mapping_index: IntProperty()  # type: ignore[valid-type]
+    unmatched_shapes: CollectionProperty(type=A2XName)  # type: ignore[valid-type]
+    unused_sources: CollectionProperty(type=A2XName)  # type: ignore[valid-type]
+    start_frame: IntProperty(  # type: ignore[valid-type]
+        name="Start Frame", default=1, update=_start_frame_changed,
+        description="Scene frame where the audio starts; moves the add-on's sound strip too",
+    )  # fmt: skip
+    strength: FloatProperty(  # type: ignore[valid-type]
+        name="Strength", default=1.0, min=0.0, max=10.0, soft_max=2.0,
+        description="Multiplies every curve (clipped to 0..1)",
+    )  # fmt: skip
+    smoothing_s: FloatProperty(  # type: ignore[valid-type]
+        name="Smoothing", default=0.0, min=0.0, max=1.0, soft_max=0.2, step=1, precision=3,
+        description="Extra zero-phase smoothing in seconds (0 = as the model says)",
+    )  # fmt: skip
+    transcript: StringProperty(  # type: ignore[valid-type]
+        name="Transcript", description="The words spoken; the default model aligns to them"
+    )
+    transcript_text: PointerProperty(  # type: ignore[valid-type]
+        name="Transcript Text", type=bpy.types.Text,
+        description="A text datablock with the words spoken (used instead of the line above)",
+    )  # fmt: skip
+    use_emotions: BoolProperty(  # type: ignore[valid-type]
+        name="Emotions", default=False, description="Send these emotions to the model"
+    )
+    emotions: CollectionProperty(type=A2XEmotion)  # type: ignore[valid-type]
+    emotion_model: StringProperty(  # type: ignore[valid-type]
+        name="Emotions Of", description="The model whose emotion names are listed"
+    )
+    use_nla: BoolProperty(  # type: ignore[valid-type]
+        name="Bake to NLA Strip", default=False,
+        description="Put the bake on an NLA strip and leave the active Action alone "
+        "(needed when the shape keys already play an Action of yours)",
+    )  # fmt: skip
+    add_sound_strip: BoolProperty(  # type: ignore[valid-type]
+        name="Sound Strip", default=True,
+        description="Add (or move) the add-on's sound strip at the start frame when baking",
+    )  # fmt: skip
+    interpolation: EnumProperty(  # type: ignore[valid-type]
+        name="Interpolation", default="LINEAR",
+        items=[("LINEAR", "Linear", "Straight lines between keys"),
+               ("BEZIER", "Bezier", "Smooth curves through the keys"),
+               ("CONSTANT", "Constant", "Hold each key until the next")],
+    )  # fmt: skip
+
+
+class A2XJobState(PropertyGroup):
+    """The running bake, as the panel and the status bar show it (not saved with files)."""
+
+    running: BoolProperty(default=False)  # type: ignore[valid-type]
+    progress: FloatProperty(  # type: ignore[valid-type]
+        name="Progress", min=0.0, max=1.0, subtype="FACTOR"
+    )
+    stage: StringProperty(name="Stage")  # type: ignore[valid-type]
+    cancel_requested: BoolProperty(default=False)  # type: ignore[valid-type]
+    message: StringProperty(name="Last Bake")  # type: ignore[valid-type]
+
+
+classes = (
+    A2XName,
+    A2XTarget,
+    A2XMappingRow,
+    A2XEmotion,
+    A2XModelEntry,
+    A2XSettings,
+    A2XJobState,
+)
+
+
+def register() -> None:
+    bpy.types.Scene.a2x = PointerProperty(type=A2XSettings)
+    bpy.types.WindowManager.a2x_job = PointerProperty(type=A2XJobState)
+    bpy.types.WindowManager.a2x_models = CollectionProperty(type=A2XModelEntry)
+
+
+def unregister() -> None:
+    del bpy.types.WindowManager.a2x_models
+    del bpy.types.WindowManager.a2x_job
+    del bpy.types.Scene.a2x

@@ -1,0 +1,382 @@
+"""One bake's plain values and its run: the panel read once into a :class:`BakeRequest`,
+inference on a thread (or in the external runtime) as a :class:`BakeSession`, keys written
+on the main thread. No operator, panel or UI state here, so scripts and tests drive it too.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import bpy
+
+from . import bake, preferences
+
+if TYPE_CHECKING:
+    from a2x_core import AnimationResult, InferenceOptions
+    from a2x_core.retarget import ShapeTarget
+
+_RESULTS: OrderedDict[tuple, list[AnimationResult]] = OrderedDict()
+_ANIMATORS: OrderedDict[tuple, Any] = OrderedDict()
+_CACHE_SIZE = 4
+
+
+def _remember(cache: OrderedDict, key: tuple, value: Any) -> None:
+    cache[key] = value
+    cache.move_to_end(key)
+    while len(cache) > _CACHE_SIZE:
+        cache.popitem(last=False)
+
+
+# --------------------------------------------------------------------------- gathering settings
+
+
+@dataclass
+class BakeRequest:
+    """Everything a bake needs, read once from the panel and the operator's arguments."""
+
+    scene_name: str
+    audio_path: str
+    model: str
+    key_names: list[str]
+    rows: list[list[ShapeTarget]]
+    fps: Any  # Fraction
+    start_frame: int
+    options: InferenceOptions
+    use_nla: bool
+    add_sound_strip: bool
+    interpolation: str
+    external_python: str
+    warnings: list[str] = field(default_factory=list)
+
+    def cache_key(self) -> tuple:
+        import json
+
+        stat = os.stat(self.audio_path)
+        opts = json.dumps(self.options.to_json(), sort_keys=True, default=str)
+        return (self.external_python, self.model, self.audio_path, stat.st_mtime_ns,
+                stat.st_size, opts)  # fmt: skip
+
+
+def _error(message: str, hint: str = "") -> Exception:
+    from a2x_core.errors import ParameterError
+
+    return ParameterError(message, hint=hint)
+
+
+def target_objects(context: bpy.types.Context, object_names: str = "") -> list[bpy.types.Object]:
+    """Objects to bake onto: named ones, else the panel's list, else the active object."""
+    if object_names:
+        objects = []
+        for name in (n.strip() for n in object_names.split(",")):
+            obj = bpy.data.objects.get(name)
+            if obj is None:
+                raise _error(f"there is no object named {name!r}", "check object_name")
+            objects.append(obj)
+    else:
+        settings = context.scene.a2x
+        objects = [t.object for t in settings.targets if t.object is not None]
+        if not objects and context.active_object is not None:
+            objects = [context.active_object]
+    if not objects:
+        raise _error("no target object", "select a face with shape keys or add it to Targets")
+    for obj in objects:
+        if getattr(getattr(obj, "data", None), "shape_keys", None) is None:
+            raise _error(
+                f"{obj.name!r} has no shape keys",
+                "add ARKit-named shape keys or pick another object",
+            )
+    return objects
+
+
+def shape_names(key: bpy.types.Key) -> list[str]:
+    """Shape names of ``key`` without its reference (Basis) shape."""
+    reference = key.reference_key.name if key.reference_key is not None else None
+    return [kb.name for kb in key.key_blocks if kb.name != reference]
+
+
+def table_rows(settings: Any) -> list[ShapeTarget]:
+    from a2x_core.retarget import ShapeTarget
+
+    return [
+        ShapeTarget(r.target, r.source, r.multiplier, r.offset, r.enabled)
+        for r in settings.mapping
+        if r.target
+    ]
+
+
+def rows_for_key(key: bpy.types.Key, table: list[ShapeTarget], warnings: list[str]) -> list:
+    """The table's rows for this Key's shapes; an empty or foreign table means auto-mapping."""
+    from a2x_core.retarget import auto_map
+
+    names = shape_names(key)
+    present = set(names)
+    rows = [r for r in table if r.target in present]
+    if not rows:
+        mapping = auto_map(names)
+        rows = list(mapping.targets)
+        if table:
+            warnings.append(
+                f"{bake.owner_name(key)}: the mapping table names none of its shapes; "
+                "matched them automatically"
+            )
+    if not any(r.enabled for r in rows):
+        shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
+        raise _error(
+            f"no shape key of {bake.owner_name(key)!r} matches an ARKit name ({shown})",
+            "rename them (jawOpen, eyeBlinkLeft, ...) or fill the mapping table",
+        )
+    return rows
+
+
+def model_spec(context: bpy.types.Context) -> str:
+    """The panel's model as ``load_model`` takes it: "default" or a model.json path."""
+    settings = context.scene.a2x
+    if settings.model == "FILE":
+        if not settings.model_path:
+            raise _error("no model.json chosen", "pick a model.json or use the default model")
+        return bpy.path.abspath(settings.model_path)
+    if settings.model == "FOLDER":
+        entry = context.window_manager.a2x_models.get(settings.model_entry)
+        if entry is None:
+            raise _error(
+                f"model {settings.model_entry!r} is not in the model folders",
+                "pick one, or rescan the folders in the add-on preferences",
+            )
+        return entry.path
+    return "default"
+
+
+def sound_strip_source(context: bpy.types.Context) -> Any:
+    settings = context.scene.a2x
+    strip = next(
+        (s for s in bake.sound_strips(context.scene) if s.name == settings.sound_strip), None
+    )
+    if strip is None:
+        raise _error("no sound strip chosen", "pick one of the scene's sound strips")
+    return strip
+
+
+def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
+    """Read the panel (and an operator's explicitly set arguments) into a :class:`BakeRequest`.
+
+    Raises:
+        A2XError: with the fix, for anything missing or in the way (an artist's Action).
+    """
+    from a2x_core import InferenceOptions
+    from a2x_core.errors import AudioNotFoundError
+    from a2x_core.retarget import scene_fps
+
+    def given(name: str) -> bool:
+        return op is not None and op.properties.is_property_set(name)
+
+    scene = context.scene
+    settings = scene.a2x
+    warnings: list[str] = []
+    fps = scene_fps(scene.render.fps, scene.render.fps_base)
+    start_s = end_s = None
+    start_frame = settings.start_frame
+    add_strip = settings.add_sound_strip
+    if given("audio_path"):
+        audio = bpy.path.abspath(op.audio_path)
+    elif settings.audio_source == "STRIP":
+        strip = sound_strip_source(context)
+        audio = bake.strip_audio_path(strip)
+        start_frame = int(strip.frame_start)
+        head = strip.frame_final_start - strip.frame_start
+        tail = strip.frame_final_end - strip.frame_start
+        start_s = head / float(fps) if head > 0 else None
+        end_s = tail / float(fps)
+        add_strip = False
+    else:
+        if not settings.audio_path:
+            raise _error("no audio file chosen", "pick an audio file in the a2x panel")
+        audio = bpy.path.abspath(settings.audio_path)
+    if not os.path.isfile(audio):
+        raise AudioNotFoundError("audio file not found", path=audio, hint="pick an existing file")
+    if given("start_frame"):
+        start_frame = op.start_frame
+    if given("add_sound_strip"):
+        add_strip = op.add_sound_strip
+    model = op.model if given("model") and op.model else model_spec(context)
+    if model != "default":
+        model = bpy.path.abspath(model)
+    use_nla = op.use_nla if given("use_nla") else settings.use_nla
+
+    objects = target_objects(context, op.object_name if given("object_name") else "")
+    keys = bake.shape_key_blocks(objects)
+    if not use_nla:
+        for key in keys:
+            action = bake.artist_action(key)
+            if action is not None:
+                raise _error(
+                    f"the shape keys of {bake.owner_name(key)!r} play your Action "
+                    f"{action.name!r}, which a2x never modifies or replaces",
+                    "tick 'Bake to NLA Strip' to bake beside it, or unassign that Action first",
+                )
+    table = table_rows(settings)
+    rows = [rows_for_key(key, table, warnings) for key in keys]
+
+    transcript = settings.transcript_text.as_string() if settings.transcript_text else ""
+    transcript = (op.transcript if given("transcript") else "") or transcript or settings.transcript
+    emotions: tuple = ()
+    if settings.use_emotions and len(settings.emotions):
+        if settings.emotion_model == model:
+            emotions = ((0.0, {e.name: float(e.value) for e in settings.emotions}),)
+        else:
+            warnings.append(
+                "the emotion sliders were loaded for another model; press 'Load Emotions' "
+                "to use emotions with this one"
+            )
+    prefs = preferences.get(context)
+    options = InferenceOptions(
+        fps=fps,
+        start_s=start_s,
+        end_s=end_s,
+        transcript=transcript.strip() or None,
+        strength=settings.strength,
+        smoothing_s=settings.smoothing_s,
+        emotions=emotions,
+        backend=prefs.backend if prefs else "auto",
+        threads=(prefs.threads or None) if prefs else None,
+    )
+    return BakeRequest(
+        scene_name=scene.name,
+        audio_path=audio,
+        model=model,
+        key_names=[k.name for k in keys],
+        rows=rows,
+        fps=fps,
+        start_frame=int(start_frame),
+        options=options,
+        use_nla=use_nla,
+        add_sound_strip=add_strip,
+        interpolation=settings.interpolation,
+        external_python=bpy.path.abspath(prefs.external_python)
+        if prefs and prefs.external_python
+        else "",
+        warnings=warnings,
+    )
+
+
+# --------------------------------------------------------------------------- the bake session
+
+
+def _animator(model: str, options: InferenceOptions) -> Any:
+    from a2x_core import Animator
+
+    key = (model, options.backend, options.threads)
+    if key not in _ANIMATORS:
+        _remember(_ANIMATORS, key, Animator(model, options))
+    return _ANIMATORS[key]
+
+
+class BakeSession:
+    """Inference for one :class:`BakeRequest` (a thread or the external runtime), then the bake.
+
+    ``start()`` returns at once; ``poll()`` is the job's (``Progress`` or None when done,
+    re-raising its error); ``apply()`` writes the keys on the main thread. A result already
+    computed for the same audio, model and options is reused, so re-baking after editing
+    the mapping, multipliers or start frame is instant.
+    """
+
+    def __init__(self, request: BakeRequest) -> None:
+        self.request = request
+        self.job: Any = None
+        self.results: list[AnimationResult] | None = None
+        self.started = time.perf_counter()
+        self.inference_s = 0.0
+
+    def start(self) -> BakeSession:
+        from a2x_core.jobs import Job
+
+        req = self.request
+        cached = _RESULTS.get(req.cache_key())
+        if cached is not None:
+            self.results = cached
+            return self
+        if req.external_python:
+            from a2x_core.worker import start_worker
+
+            self.job = start_worker(req.external_python, req.model, [req.audio_path], req.options)
+        else:
+
+            def work(progress: Any, cancel: Any) -> list[AnimationResult]:
+                animator = _animator(req.model, req.options)
+                return animator.animate_many([req.audio_path], req.options, progress, cancel)
+
+            self.job = Job(work, name="a2x-bake").start()
+        return self
+
+    def poll(self) -> Any:
+        if self.results is not None:
+            return None
+        progress = self.job.poll()
+        if progress is None:
+            self.results = self.job.result()
+            self.inference_s = time.perf_counter() - self.started
+            _remember(_RESULTS, self.request.cache_key(), self.results)
+        return progress
+
+    def wait(self) -> None:
+        while self.poll() is not None:
+            time.sleep(0.02)
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.cancel()
+
+    def apply(self) -> list[tuple[str, str]]:
+        """Bake the finished result; returns report lines as (level, text)."""
+        from a2x_core.retarget import plan_bake
+
+        req = self.request
+        assert self.results is not None
+        result = self.results[0]
+        scene = bpy.data.scenes.get(req.scene_name)
+        if scene is None:
+            raise _error(f"scene {req.scene_name!r} is gone", "bake again")
+        began = time.perf_counter()
+        lines: list[tuple[str, str]] = [("WARNING", w) for w in req.warnings + result.warnings]
+        last_frame = float(req.start_frame)
+        baked = []
+        for key_name, rows in zip(req.key_names, req.rows, strict=True):
+            key = bpy.data.shape_keys.get(key_name)
+            if key is None:
+                raise _error(f"shape keys {key_name!r} were removed during the bake", "bake again")
+            if not req.use_nla and bake.artist_action(key) is not None:
+                raise _error(
+                    f"{bake.owner_name(key)!r} got an Action of yours during the bake; "
+                    "a2x never replaces it",
+                    "tick 'Bake to NLA Strip' or unassign that Action",
+                )
+            plan = plan_bake(result, rows, req.fps, req.start_frame)
+            if plan.missing_sources:
+                lines.append(
+                    ("WARNING", f"{bake.owner_name(key)}: this model gives no curve for "
+                     f"{', '.join(plan.missing_sources)}")
+                )  # fmt: skip
+            if not plan.channels:
+                continue
+            metadata = {"audio": req.audio_path, "model": req.model, "start_frame": req.start_frame}
+            done = bake.bake_key(
+                key, plan, use_nla=req.use_nla, interpolation=req.interpolation, metadata=metadata
+            )
+            baked.append(done)
+            lines.extend(("WARNING", w) for w in done.warnings)
+            last_frame = max(last_frame, done.frame_range[1])
+        if req.add_sound_strip:
+            bake.sync_sound_strip(scene, req.audio_path, req.start_frame)
+        bake.extend_frame_range(scene, last_frame)
+        bake_s = time.perf_counter() - began
+        for done in baked:
+            lines.append(
+                ("INFO", f"a2x: {done.key_name}: {done.channels} shapes x {done.keys_per_channel} "
+                 f"keys, frames {done.frame_range[0]:g}-{done.frame_range[1]:g} "
+                 f"({'NLA strip' if done.placement == 'nla' else 'Action'} {done.action_name})")
+            )  # fmt: skip
+        lines.append(("INFO", f"a2x: inference {self.inference_s:.1f} s, bake {bake_s:.2f} s"))
+        return lines

@@ -1,0 +1,141 @@
+"""Real-Blender tests: every scenario runs in its own subprocess of a Python that has ``bpy``.
+
+The PyPI ``bpy`` wheels pin ``numpy<2`` (4.5, 5.0), so they live in their own virtual
+environments rather than in the project's ``.venv``. Interpreters are taken from
+``A2X_BPY_PYTHONS`` (``os.pathsep``-separated paths), else from ``.venv-bpy*/bin/python`` in
+the repository, else this interpreter if it imports ``bpy``; without any, the tests skip.
+
+The extension zip is built once per session with ``build_addon.py`` (the wheel cache is
+``A2X_WHEEL_CACHE`` or ``build/wheel-cache``; only the first build downloads) and installed
+once per Blender version into a private ``BLENDER_USER_RESOURCES`` folder, which every
+scenario then reuses: user preferences and ``~/.config/blender`` are never touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SCENARIOS = Path(__file__).resolve().parent / "scenarios.py"
+RESULT_MARK = "A2X_RESULT "
+
+
+def _probe(python: str) -> str | None:
+    """``bpy.app.version_string`` of ``python``'s bpy, or None when it has none."""
+    try:
+        proc = subprocess.run(
+            [python, "-c", "import bpy; print('BPY', bpy.app.version_string)"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    for line in proc.stdout.splitlines():
+        if line.startswith("BPY "):
+            return line[4:].strip()
+    return None
+
+
+def _candidates() -> list[str]:
+    env = os.environ.get("A2X_BPY_PYTHONS")
+    if env:
+        return [p for p in env.split(os.pathsep) if p]
+    found = sorted(str(p) for p in REPO.glob(".venv-bpy*/bin/python"))
+    return found or [sys.executable]
+
+
+_PYTHONS: dict[str, str] | None = None
+
+
+def bpy_pythons() -> dict[str, str]:
+    """Blender version → interpreter, for every interpreter that imports bpy."""
+    global _PYTHONS
+    if _PYTHONS is None:
+        _PYTHONS = {}
+        for python in _candidates():
+            version = _probe(python)
+            if version:
+                _PYTHONS[version.split()[0]] = python
+    return _PYTHONS
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "blender" in metafunc.fixturenames:
+        versions = sorted(bpy_pythons()) or ["none"]
+        metafunc.parametrize("blender", versions, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def addon_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The extension zip, built by ``build_addon.py`` (network only for the first build)."""
+    sys.path.insert(0, str(REPO))
+    try:
+        import build_addon
+    finally:
+        sys.path.pop(0)
+    cache = Path(os.environ.get("A2X_WHEEL_CACHE", REPO / "build" / "wheel-cache"))
+    have_cache = (cache / "linux-x64-py3.11" / "resolved.txt").exists()
+    out = tmp_path_factory.mktemp("dist")
+    return build_addon.build(["linux-x64"], ["3.11"], out, cache, download=not have_cache)
+
+
+class Blender:
+    """One Blender version (a bpy interpreter) with the extension installed in a private home."""
+
+    def __init__(self, version: str, python: str, home: Path) -> None:
+        self.version, self.python, self.home = version, python, home
+
+    def run(self, scenario: str, timeout: float = 240, **args: object) -> dict:
+        """Run ``scenarios.py <scenario>`` in a fresh process; returns its result object."""
+        env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.home), PYTHONNOUSERSITE="1")
+        env.pop("PYTHONPATH", None)
+        log = self.home / f"{scenario}.log"
+        with open(log, "w+", encoding="utf-8") as sink:
+            # own session + output to a file: worker processes the scenario leaves behind
+            # (the default model's decoder pool) can neither hold a pipe open nor outlive it
+            proc = subprocess.Popen(
+                [self.python, str(SCENARIOS), scenario, json.dumps(args)],
+                stdout=sink, stderr=subprocess.STDOUT, cwd=str(self.home), env=env,
+                start_new_session=True,
+            )  # fmt: skip
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                pass
+            finally:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+                proc.wait()
+            sink.seek(0)
+            out = sink.read()
+        if proc.returncode < 0:
+            out += f"\n(killed after {timeout} s or by signal {-proc.returncode})"
+        results = [line for line in out.splitlines() if line.startswith(RESULT_MARK)]
+        if proc.returncode != 0 or not results:
+            tail = "\n".join(out.strip().splitlines()[-60:])
+            pytest.fail(f"Blender {self.version} scenario {scenario!r} failed "
+                        f"(exit {proc.returncode}):\n{tail}", pytrace=False)  # fmt: skip
+        result = json.loads(results[-1][len(RESULT_MARK) :])
+        if result.get("skip"):
+            pytest.skip(result["skip"])
+        return result
+
+
+@pytest.fixture(scope="session")
+def blender(request: pytest.FixtureRequest, addon_zip: Path, tmp_path_factory) -> Blender:
+    version = request.param
+    if version == "none":
+        pytest.skip("no Python with the bpy module (pip install bpy==5.0.* into .venv-bpy50)")
+    home = tmp_path_factory.mktemp(f"blender-{version}")
+    instance = Blender(version, bpy_pythons()[version], home)
+    installed = instance.run("install", zip=str(addon_zip))
+    assert installed["enabled"], installed
+    return instance

@@ -1,0 +1,74 @@
+"""The a2x extension in real Blender (PyPI ``bpy``), one subprocess per scenario.
+
+See ``conftest.py`` for how Blender versions are found and the extension is installed, and
+``scenarios.py`` for what each scenario asserts inside Blender.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import SAMPLE, SAMPLE_TRANSCRIPT
+
+pytestmark = pytest.mark.blender
+
+
+def test_install_and_enable(blender) -> None:
+    # installed by the session fixture through extensions.package_install_files
+    assert blender.run("register_cycle")["blender"].startswith(blender.version)
+
+
+def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
+    out = blender.run("draw_panels")
+    assert out["draws"] == 42 and out["props"] > 100 and out["operators"] > 20
+
+
+def test_target_and_mapping_rows_add_and_remove(blender) -> None:
+    assert blender.run("list_rows")["rows"] > 52  # 52 ARKit shapes + the extra jaw target
+
+
+def test_bake_channels_keys_values_and_sound_strip(blender) -> None:
+    out = blender.run("bake_synthetic", fps=30, start=1)
+    assert out["channels"] == 52  # 51 ARKit (cheekPuff disabled) + the second jaw target
+    assert out["keys"] == 60 and out["range"] == [1.0, 60.0]
+
+
+def test_bake_at_an_odd_start_and_rate(blender) -> None:
+    out = blender.run("bake_synthetic", fps=24, start=-7)
+    assert out["keys"] == 48 and out["range"] == [-7.0, 40.0]
+
+
+def test_fractional_scene_rate(blender) -> None:
+    out = blender.run("fractional_fps")
+    assert out["fps"] == "30000/1001"
+
+
+def test_artist_action_survives_and_nla_option(blender) -> None:
+    blender.run("artist_action")
+
+
+def test_rebake_replaces_only_own_action_clear_and_undo(blender) -> None:
+    assert blender.run("rebake_undo")["undo"]
+
+
+def test_sound_strip_added_once_and_kept_in_sync(blender) -> None:
+    blender.run("sound_strip")
+
+
+def test_errors_are_reports_not_tracebacks(blender) -> None:
+    blender.run("errors")
+
+
+def test_background_session_progress_and_cancel(blender) -> None:
+    assert blender.run("session")["progress_updates"] > 3
+
+
+def test_default_model_end_to_end(blender) -> None:
+    out = blender.run("default_model", audio=str(SAMPLE), transcript=SAMPLE_TRANSCRIPT)
+    assert out["keys"] == 330  # 11.0 s at 30 fps
+
+
+def test_external_runtime_subprocess(blender) -> None:
+    import sys
+
+    blender.run("external_runtime", audio=str(SAMPLE), python=sys.executable)
