@@ -178,7 +178,7 @@ class DefaultLipSyncModel:
         if cancel is not None:
             cancel.check()
         progress(Progress(0.8, "animating"))
-        weights, share = self.curves(phones, times, level, f0, options, opening)
+        weights, share = self.curves(phones, times, level, f0, opening, options)
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
             "phone_words": np.array([p.word for p in phones]),
@@ -210,30 +210,27 @@ class DefaultLipSyncModel:
         times_s: np.ndarray,
         level: np.ndarray,
         f0: np.ndarray,
+        opening: np.ndarray,
         options: InferenceOptions,
-        opening: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Curves from phones and the 100 Hz loudness/F0 tracks.
+        """Curves from phones and the 100 Hz loudness, F0 and openness tracks.
 
         Returns:
             ``(weights [frames, 52], viseme_share [frames, visemes])``, float32.
         """
         if len(times_s) == 0:
-            return np.zeros((0, len(ARKIT_52)), np.float32), np.zeros(
-                (0, len(self.table.names)), np.float32
-            )
+            empty = np.zeros((0, len(ARKIT_52)), np.float32)
+            return empty, np.zeros((0, len(self.table.names)), np.float32)
         track = viseme_track(phones, self.table)
         weights, share = blend(times_s, track, self.table)
-        jaw = weights[:, _COL["jawOpen"]] * (
-            JAW_FLOOR + (1.0 - JAW_FLOOR) * ex.at_times(level, times_s)
-        )
-        if opening is not None:
-            # Gated by voicing, so that noise and breaths leave the jaw at rest.
-            voicing = ex.moving_mean((f0 > 0).astype(np.float64), 15)
-            # 50 ms mean: the frame-to-frame jitter of the spectrum is not jaw motion.
-            estimate = ex.moving_mean(level * opening * np.clip(2.0 * voicing, 0.0, 1.0), 5)
-            acoustic = JAW_ACOUSTIC_SCALE * ex.at_times(estimate, times_s + JAW_LEAD_S)
-            jaw = JAW_GAIN * ((1.0 - JAW_ACOUSTIC) * jaw + JAW_ACOUSTIC * acoustic)
+        loud = ex.at_times(level, times_s)
+        from_phones = weights[:, _COL["jawOpen"]] * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
+        # The acoustic estimate, gated by voicing so that noise and breaths leave the jaw at
+        # rest, and averaged over 50 ms: the spectrum's frame-to-frame jitter is not jaw motion.
+        voicing = np.clip(2.0 * ex.moving_mean((f0 > 0).astype(np.float64), 15), 0.0, 1.0)
+        estimate = ex.moving_mean(level * opening * voicing, 5)
+        acoustic = JAW_ACOUSTIC_SCALE * ex.at_times(estimate, times_s + JAW_LEAD_S)
+        jaw = JAW_GAIN * ((1.0 - JAW_ACOUSTIC) * from_phones + JAW_ACOUSTIC * acoustic)
         weights[:, _COL["jawOpen"]] = jaw
         apply_critical(weights, times_s, track, self.table)
         if options.blinks:

@@ -63,7 +63,7 @@ def test_entry_file_is_small_and_names_the_fix(monkeypatch) -> None:  # noqa: AN
     monkeypatch.setitem(sys.modules, "maya.api.OpenMaya", om)
     scope: dict = {"__name__": "a2x_maya_plugin"}
     exec(compile(source, str(ENTRY), "exec"), scope)
-    assert "mayapy -m pip install a2x" in scope["_fix_for"](ImportError("x", name="a2x_core"))
+    assert "mayapy -m pip install <a2x checkout>" in scope["_fix_for"](ImportError("x", name="a2x_core"))
     assert "MAYA_MODULE_PATH" in scope["_fix_for"](ImportError("x", name="a2x_maya"))
     monkeypatch.setitem(sys.modules, "a2x_maya.plugin", None)  # import fails
     try:

@@ -17,11 +17,10 @@ _FIXES = {
         "to MAYA_MODULE_PATH (see docs/maya.md)"
     ),
     "a2x_core": (
-        "a2x is not installed in Maya's Python; run: mayapy -m pip install a2x "
-        "(or pip install -e <a2x checkout>)"
+        "a2x is not installed in Maya's Python; run: mayapy -m pip install <a2x checkout>"
     ),
-    "numpy": "numpy is missing from Maya's Python; run: mayapy -m pip install a2x",
-    "scipy": "scipy is missing from Maya's Python; run: mayapy -m pip install a2x",
+    "numpy": "numpy is missing from Maya's Python; run: mayapy -m pip install <a2x checkout>",
+    "scipy": "scipy is missing from Maya's Python; run: mayapy -m pip install <a2x checkout>",
 }
 
 
@@ -34,7 +33,7 @@ def _fix_for(error: BaseException) -> str:
         root = (error.name or "").split(".")[0]
         if root in _FIXES:
             return _FIXES[root]
-        return f"a Python package is missing ({error.name}); run: mayapy -m pip install a2x"
+        return f"a Python package is missing ({error.name}); run: mayapy -m pip install <a2x checkout>"
     return "see the Script Editor for the traceback and docs/maya.md (Troubleshooting)"
 
 
