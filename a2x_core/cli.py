@@ -68,6 +68,10 @@ def _build_parser() -> argparse.ArgumentParser:
 
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
+
+    from . import engines_cli
+
+    engines_cli.add_parser(commands)
     return parser
 
 
@@ -233,7 +237,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
                         format="a2x: %(message)s")  # fmt: skip
-    handlers = {"animate": _animate, "info": _info, "models": _models}
+    from . import engines_cli
+
+    handlers = {"animate": _animate, "info": _info, "models": _models, "engines": engines_cli.run}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

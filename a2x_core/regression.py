@@ -425,6 +425,7 @@ class RegressionModel:
                 "tongue": self.package.tongue.data.pose_names,
             }
         )
+        effective["engine"] = self.engine.name  # which backend ran ("auto" resolves here)
         return [self._result(run, options, fps, effective) for run in runs]
 
     def _infer(self, audio_rows: np.ndarray, emotion_rows: np.ndarray) -> np.ndarray:

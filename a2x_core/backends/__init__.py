@@ -17,8 +17,8 @@ log = logging.getLogger("a2x_core")
 
 __all__ = ["InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "regression_io"]
 
-#: Backends this version can create; TensorRT and PyTorch-CUDA plug in here later.
-AVAILABLE = ("onnxruntime",)
+#: Backends this version can create; TensorRT plugs in here later.
+AVAILABLE = ("onnxruntime", "torch")
 
 
 def create_engine(
@@ -28,17 +28,33 @@ def create_engine(
     outputs: Sequence[TensorSpec],
     *,
     threads: int | None = None,
+    device: str = "auto",
 ) -> InferenceEngine:
     """An engine for ``onnx_path`` whose bindings match ``inputs``/``outputs``.
 
     Args:
-        backend: "auto" (the best available: today ONNX Runtime on the CPU), or a name.
+        backend: "auto" (the best available: PyTorch on CUDA when torch sees a GPU, else ONNX
+            Runtime on the CPU), "onnxruntime" or "torch".
         onnx_path: the ``network.onnx`` of the model folder.
-        threads: CPU threads for inference (None = ONNX Runtime's default, all cores).
+        threads: CPU threads for inference (None = the backend's default, all cores).
+        device: for "torch": "auto" (CUDA when available), "cuda", "cuda:N" or "cpu".
 
     Raises:
         EngineError: unknown or unavailable backend, or a network that does not match.
     """
+    if backend == "tensorrt" or (backend == "auto" and _tensorrt_gpu()):
+        engine_trt = _create_tensorrt(backend, onnx_path, inputs, outputs)
+        if engine_trt is not None:
+            return engine_trt
+    if backend == "torch" or (backend == "auto" and _torch_cuda()):
+        from .torch_engine import TorchEngine
+
+        engine = TorchEngine(
+            onnx_path, tuple(inputs), tuple(outputs), device=device, threads=threads
+        )
+        if backend == "auto":
+            log.info("backend auto: using PyTorch on %s for %s", engine.device, onnx_path)
+        return engine
     if backend in ("auto", "onnxruntime"):
         from .onnxruntime import OnnxRuntimeEngine
 
@@ -46,11 +62,43 @@ def create_engine(
         if backend == "auto":
             log.info("backend auto: using ONNX Runtime (CPU) for %s", onnx_path)
         return engine
-    if backend in ("tensorrt", "torch"):
-        raise EngineError(
-            f"backend {backend!r} is not available in this version of a2x",
-            hint=f"use --backend onnxruntime (available: {', '.join(AVAILABLE)})",
-        )
     raise EngineError(
         f"unknown backend {backend!r}", hint=f"use one of: auto, {', '.join(AVAILABLE)}"
     )
+
+
+def _torch_cuda() -> bool:
+    """Whether PyTorch is installed and sees a CUDA device (imports torch only when present)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    from .torch_engine import cuda_available
+
+    return cuda_available()
+
+
+def _tensorrt_gpu() -> bool:
+    """Whether TensorRT and cuda-python import and a CUDA GPU is visible."""
+    from .tensorrt import tensorrt_available
+
+    return tensorrt_available()
+
+
+def _create_tensorrt(
+    backend: str, onnx_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+) -> InferenceEngine | None:
+    """A TensorRT engine (plan built and cached on first use); under "auto" a failure logs a
+    warning and returns None so that the next backend is tried."""
+    from .tensorrt import TensorRTEngine
+
+    try:
+        engine = TensorRTEngine(onnx_path, tuple(inputs), tuple(outputs))
+    except EngineError as error:
+        if backend != "auto":
+            raise
+        log.warning("backend auto: TensorRT unavailable (%s); trying the next backend", error)
+        return None
+    if backend == "auto":
+        log.info("backend auto: using TensorRT for %s", onnx_path)
+    return engine

@@ -79,3 +79,16 @@ def test_info_on_missing_model(tmp_path: Path) -> None:
 def test_version_and_help() -> None:
     assert run_cli("--version").stdout.startswith("a2x ")
     assert "animate" in run_cli("--help").stdout
+
+
+def test_engines_build_without_tensorrt_names_the_fix(tmp_path: Path) -> None:
+    from tests.a2f_folders import make_regression_folder
+
+    make_regression_folder(tmp_path / "m")
+    proc = run_cli("engines", "build", str(tmp_path / "m"), "--cache", str(tmp_path / "plans"))
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        _assert_clean_error(proc, "TensorRT is not available", "--backend onnxruntime")
+    listing = run_cli("engines", "list", "--cache", str(tmp_path / "plans"))
+    assert listing.returncode == 0, listing.stderr

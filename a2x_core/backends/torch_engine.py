@@ -1,0 +1,624 @@
+"""PyTorch (CUDA or CPU): the ONNX graph converted node by node to torch operations (issue 6).
+
+:class:`OnnxGraph` is a small, general converter for the opset-14 operators the Audio2Face-3D
+regression networks use (the generated test networks and the architecture-faithful benchmark
+network: Conv, Gemm/MatMul, InstanceNormalization, Erf, Softmax, Reduce*, Slice, Gather, ...).
+Initializers and ``Constant`` nodes are loaded once onto the device; integer tensors (shape
+arithmetic) stay on the host so that every kernel launch gets plain Python sizes, which keeps a
+forward pass capturable as a CUDA graph. An unsupported operator fails at load with its name.
+
+Precision: FP32 by default with TF32 switched off for both matmul and cuDNN convolutions (torch
+leaves cuDNN TF32 on by default). ``precision="tf32"`` allows TF32; ``precision="bf16"`` runs
+Conv/Gemm/MatMul in bfloat16 (weights cast once, activations cast at those nodes, FP32 outside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import EngineError
+from .base import InferenceEngine, TensorSpec, check_bindings
+
+log = logging.getLogger("a2x_core")
+
+PRECISIONS = ("fp32", "tf32", "bf16")
+#: CUDA graphs kept per engine (one per batch size seen); further sizes run eagerly.
+MAX_GRAPHS = 8
+_INSTALL_HINT = 'pip install "a2x[torch]" (or torch from https://pytorch.org for CUDA)'
+_ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
+
+
+def import_torch() -> Any:
+    """``torch``, or :class:`EngineError` with the install hint."""
+    try:
+        import torch
+    except ImportError:
+        raise EngineError("PyTorch is not installed", hint=_INSTALL_HINT) from None
+    return torch
+
+
+def cuda_available() -> bool:
+    """Whether torch is importable and sees a CUDA device (no error when torch is missing)."""
+    try:
+        import torch
+    except ImportError:
+        return False
+    return bool(torch.cuda.is_available())
+
+
+@contextlib.contextmanager
+def _math_mode(torch: Any, precision: str) -> Iterator[None]:
+    """TF32 on for "tf32" only; restored afterwards (the flags are process-global)."""
+    cudnn = torch.backends.cudnn
+    saved = (torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark)
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    cudnn.allow_tf32 = tf32
+    cudnn.benchmark = True  # fixed shapes per batch size: time cuDNN's algorithms once each
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = saved
+
+
+class OnnxGraph:
+    """An ONNX graph run with torch operations on one device.
+
+    Args:
+        path: the ``.onnx`` file.
+        device: a torch device string ("cuda", "cpu", "cuda:1").
+        precision: "fp32", "tf32" or "bf16" (see the module docstring).
+
+    Raises:
+        EngineError: onnx is missing, the file cannot be read, or an operator is unsupported.
+    """
+
+    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32") -> None:
+        torch = import_torch()
+        try:
+            import onnx
+            from onnx import numpy_helper
+        except ImportError:
+            raise EngineError("onnx is not installed", hint="pip install onnx") from None
+        self.torch = torch
+        self.device = torch.device(device)
+        self.precision = precision
+        self.low = torch.bfloat16 if precision == "bf16" else None
+        try:
+            model = onnx.load(str(path))
+        except Exception as error:  # onnx raises DecodeError, OSError, ...
+            raise EngineError(f"cannot read the ONNX file ({error})", path=path) from None
+        graph = model.graph
+        self.consts: dict[str, Any] = {}
+        for init in graph.initializer:
+            self.consts[init.name] = self._constant(numpy_helper.to_array(init))
+        self.input_names = [i.name for i in graph.input if i.name not in self.consts]
+        self.output_names = [o.name for o in graph.output]
+        self.input_specs = [_value_spec(v) for v in graph.input if v.name not in self.consts]
+        self.output_specs = [_value_spec(v) for v in graph.output]
+        self.nodes: list[tuple[Callable[..., Any], list[str], list[str], dict[str, Any]]] = []
+        missing = set()
+        for node in graph.node:
+            attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type == "Constant":
+                self.consts[node.output[0]] = self._constant(_constant_value(attrs, numpy_helper))
+                continue
+            attrs["_outputs"] = len(node.output)
+            fn = getattr(self, "_op_" + node.op_type, None)
+            if fn is None:
+                missing.add(node.op_type)
+                continue
+            self.nodes.append((fn, list(node.input), list(node.output), attrs))
+        if missing:
+            raise EngineError(
+                f"the torch backend does not support ONNX operators {sorted(missing)}",
+                path=path,
+                hint="use --backend onnxruntime for this network",
+            )
+        if self.low is not None:  # bf16: cast Conv/Gemm/MatMul weights once
+            for fn, ins, _outs, _attrs in self.nodes:
+                if fn.__name__ in ("_op_Conv", "_op_Gemm", "_op_MatMul"):
+                    for name in ins[1:]:
+                        if name in self.consts and self.consts[name].is_floating_point():
+                            self.consts[name + "#low"] = self.consts[name].to(self.low)
+        # last use of every value, so intermediates are freed as soon as possible
+        self.last_use: list[list[str]] = [[] for _ in self.nodes]
+        seen: set[str] = set(self.output_names)
+        for k in range(len(self.nodes) - 1, -1, -1):
+            for name in self.nodes[k][1]:
+                if name and name not in seen and name not in self.consts:
+                    seen.add(name)
+                    self.last_use[k].append(name)
+
+    def _constant(self, array: np.ndarray) -> Any:
+        tensor = self.torch.from_numpy(np.array(array, copy=True))
+        if tensor.is_floating_point():
+            return tensor.to(self.device, self.torch.float32)
+        return tensor  # integers and booleans: shape arithmetic on the host
+
+    def parameter_count(self) -> int:
+        """Elements in floating-point initializers and constants."""
+        return sum(
+            int(t.numel())
+            for k, t in self.consts.items()
+            if t.is_floating_point() and not k.endswith("#low")
+        )
+
+    def __call__(self, *inputs: Any) -> list[Any]:
+        """Run the graph on device tensors given in :attr:`input_names` order."""
+        values: dict[str, Any] = dict(zip(self.input_names, inputs, strict=True))
+        consts = self.consts
+        for (fn, ins, outs, attrs), dead in zip(self.nodes, self.last_use, strict=True):
+            args = [(consts[n] if n in consts else values[n]) if n else None for n in ins]
+            result = fn(args, attrs, ins)
+            if len(outs) == 1:
+                values[outs[0]] = result
+            else:
+                values.update(zip(outs, result, strict=False))
+            for name in dead:
+                values.pop(name, None)
+        return [values[n] if n in values else consts[n] for n in self.output_names]
+
+    # ------------------------------------------------------------------ helpers
+    def _dev(self, t: Any, like: Any) -> Any:
+        """``t`` on ``like``'s device when it is not a host scalar that torch broadcasts."""
+        if t.device != like.device and t.dim() > 0:
+            return t.to(like.device)
+        return t
+
+    def _binary(self, a: Any, b: Any) -> tuple[Any, Any]:
+        if a.device != b.device:
+            if a.device.type == "cpu" and a.dim() == 0 and b.device.type != "cpu":
+                return a, b
+            if b.device.type == "cpu" and b.dim() == 0 and a.device.type != "cpu":
+                return a, b
+            a, b = self._dev(a, b), self._dev(b, a)
+        return a, b
+
+    def _low(self, x: Any, name: str) -> Any:
+        """The bf16 version of an operand of Conv/Gemm/MatMul (weights: pre-cast)."""
+        if self.low is None:
+            return x
+        cached = self.consts.get(name + "#low")
+        return cached if cached is not None else x.to(self.low)
+
+    @staticmethod
+    def _ints(t: Any) -> list[int]:
+        return [int(v) for v in t.reshape(-1).tolist()]
+
+    # ------------------------------------------------------------------ operators
+    def _op_Identity(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return a[0]
+
+    def _op_Add(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        return x + y
+
+    def _op_Sub(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        return x - y
+
+    def _op_Mul(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        return x * y
+
+    def _op_Div(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        if not x.is_floating_point() and not y.is_floating_point():
+            return self.torch.div(x, y, rounding_mode="trunc")
+        return x / y
+
+    def _op_Pow(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        if y.dim() == 0 and float(y) == 2.0:
+            return x * x
+        return self.torch.pow(x, y)
+
+    def _op_Sqrt(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.sqrt(a[0])
+
+    def _op_Erf(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.erf(a[0])
+
+    def _op_Relu(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.relu(a[0])
+
+    def _op_Sigmoid(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.sigmoid(a[0])
+
+    def _op_Tanh(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.tanh(a[0])
+
+    def _op_LeakyRelu(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.nn.functional.leaky_relu(a[0], at.get("alpha", 0.01))
+
+    def _op_Neg(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return -a[0]
+
+    def _op_Abs(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return a[0].abs()
+
+    def _op_Exp(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return a[0].exp()
+
+    def _op_Equal(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, y = self._binary(a[0], a[1])
+        return x == y
+
+    def _op_Where(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        cond, x, y = a
+        if x.device != y.device or cond.device != x.device:
+            dev = x if x.device.type != "cpu" else y
+            cond, x, y = self._dev(cond, dev), self._dev(x, dev), self._dev(y, dev)
+        return self.torch.where(cond, x, y)
+
+    def _op_Cast(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        name = _ONNX_DTYPES.get(int(at["to"]))
+        if name is None:
+            raise EngineError(f"Cast to ONNX type {at['to']} is not supported by the torch backend")
+        return a[0].to(getattr(self.torch, name))
+
+    def _op_Shape(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.tensor(list(a[0].shape), dtype=self.torch.int64)
+
+    def _op_ConstantOfShape(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        value = at.get("value")
+        fill = None if value is None else self.torch.from_numpy(_tensor_array(value).copy())
+        fill = None if fill is None else fill.reshape(-1)
+        shape = self._ints(a[0])
+        if fill is None:
+            return self.torch.zeros(shape, dtype=self.torch.float32, device=self.device)
+        if fill.is_floating_point():
+            return self.torch.full(shape, float(fill[0]), device=self.device)
+        return self.torch.full(shape, int(fill[0]), dtype=fill.dtype)
+
+    def _op_Reshape(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, shape = a[0], self._ints(a[1])
+        if not at.get("allowzero", 0):
+            shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+        return x.reshape(shape)
+
+    def _op_Flatten(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        axis = at.get("axis", 1)
+        axis = axis + a[0].dim() if axis < 0 else axis
+        return a[0].reshape(int(np.prod(a[0].shape[:axis], dtype=np.int64)), -1)
+
+    def _op_Transpose(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        perm = at.get("perm") or list(range(a[0].dim() - 1, -1, -1))
+        return a[0].permute(*perm)
+
+    def _op_Unsqueeze(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x = a[0]
+        axes = self._ints(a[1]) if len(a) > 1 and a[1] is not None else list(at["axes"])
+        rank = x.dim() + len(axes)
+        for axis in sorted(ax % rank for ax in axes):
+            x = x.unsqueeze(axis)
+        return x
+
+    def _op_Squeeze(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x = a[0]
+        if len(a) < 2 or a[1] is None:
+            return x.squeeze()
+        for axis in sorted((ax % x.dim() for ax in self._ints(a[1])), reverse=True):
+            x = x.squeeze(axis)
+        return x
+
+    def _op_Concat(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        parts = [t for t in a if t is not None]
+        dev = next((t for t in parts if t.device.type != "cpu"), parts[0])
+        return self.torch.cat([self._dev(t, dev) for t in parts], dim=at["axis"])
+
+    def _op_Expand(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, shape = a[0], self._ints(a[1])
+        # ONNX Expand broadcasts both ways (a 1 in shape keeps x's extent)
+        rank = max(x.dim(), len(shape))
+        dims = [1] * (rank - x.dim()) + list(x.shape)
+        shape = [1] * (rank - len(shape)) + shape
+        return x.expand([d if s == 1 else s for d, s in zip(dims, shape, strict=True)])
+
+    def _op_Tile(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return a[0].repeat(self._ints(a[1]))
+
+    def _op_Slice(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x = a[0]
+        starts, ends = self._ints(a[1]), self._ints(a[2])
+        axes = self._ints(a[3]) if len(a) > 3 and a[3] is not None else list(range(len(starts)))
+        steps = self._ints(a[4]) if len(a) > 4 and a[4] is not None else [1] * len(starts)
+        index: list[Any] = [slice(None)] * x.dim()
+        flips = []
+        for start, end, axis, step in zip(starts, ends, axes, steps, strict=True):
+            axis %= x.dim()
+            size = x.shape[axis]
+            if step > 0:
+                start = max(0, min(size, start + size if start < 0 else start))
+                end = max(0, min(size, end + size if end < 0 else end))
+                index[axis] = slice(start, max(start, end), step)
+            else:  # negative step: slice the flipped axis
+                start = max(-1, min(size - 1, start + size if start < 0 else start))
+                end = max(-1, min(size - 1, end + size if end < 0 else end))
+                index[axis] = slice(size - 1 - start, size - 1 - end if end < start else 0, -step)
+                flips.append(axis)
+        if flips:
+            x = x.flip(flips)
+        return x[tuple(index)]
+
+    def _op_Gather(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, idx = a
+        axis = at.get("axis", 0) % x.dim()
+        if idx.dim() == 0:
+            i = int(idx)
+            return x.select(axis, i + x.shape[axis] if i < 0 else i)
+        idx = self._dev(idx, x).long()
+        idx = self.torch.where(idx < 0, idx + x.shape[axis], idx)
+        out = x.index_select(axis, idx.reshape(-1))
+        return out.reshape(*x.shape[:axis], *idx.shape, *x.shape[axis + 1 :])
+
+    def _op_Split(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, axis = a[0], at.get("axis", 0)
+        if len(a) > 1 and a[1] is not None:
+            sizes = self._ints(a[1])
+        else:
+            parts = at["_outputs"]
+            sizes = [x.shape[axis] // parts] * parts
+        return list(self.torch.split(x, sizes, dim=axis))
+
+    def _reduce(self, a: list[Any], at: dict[str, Any], fn: Callable[..., Any]) -> Any:
+        x = a[0]
+        axes = at.get("axes")
+        if axes is None and len(a) > 1 and a[1] is not None:  # ReduceSum-13 takes axes as input
+            axes = self._ints(a[1])
+        keep = bool(at.get("keepdims", 1))
+        if not axes:
+            if at.get("noop_with_empty_axes", 0):
+                return x
+            axes = list(range(x.dim()))
+        return fn(x, dim=[ax % x.dim() for ax in axes], keepdim=keep)
+
+    def _op_ReduceSum(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self._reduce(a, at, self.torch.sum)
+
+    def _op_ReduceMean(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self._reduce(a, at, self.torch.mean)
+
+    def _op_ReduceMax(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self._reduce(a, at, self.torch.amax)
+
+    def _op_Softmax(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.softmax(a[0], dim=at.get("axis", -1))
+
+    def _op_MatMul(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, w = self._low(a[0], n[0]), self._low(a[1], n[1])
+        return self.torch.matmul(x, w).float()
+
+    def _op_Gemm(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, w = self._low(a[0], n[0]), self._low(a[1], n[1])
+        if at.get("transA", 0):
+            x = x.transpose(0, 1)
+        if at.get("transB", 0):
+            w = w.transpose(0, 1)
+        y = self.torch.matmul(x, w).float() * float(at.get("alpha", 1.0))
+        if len(a) > 2 and a[2] is not None:
+            y = y + float(at.get("beta", 1.0)) * a[2]
+        return y
+
+    def _op_Conv(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, w = self._low(a[0], n[0]), self._low(a[1], n[1])
+        bias = a[2] if len(a) > 2 else None
+        dims = w.dim() - 2
+        if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
+            raise EngineError("Conv auto_pad is not supported by the torch backend")
+        pads = list(at.get("pads", [0] * (2 * dims)))
+        strides = at.get("strides", [1] * dims)
+        dilations = at.get("dilations", [1] * dims)
+        groups = at.get("group", 1)
+        conv = (None, self.torch.nn.functional.conv1d, self.torch.nn.functional.conv2d,
+                self.torch.nn.functional.conv3d)[dims]  # fmt: skip
+        if pads[:dims] == pads[dims:]:
+            y = conv(x, w, None, strides, pads[:dims], dilations, groups)
+        else:  # asymmetric padding: pad explicitly (F.pad takes the last axis first)
+            spec = [p for k in range(dims - 1, -1, -1) for p in (pads[k], pads[k + dims])]
+            y = conv(self.torch.nn.functional.pad(x, spec), w, None, strides, 0, dilations, groups)
+        y = y.float()
+        if bias is not None:
+            y = y + bias.reshape(1, -1, *([1] * dims))
+        return y
+
+    def _op_InstanceNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.nn.functional.instance_norm(
+            a[0], weight=a[1], bias=a[2], eps=float(at.get("epsilon", 1e-5))
+        )
+
+    def _op_LayerNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x, axis = a[0], at.get("axis", -1) % a[0].dim()
+        shape = x.shape[axis:]
+        bias = a[2] if len(a) > 2 else None
+        return self.torch.nn.functional.layer_norm(
+            x, shape, a[1], bias, float(at.get("epsilon", 1e-5))
+        )
+
+
+def _tensor_array(value: Any) -> np.ndarray:
+    from onnx import numpy_helper
+
+    return numpy_helper.to_array(value)
+
+
+def _constant_value(attrs: dict[str, Any], numpy_helper: Any) -> np.ndarray:
+    if "value" in attrs:
+        return numpy_helper.to_array(attrs["value"])
+    for key, dtype in (("value_float", np.float32), ("value_int", np.int64)):
+        if key in attrs:
+            return np.array(attrs[key], dtype=dtype)
+    for key, dtype in (("value_floats", np.float32), ("value_ints", np.int64)):
+        if key in attrs:
+            return np.array(list(attrs[key]), dtype=dtype)
+    raise EngineError(f"unsupported Constant attributes {sorted(attrs)}")
+
+
+def _value_spec(value: Any) -> TensorSpec:
+    t = value.type.tensor_type
+    dims = tuple(d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim)
+    return TensorSpec(value.name, dims, _ONNX_DTYPES.get(t.elem_type, str(t.elem_type)))
+
+
+class TorchEngine(InferenceEngine):
+    """The network on PyTorch: CUDA when available (else CPU), optional CUDA graphs.
+
+    Args:
+        path: ``network.onnx``.
+        inputs, outputs: the tensors the model expects (checked against the file).
+        device: "auto" (CUDA when available, else CPU), "cuda", "cuda:N" or "cpu".
+        precision: "fp32" (default, TF32 off), "tf32" or "bf16" (explicit options only).
+        cuda_graphs: capture one CUDA graph per batch size (up to :data:`MAX_GRAPHS`) and replay
+            it; capture failures fall back to eager execution with a log line.
+        threads: CPU threads for torch on the CPU device (None = torch's default).
+        chunk: largest batch per forward pass on CUDA (bigger batches run as several passes
+            through the same graph); bounds activation memory (the first conv of 2048 rows
+            alone is 7 GB in fp32).
+    """
+
+    name = "torch"
+
+    def __init__(
+        self,
+        path: Path,
+        inputs: Sequence[TensorSpec],
+        outputs: Sequence[TensorSpec],
+        *,
+        device: str = "auto",
+        precision: str = "fp32",
+        cuda_graphs: bool = True,
+        threads: int | None = None,
+        chunk: int = 512,
+    ) -> None:
+        torch = import_torch()
+        if precision not in PRECISIONS:
+            raise EngineError(
+                f"unknown precision {precision!r}", hint=f"use one of: {', '.join(PRECISIONS)}"
+            )
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise EngineError(
+                "network file missing", path=self.path, hint="download the model folder again"
+            )
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise EngineError(
+                "PyTorch sees no CUDA device",
+                hint="use --device cpu, or install a CUDA build of torch (pytorch.org)",
+            )
+        if threads and device == "cpu":
+            torch.set_num_threads(int(threads))
+        self.torch = torch
+        self.device = torch.device(device)
+        self.precision = precision
+        self.graph = OnnxGraph(self.path, device, precision)
+        check_bindings(self.graph.input_specs, inputs, "input", self.path)
+        check_bindings(self.graph.output_specs, outputs, "output", self.path)
+        self.inputs, self.outputs = tuple(inputs), tuple(outputs)
+        self._output_names = [t.name for t in self.outputs]
+        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
+        self._graphs: dict[int, tuple[Any, list[Any], list[Any]]] = {}
+        self._failed: set[int] = set()
+        self.chunk = max(1, int(chunk)) if self.device.type == "cuda" else None
+
+    def forward(self, *tensors: Any) -> list[Any]:
+        """Device tensors in (input order of the file) -> output tensors; no copies to host."""
+        with self.torch.inference_mode(), _math_mode(self.torch, self.precision):
+            return self.graph(*tensors)
+
+    def _captured(self, batch: int, tensors: list[Any]) -> tuple[Any, list[Any], list[Any]] | None:
+        if batch in self._graphs:
+            return self._graphs[batch]
+        if batch in self._failed or len(self._graphs) >= MAX_GRAPHS:
+            return None
+        torch = self.torch
+        try:
+            static = [t.clone() for t in tensors]
+            stream = torch.cuda.Stream()
+            stream.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(stream):
+                for _ in range(2):  # warm up (cuDNN algorithm choice, allocator) off-graph
+                    self.forward(*static)
+            torch.cuda.current_stream().wait_stream(stream)
+            cuda_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(cuda_graph), self.torch.inference_mode():
+                with _math_mode(torch, self.precision):
+                    outs = self.graph(*static)
+        except Exception as error:  # capture is an optimisation: any failure means eager
+            log.info("torch engine: CUDA graph capture failed for batch %d (%s); eager", batch, error)
+            self._failed.add(batch)
+            return None
+        self._graphs[batch] = (cuda_graph, static, outs)
+        log.debug("torch engine: captured a CUDA graph for batch %d", batch)
+        return self._graphs[batch]
+
+    def run_device(self, tensors: Sequence[Any]) -> list[Any]:
+        """One batch of device tensors (file input order) -> outputs, replaying a CUDA graph when
+        enabled. Outputs of a replayed graph are reused by the next replay: copy to keep them."""
+        tensors = list(tensors)
+        batch = int(tensors[0].shape[0])
+        if self.chunk is not None and batch > self.chunk:
+            parts = [
+                [t.clone() for t in self.run_device([x[i : i + self.chunk] for x in tensors])]
+                for i in range(0, batch, self.chunk)
+            ]
+            return [self.torch.cat(outs) for outs in zip(*parts, strict=True)]
+        if self.cuda_graphs:
+            captured = self._captured(batch, tensors)
+            if captured is not None:
+                cuda_graph, static, outs = captured
+                for dst, src in zip(static, tensors, strict=True):
+                    dst.copy_(src)
+                cuda_graph.replay()
+                return outs
+        return self.forward(*tensors)
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.check_feeds(feeds)
+        torch = self.torch
+        tensors = [
+            torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device)
+            for name in self.graph.input_names
+        ]
+        outs = self.run_device(tensors)
+        by_name = dict(zip(self.graph.output_names, outs, strict=True))
+        return {
+            name: by_name[name].float().cpu().numpy().astype(np.float32, copy=False)
+            for name in self._output_names
+        }
+
+    def release_graphs(self) -> None:
+        """Drop the captured CUDA graphs and their memory pools."""
+        if not self._graphs:
+            return
+        self._graphs.clear()
+        # cuBLAS workspaces allocated during capture live in the freed pools (torch #99985)
+        clear = getattr(self.torch._C, "_cuda_clearCublasWorkspaces", None)
+        self.torch.cuda.synchronize(self.device)
+        if clear is not None:
+            clear()
+        self.torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        self.release_graphs()
+        self.graph.consts.clear()
+
+    def describe(self) -> dict[str, object]:
+        info: dict[str, object] = {
+            **super().describe(),
+            "device": str(self.device),
+            "precision": self.precision,
+            "cuda_graphs": self.cuda_graphs,
+            "torch": self.torch.__version__,
+        }
+        if self.device.type == "cuda":
+            info["gpu"] = self.torch.cuda.get_device_name(self.device)
+        return info
