@@ -21,6 +21,12 @@ $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
 	$(PIP) install -e ".[test,plot]"
 	touch $@
 
+# PyTorch for the torch-engine tests: the project's machines carry the CPU build of 2.13.0 as a
+# local wheel (pip's find-links); a plain `pip install torch` elsewhere pulls several GB of CUDA.
+$(VENV)/.stamp-torch: | $(PY)
+	$(PIP) install "torch==2.13.0"
+	touch $@
+
 # Blender as a Python module for the Blender tier: PyPI bpy wheels are CPython 3.11 and pin
 # numpy<2, so each Blender version gets its own venv beside .venv (tests find .venv-bpy*).
 BPY_VENVS := .venv-bpy50 .venv-bpy45
@@ -41,7 +47,7 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.stamp-test $(BPY_VENVS:%=%/.stamp-bpy) lint
+test: $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) lint
 	$(PY) -m pytest -q -p no:cacheprovider tests
 
 bench: $(VENV)/.stamp-test

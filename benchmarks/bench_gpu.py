@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import os
 import platform
 import sys
@@ -108,6 +109,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     from a2x_core.backends.onnxruntime import OnnxRuntimeEngine
     from a2x_core.backends.torch_engine import TorchEngine
 
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     t_start = time.perf_counter()
     cuda = torch.cuda.is_available()
     dev = "cuda" if cuda else "cpu"

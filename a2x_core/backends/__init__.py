@@ -17,8 +17,8 @@ log = logging.getLogger("a2x_core")
 
 __all__ = ["InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "regression_io"]
 
-#: Backends this version can create; TensorRT plugs in here later.
-AVAILABLE = ("onnxruntime", "torch")
+#: Backends this version can create (each loads its heavy dependency only when chosen).
+AVAILABLE = ("onnxruntime", "tensorrt", "torch")
 
 
 def create_engine(
@@ -33,8 +33,8 @@ def create_engine(
     """An engine for ``onnx_path`` whose bindings match ``inputs``/``outputs``.
 
     Args:
-        backend: "auto" (the best available: PyTorch on CUDA when torch sees a GPU, else ONNX
-            Runtime on the CPU), "onnxruntime" or "torch".
+        backend: "auto" (the best available: TensorRT when it imports and sees a GPU, then
+            PyTorch on CUDA, else ONNX Runtime on the CPU), "onnxruntime", "tensorrt" or "torch".
         onnx_path: the ``network.onnx`` of the model folder.
         threads: CPU threads for inference (None = the backend's default, all cores).
         device: for "torch": "auto" (CUDA when available), "cuda", "cuda:N" or "cpu".

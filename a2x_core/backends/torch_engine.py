@@ -121,6 +121,10 @@ class OnnxGraph:
                 path=path,
                 hint="use --backend onnxruntime for this network",
             )
+        # float scalars readable without a device sync (a sync breaks CUDA-graph capture)
+        self.host_scalars = {
+            k: float(t) for k, t in self.consts.items() if t.dim() == 0 and t.is_floating_point()
+        }
         if self.low is not None:  # bf16: cast Conv/Gemm/MatMul weights once
             for fn, ins, _outs, _attrs in self.nodes:
                 if fn.__name__ in ("_op_Conv", "_op_Gemm", "_op_MatMul"):
@@ -215,9 +219,9 @@ class OnnxGraph:
         return x / y
 
     def _op_Pow(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        if self.host_scalars.get(n[1]) == 2.0:
+            return a[0] * a[0]
         x, y = self._binary(a[0], a[1])
-        if y.dim() == 0 and float(y) == 2.0:
-            return x * x
         return self.torch.pow(x, y)
 
     def _op_Sqrt(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
@@ -495,7 +499,7 @@ class TorchEngine(InferenceEngine):
         precision: str = "fp32",
         cuda_graphs: bool = True,
         threads: int | None = None,
-        chunk: int = 512,
+        chunk: int = 256,
     ) -> None:
         torch = import_torch()
         if precision not in PRECISIONS:

@@ -1,0 +1,168 @@
+"""The torch engine (ONNX graph on torch ops) against ONNX Runtime, and the GPU ADMM solve
+against the CPU BVLS, all on the CPU (issue 6)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from a2x_core.backends import create_engine, regression_io  # noqa: E402
+from a2x_core.backends.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from a2x_core.backends.torch_engine import TorchEngine  # noqa: E402
+from a2x_core.errors import EngineError  # noqa: E402
+from tests.a2f_folders import make_regression_folder  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+#: fp32 agreement with ONNX Runtime required by the issue
+FP32_TOL = 1e-4
+
+
+def _feeds(batch: int, emotion_size: int, seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "input": (0.3 * rng.standard_normal((batch, 1, 8320))).astype(np.float32),
+        "emotion": rng.uniform(0, 1, (batch, 1, emotion_size)).astype(np.float32),
+    }
+
+
+@pytest.fixture(scope="module")
+def folder_network(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int, int]:
+    model = make_regression_folder(tmp_path_factory.mktemp("torch") / "model")
+    return model.folder / "network.onnx", model.emotion_weights.shape[0], model.bias.shape[0]
+
+
+@pytest.fixture(scope="module")
+def bench_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from a2f_network import export_onnx
+
+    path = tmp_path_factory.mktemp("bench") / "network.onnx"
+    export_onnx(path, num_skin=6, num_tongue=4)
+    return path
+
+
+def test_generated_network_matches_onnxruntime(folder_network: tuple[Path, int, int]) -> None:
+    path, emotion_size, result_size = folder_network
+    inputs, outputs = regression_io(8320, emotion_size, result_size)
+    feeds = _feeds(5, emotion_size)
+    ref = OnnxRuntimeEngine(path, inputs, outputs).run(feeds)["result"]
+    engine = create_engine("torch", path, inputs, outputs, device="cpu")
+    got = engine.run(feeds)["result"]
+    assert engine.name == "torch" and got.dtype == np.float32 and got.shape == ref.shape
+    np.testing.assert_allclose(got, ref, atol=FP32_TOL, rtol=0)
+
+
+def test_benchmark_architecture_matches_onnxruntime(bench_network: Path) -> None:
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    feeds = _feeds(3, 26, seed=1)
+    ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
+    got = TorchEngine(bench_network, inputs, outputs, device="cpu").run(feeds)["result"]
+    np.testing.assert_allclose(got, ref, atol=FP32_TOL, rtol=0)
+    # batching over tracks: one row at a time gives the same rows
+    one = TorchEngine(bench_network, inputs, outputs, device="cpu")
+    row = one.run({k: v[1:2] for k, v in feeds.items()})["result"]
+    np.testing.assert_allclose(row, got[1:2], atol=FP32_TOL, rtol=0)
+
+
+def test_bf16_is_an_explicit_option_with_bounded_error(bench_network: Path) -> None:
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    feeds = _feeds(2, 26)
+    ref = TorchEngine(bench_network, inputs, outputs, device="cpu").run(feeds)["result"]
+    low = TorchEngine(bench_network, inputs, outputs, device="cpu", precision="bf16")
+    got = low.run(feeds)["result"]
+    assert low.describe()["precision"] == "bf16"
+    assert 0 < np.abs(got - ref).max() < 2e-2  # measured 1.1e-3 on an H200 (docs/benchmarks.md)
+
+
+def test_bad_inputs_and_options_are_engine_errors(folder_network: tuple[Path, int, int]) -> None:
+    path, emotion_size, result_size = folder_network
+    inputs, outputs = regression_io(8320, emotion_size, result_size)
+    with pytest.raises(EngineError, match="precision"):
+        TorchEngine(path, inputs, outputs, device="cpu", precision="fp8")
+    wrong_in, _ = regression_io(8000, emotion_size, result_size)
+    with pytest.raises(EngineError, match="does not match"):
+        TorchEngine(path, wrong_in, outputs, device="cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(EngineError, match="CUDA"):
+            TorchEngine(path, inputs, outputs, device="cuda")
+
+
+def test_auto_without_a_gpu_is_onnxruntime(folder_network: tuple[Path, int, int]) -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present: auto picks torch")
+    path, emotion_size, result_size = folder_network
+    inputs, outputs = regression_io(8320, emotion_size, result_size)
+    assert create_engine("auto", path, inputs, outputs).name == "onnxruntime"
+
+
+def test_result_records_the_engine(tmp_path: Path) -> None:
+    from a2x_core.audio import Audio
+    from a2x_core.options import InferenceOptions
+    from a2x_core.regression import RegressionModel
+
+    model = make_regression_folder(tmp_path / "model")
+    regression = RegressionModel.load(model.model_json, backend="torch")
+    audio = Audio((0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32))
+    result = regression.animate([audio], InferenceOptions(fps=30.0))[0]
+    assert result.parameters["engine"] == "torch"
+
+
+# ---------------------------------------------------------------- GPU ADMM solve (on the CPU)
+
+#: GPU ADMM vs CPU BVLS: the SDK's 4 ADMM updates stop short of the optimum ("GPU ~ CPU but
+#: not identical"); measured max 6.1e-3, mean 5.5e-4 on 3 x 200 Mark-like frames (temporal 0.3),
+#: 2.2e-3 on 64 frames on the H200, and max 3.0e-2 with temporal 0 and a cancel pair here.
+ADMM_MAX_TOL = {0.0: 5e-2, 0.3: 2e-2}
+ADMM_MEAN_TOL = 2e-3
+
+
+@pytest.mark.parametrize("temporal", [0.0, 0.3])
+def test_admm_agrees_with_cpu_bvls(temporal: float) -> None:
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from bench_solver import build
+
+    from a2x_core.blendshapes import BlendshapeSolver
+    from a2x_core.blendshapes_gpu import AdmmSolver
+    from a2x_core.model_package import BlendshapeData
+
+    solver, (neutral, deltas, rng) = build(1500, 700)
+    if temporal == 0.0:  # same data, temporal term off (frames independent: one batch)
+        cancel = np.full(52, -1, np.int32)
+        cancel[[10, 11]] = 0
+        config = solver_config(solver, temporal=0.0, cancel=cancel)
+        data = BlendshapeData(solver.pose_names, neutral, deltas, np.sort(
+            rng.choice(1500, 700, replace=False)).astype(np.int32))  # fmt: skip
+        solver = BlendshapeSolver(data, config)
+    weights = np.clip(np.cumsum(rng.normal(0, 0.05, (2, 60, 52)), axis=1), 0, 1)
+    targets = (neutral + weights.astype(np.float32) @ deltas).astype(np.float32)
+    cpu = []
+    for track in targets:
+        solver.reset()
+        cpu.append(solver.solve(track))
+    gpu = AdmmSolver(solver, "cpu").solve(torch.from_numpy(targets)).numpy()
+    diff = np.abs(gpu - np.stack(cpu))
+    assert diff.max() < ADMM_MAX_TOL[temporal] and diff.mean() < ADMM_MEAN_TOL
+    # tracks are independent: one track alone gives the same rows
+    alone = AdmmSolver(solver, "cpu").solve(torch.from_numpy(targets[1:])).numpy()
+    np.testing.assert_allclose(alone[0], gpu[1], atol=1e-5)
+
+
+def solver_config(solver: object, **changes: object) -> object:
+    """Mark-like config of ``bench_solver.build`` with ``changes``."""
+    from dataclasses import replace
+
+    from a2x_core.model_package import BlendshapeConfig
+
+    base = BlendshapeConfig(
+        l1=0.5, l2=0.5, temporal=0.3, symmetry=100.0, template_bb_size=30.0,
+        active=np.ones(52, np.int32), cancel=np.full(52, -1, np.int32),
+        symmetry_ids=np.full(52, -1, np.int32), multipliers=np.ones(52, np.float32),
+        offsets=np.zeros(52, np.float32),
+    )  # fmt: skip
+    return replace(base, **changes)
