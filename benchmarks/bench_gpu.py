@@ -3,12 +3,14 @@
 Builds the architecture-faithful ~18.3 M-parameter network of ``a2f_network.py`` (random
 weights, exported to ONNX) and measures on the first CUDA device:
 
-- the torch engine (ONNX graph on torch, CUDA graphs) in fp32 / tf32 / bf16: frames/s against
+- the torch engine (ONNX graph on torch with the exporter's GELU / LayerNorm / autocorrelation /
+  MatMul+bias patterns fused, CUDA graphs) in fp32 / tf32 / bf16, and fp32 unfused: frames/s against
   the number of tracks (one frame per track per call, inputs already on the GPU), with the
   reduced precisions' largest output error against fp32;
 - baselines in the same run: a plain eager PyTorch forward of the same network (default
   settings) and ONNX Runtime on this machine's CPU;
-- one streaming track: wall time per frame for ``engine.run`` (host input -> host output);
+- one streaming track: wall time per frame for ``engine.run`` (host input -> host output,
+  through pinned host buffers);
 - the GPU ADMM blendshape solve (Mark-sized: 52 skin poses on a 10,085-vertex frontal mask,
   16 tongue poses on 5,602 vertices, temporal 0.3) and the CPU BVLS for comparison;
 - end to end per step: network -> PCA decode of the masked skin and the tongue -> both solves.
@@ -127,8 +129,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     rows: dict[str, dict[int, float]] = {}
     notes: list[str] = []
 
-    def engine_sweep(precision: str) -> dict[int, float]:
-        engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision)
+    def engine_sweep(precision: str, fuse: bool = True) -> dict[int, float]:
+        engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
+                             fuse=fuse)  # fmt: skip
         fps = {}
         for b in tracks_list:
             feed = [audio_all[:b], emo_all[:b]]
@@ -160,6 +163,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     for precision in ("fp32", "tf32", "bf16"):
         rows[f"torch engine {precision} (CUDA graphs)"] = engine_sweep(precision)
         print(precision, rows[f"torch engine {precision} (CUDA graphs)"], flush=True)
+    # the converter without pattern fusion (every ONNX node a kernel), for comparison
+    rows["torch engine fp32, unfused (node by node)"] = engine_sweep("fp32", fuse=False)
 
     # plain eager PyTorch, default settings
     net = build_torch_network(S_COUNT, T_COUNT).to(dev)
@@ -187,6 +192,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     one = {"input": audio_all[:1].cpu().numpy(), "emotion": emo_all[:1].cpu().numpy()}
     for label, graphs, precision in (("fp32, CUDA graph", True, "fp32"),
                                      ("fp32, eager engine", False, "fp32"),
+                                     ("tf32, CUDA graph", True, "tf32"),
                                      ("bf16, CUDA graph", True, "bf16")):  # fmt: skip
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
                           cuda_graphs=graphs)  # fmt: skip

@@ -74,12 +74,17 @@ class OnnxGraph:
         path: the ``.onnx`` file.
         device: a torch device string ("cuda", "cpu", "cuda:1").
         precision: "fp32", "tf32" or "bf16" (see the module docstring).
+        fuse: replace the exporter's decomposed patterns by single torch ops (GELU, LayerNorm,
+            autocorrelation lags, MatMul + bias) and fold constant subgraphs at load; False
+            runs every ONNX node as it is (the reference the fusion tests compare against).
 
     Raises:
         EngineError: onnx is missing, the file cannot be read, or an operator is unsupported.
     """
 
-    def __init__(self, path: Path, device: str = "cpu", precision: str = "fp32") -> None:
+    def __init__(
+        self, path: Path, device: str = "cpu", precision: str = "fp32", fuse: bool = True
+    ) -> None:
         torch = import_torch()
         try:
             import onnx
@@ -103,18 +108,27 @@ class OnnxGraph:
         self.input_specs = [_value_spec(v) for v in graph.input if v.name not in self.consts]
         self.output_specs = [_value_spec(v) for v in graph.output]
         self.nodes: list[tuple[Callable[..., Any], list[str], list[str], dict[str, Any]]] = []
-        missing = set()
+        raw: list[_Node] = []
         for node in graph.node:
             attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type == "Constant":
                 self.consts[node.output[0]] = self._constant(_constant_value(attrs, numpy_helper))
                 continue
             attrs["_outputs"] = len(node.output)
-            fn = getattr(self, "_op_" + node.op_type, None)
+            raw.append(_Node(node.op_type, list(node.input), list(node.output), attrs))
+        if fuse:
+            raw = _fuse(raw, self.consts, set(self.output_names))
+        self.fused = {n.op for n in raw if n.op.startswith("_")}
+        missing = set()
+        for node in raw:
+            fn = getattr(self, "_op_" + node.op, None)
             if fn is None:
-                missing.add(node.op_type)
+                missing.add(node.op)
                 continue
-            self.nodes.append((fn, list(node.input), list(node.output), attrs))
+            if fuse and all(not n or n in self.consts for n in node.ins):
+                self._fold(fn, node)  # constant subgraph: computed once at load
+                continue
+            self.nodes.append((fn, node.ins, node.outs, node.attrs))
         if missing:
             raise EngineError(
                 f"the torch backend does not support ONNX operators {sorted(missing)}",
@@ -139,6 +153,15 @@ class OnnxGraph:
                 if name and name not in seen and name not in self.consts:
                     seen.add(name)
                     self.last_use[k].append(name)
+
+    def _fold(self, fn: Callable[..., Any], node: _Node) -> None:
+        args = [self.consts[n] if n else None for n in node.ins]
+        with self.torch.inference_mode():
+            result = fn(args, node.attrs, node.ins)
+        results = [result] if len(node.outs) == 1 else list(result)
+        for name, value in zip(node.outs, results, strict=False):
+            if name:
+                self.consts[name] = value
 
     def _constant(self, array: np.ndarray) -> Any:
         tensor = self.torch.from_numpy(np.array(array, copy=True))
@@ -406,6 +429,10 @@ class OnnxGraph:
             x = x.transpose(0, 1)
         if at.get("transB", 0):
             w = w.transpose(0, 1)
+        c = a[2] if len(a) > 2 else None
+        plain = at.get("alpha", 1.0) == 1.0 and at.get("beta", 1.0) == 1.0
+        if self.low is None and plain and c is not None and x.dim() == 2 and w.dim() == 2:
+            return self.torch.addmm(c, x, w)  # bias in the GEMM epilogue
         y = self.torch.matmul(x, w).float() * float(at.get("alpha", 1.0))
         if len(a) > 2 and a[2] is not None:
             y = y + float(at.get("beta", 1.0)) * a[2]
@@ -423,13 +450,14 @@ class OnnxGraph:
         groups = at.get("group", 1)
         conv = (None, self.torch.nn.functional.conv1d, self.torch.nn.functional.conv2d,
                 self.torch.nn.functional.conv3d)[dims]  # fmt: skip
+        fused = bias if self.low is None else None  # fp32/tf32: bias inside the conv kernel
         if pads[:dims] == pads[dims:]:
-            y = conv(x, w, None, strides, pads[:dims], dilations, groups)
+            y = conv(x, w, fused, strides, pads[:dims], dilations, groups)
         else:  # asymmetric padding: pad explicitly (F.pad takes the last axis first)
             spec = [p for k in range(dims - 1, -1, -1) for p in (pads[k], pads[k + dims])]
-            y = conv(self.torch.nn.functional.pad(x, spec), w, None, strides, 0, dilations, groups)
+            y = conv(self.torch.nn.functional.pad(x, spec), w, fused, strides, 0, dilations, groups)
         y = y.float()
-        if bias is not None:
+        if bias is not None and fused is None:
             y = y + bias.reshape(1, -1, *([1] * dims))
         return y
 
@@ -438,6 +466,61 @@ class OnnxGraph:
             a[0], weight=a[1], bias=a[2], eps=float(at.get("epsilon", 1e-5))
         )
 
+    # ------------------------------------------------------------------ fused patterns (_fuse)
+    def _op__Gelu(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        return self.torch.nn.functional.gelu(a[0])
+
+    def _op__LayerNorm(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        """ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul weight][/Add bias] over ``axes``."""
+        x, weight, bias = a[0], a[1], a[2]
+        dims = sorted(ax % x.dim() for ax in at["axes"])
+        shape = tuple(x.shape[dims[0] :])
+        if dims != list(range(x.dim() - len(dims), x.dim())):  # not trailing: as exported
+            d = x - x.mean(dim=dims, keepdim=True)
+            y = d / self.torch.sqrt((d * d).mean(dim=dims, keepdim=True) + at["eps"])
+            y = y if weight is None else y * weight
+            return y if bias is None else y + bias
+        affine = all(t is None or tuple(t.shape) == shape for t in (weight, bias))
+        y = self.torch.nn.functional.layer_norm(
+            x, shape, weight if affine else None, bias if affine else None, at["eps"]
+        )
+        if not affine:
+            y = y if weight is None else y * weight
+            y = y if bias is None else y + bias
+        return y
+
+    def _op__AutoCorr(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        """Concat over lags k of ReduceSum(F[.., :N-k] * F[.., k:]) along one axis, batched."""
+        x = a[0]
+        axis, out_axis = at["axis"] % x.dim(), at["out_axis"] % x.dim()
+        size = x.shape[axis]
+        lags = [_lag(size, spec) for spec in at["lags"]]
+        if lags != list(range(len(lags))):  # not the plain 0..K-1 pattern: lag by lag
+            parts = [self._lag_product(x, axis, spec) for spec in at["lags"]]
+            return self.torch.stack(parts, dim=out_axis)
+        count = len(lags)
+        f = x.movedim(axis, -1)  # [..., N]
+        padded = self.torch.nn.functional.pad(f, (0, count - 1))
+        windows = padded.unfold(-1, size, 1)  # [..., K, N]: windows[k, t] = f[t + k]
+        out = self.torch.matmul(windows, f.unsqueeze(-1)).squeeze(-1)  # [..., K]
+        return out.movedim(-1, out_axis)
+
+    def _lag_product(self, x: Any, axis: int, spec: tuple[Any, ...]) -> Any:
+        parts = []
+        for start, end in (spec[0:2], spec[2:4]):
+            index: list[Any] = [slice(None)] * x.dim()
+            index[axis] = slice(start, end)
+            parts.append(x[tuple(index)])
+        return (parts[0] * parts[1]).sum(dim=axis)
+
+    def _op__Linear(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        """MatMul by a 2-D constant then Add of a 1-D constant: one GEMM with the bias."""
+        x, w, bias = a
+        if self.low is not None:
+            return self.torch.matmul(self._low(x, n[0]), self._low(w, n[1])).float() + bias
+        y = self.torch.addmm(bias, x.reshape(-1, x.shape[-1]), w)
+        return y.reshape(*x.shape[:-1], w.shape[-1])
+
     def _op_LayerNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         x, axis = a[0], at.get("axis", -1) % a[0].dim()
         shape = x.shape[axis:]
@@ -445,6 +528,246 @@ class OnnxGraph:
         return self.torch.nn.functional.layer_norm(
             x, shape, a[1], bias, float(at.get("epsilon", 1e-5))
         )
+
+
+class _Node:
+    """One ONNX node before conversion (the fusion pass rewrites a list of these)."""
+
+    __slots__ = ("op", "ins", "outs", "attrs")
+
+    def __init__(self, op: str, ins: list[str], outs: list[str], attrs: dict[str, Any]) -> None:
+        self.op, self.ins, self.outs, self.attrs = op, ins, outs, attrs
+
+
+_BIG = 2**62  # ONNX Slice "to the end" (the exporters write INT64_MAX)
+
+
+def _lag(size: int, spec: tuple[int, int, int, int]) -> int:
+    """The lag k when ``spec`` slices [0, N-k) and [k, N) of an axis of ``size``, else -1."""
+    bounds = []
+    for start, end in (spec[0:2], spec[2:4]):
+        start = max(0, min(size, start + size if start < 0 else start))
+        end = max(0, min(size, end + size if end < 0 else end))
+        bounds.append((start, end))
+    (s0, e0), (s1, e1) = sorted(bounds)
+    k = s1 - s0
+    return k if s0 == 0 and e1 == size and e0 == size - k and 0 <= k < size else -1
+
+
+def _fuse(nodes: list[_Node], consts: dict[str, Any], outputs: set[str]) -> list[_Node]:
+    """Replace the exporter's decomposed patterns by fused nodes (ops named ``_Name``).
+
+    A pattern is fused only when its intermediate values feed nothing else; the fused node takes
+    the place of the pattern's last node, so every input is ready when it runs.
+    """
+    producer: dict[str, int] = {}
+    users: dict[str, list[int]] = {}
+    for k, node in enumerate(nodes):
+        for name in node.outs:
+            producer[name] = k
+        for name in node.ins:
+            users.setdefault(name, []).append(k)
+
+    def scalar(name: str) -> float | None:
+        t = consts.get(name)
+        if t is None or t.numel() != 1 or not t.is_floating_point():
+            return None
+        return float(t.reshape(-1)[0])
+
+    def ints(name: str) -> list[int] | None:
+        t = consts.get(name)
+        return None if t is None or t.is_floating_point() else [int(v) for v in t.reshape(-1)]
+
+    def only(name: str) -> _Node | None:
+        """The single node using ``name`` (None when several, none, or a graph output)."""
+        use = users.get(name, [])
+        return nodes[use[0]] if len(use) == 1 and name not in outputs else None
+
+    def using(name: str) -> list[_Node | None]:
+        """Nodes using ``name``, and None for a graph output (then nothing fuses it away)."""
+        return [nodes[k] for k in users.get(name, [])] + ([None] if name in outputs else [])
+
+    def src(name: str) -> _Node | None:
+        k = producer.get(name)
+        return None if k is None else nodes[k]
+
+    def other(node: _Node, name: str) -> str | None:
+        ins = [n for n in node.ins if n]
+        return None if len(ins) != 2 or name not in ins else ins[1 - ins.index(name)]
+
+    def near(value: float | None, target: float) -> bool:
+        return value is not None and abs(value - target) <= 1e-6 * max(1.0, abs(target))
+
+    def axes_of(node: _Node) -> list[int] | None:
+        if "axes" in node.attrs:
+            return list(node.attrs["axes"])
+        return ints(node.ins[1]) if len(node.ins) > 1 and node.ins[1] else None
+
+    replace: dict[int, _Node] = {}  # index of a pattern's last node -> fused node
+    drop: set[int] = set()
+
+    def take(group: list[_Node], fused: _Node) -> None:
+        idx = [nodes.index(g) for g in group]
+        if drop.intersection(idx) or set(idx) & set(replace):
+            return
+        drop.update(idx[:-1])
+        replace[idx[-1]] = fused
+
+    for node in nodes:
+        if node.op == "Erf":  # x / sqrt(2) -> Erf -> + 1 -> * x -> * 0.5
+            div = src(node.ins[0])
+            if div is None or only(div.outs[0]) is not node:
+                continue
+            x = div.ins[0]
+            if not ((div.op == "Div" and near(scalar(div.ins[1]), 2**0.5))
+                    or (div.op == "Mul" and near(scalar(div.ins[1]), 2**-0.5))):  # fmt: skip
+                continue
+            add = only(node.outs[0])
+            if add is None or add.op != "Add" or not near(scalar(other(add, node.outs[0]) or ""), 1):
+                continue
+            mul = only(add.outs[0])
+            if mul is None or mul.op != "Mul" or other(mul, add.outs[0]) != x:
+                continue
+            half = only(mul.outs[0])
+            if half is None or half.op != "Mul" or not near(scalar(other(half, mul.outs[0]) or ""),
+                                                           0.5):  # fmt: skip
+                continue
+            take([div, node, add, mul, half], _Node("_Gelu", [x], list(half.outs), {}))
+        elif node.op == "ReduceMean":
+            fused = _match_layer_norm(node, only, using, scalar, other, near, axes_of, consts)
+            if fused is not None:
+                take(*fused)
+        elif node.op == "Concat":
+            fused = _match_autocorr(node, only, src, axes_of, lambda sl: _slice_bounds(sl, ints))
+            if fused is not None:
+                take(*fused)
+        elif node.op == "MatMul" and node.ins[1] in consts and consts[node.ins[1]].dim() == 2:
+            add = only(node.outs[0])
+            bias = None if add is None or add.op != "Add" else other(add, node.outs[0])
+            if bias is None or bias not in consts or tuple(consts[bias].shape) != (
+                consts[node.ins[1]].shape[1],
+            ):
+                continue
+            take([node, add], _Node("_Linear", [node.ins[0], node.ins[1], bias], list(add.outs),
+                                    {}))  # fmt: skip
+    out = []
+    for k, node in enumerate(nodes):
+        if k in replace:
+            out.append(replace[k])
+        elif k not in drop:
+            out.append(node)
+    return out
+
+
+def _match_layer_norm(  # noqa: PLR0911 - one early exit per node of the pattern
+    mean: _Node, only: Any, using: Any, scalar: Any, other: Any, near: Any, axes_of: Any,
+    consts: Any,
+) -> tuple[list[_Node], _Node] | None:
+    x, axes = mean.ins[0], axes_of(mean)
+    if not axes or not mean.attrs.get("keepdims", 1):
+        return None
+    sub = only(mean.outs[0])
+    if sub is None or sub.op != "Sub" or sub.ins != [x, mean.outs[0]]:
+        return None
+    d = sub.outs[0]
+    pow_ = next((n for n in using(d) if n is not None and n.op == "Pow"), None)
+    if pow_ is None or pow_.ins[0] != d or not near(scalar(pow_.ins[1]), 2.0):
+        return None
+    var = only(pow_.outs[0])
+    if var is None or var.op != "ReduceMean" or axes_of(var) != axes or not var.attrs.get(
+        "keepdims", 1
+    ):
+        return None
+    add = only(var.outs[0])
+    eps = None if add is None or add.op != "Add" else scalar(other(add, var.outs[0]) or "")
+    if eps is None:
+        return None
+    sqrt = only(add.outs[0])
+    if sqrt is None or sqrt.op != "Sqrt":
+        return None
+    div = only(sqrt.outs[0])
+    if div is None or div.op != "Div" or div.ins != [d, sqrt.outs[0]]:
+        return None
+    if len(using(d)) != 2:
+        return None
+    group, last, weight, bias = [mean, sub, pow_, var, add, sqrt, div], div, "", ""
+    mul = only(div.outs[0])
+    w = None if mul is None or mul.op != "Mul" else other(mul, div.outs[0])
+    if w is not None and w in consts and consts[w].is_floating_point():
+        group.append(mul)
+        last, weight = mul, w
+        add2 = only(mul.outs[0])
+        b = None if add2 is None or add2.op != "Add" else other(add2, mul.outs[0])
+        if b is not None and b in consts and consts[b].is_floating_point():
+            group.append(add2)
+            last, bias = add2, b
+    attrs = {"axes": list(axes), "eps": float(eps)}
+    return group, _Node("_LayerNorm", [x, weight, bias], list(last.outs), attrs)
+
+
+def _match_autocorr(  # noqa: C901, PLR0911, PLR0912 - one early exit per pattern check
+    concat: _Node, only: Any, src: Any, axes_of: Any, bounds: Any
+) -> tuple[list[_Node], _Node] | None:
+    """Concat(Unsqueeze(ReduceSum(Slice(F) * Slice(F)))) over lags, one axis of one tensor F."""
+    if len(concat.ins) < 2:
+        return None
+    group: list[_Node] = []
+    base, axis, out_axis, lags = None, None, None, []
+    for name in concat.ins:
+        unsq = src(name)
+        if unsq is None or unsq.op != "Unsqueeze" or only(name) is not concat:
+            return None
+        uaxes = axes_of(unsq)
+        red = src(unsq.ins[0])
+        if uaxes is None or len(uaxes) != 1 or red is None or red.op != "ReduceSum":
+            return None
+        raxes = axes_of(red)
+        mul = src(red.ins[0])
+        if (raxes is None or len(raxes) != 1 or red.attrs.get("keepdims", 1)
+                or only(red.outs[0]) is not unsq or mul is None or mul.op != "Mul"
+                or only(mul.outs[0]) is not red):  # fmt: skip
+            return None
+        spec, slices = [], []
+        for operand in mul.ins:
+            sl = src(operand)
+            if sl is not None and sl.op == "Slice" and only(operand) is mul:
+                got = bounds(sl)
+                if got is None:
+                    return None
+                f, starts, ends, sl_axes, steps = got
+                if len(starts) != 1 or sl_axes != [raxes[0]] or steps != [1]:
+                    return None
+                spec += [starts[0], ends[0]]
+                slices.append(sl)
+            else:
+                f = operand
+                spec += [0, _BIG]
+            if base is None:
+                base = f
+            elif f != base:
+                return None
+        if axis is None:
+            axis, out_axis = raxes[0], uaxes[0]
+        elif (axis, out_axis) != (raxes[0], uaxes[0]):
+            return None
+        lags.append(tuple(spec))
+        group += [*slices, mul, red, unsq]
+    if axis is None or concat.attrs.get("axis") != out_axis:
+        return None
+    attrs = {"axis": axis, "out_axis": out_axis, "lags": lags}
+    return [*group, concat], _Node("_AutoCorr", [base], list(concat.outs), attrs)
+
+
+def _slice_bounds(sl: _Node, ints: Any) -> tuple[str, list[int], list[int], Any, Any] | None:
+    """(data, starts, ends, axes, steps) of a Slice with constant bounds, else None."""
+    names = [*sl.ins[1:5], "", "", "", ""][:4]
+    got = [ints(n) if n else None for n in names]
+    starts, ends, axes, steps = got
+    if starts is None or ends is None:
+        return None
+    axes = axes if axes is not None else list(range(len(starts)))
+    steps = steps if steps is not None else [1] * len(starts)
+    return sl.ins[0], starts, ends, axes, steps
 
 
 def _tensor_array(value: Any) -> np.ndarray:
@@ -481,6 +804,8 @@ class TorchEngine(InferenceEngine):
         precision: "fp32" (default, TF32 off), "tf32" or "bf16" (explicit options only).
         cuda_graphs: capture one CUDA graph per batch size (up to :data:`MAX_GRAPHS`) and replay
             it; capture failures fall back to eager execution with a log line.
+        fuse: fuse the exporter's decomposed patterns (see :class:`OnnxGraph`); False is the
+            node-by-node reference.
         threads: CPU threads for torch on the CPU device (None = torch's default).
         chunk: largest batch per forward pass on CUDA (bigger batches run as several passes
             through the same graph); bounds activation memory (the first conv of 2048 rows
@@ -498,6 +823,7 @@ class TorchEngine(InferenceEngine):
         device: str = "auto",
         precision: str = "fp32",
         cuda_graphs: bool = True,
+        fuse: bool = True,
         threads: int | None = None,
         chunk: int = 256,
     ) -> None:
@@ -523,7 +849,7 @@ class TorchEngine(InferenceEngine):
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
-        self.graph = OnnxGraph(self.path, device, precision)
+        self.graph = OnnxGraph(self.path, device, precision, fuse=fuse)
         check_bindings(self.graph.input_specs, inputs, "input", self.path)
         check_bindings(self.graph.output_specs, outputs, "output", self.path)
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
@@ -532,6 +858,7 @@ class TorchEngine(InferenceEngine):
         self._graphs: dict[int, tuple[Any, list[Any], list[Any]]] = {}
         self._failed: set[int] = set()
         self.chunk = max(1, int(chunk)) if self.device.type == "cuda" else None
+        self._host: dict[tuple[Any, ...], Any] = {}
 
     def forward(self, *tensors: Any) -> list[Any]:
         """Device tensors in (input order of the file) -> output tensors; no copies to host."""
@@ -585,19 +912,51 @@ class TorchEngine(InferenceEngine):
                 return outs
         return self.forward(*tensors)
 
+    def _pinned(self, key: tuple[Any, ...], shape: Any, dtype: Any) -> Any:
+        """A page-locked host buffer reused across calls (asynchronous copies, no staging)."""
+        buf = self._host.get(key)
+        if buf is None:
+            if len(self._host) >= 4 * MAX_GRAPHS:
+                self._host.clear()
+            buf = self.torch.empty(tuple(shape), dtype=dtype, pin_memory=True)
+            self._host[key] = buf
+        return buf
+
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.check_feeds(feeds)
         torch = self.torch
-        tensors = [
-            torch.from_numpy(np.ascontiguousarray(feeds[name])).to(self.device)
-            for name in self.graph.input_names
-        ]
-        outs = self.run_device(tensors)
+        arrays = [np.ascontiguousarray(feeds[name]) for name in self.graph.input_names]
+        if self.device.type != "cuda":
+            outs = self.run_device([torch.from_numpy(x) for x in arrays])
+            by_name = dict(zip(self.graph.output_names, outs, strict=True))
+            return {
+                name: by_name[name].float().numpy().astype(np.float32, copy=False)
+                for name in self._output_names
+            }
+        # CUDA: pinned host buffers, copies queued without blocking, one wait at the end
+        hosts = []
+        for k, x in enumerate(arrays):
+            buf = self._pinned(("in", k, x.shape, x.dtype.str), x.shape, torch.from_numpy(x).dtype)
+            buf.numpy()[...] = x
+            hosts.append(buf)
+        batch = int(arrays[0].shape[0])
+        captured = self._graphs.get(batch) if self.cuda_graphs else None
+        if captured is not None:  # host -> the graph's static inputs directly
+            cuda_graph, static, outs = captured
+            for dst, src in zip(static, hosts, strict=True):
+                dst.copy_(src, non_blocking=True)
+            cuda_graph.replay()
+        else:
+            outs = self.run_device([h.to(self.device, non_blocking=True) for h in hosts])
         by_name = dict(zip(self.graph.output_names, outs, strict=True))
-        return {
-            name: by_name[name].float().cpu().numpy().astype(np.float32, copy=False)
-            for name in self._output_names
-        }
+        results = []
+        for name in self._output_names:
+            out = by_name[name].float()
+            buf = self._pinned(("out", name, tuple(out.shape)), out.shape, torch.float32)
+            buf.copy_(out, non_blocking=True)
+            results.append((name, buf))
+        torch.cuda.current_stream(self.device).synchronize()
+        return {name: buf.numpy().copy() for name, buf in results}
 
     def release_graphs(self) -> None:
         """Drop the captured CUDA graphs and their memory pools."""
@@ -613,6 +972,7 @@ class TorchEngine(InferenceEngine):
 
     def close(self) -> None:
         self.release_graphs()
+        self._host.clear()
         self.graph.consts.clear()
 
     def describe(self) -> dict[str, object]:

@@ -113,6 +113,98 @@ def test_result_records_the_engine(tmp_path: Path) -> None:
     assert result.parameters["engine"] == "torch"
 
 
+# ---------------------------------------------------------------- fusion of exported patterns
+
+#: fused vs node-by-node output on the CPU (fp32)
+FUSE_TOL = 1e-6
+
+
+def _export(module: object, example: object, path: Path) -> Path:
+    with torch.no_grad():
+        torch.onnx.export(module, (example,), str(path), input_names=["x"], output_names=["y"],
+                          dynamic_axes={"x": {0: "b"}, "y": {0: "b"}}, opset_version=14,
+                          dynamo=False)  # fmt: skip
+    return path
+
+
+def _fusion_case(kind: str) -> tuple[object, object]:
+    from torch import nn
+
+    torch.manual_seed(0)
+    if kind == "gelu":
+        return nn.GELU(), 3 * torch.randn(2, 7, 33)
+    if kind == "layer_norm":
+        norm = nn.LayerNorm(48)
+        with torch.no_grad():
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-1, 1)
+        return nn.Sequential(nn.Linear(48, 48), norm), torch.randn(3, 5, 48)
+    if kind == "linear":
+        return nn.Linear(40, 24), torch.randn(3, 6, 40)
+
+    class Lags(nn.Module):
+        def __init__(self, lags: list[int]) -> None:
+            super().__init__()
+            self.lags = lags
+
+        def forward(self, x):  # noqa: ANN001, ANN202
+            n = 640  # a constant, as in the network (a traced x.shape would be dynamic)
+            parts = [(x[:, :, : n - k] * x[:, :, k:]).sum(dim=2) for k in self.lags]
+            return torch.stack(parts, dim=2) / n
+
+    lags = list(range(32)) if kind == "autocorr" else [1, 3, 4]
+    return Lags(lags), torch.randn(2, 25, 640)
+
+
+@pytest.mark.parametrize(
+    ("kind", "op"),
+    [("gelu", "_Gelu"), ("layer_norm", "_LayerNorm"), ("linear", "_Linear"),
+     ("autocorr", "_AutoCorr"), ("autocorr_sparse_lags", "_AutoCorr")],
+)  # fmt: skip
+def test_each_fusion_matches_the_unfused_graph(kind: str, op: str, tmp_path: Path) -> None:
+    from a2x_core.backends.torch_engine import OnnxGraph
+
+    module, x = _fusion_case(kind)
+    path = _export(module.eval(), x, tmp_path / f"{kind}.onnx")
+    fused, plain = OnnxGraph(path, "cpu"), OnnxGraph(path, "cpu", fuse=False)
+    assert op in fused.fused and not plain.fused
+    assert len(fused.nodes) < len(plain.nodes)
+    with torch.inference_mode():
+        got, ref = fused(x)[0], plain(x)[0]
+        expected = module(x)
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=FUSE_TOL, rtol=0)
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4, rtol=0)
+
+
+def test_fused_benchmark_network_matches_unfused(bench_network: Path) -> None:
+    from a2x_core.backends.torch_engine import OnnxGraph
+
+    fused, plain = OnnxGraph(bench_network, "cpu"), OnnxGraph(bench_network, "cpu", fuse=False)
+    assert fused.fused == {"_Gelu", "_LayerNorm", "_Linear", "_AutoCorr"}
+    assert len(fused.nodes) < len(plain.nodes) // 2
+    feeds = _feeds(3, 26, seed=2)
+    x = [torch.from_numpy(feeds[n]) for n in fused.input_names]
+    with torch.inference_mode():
+        got, ref = fused(*x)[0], plain(*x)[0]
+    np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=FUSE_TOL, rtol=0)
+
+
+def test_shared_intermediates_are_not_fused(tmp_path: Path) -> None:
+    """A pattern whose intermediate also feeds another node stays node by node."""
+    from a2x_core.backends.torch_engine import OnnxGraph
+
+    class Leaky(torch.nn.Module):
+        def forward(self, x):  # noqa: ANN001, ANN202
+            e = torch.erf(x / 2**0.5)
+            return x * (e + 1) * 0.5 + e
+
+    x = torch.randn(4, 9)
+    graph = OnnxGraph(_export(Leaky(), x, tmp_path / "shared.onnx"), "cpu")
+    assert "_Gelu" not in graph.fused
+    with torch.inference_mode():
+        np.testing.assert_allclose(graph(x)[0].numpy(), Leaky()(x).numpy(), atol=1e-6, rtol=0)
+
+
 # ---------------------------------------------------------------- GPU ADMM solve (on the CPU)
 
 #: GPU ADMM vs CPU BVLS: the SDK's 4 ADMM updates stop short of the optimum ("GPU ~ CPU but

@@ -29,3 +29,28 @@ def test_cuda_engine_with_graphs_matches_onnxruntime(tmp_path) -> None:  # noqa:
     assert engine.name == "torch" and engine.describe()["device"].startswith("cuda")
     for _ in range(3):  # capture, then replays
         np.testing.assert_allclose(engine.run(feeds)["result"], ref, atol=1e-4, rtol=0)
+
+
+def test_cuda_fused_graph_matches_unfused(tmp_path) -> None:  # noqa: ANN001
+    """The fused patterns on CUDA (fp32, TF32 off) against node-by-node execution."""
+    import sys
+    from pathlib import Path
+
+    from a2x_core.backends.torch_engine import TorchEngine
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from a2f_network import export_onnx
+
+    path = tmp_path / "network.onnx"
+    export_onnx(path, num_skin=6, num_tongue=4)
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    rng = np.random.default_rng(1)
+    feeds = {
+        "input": (0.3 * rng.standard_normal((3, 1, 8320))).astype(np.float32),
+        "emotion": rng.uniform(0, 1, (3, 1, 26)).astype(np.float32),
+    }
+    plain = TorchEngine(path, inputs, outputs, device="cuda", fuse=False, cuda_graphs=False)
+    fused = TorchEngine(path, inputs, outputs, device="cuda")
+    ref = plain.run(feeds)["result"]
+    for _ in range(3):  # eager + capture, then replays through the pinned host buffers
+        np.testing.assert_allclose(fused.run(feeds)["result"], ref, atol=1e-5, rtol=0)
