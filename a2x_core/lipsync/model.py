@@ -23,7 +23,7 @@ from ..version import __version__
 from . import expressions as ex
 from . import phones as ph
 from .coarticulation import apply_critical, blend
-from .parallel import Decoding, cpu_count
+from .parallel import Aligning, Decoding, cpu_count
 from .visemes import DEFAULT_TABLE, load_table, viseme_track
 
 log = logging.getLogger("a2x_core")
@@ -124,29 +124,53 @@ class DefaultLipSyncModel:
 
     def _phones(
         self, audio: Audio, options: InferenceOptions
-    ) -> tuple[Decoding | list[ph.Phone], list[str]]:
-        """Start recognition (returns a running Decoding) or align the transcript (phones)."""
+    ) -> tuple[Decoding | Aligning | list[ph.Phone], list[str]]:
+        """Start recognition or transcript alignment (collected later with ``result()``)."""
         samples = audio.samples
         if len(samples) == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
             return [ph.Phone(ph.SILENCE, 0.0, len(samples) / SAMPLE_RATE)], []
         warnings: list[str] = []
+        workers = options.threads or cpu_count()
         if options.transcript is not None:
             words = ph.normalise_transcript(options.transcript)
             if words:
                 words, warnings = ph.prepare_words(words, ph.decoder("align"))
-                try:
-                    return ph.align_words(ph.to_pcm16(samples), words), warnings
-                except RuntimeError as error:
-                    warnings.append(
-                        f"{audio.path or 'audio'}: the transcript could not be aligned ({error}); "
-                        "recognised the speech instead — check that the text matches the audio"
-                    )
-            else:
-                warnings.append("the transcript has no words; recognised the speech instead")
-            for message in warnings:
-                log.warning("%s", message)
-        workers = options.threads or cpu_count()
+                for message in warnings:
+                    log.warning("%s", message)
+                return Aligning(samples, words, workers=workers), warnings
+            message = "the transcript has no words; recognised the speech instead"
+            log.warning("%s", message)
+            warnings.append(message)
         return Decoding(samples, fast=options.fast, workers=workers), warnings
+
+    def _collect(
+        self,
+        started: Decoding | Aligning | list[ph.Phone],
+        audio: Audio,
+        options: InferenceOptions,
+        warnings: list[str],
+        on_progress: Any,
+        cancel: CancelToken | None,
+    ) -> tuple[list[ph.Phone], bool]:
+        """Phones from a started decoding/alignment; ``True`` when they follow the transcript.
+
+        An alignment that finds no path through the words falls back to recognition.
+        """
+        if isinstance(started, list):
+            return started, False
+        if isinstance(started, Aligning):
+            try:
+                return started.result(cancel), True
+            except RuntimeError as error:
+                message = (
+                    f"{audio.path or 'audio'}: the transcript could not be aligned ({error}); "
+                    "recognised the speech instead — check that the text matches the audio"
+                )
+                log.warning("%s", message)
+                warnings.append(message)
+                workers = options.threads or cpu_count()
+                started = Decoding(audio.samples, fast=options.fast, workers=workers)
+        return started.result(cancel, on_progress), False
 
     def _animate_one(
         self,
@@ -169,11 +193,11 @@ class DefaultLipSyncModel:
         level = ex.normalised_loudness(level_db)
         f0 = ex.pitch_hz(samples, level)
         opening = ex.openness(samples, level)
-        if isinstance(started, Decoding):
-            phones = started.result(cancel, lambda done: progress(Progress(0.8 * done, stage)))
-        else:
-            phones = started
-        if options.transcript is not None and not isinstance(started, Decoding):
+        phones, aligned = self._collect(
+            started, audio, options, warnings,
+            lambda done: progress(Progress(0.8 * done, stage)), cancel,
+        )  # fmt: skip
+        if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
         if cancel is not None:
             cancel.check()

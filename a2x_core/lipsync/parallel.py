@@ -14,11 +14,13 @@ import math
 import multiprocessing
 import os
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from itertools import pairwise
+from typing import Any
 
 import numpy as np
 
@@ -36,6 +38,22 @@ PIECE_S = 20.0
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
+#: None = automatic: decode only in worker processes when called off the main thread (a DCC's
+#: background job), because pocketsphinx holds the GIL and would stall the host's UI thread.
+_WORKERS_ONLY: bool | None = None
+
+
+def decode_in_workers_only(enabled: bool | None) -> None:
+    """Force (True), forbid (False) or automate (None) decoding only in worker processes."""
+    global _WORKERS_ONLY
+    _WORKERS_ONLY = enabled
+
+
+def workers_only() -> bool:
+    """Whether this call must keep pocketsphinx out of this process (see ``_WORKERS_ONLY``)."""
+    if _WORKERS_ONLY is not None:
+        return _WORKERS_ONLY
+    return threading.current_thread() is not threading.main_thread()
 
 
 def cpu_count() -> int:
@@ -98,6 +116,57 @@ def decode_piece(pcm: bytes, offset_s: float, fast: bool) -> list[ph.Phone]:
     return ph.recognise(pcm, offset_s, align=not fast)
 
 
+def align_piece(pcm: bytes, words: list[str]) -> list[ph.Phone]:
+    """Force-align a whole clip to its words (runs in a worker process or in this one)."""
+    return ph.align_words(pcm, words)
+
+
+def _wait(futures: list[Future[Any]], cancel: CancelToken | None,
+          progress: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """Wait for ``futures`` while honouring ``cancel`` (cancelling what has not started)."""
+    pending = set(futures)
+    try:
+        while pending:
+            if cancel is not None:
+                cancel.check()
+            _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
+            if progress is not None:
+                progress()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+class Aligning:
+    """Forced alignment of a transcript, started at construction, collected by :meth:`result`.
+
+    Runs in a worker process when this process must stay responsive (:func:`workers_only`),
+    else in this process when collected.
+    """
+
+    def __init__(self, samples: np.ndarray, words: list[str], *, workers: int) -> None:
+        self._pcm, self._words = ph.to_pcm16(samples), words
+        self._future: Future[list[ph.Phone]] | None = None
+        if workers_only():
+            try:
+                with _main_hidden():
+                    self._future = _pool(workers, False).submit(align_piece, self._pcm, words)
+            except (OSError, RuntimeError, BrokenProcessPool) as error:
+                log.warning("cannot start worker processes (%s); aligning here", error)
+
+    def result(self, cancel: CancelToken | None = None) -> list[ph.Phone]:
+        """The aligned phones; raises ``RuntimeError`` when the words do not fit the audio."""
+        if self._future is None:
+            return align_piece(self._pcm, self._words)
+        try:
+            _wait([self._future], cancel)
+            return self._future.result()
+        except BrokenProcessPool as error:
+            log.warning("a worker process died (%s); aligning here", error)
+            shutdown()
+            return align_piece(self._pcm, self._words)
+
+
 def plan_pieces(
     samples: np.ndarray, workers: int, min_split_s: float = MIN_SPLIT_S
 ) -> list[tuple[int, int]]:
@@ -136,7 +205,7 @@ class Decoding:
         # Split clips need the pool; a short clip uses it too once it runs (its decoders are
         # loaded already), else it is decoded here.
         pool_ready = _POOL is not None and _POOL_SIZE == workers
-        if len(self._pieces) > 1 or (workers > 1 and pool_ready):
+        if len(self._pieces) > 1 or (workers > 1 and pool_ready) or workers_only():
             try:
                 with _main_hidden():
                     pool = _pool(workers, fast)
@@ -163,23 +232,18 @@ class Decoding:
                 if progress is not None:
                     progress(b / total)
             return ph.merge_silences(out)
-        pending = set(self._futures)
+        def report() -> None:
+            if progress is not None:
+                done = sum(b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
+                           if f.done())  # fmt: skip
+                progress(done / total)
+
         try:
-            while pending:
-                if cancel is not None:
-                    cancel.check()
-                _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
-                if progress is not None:
-                    done = sum(b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
-                               if f.done())  # fmt: skip
-                    progress(done / total)
+            _wait(self._futures, cancel, report)
             out = [p for future in self._futures for p in future.result()]
         except BrokenProcessPool as error:
             log.warning("a worker process died (%s); decoding on one core", error)
             shutdown()
             self._futures = []
             return self.result(cancel)
-        finally:
-            for future in pending:
-                future.cancel()
         return ph.merge_silences(out)

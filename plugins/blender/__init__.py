@@ -7,6 +7,8 @@ external runtime's subprocess), and ``bake.py`` writes the keys into add-on-owne
 
 from __future__ import annotations
 
+import sys
+
 if "bake" in locals():  # "Reload Scripts": pick up edited modules
     import importlib
 
@@ -47,3 +49,7 @@ def unregister() -> None:
     properties.unregister()
     for cls in reversed(classes):
         bpy.utils.unregister_class(cls)
+    # The default model's decoder processes would otherwise live until Blender quits.
+    decoders = sys.modules.get("a2x_core.lipsync.parallel")
+    if decoders is not None:
+        decoders.shutdown()
