@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from .audio import Audio, decode_audio
+from .errors import ParameterError
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
 from .options import InferenceOptions
@@ -15,6 +17,25 @@ from .result import AnimationResult
 from .shaping import shape_weights
 
 AudioSource = str | os.PathLike[str] | Audio
+
+log = logging.getLogger("a2x_core")
+
+
+def unused_option_warnings(model: AnimationModel, options: InferenceOptions) -> list[str]:
+    """Say which options this model ignores; an emotion input it cannot take is an error."""
+    if options.emotions and not model.emotion_names:
+        raise ParameterError(
+            f"the {model.name} model takes no emotion input",
+            hint="drop --emotion/--emotion-file, or use an Audio2Face-3D model",
+        )
+    if model.kind == "default":
+        return []
+    ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
+                                       ("--fast", options.fast)) if used]  # fmt: skip
+    if not ignored:
+        return []
+    return [f"{' and '.join(ignored)} only apply to the default model; the {model.kind} model "
+            "animates from the audio alone"]  # fmt: skip
 
 
 class Animator:
@@ -53,6 +74,9 @@ class Animator:
     ) -> list[AnimationResult]:
         """Animate several clips as one batch (one result each, in order)."""
         opts = (options or self.options).with_changes(**changes) if changes else (options or self.options)
+        notes = unused_option_warnings(self.model, opts)
+        for note in notes:
+            log.warning("%s", note)
         ProgressScale(progress, 0.0, 0.02)(Progress(0.0, "reading audio"))
         tracks = []
         for source in sources:
@@ -62,7 +86,7 @@ class Animator:
         results = self.model.animate(tracks, opts, ProgressScale(progress, 0.02, 0.99), cancel)
         for track, result in zip(tracks, results, strict=True):
             result.weights = shape_weights(result.weights, result.fps, opts.strength, opts.smoothing_s)
-            for warning in track.warnings:
+            for warning in [*track.warnings, *notes]:
                 if warning not in result.warnings:
                     result.warnings.insert(0, warning)
         if progress is not None:

@@ -86,3 +86,12 @@ def test_info_and_models_list_the_folder(model_json: Path) -> None:
     assert json.loads(info.stdout)
     listing = run_cli("models", str(model_json.parent.parent))
     assert listing.returncode == 0 and str(model_json) in listing.stdout and "regression" in listing.stdout
+
+
+def test_default_model_only_options_are_flagged(tmp_path: Path, model_json: Path, clips: list[Path]) -> None:
+    out = tmp_path / "t.json"
+    proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(out),
+                   "--transcript", "hello there", "--fast")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--transcript and --fast only apply to the default model" in proc.stderr
+    assert "only apply to the default model" in json.loads(out.read_text())["a2x"]["warnings"][0]

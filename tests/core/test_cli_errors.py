@@ -92,3 +92,9 @@ def test_engines_build_without_tensorrt_names_the_fix(tmp_path: Path) -> None:
         _assert_clean_error(proc, "TensorRT is not available", "--backend onnxruntime")
     listing = run_cli("engines", "list", "--cache", str(tmp_path / "plans"))
     assert listing.returncode == 0, listing.stderr
+
+
+def test_emotions_for_the_default_model_are_refused(tmp_path: Path) -> None:
+    proc = run_cli("animate", str(SAMPLE), "-o", str(tmp_path / "e.json"), "--emotion", "joy=0.5")
+    _assert_clean_error(proc, "takes no emotion input")
+    assert not (tmp_path / "e.json").exists()
