@@ -54,6 +54,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
     run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
+    run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
+                     "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a model parameter, e.g. input_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--geometry", action="store_true", help="NPZ: also store per-frame geometry")
@@ -118,6 +120,9 @@ def _options(args: argparse.Namespace) -> Any:
         if args.emotion and args.emotion_file:
             raise ParameterError("use --emotion or --emotion-file, not both")
         emotions = parse_emotion_args(args.emotion) if args.emotion else load_emotion_track(args.emotion_file)
+    if args.emotion_model and (args.emotion or args.emotion_file):
+        raise ParameterError("use --emotion-model or --emotion/--emotion-file, not both",
+                             hint="detected emotions replace manual ones")  # fmt: skip
     if args.param:
         from .emotion import parse_parameter_args
 
@@ -181,7 +186,17 @@ def _animate(args: argparse.Namespace) -> int:
     bar = _ProgressBar(enabled=not args.quiet)
     cancel = CancelToken()
     try:
-        results = animator.animate_many(tracks, progress=bar, cancel=cancel)
+        if args.emotion_model:  # per-clip emotions: one animate call per clip
+            from .audio2emotion import EmotionModel, emotion_keys
+
+            if not animator.model.emotion_names:
+                raise ParameterError("--emotion-model needs a model with an emotion input",
+                                     hint="pass --model PATH/model.json of an Audio2Face-3D model")  # fmt: skip
+            detector = EmotionModel.load(args.emotion_model, backend=options.backend, threads=options.threads)
+            results = [animator.animate(track, options.with_changes(emotions=emotion_keys(
+                detector.detect(track, options.fps))), progress=bar, cancel=cancel) for track in tracks]  # fmt: skip
+        else:
+            results = animator.animate_many(tracks, progress=bar, cancel=cancel)
     finally:
         bar.close()
     written: list[Path] = []

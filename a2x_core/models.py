@@ -95,6 +95,12 @@ def load_model(
         from .regression import RegressionModel
 
         return RegressionModel.load(model_json, backend=backend, threads=threads)
+    if kind == "emotion":
+        raise ModelError(
+            "is an Audio2Emotion model, which detects emotions rather than animating a face",
+            path=model_json,
+            hint="pass it as --emotion-model with an Audio2Face-3D --model",
+        )
     raise ModelError(
         f"is a {kind} model, which this version of a2x cannot run yet",
         path=model_json,

@@ -11,6 +11,9 @@ from typing import Any
 from .errors import ParameterError
 from .timing import parse_fps
 
+#: Emotion keys beyond this many (detected per frame) are summarised in JSON exports.
+MAX_LISTED_EMOTION_KEYS = 100
+
 #: One emotion key: (time in seconds, {emotion name: strength in [0, 1]}).
 EmotionKey = tuple[float, Mapping[str, float]]
 
@@ -84,5 +87,8 @@ class InferenceOptions:
         data = asdict(self)
         data["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         data["parameters"] = dict(self.parameters)
-        data["emotions"] = [[t, dict(v)] for t, v in self.emotions]
+        if len(self.emotions) <= MAX_LISTED_EMOTION_KEYS:
+            data["emotions"] = [[t, dict(v)] for t, v in self.emotions]
+        else:  # detected per-frame emotions: the result's own emotion curves hold them
+            data["emotions"] = f"{len(self.emotions)} keys (see the per-frame emotions)"
         return data

@@ -1,0 +1,530 @@
+"""Audio2Emotion v2.2: detect Audio2Face's 10 emotions from speech, like the SDK's classifier
+executor (spec §1.6, §2, §3, §5, §8.12).
+
+The classifier sees ``buffer_length`` samples (default 60000, as the SDK samples) centred on a
+frame's target sample, zero padded, ``input_values`` [B, T] -> ``output`` [B, 6] logits. Each
+inference serves ``inferences_to_skip + 1`` frames; every frame runs the post-processing (§5)
+on its group's logits with ``dt = 1/fps``. :func:`emotion_keys` turns the per-frame result into
+``InferenceOptions.emotions`` keys, so that a regression model animates with detected emotions.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio
+from .backends import InferenceEngine, TensorSpec, create_engine
+from .emotion import A2F_EMOTIONS
+from .errors import ModelError, ModelPackageError, ParameterError
+from .model_package import _key, _read_json, _resolve, check_range, onnx_beside, range_text
+from .options import EmotionKey
+from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
+
+log = logging.getLogger("a2x_core")
+
+_REDOWNLOAD = "download the model folder again (nvidia/Audio2Emotion-v2.2)"
+
+#: The SDK samples' window (spec §1.6); the A2E benchmark uses 30000.
+DEFAULT_BUFFER_LENGTH = 60_000
+#: Windows per network call (60000 float32 samples each: 7.7 MB per call).
+WINDOWS_PER_CALL = 32
+
+#: Float keys of ``post_processing_config`` and the range a2x accepts. The SDK parser reads them
+#: without range checks (``parse_helper.cpp``); a2x rejects values that would leave A2F's 0..1
+#: emotion range or make the blends extrapolate.
+FLOAT_RANGES: dict[str, tuple[float | None, float | None]] = {
+    "emotion_contrast": (0.0, None),
+    "live_blend_coef": (0.0, 1.0),
+    "preferred_emotion_strength": (0.0, 1.0),
+    "transition_smoothing": (0.0, None),
+    "fixed_dt": (0.0, None),  # read, then replaced by 1/fps (spec §5 step 7, §8.12)
+    "emotion_strength": (0.0, 1.0),
+}
+#: Every key of ``post_processing_config`` (spec §1.6).
+CONFIG_KEYS = (
+    "output_emotion_length", "emotion_contrast", "max_emotions", "live_blend_coef",
+    "enable_preferred_emotion", "preferred_emotion_strength", "transition_smoothing", "fixed_dt",
+    "emotion_strength", "preferred_emotion", "emotion_correspondence",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PostProcessConfig:
+    """``post_processing_config`` of ``model_config.json``, validated (spec §1.6)."""
+
+    emotion_contrast: float
+    max_emotions: int
+    live_blend_coef: float
+    enable_preferred_emotion: bool
+    preferred_emotion_strength: float
+    transition_smoothing: float
+    fixed_dt: float
+    emotion_strength: float
+    preferred_emotion: np.ndarray  # float32 [10]
+    correspondence: np.ndarray  # int32 [6]: A2E class -> A2F index or -1
+
+    def to_dict(self, emotions: Sequence[str]) -> dict[str, Any]:
+        """JSON-ready form, with the correspondence by name."""
+        return {
+            "output_emotion_length": len(self.preferred_emotion),
+            "emotion_contrast": self.emotion_contrast,
+            "max_emotions": self.max_emotions,
+            "live_blend_coef": self.live_blend_coef,
+            "enable_preferred_emotion": self.enable_preferred_emotion,
+            "preferred_emotion_strength": self.preferred_emotion_strength,
+            "transition_smoothing": self.transition_smoothing,
+            "fixed_dt": self.fixed_dt,
+            "emotion_strength": self.emotion_strength,
+            "preferred_emotion": self.preferred_emotion.tolist(),
+            "emotion_correspondence": dict(
+                zip(emotions, (int(i) for i in self.correspondence), strict=True)
+            ),
+        }
+
+
+@dataclass(frozen=True)
+class EmotionPackage:
+    """A validated A2E folder (spec §1.6)."""
+
+    model_json: Path
+    network_info_path: Path
+    config_path: Path
+    trt_path: Path
+    onnx_path: Path
+    emotions: tuple[str, ...]  # the classifier's classes, network order
+    config: PostProcessConfig
+
+
+@dataclass
+class EmotionTrack:
+    """Detected emotions of one clip, one row per frame.
+
+    Attributes:
+        values: float32 ``[frames, 10]`` in :data:`names` order (A2F's explicit emotions).
+        targets: int64 target sample of each frame (``floor(i*16000/fps)``), relative to the
+            clip's first sample; the SDK keys A2F's emotion input at these (spec §5 step 8).
+        fps: the frame rate.
+        start_s: where the clip's sample 0 sits in the source file.
+        logits: float32 ``[inferences, C]`` raw classifier outputs (one per frame group).
+        names: the 10 A2F emotion names.
+    """
+
+    values: np.ndarray
+    targets: np.ndarray
+    fps: Fraction
+    start_s: float
+    logits: np.ndarray
+    names: tuple[str, ...] = A2F_EMOTIONS
+
+    @property
+    def times_s(self) -> np.ndarray:
+        """Frame times in seconds of the source file (``start_s + i/fps``)."""
+        step = self.fps.denominator / self.fps.numerator
+        return self.start_s + np.arange(len(self.values), dtype=np.float64) * step
+
+    def curve(self, name: str) -> np.ndarray:
+        return self.values[:, self.names.index(name)]
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def _check_float(name: str, value: Any, error: type, where: Mapping[str, Any], label: str) -> float:
+    low, high = FLOAT_RANGES[name]
+    why = check_range(label + name, value, low, high)
+    if why:
+        raise error(why, hint=f"use a value in {range_text(low, high)}", **where)
+    return float(value)
+
+
+def validate_post_processing(
+    config: Mapping[str, Any],
+    emotions: Sequence[str],
+    path: Path | None = None,
+    *,
+    error: type = ModelPackageError,
+) -> PostProcessConfig:
+    """Check every ``post_processing_config`` key (spec §1.6; SDK ``ConfigInfoOwner::Init`` and
+    ``PostProcessor::Init``): presence, types, ranges, NaN, lengths, the correspondence.
+
+    Raises:
+        ``error`` (ModelPackageError naming ``path`` for a file, ParameterError for overrides).
+    """
+    where: dict[str, Any] = {"path": path} if path is not None else {}
+    label = "post_processing_config." if path is not None else ""
+    for name in CONFIG_KEYS:
+        if name not in config:
+            raise error(f"key {label + name!r} is missing", hint=_REDOWNLOAD, **where)
+    out_len = config["output_emotion_length"]
+    if isinstance(out_len, bool) or out_len != len(A2F_EMOTIONS):
+        raise error(
+            f"{label}output_emotion_length is {out_len!r}, expected {len(A2F_EMOTIONS)} "
+            "(Audio2Face's explicit emotions)",
+            **where,
+        )
+    floats = {n: _check_float(n, config[n], error, where, label) for n in FLOAT_RANGES}
+    max_emotions = config["max_emotions"]
+    if isinstance(max_emotions, bool) or not isinstance(max_emotions, int) or max_emotions < 1:
+        raise error(f"{label}max_emotions must be an integer >= 1, found {max_emotions!r}", **where)
+    enable = config["enable_preferred_emotion"]
+    if not isinstance(enable, bool):
+        raise error(
+            f"{label}enable_preferred_emotion must be true or false, found {enable!r}", **where
+        )
+    preferred = config["preferred_emotion"]
+    if not isinstance(preferred, list | tuple | np.ndarray) or len(preferred) != out_len:
+        found = len(preferred) if isinstance(preferred, list | tuple | np.ndarray) else preferred
+        raise error(
+            f"{label}preferred_emotion has {found!r} values, expected {out_len} "
+            "(output_emotion_length)",
+            **where,
+        )
+    for i, value in enumerate(preferred):
+        why = check_range(f"{label}preferred_emotion[{i}]", value, 0.0, 1.0)
+        if why:
+            raise error(why, hint="use values in [0, 1]", **where)
+    table = config["emotion_correspondence"]
+    if not isinstance(table, Mapping):
+        raise error(
+            f"{label}emotion_correspondence must be an object name -> A2F index, found {table!r}",
+            **where,
+        )
+    missing = [e for e in emotions if e not in table]
+    extra = sorted(set(table) - set(emotions))
+    if missing or extra:
+        raise error(
+            f"{label}emotion_correspondence names {sorted(table)}, expected the network's "
+            f"emotions {list(emotions)}",
+            hint="one entry per emotion of network_info.json",
+            **where,
+        )
+    indices = []
+    for name in emotions:
+        j = table[name]
+        if isinstance(j, bool) or not isinstance(j, int) or not -1 <= j < out_len:
+            raise error(
+                f"{label}emotion_correspondence.{name} is {j!r}, expected an integer in "
+                f"[-1, {out_len - 1}]",
+                hint="-1 = not mapped (neutral)",
+                **where,
+            )
+        indices.append(j)
+    mapped = [j for j in indices if j != -1]
+    if len(set(mapped)) != len(mapped):
+        raise error(
+            f"{label}emotion_correspondence maps two emotions to one A2F index ({indices})",
+            hint="give each A2E emotion its own A2F index or -1",
+            **where,
+        )
+    return PostProcessConfig(
+        max_emotions=int(max_emotions),
+        enable_preferred_emotion=enable,
+        preferred_emotion=np.asarray(preferred, dtype=np.float32),
+        correspondence=np.asarray(indices, dtype=np.int32),
+        **floats,
+    )
+
+
+def read_network_info(path: Path) -> tuple[str, ...]:
+    """``network_info.json``: ``audio_params.samplerate`` (16000) and ``emotions`` (spec §1.6)."""
+    data = _read_json(path)
+    rate = _key(data, "audio_params.samplerate", path, int)
+    if rate != SAMPLE_RATE:
+        raise ModelPackageError(
+            f"audio_params.samplerate is {rate}, expected {SAMPLE_RATE}", path=path
+        )
+    emotions = _key(data, "emotions", path, list)
+    if not emotions or not all(isinstance(e, str) and e for e in emotions):
+        raise ModelPackageError(
+            f"key 'emotions' must be a non-empty list of names, found {emotions!r}",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    if len(set(emotions)) != len(emotions):
+        raise ModelPackageError(f"key 'emotions' has duplicates: {emotions}", path=path)
+    return tuple(emotions)
+
+
+def load_emotion_package(model_json: str | Path) -> EmotionPackage:
+    """Read and validate an A2E folder (spec §1.6; SDK ``IClassifierModel::ModelInfoOwner``).
+
+    Raises:
+        ModelError: model.json is missing or is not an Audio2Emotion model.
+        ModelPackageError: a file is missing or has wrong keys or values.
+    """
+    model_json = Path(model_json)
+    if model_json.is_dir():
+        model_json = model_json / "model.json"
+    data = _read_json(model_json)
+    if "blendshapePaths" in data or "modelDataPath" in data or "modelConfigPaths" in data:
+        raise ModelError(
+            "is an Audio2Face-3D model, not an Audio2Emotion model",
+            path=model_json,
+            hint="pass the model.json of an Audio2Emotion-v2.2 folder",
+        )
+    folder = model_json.parent
+    paths = {
+        key: _resolve(folder, _key(data, key, model_json, str))
+        for key in ("networkInfoPath", "networkPath", "modelConfigPath")
+    }
+    emotions = read_network_info(paths["networkInfoPath"])
+    trt_path = paths["networkPath"]
+    onnx_path = onnx_beside(trt_path)
+    if not onnx_path.is_file():
+        raise ModelPackageError(
+            f"missing (model.json names {trt_path.name}; engines other than TensorRT run the "
+            "network.onnx beside it)",
+            path=onnx_path,
+            hint=_REDOWNLOAD,
+        )
+    config_path = paths["modelConfigPath"]
+    section = _key(_read_json(config_path), "post_processing_config", config_path, dict)
+    config = validate_post_processing(section, emotions, config_path)
+    return EmotionPackage(
+        model_json, paths["networkInfoPath"], config_path, trt_path, onnx_path, emotions, config
+    )
+
+
+# ----------------------------------------------------------------------------- post-processing
+
+
+class EmotionPostProcessor:
+    """The SDK's per-track post-processor (spec §5 steps 1-8, ``postprocess.cpp``), float32.
+
+    ``step(logits)`` turns one frame's logits into the 10 A2F emotions; ``reset()`` returns to
+    the first-frame state (beginning emotion = zeros).
+    """
+
+    def __init__(self, config: PostProcessConfig, dt: float) -> None:
+        self.config = config
+        self.dt = np.float32(dt)
+        self.reset()
+
+    def reset(self) -> None:
+        size = len(self.config.preferred_emotion)
+        self.first = True
+        self.out = np.zeros(size, np.float32)  # step 4 starts from the previous final output
+        self.prev = np.zeros(size, np.float32)  # step 5 state
+        self.prev_blended = np.zeros(size, np.float32)  # step 7 state
+
+    def step(self, logits: np.ndarray) -> np.ndarray:
+        c = self.config
+        f32 = np.float32
+        # 1. softmax of contrast-scaled logits, max subtracted
+        p = np.asarray(logits, np.float32) * f32(c.emotion_contrast)
+        p = np.exp(p - p.max()).astype(np.float32)
+        p = (p / p.sum(dtype=np.float32)).astype(np.float32)
+        # 2. unmapped classes (neutral) to zero
+        p[c.correspondence == -1] = 0.0
+        # 3. keep the max_emotions largest; on ties the lowest index is kept (GPU kernel)
+        if c.max_emotions < len(p):
+            order = np.lexsort((np.arange(len(p)), -p))
+            p[order[c.max_emotions :]] = 0.0
+        # 4. scatter into the previous final output (beginning emotion = zeros on frame 0)
+        a = self.out.copy() if not self.first else np.zeros_like(self.out)
+        mapped = c.correspondence != -1
+        a[c.correspondence[mapped]] = p[mapped]
+        # 5. live blend with the previous step-5 result
+        blend = f32(c.live_blend_coef)
+        a = ((f32(1) - blend) * a + blend * self.prev).astype(np.float32)
+        self.prev = a.copy()
+        # 6. preferred emotion
+        if c.enable_preferred_emotion:
+            s = f32(c.preferred_emotion_strength)
+            a = ((f32(1) - s) * a + s * c.preferred_emotion).astype(np.float32)
+        # 7. transition smoothing, except on the first frame
+        if not self.first:
+            w = min(self.dt / max(f32(c.transition_smoothing), f32(1e-3)), f32(1))
+            keep = f32(1) - f32(w)
+            a = ((f32(1) - keep) * a + keep * self.prev_blended).astype(np.float32)
+        self.prev_blended = a.copy()
+        # 8. strength
+        a = (a * f32(c.emotion_strength)).astype(np.float32)
+        self.out = a
+        self.first = False
+        return a.copy()
+
+    def run(self, logits: np.ndarray) -> np.ndarray:
+        """``[frames, C]`` logits -> ``[frames, 10]`` emotions, from a reset state."""
+        self.reset()
+        return (
+            np.stack([self.step(row) for row in logits])
+            if len(logits)
+            else np.zeros((0, len(self.config.preferred_emotion)), np.float32)
+        )
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+class EmotionModel:
+    """An Audio2Emotion v2.2 folder loaded for inference."""
+
+    kind = "emotion"
+
+    def __init__(self, package: EmotionPackage, backend: str, threads: int | None) -> None:
+        self.package = package
+        self.backend = backend
+        self.threads = threads
+        self.emotions = package.emotions
+        self._engines: dict[int, InferenceEngine] = {}
+
+    @classmethod
+    def load(
+        cls, model_json: str | Path, *, backend: str = "auto", threads: int | None = None
+    ) -> EmotionModel:
+        """Load and validate an A2E folder and create its engine for the default window.
+
+        Raises:
+            ModelError, ModelPackageError: the folder is incomplete or inconsistent.
+            EngineError: the backend is unavailable or the network does not match.
+        """
+        model = cls(load_emotion_package(model_json), backend, threads)
+        model.engine(DEFAULT_BUFFER_LENGTH)
+        return model
+
+    def engine(self, buffer_length: int) -> InferenceEngine:
+        """The engine for windows of ``buffer_length`` samples (spec §2: ``input_values`` [B, T],
+        T dynamic in the ONNX file, fixed per engine here so TensorRT gets one profile)."""
+        if buffer_length not in self._engines:
+            inputs = (TensorSpec("input_values", (None, buffer_length)),)
+            outputs = (TensorSpec("output", (None, len(self.emotions))),)
+            self._engines[buffer_length] = create_engine(
+                self.backend, self.package.onnx_path, inputs, outputs, threads=self.threads
+            )
+        return self._engines[buffer_length]
+
+    def settings(self, overrides: Mapping[str, Any] | None = None) -> PostProcessConfig:
+        """The post-processing config with ``overrides`` (same keys as the file) applied."""
+        if not overrides:
+            return self.package.config
+        unknown = sorted(set(overrides) - set(CONFIG_KEYS))
+        if unknown:
+            raise ParameterError(
+                f"unknown Audio2Emotion parameter(s) {', '.join(unknown)}",
+                hint=f"use: {', '.join(CONFIG_KEYS)}",
+            )
+        merged = {**self.package.config.to_dict(self.emotions), **overrides}
+        return validate_post_processing(merged, self.emotions, error=ParameterError)
+
+    def info(self) -> dict[str, Any]:
+        p = self.package
+        return {
+            "kind": "emotion",
+            "model": str(p.model_json),
+            "network": str(p.onnx_path),
+            "emotions": list(p.emotions),
+            "post_processing_config": p.config.to_dict(p.emotions),
+        }
+
+    def logits(
+        self,
+        audio: Audio,
+        fps: Fraction,
+        *,
+        buffer_length: int = DEFAULT_BUFFER_LENGTH,
+        inferences_to_skip: int = 0,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Raw classifier outputs per inference and each window's first sample (spec §3).
+
+        Inference ``k`` serves frames ``k*(skip+1) ...``; its window is centred on the first of
+        them: ``start = target - buffer_length//2`` for ``target = floor(k*(skip+1)*16000/fps)``.
+        """
+        group = inferences_to_skip + 1
+        num_frames = num_frames_for(len(audio.samples), fps)
+        targets = frame_targets(num_frames, fps)[::group]
+        starts = targets - buffer_length // 2
+        engine = self.engine(buffer_length)
+        limit = min(engine.max_batch or WINDOWS_PER_CALL, WINDOWS_PER_CALL)
+        parts = [np.zeros((0, len(self.emotions)), np.float32)]
+        for lo in range(0, len(starts), limit):
+            windows = _windows(audio.samples, starts[lo : lo + limit], buffer_length)
+            parts.append(engine.run({"input_values": windows})["output"].astype(np.float32))
+        return np.concatenate(parts), starts
+
+    def detect(
+        self,
+        audio: Audio,
+        fps: float | str | Fraction = 60,
+        *,
+        buffer_length: int = DEFAULT_BUFFER_LENGTH,
+        inferences_to_skip: int = 0,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> EmotionTrack:
+        """Per-frame A2F emotions of one clip (SDK classifier executor, closed audio).
+
+        Args:
+            fps: frame rate (exact fraction); dt = 1/fps in the transition smoothing.
+            buffer_length: classifier window in samples (SDK samples: 60000).
+            inferences_to_skip: frames that reuse one inference's logits (spec §3).
+            parameters: ``post_processing_config`` overrides, e.g. ``{"emotion_strength": 1}``.
+
+        Raises:
+            ParameterError: a bad window, skip count or override.
+        """
+        rate = parse_fps(fps)
+        _check_window(buffer_length, inferences_to_skip, rate)
+        config = self.settings(parameters)
+        logits, _ = self.logits(
+            audio, rate, buffer_length=buffer_length, inferences_to_skip=inferences_to_skip
+        )
+        num_frames = num_frames_for(len(audio.samples), rate)
+        per_frame = np.repeat(logits, inferences_to_skip + 1, axis=0)[:num_frames]
+        dt = rate.denominator / rate.numerator
+        values = EmotionPostProcessor(config, dt).run(per_frame)
+        return EmotionTrack(values, frame_targets(num_frames, rate), rate, audio.start_s, logits)
+
+
+def _check_window(buffer_length: int, inferences_to_skip: int, fps: Fraction) -> None:
+    """The SDK's executor checks (spec §3): stride = 16000/fps*(skip+1) <= buffer_length."""
+    if isinstance(buffer_length, bool) or not isinstance(buffer_length, int) or buffer_length < 2:
+        raise ParameterError(
+            f"buffer_length={buffer_length!r} must be an integer >= 2 samples",
+            hint=f"use {DEFAULT_BUFFER_LENGTH} (3.75 s) as the SDK samples do",
+        )
+    if (
+        isinstance(inferences_to_skip, bool)
+        or not isinstance(inferences_to_skip, int)
+        or inferences_to_skip < 0
+    ):
+        raise ParameterError(f"inferences_to_skip={inferences_to_skip!r} must be an integer >= 0")
+    stride = Fraction(SAMPLE_RATE) / fps * (inferences_to_skip + 1)
+    if stride > buffer_length:
+        raise ParameterError(
+            f"inferences_to_skip={inferences_to_skip} at {fps} fps advances "
+            f"{math.ceil(stride)} samples per inference, more than buffer_length={buffer_length}",
+            hint="lower inferences_to_skip or raise buffer_length",
+        )
+
+
+def _windows(samples: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """``[len(starts), length]`` float32 windows, zero outside the audio (input strength 1)."""
+    out = np.zeros((len(starts), length), np.float32)
+    n = len(samples)
+    for row, start in enumerate(starts.tolist()):
+        lo, hi = max(start, 0), min(start + length, n)
+        if hi > lo:
+            out[row, lo - start : hi - start] = samples[lo:hi]
+    return out
+
+
+def emotion_keys(track: EmotionTrack) -> tuple[EmotionKey, ...]:
+    """One ``InferenceOptions.emotions`` key per frame, at its target sample (seconds of the
+    source file), all 10 emotions set: what the SDK's ``EmotionBinder`` feeds A2F (spec §5).
+
+    Values are clipped to [0, 1] against float32 rounding (the post-processing stays inside).
+    """
+    times = track.start_s + track.targets / SAMPLE_RATE
+    values = np.clip(track.values, 0.0, 1.0).astype(np.float64)
+    return tuple(
+        (float(t), dict(zip(track.names, row.tolist(), strict=True)))
+        for t, row in zip(times.tolist(), values, strict=True)
+    )
