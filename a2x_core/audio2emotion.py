@@ -24,7 +24,7 @@ from .audio import Audio
 from .backends import InferenceEngine, TensorSpec, create_engine
 from .emotion import A2F_EMOTIONS
 from .errors import ModelError, ModelPackageError, ParameterError
-from .model_package import _key, _read_json, _resolve, check_range, onnx_beside, range_text
+from .model_package import _key, _read_json, _resolve, check_range, existing_onnx, range_text
 from .options import EmotionKey
 from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
 
@@ -277,14 +277,7 @@ def load_emotion_package(model_json: str | Path) -> EmotionPackage:
     }
     emotions = read_network_info(paths["networkInfoPath"])
     trt_path = paths["networkPath"]
-    onnx_path = onnx_beside(trt_path)
-    if not onnx_path.is_file():
-        raise ModelPackageError(
-            f"missing (model.json names {trt_path.name}; engines other than TensorRT run the "
-            "network.onnx beside it)",
-            path=onnx_path,
-            hint=_REDOWNLOAD,
-        )
+    onnx_path = existing_onnx(trt_path)
     config_path = paths["modelConfigPath"]
     section = _key(_read_json(config_path), "post_processing_config", config_path, dict)
     config = validate_post_processing(section, emotions, config_path)

@@ -658,6 +658,19 @@ def onnx_beside(network_path: Path) -> Path:
     return network_path.with_name("network.onnx") if network_path.suffix == ".trt" else network_path
 
 
+def existing_onnx(network_path: Path) -> Path:
+    """:func:`onnx_beside`, checked to exist (the error says why a .trt name points at it)."""
+    onnx_path = onnx_beside(network_path)
+    if not onnx_path.is_file():
+        raise ModelPackageError(
+            f"missing (model.json names {network_path.name}; engines other than TensorRT run the "
+            "network.onnx beside it)",
+            path=onnx_path,
+            hint=_REDOWNLOAD,
+        )
+    return onnx_path
+
+
 def load_regression_package(model_json: str | Path) -> RegressionPackage:
     """Read and validate a whole regression model folder.
 
@@ -688,14 +701,7 @@ def load_regression_package(model_json: str | Path) -> RegressionPackage:
         )
     info = read_network_info(paths["networkInfoPath"])
     trt_path = paths["networkPath"]
-    onnx_path = onnx_beside(trt_path)
-    if not onnx_path.is_file():
-        raise ModelPackageError(
-            f"missing (model.json names {trt_path.name}; engines other than TensorRT run the "
-            "network.onnx beside it)",
-            path=onnx_path,
-            hint=_REDOWNLOAD,
-        )
+    onnx_path = existing_onnx(trt_path)
     trt_info_path = folder / "trt_info.json"
     trt_info = _read_json(trt_info_path)
     _key(trt_info, "trt_build_param", trt_info_path, dict)
