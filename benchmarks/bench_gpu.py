@@ -4,7 +4,8 @@ Builds the architecture-faithful ~18.3 M-parameter network of ``a2f_network.py``
 weights, exported to ONNX) and measures on the first CUDA device:
 
 - the torch engine (ONNX graph on torch with the exporter's GELU / LayerNorm / autocorrelation /
-  MatMul+bias patterns fused, CUDA graphs) in fp32 / tf32 / bf16, and fp32 unfused: frames/s against
+  MatMul+bias patterns fused, CUDA graphs) in fp32 / tf32 / bf16 / fp16 (half precision end to end),
+  bf16 with 512-row chunks, and fp32 unfused: frames/s against
   the number of tracks (one frame per track per call, inputs already on the GPU), with the
   reduced precisions' largest output error against fp32;
 - baselines in the same run: a plain eager PyTorch forward of the same network (default
@@ -129,9 +130,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     rows: dict[str, dict[int, float]] = {}
     notes: list[str] = []
 
-    def engine_sweep(precision: str, fuse: bool = True) -> dict[int, float]:
+    def engine_sweep(precision: str, fuse: bool = True, chunk: int = 256) -> dict[int, float]:
         engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                             fuse=fuse)  # fmt: skip
+                             fuse=fuse, chunk=chunk)  # fmt: skip
         fps = {}
         for b in tracks_list:
             feed = [audio_all[:b], emo_all[:b]]
@@ -153,16 +154,17 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     ort = OnnxRuntimeEngine(onnx_path, inputs, outputs)
     ort_ref = ort.run({"input": sample[0][:8].cpu().numpy(), "emotion": sample[1][:8].cpu().numpy()})
     errors["fp32 vs ONNX Runtime"] = float(np.abs(ref[:8].cpu().numpy() - ort_ref["result"]).max())
-    for precision in ("tf32", "bf16"):
+    for precision in ("tf32", "bf16", "fp16"):
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
                           cuda_graphs=False)  # fmt: skip
         errors[precision] = float((eng.forward(*sample)[0].float() - ref).abs().max())
         eng.close()
     ref_engine.close()
 
-    for precision in ("fp32", "tf32", "bf16"):
+    for precision in ("fp32", "tf32", "bf16", "fp16"):
         rows[f"torch engine {precision} (CUDA graphs)"] = engine_sweep(precision)
         print(precision, rows[f"torch engine {precision} (CUDA graphs)"], flush=True)
+    rows["torch engine bf16, 512-row chunks"] = engine_sweep("bf16", chunk=512)
     # the converter without pattern fusion (every ONNX node a kernel), for comparison
     rows["torch engine fp32, unfused (node by node)"] = engine_sweep("fp32", fuse=False)
 
@@ -193,7 +195,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     for label, graphs, precision in (("fp32, CUDA graph", True, "fp32"),
                                      ("fp32, eager engine", False, "fp32"),
                                      ("tf32, CUDA graph", True, "tf32"),
-                                     ("bf16, CUDA graph", True, "bf16")):  # fmt: skip
+                                     ("bf16, CUDA graph", True, "bf16"),
+                                     ("fp16, CUDA graph", True, "fp16")):  # fmt: skip
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
                           cuda_graphs=graphs)  # fmt: skip
         for _ in range(5):
@@ -206,6 +209,11 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         latency[label] = float(np.median(times)) * 1000
         eng.close()
     latency["ONNX Runtime CPU"] = 1000 / ort_fps[1]
+    if cuda:
+        try:
+            notes += kernel_profile(torch, onnx_path, inputs, outputs, audio_all, emo_all)
+        except Exception as error:  # a diagnostic only
+            notes.append(f"- kernel profile failed: {error!r}")
     print("ort", ort_fps, latency, flush=True)
     try:
         solve, solve_err, e2e = solver_and_e2e(torch, dev, sync, tracks_list, args.quick, rng,
@@ -219,6 +227,36 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     rows.update(e2e)
     report(torch, cuda, params, t_start, rows, latency, solve, errors, solve_err, scale, notes,
            args.out)  # fmt: skip
+
+
+def kernel_profile(torch: Any, onnx_path: Path, inputs: Any, outputs: Any, audio_all: Any,
+                   emo_all: Any) -> list[str]:
+    """Where one track's graph replay spends its GPU time (torch.profiler, top kernels)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from a2x_core.backends.torch_engine import TorchEngine
+
+    lines = []
+    for precision in ("tf32", "bf16"):
+        eng = TorchEngine(onnx_path, inputs, outputs, device="cuda", precision=precision)
+        feed = [audio_all[:1], emo_all[:1]]
+        for _ in range(3):
+            eng.run_device(feed)
+        torch.cuda.synchronize()
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for _ in range(10):
+                eng.run_device(feed)
+            torch.cuda.synchronize()
+        events = [e for e in prof.key_averages() if e.device_time_total > 0]
+        total = sum(e.device_time_total for e in events) / 10
+        count = sum(e.count for e in events) / 10
+        events.sort(key=lambda e: -e.device_time_total)
+        top = "; ".join(f"{e.key[:60]} {e.device_time_total / 10:.1f} us x{e.count // 10}"
+                        for e in events[:8])  # fmt: skip
+        lines.append(f"- 1 track {precision} graph replay: {total:.0f} us GPU time in "
+                     f"{count:.0f} kernels; top: {top}")  # fmt: skip
+        eng.close()
+    return lines
 
 
 def solver_and_e2e(torch: Any, dev: str, sync: Callable[[], None], tracks_list: tuple[int, ...],
@@ -257,7 +295,7 @@ def solver_and_e2e(torch: Any, dev: str, sync: Callable[[], None], tracks_list: 
     tongue_basis = torch.randn(T_COUNT, TONGUE_VERTS * 3, device=dev) * 0.01
     tongue_mean = torch.as_tensor(tongue_cpu.neutral, device=dev)
     e2e: dict[str, dict[int, float]] = {}
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "tf32", "bf16", "fp16"):
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision)
         fps = {}
         for b in tracks_list:
@@ -306,7 +344,7 @@ def report(torch: Any, cuda: bool, params: int, t_start: float, rows: dict[str, 
     lines += [f"| {k} | {v:,.0f} |" for k, v in solve.items()]
     lines += ["", "| accuracy (64 tracks, |output| max " f"{scale:.3f}) | max abs error |",
               "|---|---:|"]  # fmt: skip
-    lines += [f"| {k} {'vs fp32' if k in ('tf32', 'bf16') else ''} | {v:.2e} |"
+    lines += [f"| {k} {'vs fp32' if k in ('tf32', 'bf16', 'fp16') else ''} | {v:.2e} |"
               for k, v in errors.items()]  # fmt: skip
     lines.append(f"| GPU ADMM vs CPU BVLS skin weights (64 frames, temporal 0.3) | {solve_err:.2e} |")
     lines += [""] + notes if notes else []

@@ -8,8 +8,13 @@ arithmetic) stay on the host so that every kernel launch gets plain Python sizes
 forward pass capturable as a CUDA graph. An unsupported operator fails at load with its name.
 
 Precision: FP32 by default with TF32 switched off for both matmul and cuDNN convolutions (torch
-leaves cuDNN TF32 on by default). ``precision="tf32"`` allows TF32; ``precision="bf16"`` runs
-Conv/Gemm/MatMul in bfloat16 (weights cast once, activations cast at those nodes, FP32 outside).
+leaves cuDNN TF32 on by default). ``precision="tf32"`` allows TF32. ``precision="bf16"`` or
+``"fp16"`` is a half-precision path end to end: every floating-point initializer (except scalars)
+is cast once at load; a Conv/Gemm/MatMul casts its activation input to the half type when it is not
+already, and its output stays half, so activations flow in half precision through the elementwise
+ops, GELU, LayerNorm, softmax and the reductions (torch accumulates their statistics in FP32
+internally). Graph inputs stay FP32, so the audio preprocessing up to the first weighted op, and
+the autocorrelation (always computed in FP32), keep full precision; outputs are returned as FP32.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from .base import InferenceEngine, TensorSpec, check_bindings
 
 log = logging.getLogger("a2x_core")
 
-PRECISIONS = ("fp32", "tf32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+#: the half-precision activation types
+_HALF = {"bf16": "bfloat16", "fp16": "float16"}
 #: CUDA graphs kept per engine (one per batch size seen); further sizes run eagerly.
 MAX_GRAPHS = 8
 _INSTALL_HINT = 'pip install "a2x[torch]" (or torch from https://pytorch.org for CUDA)'
@@ -73,7 +80,7 @@ class OnnxGraph:
     Args:
         path: the ``.onnx`` file.
         device: a torch device string ("cuda", "cpu", "cuda:1").
-        precision: "fp32", "tf32" or "bf16" (see the module docstring).
+        precision: "fp32", "tf32", "bf16" or "fp16" (see the module docstring).
         fuse: replace the exporter's decomposed patterns by single torch ops (GELU, LayerNorm,
             autocorrelation lags, MatMul + bias) and fold constant subgraphs at load; False
             runs every ONNX node as it is (the reference the fusion tests compare against).
@@ -94,7 +101,10 @@ class OnnxGraph:
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
-        self.low = torch.bfloat16 if precision == "bf16" else None
+        half = getattr(torch, _HALF[precision]) if precision in _HALF else None
+        self.low = None  # set once the constant subgraphs are folded (in FP32)
+        #: FP32 originals of the constants cast to :attr:`low` (norm parameters of FP32 inputs)
+        self.consts32: dict[str, Any] = {}
         try:
             model = onnx.load(str(path))
         except Exception as error:  # onnx raises DecodeError, OSError, ...
@@ -139,12 +149,12 @@ class OnnxGraph:
         self.host_scalars = {
             k: float(t) for k, t in self.consts.items() if t.dim() == 0 and t.is_floating_point()
         }
-        if self.low is not None:  # bf16: cast Conv/Gemm/MatMul weights once
-            for fn, ins, _outs, _attrs in self.nodes:
-                if fn.__name__ in ("_op_Conv", "_op_Gemm", "_op_MatMul"):
-                    for name in ins[1:]:
-                        if name in self.consts and self.consts[name].is_floating_point():
-                            self.consts[name + "#low"] = self.consts[name].to(self.low)
+        self.low = half
+        if half is not None:  # half precision: every non-scalar float constant cast once
+            for name, t in list(self.consts.items()):
+                if t.is_floating_point() and t.dim() > 0:
+                    self.consts32[name] = t
+                    self.consts[name] = t.to(self.low)
         # last use of every value, so intermediates are freed as soon as possible
         self.last_use: list[list[str]] = [[] for _ in self.nodes]
         seen: set[str] = set(self.output_names)
@@ -174,7 +184,7 @@ class OnnxGraph:
         return sum(
             int(t.numel())
             for k, t in self.consts.items()
-            if t.is_floating_point() and not k.endswith("#low")
+            if t.is_floating_point()
         )
 
     def __call__(self, *inputs: Any) -> list[Any]:
@@ -190,7 +200,10 @@ class OnnxGraph:
                 values.update(zip(outs, result, strict=False))
             for name in dead:
                 values.pop(name, None)
-        return [values[n] if n in values else consts[n] for n in self.output_names]
+        outs = [values[n] if n in values else consts[n] for n in self.output_names]
+        if self.low is not None:
+            outs = [o.float() if o.is_floating_point() else o for o in outs]
+        return outs
 
     # ------------------------------------------------------------------ helpers
     def _dev(self, t: Any, like: Any) -> Any:
@@ -209,11 +222,18 @@ class OnnxGraph:
         return a, b
 
     def _low(self, x: Any, name: str) -> Any:
-        """The bf16 version of an operand of Conv/Gemm/MatMul (weights: pre-cast)."""
-        if self.low is None:
+        """An operand of Conv/Gemm/MatMul in the half type (weights are already, at load)."""
+        if self.low is None or x is None or x.dtype == self.low or not x.is_floating_point():
             return x
-        cached = self.consts.get(name + "#low")
-        return cached if cached is not None else x.to(self.low)
+        return x.to(self.low)
+
+    def _like(self, t: Any, name: str, x: Any) -> Any:
+        """A parameter of a normalisation in ``x``'s dtype (the FP32 original for FP32 ``x``)."""
+        if t is None or t.dtype == x.dtype:
+            return t
+        if x.dtype == self.torch.float32 and name in self.consts32:
+            return self.consts32[name]
+        return t.to(x.dtype)
 
     @staticmethod
     def _ints(t: Any) -> list[int]:
@@ -421,7 +441,7 @@ class OnnxGraph:
 
     def _op_MatMul(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         x, w = self._low(a[0], n[0]), self._low(a[1], n[1])
-        return self.torch.matmul(x, w).float()
+        return self.torch.matmul(x, w)
 
     def _op_Gemm(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         x, w = self._low(a[0], n[0]), self._low(a[1], n[1])
@@ -431,9 +451,9 @@ class OnnxGraph:
             w = w.transpose(0, 1)
         c = a[2] if len(a) > 2 else None
         plain = at.get("alpha", 1.0) == 1.0 and at.get("beta", 1.0) == 1.0
-        if self.low is None and plain and c is not None and x.dim() == 2 and w.dim() == 2:
+        if plain and c is not None and x.dim() == 2 and w.dim() == 2 and c.dtype == x.dtype:
             return self.torch.addmm(c, x, w)  # bias in the GEMM epilogue
-        y = self.torch.matmul(x, w).float() * float(at.get("alpha", 1.0))
+        y = self.torch.matmul(x, w) * float(at.get("alpha", 1.0))
         if len(a) > 2 and a[2] is not None:
             y = y + float(at.get("beta", 1.0)) * a[2]
         return y
@@ -450,20 +470,21 @@ class OnnxGraph:
         groups = at.get("group", 1)
         conv = (None, self.torch.nn.functional.conv1d, self.torch.nn.functional.conv2d,
                 self.torch.nn.functional.conv3d)[dims]  # fmt: skip
-        fused = bias if self.low is None else None  # fp32/tf32: bias inside the conv kernel
+        fused = bias if bias is None or bias.dtype == w.dtype else None  # bias inside the conv
         if pads[:dims] == pads[dims:]:
             y = conv(x, w, fused, strides, pads[:dims], dilations, groups)
         else:  # asymmetric padding: pad explicitly (F.pad takes the last axis first)
             spec = [p for k in range(dims - 1, -1, -1) for p in (pads[k], pads[k + dims])]
             y = conv(self.torch.nn.functional.pad(x, spec), w, fused, strides, 0, dilations, groups)
-        y = y.float()
         if bias is not None and fused is None:
             y = y + bias.reshape(1, -1, *([1] * dims))
         return y
 
     def _op_InstanceNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
+        x = a[0]
         return self.torch.nn.functional.instance_norm(
-            a[0], weight=a[1], bias=a[2], eps=float(at.get("epsilon", 1e-5))
+            x, weight=self._like(a[1], n[1], x), bias=self._like(a[2], n[2], x),
+            eps=float(at.get("epsilon", 1e-5)),
         )
 
     # ------------------------------------------------------------------ fused patterns (_fuse)
@@ -472,7 +493,8 @@ class OnnxGraph:
 
     def _op__LayerNorm(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         """ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div[/Mul weight][/Add bias] over ``axes``."""
-        x, weight, bias = a[0], a[1], a[2]
+        x = a[0]
+        weight, bias = self._like(a[1], n[1], x), self._like(a[2], n[2], x)
         dims = sorted(ax % x.dim() for ax in at["axes"])
         shape = tuple(x.shape[dims[0] :])
         if dims != list(range(x.dim() - len(dims), x.dim())):  # not trailing: as exported
@@ -491,19 +513,20 @@ class OnnxGraph:
 
     def _op__AutoCorr(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         """Concat over lags k of ReduceSum(F[.., :N-k] * F[.., k:]) along one axis, batched."""
-        x = a[0]
+        x, dtype = a[0], a[0].dtype
+        x = x.float()  # lag sums of up to N products: FP32 whatever the precision
         axis, out_axis = at["axis"] % x.dim(), at["out_axis"] % x.dim()
         size = x.shape[axis]
         lags = [_lag(size, spec) for spec in at["lags"]]
         if lags != list(range(len(lags))):  # not the plain 0..K-1 pattern: lag by lag
             parts = [self._lag_product(x, axis, spec) for spec in at["lags"]]
-            return self.torch.stack(parts, dim=out_axis)
+            return self.torch.stack(parts, dim=out_axis).to(dtype)
         count = len(lags)
         f = x.movedim(axis, -1)  # [..., N]
         padded = self.torch.nn.functional.pad(f, (0, count - 1))
         windows = padded.unfold(-1, size, 1)  # [..., K, N]: windows[k, t] = f[t + k]
         out = self.torch.matmul(windows, f.unsqueeze(-1)).squeeze(-1)  # [..., K]
-        return out.movedim(-1, out_axis)
+        return out.movedim(-1, out_axis).to(dtype)
 
     def _lag_product(self, x: Any, axis: int, spec: tuple[Any, ...]) -> Any:
         parts = []
@@ -515,18 +538,16 @@ class OnnxGraph:
 
     def _op__Linear(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         """MatMul by a 2-D constant then Add of a 1-D constant: one GEMM with the bias."""
-        x, w, bias = a
-        if self.low is not None:
-            return self.torch.matmul(self._low(x, n[0]), self._low(w, n[1])).float() + bias
+        x, w, bias = self._low(a[0], n[0]), a[1], a[2]
         y = self.torch.addmm(bias, x.reshape(-1, x.shape[-1]), w)
         return y.reshape(*x.shape[:-1], w.shape[-1])
 
     def _op_LayerNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         x, axis = a[0], at.get("axis", -1) % a[0].dim()
         shape = x.shape[axis:]
-        bias = a[2] if len(a) > 2 else None
+        bias = self._like(a[2], n[2], x) if len(a) > 2 else None
         return self.torch.nn.functional.layer_norm(
-            x, shape, a[1], bias, float(at.get("epsilon", 1e-5))
+            x, shape, self._like(a[1], n[1], x), bias, float(at.get("epsilon", 1e-5))
         )
 
 
@@ -801,7 +822,8 @@ class TorchEngine(InferenceEngine):
         path: ``network.onnx``.
         inputs, outputs: the tensors the model expects (checked against the file).
         device: "auto" (CUDA when available, else CPU), "cuda", "cuda:N" or "cpu".
-        precision: "fp32" (default, TF32 off), "tf32" or "bf16" (explicit options only).
+        precision: "fp32" (default, TF32 off), "tf32", "bf16" or "fp16" (explicit options only;
+            see the module docstring).
         cuda_graphs: capture one CUDA graph per batch size (up to :data:`MAX_GRAPHS`) and replay
             it; capture failures fall back to eager execution with a log line.
         fuse: fuse the exporter's decomposed patterns (see :class:`OnnxGraph`); False is the

@@ -54,3 +54,31 @@ def test_cuda_fused_graph_matches_unfused(tmp_path) -> None:  # noqa: ANN001
     ref = plain.run(feeds)["result"]
     for _ in range(3):  # eager + capture, then replays through the pinned host buffers
         np.testing.assert_allclose(fused.run(feeds)["result"], ref, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("precision", "bound"), [("bf16", 2e-2), ("fp16", 4e-3)])
+def test_cuda_half_precision_error_is_bounded(tmp_path, precision: str, bound: float) -> None:  # noqa: ANN001
+    """bf16 / fp16 end to end on CUDA (CUDA graphs): bounded error against fp32, replays equal."""
+    import sys
+    from pathlib import Path
+
+    from a2x_core.backends.torch_engine import TorchEngine
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from a2f_network import export_onnx
+
+    path = tmp_path / "network.onnx"
+    export_onnx(path, num_skin=6, num_tongue=4)
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    rng = np.random.default_rng(2)
+    feeds = {
+        "input": (0.3 * rng.standard_normal((8, 1, 8320))).astype(np.float32),
+        "emotion": rng.uniform(0, 1, (8, 1, 26)).astype(np.float32),
+    }
+    ref = TorchEngine(path, inputs, outputs, device="cuda").run(feeds)["result"]
+    low = TorchEngine(path, inputs, outputs, device="cuda", precision=precision)
+    first = low.run(feeds)["result"]
+    assert first.dtype == np.float32
+    assert 0 < np.abs(first - ref).max() < bound
+    for _ in range(2):  # replays of the captured graph give the same result
+        np.testing.assert_allclose(low.run(feeds)["result"], first, atol=1e-6, rtol=0)
