@@ -56,7 +56,10 @@ class Animator:
     ) -> None:
         self.options = options or InferenceOptions()
         if isinstance(model, str | os.PathLike):
-            model = load_model(model, backend=self.options.backend, threads=self.options.threads)
+            model = load_model(
+                model, backend=self.options.backend, threads=self.options.threads,
+                device=self.options.device, precision=self.options.precision,
+            )  # fmt: skip
         self.model: AnimationModel = model
 
     def _decode(self, source: AudioSource, options: InferenceOptions) -> Audio:

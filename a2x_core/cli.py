@@ -59,7 +59,13 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a model parameter, e.g. input_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--geometry", action="store_true", help="NPZ: also store per-frame geometry")
-    run.add_argument("--backend", default="auto", help="auto, onnxruntime, tensorrt or torch")
+    run.add_argument("--engine", "--backend", dest="backend", default="auto",
+                     choices=("auto", "onnxruntime", "tensorrt", "torch"),
+                     help="inference engine (default auto: TensorRT, then PyTorch on a GPU, "
+                     "else ONNX Runtime; the choice is recorded in the output)")  # fmt: skip
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
+    run.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
+                     help="GPU engines only; fp32 (default) matches the CPU exactly")  # fmt: skip
     run.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output files")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
@@ -132,6 +138,7 @@ def _options(args: argparse.Namespace) -> Any:
         seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
         blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
         geometry=args.geometry, backend=args.backend, threads=args.threads,
+        device=args.device, precision=args.precision,
     )  # fmt: skip
 
 

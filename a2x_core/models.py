@@ -72,7 +72,12 @@ def _model_kind(model_json: Path) -> str:
 
 
 def load_model(
-    spec: str | os.PathLike[str] = "default", *, backend: str = "auto", threads: int | None = None
+    spec: str | os.PathLike[str] = "default",
+    *,
+    backend: str = "auto",
+    threads: int | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> AnimationModel:
     """Load a model once, to animate many clips.
 
@@ -81,6 +86,7 @@ def load_model(
             Audio2Face-3D ``model.json`` or of the folder that holds it.
         backend: inference engine for network models ("auto", "onnxruntime", ...).
         threads: CPU threads for inference (None = all cores).
+        device, precision: where and how a GPU engine runs (see ``InferenceOptions``).
 
     Raises:
         ModelError: the folder is missing, incomplete or of an unsupported kind.
@@ -94,7 +100,9 @@ def load_model(
     if kind == "regression":
         from .regression import RegressionModel
 
-        return RegressionModel.load(model_json, backend=backend, threads=threads)
+        return RegressionModel.load(
+            model_json, backend=backend, threads=threads, device=device, precision=precision
+        )
     if kind == "emotion":
         raise ModelError(
             "is an Audio2Emotion model, which detects emotions rather than animating a face",

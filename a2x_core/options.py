@@ -36,6 +36,8 @@ class InferenceOptions:
         emotions: emotion keys for models that take an emotion input; one key = constant.
         geometry: also return per-frame skin/tongue geometry (Audio2Face models).
         backend: inference engine: "auto", "onnxruntime", "tensorrt", "torch".
+        device: where a GPU engine runs: "auto", "cpu", "cuda" or "cuda:N".
+        precision: "fp32" (default; exact) or a GPU option: "tf32", "bf16", "fp16".
         threads: CPU threads for inference (None = all cores).
     """
 
@@ -52,6 +54,8 @@ class InferenceOptions:
     emotions: tuple[EmotionKey, ...] = ()
     geometry: bool = False
     backend: str = "auto"
+    device: str = "auto"
+    precision: str = "fp32"
     threads: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,6 +76,14 @@ class InferenceOptions:
             )
         if self.threads is not None and self.threads < 1:
             raise ParameterError(f"threads={self.threads} must be >= 1")
+        if self.precision not in ("fp32", "tf32", "bf16", "fp16"):
+            raise ParameterError(
+                f"precision={self.precision!r} is unknown", hint="use fp32, tf32, bf16 or fp16"
+            )
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ParameterError(
+                f"device={self.device!r} is unknown", hint="use auto, cpu, cuda or cuda:N"
+            )
         if self.backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
             raise ParameterError(
                 f"backend={self.backend!r} is unknown",

@@ -157,7 +157,13 @@ class RegressionModel:
 
     @classmethod
     def load(
-        cls, model_json: str | Path, *, backend: str = "auto", threads: int | None = None
+        cls,
+        model_json: str | Path,
+        *,
+        backend: str = "auto",
+        threads: int | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
     ) -> RegressionModel:
         """Load and validate a model folder and create its inference engine.
 
@@ -168,7 +174,10 @@ class RegressionModel:
         package = load_regression_package(model_json)
         info = package.network_info
         inputs, outputs = regression_io(info.buffer_len, info.emotion_size, info.result_size)
-        engine = create_engine(backend, package.onnx_path, inputs, outputs, threads=threads)
+        engine = create_engine(
+            backend, package.onnx_path, inputs, outputs, threads=threads, device=device,
+            precision=precision,
+        )  # fmt: skip
         return cls(package, engine)
 
     # ------------------------------------------------------------------------- parameters

@@ -29,6 +29,7 @@ def create_engine(
     *,
     threads: int | None = None,
     device: str = "auto",
+    precision: str = "fp32",
 ) -> InferenceEngine:
     """An engine for ``onnx_path`` whose bindings match ``inputs``/``outputs``.
 
@@ -37,26 +38,36 @@ def create_engine(
             PyTorch on CUDA, else ONNX Runtime on the CPU), "onnxruntime", "tensorrt" or "torch".
         onnx_path: the ``network.onnx`` of the model folder.
         threads: CPU threads for inference (None = the backend's default, all cores).
-        device: for "torch": "auto" (CUDA when available), "cuda", "cuda:N" or "cpu".
+        device: for "torch": "auto" (CUDA when available), "cuda", "cuda:N" or "cpu"; for
+            "tensorrt": "auto"/"cuda" (GPU 0) or "cuda:N".
+        precision: "fp32" (default, exact against ONNX Runtime) or a GPU option ("tf32",
+            "bf16", "fp16" for torch; "tf32", "fp16" for TensorRT). ONNX Runtime is fp32 only.
 
     Raises:
         EngineError: unknown or unavailable backend, or a network that does not match.
     """
     if backend == "tensorrt" or (backend == "auto" and _tensorrt_gpu()):
-        engine_trt = _create_tensorrt(backend, onnx_path, inputs, outputs)
+        engine_trt = _create_tensorrt(backend, onnx_path, inputs, outputs, device, precision)
         if engine_trt is not None:
             return engine_trt
     if backend == "torch" or (backend == "auto" and _torch_cuda()):
         from .torch_engine import TorchEngine
 
         engine = TorchEngine(
-            onnx_path, tuple(inputs), tuple(outputs), device=device, threads=threads
-        )
+            onnx_path, tuple(inputs), tuple(outputs), device=device, threads=threads,
+            precision=precision,
+        )  # fmt: skip
         if backend == "auto":
             log.info("backend auto: using PyTorch on %s for %s", engine.device, onnx_path)
         return engine
     if backend in ("auto", "onnxruntime"):
         from .onnxruntime import OnnxRuntimeEngine
+
+        if precision != "fp32":
+            raise EngineError(
+                f"ONNX Runtime (CPU) runs fp32 only, not {precision}",
+                hint="drop --precision, or use --engine torch/tensorrt on a GPU",
+            )
 
         engine = OnnxRuntimeEngine(onnx_path, tuple(inputs), tuple(outputs), threads=threads)
         if backend == "auto":
@@ -86,14 +97,22 @@ def _tensorrt_gpu() -> bool:
 
 
 def _create_tensorrt(
-    backend: str, onnx_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+    backend: str,
+    onnx_path: Path,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> InferenceEngine | None:
     """A TensorRT engine (plan built and cached on first use); under "auto" a failure logs a
     warning and returns None so that the next backend is tried."""
     from .tensorrt import TensorRTEngine
 
     try:
-        engine = TensorRTEngine(onnx_path, tuple(inputs), tuple(outputs))
+        gpu = int(device.split(":")[1]) if device.startswith("cuda:") else 0
+        engine = TensorRTEngine(
+            onnx_path, tuple(inputs), tuple(outputs), precision=precision, device=gpu
+        )
     except EngineError as error:
         if backend != "auto":
             raise

@@ -95,3 +95,35 @@ def test_default_model_only_options_are_flagged(tmp_path: Path, model_json: Path
     assert proc.returncode == 0, proc.stderr
     assert "--transcript and --fast only apply to the default model" in proc.stderr
     assert "only apply to the default model" in json.loads(out.read_text())["a2x"]["warnings"][0]
+
+
+def test_engine_choice_is_recorded(tmp_path: Path, model_json: Path, clips: list[Path]) -> None:
+    pytest.importorskip("torch")
+    outs = {}
+    for engine in ("onnxruntime", "torch"):
+        outs[engine] = tmp_path / f"{engine}.json"
+        proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(outs[engine]),
+                       "--engine", engine, "--device", "cpu", "-q")  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+    data = {k: json.loads(v.read_text()) for k, v in outs.items()}
+    assert data["torch"]["a2x"]["parameters"]["engine"] == "torch"
+    assert data["onnxruntime"]["a2x"]["parameters"]["engine"] == "onnxruntime"
+    assert np.allclose(data["torch"]["weightMat"], data["onnxruntime"]["weightMat"], atol=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [(["--engine", "onnxruntime", "--precision", "tf32"], "fp32 only"),
+     (["--device", "gpu7"], "device"), (["--engine", "tensorrt"], "TensorRT")],
+)  # fmt: skip
+def test_engine_flag_errors(tmp_path: Path, model_json: Path, clips: list[Path], args: list[str],
+                            fragment: str) -> None:  # fmt: skip
+    try:
+        import tensorrt  # noqa: F401
+
+        if "tensorrt" in args:
+            pytest.skip("TensorRT is installed here")
+    except ImportError:
+        pass
+    proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(tmp_path / "x.json"), *args)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and fragment in proc.stderr, proc.stderr
