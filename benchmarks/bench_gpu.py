@@ -4,8 +4,8 @@ Builds the architecture-faithful ~18.3 M-parameter network of ``a2f_network.py``
 weights, exported to ONNX) and measures on the first CUDA device:
 
 - the torch engine (ONNX graph on torch with the exporter's GELU / LayerNorm / autocorrelation /
-  MatMul+bias patterns fused, CUDA graphs) in fp32 / tf32 / bf16 / fp16 (half precision end to end),
-  bf16 with 512-row chunks, and fp32 unfused: frames/s against
+  MatMul+bias patterns fused, the grouped positional conv as one GEMM, CUDA graphs) in fp32 / tf32 / bf16 / fp16 (half precision end to end),
+  bf16 with 512-row chunks, tf32 with the positional conv left to cuDNN, and fp32 unfused: frames/s against
   the number of tracks (one frame per track per call, inputs already on the GPU), with the
   reduced precisions' largest output error against fp32;
 - baselines in the same run: a plain eager PyTorch forward of the same network (default
@@ -130,9 +130,10 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     rows: dict[str, dict[int, float]] = {}
     notes: list[str] = []
 
-    def engine_sweep(precision: str, fuse: bool = True, chunk: int = 256) -> dict[int, float]:
+    def engine_sweep(precision: str, fuse: bool = True, chunk: int = 256,
+                     grouped_gemm: bool = True) -> dict[int, float]:
         engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                             fuse=fuse, chunk=chunk)  # fmt: skip
+                             fuse=fuse, chunk=chunk, grouped_gemm=grouped_gemm)  # fmt: skip
         fps = {}
         for b in tracks_list:
             feed = [audio_all[:b], emo_all[:b]]
@@ -165,6 +166,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         rows[f"torch engine {precision} (CUDA graphs)"] = engine_sweep(precision)
         print(precision, rows[f"torch engine {precision} (CUDA graphs)"], flush=True)
     rows["torch engine bf16, 512-row chunks"] = engine_sweep("bf16", chunk=512)
+    # the positional conv left to cuDNN (grouped direct kernel), for comparison
+    rows["torch engine tf32, positional conv on cuDNN"] = engine_sweep("tf32", grouped_gemm=False)
     # the converter without pattern fusion (every ONNX node a kernel), for comparison
     rows["torch engine fp32, unfused (node by node)"] = engine_sweep("fp32", fuse=False)
 
@@ -192,13 +195,15 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     # one streaming track: host in -> host out per frame
     latency: dict[str, float] = {}
     one = {"input": audio_all[:1].cpu().numpy(), "emotion": emo_all[:1].cpu().numpy()}
-    for label, graphs, precision in (("fp32, CUDA graph", True, "fp32"),
-                                     ("fp32, eager engine", False, "fp32"),
-                                     ("tf32, CUDA graph", True, "tf32"),
-                                     ("bf16, CUDA graph", True, "bf16"),
-                                     ("fp16, CUDA graph", True, "fp16")):  # fmt: skip
+    for label, graphs, precision, gemm in (("fp32, CUDA graph", True, "fp32", True),
+                                           ("fp32, eager engine", False, "fp32", True),
+                                           ("tf32, CUDA graph", True, "tf32", True),
+                                           ("tf32, CUDA graph, positional conv on cuDNN", True,
+                                            "tf32", False),
+                                           ("bf16, CUDA graph", True, "bf16", True),
+                                           ("fp16, CUDA graph", True, "fp16", True)):  # fmt: skip
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                          cuda_graphs=graphs)  # fmt: skip
+                          cuda_graphs=graphs, grouped_gemm=gemm)  # fmt: skip
         for _ in range(5):
             eng.run(one)
         times = []
@@ -237,7 +242,7 @@ def kernel_profile(torch: Any, onnx_path: Path, inputs: Any, outputs: Any, audio
     from a2x_core.backends.torch_engine import TorchEngine
 
     lines = []
-    for precision in ("tf32", "bf16"):
+    for precision in ("tf32", "fp16"):
         eng = TorchEngine(onnx_path, inputs, outputs, device="cuda", precision=precision)
         feed = [audio_all[:1], emo_all[:1]]
         for _ in range(3):

@@ -37,6 +37,10 @@ PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 _HALF = {"bf16": "bfloat16", "fp16": "float16"}
 #: CUDA graphs kept per engine (one per batch size seen); further sizes run eagerly.
 MAX_GRAPHS = 8
+#: smallest kernel of a grouped 1-D Conv run as an explicit grouped GEMM (``grouped_gemm``)
+GEMM_MIN_KERNEL = 16
+#: largest expanded (Toeplitz) weight of such a conv, in elements; above it: im2col + GEMM
+TOEPLITZ_MAX = 1 << 26
 _INSTALL_HINT = 'pip install "a2x[torch]" (or torch from https://pytorch.org for CUDA)'
 _ONNX_DTYPES = {1: "float32", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
 
@@ -84,13 +88,21 @@ class OnnxGraph:
         fuse: replace the exporter's decomposed patterns by single torch ops (GELU, LayerNorm,
             autocorrelation lags, MatMul + bias) and fold constant subgraphs at load; False
             runs every ONNX node as it is (the reference the fusion tests compare against).
+        grouped_gemm: run a grouped 1-D Conv with a large kernel (at least
+            :data:`GEMM_MIN_KERNEL` taps, stride 1: the wav2vec2 positional conv) as im2col + one
+            batched GEMM over the groups instead of cuDNN's grouped direct kernel.
 
     Raises:
         EngineError: onnx is missing, the file cannot be read, or an operator is unsupported.
     """
 
     def __init__(
-        self, path: Path, device: str = "cpu", precision: str = "fp32", fuse: bool = True
+        self,
+        path: Path,
+        device: str = "cpu",
+        precision: str = "fp32",
+        fuse: bool = True,
+        grouped_gemm: bool = True,
     ) -> None:
         torch = import_torch()
         try:
@@ -101,6 +113,9 @@ class OnnxGraph:
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
+        self.grouped_gemm = bool(grouped_gemm)
+        #: GEMM-ready weights of the grouped convs, by (name, taps, dtype, device)
+        self._gemm_weights: dict[tuple[Any, ...], Any] = {}
         half = getattr(torch, _HALF[precision]) if precision in _HALF else None
         self.low = None  # set once the constant subgraphs are folded (in FP32)
         #: FP32 originals of the constants cast to :attr:`low` (norm parameters of FP32 inputs)
@@ -468,6 +483,11 @@ class OnnxGraph:
         strides = at.get("strides", [1] * dims)
         dilations = at.get("dilations", [1] * dims)
         groups = at.get("group", 1)
+        if (self.grouped_gemm and dims == 1 and groups > 1 and w.shape[-1] >= GEMM_MIN_KERNEL
+                and list(strides) == [1] and list(dilations) == [1]):  # fmt: skip
+            y = self._grouped_gemm_conv1d(x, w, bias, pads, groups, n[1])
+            if y is not None:
+                return y
         conv = (None, self.torch.nn.functional.conv1d, self.torch.nn.functional.conv2d,
                 self.torch.nn.functional.conv3d)[dims]  # fmt: skip
         fused = bias if bias is None or bias.dtype == w.dtype else None  # bias inside the conv
@@ -478,6 +498,86 @@ class OnnxGraph:
             y = conv(self.torch.nn.functional.pad(x, spec), w, fused, strides, 0, dilations, groups)
         if bias is not None and fused is None:
             y = y + bias.reshape(1, -1, *([1] * dims))
+        return y
+
+    def _grouped_gemm_conv1d(
+        self, x: Any, w: Any, bias: Any, pads: list[int], groups: int, name: str
+    ) -> Any:
+        """A grouped 1-D conv (stride 1) as im2col + one batched GEMM over the groups.
+
+        Taps that can only ever meet the zero padding are dropped first (exact: they add
+        zeros): the wav2vec2 positional conv (kernel 128, padding 64) on 26 frames keeps 52
+        of its 128 taps. Then the padded input is unfolded into ``[groups, C/g * k, B * T']``
+        and multiplied by the weight ``[groups, C_out/g, C/g * k]`` (bias in the epilogue):
+        one tensor-core ``bmm`` instead of cuDNN's grouped direct kernel. None when the
+        shapes do not allow it (the caller then runs the plain conv).
+        """
+        torch = self.torch
+        batch, channels, size = x.shape
+        c_out, c_group, k = w.shape
+        left, right = pads
+        t_out = size + left + right - k + 1
+        lo, hi = max(0, left - t_out + 1), min(k, left + size)  # taps touching data: [lo, hi)
+        if t_out < 1 or hi <= lo or channels != c_group * groups:
+            return None
+        if name in self.consts and c_group * size * c_out * t_out <= TOEPLITZ_MAX:
+            return self._toeplitz_conv1d(x, w, bias, left, groups, t_out, name)
+        taps = hi - lo
+        left2 = left - lo
+        right2 = t_out - 1 - size - left2 + taps
+        if right2 < 0:
+            return None
+        key = (name, lo, hi, w.dtype, w.device)
+        wmat = self._gemm_weights.get(key) if name in self.consts else None
+        if wmat is None:
+            wmat = w[:, :, lo:hi].reshape(groups, c_out // groups, c_group * taps).contiguous()
+            if name in self.consts:
+                self._gemm_weights[key] = wmat
+        xp = torch.nn.functional.pad(x, (left2, right2))  # [B, C, T' + taps - 1]
+        cols = xp.unfold(2, taps, 1)  # [B, C, T', taps] (a view)
+        cols = cols.reshape(batch, groups, c_group, t_out, taps).permute(1, 2, 4, 0, 3)
+        cols = cols.reshape(groups, c_group * taps, batch * t_out)  # the one im2col copy
+        if bias is not None and bias.dtype == wmat.dtype:
+            y = torch.baddbmm(bias.reshape(groups, -1, 1), wmat, cols)
+        else:
+            y = torch.bmm(wmat, cols)
+            if bias is not None:
+                y = y + bias.reshape(groups, -1, 1)
+        y = y.reshape(groups, c_out // groups, batch, t_out).permute(2, 0, 1, 3)
+        return y.reshape(batch, c_out, t_out)
+
+    def _toeplitz_conv1d(
+        self, x: Any, w: Any, bias: Any, left: int, groups: int, t_out: int, name: str
+    ) -> Any:
+        """The grouped conv as one dense GEMM per group on the unpadded input: the weight is
+        expanded once (per input length) into ``[groups, C/g * T, C_out/g * T']`` with
+        ``W[(c, s), (o, t)] = w[o, c, s - t + left]`` (zero outside the kernel), so the
+        padding, the taps that meet only padding, and the im2col copy all disappear."""
+        torch = self.torch
+        batch, _channels, size = x.shape
+        c_out, c_group, k = w.shape
+        per = c_out // groups
+        key = ("toeplitz", name, size, left, w.dtype, w.device)
+        cached = self._gemm_weights.get(key)
+        if cached is None:
+            s = torch.arange(size, device=w.device)[:, None]
+            t = torch.arange(t_out, device=w.device)[None, :]
+            tap = s - t + left  # [T, T']
+            inside = ((tap >= 0) & (tap < k)).to(w.dtype)
+            expanded = w.reshape(groups, per, c_group, k)[..., tap.clamp(0, k - 1)] * inside
+            wt = expanded.permute(0, 2, 3, 1, 4).reshape(groups, c_group * size, per * t_out)
+            bt = None
+            if bias is not None and bias.dtype == w.dtype:
+                bt = bias.reshape(groups, 1, per, 1).expand(groups, 1, per, t_out)
+                bt = bt.reshape(groups, 1, per * t_out).contiguous()
+            cached = (wt.contiguous(), bt)
+            self._gemm_weights[key] = cached
+        wt, bt = cached
+        xg = x.reshape(batch, groups, c_group * size).transpose(0, 1)  # [g, B, C/g * T]
+        y = torch.bmm(xg, wt) if bt is None else torch.baddbmm(bt, xg, wt)
+        y = y.reshape(groups, batch, per, t_out).transpose(0, 1).reshape(batch, c_out, t_out)
+        if bias is not None and bt is None:
+            y = y + bias.reshape(1, -1, 1)
         return y
 
     def _op_InstanceNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
@@ -828,6 +928,8 @@ class TorchEngine(InferenceEngine):
             it; capture failures fall back to eager execution with a log line.
         fuse: fuse the exporter's decomposed patterns (see :class:`OnnxGraph`); False is the
             node-by-node reference.
+        grouped_gemm: the large-kernel grouped 1-D Conv as one batched GEMM (see
+            :class:`OnnxGraph`); False leaves it to cuDNN.
         threads: CPU threads for torch on the CPU device (None = torch's default).
         chunk: largest batch per forward pass on CUDA (bigger batches run as several passes
             through the same graph); bounds activation memory (the first conv of 2048 rows
@@ -846,6 +948,7 @@ class TorchEngine(InferenceEngine):
         precision: str = "fp32",
         cuda_graphs: bool = True,
         fuse: bool = True,
+        grouped_gemm: bool = True,
         threads: int | None = None,
         chunk: int = 256,
     ) -> None:
@@ -871,7 +974,7 @@ class TorchEngine(InferenceEngine):
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
-        self.graph = OnnxGraph(self.path, device, precision, fuse=fuse)
+        self.graph = OnnxGraph(self.path, device, precision, fuse=fuse, grouped_gemm=grouped_gemm)
         check_bindings(self.graph.input_specs, inputs, "input", self.path)
         check_bindings(self.graph.output_specs, outputs, "output", self.path)
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
@@ -996,6 +1099,7 @@ class TorchEngine(InferenceEngine):
         self.release_graphs()
         self._host.clear()
         self.graph.consts.clear()
+        self.graph._gemm_weights.clear()
 
     def describe(self) -> dict[str, object]:
         info: dict[str, object] = {
@@ -1003,6 +1107,7 @@ class TorchEngine(InferenceEngine):
             "device": str(self.device),
             "precision": self.precision,
             "cuda_graphs": self.cuda_graphs,
+            "grouped_gemm": self.graph.grouped_gemm,
             "torch": self.torch.__version__,
         }
         if self.device.type == "cuda":

@@ -282,3 +282,45 @@ def solver_config(solver: object, **changes: object) -> object:
         offsets=np.zeros(52, np.float32),
     )  # fmt: skip
     return replace(base, **changes)
+
+
+# ---------------------------------------------------------------- grouped conv as a GEMM
+
+
+@pytest.mark.parametrize(("size", "kernel", "pad"), [(26, 128, 64), (26, 17, 8), (40, 16, 3)])
+def test_grouped_conv_as_gemm_matches_the_plain_conv(
+    size: int, kernel: int, pad: int, tmp_path: Path
+) -> None:
+    """A grouped 1-D conv shaped like the positional conv (large kernel, groups, padding):
+    the GEMM formulations (expanded weight for a constant weight, im2col otherwise) against
+    torch's conv and against the engine with ``grouped_gemm=False``."""
+    from torch import nn
+
+    from a2x_core.backends.torch_engine import OnnxGraph
+
+    torch.manual_seed(3)
+    conv = nn.Conv1d(64, 64, kernel, padding=pad, groups=8).eval()
+    x = torch.randn(3, 64, size)
+    path = _export(conv, x, tmp_path / "grouped.onnx")
+    gemm, plain = OnnxGraph(path, "cpu"), OnnxGraph(path, "cpu", grouped_gemm=False)
+    assert gemm.grouped_gemm and not plain.grouped_gemm
+    with torch.inference_mode():
+        got, ref, expected = gemm(x)[0], plain(x)[0], conv(x)
+        assert gemm._gemm_weights  # the GEMM path ran (its weight is cached)
+        np.testing.assert_allclose(got.numpy(), ref.numpy(), atol=1e-5, rtol=0)
+        np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5, rtol=0)
+        # the im2col form (used when the weight is not a constant, or too large to expand)
+        w, b = conv.weight.detach(), conv.bias.detach()
+        cols = gemm._grouped_gemm_conv1d(x, w, b, [pad, pad], 8, "not a constant")
+        np.testing.assert_allclose(cols.numpy(), expected.numpy(), atol=1e-5, rtol=0)
+
+
+def test_benchmark_network_with_and_without_grouped_gemm(bench_network: Path) -> None:
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    feeds = _feeds(2, 26, seed=4)
+    ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
+    for flag in (True, False):
+        engine = TorchEngine(bench_network, inputs, outputs, device="cpu", grouped_gemm=flag)
+        assert engine.describe()["grouped_gemm"] is flag
+        np.testing.assert_allclose(engine.run(feeds)["result"], ref, atol=FP32_TOL, rtol=0)
+        assert bool(engine.graph._gemm_weights) is flag

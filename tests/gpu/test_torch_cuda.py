@@ -82,3 +82,29 @@ def test_cuda_half_precision_error_is_bounded(tmp_path, precision: str, bound: f
     assert 0 < np.abs(first - ref).max() < bound
     for _ in range(2):  # replays of the captured graph give the same result
         np.testing.assert_allclose(low.run(feeds)["result"], first, atol=1e-6, rtol=0)
+
+
+def test_cuda_grouped_gemm_matches_cudnn_conv(tmp_path) -> None:  # noqa: ANN001
+    """The positional conv as one GEMM (default) against cuDNN's grouped conv, fp32 on CUDA."""
+    import sys
+    from pathlib import Path
+
+    from a2x_core.backends.torch_engine import TorchEngine
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from a2f_network import export_onnx
+
+    path = tmp_path / "network.onnx"
+    export_onnx(path, num_skin=6, num_tongue=4)
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    rng = np.random.default_rng(3)
+    feeds = {
+        "input": (0.3 * rng.standard_normal((5, 1, 8320))).astype(np.float32),
+        "emotion": rng.uniform(0, 1, (5, 1, 26)).astype(np.float32),
+    }
+    cudnn = TorchEngine(path, inputs, outputs, device="cuda", grouped_gemm=False)
+    gemm = TorchEngine(path, inputs, outputs, device="cuda")
+    ref = cudnn.run(feeds)["result"]
+    for _ in range(3):
+        np.testing.assert_allclose(gemm.run(feeds)["result"], ref, atol=1e-5, rtol=0)
+    assert gemm.graph._gemm_weights and not cudnn.graph._gemm_weights
