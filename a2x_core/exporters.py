@@ -32,6 +32,16 @@ from .version import __version__
 FORMATS = (".json", ".csv", ".npz")
 
 
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+#: Read once at import: temporary files are created 0600, the result must get normal rights.
+_FILE_MODE = 0o666 & ~_read_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
@@ -44,6 +54,7 @@ def atomic_path(path: Path) -> Iterator[Path]:
     temp = Path(temp_name)
     try:
         yield temp
+        os.chmod(temp, _FILE_MODE)
         os.replace(temp, path)
     except BaseException:
         temp.unlink(missing_ok=True)

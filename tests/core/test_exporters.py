@@ -126,3 +126,13 @@ def test_reorder_any_named_matrix_to_arkit() -> None:
     assert out[0, ARKIT_52.index("jawOpen")] == pytest.approx(0.1)
     assert out[0, 0] == pytest.approx(0.9) and out.sum() == pytest.approx(1.0)
     assert len(LIVE_LINK_FACE_52) == 52
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    for ext in ("json", "csv", "npz"):
+        path = write_result(_result(3), tmp_path / f"take.{ext}")
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask
