@@ -5,7 +5,7 @@ weights, exported to ONNX) and measures on the first CUDA device:
 
 - the torch engine (ONNX graph on torch with the exporter's GELU / LayerNorm / autocorrelation /
   MatMul+bias patterns fused, the grouped positional conv as one GEMM, CUDA graphs) in fp32 / tf32 / bf16 / fp16 (half precision end to end),
-  bf16 with 512-row chunks, tf32 with the positional conv left to cuDNN, and fp32 unfused: frames/s against
+  bf16 with 512-row chunks, tf32 / fp16 with the convs on NCHW activations, and fp32 unfused: frames/s against
   the number of tracks (one frame per track per call, inputs already on the GPU), with the
   reduced precisions' largest output error against fp32;
 - baselines in the same run: a plain eager PyTorch forward of the same network (default
@@ -131,9 +131,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     notes: list[str] = []
 
     def engine_sweep(precision: str, fuse: bool = True, chunk: int = 256,
-                     grouped_gemm: bool = True) -> dict[int, float]:
+                     channels_last: bool | None = None) -> dict[int, float]:
         engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                             fuse=fuse, chunk=chunk, grouped_gemm=grouped_gemm)  # fmt: skip
+                             fuse=fuse, chunk=chunk, channels_last=channels_last)  # fmt: skip
         fps = {}
         for b in tracks_list:
             feed = [audio_all[:b], emo_all[:b]]
@@ -166,8 +166,9 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         rows[f"torch engine {precision} (CUDA graphs)"] = engine_sweep(precision)
         print(precision, rows[f"torch engine {precision} (CUDA graphs)"], flush=True)
     rows["torch engine bf16, 512-row chunks"] = engine_sweep("bf16", chunk=512)
-    # the positional conv left to cuDNN (grouped direct kernel), for comparison
-    rows["torch engine tf32, positional conv on cuDNN"] = engine_sweep("tf32", grouped_gemm=False)
+    # the convs on NCHW activations (cuDNN transposes around them: the previous engine)
+    for precision in ("tf32", "fp16"):
+        rows[f"torch engine {precision}, NCHW convs"] = engine_sweep(precision, channels_last=False)
     # the converter without pattern fusion (every ONNX node a kernel), for comparison
     rows["torch engine fp32, unfused (node by node)"] = engine_sweep("fp32", fuse=False)
 
@@ -195,15 +196,15 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     # one streaming track: host in -> host out per frame
     latency: dict[str, float] = {}
     one = {"input": audio_all[:1].cpu().numpy(), "emotion": emo_all[:1].cpu().numpy()}
-    for label, graphs, precision, gemm in (("fp32, CUDA graph", True, "fp32", True),
-                                           ("fp32, eager engine", False, "fp32", True),
-                                           ("tf32, CUDA graph", True, "tf32", True),
-                                           ("tf32, CUDA graph, positional conv on cuDNN", True,
-                                            "tf32", False),
-                                           ("bf16, CUDA graph", True, "bf16", True),
-                                           ("fp16, CUDA graph", True, "fp16", True)):  # fmt: skip
+    for label, graphs, precision, last in (("fp32, CUDA graph", True, "fp32", None),
+                                           ("fp32, eager engine", False, "fp32", None),
+                                           ("tf32, CUDA graph", True, "tf32", None),
+                                           ("bf16, CUDA graph", True, "bf16", None),
+                                           ("fp16, CUDA graph", True, "fp16", None),
+                                           ("fp16, CUDA graph, NCHW convs", True, "fp16",
+                                            False)):  # fmt: skip
         eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                          cuda_graphs=graphs, grouped_gemm=gemm)  # fmt: skip
+                          cuda_graphs=graphs, channels_last=last)  # fmt: skip
         for _ in range(5):
             eng.run(one)
         times = []
@@ -258,8 +259,11 @@ def kernel_profile(torch: Any, onnx_path: Path, inputs: Any, outputs: Any, audio
         events.sort(key=lambda e: -e.device_time_total)
         top = "; ".join(f"{e.key[:60]} {e.device_time_total / 10:.1f} us x{e.count // 10}"
                         for e in events[:8])  # fmt: skip
+        layout = [e for e in events if "nchwToNhwc" in e.key or "nhwcToNchw" in e.key]
+        moved = (sum(e.count for e in layout) / 10, sum(e.device_time_total for e in layout) / 10)
         lines.append(f"- 1 track {precision} graph replay: {total:.0f} us GPU time in "
-                     f"{count:.0f} kernels; top: {top}")  # fmt: skip
+                     f"{count:.0f} kernels ({moved[0]:.0f} cuDNN layout transposes, "
+                     f"{moved[1]:.1f} us); top: {top}")  # fmt: skip
         eng.close()
     return lines
 

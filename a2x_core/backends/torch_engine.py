@@ -91,6 +91,10 @@ class OnnxGraph:
         grouped_gemm: run a grouped 1-D Conv with a large kernel (at least
             :data:`GEMM_MIN_KERNEL` taps, stride 1: the wav2vec2 positional conv) as im2col + one
             batched GEMM over the groups instead of cuDNN's grouped direct kernel.
+        channels_last: run the ungrouped 1-D and 2-D convs on channels-last activations (a 1-D
+            conv as a 2-D conv with a unit height; weights converted once), so that cuDNN's NHWC
+            kernels need no ``nchwToNhwc`` / ``nhwcToNchw`` transposes, and normalise such
+            activations without leaving that layout; None: on CUDA devices only.
 
     Raises:
         EngineError: onnx is missing, the file cannot be read, or an operator is unsupported.
@@ -103,6 +107,7 @@ class OnnxGraph:
         precision: str = "fp32",
         fuse: bool = True,
         grouped_gemm: bool = True,
+        channels_last: bool | None = None,
     ) -> None:
         torch = import_torch()
         try:
@@ -114,6 +119,9 @@ class OnnxGraph:
         self.device = torch.device(device)
         self.precision = precision
         self.grouped_gemm = bool(grouped_gemm)
+        if channels_last is None:
+            channels_last = self.device.type == "cuda"
+        self.channels_last = bool(channels_last)
         #: GEMM-ready weights of the grouped convs, by (name, taps, dtype, device)
         self._gemm_weights: dict[tuple[Any, ...], Any] = {}
         half = getattr(torch, _HALF[precision]) if precision in _HALF else None
@@ -374,7 +382,14 @@ class OnnxGraph:
     def _op_Concat(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         parts = [t for t in a if t is not None]
         dev = next((t for t in parts if t.device.type != "cpu"), parts[0])
-        return self.torch.cat([self._dev(t, dev) for t in parts], dim=at["axis"])
+        parts = [self._dev(t, dev) for t in parts]
+        axis = at["axis"] % parts[0].dim()
+        if self.channels_last and axis == 1 and parts[0].dim() >= 3 and any(
+            t.shape[1] > 1 and not t.is_contiguous() and t.movedim(1, -1).is_contiguous()
+            for t in parts
+        ):  # channels of channels-last activations: the result stays channels-last
+            return self.torch.cat([t.movedim(1, -1) for t in parts], dim=-1).movedim(-1, 1)
+        return self.torch.cat(parts, dim=axis)
 
     def _op_Expand(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
         x, shape = a[0], self._ints(a[1])
@@ -488,6 +503,8 @@ class OnnxGraph:
             y = self._grouped_gemm_conv1d(x, w, bias, pads, groups, n[1])
             if y is not None:
                 return y
+        if self.channels_last and groups == 1 and dims in (1, 2) and pads[:dims] == pads[dims:]:
+            return self._conv_channels_last(x, w, bias, strides, pads[:dims], dilations, n[1])
         conv = (None, self.torch.nn.functional.conv1d, self.torch.nn.functional.conv2d,
                 self.torch.nn.functional.conv3d)[dims]  # fmt: skip
         fused = bias if bias is None or bias.dtype == w.dtype else None  # bias inside the conv
@@ -499,6 +516,76 @@ class OnnxGraph:
         if bias is not None and fused is None:
             y = y + bias.reshape(1, -1, *([1] * dims))
         return y
+
+    def _conv_channels_last(
+        self, x: Any, w: Any, bias: Any, strides: Any, pads: list[int], dilations: Any, name: str
+    ) -> Any:
+        """A 1-D or 2-D conv on channels-last activations (NHWC memory, NCHW shape).
+
+        A 1-D conv runs as a 2-D conv with a unit height; its [B, C, T] input with [B, T, C]
+        memory (the output of the previous such conv, through elementwise ops) is then already
+        channels-last and is not copied. The output keeps that memory layout.
+        """
+        torch = self.torch
+        if x.shape[1] == 1 and all(d == 1 for d in dilations):
+            y = self._single_channel_conv(x, w, bias, strides, pads, name)
+            if y is not None:
+                return y
+        one = x.dim() == 3
+        if one:
+            x, strides = x.unsqueeze(2), [1, *strides]
+            pads, dilations = [0, *pads], [1, *dilations]
+        key = ("channels_last", name, w.dtype, w.device)
+        w4 = self._gemm_weights.get(key) if name in self.consts else None
+        if w4 is None:
+            w4 = (w.unsqueeze(2) if one else w).contiguous(memory_format=torch.channels_last)
+            if name in self.consts:
+                self._gemm_weights[key] = w4
+        if x.is_contiguous(memory_format=torch.channels_last):  # canonical strides, no copy
+            b, c, h, wd = x.shape  # (a unit axis leaves them ambiguous to cuDNN's layout choice)
+            x = x.as_strided(x.shape, (h * wd * c, 1, wd * c, c))
+        else:
+            x = x.contiguous(memory_format=torch.channels_last)
+        fused = bias if bias is None or bias.dtype == w.dtype else None
+        y = torch.nn.functional.conv2d(x, w4, fused, list(strides), pads, list(dilations))
+        if bias is not None and fused is None:
+            y = y + bias.reshape(1, -1, 1, 1)
+        return y.squeeze(2) if one else y
+
+    def _single_channel_conv(
+        self, x: Any, w: Any, bias: Any, strides: Any, pads: list[int], name: str
+    ) -> Any:
+        """A conv of a one-channel input along its last axis (the wav2vec2 feature extractor's
+        first conv on the audio, the autocorrelation stack's first conv): the windows are a
+        view of the input, one GEMM writes the output straight in channels-last memory
+        (cuDNN leaves it NCHW, as a one-channel layout is ambiguous). None unless every other
+        spatial axis has a unit kernel, unit stride and no padding."""
+        torch = self.torch
+        spatial = w.dim() - 2
+        if any(w.shape[2 + d] != 1 or strides[d] != 1 or pads[d] for d in range(spatial - 1)):
+            return None
+        c_out, k, stride, pad = w.shape[0], w.shape[-1], strides[-1], pads[-1]
+        key = ("channels_last", name, w.dtype, w.device)
+        wmat = self._gemm_weights.get(key) if name in self.consts else None
+        if wmat is None:
+            wmat = w.reshape(c_out, k).t().contiguous()  # [k, C_out]
+            if name in self.consts:
+                self._gemm_weights[key] = wmat
+        x0 = x[:, 0]
+        if pad:
+            x0 = torch.nn.functional.pad(x0, (pad, pad))
+        if x0.shape[-1] < k:
+            return None
+        cols = x0.unfold(-1, k, stride)  # [B, ..., T', k] (a view)
+        lead = cols.shape[:-1]
+        cols = cols.reshape(-1, k)
+        if bias is not None and bias.dtype == wmat.dtype:
+            y = torch.addmm(bias, cols, wmat)
+        else:
+            y = torch.mm(cols, wmat)
+            if bias is not None:
+                y = y + bias
+        return y.reshape(*lead, c_out).movedim(-1, 1)
 
     def _grouped_gemm_conv1d(
         self, x: Any, w: Any, bias: Any, pads: list[int], groups: int, name: str
@@ -581,11 +668,22 @@ class OnnxGraph:
         return y
 
     def _op_InstanceNormalization(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
-        x = a[0]
-        return self.torch.nn.functional.instance_norm(
-            x, weight=self._like(a[1], n[1], x), bias=self._like(a[2], n[2], x),
-            eps=float(at.get("epsilon", 1e-5)),
-        )
+        x, eps = a[0], float(at.get("epsilon", 1e-5))
+        weight, bias = self._like(a[1], n[1], x), self._like(a[2], n[2], x)
+        if not (self.channels_last and x.dim() >= 3 and not x.is_contiguous()):
+            return self.torch.nn.functional.instance_norm(x, weight=weight, bias=bias, eps=eps)
+        # channels-last activations: statistics and one affine pass in place of the layout
+        # (F.instance_norm would copy them back to NCHW first); statistics in FP32
+        torch = self.torch
+        var, mean = torch.var_mean(x, dim=list(range(2, x.dim())), correction=0, keepdim=True)
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        scale = torch.rsqrt(var.float() + eps)
+        if weight is not None:
+            scale = scale * weight.float().reshape(shape)
+        shift = -mean.float() * scale
+        if bias is not None:
+            shift = shift + bias.float().reshape(shape)
+        return torch.addcmul(shift.to(x.dtype), x, scale.to(x.dtype))
 
     # ------------------------------------------------------------------ fused patterns (_fuse)
     def _op__Gelu(self, a: list[Any], at: dict[str, Any], n: list[str]) -> Any:
@@ -930,6 +1028,8 @@ class TorchEngine(InferenceEngine):
             node-by-node reference.
         grouped_gemm: the large-kernel grouped 1-D Conv as one batched GEMM (see
             :class:`OnnxGraph`); False leaves it to cuDNN.
+        channels_last: the ungrouped convs on channels-last activations (see :class:`OnnxGraph`;
+            None: on CUDA only).
         threads: CPU threads for torch on the CPU device (None = torch's default).
         chunk: largest batch per forward pass on CUDA (bigger batches run as several passes
             through the same graph); bounds activation memory (the first conv of 2048 rows
@@ -949,6 +1049,7 @@ class TorchEngine(InferenceEngine):
         cuda_graphs: bool = True,
         fuse: bool = True,
         grouped_gemm: bool = True,
+        channels_last: bool | None = None,
         threads: int | None = None,
         chunk: int = 256,
     ) -> None:
@@ -974,7 +1075,10 @@ class TorchEngine(InferenceEngine):
         self.torch = torch
         self.device = torch.device(device)
         self.precision = precision
-        self.graph = OnnxGraph(self.path, device, precision, fuse=fuse, grouped_gemm=grouped_gemm)
+        self.graph = OnnxGraph(
+            self.path, device, precision, fuse=fuse, grouped_gemm=grouped_gemm,
+            channels_last=channels_last,
+        )
         check_bindings(self.graph.input_specs, inputs, "input", self.path)
         check_bindings(self.graph.output_specs, outputs, "output", self.path)
         self.inputs, self.outputs = tuple(inputs), tuple(outputs)
@@ -1108,6 +1212,7 @@ class TorchEngine(InferenceEngine):
             "precision": self.precision,
             "cuda_graphs": self.cuda_graphs,
             "grouped_gemm": self.graph.grouped_gemm,
+            "channels_last": self.graph.channels_last,
             "torch": self.torch.__version__,
         }
         if self.device.type == "cuda":

@@ -324,3 +324,64 @@ def test_benchmark_network_with_and_without_grouped_gemm(bench_network: Path) ->
         assert engine.describe()["grouped_gemm"] is flag
         np.testing.assert_allclose(engine.run(feeds)["result"], ref, atol=FP32_TOL, rtol=0)
         assert bool(engine.graph._gemm_weights) is flag
+
+
+# ---------------------------------------------------------------- channels-last convs
+
+
+def test_channels_last_convs_match_the_current_path(bench_network: Path) -> None:
+    """The convs on channels-last activations (the default on CUDA: a 1-D conv as a 2-D conv
+    with a unit height, layout-keeping instance norm) against the NCHW path, forced on the CPU:
+    the same within 1e-6, and within the fp32 tolerance of ONNX Runtime."""
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    feeds = _feeds(3, 26, seed=5)
+    ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
+    plain = TorchEngine(bench_network, inputs, outputs, device="cpu")
+    last = TorchEngine(bench_network, inputs, outputs, device="cpu", channels_last=True)
+    assert plain.describe()["channels_last"] is False  # CPU default: unchanged
+    assert last.describe()["channels_last"] is True
+    got, base = last.run(feeds)["result"], plain.run(feeds)["result"]
+    np.testing.assert_allclose(got, base, atol=1e-6, rtol=0)
+    np.testing.assert_allclose(got, ref, atol=FP32_TOL, rtol=0)
+    keys = [k for k in last.graph._gemm_weights if k[0] == "channels_last"]
+    assert len(keys) == 7 + 5 + 4  # wav2vec2 features, autocorrelation, temporal stack
+    # the activations stay channels-last between the convs: the first conv's output is
+    # [B, C, T] with [B, T, C] memory
+    audio = torch.from_numpy(feeds["input"])
+    graph = last.graph
+    conv = next(k for k, node in enumerate(graph.nodes) if node[0].__name__ == "_op_Conv")
+    fn, ins, _outs, attrs = graph.nodes[conv]
+    with torch.inference_mode():
+        y = fn([audio, graph.consts[ins[1]], None], attrs, ins)
+    assert y.dim() == 3 and y.transpose(1, 2).is_contiguous()
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_channels_last_instance_norm_matches_torch(precision: str, tmp_path: Path) -> None:
+    """InstanceNormalization on channels-last activations keeps the layout and agrees with
+    F.instance_norm."""
+    from torch import nn
+
+    from a2x_core.backends.torch_engine import OnnxGraph
+
+    torch.manual_seed(6)
+    norm = nn.InstanceNorm2d(8, affine=True).eval()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = torch.randn(2, 8, 5, 7) + 0.3
+    path = _export(norm, x, tmp_path / "norm.onnx")
+    graph = OnnxGraph(path, "cpu", precision, channels_last=True)
+    xl = x.contiguous(memory_format=torch.channels_last)
+    fn, ins, _outs, attrs = next(n for n in graph.nodes if n[0].__name__.endswith("Instance"
+                                                                                  "Normalization"))
+    with torch.inference_mode():
+        expected = norm(x)
+        if precision == "fp32":
+            got = fn([xl] + [graph.consts[n] for n in ins[1:]], attrs, ins)
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-6, rtol=0)
+        else:
+            got = fn([xl.half()] + [graph.consts[n] for n in ins[1:]], attrs, ins)
+            assert got.dtype == torch.float16
+            np.testing.assert_allclose(got.float().numpy(), expected.numpy(), atol=1e-2, rtol=0)

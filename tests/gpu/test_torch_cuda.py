@@ -107,4 +107,39 @@ def test_cuda_grouped_gemm_matches_cudnn_conv(tmp_path) -> None:  # noqa: ANN001
     ref = cudnn.run(feeds)["result"]
     for _ in range(3):
         np.testing.assert_allclose(gemm.run(feeds)["result"], ref, atol=1e-5, rtol=0)
-    assert gemm.graph._gemm_weights and not cudnn.graph._gemm_weights
+    # the expanded (Toeplitz) weight is cached only on the GEMM path (the cache also holds the
+    # channels-last conv weights of both)
+    assert any(k[0] == "toeplitz" for k in gemm.graph._gemm_weights)
+    assert not any(k[0] == "toeplitz" for k in cudnn.graph._gemm_weights)
+
+
+def test_cuda_channels_last_convs_match_nchw(tmp_path) -> None:  # noqa: ANN001
+    """The convs on channels-last activations (the CUDA default) against the NCHW path, fp32
+    (TF32 off) with CUDA-graph replays, and fp16 within its bound of fp32."""
+    import sys
+    from pathlib import Path
+
+    from a2x_core.backends.torch_engine import TorchEngine
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from a2f_network import export_onnx
+
+    path = tmp_path / "network.onnx"
+    export_onnx(path, num_skin=6, num_tongue=4)
+    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    rng = np.random.default_rng(4)
+    feeds = {
+        "input": (0.3 * rng.standard_normal((6, 1, 8320))).astype(np.float32),
+        "emotion": rng.uniform(0, 1, (6, 1, 26)).astype(np.float32),
+    }
+    nchw = TorchEngine(path, inputs, outputs, device="cuda", channels_last=False)
+    last = TorchEngine(path, inputs, outputs, device="cuda")
+    assert last.describe()["channels_last"] is True and nchw.describe()["channels_last"] is False
+    ref = nchw.run(feeds)["result"]
+    for _ in range(3):
+        np.testing.assert_allclose(last.run(feeds)["result"], ref, atol=1e-5, rtol=0)
+    half = TorchEngine(path, inputs, outputs, device="cuda", precision="fp16")
+    first = half.run(feeds)["result"]
+    assert 0 < np.abs(first - ref).max() < 4e-3
+    for _ in range(2):
+        np.testing.assert_allclose(half.run(feeds)["result"], first, atol=1e-6, rtol=0)
