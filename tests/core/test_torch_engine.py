@@ -17,18 +17,12 @@ from a2x_core.backends.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from a2x_core.backends.torch_engine import TorchEngine  # noqa: E402
 from a2x_core.errors import EngineError  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
+from tests.torch_networks import SMALL_RESULT, export_small_benchmark_network  # noqa: E402
+from tests.torch_networks import random_feeds as _feeds  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 #: fp32 agreement with ONNX Runtime required by the issue
 FP32_TOL = 1e-4
-
-
-def _feeds(batch: int, emotion_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return {
-        "input": (0.3 * rng.standard_normal((batch, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (batch, 1, emotion_size)).astype(np.float32),
-    }
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +33,7 @@ def folder_network(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, int,
 
 @pytest.fixture(scope="module")
 def bench_network(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from a2f_network import export_onnx
-
-    path = tmp_path_factory.mktemp("bench") / "network.onnx"
-    export_onnx(path, num_skin=6, num_tongue=4)
-    return path
+    return export_small_benchmark_network(tmp_path_factory.mktemp("bench") / "network.onnx")
 
 
 def test_generated_network_matches_onnxruntime(folder_network: tuple[Path, int, int]) -> None:
@@ -59,7 +48,7 @@ def test_generated_network_matches_onnxruntime(folder_network: tuple[Path, int, 
 
 
 def test_benchmark_architecture_matches_onnxruntime(bench_network: Path) -> None:
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(3, 26, seed=1)
     ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
     got = TorchEngine(bench_network, inputs, outputs, device="cpu").run(feeds)["result"]
@@ -71,7 +60,7 @@ def test_benchmark_architecture_matches_onnxruntime(bench_network: Path) -> None
 
 
 def test_bf16_is_an_explicit_option_with_bounded_error(bench_network: Path) -> None:
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(2, 26)
     ref = TorchEngine(bench_network, inputs, outputs, device="cpu").run(feeds)["result"]
     low = TorchEngine(bench_network, inputs, outputs, device="cpu", precision="bf16")
@@ -85,7 +74,7 @@ def test_half_precision_keeps_activations_half(
     bench_network: Path, precision: str, bound: float
 ) -> None:
     """bf16 / fp16 end to end: weights cast once, Conv/GEMM outputs stay half, FP32 out."""
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(2, 26, seed=2)
     ref = TorchEngine(bench_network, inputs, outputs, device="cpu").run(feeds)["result"]
     low = TorchEngine(bench_network, inputs, outputs, device="cpu", precision=precision)
@@ -316,7 +305,7 @@ def test_grouped_conv_as_gemm_matches_the_plain_conv(
 
 
 def test_benchmark_network_with_and_without_grouped_gemm(bench_network: Path) -> None:
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(2, 26, seed=4)
     ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
     for flag in (True, False):
@@ -333,7 +322,7 @@ def test_channels_last_convs_match_the_current_path(bench_network: Path) -> None
     """The convs on channels-last activations (the default on CUDA: a 1-D conv as a 2-D conv
     with a unit height, layout-keeping instance norm) against the NCHW path, forced on the CPU:
     the same within 1e-6, and within the fp32 tolerance of ONNX Runtime."""
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(3, 26, seed=5)
     ref = OnnxRuntimeEngine(bench_network, inputs, outputs).run(feeds)["result"]
     plain = TorchEngine(bench_network, inputs, outputs, device="cpu")

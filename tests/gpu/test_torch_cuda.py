@@ -12,18 +12,20 @@ if not torch.cuda.is_available():
 
 from a2x_core.backends import create_engine, regression_io  # noqa: E402
 from a2x_core.backends.onnxruntime import OnnxRuntimeEngine  # noqa: E402
+from a2x_core.backends.torch_engine import TorchEngine  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
+from tests.torch_networks import (  # noqa: E402
+    SMALL_RESULT,
+    export_small_benchmark_network,
+    random_feeds,
+)
 
 
 def test_cuda_engine_with_graphs_matches_onnxruntime(tmp_path) -> None:  # noqa: ANN001
     model = make_regression_folder(tmp_path / "model")
     path = model.folder / "network.onnx"
     inputs, outputs = regression_io(8320, model.emotion_weights.shape[0], model.bias.shape[0])
-    rng = np.random.default_rng(0)
-    feeds = {
-        "input": (0.3 * rng.standard_normal((4, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (4, 1, model.emotion_weights.shape[0])).astype(np.float32),
-    }
+    feeds = random_feeds(4, model.emotion_weights.shape[0], seed=0)
     ref = OnnxRuntimeEngine(path, inputs, outputs).run(feeds)["result"]
     engine = create_engine("auto", path, inputs, outputs)
     assert engine.name == "torch" and engine.describe()["device"].startswith("cuda")
@@ -33,22 +35,9 @@ def test_cuda_engine_with_graphs_matches_onnxruntime(tmp_path) -> None:  # noqa:
 
 def test_cuda_fused_graph_matches_unfused(tmp_path) -> None:  # noqa: ANN001
     """The fused patterns on CUDA (fp32, TF32 off) against node-by-node execution."""
-    import sys
-    from pathlib import Path
-
-    from a2x_core.backends.torch_engine import TorchEngine
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from a2f_network import export_onnx
-
-    path = tmp_path / "network.onnx"
-    export_onnx(path, num_skin=6, num_tongue=4)
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
-    rng = np.random.default_rng(1)
-    feeds = {
-        "input": (0.3 * rng.standard_normal((3, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (3, 1, 26)).astype(np.float32),
-    }
+    path = export_small_benchmark_network(tmp_path / "network.onnx")
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
+    feeds = random_feeds(3, 26, seed=1)
     plain = TorchEngine(path, inputs, outputs, device="cuda", fuse=False, cuda_graphs=False)
     fused = TorchEngine(path, inputs, outputs, device="cuda")
     ref = plain.run(feeds)["result"]
@@ -59,22 +48,9 @@ def test_cuda_fused_graph_matches_unfused(tmp_path) -> None:  # noqa: ANN001
 @pytest.mark.parametrize(("precision", "bound"), [("bf16", 2e-2), ("fp16", 4e-3)])
 def test_cuda_half_precision_error_is_bounded(tmp_path, precision: str, bound: float) -> None:  # noqa: ANN001
     """bf16 / fp16 end to end on CUDA (CUDA graphs): bounded error against fp32, replays equal."""
-    import sys
-    from pathlib import Path
-
-    from a2x_core.backends.torch_engine import TorchEngine
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from a2f_network import export_onnx
-
-    path = tmp_path / "network.onnx"
-    export_onnx(path, num_skin=6, num_tongue=4)
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
-    rng = np.random.default_rng(2)
-    feeds = {
-        "input": (0.3 * rng.standard_normal((8, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (8, 1, 26)).astype(np.float32),
-    }
+    path = export_small_benchmark_network(tmp_path / "network.onnx")
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
+    feeds = random_feeds(8, 26, seed=2)
     ref = TorchEngine(path, inputs, outputs, device="cuda").run(feeds)["result"]
     low = TorchEngine(path, inputs, outputs, device="cuda", precision=precision)
     first = low.run(feeds)["result"]
@@ -86,22 +62,9 @@ def test_cuda_half_precision_error_is_bounded(tmp_path, precision: str, bound: f
 
 def test_cuda_grouped_gemm_matches_cudnn_conv(tmp_path) -> None:  # noqa: ANN001
     """The positional conv as one GEMM (default) against cuDNN's grouped conv, fp32 on CUDA."""
-    import sys
-    from pathlib import Path
-
-    from a2x_core.backends.torch_engine import TorchEngine
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from a2f_network import export_onnx
-
-    path = tmp_path / "network.onnx"
-    export_onnx(path, num_skin=6, num_tongue=4)
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
-    rng = np.random.default_rng(3)
-    feeds = {
-        "input": (0.3 * rng.standard_normal((5, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (5, 1, 26)).astype(np.float32),
-    }
+    path = export_small_benchmark_network(tmp_path / "network.onnx")
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
+    feeds = random_feeds(5, 26, seed=3)
     cudnn = TorchEngine(path, inputs, outputs, device="cuda", grouped_gemm=False)
     gemm = TorchEngine(path, inputs, outputs, device="cuda")
     ref = cudnn.run(feeds)["result"]
@@ -116,22 +79,9 @@ def test_cuda_grouped_gemm_matches_cudnn_conv(tmp_path) -> None:  # noqa: ANN001
 def test_cuda_channels_last_convs_match_nchw(tmp_path) -> None:  # noqa: ANN001
     """The convs on channels-last activations (the CUDA default) against the NCHW path, fp32
     (TF32 off) with CUDA-graph replays, and fp16 within its bound of fp32."""
-    import sys
-    from pathlib import Path
-
-    from a2x_core.backends.torch_engine import TorchEngine
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
-    from a2f_network import export_onnx
-
-    path = tmp_path / "network.onnx"
-    export_onnx(path, num_skin=6, num_tongue=4)
-    inputs, outputs = regression_io(8320, 26, 6 + 4 + 19)
-    rng = np.random.default_rng(4)
-    feeds = {
-        "input": (0.3 * rng.standard_normal((6, 1, 8320))).astype(np.float32),
-        "emotion": rng.uniform(0, 1, (6, 1, 26)).astype(np.float32),
-    }
+    path = export_small_benchmark_network(tmp_path / "network.onnx")
+    inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
+    feeds = random_feeds(6, 26, seed=4)
     nchw = TorchEngine(path, inputs, outputs, device="cuda", channels_last=False)
     last = TorchEngine(path, inputs, outputs, device="cuda")
     assert last.describe()["channels_last"] is True and nchw.describe()["channels_last"] is False
