@@ -10,12 +10,13 @@ closed form: ``input_values`` [B, T] (T dynamic) -> ``output`` [B, 6] with::
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from tests.a2f_folders import save_opset14, write_json
 
 A2E_EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 
@@ -51,7 +52,6 @@ class GeneratedEmotionModel:
 
 def write_classifier(path: Path, weights: np.ndarray, bias: np.ndarray) -> None:
     """The closed-form classifier as ONNX (opset 14, dynamic batch and samples)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     nodes = [
@@ -72,10 +72,7 @@ def write_classifier(path: Path, weights: np.ndarray, bias: np.ndarray) -> None:
             numpy_helper.from_array(bias.astype(np.float32), "bias"),
         ],
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    onnx.save(model, str(path))
+    save_opset14(graph, path)
 
 
 def make_emotion_folder(
@@ -105,6 +102,6 @@ def make_emotion_folder(
         "trt_info.json": {"trt_build_param": {"shapes": ["--minShapes=input_values:1x30000"]}},
     }  # fmt: skip
     for name, data in files.items():
-        (root / name).write_text(json.dumps(data, indent=2), encoding="utf-8")
+        write_json(root / name, data)
     write_classifier(root / "network.onnx", np.asarray(weights), np.asarray(bias))
     return GeneratedEmotionModel(root / "model.json", np.asarray(weights), np.asarray(bias), post)

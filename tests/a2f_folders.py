@@ -131,7 +131,6 @@ def write_onnx(path: Path, audio_weights: np.ndarray, emotion_weights: np.ndarra
                *, input_names: tuple[str, str] = ("input", "emotion"), output_name: str = "result",
                emotion_size: int | None = None) -> None:  # fmt: skip
     """The affine test network as an ONNX file (opset 14, dynamic batch ``batch_size``)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     width = audio_weights.shape[1]
@@ -158,13 +157,21 @@ def write_onnx(path: Path, audio_weights: np.ndarray, emotion_weights: np.ndarra
             numpy_helper.from_array(bias.astype(np.float32), "bias"),
         ],
     )
+    save_opset14(graph, path)
+
+
+def save_opset14(graph: Any, path: Path) -> None:
+    """Save an ONNX graph as the published networks are: opset 14, IR 8, checked."""
+    import onnx
+    from onnx import helper
+
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
@@ -266,12 +273,12 @@ def make_regression_folder(
         "templateBBSize": bb(tongue_neutral),
     }
     tongue_cfg.update(tongue_config or {})
-    _write_json(root / "bs_skin_config.json", {"blendshape_params": skin_cfg})
-    _write_json(root / "bs_tongue_config.json", {"blendshape_params": tongue_cfg})
+    write_json(root / "bs_skin_config.json", {"blendshape_params": skin_cfg})
+    write_json(root / "bs_tongue_config.json", {"blendshape_params": tongue_cfg})
 
     config = {**MARK_CONFIG, **(model_config or {})}
-    _write_json(root / "model_config.json", {"config": config})
-    _write_json(
+    write_json(root / "model_config.json", {"config": config})
+    write_json(
         root / "network_info.json",
         {
             "id": {
@@ -299,7 +306,7 @@ def make_regression_folder(
             },
         },
     )
-    _write_json(
+    write_json(
         root / "trt_info.json",
         {
             "trt_build_param": {
@@ -313,7 +320,7 @@ def make_regression_folder(
             "defaults": {"MAX_BATCH_SIZE": 8, "OPT_BATCH_SIZE": 3},
         },
     )
-    _write_json(
+    write_json(
         root / "model.json",
         {
             "networkInfoPath": "network_info.json",

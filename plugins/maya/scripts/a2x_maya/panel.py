@@ -40,6 +40,16 @@ def model_choices() -> list[str]:
     return [entry.spec for entry in list_models() if entry.kind != "invalid"]
 
 
+def _with_browse_button(field: Any, browse: Callable[[], None]) -> Any:
+    """A row of ``field`` and a "..." button that calls ``browse``."""
+    button = QtWidgets.QPushButton("...")
+    button.clicked.connect(browse)
+    row = QtWidgets.QHBoxLayout()
+    row.addWidget(field)
+    row.addWidget(button)
+    return row
+
+
 class Panel(QtWidgets.QWidget):
     """The window. ``scene`` is the facade; ``invoke`` runs a command (default: MEL)."""
 
@@ -57,22 +67,12 @@ class Panel(QtWidgets.QWidget):
 
         self.audio_edit = QtWidgets.QLineEdit()
         self.audio_edit.setPlaceholderText("audio file (empty = the time slider's sound)")
-        browse_audio = QtWidgets.QPushButton("...")
-        browse_audio.clicked.connect(self.browse_audio)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.audio_edit)
-        row.addWidget(browse_audio)
-        form.addRow("Audio", row)
+        form.addRow("Audio", _with_browse_button(self.audio_edit, self.browse_audio))
 
         self.model_combo = QtWidgets.QComboBox()
         self.model_combo.setEditable(True)
         self.model_combo.addItems(model_choices())
-        browse_model = QtWidgets.QPushButton("...")
-        browse_model.clicked.connect(self.browse_model)
-        row = QtWidgets.QHBoxLayout()
-        row.addWidget(self.model_combo)
-        row.addWidget(browse_model)
-        form.addRow("Model", row)
+        form.addRow("Model", _with_browse_button(self.model_combo, self.browse_model))
 
         self.player_combo = QtWidgets.QComboBox()
         form.addRow("Player", self.player_combo)
