@@ -175,8 +175,8 @@ WRITERS: dict[str, Callable[[AnimationResult, Path], None]] = {
 }
 
 
-def check_output_path(path: Path, *, overwrite: bool) -> str:
-    """Validate an output path before any work runs; return its format extension."""
+def _format_of(path: Path) -> str:
+    """The writer's key for ``path`` (its lower-case extension), or an error naming the choices."""
     suffix = path.suffix.lower()
     if suffix not in WRITERS:
         raise OutputError(
@@ -184,6 +184,12 @@ def check_output_path(path: Path, *, overwrite: bool) -> str:
             path=path,
             hint=f"use one of {', '.join(FORMATS)}",
         )
+    return suffix
+
+
+def check_output_path(path: Path, *, overwrite: bool) -> str:
+    """Validate an output path before any work runs; return its format extension."""
+    suffix = _format_of(path)
     if path.exists() and not overwrite:
         raise OutputError("already exists", path=path, hint="pass --overwrite to replace it")
     if path.exists() and path.is_dir():
@@ -196,13 +202,8 @@ def check_output_path(path: Path, *, overwrite: bool) -> str:
 def write_result(result: AnimationResult, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` in the format its extension names (atomically)."""
     target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in WRITERS:
-        raise OutputError(
-            f"unknown output format {suffix or '(none)'}", path=target, hint=f"use one of {', '.join(FORMATS)}"
-        )
     try:
-        WRITERS[suffix](result, target)
+        WRITERS[_format_of(target)](result, target)
     except OSError as error:
         raise OutputError(f"cannot be written ({error.strerror})", path=target, hint="check the folder's permissions") from None
     return target
