@@ -137,6 +137,20 @@ def _wait(futures: list[Future[Any]], cancel: CancelToken | None,
             future.cancel()
 
 
+def _submit(
+    workers: int, fast: bool, calls: list[tuple[Callable[..., list[ph.Phone]], tuple[Any, ...]]]
+) -> list[Future[list[ph.Phone]]]:
+    """Start ``calls`` in the worker pool; [] (with a warning) when workers cannot start, so
+    that the caller decodes in this process instead."""
+    try:
+        with _main_hidden():
+            pool = _pool(workers, fast)
+            return [pool.submit(function, *args) for function, args in calls]
+    except (OSError, RuntimeError, BrokenProcessPool) as error:
+        log.warning("cannot start worker processes (%s); decoding in this process", error)
+        return []
+
+
 class Aligning:
     """Forced alignment of a transcript, started at construction, collected by :meth:`result`.
 
@@ -148,11 +162,8 @@ class Aligning:
         self._pcm, self._words = ph.to_pcm16(samples), words
         self._future: Future[list[ph.Phone]] | None = None
         if workers_only():
-            try:
-                with _main_hidden():
-                    self._future = _pool(workers, False).submit(align_piece, self._pcm, words)
-            except (OSError, RuntimeError, BrokenProcessPool) as error:
-                log.warning("cannot start worker processes (%s); aligning here", error)
+            started = _submit(workers, False, [(align_piece, (self._pcm, words))])
+            self._future = started[0] if started else None
 
     def result(self, cancel: CancelToken | None = None) -> list[ph.Phone]:
         """The aligned phones; raises ``RuntimeError`` when the words do not fit the audio."""
@@ -206,16 +217,9 @@ class Decoding:
         # loaded already), else it is decoded here.
         pool_ready = _POOL is not None and _POOL_SIZE == workers
         if len(self._pieces) > 1 or (workers > 1 and pool_ready) or workers_only():
-            try:
-                with _main_hidden():
-                    pool = _pool(workers, fast)
-                    self._futures = [
-                        pool.submit(decode_piece, ph.to_pcm16(samples[a:b]), a / (HOP * 100), fast)
-                        for a, b in self._pieces
-                    ]
-            except (OSError, RuntimeError, BrokenProcessPool) as error:
-                log.warning("cannot start worker processes (%s); decoding on one core", error)
-                self._futures = []
+            calls = [(decode_piece, (ph.to_pcm16(samples[a:b]), a / (HOP * 100), fast))
+                     for a, b in self._pieces]  # fmt: skip
+            self._futures = _submit(workers, fast, calls)
 
     def result(
         self, cancel: CancelToken | None = None, progress: Callable[[float], None] | None = None
@@ -232,6 +236,7 @@ class Decoding:
                 if progress is not None:
                     progress(b / total)
             return ph.merge_silences(out)
+
         def report() -> None:
             if progress is not None:
                 done = sum(b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
