@@ -11,11 +11,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import EngineError
-from .base import InferenceEngine, TensorSpec, check_bindings, regression_io
+from .base import InferenceEngine, TensorSpec, check_bindings, diffusion_io, regression_io
 
 log = logging.getLogger("a2x_core")
 
-__all__ = ["InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "regression_io"]
+__all__ = [
+    "InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "diffusion_io", "regression_io",
+]
 
 #: Backends this version can create (each loads its heavy dependency only when chosen).
 AVAILABLE = ("onnxruntime", "tensorrt", "torch")

@@ -1,5 +1,5 @@
-"""The inference-engine seam: what every backend (ONNX Runtime now; TensorRT and PyTorch-CUDA
-later) provides, and the expected tensors of an Audio2Face-3D regression network.
+"""The inference-engine seam: what every backend (ONNX Runtime, TensorRT, PyTorch) provides,
+and the expected tensors of the Audio2Face-3D regression and diffusion networks.
 
 An engine is created for one network file with the tensors the model expects; it checks its own
 bindings against them (names, ranks, fixed extents, dtypes), as the SDK checks a TensorRT engine's
@@ -20,11 +20,13 @@ from ..errors import EngineError
 
 @dataclass(frozen=True)
 class TensorSpec:
-    """One named tensor: ``shape`` uses None for a dynamic extent (the batch)."""
+    """One named tensor: ``shape`` uses None for a dynamic extent (the batch), which sits at
+    ``batch_axis`` (0, except the diffusion GRU state ``[steps, layers, B, latent]``)."""
 
     name: str
     shape: tuple[int | None, ...]
     dtype: str = "float32"
+    batch_axis: int = 0
 
     def describe(self) -> str:
         dims = ", ".join("B" if d is None else str(d) for d in self.shape)
@@ -44,6 +46,37 @@ def regression_io(
     return inputs, outputs
 
 
+def diffusion_io(
+    *,
+    window: int,
+    frames: int,
+    center_frames: int,
+    emotions: int,
+    identities: int,
+    steps: int,
+    gru_layers: int,
+    latent: int,
+    output_size: int,
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a v3.0 diffusion network (spec §2, A.2.1), sorted by name:
+    ``emotion`` [B, 30, E], ``identity`` [B, I], ``input_latents`` [steps, layers, B, latent],
+    ``noise`` [B, steps + 1, 60, D], ``window`` [B, 16000] -> ``output_latents`` (as the input
+    latents) and ``prediction`` [B, 60, D]."""
+    latents = (steps, gru_layers, None, latent)
+    inputs = (
+        TensorSpec("emotion", (None, center_frames, emotions)),
+        TensorSpec("identity", (None, identities)),
+        TensorSpec("input_latents", latents, batch_axis=2),
+        TensorSpec("noise", (None, steps + 1, frames, output_size)),
+        TensorSpec("window", (None, window)),
+    )
+    outputs = (
+        TensorSpec("output_latents", latents, batch_axis=2),
+        TensorSpec("prediction", (None, frames, output_size)),
+    )
+    return inputs, outputs
+
+
 def check_bindings(
     found: Sequence[TensorSpec], expected: Sequence[TensorSpec], role: str, path: Path
 ) -> None:
@@ -55,7 +88,7 @@ def check_bindings(
         raise EngineError(
             f"network {role}s are {sorted(have)}, expected {sorted(want)}",
             path=path,
-            hint="this file is not an Audio2Face-3D regression network; download the folder again",
+            hint="this file is not the network model.json describes; download the folder again",
         )
     for name, spec in want.items():
         got = have[name]
@@ -126,8 +159,8 @@ class InferenceEngine(ABC):
                     path=self.path,
                 )
             if batch is None:
-                batch = array.shape[0]
-            elif array.shape[0] != batch:
+                batch = array.shape[spec.batch_axis]
+            elif array.shape[spec.batch_axis] != batch:
                 raise EngineError("inputs disagree on the batch size", path=self.path)
         if self.max_batch is not None and batch is not None and batch > self.max_batch:
             raise EngineError(
