@@ -1,4 +1,8 @@
-"""The Python API that scripts and the DCC adapters use: load a model once, animate many clips."""
+"""The Python API that scripts and the DCC adapters use: load a model once, animate many clips.
+
+With an Audio2Emotion model, every clip's emotions are detected from its audio, mixed with any
+manual emotion keys (``options.emotion_mix``) and fed to the Audio2Face-3D model.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,57 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from .audio import Audio, decode_audio
 from .errors import ParameterError
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
-from .options import InferenceOptions
+from .options import DEFAULT_EMOTION_WINDOW, InferenceOptions
 from .result import AnimationResult
 from .shaping import shape_weights
+
+if TYPE_CHECKING:
+    from .audio2emotion import EmotionModel
 
 AudioSource = str | os.PathLike[str] | Audio
 
 log = logging.getLogger("a2x_core")
 
 
-def unused_option_warnings(model: AnimationModel, options: InferenceOptions) -> list[str]:
+def unused_option_warnings(
+    model: AnimationModel, options: InferenceOptions, emotion_model: Any = None
+) -> list[str]:
     """Say which options this model ignores; an emotion input it cannot take is an error."""
     if options.emotions and not model.emotion_names:
         raise ParameterError(
             f"the {model.name} model takes no emotion input",
             hint="drop --emotion/--emotion-file, or use an Audio2Face-3D model",
         )
+    notes = []
+    if emotion_model is None:
+        unused = [flag for flag, used in (
+            ("--emotion-window", options.emotion_window != DEFAULT_EMOTION_WINDOW),
+            ("--emotion-skip", options.emotion_skip != 0),
+            ("--emotion-mix", options.emotion_mix != "blend"),
+            ("--emotion-param", bool(options.emotion_parameters))) if used]  # fmt: skip
+        if unused:
+            verb = "apply" if len(unused) > 1 else "applies"
+            notes.append(f"{', '.join(unused)} only {verb} with an emotion model (--emotion-model)")
+    if options.identity is not None and model.kind != "diffusion":
+        notes.append(
+            f"--identity only applies to diffusion models; the {model.kind} model has one face"
+        )
     if model.kind == "default":
-        return []
+        return notes
     ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
                                        ("--fast", options.fast)) if used]  # fmt: skip
-    if not ignored:
-        return []
-    return [f"{' and '.join(ignored)} only apply to the default model; the {model.kind} model "
-            "animates from the audio alone"]  # fmt: skip
+    if ignored:
+        notes.append(f"{' and '.join(ignored)} only apply to the default model; the {model.kind} "
+                     "model animates from the audio alone")  # fmt: skip
+    return notes
 
 
 class Animator:
@@ -47,12 +72,28 @@ class Animator:
         for clip in clips:
             result = animator.animate(clip)
             print(result.curve("jawOpen").max())
+
+        # detected emotions, blended with a manual one
+        animator = Animator("mark/model.json", InferenceOptions(emotions=((0, {"joy": 0.8}),)),
+                            emotion_model="a2e/model.json")
+
+    Args:
+        model: "default", a model.json path, or a loaded model.
+        options: default options of every call.
+        emotion_model: an Audio2Emotion model.json path or a loaded ``EmotionModel``: each
+            clip's emotions are detected (``options.emotion_window``, ``emotion_skip``,
+            ``emotion_parameters``, at ``options.fps``) and drive the model's emotion input,
+            mixed with ``options.emotions`` as ``options.emotion_mix`` says.
+
+    Raises:
+        ParameterError: an emotion model for a model without an emotion input.
     """
 
     def __init__(
         self,
         model: str | os.PathLike[str] | AnimationModel = "default",
         options: InferenceOptions | None = None,
+        emotion_model: str | os.PathLike[str] | EmotionModel | None = None,
     ) -> None:
         self.options = options or InferenceOptions()
         if isinstance(model, str | os.PathLike):
@@ -61,6 +102,24 @@ class Animator:
                 device=self.options.device, precision=self.options.precision,
             )  # fmt: skip
         self.model: AnimationModel = model
+        self.emotion_model: EmotionModel | None = None
+        if emotion_model is not None:
+            if not model.emotion_names:
+                raise ParameterError(
+                    f"an emotion model needs a model with an emotion input; the {model.name} "
+                    "model takes none",
+                    hint="pass an Audio2Face-3D model (--model PATH/model.json)",
+                )
+            if isinstance(emotion_model, str | os.PathLike):
+                from .audio2emotion import EmotionModel
+
+                o = self.options
+                emotion_model = EmotionModel.load(
+                    emotion_model, backend=o.backend, threads=o.threads, device=o.device,
+                    precision=o.precision, buffer_length=o.emotion_window,
+                )  # fmt: skip
+            self.emotion_model = emotion_model
+            self._check_emotion_options(self.options)
 
     def _decode(self, source: AudioSource, options: InferenceOptions) -> Audio:
         if isinstance(source, Audio):
@@ -77,7 +136,9 @@ class Animator:
     ) -> list[AnimationResult]:
         """Animate several clips as one batch (one result each, in order)."""
         opts = (options or self.options).with_changes(**changes) if changes else (options or self.options)
-        notes = unused_option_warnings(self.model, opts)
+        notes = unused_option_warnings(self.model, opts, self.emotion_model)
+        if self.emotion_model is not None:
+            self._check_emotion_options(opts)
         for note in notes:
             log.warning("%s", note)
         ProgressScale(progress, 0.0, 0.02)(Progress(0.0, "reading audio"))
@@ -86,7 +147,10 @@ class Animator:
             if cancel is not None:
                 cancel.check()
             tracks.append(self._decode(source, opts))
-        results = self.model.animate(tracks, opts, ProgressScale(progress, 0.02, 0.99), cancel)
+        if self.emotion_model is None:
+            results = self.model.animate(tracks, opts, ProgressScale(progress, 0.02, 0.99), cancel)
+        else:
+            results = self._animate_with_emotions(tracks, opts, progress, cancel)
         for track, result in zip(tracks, results, strict=True):
             result.weights = shape_weights(result.weights, result.fps, opts.strength, opts.smoothing_s)
             for warning in [*track.warnings, *notes]:
@@ -94,6 +158,54 @@ class Animator:
                     result.warnings.insert(0, warning)
         if progress is not None:
             progress(Progress(1.0, "done"))
+        return results
+
+    def _check_emotion_options(self, options: InferenceOptions) -> None:
+        """Emotion options the emotion model rejects fail before any audio is read."""
+        from .audio2emotion import check_window
+
+        assert self.emotion_model is not None
+        check_window(options.emotion_window, options.emotion_skip, options.fps,
+                     names=("emotion_window", "emotion_skip"))  # fmt: skip
+        self.emotion_model.settings(options.emotion_parameters, label="emotion_parameters")
+
+    def _animate_with_emotions(
+        self,
+        tracks: Sequence[Audio],
+        opts: InferenceOptions,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> list[AnimationResult]:
+        """Detect, mix and animate clip by clip: each clip has its own emotion keys, and a
+        model's batch shares one ``options``."""
+        from .audio2emotion import emotion_keys
+
+        detector = self.emotion_model
+        assert detector is not None
+        results = []
+        span = 0.97 / max(len(tracks), 1)
+        for number, track in enumerate(tracks):
+            low = 0.02 + number * span
+            detected = detector.detect(
+                track, opts.fps, buffer_length=opts.emotion_window,
+                inferences_to_skip=opts.emotion_skip, parameters=opts.emotion_parameters,
+                progress=ProgressScale(progress, low, low + 0.3 * span), cancel=cancel,
+            )  # fmt: skip
+            used = detector.mix(detected, opts.emotions, opts.emotion_mix, opts.emotion_parameters)
+            run_opts = opts.with_changes(emotions=emotion_keys(used))
+            (result,) = self.model.animate(
+                [track], run_opts, ProgressScale(progress, low + 0.3 * span, low + span), cancel
+            )
+            result.options = opts  # the caller's options (manual keys), not the per-frame keys
+            result.detected_emotions = _in_order(
+                detected.values, detected.names, result.emotion_names
+            )
+            result.parameters = {**result.parameters, "audio2emotion": {
+                "model": str(detector.package.model_json),
+                "post_processing_config": detector.settings(opts.emotion_parameters).to_dict(
+                    detector.emotions),
+            }}  # fmt: skip
+            results.append(result)
         return results
 
     def animate(
@@ -112,9 +224,20 @@ class Animator:
         return Job(lambda progress, cancel: self.animate_many(sources, options, progress, cancel)).start()
 
 
+def _in_order(values: np.ndarray, names: Sequence[str], order: Sequence[str]) -> np.ndarray:
+    """``values`` columns (``names``) rearranged to ``order`` (a model's emotion names)."""
+    if tuple(order) == tuple(names) or set(order) != set(names):
+        return values
+    return np.ascontiguousarray(values[:, [list(names).index(n) for n in order]])
+
+
 def animate(
-    source: AudioSource, model: str | os.PathLike[str] = "default", **option_fields: Any
+    source: AudioSource,
+    model: str | os.PathLike[str] = "default",
+    emotion_model: str | os.PathLike[str] | EmotionModel | None = None,
+    **option_fields: Any,
 ) -> AnimationResult:
-    """One-call convenience: ``animate("line.wav", fps=30, transcript="hello")``."""
+    """One-call convenience: ``animate("line.wav", fps=30, transcript="hello")``, or
+    ``animate("line.wav", "mark/model.json", emotion_model="a2e/model.json")``."""
     options = InferenceOptions(**option_fields)
-    return Animator(model, options).animate(source)
+    return Animator(model, options, emotion_model).animate(source)

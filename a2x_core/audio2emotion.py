@@ -6,6 +6,10 @@ frame's target sample, zero padded, ``input_values`` [B, T] -> ``output`` [B, 6]
 inference serves ``inferences_to_skip + 1`` frames; every frame runs the post-processing (§5)
 on its group's logits with ``dt = 1/fps``. :func:`emotion_keys` turns the per-frame result into
 ``InferenceOptions.emotions`` keys, so that a regression model animates with detected emotions.
+
+Manual emotion keys meet detected ones in :meth:`EmotionModel.mix`: "blend" makes them the
+per-frame preferred emotion of step 6 (the SDK's preferred-emotion accumulator), "override"
+replaces the detected curves of the emotions they name.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -22,10 +26,11 @@ import numpy as np
 
 from .audio import Audio
 from .backends import InferenceEngine, TensorSpec, create_engine
-from .emotion import A2F_EMOTIONS
+from .emotion import A2F_EMOTIONS, explicit_emotion_curve, normalize_keys
 from .errors import ModelError, ModelPackageError, ParameterError
+from .jobs import CancelToken, Progress, ProgressCallback
 from .model_package import _key, _read_json, _resolve, check_range, existing_onnx, range_text
-from .options import EmotionKey
+from .options import DEFAULT_EMOTION_WINDOW, EMOTION_MIX_MODES, EmotionKey
 from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
 
 log = logging.getLogger("a2x_core")
@@ -33,7 +38,7 @@ log = logging.getLogger("a2x_core")
 _REDOWNLOAD = "download the model folder again (nvidia/Audio2Emotion-v2.2)"
 
 #: The SDK samples' window (spec §1.6); the A2E benchmark uses 30000.
-DEFAULT_BUFFER_LENGTH = 60_000
+DEFAULT_BUFFER_LENGTH = DEFAULT_EMOTION_WINDOW
 #: Windows per network call (60000 float32 samples each: 7.7 MB per call).
 WINDOWS_PER_CALL = 32
 
@@ -115,6 +120,7 @@ class EmotionTrack:
         start_s: where the clip's sample 0 sits in the source file.
         logits: float32 ``[inferences, C]`` raw classifier outputs (one per frame group).
         names: the 10 A2F emotion names.
+        inferences_to_skip: frames per group minus one (each group shares one row of logits).
     """
 
     values: np.ndarray
@@ -123,6 +129,7 @@ class EmotionTrack:
     start_s: float
     logits: np.ndarray
     names: tuple[str, ...] = A2F_EMOTIONS
+    inferences_to_skip: int = 0
 
     @property
     def times_s(self) -> np.ndarray:
@@ -145,21 +152,47 @@ def _check_float(name: str, value: Any, error: type, where: Mapping[str, Any], l
     return float(value)
 
 
+def check_overrides(overrides: Mapping[str, Any], *, label: str = "") -> None:
+    """Check what can be checked of ``post_processing_config`` overrides without a model: known
+    keys and the float ranges. ``label`` prefixes the names in messages (an option's name).
+
+    Raises:
+        ParameterError: an unknown key or a float out of range.
+    """
+    prefix = f"{label}." if label else ""
+    unknown = sorted(str(k) for k in overrides if k not in CONFIG_KEYS)
+    if unknown:
+        where = f"{label}: " if label else ""
+        raise ParameterError(
+            f"{where}unknown Audio2Emotion parameter(s) {', '.join(unknown)}",
+            hint=f"use: {', '.join(CONFIG_KEYS)}",
+        )
+    for name in FLOAT_RANGES:
+        if name in overrides:
+            _check_float(name, overrides[name], ParameterError, {}, prefix)
+
+
 def validate_post_processing(
     config: Mapping[str, Any],
     emotions: Sequence[str],
     path: Path | None = None,
     *,
     error: type = ModelPackageError,
+    label: str | None = None,
 ) -> PostProcessConfig:
     """Check every ``post_processing_config`` key (spec §1.6; SDK ``ConfigInfoOwner::Init`` and
     ``PostProcessor::Init``): presence, types, ranges, NaN, lengths, the correspondence.
+
+    Args:
+        label: prefix of key names in messages (default: ``post_processing_config.`` for a
+            file, none for overrides).
 
     Raises:
         ``error`` (ModelPackageError naming ``path`` for a file, ParameterError for overrides).
     """
     where: dict[str, Any] = {"path": path} if path is not None else {}
-    label = "post_processing_config." if path is not None else ""
+    if label is None:
+        label = "post_processing_config." if path is not None else ""
     for name in CONFIG_KEYS:
         if name not in config:
             raise error(f"key {label + name!r} is missing", hint=_REDOWNLOAD, **where)
@@ -293,7 +326,10 @@ class EmotionPostProcessor:
     """The SDK's per-track post-processor (spec §5 steps 1-8, ``postprocess.cpp``), float32.
 
     ``step(logits)`` turns one frame's logits into the 10 A2F emotions; ``reset()`` returns to
-    the first-frame state (beginning emotion = zeros).
+    the first-frame state (beginning emotion = zeros). Step 6 blends with the config's
+    ``preferred_emotion``, or with a per-frame ``preferred`` vector when one is given (the SDK's
+    per-track preferred-emotion accumulator); either way only when
+    ``enable_preferred_emotion`` is on.
     """
 
     def __init__(self, config: PostProcessConfig, dt: float) -> None:
@@ -308,7 +344,9 @@ class EmotionPostProcessor:
         self.prev = np.zeros(size, np.float32)  # step 5 state
         self.prev_blended = np.zeros(size, np.float32)  # step 7 state
 
-    def step(self, logits: np.ndarray) -> np.ndarray:
+    def step(self, logits: np.ndarray, preferred: np.ndarray | None = None) -> np.ndarray:
+        """One frame: ``[C]`` logits (and optionally this frame's ``[10]`` preferred emotion)
+        -> ``[10]`` emotions."""
         c = self.config
         f32 = np.float32
         # 1. softmax of contrast-scaled logits, max subtracted
@@ -332,7 +370,8 @@ class EmotionPostProcessor:
         # 6. preferred emotion
         if c.enable_preferred_emotion:
             s = f32(c.preferred_emotion_strength)
-            a = ((f32(1) - s) * a + s * c.preferred_emotion).astype(np.float32)
+            target = c.preferred_emotion if preferred is None else np.asarray(preferred, np.float32)
+            a = ((f32(1) - s) * a + s * target).astype(np.float32)
         # 7. transition smoothing, except on the first frame
         if not self.first:
             w = min(self.dt / max(f32(c.transition_smoothing), f32(1e-3)), f32(1))
@@ -345,14 +384,26 @@ class EmotionPostProcessor:
         self.first = False
         return a.copy()
 
-    def run(self, logits: np.ndarray) -> np.ndarray:
-        """``[frames, C]`` logits -> ``[frames, 10]`` emotions, from a reset state."""
+    def run(self, logits: np.ndarray, preferred: np.ndarray | None = None) -> np.ndarray:
+        """``[frames, C]`` logits -> ``[frames, 10]`` emotions, from a reset state.
+
+        Args:
+            preferred: ``[frames, 10]`` preferred emotion per frame for step 6 (None = the
+                config's constant ``preferred_emotion``).
+        """
         self.reset()
-        return (
-            np.stack([self.step(row) for row in logits])
-            if len(logits)
-            else np.zeros((0, len(self.config.preferred_emotion)), np.float32)
-        )
+        size = len(self.config.preferred_emotion)
+        if preferred is not None:
+            preferred = np.asarray(preferred, np.float32)
+            if preferred.shape != (len(logits), size):
+                raise ParameterError(
+                    f"preferred emotion has shape {preferred.shape}, expected "
+                    f"({len(logits)}, {size}): one row per frame"
+                )
+        if not len(logits):
+            return np.zeros((0, size), np.float32)
+        rows = [None] * len(logits) if preferred is None else preferred
+        return np.stack([self.step(row, pref) for row, pref in zip(logits, rows, strict=True)])
 
 
 # ----------------------------------------------------------------------------- the model
@@ -363,25 +414,46 @@ class EmotionModel:
 
     kind = "emotion"
 
-    def __init__(self, package: EmotionPackage, backend: str, threads: int | None) -> None:
+    def __init__(
+        self,
+        package: EmotionPackage,
+        backend: str,
+        threads: int | None,
+        device: str = "auto",
+        precision: str = "fp32",
+    ) -> None:
         self.package = package
         self.backend = backend
         self.threads = threads
+        self.device = device
+        self.precision = precision
         self.emotions = package.emotions
         self._engines: dict[int, InferenceEngine] = {}
 
     @classmethod
     def load(
-        cls, model_json: str | Path, *, backend: str = "auto", threads: int | None = None
+        cls,
+        model_json: str | Path,
+        *,
+        backend: str = "auto",
+        threads: int | None = None,
+        device: str = "auto",
+        precision: str = "fp32",
+        buffer_length: int = DEFAULT_BUFFER_LENGTH,
     ) -> EmotionModel:
-        """Load and validate an A2E folder and create its engine for the default window.
+        """Load and validate an A2E folder and create its engine for ``buffer_length``.
+
+        Args:
+            backend, threads, device, precision: as ``InferenceOptions`` (passed to
+                ``create_engine``).
+            buffer_length: the window of the engine created now (others are made on use).
 
         Raises:
             ModelError, ModelPackageError: the folder is incomplete or inconsistent.
             EngineError: the backend is unavailable or the network does not match.
         """
-        model = cls(load_emotion_package(model_json), backend, threads)
-        model.engine(DEFAULT_BUFFER_LENGTH)
+        model = cls(load_emotion_package(model_json), backend, threads, device, precision)
+        model.engine(buffer_length)
         return model
 
     def engine(self, buffer_length: int) -> InferenceEngine:
@@ -391,22 +463,30 @@ class EmotionModel:
             inputs = (TensorSpec("input_values", (None, buffer_length)),)
             outputs = (TensorSpec("output", (None, len(self.emotions))),)
             self._engines[buffer_length] = create_engine(
-                self.backend, self.package.onnx_path, inputs, outputs, threads=self.threads
-            )
+                self.backend, self.package.onnx_path, inputs, outputs, threads=self.threads,
+                device=self.device, precision=self.precision,
+            )  # fmt: skip
         return self._engines[buffer_length]
 
-    def settings(self, overrides: Mapping[str, Any] | None = None) -> PostProcessConfig:
-        """The post-processing config with ``overrides`` (same keys as the file) applied."""
+    def settings(
+        self, overrides: Mapping[str, Any] | None = None, *, label: str = ""
+    ) -> PostProcessConfig:
+        """The post-processing config with ``overrides`` (same keys as the file) applied.
+
+        Args:
+            label: the option the overrides came from, named in messages
+                (e.g. ``"emotion_parameters"``).
+
+        Raises:
+            ParameterError: an unknown key or a bad value.
+        """
         if not overrides:
             return self.package.config
-        unknown = sorted(set(overrides) - set(CONFIG_KEYS))
-        if unknown:
-            raise ParameterError(
-                f"unknown Audio2Emotion parameter(s) {', '.join(unknown)}",
-                hint=f"use: {', '.join(CONFIG_KEYS)}",
-            )
+        check_overrides(overrides, label=label)
         merged = {**self.package.config.to_dict(self.emotions), **overrides}
-        return validate_post_processing(merged, self.emotions, error=ParameterError)
+        return validate_post_processing(
+            merged, self.emotions, error=ParameterError, label=f"{label}." if label else ""
+        )
 
     def info(self) -> dict[str, Any]:
         p = self.package
@@ -425,11 +505,14 @@ class EmotionModel:
         *,
         buffer_length: int = DEFAULT_BUFFER_LENGTH,
         inferences_to_skip: int = 0,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Raw classifier outputs per inference and each window's first sample (spec §3).
 
         Inference ``k`` serves frames ``k*(skip+1) ...``; its window is centred on the first of
         them: ``start = target - buffer_length//2`` for ``target = floor(k*(skip+1)*16000/fps)``.
+        ``progress`` gets the fraction of windows done; ``cancel`` is checked between calls.
         """
         group = inferences_to_skip + 1
         num_frames = num_frames_for(len(audio.samples), fps)
@@ -439,8 +522,12 @@ class EmotionModel:
         limit = min(engine.max_batch or WINDOWS_PER_CALL, WINDOWS_PER_CALL)
         parts = [np.zeros((0, len(self.emotions)), np.float32)]
         for lo in range(0, len(starts), limit):
+            if cancel is not None:
+                cancel.check()
             windows = _windows(audio.samples, starts[lo : lo + limit], buffer_length)
             parts.append(engine.run({"input_values": windows})["output"].astype(np.float32))
+            if progress is not None:
+                progress(Progress(min(lo + limit, len(starts)) / len(starts), "Audio2Emotion"))
         return np.concatenate(parts), starts
 
     def detect(
@@ -451,6 +538,8 @@ class EmotionModel:
         buffer_length: int = DEFAULT_BUFFER_LENGTH,
         inferences_to_skip: int = 0,
         parameters: Mapping[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
     ) -> EmotionTrack:
         """Per-frame A2F emotions of one clip (SDK classifier executor, closed audio).
 
@@ -459,28 +548,106 @@ class EmotionModel:
             buffer_length: classifier window in samples (SDK samples: 60000).
             inferences_to_skip: frames that reuse one inference's logits (spec §3).
             parameters: ``post_processing_config`` overrides, e.g. ``{"emotion_strength": 1}``.
+            progress, cancel: as in ``AnimationModel.animate``.
 
         Raises:
             ParameterError: a bad window, skip count or override.
+            CancelledError: ``cancel`` was set.
         """
         rate = parse_fps(fps)
-        _check_window(buffer_length, inferences_to_skip, rate)
-        config = self.settings(parameters)
+        check_window(buffer_length, inferences_to_skip, rate)
+        self.settings(parameters)  # bad overrides fail before the network runs
         logits, _ = self.logits(
-            audio, rate, buffer_length=buffer_length, inferences_to_skip=inferences_to_skip
-        )
+            audio, rate, buffer_length=buffer_length, inferences_to_skip=inferences_to_skip,
+            progress=progress, cancel=cancel,
+        )  # fmt: skip
         num_frames = num_frames_for(len(audio.samples), rate)
-        per_frame = np.repeat(logits, inferences_to_skip + 1, axis=0)[:num_frames]
-        dt = rate.denominator / rate.numerator
-        values = EmotionPostProcessor(config, dt).run(per_frame)
-        return EmotionTrack(values, frame_targets(num_frames, rate), rate, audio.start_s, logits)
+        track = EmotionTrack(
+            np.zeros((num_frames, len(A2F_EMOTIONS)), np.float32),
+            frame_targets(num_frames, rate), rate, audio.start_s, logits,
+            inferences_to_skip=inferences_to_skip,
+        )  # fmt: skip
+        return self.post_process(track, parameters)
+
+    def post_process(
+        self,
+        track: EmotionTrack,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        preferred: np.ndarray | None = None,
+    ) -> EmotionTrack:
+        """Run §5 again on a track's logits (no network): other ``parameters``, or a per-frame
+        ``[frames, 10]`` ``preferred`` emotion for step 6 (used when
+        ``enable_preferred_emotion`` is on)."""
+        config = self.settings(parameters)
+        num_frames = len(track.targets)
+        per_frame = np.repeat(track.logits, track.inferences_to_skip + 1, axis=0)[:num_frames]
+        dt = track.fps.denominator / track.fps.numerator
+        values = EmotionPostProcessor(config, dt).run(per_frame, preferred)
+        return replace(track, values=values)
+
+    def mix(
+        self,
+        track: EmotionTrack,
+        keys: Sequence[EmotionKey],
+        mode: str = "blend",
+        parameters: Mapping[str, Any] | None = None,
+    ) -> EmotionTrack:
+        """The emotions A2F gets when manual ``keys`` (``InferenceOptions.emotions``, seconds of
+        the source file) meet a detected ``track``.
+
+        Args:
+            mode: "blend": the SDK's way: the keys, sampled at each frame's target like A2F's
+                emotion input, become step 6's preferred emotion (``enable_preferred_emotion``
+                turned on, ``preferred_emotion_strength`` from the config or ``parameters``;
+                emotions the keys leave unset take the config's ``preferred_emotion``).
+                "override": every emotion named in any key replaces the detected curve of that
+                emotion (unset in a key = 0, as without an emotion model); the others stay
+                detected.
+            parameters: the ``post_processing_config`` overrides ``track`` was detected with.
+
+        Returns:
+            ``track`` itself without keys, else a copy with the mixed values.
+
+        Raises:
+            ParameterError: an unknown mode, bad keys or overrides.
+        """
+        if mode not in EMOTION_MIX_MODES:
+            raise ParameterError(f"emotion_mix={mode!r} is unknown", hint="use blend or override")
+        if not keys:
+            return track
+        keys = normalize_keys(keys, track.names)
+        if mode == "blend":
+            blend = {**(parameters or {}), "enable_preferred_emotion": True}
+            default = self.settings(blend).preferred_emotion
+            curve = explicit_emotion_curve(keys, track.names, default, start_s=track.start_s)
+            return self.post_process(track, blend, preferred=curve.sample(track.targets))
+        named = {name for _, values in keys for name in values}
+        columns = [i for i, name in enumerate(track.names) if name in named]
+        zeros = np.zeros(len(track.names), np.float32)
+        manual = explicit_emotion_curve(keys, track.names, zeros, start_s=track.start_s)
+        values = track.values.copy()
+        values[:, columns] = manual.sample(track.targets)[:, columns]
+        return replace(track, values=values)
 
 
-def _check_window(buffer_length: int, inferences_to_skip: int, fps: Fraction) -> None:
-    """The SDK's executor checks (spec §3): stride = 16000/fps*(skip+1) <= buffer_length."""
+def check_window(
+    buffer_length: int,
+    inferences_to_skip: int,
+    fps: Fraction,
+    *,
+    names: tuple[str, str] = ("buffer_length", "inferences_to_skip"),
+) -> None:
+    """The SDK's executor checks (spec §3): stride = 16000/fps*(skip+1) <= buffer_length.
+
+    Args:
+        names: what to call the window and the skip count in messages (e.g. the options'
+            ``("emotion_window", "emotion_skip")``).
+    """
+    window_name, skip_name = names
     if isinstance(buffer_length, bool) or not isinstance(buffer_length, int) or buffer_length < 2:
         raise ParameterError(
-            f"buffer_length={buffer_length!r} must be an integer >= 2 samples",
+            f"{window_name}={buffer_length!r} must be an integer >= 2 samples",
             hint=f"use {DEFAULT_BUFFER_LENGTH} (3.75 s) as the SDK samples do",
         )
     if (
@@ -488,13 +655,13 @@ def _check_window(buffer_length: int, inferences_to_skip: int, fps: Fraction) ->
         or not isinstance(inferences_to_skip, int)
         or inferences_to_skip < 0
     ):
-        raise ParameterError(f"inferences_to_skip={inferences_to_skip!r} must be an integer >= 0")
+        raise ParameterError(f"{skip_name}={inferences_to_skip!r} must be an integer >= 0")
     stride = Fraction(SAMPLE_RATE) / fps * (inferences_to_skip + 1)
     if stride > buffer_length:
         raise ParameterError(
-            f"inferences_to_skip={inferences_to_skip} at {fps} fps advances "
-            f"{math.ceil(stride)} samples per inference, more than buffer_length={buffer_length}",
-            hint="lower inferences_to_skip or raise buffer_length",
+            f"{skip_name}={inferences_to_skip} at {fps} fps advances "
+            f"{math.ceil(stride)} samples per inference, more than {window_name}={buffer_length}",
+            hint=f"lower {skip_name} or raise {window_name}",
         )
 
 

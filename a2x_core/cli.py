@@ -56,6 +56,18 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
     run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
                      "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
+    run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
+                     help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
+    run.add_argument("--emotion-skip", type=int, default=0, metavar="N",
+                     help="frames that reuse one Audio2Emotion inference (default 0)")  # fmt: skip
+    run.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
+                     help="--emotion with --emotion-model: blend = A2E's preferred emotion "
+                     "(default), override = replaces the detected emotions it names")  # fmt: skip
+    run.add_argument("--emotion-param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an Audio2Emotion post_processing_config key, "
+                     "e.g. emotion_strength=1.0 (repeatable)")  # fmt: skip
+    run.add_argument("--identity", metavar="NAME",
+                     help="diffusion models: the identity to animate (default: the first)")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a model parameter, e.g. input_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--geometry", action="store_true", help="NPZ: also store per-frame geometry")
@@ -120,25 +132,26 @@ def _options(args: argparse.Namespace) -> Any:
         raise ParameterError("--transcript applies to one clip only", hint="animate the clips one at a time")
     emotions: tuple[Any, ...] = ()
     parameters: dict[str, Any] = {}
+    emotion_parameters: dict[str, Any] = {}
     if args.emotion or args.emotion_file:
         from .emotion import load_emotion_track, parse_emotion_args
 
         if args.emotion and args.emotion_file:
             raise ParameterError("use --emotion or --emotion-file, not both")
         emotions = parse_emotion_args(args.emotion) if args.emotion else load_emotion_track(args.emotion_file)
-    if args.emotion_model and (args.emotion or args.emotion_file):
-        raise ParameterError("use --emotion-model or --emotion/--emotion-file, not both",
-                             hint="detected emotions replace manual ones")  # fmt: skip
-    if args.param:
+    if args.param or args.emotion_param:
         from .emotion import parse_parameter_args
 
         parameters = parse_parameter_args(args.param)
+        emotion_parameters = parse_parameter_args(args.emotion_param, flag="--emotion-param")
     return InferenceOptions(
         fps=args.fps, start_s=args.start, end_s=args.end, transcript=transcript, fast=args.fast,
         seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
         blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
         geometry=args.geometry, backend=args.backend, threads=args.threads,
-        device=args.device, precision=args.precision,
+        device=args.device, precision=args.precision, identity=args.identity,
+        emotion_window=args.emotion_window, emotion_skip=args.emotion_skip,
+        emotion_mix=args.emotion_mix, emotion_parameters=emotion_parameters,
     )  # fmt: skip
 
 
@@ -189,21 +202,11 @@ def _animate(args: argparse.Namespace) -> int:
     options = _options(args)
     outputs = _output_paths(args)
     tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s) for a in args.audio]
-    animator = Animator(args.model, options)
+    animator = Animator(args.model, options, emotion_model=args.emotion_model)
     bar = _ProgressBar(enabled=not args.quiet)
     cancel = CancelToken()
     try:
-        if args.emotion_model:  # per-clip emotions: one animate call per clip
-            from .audio2emotion import EmotionModel, emotion_keys
-
-            if not animator.model.emotion_names:
-                raise ParameterError("--emotion-model needs a model with an emotion input",
-                                     hint="pass --model PATH/model.json of an Audio2Face-3D model")  # fmt: skip
-            detector = EmotionModel.load(args.emotion_model, backend=options.backend, threads=options.threads)
-            results = [animator.animate(track, options.with_changes(emotions=emotion_keys(
-                detector.detect(track, options.fps))), progress=bar, cancel=cancel) for track in tracks]  # fmt: skip
-        else:
-            results = animator.animate_many(tracks, progress=bar, cancel=cancel)
+        results = animator.animate_many(tracks, progress=bar, cancel=cancel)
     finally:
         bar.close()
     written: list[Path] = []

@@ -323,8 +323,9 @@ def _keys_from_csv(text: str, source: str) -> list[EmotionKey]:
     return keys
 
 
-def parse_parameter_args(values: Sequence[str]) -> dict[str, Any]:
-    """Parse ``--param KEY=VALUE`` flags into ``InferenceOptions.parameters``.
+def parse_parameter_args(values: Sequence[str], *, flag: str = "--param") -> dict[str, Any]:
+    """Parse ``--param KEY=VALUE`` flags into ``InferenceOptions.parameters`` (``flag`` names
+    the flag in messages: ``--emotion-param`` fills ``emotion_parameters`` the same way).
 
     VALUE is read as JSON when it parses (``1.2``, ``true``, ``[1, 0, 1]``,
     ``{"jawOpen": 1.2}``), else as comma-separated numbers (``1,0,1``), else as a string
@@ -335,15 +336,16 @@ def parse_parameter_args(values: Sequence[str]) -> dict[str, Any]:
         ParameterError: a flag without ``=``, an empty key, or the same key twice.
     """
     out: dict[str, Any] = {}
+    example = "emotion_strength=1.0" if flag == "--emotion-param" else "input_strength=1.0"
     for raw in values:
         key, eq, text = raw.partition("=")
         key = key.strip()
         if not eq or not key:
             raise ParameterError(
-                f"--param {raw!r} is not KEY=VALUE", hint="write e.g. --param input_strength=1.0"
+                f"{flag} {raw!r} is not KEY=VALUE", hint=f"write e.g. {flag} {example}"
             )
         if key in out:
-            raise ParameterError(f"--param {key} is given twice", hint="keep one of them")
+            raise ParameterError(f"{flag} {key} is given twice", hint="keep one of them")
         text = text.strip()
         try:
             value: Any = json.loads(text)

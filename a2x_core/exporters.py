@@ -95,6 +95,9 @@ def a2x_block(result: AnimationResult) -> dict[str, Any]:
     if result.emotions is not None:
         block["emotionNames"] = list(result.emotion_names)
         block["emotions"] = _finite_list(result.emotions)
+    if result.detected_emotions is not None:
+        block["emotionNames"] = list(result.emotion_names)
+        block["detectedEmotions"] = _finite_list(result.detected_emotions)
     return block
 
 

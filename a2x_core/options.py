@@ -17,6 +17,13 @@ MAX_LISTED_EMOTION_KEYS = 100
 #: One emotion key: (time in seconds, {emotion name: strength in [0, 1]}).
 EmotionKey = tuple[float, Mapping[str, float]]
 
+#: Audio2Emotion's window in samples as the SDK samples use it (3.75 s at 16 kHz, spec §1.6).
+DEFAULT_EMOTION_WINDOW = 60_000
+#: The longest A2E window a2x accepts (60 s; 32 such windows per call are 246 MB).
+MAX_EMOTION_WINDOW = 960_000
+#: How manual emotion keys meet detected ones (see ``InferenceOptions.emotion_mix``).
+EMOTION_MIX_MODES = ("blend", "override")
+
 
 @dataclass(frozen=True)
 class InferenceOptions:
@@ -34,6 +41,17 @@ class InferenceOptions:
         parameters: model-specific overrides by name, e.g. ``{"input_strength": 1.0}`` for an
             Audio2Face model (its ``model_config.json`` and blendshape-config keys).
         emotions: emotion keys for models that take an emotion input; one key = constant.
+            With an emotion model they are mixed with the detected emotions (``emotion_mix``).
+        identity: diffusion models: the identity to animate, matched case-insensitively by the
+            model (None = the model's first).
+        emotion_window: Audio2Emotion window in samples, centred on each frame (default 60000).
+        emotion_skip: frames that reuse one Audio2Emotion inference (default 0 = one per frame).
+        emotion_mix: how ``emotions`` meet detected emotions: "blend" (default; the SDK's way:
+            the manual emotion is A2E's preferred emotion, weighted by
+            ``preferred_emotion_strength``) or "override" (each emotion named in the keys
+            replaces the detected curve of that emotion; the others stay detected).
+        emotion_parameters: Audio2Emotion ``post_processing_config`` overrides by key, e.g.
+            ``{"emotion_strength": 1.0}``.
         geometry: also return per-frame skin/tongue geometry (Audio2Face models).
         backend: inference engine: "auto", "onnxruntime", "tensorrt", "torch".
         device: where a GPU engine runs: "auto", "cpu", "cuda" or "cuda:N".
@@ -57,6 +75,11 @@ class InferenceOptions:
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
+    identity: str | None = None
+    emotion_window: int = DEFAULT_EMOTION_WINDOW
+    emotion_skip: int = 0
+    emotion_mix: str = "blend"
+    emotion_parameters: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "fps", parse_fps(self.fps))
@@ -89,6 +112,47 @@ class InferenceOptions:
                 f"backend={self.backend!r} is unknown",
                 hint="use auto, onnxruntime, tensorrt or torch",
             )
+        self._check_emotion_fields()
+
+    def _check_emotion_fields(self) -> None:
+        if self.identity is not None and (
+            not isinstance(self.identity, str) or not self.identity.strip()
+        ):
+            raise ParameterError(
+                f"identity={self.identity!r} must be a non-empty name",
+                hint="pass an identity of the diffusion model (a2x info lists them) or None",
+            )
+        window = self.emotion_window
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, int)
+            or not 2 <= window <= MAX_EMOTION_WINDOW
+        ):
+            raise ParameterError(
+                f"emotion_window={window!r} must be an integer number of samples in "
+                f"[2, {MAX_EMOTION_WINDOW}]",
+                hint=f"use {DEFAULT_EMOTION_WINDOW} (3.75 s at 16 kHz) as the SDK samples do",
+            )
+        skip = self.emotion_skip
+        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+            raise ParameterError(
+                f"emotion_skip={skip!r} must be an integer >= 0",
+                hint="0 runs Audio2Emotion for every frame",
+            )
+        if self.emotion_mix not in EMOTION_MIX_MODES:
+            raise ParameterError(
+                f"emotion_mix={self.emotion_mix!r} is unknown", hint="use blend or override"
+            )
+        if not isinstance(self.emotion_parameters, Mapping):
+            raise ParameterError(
+                f"emotion_parameters must map post_processing_config keys to values, found "
+                f"{self.emotion_parameters!r}",
+                hint='write e.g. {"emotion_strength": 1.0}',
+            )
+        if self.emotion_parameters:
+            from .audio2emotion import check_overrides  # the A2E module imports this one
+
+            check_overrides(self.emotion_parameters, label="emotion_parameters")
 
     def with_changes(self, **changes: Any) -> InferenceOptions:
         """A copy with some fields changed (validated again)."""
@@ -99,6 +163,10 @@ class InferenceOptions:
         data = asdict(self)
         data["fps"] = f"{self.fps.numerator}/{self.fps.denominator}"
         data["parameters"] = dict(self.parameters)
+        data["emotion_parameters"] = {
+            str(k): v.tolist() if hasattr(v, "tolist") else v  # NumPy arrays -> JSON lists
+            for k, v in self.emotion_parameters.items()
+        }
         if len(self.emotions) <= MAX_LISTED_EMOTION_KEYS:
             data["emotions"] = [[t, dict(v)] for t, v in self.emotions]
         else:  # detected per-frame emotions: the result's own emotion curves hold them

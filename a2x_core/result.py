@@ -30,7 +30,11 @@ class AnimationResult:
         tongue_weights: ``[frames, 16]`` tongue weights (Audio2Face models), else None.
         jaw_transforms: ``[frames, 4, 4]`` row-major jaw matrices, else None.
         eye_rotations: ``[frames, 6]`` = right eye (x, y, 0), left eye (x, y, 0), else None.
-        emotions: ``[frames, 10]`` explicit emotion input per frame, else None.
+        emotions: ``[frames, 10]`` explicit emotion input per frame (in ``emotion_names``
+            order; with an emotion model: after mixing with manual keys), else None.
+        detected_emotions: ``[frames, 10]`` what the emotion model detected (Audio2Emotion's
+            output before any mixing with manual keys), in ``emotion_names`` order; None
+            without an emotion model.
         arrays: any further arrays the run produced (phones, loudness, geometry...), for NPZ.
         warnings: things the user should know (silent audio, unmatched words...).
     """
@@ -51,6 +55,7 @@ class AnimationResult:
     eye_rotations: np.ndarray | None = None
     emotions: np.ndarray | None = None
     emotion_names: tuple[str, ...] = ()
+    detected_emotions: np.ndarray | None = None
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
@@ -85,6 +90,7 @@ class AnimationResult:
             "jaw_transforms": self.jaw_transforms,
             "eye_rotations": self.eye_rotations,
             "emotions": self.emotions,
+            "detected_emotions": self.detected_emotions,
         }
         out.update({k: v for k, v in optional.items() if v is not None})
         if self.tongue_names:

@@ -105,3 +105,47 @@ def make_emotion_folder(
         write_json(root / name, data)
     write_classifier(root / "network.onnx", np.asarray(weights), np.asarray(bias))
     return GeneratedEmotionModel(root / "model.json", np.asarray(weights), np.asarray(bias), post)
+
+
+def reference_post_processing(
+    logits: np.ndarray, cfg: dict[str, Any], dt: float, preferred: np.ndarray | None = None
+) -> np.ndarray:
+    """Spec §5 steps 1-8 written out plainly in float64; ``preferred`` ([frames, 10]) replaces
+    the config's preferred emotion frame by frame (the SDK's preferred-emotion accumulator)."""
+    corr = [cfg["emotion_correspondence"][e] for e in A2E_EMOTIONS]
+    out_prev = np.zeros(10)
+    prev5 = np.zeros(10)
+    prev7 = np.zeros(10)
+    rows = []
+    for frame, row in enumerate(logits.astype(np.float64)):
+        first = frame == 0
+        z = cfg["emotion_contrast"] * row
+        p = np.exp(z - z.max()) / np.exp(z - z.max()).sum()
+        for i, j in enumerate(corr):
+            if j == -1:
+                p[i] = 0.0
+        if cfg["max_emotions"] < 6:
+            kept: list[int] = []
+            for _ in range(cfg["max_emotions"]):  # largest first, lowest index on ties
+                best = max((i for i in range(6) if i not in kept), key=lambda i: (p[i], -i))
+                kept.append(best)
+            p = np.array([p[i] if i in kept else 0.0 for i in range(6)])
+        a = np.zeros(10) if first else out_prev.copy()
+        for i, j in enumerate(corr):
+            if j != -1:
+                a[j] = p[i]
+        c = cfg["live_blend_coef"]
+        a = (1 - c) * a + c * (np.zeros(10) if first else prev5)
+        prev5 = a.copy()
+        if cfg["enable_preferred_emotion"]:
+            s = cfg["preferred_emotion_strength"]
+            target = cfg["preferred_emotion"] if preferred is None else preferred[frame]
+            a = (1 - s) * a + s * np.asarray(target, dtype=np.float64)
+        if not first:
+            w = min(dt / max(cfg["transition_smoothing"], 1e-3), 1.0)
+            a = w * a + (1 - w) * prev7
+        prev7 = a.copy()
+        a = a * cfg["emotion_strength"]
+        out_prev = a.copy()
+        rows.append(a)
+    return np.array(rows)

@@ -142,3 +142,14 @@ def test_parse_parameter_args() -> None:
         parse_parameter_args(["input_strength"])
     with pytest.raises(ParameterError, match="given twice"):
         parse_parameter_args(["a=1", "a=2"])
+
+
+def test_parse_parameter_args_names_its_flag() -> None:
+    assert parse_parameter_args(["emotion_strength=1"], flag="--emotion-param") == {
+        "emotion_strength": 1
+    }
+    with pytest.raises(ParameterError, match="--emotion-param 'x' is not KEY=VALUE; write e.g. "
+                       "--emotion-param emotion_strength=1.0"):  # fmt: skip
+        parse_parameter_args(["x"], flag="--emotion-param")
+    with pytest.raises(ParameterError, match="--emotion-param a is given twice"):
+        parse_parameter_args(["a=1", "a=2"], flag="--emotion-param")

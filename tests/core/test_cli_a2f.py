@@ -127,3 +127,18 @@ def test_engine_flag_errors(tmp_path: Path, model_json: Path, clips: list[Path],
         pass
     proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(tmp_path / "x.json"), *args)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and fragment in proc.stderr, proc.stderr
+
+
+def test_identity_and_emotion_flags_without_their_models_are_flagged(
+    tmp_path: Path, model_json: Path, clips: list[Path]
+) -> None:
+    out = tmp_path / "i.json"
+    proc = run_cli("animate", str(clips[2]), "--model", str(model_json), "-o", str(out),
+                   "--identity", "claire", "--emotion-skip", "1", "--emotion-param",
+                   "emotion_strength=1", "--emotion", "joy=0.5")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    warnings = json.loads(out.read_text())["a2x"]["warnings"]
+    assert "--identity only applies to diffusion models; the regression model has one face" in warnings
+    assert "--emotion-skip, --emotion-param only apply with an emotion model (--emotion-model)" in warnings
+    options = json.loads(out.read_text())["a2x"]["options"]
+    assert options["identity"] == "claire" and options["emotion_parameters"] == {"emotion_strength": 1}
