@@ -451,9 +451,17 @@ def read_network_info(path: Path) -> NetworkInfo:
 
 
 def validate_animator_config(
-    config: Mapping[str, Any], path: Path | None = None, *, error: type = ModelPackageError
+    config: Mapping[str, Any],
+    path: Path | None = None,
+    *,
+    error: type = ModelPackageError,
+    implicit_emotion: bool = True,
 ) -> dict[str, Any]:
-    """Check every ``model_config.json`` key against :data:`ANIMATOR_RANGES`; returns a copy."""
+    """Check every ``model_config.json`` key against :data:`ANIMATOR_RANGES`; returns a copy.
+
+    ``implicit_emotion``: also require the regression keys ``source_shot``/``source_frame``
+    (diffusion configs have no implicit-emotion row, spec §1.4).
+    """
     where = {"path": path} if path is not None else {}
     prefix = "config." if path is not None else ""
     out: dict[str, Any] = {}
@@ -464,6 +472,8 @@ def validate_animator_config(
         if why:
             raise error(why, hint=f"use a value in {range_text(low, high)}", **where)
         out[name] = float(config[name]) if name != "eye_saccade_seed" else config[name]
+    if not implicit_emotion:
+        return out
     shot, frame = config.get("source_shot"), config.get("source_frame")
     if not isinstance(shot, str):
         raise error(f"key {prefix}source_shot must be a string, found {shot!r}", **where)

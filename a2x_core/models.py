@@ -83,7 +83,8 @@ def load_model(
 
     Args:
         spec: ``"default"`` (the embedded lip-sync model, no download) or the path of an
-            Audio2Face-3D ``model.json`` or of the folder that holds it.
+            Audio2Face-3D ``model.json`` (v2.x regression or v3.0 diffusion) or of the folder
+            that holds it.
         backend: inference engine for network models ("auto", "onnxruntime", ...).
         threads: CPU threads for inference (None = all cores).
         device, precision: where and how a GPU engine runs (see ``InferenceOptions``).
@@ -103,17 +104,19 @@ def load_model(
         return RegressionModel.load(
             model_json, backend=backend, threads=threads, device=device, precision=precision
         )
+    if kind == "diffusion":
+        from .diffusion import DiffusionModel
+
+        return DiffusionModel.load(
+            model_json, backend=backend, threads=threads, device=device, precision=precision
+        )
     if kind == "emotion":
         raise ModelError(
             "is an Audio2Emotion model, which detects emotions rather than animating a face",
             path=model_json,
             hint="pass it as --emotion-model with an Audio2Face-3D --model",
         )
-    raise ModelError(
-        f"is a {kind} model, which this version of a2x cannot run yet",
-        path=model_json,
-        hint="use an Audio2Face-3D v2.3 regression model (Mark, Claire, James) or --model default",
-    )
+    raise ModelError(f"is a {kind} model, which a2x does not know", path=model_json)
 
 
 @dataclass(frozen=True)

@@ -175,6 +175,58 @@ def write_json(path: Path, data: Any) -> None:
     path.write_text(json.dumps(data, indent=2), encoding="utf-8")
 
 
+def write_blendshape_files(
+    root: Path,
+    rng: np.random.Generator,
+    skin_neutral: np.ndarray,
+    tongue_neutral: np.ndarray,
+    skin_deltas: np.ndarray,
+    tongue_deltas: np.ndarray,
+    *,
+    skin_pose_names: tuple[str, ...] = ARKIT_52,
+    tongue_pose_names: tuple[str, ...] = TONGUE_16,
+    frontal_mask: bool = True,
+    frontal_fraction: float = 0.7,
+    skin_config: dict[str, Any] | None = None,
+    tongue_config: dict[str, Any] | None = None,
+    suffix: str = "",
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray], dict[str, Any], dict[str, Any]]:
+    """``bs_skin{suffix}.npz``, ``bs_tongue{suffix}.npz`` and their ``bs_*_config{suffix}.json``
+    (spec §1.5): 'S' pose names with neutral first, one delta per pose, int32 frontal mask."""
+    skin_bs = {
+        "poseNames": np.array(("neutral", *skin_pose_names), dtype="S"),
+        "neutral": skin_neutral,
+    }
+    skin_bs.update({name: skin_deltas[i] for i, name in enumerate(skin_pose_names)})
+    num_verts_skin = len(skin_neutral)
+    if frontal_mask:
+        skin_bs["frontalMask"] = np.sort(
+            rng.choice(num_verts_skin, size=int(num_verts_skin * frontal_fraction), replace=False)
+        ).astype(np.int32)
+    skin_bs["rig_version"] = np.array("test-1.0")
+    np.savez(root / f"bs_skin{suffix}.npz", **skin_bs)
+    tongue_bs = {
+        "poseNames": np.array(("neutral", *tongue_pose_names), dtype="S"),
+        "neutral": tongue_neutral,
+    }
+    tongue_bs.update({name: tongue_deltas[i] for i, name in enumerate(tongue_pose_names)})
+    np.savez(root / f"bs_tongue{suffix}.npz", **tongue_bs)
+
+    def bb(mesh: np.ndarray) -> float:
+        return float(np.linalg.norm(mesh.max(axis=0) - mesh.min(axis=0))) * 0.97
+
+    skin_cfg = {**_skin_solver_config(len(skin_pose_names)), "templateBBSize": bb(skin_neutral)}
+    skin_cfg.update(skin_config or {})
+    tongue_cfg = {
+        **_tongue_solver_config(len(tongue_pose_names)),
+        "templateBBSize": bb(tongue_neutral),
+    }
+    tongue_cfg.update(tongue_config or {})
+    write_json(root / f"bs_skin_config{suffix}.json", {"blendshape_params": skin_cfg})
+    write_json(root / f"bs_tongue_config{suffix}.json", {"blendshape_params": tongue_cfg})
+    return skin_bs, tongue_bs, skin_cfg, tongue_cfg
+
+
 def make_regression_folder(
     root: Path,
     *,
@@ -245,36 +297,12 @@ def make_regression_folder(
         emo_spec_size=np.array([v[1] for v in SHOTS.values()], dtype=np.int32),
     )
 
-    skin_bs = {
-        "poseNames": np.array(("neutral", *skin_pose_names), dtype="S"),
-        "neutral": skin_neutral,
-    }
-    skin_bs.update({name: skin_deltas[i] for i, name in enumerate(skin_pose_names)})
-    if frontal_mask:
-        skin_bs["frontalMask"] = np.sort(
-            rng.choice(num_verts_skin, size=int(num_verts_skin * frontal_fraction), replace=False)
-        ).astype(np.int32)
-    skin_bs["rig_version"] = np.array("test-1.0")
-    np.savez(root / "bs_skin.npz", **skin_bs)
-    tongue_bs = {
-        "poseNames": np.array(("neutral", *tongue_pose_names), dtype="S"),
-        "neutral": tongue_neutral,
-    }
-    tongue_bs.update({name: tongue_deltas[i] for i, name in enumerate(tongue_pose_names)})
-    np.savez(root / "bs_tongue.npz", **tongue_bs)
-
-    def bb(mesh: np.ndarray) -> float:
-        return float(np.linalg.norm(mesh.max(axis=0) - mesh.min(axis=0))) * 0.97
-
-    skin_cfg = {**_skin_solver_config(len(skin_pose_names)), "templateBBSize": bb(skin_neutral)}
-    skin_cfg.update(skin_config or {})
-    tongue_cfg = {
-        **_tongue_solver_config(len(tongue_pose_names)),
-        "templateBBSize": bb(tongue_neutral),
-    }
-    tongue_cfg.update(tongue_config or {})
-    write_json(root / "bs_skin_config.json", {"blendshape_params": skin_cfg})
-    write_json(root / "bs_tongue_config.json", {"blendshape_params": tongue_cfg})
+    skin_bs, tongue_bs, skin_cfg, tongue_cfg = write_blendshape_files(
+        root, rng, skin_neutral, tongue_neutral, skin_deltas, tongue_deltas,
+        skin_pose_names=skin_pose_names, tongue_pose_names=tongue_pose_names,
+        frontal_mask=frontal_mask, frontal_fraction=frontal_fraction,
+        skin_config=skin_config, tongue_config=tongue_config,
+    )  # fmt: skip
 
     config = {**MARK_CONFIG, **(model_config or {})}
     write_json(root / "model_config.json", {"config": config})
