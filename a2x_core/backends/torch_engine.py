@@ -29,6 +29,7 @@ import numpy as np
 
 from ..errors import EngineError
 from .base import InferenceEngine, TensorSpec, check_bindings
+from .torch_sequence_ops import SequenceOps
 
 log = logging.getLogger("a2x_core")
 
@@ -78,7 +79,7 @@ def _math_mode(torch: Any, precision: str) -> Iterator[None]:
         torch.backends.cuda.matmul.allow_tf32, cudnn.allow_tf32, cudnn.benchmark = saved
 
 
-class OnnxGraph:
+class OnnxGraph(SequenceOps):
     """An ONNX graph run with torch operations on one device.
 
     Args:
@@ -1029,7 +1030,8 @@ class TorchEngine(InferenceEngine):
         grouped_gemm: the large-kernel grouped 1-D Conv as one batched GEMM (see
             :class:`OnnxGraph`); False leaves it to cuDNN.
         channels_last: the ungrouped convs on channels-last activations (see :class:`OnnxGraph`;
-            None: on CUDA only).
+            None: on CUDA in tf32 / bf16 / fp16; fp32 keeps NCHW convs, where cuDNN's strict-FP32
+            NHWC kernels are slower: docs/benchmarks.md).
         threads: CPU threads for torch on the CPU device (None = torch's default).
         chunk: largest batch per forward pass on CUDA (bigger batches run as several passes
             through the same graph); bounds activation memory (the first conv of 2048 rows
@@ -1070,6 +1072,8 @@ class TorchEngine(InferenceEngine):
                 "PyTorch sees no CUDA device",
                 hint="use --device cpu, or install a CUDA build of torch (pytorch.org)",
             )
+        if channels_last is None and precision == "fp32":
+            channels_last = False  # strict FP32: NCHW is faster (1-track latency, plateau)
         if threads and device == "cpu":
             torch.set_num_threads(int(threads))
         self.torch = torch
@@ -1095,6 +1099,8 @@ class TorchEngine(InferenceEngine):
             return self.graph(*tensors)
 
     def _captured(self, batch: int, tensors: list[Any]) -> tuple[Any, list[Any], list[Any]] | None:
+        """The CUDA graph for ``batch`` (the extent at each tensor's batch axis; the specs fix
+        every other extent), captured from ``tensors`` on first use; None if it cannot be."""
         if batch in self._graphs:
             return self._graphs[batch]
         if batch in self._failed or len(self._graphs) >= MAX_GRAPHS:
@@ -1120,17 +1126,32 @@ class TorchEngine(InferenceEngine):
         log.debug("torch engine: captured a CUDA graph for batch %d", batch)
         return self._graphs[batch]
 
+    def _batch_axes(self) -> tuple[list[int], list[int]]:
+        """The batch axis of every input and output, in file order: from the specs the engine
+        was checked against (axis 2 of the diffusion GRU state ``[steps, layers, B, 256]``)."""
+        axes = {t.name: t.batch_axis for t in (*self.inputs, *self.outputs)}
+        return (
+            [axes.get(name, 0) for name in self.graph.input_names],
+            [axes.get(name, 0) for name in self.graph.output_names],
+        )
+
     def run_device(self, tensors: Sequence[Any]) -> list[Any]:
         """One batch of device tensors (file input order) -> outputs, replaying a CUDA graph when
-        enabled. Outputs of a replayed graph are reused by the next replay: copy to keep them."""
+        enabled. Outputs of a replayed graph are reused by the next replay: copy to keep them.
+        Batches above :attr:`chunk` run chunk by chunk along each tensor's batch axis."""
         tensors = list(tensors)
-        batch = int(tensors[0].shape[0])
+        in_axes, out_axes = self._batch_axes()
+        batch = int(tensors[0].shape[in_axes[0]])
         if self.chunk is not None and batch > self.chunk:
-            parts = [
-                [t.clone() for t in self.run_device([x[i : i + self.chunk] for x in tensors])]
-                for i in range(0, batch, self.chunk)
+            parts = []
+            for i in range(0, batch, self.chunk):
+                size = min(self.chunk, batch - i)
+                chunk = [x.narrow(ax, i, size) for x, ax in zip(tensors, in_axes, strict=True)]
+                parts.append([t.clone() for t in self.run_device(chunk)])
+            return [
+                self.torch.cat(outs, dim=ax)
+                for outs, ax in zip(zip(*parts, strict=True), out_axes, strict=True)
             ]
-            return [self.torch.cat(outs) for outs in zip(*parts, strict=True)]
         if self.cuda_graphs:
             captured = self._captured(batch, tensors)
             if captured is not None:
@@ -1168,7 +1189,7 @@ class TorchEngine(InferenceEngine):
             buf = self._pinned(("in", k, x.shape, x.dtype.str), x.shape, torch.from_numpy(x).dtype)
             buf.numpy()[...] = x
             hosts.append(buf)
-        batch = int(arrays[0].shape[0])
+        batch = int(arrays[0].shape[self._batch_axes()[0][0]])
         captured = self._graphs.get(batch) if self.cuda_graphs else None
         if captured is not None:  # host -> the graph's static inputs directly
             cuda_graph, static, outs = captured

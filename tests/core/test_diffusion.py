@@ -370,3 +370,20 @@ def test_api_and_cli_run_a_diffusion_folder(generated: GeneratedDiffusion, tmp_p
     info = run_cli("info", str(generated.model_json))
     assert info.returncode == 0, info.stderr
     assert "James" in info.stdout and "diffusion" in info.stdout
+
+
+def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
+    generated: GeneratedDiffusion, model: DiffusionModel
+) -> None:
+    pytest.importorskip("torch")
+    on_torch = load_model(generated.model_json, backend="torch", device="cpu")
+    assert on_torch.engine.name == "torch"
+    tracks = [_audio(_speechlike(s, seed)) for s, seed in ((1.4, 18), (0.6, 19))]
+    for constant in (True, False):
+        options = InferenceOptions(fps=60, geometry=True, parameters={"constant_noise": constant})
+        for want, got in zip(model.animate(tracks, options), on_torch.animate(tracks, options),
+                             strict=True):  # fmt: skip
+            assert got.parameters["engine"] == "torch"
+            np.testing.assert_allclose(got.arrays["skin_geometry"], want.arrays["skin_geometry"],
+                                       atol=1e-4)  # fmt: skip
+            np.testing.assert_allclose(got.weights, want.weights, atol=1e-4)
