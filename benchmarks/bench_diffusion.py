@@ -78,6 +78,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     parser.add_argument("--quick", action="store_true", help="fewer track counts")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_diffusion"))
     parser.add_argument("--precisions", default="fp32,tf32,bf16,fp16")
+    parser.add_argument("--e2e-seconds", type=float, default=10.0, help="0 = skip end to end")
+    parser.add_argument("--e2e-tracks", type=int, default=8)
     args = parser.parse_args()
 
     import torch
@@ -169,6 +171,41 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         if cuda:
             torch.cuda.empty_cache()
 
+    # --- end to end: DiffusionModel.animate (windows, network, CPU post-processing, both solves)
+    e2e: dict[str, float] = {}
+    if args.e2e_seconds > 0:
+        from a2x_core.audio import Audio
+        from a2x_core.diffusion import DiffusionModel
+        from a2x_core.options import InferenceOptions
+        from tests.diffusion_folders import make_diffusion_folder
+
+        folder = make_diffusion_folder(args.cache / "folder", num_verts_skin=args.skin_verts,
+                                       num_verts_tongue=args.tongue_verts, latent=256,
+                                       network=onnx)  # fmt: skip
+        rng = np.random.default_rng(5)
+        n = int(args.e2e_seconds * 16000)
+        for label, backend, precision, count in (
+            ("ONNX Runtime CPU, 1 track", "onnxruntime", "fp32", 1),
+            ("torch engine fp32, 1 track", "torch", "fp32", 1),
+            ("torch engine fp16, 1 track", "torch", "fp16", 1),
+            (f"torch engine fp16, {args.e2e_tracks} tracks", "torch", "fp16", args.e2e_tracks),
+        ):
+            if backend == "torch" and not cuda:
+                continue
+            model = DiffusionModel.load(folder.model_json, backend=backend, precision=precision)
+            clips = [Audio((0.3 * rng.standard_normal(n)).astype(np.float32), path="")
+                     for _ in range(count)]  # fmt: skip
+            seconds = min(args.e2e_seconds, 2.0) if backend == "onnxruntime" else args.e2e_seconds
+            clips = [Audio(c.samples[: int(seconds * 16000)], path="") for c in clips]
+            model.animate(clips[:1], InferenceOptions(fps=60))  # warm-up
+            start = time.perf_counter()
+            results = model.animate(clips, InferenceOptions(fps=60))
+            wall = time.perf_counter() - start
+            frames = sum(r.num_frames for r in results)
+            e2e[label] = frames / wall
+            print("e2e", label, round(frames / wall, 1), flush=True)
+            model.engine.close()
+
     # --- report
     gpu = torch.cuda.get_device_name(0) if cuda else "none"
     lines = [
@@ -195,6 +232,10 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         lines.append(f"- ONNX Runtime CPU: {1000 / base:.1f} ms per window, {0.5 * base:.1f}x real time")
     lines += ["", "Accuracy (max abs difference over the kept frames and the GRU state):", ""]
     lines += [f"- {k}: {v:.2e}" for k, v in errors.items()]
+    if e2e:
+        lines += ["", f"End to end through DiffusionModel.animate at 60 fps ({args.e2e_seconds:g} s "
+                  "clips; ONNX Runtime 2 s), network + CPU post-processing + both solves:", ""]  # fmt: skip
+        lines += [f"- {k}: {v:,.0f} frames/s = {v / 60:.1f}x real time" for k, v in e2e.items()]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]
     text = "\n".join(lines)

@@ -235,8 +235,13 @@ def make_diffusion_folder(
     num_verts_tongue: int = 30,
     latent: int = 32,
     identities: tuple[str, ...] = IDENTITIES,
+    network: Path | None = None,
 ) -> GeneratedDiffusion:
-    """Write a complete v3.0-layout diffusion folder under ``root``; returns its description."""
+    """Write a complete v3.0-layout diffusion folder under ``root``; returns its description.
+
+    ``network``: an ONNX file to use instead of the toy network (e.g. the full-size one of
+    ``benchmarks/diffusion_network.py``; ``latent`` must then be 256); linked, not copied.
+    """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
     skin_size, tongue_size = num_verts_skin * 3, num_verts_tongue * 3
@@ -308,7 +313,11 @@ def make_diffusion_folder(
         "blendshapePaths": bs_paths,
     })  # fmt: skip
     weights = _network_weights(rng, latent, width, len(identities))
-    _write_network(root / "network.onnx", weights, latent, width, len(identities))
+    if network is None:
+        _write_network(root / "network.onnx", weights, latent, width, len(identities))
+    else:
+        (root / "network.onnx").unlink(missing_ok=True)
+        (root / "network.onnx").symlink_to(Path(network).resolve())
     named = {("identity" if k == "identity_w" else "emotion" if k == "emotion_w" else k): v
              for k, v in weights.items()}  # fmt: skip
     return GeneratedDiffusion(
