@@ -4,19 +4,24 @@ A DCC whose own Python cannot hold the GPU stack (CUDA, TensorRT) points its add
 another interpreter where ``a2x[gpu]`` is installed; the add-on then talks to this module
 over pipes, with no network listener.
 
-Protocol (version 1), UTF-8 JSON, one object per line:
+Protocol (version 2), UTF-8 JSON, one object per line:
 
-* stdin, first line: the request, ``{"protocol": 1, "command": "animate" | "info",
-  "model": "default" | "/path/model.json", "audio": ["clip.wav", ...], "options": {...}}``;
-  ``options`` holds :class:`~a2x_core.options.InferenceOptions` fields in the form
+* stdin, first line: the request, ``{"protocol": 2, "command": "animate" | "info",
+  "model": "default" | "/path/model.json", "emotion_model": null | "/path/a2e/model.json",
+  "audio": ["clip.wav", ...], "options": {...}}``; ``options`` holds
+  :class:`~a2x_core.options.InferenceOptions` fields in the form
   :meth:`~a2x_core.options.InferenceOptions.to_json` writes (fps as ``"num/den"``).
+  ``emotion_model`` (an Audio2Emotion model.json) detects each clip's emotions, as
+  ``Animator(..., emotion_model=...)`` does. Version 1 requests (no ``emotion_model``) are
+  still served; a version 1 worker refuses version 2 requests with the fix.
 * stdin afterwards: the client keeps it open while it waits. Closing it (EOF) or writing a
   ``cancel`` line cancels the work between units; the worker then answers with a
   ``CancelledError`` error event and exits with code 130. Terminating the process works too.
 * stdout: ``{"event": "hello", "protocol": 1, "version": ...}``, then any number of
   ``{"event": "progress", "fraction": f, "stage": s}``, then either one
-  ``{"event": "result", "index": i, "result": {...}}`` per clip (weights as base64
-  little-endian float32 with their shape) or ``{"event": "info", "info": {...}}``, and last
+  ``{"event": "result", "index": i, "result": {...}}`` per clip (weights, tongue weights, eye
+  rotations, emotions and detected emotions as base64 little-endian float32 with their
+  shape) or ``{"event": "info", "info": {...}}`` (:func:`model_summary`), and last
   ``{"event": "done"}``; on failure ``{"event": "error", "type": "ModelError", "message":
   ...}`` instead, and exit code 2 (130 when cancelled). Anything else the libraries print
   goes to stderr, never into the protocol stream.
@@ -50,7 +55,9 @@ from .options import InferenceOptions
 from .result import AnimationResult
 from .version import __version__
 
-PROTOCOL = 1
+PROTOCOL = 2
+#: Request versions this worker serves (1: no ``emotion_model``).
+SUPPORTED_PROTOCOLS = (1, 2)
 _OPTION_FIELDS = set(InferenceOptions.__dataclass_fields__)
 
 
@@ -73,8 +80,9 @@ def options_from_json(data: dict[str, Any]) -> InferenceOptions:
     fields = dict(data)
     if "emotions" in fields:
         fields["emotions"] = tuple((float(t), dict(v)) for t, v in fields["emotions"])
-    if "parameters" in fields:
-        fields["parameters"] = dict(fields["parameters"])
+    for name in ("parameters", "emotion_parameters"):
+        if name in fields:
+            fields[name] = dict(fields[name])
     return InferenceOptions(**fields)
 
 
@@ -108,6 +116,7 @@ def result_to_json(result: AnimationResult) -> dict[str, Any]:
         "tongue_names": list(result.tongue_names),
         "eye_rotations": _array_to_json(result.eye_rotations),
         "emotions": _array_to_json(result.emotions),
+        "detected_emotions": _array_to_json(result.detected_emotions),
         "emotion_names": list(result.emotion_names),
         "warnings": list(result.warnings),
     }
@@ -130,18 +139,21 @@ def result_from_json(data: dict[str, Any], options: InferenceOptions) -> Animati
         tongue_names=tuple(data.get("tongue_names", ())),
         eye_rotations=_array_from_json(data.get("eye_rotations")),
         emotions=_array_from_json(data.get("emotions")),
+        detected_emotions=_array_from_json(data.get("detected_emotions")),
         emotion_names=tuple(data.get("emotion_names", ())),
         warnings=list(data.get("warnings", [])),
     )
 
 
 def model_summary(model: Any) -> dict[str, Any]:
-    """What an adapter shows about a loaded model: name, kind, version, emotions it accepts."""
+    """What an adapter shows about a loaded model: name, kind, version, the emotions it
+    accepts and, for diffusion models, its identities (``[]`` for other kinds)."""
     return {
         "name": str(getattr(model, "name", "")),
         "kind": str(getattr(model, "kind", "")),
         "version": str(getattr(model, "version", "")),
         "emotion_names": list(getattr(model, "emotion_names", ()) or ()),
+        "identities": [str(i) for i in getattr(model, "identities", ()) or ()],
     }
 
 
@@ -176,16 +188,17 @@ def _watch_stdin(stream: IO[str], token: CancelToken) -> None:
 def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> None:
     from .api import Animator
 
-    if request.get("protocol", PROTOCOL) != PROTOCOL:
+    if request.get("protocol", PROTOCOL) not in SUPPORTED_PROTOCOLS:
         raise ParameterError(
-            f"worker request speaks protocol {request.get('protocol')}, this a2x speaks {PROTOCOL}",
+            f"worker request speaks protocol {request.get('protocol')}, this a2x speaks "
+            f"{', '.join(map(str, SUPPORTED_PROTOCOLS))}",
             hint="install the same a2x version in the external runtime as in the add-on",
         )
     command = request.get("command", "animate")
     options = options_from_json(request.get("options", {}))
     model_spec = request.get("model", "default")
     channel.send("progress", fraction=0.0, stage="loading model")
-    animator = Animator(model_spec, options)
+    animator = Animator(model_spec, options, emotion_model=request.get("emotion_model") or None)
     if command == "info":
         channel.send("info", info=model_summary(animator.model))
         return
@@ -425,11 +438,18 @@ def start_worker(
     model: str,
     sources: Sequence[str | os.PathLike[str]],
     options: InferenceOptions,
+    emotion_model: str | os.PathLike[str] | None = None,
 ) -> WorkerJob:
-    """Start animating ``sources`` in the external runtime; poll the returned job."""
+    """Start animating ``sources`` in the external runtime; poll the returned job.
+
+    Args:
+        emotion_model: an Audio2Emotion model.json whose detected emotions drive the model
+            (see :class:`~a2x_core.api.Animator`); None = none.
+    """
     request = {
         "command": "animate",
         "model": str(model),
+        "emotion_model": str(emotion_model) if emotion_model else None,
         "audio": [str(Path(s).resolve()) for s in sources],
         "options": options_to_json(options),
     }

@@ -5,6 +5,15 @@ Every Action, NLA strip and sound strip this module creates carries the custom p
 (``keyframe_points.add`` + ``foreach_set``) into a slotted Action (Blender 4.4+: slot,
 layer, keyframe strip, channelbag; 5.0 has no flat ``Action.fcurves`` any more); Blender
 4.2/4.3 get the flat legacy Action.
+
+"Key Emotions" adds the per-frame emotion curves as custom properties
+``a2x_emotion_<name>`` (and ``a2x_emotion_detected_<name>``) of the target objects, keyed the
+same way into an add-on-owned Action of their own (``a2x_<mesh>_emotions``, one Object slot)
+that the objects play from their NLA track "a2x". On objects the add-on owns only that
+track's strips and those properties, never the active Action: keys the artist sets on the
+object later go into an Action that plays on top and that a re-bake or Clear never touches
+(Blender 4.4+ may even put them into the shape keys' a2x Action, as a new slot: Actions
+still used by anything are never deleted).
 """
 
 from __future__ import annotations
@@ -15,11 +24,18 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import bpy
+import numpy as np
 
 if TYPE_CHECKING:
+    from fractions import Fraction
+
+    from a2x_core.result import AnimationResult
     from a2x_core.retarget import BakePlan
 
 OWNER_PROP = "a2x_owner"
+#: Custom properties holding baked emotion curves on the target objects.
+EMOTION_PREFIX = "a2x_emotion_"
+DETECTED_PREFIX = EMOTION_PREFIX + "detected_"
 OWNER_VALUE = "a2x"
 NLA_TRACK_NAME = "a2x"
 SOUND_STRIP_NAME = "a2x audio"
@@ -53,14 +69,15 @@ def shape_key_blocks(objects: Iterable[bpy.types.Object]) -> list[bpy.types.Key]
     return keys
 
 
-def owner_name(key: bpy.types.Key) -> str:
-    """A readable name for a Key: the mesh (or curve, lattice) it belongs to."""
-    user = getattr(key, "user", None)
+def owner_name(key: bpy.types.ID) -> str:
+    """A readable name for a Key (the mesh, curve or lattice it belongs to) or an object."""
+    user = getattr(key, "user", None) if isinstance(key, bpy.types.Key) else None
     return user.name if user is not None else key.name
 
 
-def artist_action(key: bpy.types.Key) -> bpy.types.Action | None:
-    """The Action the artist made active on ``key``, or None (none, or the add-on's own)."""
+def artist_action(key: bpy.types.ID) -> bpy.types.Action | None:
+    """The Action the artist made active on ``key`` (shape keys or an object), or None (none,
+    or the add-on's own)."""
     ad = key.animation_data
     if ad is None or ad.action is None or is_owned(ad.action):
         return None
@@ -92,6 +109,53 @@ class KeyBake:
     frame_range: tuple[float, float]
     placement: str  # "action" or "nla"
     warnings: list[str] = field(default_factory=list)
+    emotion_channels: int = 0
+    emotion_objects: list[str] = field(default_factory=list)
+
+
+def _write_fcurves(
+    fcurves: bpy.types.bpy_prop_collection,
+    groups: bpy.types.bpy_prop_collection,
+    frames: np.ndarray,
+    channels: Iterable[tuple[str, str, np.ndarray]],
+    interpolation: str,
+) -> int:
+    """One F-curve per ``(data path, group, values)``, all keys at once; returns the count."""
+    count = frames.size
+    ipo = [_INTERPOLATION[interpolation]] * count
+    co = np.empty(count * 2, dtype=np.float32)
+    co[0::2] = frames
+    made_groups: dict[str, object] = {}
+    written = 0
+    for path, group, values in channels:
+        fcurve = fcurves.new(path)
+        if group not in made_groups:
+            made_groups[group] = groups.new(group)
+        fcurve.group = made_groups[group]
+        co[1::2] = values
+        points = fcurve.keyframe_points
+        points.add(count)
+        points.foreach_set("co", co)
+        points.foreach_set("interpolation", ipo)
+        fcurve.update()
+        written += 1
+    return written
+
+
+def _owned_action(
+    name: str, id_type: str, slot_name: str, metadata: dict[str, object] | None = None
+) -> tuple[bpy.types.Action, object | None, bpy.types.bpy_prop_collection, bpy.types.bpy_prop_collection]:
+    """A new tagged Action for one ID type: (action, slot, fcurves, groups). The slot is None
+    on Blender versions before 4.4 (flat legacy Action)."""
+    action = bpy.data.actions.new(name)
+    _tag(action, **(metadata or {}))
+    if hasattr(action, "slots"):
+        slot = action.slots.new(id_type=id_type, name=slot_name)
+        strip = action.layers.new("a2x").strips.new(type="KEYFRAME")
+        bag = strip.channelbag(slot, ensure=True)
+        return action, slot, bag.fcurves, bag.groups
+    action.id_root = id_type  # Blender 4.2, 4.3
+    return action, None, action.fcurves, action.groups
 
 
 def new_action(
@@ -105,47 +169,111 @@ def new_action(
 
     The slot is None on Blender versions before 4.4 (flat legacy Action).
     """
-    action = bpy.data.actions.new(name)
-    _tag(action, **(metadata or {}))
-    slot = None
-    if hasattr(action, "slots"):
-        slot = action.slots.new(id_type="KEY", name=key.name)
-        layer = action.layers.new("a2x")
-        strip = layer.strips.new(type="KEYFRAME")
-        bag = strip.channelbag(slot, ensure=True)
-        fcurves, groups = bag.fcurves, bag.groups
-    else:  # Blender 4.2, 4.3
-        action.id_root = "KEY"
-        fcurves, groups = action.fcurves, action.groups
     from a2x_core.retarget import region_of
 
-    count = plan.frames.size
-    ipo = [_INTERPOLATION[interpolation]] * count
-    made_groups: dict[str, object] = {}
+    action, slot, fcurves, groups = _owned_action(name, "KEY", key.name, metadata)
+    channels = []
     for target, source in plan.sources.items():
         block = key.key_blocks.get(target)
-        if block is None:
-            continue
-        fcurve = fcurves.new(block.path_from_id("value"))
-        region = region_of(source)
-        if region not in made_groups:
-            made_groups[region] = groups.new(region)
-        fcurve.group = made_groups[region]
-        points = fcurve.keyframe_points
-        points.add(count)
-        points.foreach_set("co", plan.interleaved(target))
-        points.foreach_set("interpolation", ipo)
-        fcurve.update()
+        if block is not None:
+            channels.append((block.path_from_id("value"), region_of(source), plan.channels[target]))
+    _write_fcurves(fcurves, groups, plan.frames, channels, interpolation)
     return action, slot
 
 
-def _remove_owned_nla(key: bpy.types.Key) -> list[bpy.types.Action]:
-    """Drop the add-on's NLA strips (and its emptied tracks); returns their Actions."""
+def _emotion_channels(result: AnimationResult) -> dict[str, np.ndarray]:
+    """Custom property name -> per-frame curve: the emotion input the model used and, with
+    an emotion model, what it detected (``{}`` for models without emotions)."""
+    out: dict[str, np.ndarray] = {}
+    names = list(result.emotion_names)
+    for prefix, values in ((EMOTION_PREFIX, result.emotions),
+                           (DETECTED_PREFIX, getattr(result, "detected_emotions", None))):  # fmt: skip
+        if values is None or not names:
+            continue
+        values = np.asarray(values, dtype=np.float32)
+        for column, name in enumerate(names[: values.shape[1]]):
+            out[prefix + name] = values[:, column]
+    return out
+
+
+def plan_emotions(result: AnimationResult, fps: Fraction, start_frame: float) -> BakePlan | None:
+    """The emotion curves placed like the shape keys (:func:`a2x_core.retarget.plan_bake`:
+    same frames, same resampling to whole scene frames); None when the result has none."""
+    from a2x_core.result import AnimationResult as Result
+    from a2x_core.retarget import ShapeTarget, plan_bake
+
+    channels = _emotion_channels(result)
+    if not channels or result.num_frames == 0:
+        return None
+    names = tuple(channels)
+    curves = Result(
+        weights=np.stack([channels[n] for n in names], axis=1), fps=result.fps, names=names,
+        start_s=result.start_s, duration_s=result.duration_s,
+    )  # fmt: skip
+    return plan_bake(curves, [ShapeTarget(n, n) for n in names], fps, start_frame)
+
+
+def _emotion_group(prop: str) -> str:
+    return "Detected Emotions" if prop.startswith(DETECTED_PREFIX) else "Emotions"
+
+
+def new_emotion_action(
+    plan: BakePlan,
+    name: str,
+    interpolation: str = "LINEAR",
+    metadata: dict[str, object] | None = None,
+) -> tuple[bpy.types.Action, object | None]:
+    """A new add-on-owned Action keying ``plan``'s emotion curves as ``["a2x_emotion_<name>"]``
+    of objects; returns (action, slot), slot None before Blender 4.4."""
+    action, slot, fcurves, groups = _owned_action(name, "OBJECT", "a2x emotions", metadata)
+    channels = [(f'["{prop}"]', _emotion_group(prop), values)
+                for prop, values in plan.channels.items()]  # fmt: skip
+    _write_fcurves(fcurves, groups, plan.frames, channels, interpolation)
+    return action, slot
+
+
+def _set_emotion_props(obj: bpy.types.Object, props: Iterable[str]) -> None:
+    """Give ``obj`` these emotion properties (0..1 sliders)."""
+    for prop in props:
+        if prop not in obj.keys():
+            obj[prop] = 0.0
+        name = prop[len(DETECTED_PREFIX if prop.startswith(DETECTED_PREFIX) else EMOTION_PREFIX):]
+        what = "detected by the emotion model" if prop.startswith(DETECTED_PREFIX) else (
+            "given to the face model")  # fmt: skip
+        obj.id_properties_ui(prop).update(
+            min=0.0, max=1.0, soft_min=0.0, soft_max=1.0, default=0.0,
+            description=f"a2x: the emotion {name!r} {what}, per frame (baked keys)",
+        )  # fmt: skip
+
+
+def _drop_emotion_props(obj: bpy.types.Object, keep: set[str] | None = None) -> None:
+    keep = keep or set()
+    for prop in [p for p in obj.keys() if p.startswith(EMOTION_PREFIX) and p not in keep]:
+        del obj[prop]
+
+
+def key_users(key: bpy.types.Key) -> list[bpy.types.Object]:
+    """Every object whose data owns ``key`` (objects sharing a mesh share its shape keys)."""
+    data = getattr(key, "user", None)
+    if data is None:
+        return []
+    return [o for o in bpy.data.objects if o.data is not None and o.data == data]
+
+
+def _remove_owned_nla(key: bpy.types.ID, own_tracks_only: bool = False) -> list[bpy.types.Action]:
+    """Drop the add-on's NLA strips (and its emptied tracks); returns their Actions.
+
+    Args:
+        own_tracks_only: only look at the tracks named "a2x" (objects: an artist may push an
+            Action down that Blender filed into an a2x Action).
+    """
     ad = key.animation_data
     dropped: list[bpy.types.Action] = []
     if ad is None:
         return dropped
     for track in list(ad.nla_tracks):
+        if own_tracks_only and not track.name.startswith(NLA_TRACK_NAME):
+            continue
         for strip in list(track.strips):
             if is_owned(strip.action):
                 dropped.append(strip.action)
@@ -162,6 +290,82 @@ def _forget(actions: Iterable[bpy.types.Action]) -> None:
             bpy.data.actions.remove(action)
 
 
+def _fit_strip(strip: bpy.types.NlaStrip, start: float, end: float) -> None:
+    """Play the Action's keys ``start..end`` at their own frames. ``strips.new`` sizes a strip
+    from the whole Action, and from nothing (0..1) when the Action has several slots."""
+    end = max(float(end), float(start) + 1.0)
+    if end > strip.action_frame_start:  # keep start <= end while changing both
+        strip.action_frame_end = end
+        strip.action_frame_start = float(start)
+    else:
+        strip.action_frame_start = float(start)
+        strip.action_frame_end = end
+
+
+def _add_strip(
+    owner: bpy.types.ID, action: bpy.types.Action, slot: object | None, start: float, end: float,
+    name: str,
+) -> bpy.types.NlaStrip:
+    """A new NLA track "a2x" on ``owner`` playing ``action`` (through ``slot``) at its frames."""
+    track = owner.animation_data_create().nla_tracks.new()
+    track.name = NLA_TRACK_NAME
+    strip = track.strips.new(name, int(math.floor(start)), action)
+    if slot is not None and hasattr(strip, "action_slot"):
+        strip.action_slot = slot
+    _fit_strip(strip, start, end)
+    strip.blend_type = "REPLACE"
+    return strip
+
+
+def _place(
+    key: bpy.types.Key, action: bpy.types.Action, slot: object | None, *, use_nla: bool,
+    start: float, end: float, strip_name: str,
+) -> tuple[list[bpy.types.Action], list[str]]:
+    """Make ``key`` play ``action`` (through ``slot``): as its active Action or on the NLA
+    track "a2x". Returns the add-on Actions it played before, and warnings."""
+    ad = key.animation_data_create()
+    old = _remove_owned_nla(key)
+    warnings: list[str] = []
+    if use_nla:
+        if is_owned(ad.action):
+            old.append(ad.action)
+            ad.action = None
+        _add_strip(key, action, slot, start, end, strip_name)
+        if ad.action is not None:
+            warnings.append(
+                f"{owner_name(key)}: your Action {ad.action.name!r} stays active and plays on "
+                "top of the a2x NLA strip; mute or remove it to see the bake"
+            )
+    else:
+        if ad.action is not None and not is_owned(ad.action):  # guarded by gather_request
+            raise RuntimeError(f"{owner_name(key)} plays the artist's Action {ad.action.name!r}")
+        if ad.action is not None:
+            old.append(ad.action)
+        ad.action = action
+        if slot is not None:
+            ad.action_slot = slot
+    return old, warnings
+
+
+def _unplace(owner: bpy.types.ID) -> list[bpy.types.Action]:
+    """Take the add-on's Actions off shape keys (active and NLA); returns them."""
+    ad = owner.animation_data
+    if ad is None:
+        return []
+    removed = _remove_owned_nla(owner)
+    if is_owned(ad.action):
+        removed.append(ad.action)
+        ad.action = None
+    return removed
+
+
+def _unplace_emotions(obj: bpy.types.Object, keep: Iterable[str] = ()) -> list[bpy.types.Action]:
+    """Take the add-on's emotion strips and properties (but those in ``keep``, which drivers
+    may read) off an object; returns the Actions. The active Action is never touched."""
+    _drop_emotion_props(obj, keep=set(keep))
+    return _remove_owned_nla(obj, own_tracks_only=True)
+
+
 def bake_key(
     key: bpy.types.Key,
     plan: BakePlan,
@@ -169,42 +373,40 @@ def bake_key(
     use_nla: bool = False,
     interpolation: str = "LINEAR",
     metadata: dict[str, object] | None = None,
+    emotions: BakePlan | None = None,
+    objects: Sequence[bpy.types.Object] = (),
 ) -> KeyBake:
     """Bake ``plan`` onto ``key``, replacing only the add-on's earlier bake.
 
     Without ``use_nla`` the new Action becomes the active one; this is refused when an
-    artist's Action is active (raise before calling: see :func:`check_targets`). With
+    artist's Action is active (:func:`session.gather_request` refuses it first). With
     ``use_nla`` it goes on an NLA strip on the track "a2x" and the active Action stays.
+
+    Args:
+        emotions: emotion curves (:func:`plan_emotions`) to key as custom properties of
+            ``objects``, which play them from their NLA track "a2x" (whatever ``use_nla``
+            says); the objects that use ``key`` and are not in ``objects`` lose the emotion
+            properties and Actions of an earlier bake.
     """
-    ad = key.animation_data_create()
     name = f"a2x_{owner_name(key)}"
     action, slot = new_action(key, plan, name, interpolation, metadata)
-    old = _remove_owned_nla(key)
-    warnings: list[str] = []
     start, end = plan.frame_range
-    if use_nla:
-        if is_owned(ad.action):
-            old.append(ad.action)
-            ad.action = None
-        track = ad.nla_tracks.new()
-        track.name = NLA_TRACK_NAME
-        strip = track.strips.new(name, int(math.floor(start)), action)
-        if slot is not None and hasattr(strip, "action_slot"):
-            strip.action_slot = slot
-        strip.blend_type = "REPLACE"
-        if ad.action is not None:
-            warnings.append(
-                f"{owner_name(key)}: your Action {ad.action.name!r} stays active and plays on "
-                "top of the a2x NLA strip; mute or remove it to see the bake"
-            )
-    else:
-        if ad.action is not None and not is_owned(ad.action):  # guarded by check_targets
-            raise RuntimeError(f"{owner_name(key)} plays the artist's Action {ad.action.name!r}")
-        if ad.action is not None:
-            old.append(ad.action)
-        ad.action = action
-        if slot is not None:
-            ad.action_slot = slot
+    old, warnings = _place(key, action, slot, use_nla=use_nla, start=start, end=end,
+                           strip_name=name)  # fmt: skip
+    receivers = list(objects) if emotions is not None and emotions.channels else []
+    for obj in key_users(key):
+        old.extend(_unplace_emotions(obj, keep=emotions.channels if obj in receivers else ()))
+    emotion_channels = 0
+    if receivers:
+        assert emotions is not None
+        emotion_action, emotion_slot = new_emotion_action(
+            emotions, f"{name}_emotions", interpolation, metadata
+        )
+        emotion_channels = len(emotions.channels)
+        for obj in receivers:
+            _set_emotion_props(obj, emotions.channels)
+            _add_strip(obj, emotion_action, emotion_slot, *emotions.frame_range,
+                       emotion_action.name)  # fmt: skip
     _forget(old)
     return KeyBake(
         key_name=owner_name(key),
@@ -214,28 +416,31 @@ def bake_key(
         frame_range=(start, end),
         placement="nla" if use_nla else "action",
         warnings=warnings,
+        emotion_channels=emotion_channels,
+        emotion_objects=[o.name for o in receivers],
     )
 
 
 def clear_key(key: bpy.types.Key) -> int:
-    """Remove the add-on's bake from ``key`` (active Action and NLA strips); returns how many
+    """Remove the add-on's bake from ``key`` (active Action and NLA strips) and from the
+    objects using it (emotion Actions and ``a2x_emotion_*`` properties); returns how many
     Actions it took off. Shapes the bake drove go back to 0 unless an artist's Action plays."""
+    removed: list[bpy.types.Action] = []
+    for obj in key_users(key):
+        removed.extend(_unplace_emotions(obj))
     ad = key.animation_data
-    if ad is None:
-        return 0
-    removed = _remove_owned_nla(key)
-    if is_owned(ad.action):
-        removed.append(ad.action)
-        ad.action = None
-    if ad.action is None:
-        for action in removed:
-            for fcurve in _fcurves_of(action):
-                path = fcurve.data_path
-                if path.endswith(".value"):
-                    try:
-                        key.path_resolve(path[: -len(".value")]).value = 0.0
-                    except ValueError:
-                        pass
+    if ad is not None:
+        from_key = _unplace(key)
+        removed.extend(from_key)
+        if ad.action is None:
+            for action in from_key:
+                for fcurve in _fcurves_of(action):
+                    path = fcurve.data_path
+                    if path.startswith("key_blocks[") and path.endswith(".value"):
+                        try:
+                            key.path_resolve(path[: -len(".value")]).value = 0.0
+                        except ValueError:
+                            pass
     count = len(set(removed))
     _forget(removed)
     return count

@@ -60,6 +60,10 @@ def _panel_reason(context: bpy.types.Context) -> str:
         return "Choose a model.json, or use the default model"
     if settings.model == "FOLDER" and not settings.model_entry:
         return "Pick a model from the model folders"
+    emotion_model = settings.emotion_model_path.strip()
+    if settings.model != "DEFAULT" and emotion_model:
+        if not os.path.exists(bpy.path.abspath(emotion_model)):
+            return "The emotion model does not exist (Emotions: Emotion Model)"
     try:
         target_objects(context)
     except Exception as error:  # noqa: BLE001 - any reason becomes the tooltip
@@ -100,6 +104,17 @@ class A2X_OT_bake(Operator):
     )
     add_sound_strip: BoolProperty(  # type: ignore[valid-type]
         name="Sound Strip", options={"SKIP_SAVE"}, description="Default: the panel's"
+    )
+    emotion_model: StringProperty(  # type: ignore[valid-type]
+        name="Emotion Model", subtype="FILE_PATH", options={"SKIP_SAVE"},
+        description='Audio2Emotion model.json, "" = none (default: the panel\'s)',
+    )  # fmt: skip
+    identity: StringProperty(  # type: ignore[valid-type]
+        name="Identity", options={"SKIP_SAVE"},
+        description="Diffusion models: the identity to animate (default: the panel's)",
+    )  # fmt: skip
+    key_emotions: BoolProperty(  # type: ignore[valid-type]
+        name="Key Emotions", options={"SKIP_SAVE"}, description="Default: the panel's"
     )
     execution: EnumProperty(  # type: ignore[valid-type]
         name="Execution", default="AUTO", options={"SKIP_SAVE"},
@@ -522,19 +537,46 @@ class A2X_OT_models_rescan(Operator):
         return {"FINISHED"}
 
 
-class A2X_OT_model_emotions(Operator):
-    """Load the model and list the emotions it accepts"""
+def load_model_info(context: bpy.types.Context, summary: dict[str, Any], spec: str) -> None:
+    """Fill the panel from a model summary (``a2x_core.worker.model_summary``): the emotion
+    sliders (values kept by name), the identities (choice kept by name) and the kind."""
+    settings = context.scene.a2x
+    old = {e.name: e.value for e in settings.emotions}
+    settings.emotions.clear()
+    for name in summary.get("emotion_names", []):
+        item = settings.emotions.add()
+        item.name, item.value = name, old.get(name, 0.0)
+    chosen = settings.identity
+    settings.identities.clear()
+    for name in summary.get("identities", []):
+        settings.identities.add().name = name
+    names = [i.name for i in settings.identities]
+    if names:
+        settings.identity = chosen if chosen in names else names[0]
+    settings.model_kind = summary.get("kind", "")
+    settings.model_info_for = spec
+    if not settings.emotions:
+        settings.use_emotions = False
 
-    bl_idname = "a2x.model_emotions"
-    bl_label = "Load Emotions"
+
+class A2X_OT_model_info(Operator):
+    """Load the model and list the emotions it accepts (and a diffusion model's identities)"""
+
+    bl_idname = "a2x.model_info"
+    bl_label = "Load Model Info"
     bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if context.scene.a2x.model == "DEFAULT":
+            cls.poll_message_set("The default model has no emotions or identities")
+            return False
+        return True
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         from a2x_core import InferenceOptions
-        from a2x_core.errors import A2XError
         from a2x_core.worker import model_summary, worker_model_info
 
-        settings = context.scene.a2x
         prefs = preferences.get(context)
         try:
             spec = model_spec(context)
@@ -543,20 +585,15 @@ class A2X_OT_model_emotions(Operator):
             else:
                 backend = prefs.backend if prefs else "auto"
                 summary = model_summary(_animator(spec, InferenceOptions(backend=backend)).model)
-        except A2XError as error:
-            self.report({"ERROR"}, str(error))
+        except Exception as error:  # noqa: BLE001 - reported, never a traceback dialog
+            self.report({"ERROR"}, _failure(error))
             return {"CANCELLED"}
-        old = {e.name: e.value for e in settings.emotions}
-        settings.emotions.clear()
-        for name in summary["emotion_names"]:
-            item = settings.emotions.add()
-            item.name, item.value = name, old.get(name, 0.0)
-        settings.emotion_model = spec
-        if not summary["emotion_names"]:
-            settings.use_emotions = False
-            self.report({"INFO"}, f"a2x: model {summary['name'] or spec} takes no emotions")
-        else:
-            self.report({"INFO"}, f"a2x: {len(settings.emotions)} emotions")
+        load_model_info(context, summary, spec)
+        settings = context.scene.a2x
+        parts = [f"{len(settings.emotions)} emotions" if len(settings.emotions) else "no emotions"]
+        if len(settings.identities):
+            parts.append(f"identities {', '.join(i.name for i in settings.identities)}")
+        self.report({"INFO"}, f"a2x: model {summary.get('name') or spec}: {'; '.join(parts)}")
         return {"FINISHED"}
 
 
@@ -571,5 +608,5 @@ classes = (
     A2X_OT_mapping_add,
     A2X_OT_mapping_remove,
     A2X_OT_models_rescan,
-    A2X_OT_model_emotions,
+    A2X_OT_model_info,
 )

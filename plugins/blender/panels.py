@@ -60,6 +60,29 @@ class A2X_UL_mapping(UIList):
         return flags, []
 
 
+def _loaded_model_is_current(context: bpy.types.Context) -> bool:
+    """True when the loaded model info belongs to the panel's model choice."""
+    from .session import model_spec
+
+    try:
+        return context.scene.a2x.model_info_for == model_spec(context)
+    except Exception:  # noqa: BLE001 - no model chosen yet
+        return False
+
+
+def _draw_identity(context: bpy.types.Context, layout: bpy.types.UILayout) -> None:
+    """Diffusion models animate one of several identities: the enum, once the info is loaded."""
+    settings = context.scene.a2x
+    row = layout.row(align=True)
+    if settings.model_kind == "diffusion" and len(settings.identities):
+        if _loaded_model_is_current(context):
+            row.prop(settings, "identity")
+        else:
+            row.label(text="Identities of another model", icon="ERROR")
+    row.operator("a2x.model_info", text="" if len(settings.identities) else "Load Model Info",
+                 icon="FILE_REFRESH")  # fmt: skip
+
+
 class A2X_PT_main(_A2XPanel, Panel):
     bl_label = "a2x"
     bl_idname = "A2X_PT_main"
@@ -89,6 +112,8 @@ class A2X_PT_main(_A2XPanel, Panel):
             row.operator("a2x.models_rescan", text="", icon="FILE_REFRESH")
         elif settings.model == "FILE":
             col.prop(settings, "model_path", text="")
+        if settings.model != "DEFAULT":
+            _draw_identity(context, col)
 
         layout.separator()
         if state.running:
@@ -206,14 +231,26 @@ class A2X_PT_emotions(_A2XPanel, Panel):
     def draw(self, context: bpy.types.Context) -> None:
         layout = self.layout
         settings = context.scene.a2x
-        layout.operator("a2x.model_emotions", icon="FILE_REFRESH")
+        layout.operator("a2x.model_info", text="Load Emotions", icon="FILE_REFRESH")
         if not len(settings.emotions):
             layout.label(text="Load the model to list its emotions", icon="INFO")
-            return
-        col = layout.column(align=True)
-        col.active = settings.use_emotions
-        for item in settings.emotions:
-            col.prop(item, "value", text=item.name.title())
+        else:
+            col = layout.column(align=True)
+            col.active = settings.use_emotions
+            for item in settings.emotions:
+                col.prop(item, "value", text=item.name.title())
+
+        layout.separator()
+        layout.label(text="Detect from the Audio (Audio2Emotion)")
+        layout.prop(settings, "emotion_model_path", text="")
+        col = layout.column()
+        col.use_property_split = True
+        col.active = bool(settings.emotion_model_path.strip())
+        col.row().prop(settings, "emotion_mix", expand=True)
+        col.prop(settings, "emotion_window", text="Window (samples)")
+        col.prop(settings, "emotion_skip", text="Skip Frames")
+        layout.separator()
+        layout.prop(settings, "key_emotions")
 
 
 classes = (

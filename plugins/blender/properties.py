@@ -30,6 +30,22 @@ def source_items(_self=None, _context=None) -> list[tuple[str, str, str]]:
     return _SOURCE_ITEMS
 
 
+_IDENTITY_ITEMS: list[tuple[str, str, str]] = []
+#: The identity enum's only item before a diffusion model's identities are loaded.
+NO_IDENTITY = "NONE"
+
+
+def identity_items(self, _context=None) -> list[tuple[str, str, str]]:
+    """The loaded diffusion model's identities as enum items (kept alive between calls)."""
+    names = [item.name for item in self.identities]
+    items = [(n, n, f"Animate the face of {n}") for n in names]
+    if not items:
+        items = [(NO_IDENTITY, "Model's First", "Load the model's info to list its identities")]
+    if items != _IDENTITY_ITEMS:
+        _IDENTITY_ITEMS[:] = items
+    return _IDENTITY_ITEMS
+
+
 def _has_shape_keys(_self, obj: bpy.types.Object) -> bool:
     data = getattr(obj, "data", None)
     return getattr(data, "shape_keys", None) is not None
@@ -143,9 +159,45 @@ class A2XSettings(PropertyGroup):
         name="Emotions", default=False, description="Send these emotions to the model"
     )
     emotions: CollectionProperty(type=A2XEmotion)  # type: ignore[valid-type]
-    emotion_model: StringProperty(  # type: ignore[valid-type]
-        name="Emotions Of", description="The model whose emotion names are listed"
+    model_info_for: StringProperty(  # type: ignore[valid-type]
+        name="Model Info Of", description="The model whose emotions and identities are listed"
     )
+    model_kind: StringProperty(  # type: ignore[valid-type]
+        name="Model Kind", description="Kind of the model whose info is loaded"
+    )
+    identities: CollectionProperty(type=A2XName)  # type: ignore[valid-type]
+    identity: EnumProperty(  # type: ignore[valid-type]
+        name="Identity", items=identity_items,
+        description="Whose face a diffusion model animates (one network, several identities)",
+    )  # fmt: skip
+    emotion_model_path: StringProperty(  # type: ignore[valid-type]
+        name="Emotion Model", subtype="FILE_PATH",
+        description="Audio2Emotion model.json: detect the emotions from the audio "
+        "(empty = only the sliders above)",
+    )  # fmt: skip
+    emotion_mix: EnumProperty(  # type: ignore[valid-type]
+        name="Mix", default="BLEND",
+        items=[("BLEND", "Blend", "The sliders are Audio2Emotion's preferred emotion, blended "
+                "into the detected ones by the emotion model's preferred_emotion_strength"),
+               ("OVERRIDE", "Override", "Every emotion with a slider above 0 replaces the "
+                "detected curve of that emotion; the others stay detected")],
+    )  # fmt: skip
+    emotion_window: IntProperty(  # type: ignore[valid-type]
+        name="Window", default=60000, min=2, max=960000, soft_min=8000, soft_max=160000,
+        description="Audio2Emotion window in samples at 16 kHz, centred on each frame "
+        "(60000 = 3.75 s, as the SDK samples use)",
+    )  # fmt: skip
+    emotion_skip: IntProperty(  # type: ignore[valid-type]
+        name="Skip", default=0, min=0, soft_max=10,
+        description="Frames that reuse one Audio2Emotion inference (0 = one per frame; "
+        "faster, coarser)",
+    )  # fmt: skip
+    key_emotions: BoolProperty(  # type: ignore[valid-type]
+        name="Key Emotions", default=False,
+        description="Also key the per-frame emotion curves as custom properties "
+        "a2x_emotion_<name> (and a2x_emotion_detected_<name>) of the target objects, played "
+        "from their NLA track 'a2x'",
+    )  # fmt: skip
     use_nla: BoolProperty(  # type: ignore[valid-type]
         name="Bake to NLA Strip", default=False,
         description="Put the bake on an NLA strip and leave the active Action alone "

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import bpy
 
-from . import bake, preferences
+from . import bake, preferences, properties
 
 if TYPE_CHECKING:
     from a2x_core import AnimationResult, InferenceOptions
@@ -51,6 +51,9 @@ class BakeRequest:
     interpolation: str
     external_python: str
     warnings: list[str] = field(default_factory=list)
+    emotion_model: str = ""  # Audio2Emotion model.json ("" = none)
+    key_emotions: bool = False
+    object_names: list[list[str]] = field(default_factory=list)  # targets per shape-key block
 
     def cache_key(self) -> tuple:
         import json
@@ -58,7 +61,15 @@ class BakeRequest:
         stat = os.stat(self.audio_path)
         opts = json.dumps(self.options.to_json(), sort_keys=True, default=str)
         return (self.external_python, self.model, self.audio_path, stat.st_mtime_ns,
-                stat.st_size, opts)  # fmt: skip
+                stat.st_size, opts, self.emotion_model, _stamp(self.emotion_model))  # fmt: skip
+
+
+def _stamp(path: str) -> int | None:
+    """A file's modification time (None when absent): a changed file is a new cache key."""
+    try:
+        return os.stat(path).st_mtime_ns if path else None
+    except OSError:
+        return None
 
 
 def _error(message: str, hint: str = "") -> Exception:
@@ -222,15 +233,34 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
 
     transcript = settings.transcript_text.as_string() if settings.transcript_text else ""
     transcript = (op.transcript if given("transcript") else "") or transcript or settings.transcript
+    emotion_model = _emotion_model(settings, op if given("emotion_model") else None, model)
+    stale = []
     emotions: tuple = ()
     if settings.use_emotions and len(settings.emotions):
-        if settings.emotion_model == model:
-            emotions = ((0.0, {e.name: float(e.value) for e in settings.emotions}),)
+        if settings.model_info_for == model:
+            sliders = {e.name: float(e.value) for e in settings.emotions}
+            if emotion_model and settings.emotion_mix == "OVERRIDE":  # only those set replace
+                sliders = {name: value for name, value in sliders.items() if value > 0}
+            emotions = ((0.0, sliders),) if sliders else ()
         else:
-            warnings.append(
-                "the emotion sliders were loaded for another model; press 'Load Emotions' "
-                "to use emotions with this one"
-            )
+            stale.append("emotion sliders")
+    identity = None
+    if given("identity"):
+        identity = op.identity.strip() or None
+    elif settings.model_kind == "diffusion" and len(settings.identities):
+        if settings.model_info_for == model:
+            identity = settings.identity if settings.identity != properties.NO_IDENTITY else None
+        else:
+            stale.append("identity list")
+    if stale:
+        warnings.append(f"the {' and '.join(stale)} were loaded for another model; press "
+                        "'Load Model Info' to use them with this one")  # fmt: skip
+    emotion_fields: dict[str, Any] = {}
+    if emotion_model:
+        emotion_fields = {"emotion_window": settings.emotion_window,
+                          "emotion_skip": settings.emotion_skip,
+                          "emotion_mix": settings.emotion_mix.lower()}  # fmt: skip
+    key_emotions = op.key_emotions if given("key_emotions") else settings.key_emotions
     prefs = preferences.get(context)
     options = InferenceOptions(
         fps=fps,
@@ -240,8 +270,10 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         strength=settings.strength,
         smoothing_s=settings.smoothing_s,
         emotions=emotions,
+        identity=identity,
         backend=prefs.backend if prefs else "auto",
         threads=(prefs.threads or None) if prefs else None,
+        **emotion_fields,
     )
     return BakeRequest(
         scene_name=scene.name,
@@ -259,19 +291,43 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         if prefs and prefs.external_python
         else "",
         warnings=warnings,
+        emotion_model=emotion_model,
+        key_emotions=key_emotions,
+        object_names=[[o.name for o in objects if o.data.shape_keys == k] for k in keys],
     )
+
+
+def _emotion_model(settings: Any, op: Any, model: str) -> str:
+    """The Audio2Emotion model.json to use ("" = none): the operator's ``emotion_model``
+    when given, else the panel's, which is hidden and ignored for the default model."""
+    if op is not None:
+        path = op.emotion_model
+    elif model == "default":
+        return ""
+    else:
+        path = settings.emotion_model_path
+    return bpy.path.abspath(path) if path.strip() else ""
 
 
 # --------------------------------------------------------------------------- the bake session
 
 
-def _animator(model: str, options: InferenceOptions) -> Any:
+def _animator(model: str, options: InferenceOptions, emotion_model: str = "") -> Any:
+    """A loaded model (cached), with an Audio2Emotion model when one is given (the face
+    model is loaded once and shared by both)."""
     from a2x_core import Animator
 
     key = (model, options.backend, options.threads)
     if key not in _ANIMATORS:
         _remember(_ANIMATORS, key, Animator(model, options))
-    return _ANIMATORS[key]
+    base = _ANIMATORS[key]
+    if not emotion_model:
+        return base
+    with_emotions = (*key, emotion_model, _stamp(emotion_model))
+    if with_emotions not in _ANIMATORS:
+        _remember(_ANIMATORS, with_emotions,
+                  Animator(base.model, options, emotion_model=emotion_model))  # fmt: skip
+    return _ANIMATORS[with_emotions]
 
 
 class BakeSession:
@@ -301,11 +357,12 @@ class BakeSession:
         if req.external_python:
             from a2x_core.worker import start_worker
 
-            self.job = start_worker(req.external_python, req.model, [req.audio_path], req.options)
+            self.job = start_worker(req.external_python, req.model, [req.audio_path], req.options,
+                                    emotion_model=req.emotion_model or None)  # fmt: skip
         else:
 
             def work(progress: Any, cancel: Any) -> list[AnimationResult]:
-                animator = _animator(req.model, req.options)
+                animator = _animator(req.model, req.options, req.emotion_model)
                 return animator.animate_many([req.audio_path], req.options, progress, cancel)
 
             self.job = Job(work, name="a2x-bake").start()
@@ -343,7 +400,15 @@ class BakeSession:
         lines: list[tuple[str, str]] = [("WARNING", w) for w in req.warnings + result.warnings]
         last_frame = float(req.start_frame)
         baked = []
-        for key_name, rows in zip(req.key_names, req.rows, strict=True):
+        emotions = None
+        if req.key_emotions:
+            emotions = bake.plan_emotions(result, req.fps, req.start_frame)
+            if emotions is None:
+                lines.append(("WARNING", f"the {result.model or req.model} model gives no emotion "
+                              "curves to key; 'Key Emotions' needs an Audio2Face-3D model"))  # fmt: skip
+        names_per_key = req.object_names or [[] for _ in req.key_names]
+        for key_name, rows, object_names in zip(req.key_names, req.rows, names_per_key,
+                                                strict=True):  # fmt: skip
             key = bpy.data.shape_keys.get(key_name)
             if key is None:
                 raise _error(f"shape keys {key_name!r} were removed during the bake", "bake again")
@@ -362,9 +427,13 @@ class BakeSession:
             if not plan.channels:
                 continue
             metadata = {"audio": req.audio_path, "model": req.model, "start_frame": req.start_frame}
+            if req.emotion_model:
+                metadata["emotion_model"] = req.emotion_model
+            objects = [bpy.data.objects[n] for n in object_names if n in bpy.data.objects]
             done = bake.bake_key(
-                key, plan, use_nla=req.use_nla, interpolation=req.interpolation, metadata=metadata
-            )
+                key, plan, use_nla=req.use_nla, interpolation=req.interpolation, metadata=metadata,
+                emotions=emotions, objects=objects,
+            )  # fmt: skip
             baked.append(done)
             lines.extend(("WARNING", w) for w in done.warnings)
             last_frame = max(last_frame, done.frame_range[1])
@@ -378,5 +447,10 @@ class BakeSession:
                  f"keys, frames {done.frame_range[0]:g}-{done.frame_range[1]:g} "
                  f"({'NLA strip' if done.placement == 'nla' else 'Action'} {done.action_name})")
             )  # fmt: skip
+            if done.emotion_channels:
+                lines.append(
+                    ("INFO", f"a2x: {done.emotion_channels} emotion curves keyed as "
+                     f"{bake.EMOTION_PREFIX}* on {', '.join(done.emotion_objects)}")
+                )  # fmt: skip
         lines.append(("INFO", f"a2x: inference {self.inference_s:.1f} s, bake {bake_s:.2f} s"))
         return lines

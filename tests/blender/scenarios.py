@@ -88,14 +88,22 @@ def write_wav(path: str, seconds: float, rate: int = 16000) -> str:
     return path
 
 
-def synthetic_result(frames: int, fps):  # noqa: ANN001, ANN201
+def synthetic_result(frames: int, fps, emotions: bool = False):  # noqa: ANN001, ANN201
+    """Known curves; with ``emotions``, an Audio2Face-like result: emotion input and detected
+    emotions per frame (emotion ``e`` at frame ``i``: ``(i + e) / 1000`` and half of it)."""
     from a2x_core import AnimationResult
+    from a2x_core.emotion import A2F_EMOTIONS
     from a2x_core.names import ARKIT_52
 
     f = np.arange(frames)[:, None]
     j = np.arange(len(ARKIT_52))[None, :]
     weights = (0.5 + 0.4 * np.sin(2 * np.pi * f / (20.0 + j))).astype(np.float32)
-    return AnimationResult(weights=weights, fps=fps, duration_s=float(frames / fps))
+    result = AnimationResult(weights=weights, fps=fps, duration_s=float(frames / fps))
+    if emotions:
+        used = ((f + np.arange(10)[None, :]) / 1000.0).astype(np.float32)
+        result.emotions, result.detected_emotions = used, used / 2
+        result.emotion_names = A2F_EMOTIONS
+    return result
 
 
 def set_fps(fps: int, fps_base: float = 1.0) -> None:
@@ -103,7 +111,7 @@ def set_fps(fps: int, fps_base: float = 1.0) -> None:
     bpy.context.scene.render.fps_base = fps_base
 
 
-def prime_cache(audio: str, result_frames: int | None = None):  # noqa: ANN201
+def prime_cache(audio: str, result_frames: int | None = None, emotions: bool = False):  # noqa: ANN201
     """Put a synthetic result where the bake operator looks for a finished inference."""
     ops = addon().session
     settings = bpy.context.scene.a2x
@@ -111,7 +119,7 @@ def prime_cache(audio: str, result_frames: int | None = None):  # noqa: ANN201
     request = ops.gather_request(bpy.context, None)
     settings.use_nla = use_nla
     frames = result_frames or int(round(2.0 * float(request.fps)))
-    result = synthetic_result(frames, request.fps)
+    result = synthetic_result(frames, request.fps, emotions)
     ops._RESULTS[request.cache_key()] = [result]
     return result, request
 
@@ -167,7 +175,7 @@ def scenario_install() -> dict:
     assert os.path.realpath(a2x_core.__file__).startswith(os.path.realpath(home)), (
         f"a2x_core must come from the extension's wheels, not {a2x_core.__file__}"
     )
-    for op in ("bake", "cancel", "sound_strip", "clear", "mapping_auto", "target_add"):
+    for op in ("bake", "cancel", "sound_strip", "clear", "mapping_auto", "target_add", "model_info"):
         assert hasattr(bpy.ops.a2x, op), op
     assert hasattr(bpy.types.Scene, "a2x") and hasattr(bpy.types.WindowManager, "a2x_job")
     import scipy  # noqa: F401 - the bundled wheels work under Blender's numpy
@@ -281,7 +289,7 @@ def scenario_artist_action() -> dict:
     mine = key.animation_data.action
     mine_name = mine.name
     before = [keys_of(fc).tolist() for fc in fcurves_of(key, mine)]
-    prime_cache(audio)
+    result, _ = prime_cache(audio)
 
     message = expect_error(lambda: bpy.ops.a2x.bake(object_name=obj.name), "never modifies")
     assert mine_name in message
@@ -296,6 +304,7 @@ def scenario_artist_action() -> dict:
     assert len(tracks) == 1 and len(tracks[0].strips) == 1
     strip = tracks[0].strips[0]
     assert strip.action.get("a2x_owner") == "a2x" and int(strip.frame_start) == 5
+    assert strip.frame_end == 5 + result.num_frames - 1, strip.frame_end
     first = owned_actions()
 
     assert bpy.ops.a2x.bake(object_name=obj.name, use_nla=True, start_frame=5) == {"FINISHED"}
@@ -599,11 +608,17 @@ def scenario_draw_panels() -> dict:
     settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 1.0)
     assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
     settings.emotions.add().name = "joy"
+    for name in ("Claire", "James"):
+        settings.identities.add().name = name
+    settings.model_path = "//claire/model.json"
     counts = {"props": 0, "operators": 0, "draws": 0}
     states = [
         {"audio_source": "FILE", "model": "DEFAULT"},
         {"audio_source": "STRIP", "model": "FOLDER"},
         {"audio_source": "FILE", "model": "FILE"},
+        {"model": "FILE", "model_kind": "diffusion", "emotion_model_path": "//a2e/model.json",
+         "model_info_for": bpy.path.abspath("//claire/model.json")},
+        {"model_info_for": "another/model.json"},  # identities of another model: a hint
     ]
     for state in states:
         for name, value in state.items():
@@ -637,6 +652,263 @@ def scenario_draw_panels() -> dict:
     assert not bpy.ops.a2x.cancel.poll() and bpy.ops.a2x.bake.poll()
     assert obj.name
     return counts
+
+
+def emotion_fcurves(obj: bpy.types.Object) -> dict:
+    """``["a2x_emotion_*"]`` F-curves that animate ``obj`` (active Action or a2x NLA strip)."""
+    ad = obj.animation_data
+    actions = [ad.action] if ad.action is not None else []
+    actions += [s.action for t in ad.nla_tracks if t.name == "a2x" for s in t.strips]
+    curves = {}
+    for action in actions:
+        for fcurve in fcurves_of(obj.data.shape_keys, action):
+            if fcurve.data_path.startswith('["a2x_emotion_'):
+                curves[fcurve.data_path[2:-2]] = fcurve
+    return curves
+
+
+def emotion_props(obj: bpy.types.Object) -> list[str]:
+    return sorted(p for p in obj.keys() if p.startswith("a2x_emotion_"))
+
+
+def a2x_strips(obj: bpy.types.Object) -> list:
+    ad = obj.animation_data
+    return [] if ad is None else [s for t in ad.nla_tracks if t.name == "a2x" for s in t.strips]
+
+
+def scenario_key_emotions() -> dict:
+    """'Key Emotions': the emotion curves become keyed custom properties of the target object
+    (an add-on-owned Action on the object's NLA track "a2x"), drive a shape, are replaced by
+    a re-bake, removed by Clear, undoable; the artist's object keys are never touched."""
+    from a2x_core.emotion import A2F_EMOTIONS
+
+    set_fps(30)
+    obj = make_face()
+    key = obj.data.shape_keys
+    scene = bpy.context.scene
+    settings = scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    settings.targets.add().object = obj
+    settings.key_emotions = True
+    result, _ = prime_cache(settings.audio_path, emotions=True)
+    bpy.ops.ed.undo_push(message="scene ready")
+    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=5) == {"FINISHED"}
+
+    wanted = sorted([f"a2x_emotion_{n}" for n in A2F_EMOTIONS]
+                    + [f"a2x_emotion_detected_{n}" for n in A2F_EMOTIONS])  # fmt: skip
+    assert emotion_props(obj) == wanted, emotion_props(obj)
+    ui = obj.id_properties_ui("a2x_emotion_joy").as_dict()
+    assert (ui["min"], ui["max"]) == (0.0, 1.0) and "joy" in ui["description"]
+    action = key.animation_data.action
+    assert owned_actions() == sorted([action.name, f"{action.name}_emotions"]), owned_actions()
+    assert obj.animation_data.action is None, "the object's active Action is left alone"
+    (strip,) = a2x_strips(obj)
+    assert strip.action.name == f"{action.name}_emotions" and strip.action.get("a2x_owner") == "a2x"
+    if hasattr(strip, "action_slot"):
+        assert strip.action_slot.target_id_type == "OBJECT"
+    n = result.num_frames
+    assert (strip.frame_start, strip.frame_end) == (5, 5 + n - 1)
+    curves = emotion_fcurves(obj)
+    assert sorted(curves) == wanted
+    joy = A2F_EMOTIONS.index("joy")
+    co = keys_of(curves["a2x_emotion_joy"])
+    assert np.allclose(co[:, 0], 5 + np.arange(n)) and np.allclose(co[:, 1], result.emotions[:, joy])
+    detected = keys_of(curves["a2x_emotion_detected_joy"])
+    assert np.allclose(detected[:, 1], result.detected_emotions[:, joy])
+    assert {fc.group.name for fc in curves.values()} == {"Emotions", "Detected Emotions"}
+    # an animator drives a shape from an emotion
+    driver = key.key_blocks["custom_wrinkle"].driver_add("value").driver
+    variable = driver.variables.new()
+    variable.targets[0].id = obj
+    variable.targets[0].data_path = '["a2x_emotion_joy"]'
+    driver.expression = variable.name
+    scene.frame_set(5 + 7)
+    assert math.isclose(obj["a2x_emotion_joy"], float(result.emotions[7, joy]), abs_tol=1e-6)
+    assert math.isclose(key.key_blocks["custom_wrinkle"].value, obj["a2x_emotion_joy"],
+                        abs_tol=1e-6)  # fmt: skip
+
+    # re-bake: new Actions replace the old ones; the driver keeps working
+    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11) == {"FINISHED"}
+    action = key.animation_data.action
+    (strip,) = a2x_strips(obj)
+    assert owned_actions() == sorted([action.name, strip.action.name]), owned_actions()
+    assert keys_of(emotion_fcurves(obj)["a2x_emotion_fear"])[0, 0] == 11
+    scene.frame_set(11 + 3)
+    assert math.isclose(key.key_blocks["custom_wrinkle"].value, float(result.emotions[3, joy]),
+                        abs_tol=1e-6)  # fmt: skip
+    # re-bake without 'Key Emotions': the object loses the a2x strip and the properties
+    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11, key_emotions=False) == {
+        "FINISHED"}  # fmt: skip
+    assert a2x_strips(obj) == [] and emotion_props(obj) == []
+    assert owned_actions() == [key.animation_data.action.name]
+    bpy.ops.ed.undo()  # back to the second bake with emotions
+    obj = bpy.data.objects["Face"]
+    assert emotion_props(obj) == wanted and len(a2x_strips(obj)) == 1
+    for _ in range(2):
+        bpy.ops.ed.undo()  # back to before any bake
+    obj = bpy.data.objects["Face"]
+    assert emotion_props(obj) == [] and owned_actions() == [] and a2x_strips(obj) == []
+    bpy.ops.ed.redo()
+    obj, scene = bpy.data.objects["Face"], bpy.context.scene
+    key = obj.data.shape_keys
+    assert emotion_props(obj) == wanted and len(owned_actions()) == 2
+
+    # the artist keys the object afterwards: those keys play on top of the strip and survive
+    # re-bakes and Clear (Blender 4.4+ files them into the shape keys' a2x Action as a new
+    # slot; an Action something still plays is never deleted)
+    obj.location.x = 1.0
+    obj.keyframe_insert("location", index=0, frame=1)
+    mine = obj.animation_data.action
+    assert mine is not None and not mine.name.endswith("_emotions")
+    for start in (1, 3):
+        assert bpy.ops.a2x.bake(start_frame=start) == {"FINISHED"}
+        assert obj.animation_data.action == mine and len(a2x_strips(obj)) == 1
+    assert "location" in [fc.data_path for fc in fcurves_of(key, mine)]
+    scene.frame_set(3 + 20)
+    assert math.isclose(obj["a2x_emotion_joy"], float(result.emotions[20, joy]), abs_tol=1e-6)
+    assert math.isclose(obj.location.x, 1.0), "the artist's keys still play"
+
+    assert bpy.ops.a2x.clear(object_name="Face") == {"FINISHED"}
+    assert emotion_props(obj) == [] and a2x_strips(obj) == []
+    assert obj.animation_data.action == mine and mine.name in bpy.data.actions
+    assert "location" in [fc.data_path for fc in fcurves_of(key, mine)]
+
+    # a model without emotions: a warning, the shapes are still baked
+    plain = addon().session
+    request = plain.gather_request(bpy.context, None)
+    session = plain.BakeSession(request)
+    session.results = [synthetic_result(20, request.fps)]
+    lines = session.apply()
+    assert any("no emotion curves" in text for level, text in lines if level == "WARNING"), lines
+    assert emotion_props(obj) == [] and key.animation_data.action is not None
+    return {"emotion_curves": len(wanted), "keys": n}
+
+
+def _a2f_scene(args: dict) -> tuple:
+    """A face, the panel on a generated Audio2Face-3D model.json and Audio2Emotion model."""
+    set_fps(30)
+    obj = make_face()
+    settings = bpy.context.scene.a2x
+    settings.audio_path = args["audio"]
+    settings.model, settings.model_path = "FILE", args["a2f"]
+    settings.targets.add().object = obj
+    return obj, settings
+
+
+def scenario_emotion_model() -> dict:
+    """The emotion model, mix, window and skip reach the core, in Blender and through the
+    external runtime, and the detected emotions are keyed."""
+    from a2x_core.emotion import A2F_EMOTIONS
+
+    ops = addon().session
+    obj, settings = _a2f_scene(ARGS)
+    assert bpy.ops.a2x.model_info() == {"FINISHED"}  # the real model, loaded in Blender
+    assert [e.name for e in settings.emotions] == list(A2F_EMOTIONS)
+    assert settings.model_kind == "regression" and len(settings.identities) == 0
+    settings.use_emotions = True
+    settings.emotions["joy"].value = 0.7
+    settings.emotion_model_path = ARGS["a2e"]
+    settings.emotion_mix, settings.emotion_window, settings.emotion_skip = "OVERRIDE", 16000, 1
+    settings.key_emotions = True
+
+    request = ops.gather_request(bpy.context, None)
+    options = request.options
+    assert request.emotion_model == ARGS["a2e"]
+    assert (options.emotion_window, options.emotion_skip, options.emotion_mix) == (
+        16000, 1, "override")  # fmt: skip
+    (_, sliders), = options.emotions  # override: only the sliders above 0
+    assert list(sliders) == ["joy"] and math.isclose(sliders["joy"], 0.7, abs_tol=1e-6)
+    assert options.identity is None
+    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    (local,) = ops._RESULTS[request.cache_key()]
+    joy = list(local.emotion_names).index("joy")
+    assert local.detected_emotions is not None and local.detected_emotions.shape[1] == 10
+    assert np.allclose(local.emotions[:, joy], 0.7, atol=1e-6), "override: joy is the slider's"
+    anger = list(local.emotion_names).index("anger")
+    assert np.allclose(local.emotions[:, anger], local.detected_emotions[:, anger], atol=1e-6)
+    assert local.parameters["audio2emotion"]["model"] == ARGS["a2e"]
+    curves = emotion_fcurves(obj)
+    assert len(curves) == 20
+    co = keys_of(curves["a2x_emotion_detected_anger"])
+    assert co.shape[0] == local.num_frames
+    assert np.allclose(co[:, 1], local.detected_emotions[:, 1], atol=1e-6)
+    action = obj.data.shape_keys.animation_data.action
+    assert action.get("a2x_emotion_model") == ARGS["a2e"]
+
+    # the same settings through the external runtime give the same curves
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.external_python = ARGS["python"]
+    request = ops.gather_request(bpy.context, None)
+    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    (remote,) = ops._RESULTS[request.cache_key()]
+    assert remote is not local
+    for name in ("weights", "emotions", "detected_emotions"):
+        assert np.allclose(getattr(remote, name), getattr(local, name), atol=1e-5), name
+    prefs.external_python = ""
+
+    # blend: all the sliders are the preferred emotion, so joy differs from the override
+    settings.emotion_mix = "BLEND"
+    assert len(ops.gather_request(bpy.context, None).options.emotions[0][1]) == 10
+    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    (blend,) = ops._RESULTS[ops.gather_request(bpy.context, None).cache_key()]
+    assert not np.allclose(blend.emotions[:, joy], 0.7)
+    # the emotion model is ignored with the default model (its panel is hidden)
+    settings.model = "DEFAULT"
+    assert ops.gather_request(bpy.context, None).emotion_model == ""
+    settings.model = "FILE"
+    # a missing emotion model is one clear report
+    expect_error(lambda: bpy.ops.a2x.bake(emotion_model="/nowhere/a2e/model.json"), "model.json")
+    return {"frames": local.num_frames}
+
+
+def scenario_identity() -> dict:
+    """A diffusion model's identities fill the Identity enum; the choice reaches the core."""
+    ops = addon().session
+    obj = make_face()
+    settings = bpy.context.scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 1.0)
+    folder = tempfile.mkdtemp()
+    spec = os.path.join(folder, "model.json")
+    settings.model, settings.model_path = "FILE", spec
+    seen = []
+
+    class Diffusion:  # what the core's diffusion model exposes to the add-on
+        name, version, kind = "claire", "3.0", "diffusion"
+        emotion_names = ("joy", "anger")
+        identities = ("Claire", "James", "Mark")
+
+        def info(self) -> dict:
+            return {"identities": list(self.identities)}
+
+    class Recording:
+        model = Diffusion()
+
+        def animate_many(self, sources, options, progress=None, cancel=None):  # noqa: ANN001
+            seen.append(options)
+            return [synthetic_result(30, options.fps)]
+
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    ops._ANIMATORS[(spec, prefs.backend, prefs.threads or None)] = Recording()
+    assert settings.identity == "NONE"  # nothing loaded yet
+    assert ops.gather_request(bpy.context, None).options.identity is None
+    assert bpy.ops.a2x.model_info() == {"FINISHED"}
+    assert [i.name for i in settings.identities] == ["Claire", "James", "Mark"]
+    assert settings.model_kind == "diffusion" and settings.identity == "Claire"
+    assert [e.name for e in settings.emotions] == ["joy", "anger"]
+    settings.identity = "James"
+    assert ops.gather_request(bpy.context, None).options.identity == "James"
+    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
+    assert seen[-1].identity == "James"
+    assert bpy.ops.a2x.bake(object_name=obj.name, identity="Mark") == {"FINISHED"}
+    assert seen[-1].identity == "Mark"
+    assert bpy.ops.a2x.model_info() == {"FINISHED"}  # reloading keeps the choice
+    assert settings.identity == "James"
+    # the list belongs to another model now: not sent, and the bake says why
+    settings.model_path = os.path.join(folder, "other", "model.json")
+    request = ops.gather_request(bpy.context, None)
+    assert request.options.identity is None
+    assert any("identity list" in w for w in request.warnings), request.warnings
+    return {"identities": len(settings.identities)}
 
 
 def scenario_list_rows() -> dict:

@@ -20,7 +20,7 @@ def test_install_and_enable(blender) -> None:
 
 def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
     out = blender.run("draw_panels")
-    assert out["draws"] == 42 and out["props"] > 100 and out["operators"] > 20
+    assert out["draws"] == 70 and out["props"] > 150 and out["operators"] > 30
 
 
 def test_target_and_mapping_rows_add_and_remove(blender) -> None:
@@ -72,3 +72,39 @@ def test_external_runtime_subprocess(blender) -> None:
     import sys
 
     blender.run("external_runtime", audio=str(SAMPLE), python=sys.executable)
+
+
+def test_key_emotions_as_custom_properties(blender) -> None:
+    assert blender.run("key_emotions")["emotion_curves"] == 20
+
+
+@pytest.fixture(scope="module")
+def generated_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A generated Audio2Face-3D regression model, an Audio2Emotion model and a 1.5 s clip."""
+    pytest.importorskip("onnx", reason="the test model folders are written with onnx")
+    import numpy as np
+    import soundfile
+
+    from tests.a2e_folders import make_emotion_folder
+    from tests.a2f_folders import make_regression_folder
+
+    root = tmp_path_factory.mktemp("models")
+    clip = root / "clip.wav"
+    rng = np.random.default_rng(5)
+    soundfile.write(clip, (0.3 * rng.standard_normal(24000)).astype(np.float32), 16000)
+    return {
+        "a2f": str(make_regression_folder(root / "mark").model_json),
+        "a2e": str(make_emotion_folder(root / "a2e").model_json),
+        "audio": str(clip),
+    }
+
+
+def test_emotion_model_settings_reach_the_core(blender, generated_models) -> None:
+    import sys
+
+    out = blender.run("emotion_model", python=sys.executable, **generated_models)
+    assert out["frames"] == 45  # 1.5 s at 30 fps
+
+
+def test_identity_enum_reaches_the_core(blender) -> None:
+    assert blender.run("identity")["identities"] == 3

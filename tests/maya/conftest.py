@@ -18,14 +18,21 @@ from a2x_core.result import AnimationResult  # noqa: E402
 
 
 def make_result(frames: int = 30, fps: Fraction = Fraction(30), tongue: bool = False,
-                start_s: float = 0.0) -> AnimationResult:  # fmt: skip
-    """Weights known in closed form: pose ``j`` at frame ``i`` = ``(i + j) / 100``."""
+                start_s: float = 0.0, emotions: bool = False) -> AnimationResult:  # fmt: skip
+    """Weights known in closed form: pose ``j`` at frame ``i`` = ``(i + j) / 100``; with
+    ``emotions``, emotion ``e`` (Audio2Face order) = ``(i + e) / 1000`` and detected = half."""
     i = np.arange(frames, dtype=np.float32)[:, None]
     weights = (i + np.arange(52, dtype=np.float32)[None, :]) / 100.0
     result = AnimationResult(weights=weights, fps=fps, start_s=start_s, duration_s=frames / float(fps))
     if tongue:
         result.tongue_weights = np.full((frames, 16), 0.5, dtype=np.float32)
         result.tongue_names = TONGUE_16
+    if emotions:
+        from a2x_core.emotion import A2F_EMOTIONS
+
+        result.emotions = (i + np.arange(10, dtype=np.float32)[None, :]) / 1000.0
+        result.detected_emotions = result.emotions / 2
+        result.emotion_names = A2F_EMOTIONS
     return result
 
 
@@ -33,9 +40,10 @@ class FakeRunner:
     """Stands in for :func:`a2x_maya.engine.run_inference`: counts calls, returns
     :func:`make_result` (optionally failing or blocking until released)."""
 
-    def __init__(self, frames: int = 30, fps: Fraction = Fraction(30), error: Exception | None = None) -> None:
+    def __init__(self, frames: int = 30, fps: Fraction = Fraction(30), error: Exception | None = None,
+                 emotions: bool = False) -> None:  # fmt: skip
         self.calls: list = []
-        self.frames, self.fps, self.error = frames, fps, error
+        self.frames, self.fps, self.error, self.emotions = frames, fps, error, emotions
 
     def __call__(self, inputs, progress, cancel):  # noqa: ANN001, ANN204
         self.calls.append(inputs)
@@ -45,7 +53,7 @@ class FakeRunner:
         cancel.check()
         if self.error is not None:
             raise self.error
-        return make_result(self.frames, self.fps, start_s=inputs.start_s)
+        return make_result(self.frames, self.fps, start_s=inputs.start_s, emotions=self.emotions)
 
 
 @pytest.fixture

@@ -121,10 +121,28 @@ class FakeEdit:
 
         self._apply(lambda: attrs.__setitem__(attr, value), undo)
 
+    def add_attr(self, node: str, name: str, minimum: float, maximum: float) -> None:
+        extra = self.scene.nodes[node].setdefault("extra_attrs", {})
+        if name in extra:
+            return
+        self._apply(lambda: extra.__setitem__(name, (minimum, maximum)), lambda: extra.pop(name))
+        self.log.append(("add_attr", node, name))
+
     def key_curve(self, plug: str, frames: Sequence[float], values: Sequence[float]) -> None:
         assert plug not in self.scene.connections, f"{plug} still has an input"
+        node, attr = plug.split(".", 1)
+        if "[" not in attr:  # a plain attribute must exist: static or added by add_attr
+            assert attr in self.scene.nodes[node].get("extra_attrs", {}), f"{plug} does not exist"
         keys = (np.asarray(frames, float), np.asarray(values, float))
-        self._apply(lambda: self.scene.curves.__setitem__(plug, keys), lambda: self.scene.curves.pop(plug))
+        old = self.scene.curves.get(plug)  # an earlier bake's curve is replaced
+
+        def undo() -> None:
+            if old is None:
+                self.scene.curves.pop(plug)
+            else:
+                self.scene.curves[plug] = old
+
+        self._apply(lambda: self.scene.curves.__setitem__(plug, keys), undo)
         self.log.append(("key", plug, len(frames)))
 
     def delete_node(self, name: str) -> None:
@@ -253,6 +271,7 @@ class FakeScene:
         return dict(block)
 
     def write_outputs(self, block: Any, attrs: Any, frame: FrameValues, progress: float) -> None:
+        assert len(frame.emotions) == len(frame.detected) == len(A.EMOTIONS)
         block["outputs"] = {"frame": frame, "progress": progress}
 
     def scene_fps(self) -> Fraction | None:

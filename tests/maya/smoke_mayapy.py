@@ -3,7 +3,7 @@
 Not collected by pytest (no ``test_`` prefix) and not run in CI: it needs a Maya install
 with a2x pip-installed into mayapy and ``plugins/maya`` on ``MAYA_MODULE_PATH`` (or the
 paths below). It loads the plug-in, builds a scene with a blendShape, a player and audio,
-bakes, checks the keys and undo, and exits 1 on any failure.
+checks the emotion attributes, bakes, checks the keys and undo, and exits 1 on any failure.
 """
 
 from __future__ import annotations
@@ -50,10 +50,14 @@ def main() -> int:
         assert cmds.nodeType(player) == "a2xInferencePlayer", player
         assert cmds.listConnections(f"{bs}.weight[0]", plugs=True) == [f"{player}.out_jawOpen"]
         assert not cmds.listConnections(f"{bs}.weight[2]"), "Basis must stay unconnected"
+        assert cmds.getAttr(f"{player}.emotionMix") == 0  # enum: blend
+        assert cmds.getAttr(f"{player}.emotionWindow") == 60000
+        assert cmds.getAttr(f"{player}.identity") in ("", None)
         cmds.currentTime(15)
         value = cmds.getAttr(f"{bs}.weight[0]")  # batch mode: compute waits for the track
         assert 0.0 <= value <= 1.0, value
-        cmds.a2xBake(player)
+        cmds.a2xBake(player, keyEmotions=True)  # the default model has no emotions: a warning
+        assert not cmds.attributeQuery("a2x_emotion_joy", node=bs, exists=True)
         keys = cmds.keyframe(f"{bs}.weight[0]", query=True, timeChange=True)
         assert keys and keys[0] == 0 and len(keys) >= 59, keys
         assert all(float(k).is_integer() for k in keys), "keys must sit on whole frames"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from a2x_maya import NODE_TYPE, plugin
+from a2x_maya.attributes import EMOTIONS
 from a2x_maya.engine import PlayerEngine
 from a2x_maya.parameters import PlayerInputs
 
@@ -145,6 +146,7 @@ def test_node_compute_plays_the_cached_track(loaded, wav: Path, runner: FakeRunn
     assert scene.progress.count(("begin", "a2x: computing animation")) == scene.progress.count(("end", None))
     out = scene.evaluate(player, 0.5)  # 0.5 s = track frame 15 at 30 fps
     assert out["frame"].weights[17] == pytest.approx((15 + 17) / 100) and out["progress"] == 1.0
+    assert f"{player}.outputDetectedEmotions" in scene.dirtied and f"{player}.jawTransform" in scene.dirtied
     scene.nodes[player]["attrs"]["faceMultipliers[17]"] = 2.0  # keyable, no new inference
     assert scene.evaluate(player, 0.5)["frame"].weights[17] == pytest.approx(0.64)
     assert len(runner.calls) == 1
@@ -222,3 +224,116 @@ def test_real_default_model_through_the_engine(wav: Path) -> None:
     assert track.num_frames == 24 and track.fps == 24
     frame = track.sample(0.5)
     assert len(frame.weights) == 68 and all(0.0 <= w <= 1.0 for w in frame.weights)
+
+
+def test_create_player_with_emotion_model_mix_and_identity(loaded, wav: Path, tmp_path: Path,
+                                                           runner: FakeRunner) -> None:  # noqa: ANN001  # fmt: skip
+    scene, runtime = loaded
+    a2e = tmp_path / "a2e.json"
+    a2e.write_text("{}")
+    scene.add_blendshape("bs", {0: "jawOpen"})
+    flags = {"audio": str(wav), "emotionModel": str(a2e), "emotionMix": "override",
+             "identity": "Claire"}  # fmt: skip
+    command = _run(scene, "a2xCreatePlayer", flags, ["bs"])
+    player = command.result
+    attrs = scene.nodes[player]["attrs"]
+    assert (attrs["emotionModelPath"], attrs["emotionMix"], attrs["identity"]) == (
+        str(a2e), 1.0, "Claire")  # fmt: skip
+    scene.evaluate(player, 0.0)  # the node's compute reads them into the engine's inputs
+    _wait_idle(runtime.engine_of(player))
+    inputs = runner.calls[-1]
+    assert (inputs.emotion_model, inputs.emotion_mix, inputs.identity) == (
+        str(a2e), "override", "Claire")  # fmt: skip
+    command.undoIt()
+    assert player not in scene.nodes
+    with pytest.raises(A2XError, match="use blend or override"):
+        _run(scene, "a2xCreatePlayer", {"emotionMix": "loud"}, ["bs"])
+    assert not scene.nodes_of_type(NODE_TYPE), "a refused command creates nothing"
+
+
+def test_node_outputs_detected_emotions(loaded, wav: Path, runner: FakeRunner) -> None:  # noqa: ANN001
+    scene, runtime = loaded
+    runner.emotions = True
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}).result
+    scene.evaluate(player, 0.0)
+    _wait_idle(runtime.engine_of(player))
+    frame = scene.evaluate(player, 0.5)["frame"]  # track frame 15
+    joy = 6
+    assert frame.emotions[joy] == pytest.approx((15 + joy) / 1000)
+    assert frame.detected[joy] == pytest.approx((15 + joy) / 2000)
+
+
+def test_bake_keys_emotion_curves_on_the_blendshape(loaded, wav: Path, runner: FakeRunner) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    runner.emotions = True
+    scene.add_blendshape("bs", {0: "jawOpen", 1: "mouthSmile_L"}, mesh="head")
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}, ["bs"]).result
+    bake = _run(scene, "a2xBake", {"keyEmotions": True, "deletePlayer": True}, [player])
+    extra = scene.nodes["bs"]["extra_attrs"]
+    assert sorted(extra) == sorted([f"a2x_emotion_{e}" for e in EMOTIONS]
+                                   + [f"a2x_emotion_detected_{e}" for e in EMOTIONS])  # fmt: skip
+    assert extra["a2x_emotion_joy"] == (0.0, 1.0)
+    assert "bs.a2x_emotion_joy" in bake.result and "bs.weight[0]" in bake.result
+    frames, values = scene.curves["bs.a2x_emotion_joy"]
+    weight_frames, _ = scene.curves["bs.weight[0]"]
+    assert np.array_equal(frames, weight_frames) and np.allclose(frames, np.arange(24))
+    assert values[12] == pytest.approx((15 + 6) / 1000)  # frame 12 at 24 fps = track frame 15
+    _, detected = scene.curves["bs.a2x_emotion_detected_joy"]
+    assert detected[12] == pytest.approx((15 + 6) / 2000)
+    assert any("20 emotion curve(s) as a2x_emotion_* on bs" in m for _, m in scene.messages)
+    bake.undoIt()
+    assert not scene.curves and "a2x_emotion_joy" not in scene.nodes["bs"].get("extra_attrs", {})
+    bake.redoIt()
+    assert "bs.a2x_emotion_joy" in scene.curves and player not in scene.nodes
+
+
+def test_bake_emotion_node_choices_and_errors(loaded, wav: Path, runner: FakeRunner) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    scene.add_blendshape("bs", {0: "jawOpen"}, mesh="head")
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}, ["bs"]).result
+    with pytest.raises(A2XError, match="would be deleted with -deletePlayer"):
+        _run(scene, "a2xBake", {"keyEmotions": True, "emotionNode": player, "deletePlayer": True},
+             [player])  # fmt: skip
+    with pytest.raises(A2XError, match="'ghost' does not exist"):
+        _run(scene, "a2xBake", {"keyEmotions": True, "emotionNode": "ghost"}, [player])
+    assert not scene.curves, "refused before anything is keyed"
+    plain = _run(scene, "a2xBake", {"keyEmotions": True}, [player])  # a model without emotions
+    assert plain.result == ["bs.weight[0]"]
+    assert any("gives no emotion curves" in m for kind, m in scene.messages if kind == "warning")
+    plain.undoIt()
+    runner.emotions = True
+    scene.nodes[player]["attrs"]["skinStrength"] = 0.9  # a new track, now with emotions
+    first = _run(scene, "a2xBake", {"keyEmotions": True, "emotionNode": "head"}, [player])
+    assert "head.a2x_emotion_joy" in scene.curves and "bs.a2x_emotion_joy" not in scene.curves
+    first.undoIt()
+    assert "head.a2x_emotion_joy" not in scene.curves
+
+
+def test_real_models_with_an_emotion_model_through_the_engine(tmp_path: Path) -> None:
+    pytest.importorskip("onnx", reason="the test model folders are written with onnx")
+    import soundfile
+
+    from tests.a2e_folders import make_emotion_folder
+    from tests.a2f_folders import make_regression_folder
+
+    a2f = make_regression_folder(tmp_path / "mark").model_json
+    a2e = make_emotion_folder(tmp_path / "a2e").model_json
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, (0.3 * np.random.default_rng(2).standard_normal(16000)).astype(np.float32),
+                    16000)  # fmt: skip
+    values = {"audioFile": str(clip), "modelPath": str(a2f), "emotionModelPath": str(a2e),
+              "emotionWindow": 16000, "emotionSkip": 1, "emotionMix": 1,
+              "preferredEmotions": {6: 1.0}}  # fmt: skip
+    track = PlayerEngine().wait(PlayerInputs.from_values(values, Fraction(24)))
+    result = track.result
+    assert result.detected_emotions is not None and track.num_frames == 24
+    assert (result.options.emotion_window, result.options.emotion_skip) == (16000, 1)
+    assert result.options.emotion_mix == "override"
+    joy = list(result.emotion_names).index("joy")
+    assert np.allclose(result.emotions[:, joy], 0.6 * 0.5, atol=1e-6)  # override: the preferred
+    frame = track.sample(0.5)
+    assert any(frame.detected) and frame.emotions[6] == pytest.approx(0.3, abs=1e-6)
+    from a2x_maya.bake import plan_emotion_keys
+
+    keys = plan_emotion_keys(result, Fraction(24), 0.0)
+    assert len(keys) == 20 and keys[0].frames.size == 24

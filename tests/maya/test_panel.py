@@ -52,11 +52,18 @@ def test_panel_previews_matches_creates_and_bakes(app, wav: Path) -> None:  # no
     assert panel.bake() is None and "choose a player" in panel.status.text()
     panel.audio_edit.setText(str(wav))
     assert panel.create_or_connect() == "a2xInferencePlayer1"
-    assert calls[0] == ("a2xCreatePlayer", {"model": "default", "audio": str(wav), "force": True}, ["faceBS"])
+    assert calls[0] == ("a2xCreatePlayer", {"model": "default", "audio": str(wav), "force": True,
+                                            "emotionModel": "", "emotionMix": "", "identity": ""},
+                        ["faceBS"])  # fmt: skip
     assert panel.player() == "a2xInferencePlayer1"
     panel.delete_after_bake.setChecked(True)
     panel.bake()
     assert calls[-1] == ("a2xBake", {"deletePlayer": True}, ["a2xInferencePlayer1"])
+    panel.key_emotions.setChecked(True)
+    panel.emotion_node_edit.setText(" head ")
+    panel.bake()
+    assert calls[-1] == ("a2xBake", {"deletePlayer": True, "keyEmotions": True,
+                                     "emotionNode": "head"}, ["a2xInferencePlayer1"])  # fmt: skip
     panel.player_combo.setCurrentText("a2xInferencePlayer1")
     panel.create_or_connect()
     assert calls[-1][0] == "a2xConnectPlayer" and calls[-1][2] == ["a2xInferencePlayer1", "faceBS"]
@@ -76,4 +83,24 @@ def test_panel_shows_command_errors(app) -> None:  # noqa: ANN001
     panel.create_or_connect()
     assert panel.status.text() == "a2xCreatePlayer failed: boom"
     assert "No target selected" in panel.preview.toPlainText()
+    panel.close()
+
+
+def test_panel_sends_emotion_model_mix_and_identity(app, wav: Path) -> None:  # noqa: ANN001
+    scene = FakeScene()
+    scene.add_blendshape("faceBS", {0: "jawOpen"})
+    calls = []
+    panel = Panel(scene, invoke=lambda n, f, o: calls.append((n, f, o)))
+    assert [panel.emotion_mix_combo.itemText(i) for i in range(2)] == ["blend", "override"]
+    panel.audio_edit.setText(str(wav))
+    panel.emotion_model_edit.setText("/m/a2e/model.json ")
+    panel.emotion_mix_combo.setCurrentText("override")
+    panel.identity_edit.setText("Claire")
+    panel.create_or_connect()
+    name, flags, _ = calls[-1]
+    assert name == "a2xCreatePlayer"
+    assert (flags["emotionModel"], flags["emotionMix"], flags["identity"]) == (
+        "/m/a2e/model.json", "override", "Claire")  # fmt: skip
+    line = mel_command(name, flags, ["faceBS"])
+    assert '-emotionModel "/m/a2e/model.json" -emotionMix "override" -identity "Claire"' in line
     panel.close()

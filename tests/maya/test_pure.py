@@ -180,3 +180,116 @@ def test_bake_keys_land_on_scene_frames() -> None:
     _, scaled = plan_keys(result, links[:1], Fraction(24), offset_s, {"jawOpen": (ramp, 0.5)})
     assert np.allclose(scaled[0].values, jaw.values * ramp + 0.5)
     assert audio_start_frame(1.0, 0.5, Fraction(24)) == pytest.approx(12)
+
+
+# ----------------------------------------------------------------------------- emotions
+
+
+def test_emotion_and_identity_attributes() -> None:
+    sources = {name: (kind, default) for name, _short, kind, default in A.SOURCE_ATTRS}
+    assert sources["emotionModelPath"] == ("string", "") and sources["identity"] == ("string", "")
+    mix = A.scalar_by_name("emotionMix")
+    assert mix.kind == "enum" and mix.choices == ("blend", "override") and mix.default == 0
+    window = A.scalar_by_name("emotionWindow")
+    assert (window.kind, window.default, window.min, window.max) == ("int", 60000, 2, 960000)
+    assert A.OUTPUT_DETECTED_EMOTIONS.aliases()[6] == ("detected_joy", "outputDetectedEmotions[6]")
+    assert A.OUTPUT_DETECTED_EMOTIONS in A.OUTPUT_ARRAYS
+
+
+def test_emotion_inputs_validate(wav: Path, tmp_path: Path) -> None:
+    a2e = tmp_path / "a2e" / "model.json"
+    a2e.parent.mkdir()
+    a2e.write_text("{}")
+    _inputs(wav, emotionModelPath=str(a2e)).validate()
+    with pytest.raises(ParameterError, match="emotion model not found; fix emotionModelPath"):
+        _inputs(wav, emotionModelPath=str(tmp_path / "nope.json")).validate()
+    with pytest.raises(ParameterError, match="emotionStrength=1.5 is out of range with an emotion"):
+        _inputs(wav, emotionModelPath=str(a2e), emotionStrength=1.5).validate()
+    _inputs(wav, emotionStrength=1.5).validate()  # explicit emotions may be stronger
+    with pytest.raises(ParameterError, match="emotionWindow=1000.5 must be a whole number"):
+        _inputs(wav, emotionWindow=1000.5).validate()
+    with pytest.raises(ParameterError, match=r"emotionSkip=-1.0 is out of range"):
+        _inputs(wav, emotionSkip=-1).validate()
+
+
+def test_options_with_an_emotion_model_follow_the_sdk(wav: Path) -> None:
+    from a2x_core.emotion import A2F_EMOTIONS
+
+    a2e = {"emotionModelPath": "/m/a2e/model.json", "emotionWindow": 32000, "emotionSkip": 2}
+    blend = _inputs(wav, **a2e, preferredEmotions={6: 1.0, 1: 0.25}, identity="Claire")
+    options = blend.options(None, A2F_EMOTIONS)
+    assert options.emotion_mix == "blend" and options.identity == "Claire"
+    assert (options.emotion_window, options.emotion_skip) == (32000, 2)
+    assert dict(options.emotion_parameters) == {"emotion_strength": 0.6,
+                                                "preferred_emotion_strength": 0.5}  # fmt: skip
+    (time_s, preferred), = options.emotions
+    assert time_s == 0.0 and len(preferred) == 10  # all ten: the SDK's preferred vector
+    assert preferred["joy"] == 1.0 and preferred["anger"] == 0.25 and preferred["fear"] == 0.0
+    for quiet in (_inputs(wav, **a2e), _inputs(wav, **a2e, enablePreferredEmotion=0.0,
+                                               preferredEmotions={6: 1.0})):  # fmt: skip
+        options = quiet.options(None, A2F_EMOTIONS)  # detected emotions play unchanged
+        assert options.emotions == ()
+        assert options.emotion_parameters["enable_preferred_emotion"] is False
+    override = _inputs(wav, **a2e, emotionMix=1.0, preferredEmotions={6: 1.0})
+    options = override.options(None, A2F_EMOTIONS)
+    assert options.emotion_mix == "override"
+    assert options.emotions == ((0.0, {"joy": pytest.approx(0.6 * 0.5)}),)
+    plain = _inputs(wav, emotionWindow=32000, identity="James").options(None, A2F_EMOTIONS)
+    assert plain.emotion_window == 60000 and plain.emotion_parameters == {}  # no emotion model
+    assert plain.identity == "James" and _inputs(wav).options(None).identity is None
+
+
+def test_cache_key_follows_emotion_model_identity_and_mix(wav: Path, tmp_path: Path) -> None:
+    a2e = tmp_path / "model.json"
+    a2e.write_text("{}")
+    key = track_key(_inputs(wav))
+    with_model = track_key(_inputs(wav, emotionModelPath=str(a2e)))
+    assert with_model != key
+    for change in ({"emotionMix": 1.0}, {"emotionWindow": 16000}, {"emotionSkip": 1},
+                   {"identity": "Mark"}):  # fmt: skip
+        assert track_key(_inputs(wav, emotionModelPath=str(a2e), **change)) != with_model
+    os.utime(a2e, ns=(1, 1))  # a replaced emotion model
+    assert track_key(_inputs(wav, emotionModelPath=str(a2e))) != with_model
+
+
+def test_track_plays_emotion_input_and_detected_emotions() -> None:
+    from a2x_maya.track import rest_frame
+
+    frame = Track(make_result(frames=10, emotions=True)).sample(4 / 30)
+    joy = A.EMOTIONS.index("joy")
+    assert frame.emotions[joy] == pytest.approx((4 + 6) / 1000)
+    assert frame.detected[joy] == pytest.approx((4 + 6) / 2000)
+    assert Track(make_result(frames=10)).sample(0.1).detected == (0.0,) * 10
+    assert rest_frame().detected == (0.0,) * 10
+
+
+def test_emotion_keys_land_on_the_weight_frames() -> None:
+    from a2x_maya.bake import emotion_attribute_curves, plan_emotion_keys
+
+    result = make_result(frames=61, fps=Fraction(60), emotions=True)
+    offset_s = 10 / 24
+    keys = plan_emotion_keys(result, Fraction(24), offset_s)
+    names = [k.plug for k in keys]
+    assert names[:10] == [f"a2x_emotion_{e}" for e in A.EMOTIONS]
+    assert names[10:] == [f"a2x_emotion_detected_{e}" for e in A.EMOTIONS]
+    joy = keys[A.EMOTIONS.index("joy")]
+    assert np.array_equal(joy.frames, plan_frames(result, Fraction(24), offset_s))
+    assert joy.values[24] == pytest.approx((60 + 6) / 1000, abs=1e-6)  # 1 s in: frame 60
+    assert plan_emotion_keys(make_result(frames=10), Fraction(24), 0.0) == []
+    only_input = make_result(frames=5, emotions=True)
+    only_input.detected_emotions = None
+    assert list(emotion_attribute_curves(only_input)) == [f"a2x_emotion_{e}" for e in A.EMOTIONS]
+
+
+def test_emotion_mix_flag_and_emotion_node_choice() -> None:
+    from a2x_maya.commands import emotion_mix_index, emotion_target
+
+    assert emotion_mix_index("Override") == 1 and emotion_mix_index("blend") == 0
+    with pytest.raises(ParameterError, match="use blend or override"):
+        emotion_mix_index("mix")
+    links = [Link("faceBS", 0, "jawOpen", "jawOpen")]
+    assert emotion_target("p1", links, "", delete_player=True) == "faceBS"
+    assert emotion_target("p1", links, "head", delete_player=False) == "head"
+    assert emotion_target("p1", links, "p1", delete_player=False) == "p1"
+    with pytest.raises(ParameterError, match="would be deleted with -deletePlayer"):
+        emotion_target("p1", links, "p1", delete_player=True)

@@ -34,7 +34,7 @@ class ScalarAttr:
         min, max: hard range (None = unbounded); values outside are rejected.
         soft_min, soft_max: slider range in the UI.
         core_key: the model parameter it sets (None = used by the adapter itself).
-        kind: "float", "int" or "bool".
+        kind: "float", "int", "bool" or "enum" (the value is the index into ``choices``).
         keyable: shown in the channel box and keyable (Maya-ACE keys only the arrays).
         group: UI section ("face", "tongue", "emotion").
     """
@@ -50,6 +50,7 @@ class ScalarAttr:
     kind: str = "float"
     keyable: bool = False
     group: str = "face"
+    choices: tuple[str, ...] = ()
 
 
 FACE_ATTRS: tuple[ScalarAttr, ...] = (
@@ -74,12 +75,23 @@ TONGUE_ATTRS: tuple[ScalarAttr, ...] = (
     ),
 )
 
-#: Emotion controls. a2x has no audio-to-emotion model yet, so the emotion input is the
+#: How the preferred emotion meets the emotions an Audio2Emotion model detects
+#: (``InferenceOptions.emotion_mix``).
+EMOTION_MIX_CHOICES: tuple[str, ...] = ("blend", "override")
+
+#: Emotion controls. Without an emotion model (``emotionModelPath``) the emotion input is the
 #: preferred emotion alone: ``emotionStrength * preferredEmotionStrength * preferred_<e>``.
+#: With one, they are Audio2Emotion's post-processing settings (see
+#: :meth:`a2x_maya.parameters.PlayerInputs.options`), and window/skip/mix apply.
 EMOTION_ATTRS: tuple[ScalarAttr, ...] = (
     ScalarAttr("emotionStrength", "ems", 0.6, 0.0, None, 0.0, 1.0, group="emotion"),
     ScalarAttr("enablePreferredEmotion", "epe", 1.0, kind="bool", group="emotion"),
     ScalarAttr("preferredEmotionStrength", "pes", 0.5, 0.0, 1.0, group="emotion"),
+    ScalarAttr("emotionMix", "emx", 0.0, 0.0, 1.0, kind="enum", group="emotion",
+               choices=EMOTION_MIX_CHOICES),  # fmt: skip
+    ScalarAttr("emotionWindow", "emw", 60000.0, 2.0, 960000.0, 8000.0, 160000.0, kind="int",
+               group="emotion"),  # fmt: skip
+    ScalarAttr("emotionSkip", "esk", 0.0, 0.0, None, 0.0, 10.0, kind="int", group="emotion"),
 )
 
 PARAMETER_ATTRS: tuple[ScalarAttr, ...] = FACE_ATTRS + TONGUE_ATTRS
@@ -128,12 +140,22 @@ PREFERRED_EMOTIONS = ArrayAttr(
     "preferredEmotions", "pre", EMOTIONS, "preferred_", 0.0, 0.0, 1.0
 )
 OUTPUT_WEIGHTS = ArrayAttr("outputWeights", "ow", OUTPUT_POSES, "out_", output=True)
+#: The emotion input the face model got per frame (preferred, detected or mixed).
 OUTPUT_EMOTIONS = ArrayAttr("outputEmotions", "oe", EMOTIONS, "out_", output=True)
+#: What the emotion model detected (zeros without one).
+OUTPUT_DETECTED_EMOTIONS = ArrayAttr(
+    "outputDetectedEmotions", "ode", EMOTIONS, "detected_", output=True
+)
 
 INPUT_ARRAYS: tuple[ArrayAttr, ...] = (
     FACE_MULTIPLIERS, FACE_OFFSETS, TONGUE_MULTIPLIERS, TONGUE_OFFSETS, PREFERRED_EMOTIONS,
 )  # fmt: skip
-OUTPUT_ARRAYS: tuple[ArrayAttr, ...] = (OUTPUT_WEIGHTS, OUTPUT_EMOTIONS)
+OUTPUT_ARRAYS: tuple[ArrayAttr, ...] = (OUTPUT_WEIGHTS, OUTPUT_EMOTIONS, OUTPUT_DETECTED_EMOTIONS)
+
+#: Keyable attributes ``a2xBake -keyEmotions`` adds to a node and keys (0..1 each):
+#: ``a2x_emotion_<e>`` (the emotion input) and ``a2x_emotion_detected_<e>``.
+BAKED_EMOTION_PREFIX = "a2x_emotion_"
+BAKED_DETECTED_PREFIX = BAKED_EMOTION_PREFIX + "detected_"
 
 #: Inputs read as plain values: (long name, short name, kind, default).
 #: ``audioEnd`` < 0 means "to the end of the file" (as Maya-ACE).
@@ -144,6 +166,8 @@ SOURCE_ATTRS: tuple[tuple[str, str, str, object], ...] = (
     ("audioStart", "ast", "time", 0.0),
     ("audioEnd", "aen", "time", -1.0),
     ("modelPath", "mp", "string", "default"),
+    ("emotionModelPath", "emp", "string", ""),  # Audio2Emotion model.json ("" = none)
+    ("identity", "idn", "string", ""),  # diffusion models ("" = the model's first)
 )
 
 #: Outputs besides the arrays: jaw 4x4 (Maya row-vector layout), eye rotations (degrees).

@@ -17,7 +17,9 @@ import numpy as np
 from a2x_core.result import AnimationResult
 from a2x_core.retarget import BakePlan, ShapeTarget, plan_bake
 
+from .attributes import BAKED_DETECTED_PREFIX, BAKED_EMOTION_PREFIX, EMOTIONS
 from .connect import Link
+from .track import emotion_columns
 
 
 @dataclass(frozen=True)
@@ -82,3 +84,36 @@ def plan_frames(result: AnimationResult, fps: Fraction, offset_s: float) -> np.n
     """The scene frames a bake keys (to sample animated multipliers/offsets first)."""
     plan = plan_bake(result, [], fps, audio_start_frame(offset_s, result.start_s, fps))
     return plan.frames.astype(np.float64)
+
+
+def emotion_attribute_curves(result: AnimationResult) -> dict[str, np.ndarray]:
+    """Attribute name -> per-frame curve for ``a2xBake -keyEmotions``: ``a2x_emotion_<e>``
+    (the emotion input the model got) and, with an emotion model, ``a2x_emotion_detected_<e>``,
+    in :data:`EMOTIONS` order; ``{}`` for models without emotions."""
+    out: dict[str, np.ndarray] = {}
+    frames = result.num_frames
+    for prefix, values in ((BAKED_EMOTION_PREFIX, result.emotions),
+                           (BAKED_DETECTED_PREFIX, getattr(result, "detected_emotions", None))):  # fmt: skip
+        if values is None:
+            continue
+        columns = emotion_columns(values, result.emotion_names, frames)
+        for j, name in enumerate(EMOTIONS):
+            out[prefix + name] = columns[:, j]
+    return out
+
+
+def plan_emotion_keys(result: AnimationResult, fps: Fraction, offset_s: float) -> list[CurveKeys]:
+    """Keys for the emotion curves, on the same scene frames as the weights (``plug`` is the
+    attribute name; the command puts it on the chosen node)."""
+    curves = emotion_attribute_curves(result)
+    if not curves or result.num_frames == 0:
+        return []
+    names = tuple(curves)
+    stacked = AnimationResult(
+        weights=np.stack([curves[n] for n in names], axis=1).astype(np.float32), fps=result.fps,
+        names=names, start_s=result.start_s, duration_s=result.duration_s,
+    )  # fmt: skip
+    rows = [ShapeTarget(target=n, source=n) for n in names]
+    plan = plan_bake(stacked, rows, fps, audio_start_frame(offset_s, result.start_s, fps))
+    frames = plan.frames.astype(np.float64)
+    return [CurveKeys(n, frames, plan.channels[n].astype(np.float64)) for n in names]

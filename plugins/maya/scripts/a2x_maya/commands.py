@@ -18,6 +18,7 @@ from a2x_core.jobs import Progress
 
 from . import NODE_TYPE
 from .attributes import (
+    EMOTION_MIX_CHOICES,
     FACE_MULTIPLIERS,
     FACE_OFFSETS,
     OUTPUT_POSES,
@@ -25,7 +26,7 @@ from .attributes import (
     TONGUE_OFFSETS,
     all_aliases,
 )
-from .bake import plan_frames, plan_keys
+from .bake import plan_emotion_keys, plan_frames, plan_keys
 from .connect import ConnectionPlan, Link, plan_connections
 from .engine import PlayerEngine
 from .parameters import PlayerInputs, attribute_defaults_for_model
@@ -51,7 +52,8 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "a2xCreatePlayer",
         (("-n", "-name", "string"), ("-m", "-model", "string"), ("-a", "-audio", "string"),
-         ("-f", "-force", "bool")),  # fmt: skip
+         ("-f", "-force", "bool"), ("-em", "-emotionModel", "string"),
+         ("-mix", "-emotionMix", "string"), ("-id", "-identity", "string")),  # fmt: skip
         "Create a player on the given (or selected) blendShape nodes or meshes.",
     ),
     CommandSpec(
@@ -61,8 +63,10 @@ SPECS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         "a2xBake",
-        (("-dp", "-deletePlayer", "bool"),),
-        "Key the blendShape weights a player drives over the audio's range.",
+        (("-dp", "-deletePlayer", "bool"), ("-ke", "-keyEmotions", "bool"),
+         ("-en", "-emotionNode", "string")),  # fmt: skip
+        "Key the blendShape weights a player drives over the audio's range (and, with "
+        "-keyEmotions, the emotion curves as a2x_emotion_* attributes).",
     ),
     CommandSpec("a2xLoadModelDefaults", (), "Reset face/tongue attributes to the model's."),
 )
@@ -119,6 +123,20 @@ def connect_player(scene: Any, player: str, names: Sequence[str], force: bool = 
     return Outcome(edit, [link.dest_plug for link in plan.links], plan.report(), info)
 
 
+def emotion_mix_index(mix: str) -> int:
+    """The ``emotionMix`` enum index of ``"blend"`` / ``"override"`` (any case).
+
+    Raises:
+        ParameterError: another word, naming the choices.
+    """
+    word = mix.strip().lower()
+    if word not in EMOTION_MIX_CHOICES:
+        raise ParameterError(
+            f"-emotionMix {mix!r} is unknown", hint=f"use {' or '.join(EMOTION_MIX_CHOICES)}"
+        )
+    return EMOTION_MIX_CHOICES.index(word)
+
+
 def create_player(
     scene: Any,
     names: Sequence[str],
@@ -127,10 +145,16 @@ def create_player(
     model: str = "",
     audio: str = "",
     force: bool = False,
+    emotion_model: str = "",
+    emotion_mix: str = "",
+    identity: str = "",
 ) -> Outcome:
     """Create a player, drive it by ``time1``, give it the time-slider sound (or ``audio``)
-    and connect it by name to the blendShapes of ``names`` (none: an unconnected player)."""
+    and connect it by name to the blendShapes of ``names`` (none: an unconnected player).
+    ``emotion_model``, ``emotion_mix`` and ``identity`` set ``emotionModelPath``,
+    ``emotionMix`` and ``identity``."""
     blendshapes = find_blendshapes(scene, names)
+    mix = emotion_mix_index(emotion_mix) if emotion_mix else None
     edit = scene.begin_edit()
     player = edit.create_node(NODE_TYPE, name or f"{NODE_TYPE}1")
     edit.connect("time1.outTime", f"{player}.time")
@@ -138,6 +162,12 @@ def create_player(
         edit.mel(f"aliasAttr {alias} {player}.{attr}")
     if model:
         edit.set_attr(f"{player}.modelPath", model)
+    if emotion_model:
+        edit.set_attr(f"{player}.emotionModelPath", emotion_model)
+    if mix is not None:
+        edit.set_attr(f"{player}.emotionMix", float(mix))
+    if identity:
+        edit.set_attr(f"{player}.identity", identity)
     warnings: list[str] = []
     sound = None if audio else scene.time_slider_sound()
     if audio:
@@ -181,6 +211,22 @@ def _sample(scene: Any, plug: str, frames: np.ndarray, default: float) -> float 
     return np.asarray(value, dtype=np.float64) if isinstance(value, list) else float(value)
 
 
+def emotion_target(player: str, links: Sequence[Link], emotion_node: str, delete_player: bool) -> str:
+    """Which node ``a2xBake -keyEmotions`` keys the emotion attributes on: ``-emotionNode``,
+    else the first blendShape the player drives (it stays when the player is deleted).
+
+    Raises:
+        ParameterError: the player itself with ``-deletePlayer`` (the keys would go with it).
+    """
+    node = emotion_node.strip() or links[0].blendshape
+    if delete_player and node == player:
+        raise ParameterError(
+            f"-emotionNode {player} would be deleted with -deletePlayer",
+            hint="key the emotions on another node, or keep the player",
+        )
+    return node
+
+
 def bake_player(
     scene: Any,
     player: str,
@@ -188,17 +234,25 @@ def bake_player(
     delete_player: bool = False,
     engine: PlayerEngine | None = None,
     on_progress: Callable[[Progress], bool] | None = None,
+    key_emotions: bool = False,
+    emotion_node: str = "",
 ) -> Outcome:
     """Key every blendShape weight the player drives, over the whole audio, in one undo.
 
     The player's cached track is used (computed now, with progress, if needed); its
-    multipliers and offsets are applied as they are at each keyed frame.
+    multipliers and offsets are applied as they are at each keyed frame. With
+    ``key_emotions`` the emotion curves are keyed too, as keyable 0..1 attributes
+    ``a2x_emotion_<e>`` (and ``a2x_emotion_detected_<e>`` with an emotion model) added to
+    ``emotion_node`` (see :func:`emotion_target`), on the same frames.
     """
     links = scene.player_links(player)
     if not links:
         raise A2XError(
             f"{player} drives no blendShape weight", hint="connect it first (a2xConnectPlayer)"
         )
+    node = emotion_target(player, links, emotion_node, delete_player) if key_emotions else ""
+    if node and not scene.exists(node):
+        raise ParameterError(f"-emotionNode {node!r} does not exist", hint="name an existing node")
     fps = scene.scene_fps() or FALLBACK_FPS
     inputs = PlayerInputs.from_values(scene.player_values(player), fps)
     engine = engine or PlayerEngine()
@@ -212,18 +266,28 @@ def bake_player(
             _sample(scene, mult_plug, frames, 1.0), _sample(scene, off_plug, frames, 0.0)
         )
     plan, curves = plan_keys(result, links, fps, inputs.offset_s, controls)
+    emotions = plan_emotion_keys(result, fps, inputs.offset_s) if node else []
+    warnings = list(result.warnings)
+    if node and not emotions:
+        warnings.append(f"{player}: the {result.model or inputs.model} model gives no emotion "
+                        "curves to key (-keyEmotions needs an Audio2Face-3D model)")  # fmt: skip
     edit = scene.begin_edit()
     for link in links:
         edit.disconnect(f"{player}.{link.source_attr}", link.dest_plug)
     for curve in curves:
         edit.key_curve(curve.plug, curve.frames.tolist(), curve.values.tolist())
+    for curve in emotions:
+        edit.add_attr(node, curve.plug, 0.0, 1.0)
+        edit.key_curve(f"{node}.{curve.plug}", curve.frames.tolist(), curve.values.tolist())
     if delete_player:
         edit.delete_node(player)
     edit.do_it()
     first, last = plan.frame_range
     info = [f"{player}: baked {len(curves)} weight(s), frames {first:g}-{last:g}"]
-    warnings = list(result.warnings)
-    return Outcome(edit, [c.plug for c in curves], warnings, info)
+    if emotions:
+        info.append(f"{player}: keyed {len(emotions)} emotion curve(s) as a2x_emotion_* on {node}")
+    plugs = [c.plug for c in curves] + [f"{node}.{c.plug}" for c in emotions]
+    return Outcome(edit, plugs, warnings, info)
 
 
 def make_command_classes(scene: Any, run: Callable[[str, dict[str, Any], list[str]], Outcome]) -> list[type]:

@@ -35,16 +35,20 @@ class ModelCache:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._models: dict[str, Any] = {}
+        self._models: dict[tuple[str, str], Any] = {}
 
-    def get(self, spec: str) -> Any:
-        """The :class:`a2x_core.api.Animator` for ``spec``, loaded once."""
+    def get(self, spec: str, emotion_model: str = "") -> Any:
+        """The :class:`a2x_core.api.Animator` for ``spec`` (with an Audio2Emotion model when
+        ``emotion_model`` is given), loaded once; both share one loaded face model."""
+        from a2x_core.api import Animator
+
         with self._lock:
-            if spec not in self._models:
-                from a2x_core.api import Animator
-
-                self._models[spec] = Animator(spec)
-            return self._models[spec]
+            if (spec, "") not in self._models:
+                self._models[(spec, "")] = Animator(spec)
+            if (spec, emotion_model) not in self._models:
+                model = self._models[(spec, "")].model
+                self._models[(spec, emotion_model)] = Animator(model, emotion_model=emotion_model)
+            return self._models[(spec, emotion_model)]
 
     def clear(self) -> None:
         with self._lock:
@@ -66,7 +70,7 @@ def accepted_parameters(model: Any) -> list[str]:
 
 def run_inference(inputs: PlayerInputs, progress: ProgressCallback, cancel: CancelToken) -> Any:
     """The default runner: load (cached) the model and animate the player's audio."""
-    animator = MODELS.get(inputs.model)
+    animator = MODELS.get(inputs.model, inputs.emotion_model)
     model = animator.model
     options = inputs.options(accepted_parameters(model), getattr(model, "emotion_names", ()))
     return animator.animate(inputs.audio_path, options, progress=progress, cancel=cancel)

@@ -90,12 +90,34 @@ class Edit:
         else:
             self.mel(f"setAttr {plug} {float(value)!r}")
 
-    def key_curve(self, plug: str, frames: Sequence[float], values: Sequence[float]) -> None:
-        """A new time->unitless anim curve on ``plug`` with all keys at once (addKeys)."""
+    def add_attr(self, node: str, name: str, minimum: float, maximum: float) -> None:
+        """Add a keyable double attribute ``name`` (long = short name) to ``node``, unless
+        it has one already."""
+        if cmds.attributeQuery(name, node=node, exists=True):
+            return
         self._flush()
+        numeric = om.MFnNumericAttribute()
+        attr = numeric.create(name, name, om.MFnNumericData.kDouble, 0.0)
+        numeric.setMin(minimum)
+        numeric.setMax(maximum)
+        numeric.keyable, numeric.storable = True, True
+        self._modifier.addAttribute(_node(node), attr)
+        self._pending = True
+        self._flush()
+
+    def key_curve(self, plug: str, frames: Sequence[float], values: Sequence[float]) -> None:
+        """A new time->unitless anim curve on ``plug`` with all keys at once (addKeys); an
+        anim curve already keying ``plug`` (an earlier bake) is deleted first."""
+        self._flush()
+        target = _plug(plug)
+        if target.isDestination and target.source().node().hasFn(om.MFn.kAnimCurve):
+            remove = om.MDGModifier()
+            remove.deleteNode(target.source().node())
+            remove.doIt()
+            self._steps.append(remove)
+            target = _plug(plug)
         modifier = om.MDGModifier()
         change = oma.MAnimCurveChange()
-        target = _plug(plug)
         curve = oma.MFnAnimCurve()
         curve.create(target, oma.MFnAnimCurve.kAnimCurveTU, modifier)
         if not target.isDestination:  # the create queued on the modifier instead of doing it
@@ -217,17 +239,25 @@ class MayaScene:
                 data = om.MFnStringData().create(str(default))
                 attrs[name] = typed.create(name, short, om.MFnData.kString, data)
                 fn = typed
-                fn.usedAsFilename = name in ("audioFile", "modelPath")
+                fn.usedAsFilename = name in ("audioFile", "modelPath", "emotionModelPath")
             fn.storable, fn.keyable = True, False
+        enum = om.MFnEnumAttribute()
         for spec in A.PARAMETER_ATTRS + A.EMOTION_ATTRS:
+            if spec.kind == "enum":
+                attrs[spec.name] = enum.create(spec.name, spec.short, int(spec.default))
+                for index, choice in enumerate(spec.choices):
+                    enum.addField(choice, index)
+                enum.storable, enum.keyable, enum.channelBox = True, spec.keyable, True
+                continue
             kind = {"float": om.MFnNumericData.kFloat, "int": om.MFnNumericData.kInt,
                     "bool": om.MFnNumericData.kBoolean}[spec.kind]  # fmt: skip
-            attrs[spec.name] = numeric.create(spec.name, spec.short, kind, spec.default)
+            default = int(spec.default) if spec.kind == "int" else spec.default
+            attrs[spec.name] = numeric.create(spec.name, spec.short, kind, default)
             for setter, value in ((numeric.setMin, spec.min), (numeric.setMax, spec.max),
                                   (numeric.setSoftMin, spec.soft_min),
                                   (numeric.setSoftMax, spec.soft_max)):  # fmt: skip
                 if value is not None and spec.kind != "bool":
-                    setter(value)
+                    setter(int(value) if spec.kind == "int" else value)
             numeric.storable, numeric.keyable = True, spec.keyable
             numeric.channelBox = not spec.keyable
         for array in A.INPUT_ARRAYS:
@@ -280,9 +310,10 @@ class MayaScene:
                 values[name] = handle.asTime().asUnits(om.MTime.kSeconds)
             else:
                 values[name] = handle.asString()
+        getters = {"bool": "asBool", "int": "asInt", "enum": "asShort", "float": "asFloat"}
         for spec in A.PARAMETER_ATTRS + A.EMOTION_ATTRS:
             handle = block.inputValue(attrs[spec.name])
-            values[spec.name] = float(handle.asBool() if spec.kind == "bool" else handle.asFloat())
+            values[spec.name] = float(getattr(handle, getters[spec.kind])())
         for array in A.INPUT_ARRAYS:
             handle = block.inputArrayValue(attrs[array.name])
             sparse: dict[int, float] = {}
@@ -295,7 +326,8 @@ class MayaScene:
     def write_outputs(self, block: Any, attrs: Mapping[str, Any], frame: FrameValues,
                       progress: float) -> None:  # fmt: skip
         """Write one frame of outputs and mark them clean."""
-        for array, data in ((A.OUTPUT_WEIGHTS, frame.weights), (A.OUTPUT_EMOTIONS, frame.emotions)):
+        for array, data in ((A.OUTPUT_WEIGHTS, frame.weights), (A.OUTPUT_EMOTIONS, frame.emotions),
+                            (A.OUTPUT_DETECTED_EMOTIONS, frame.detected)):  # fmt: skip
             handle = block.outputArrayValue(attrs[array.name])
             builder = handle.builder()
             for index, value in enumerate(data):

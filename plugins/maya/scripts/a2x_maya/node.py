@@ -12,11 +12,17 @@ from typing import Any
 from a2x_core.errors import A2XError
 
 from . import NODE_TYPE
+from .attributes import EYE_ROTATIONS, JAW_TRANSFORM, OUTPUT_ARRAYS
 from .engine import ENGINES, PlayerEngine, poll_all
 from .parameters import PlaybackControls, PlayerInputs
 from .timeunits import FALLBACK_FPS
 
 log = logging.getLogger("a2x_maya")
+
+#: Every output attribute, dirtied when a track lands.
+OUTPUT_PLUGS: tuple[str, ...] = (
+    *(array.name for array in OUTPUT_ARRAYS), JAW_TRANSFORM[0], *(n for n, _ in EYE_ROTATIONS)
+)
 
 
 def evaluate(scene: Any, node: Any, block: Any) -> None:
@@ -53,7 +59,8 @@ class Poller:
             if node is None:
                 continue
             name = self.scene.node_name(node)
-            self.scene.dirty(f"{name}.outputWeights")
+            for output in OUTPUT_PLUGS:  # a new track changes every output, not an input
+                self.scene.dirty(f"{name}.{output}")
             status = engine.status
             if status.state == "error" and self._shown_errors.get(id(engine)) != status.message:
                 self._shown_errors[id(engine)] = status.message

@@ -13,6 +13,7 @@ from typing import Any
 from a2x_core.errors import A2XError
 
 from . import NODE_TYPE
+from .attributes import EMOTION_MIX_CHOICES
 from .commands import find_blendshapes, preview_connections
 from .qt import QtCore, QtWidgets, wrap_instance
 
@@ -74,6 +75,23 @@ class Panel(QtWidgets.QWidget):
         self.model_combo.addItems(model_choices())
         form.addRow("Model", _with_browse_button(self.model_combo, self.browse_model))
 
+        self.emotion_model_edit = QtWidgets.QLineEdit()
+        self.emotion_model_edit.setPlaceholderText(
+            "Audio2Emotion model.json (empty = preferred emotions only)"
+        )
+        form.addRow("Emotion model",
+                    _with_browse_button(self.emotion_model_edit, self.browse_emotion_model))  # fmt: skip
+        self.emotion_mix_combo = QtWidgets.QComboBox()
+        self.emotion_mix_combo.addItems(list(EMOTION_MIX_CHOICES))
+        self.emotion_mix_combo.setToolTip(
+            "How the preferred emotions meet the detected ones: blend (the SDK's preferred "
+            "emotion) or override (each preferred emotion replaces its detected curve)"
+        )
+        form.addRow("Emotion mix", self.emotion_mix_combo)
+        self.identity_edit = QtWidgets.QLineEdit()
+        self.identity_edit.setPlaceholderText("diffusion models: Claire, James... (empty = first)")
+        form.addRow("Identity", self.identity_edit)
+
         self.player_combo = QtWidgets.QComboBox()
         form.addRow("Player", self.player_combo)
 
@@ -98,9 +116,19 @@ class Panel(QtWidgets.QWidget):
         self.connect_button = QtWidgets.QPushButton("Create / Connect Player")
         self.connect_button.clicked.connect(self.create_or_connect)
         self.delete_after_bake = QtWidgets.QCheckBox("Delete player after baking")
+        self.key_emotions = QtWidgets.QCheckBox("Key emotion curves")
+        self.key_emotions.setToolTip(
+            "Also key the emotion curves as a2x_emotion_* attributes (0..1) on the emotion node"
+        )
+        self.emotion_node_edit = QtWidgets.QLineEdit()
+        self.emotion_node_edit.setPlaceholderText("emotion node (empty = first blendShape)")
         self.bake_button = QtWidgets.QPushButton("Bake")
         self.bake_button.clicked.connect(self.bake)
         layout.addWidget(self.connect_button)
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(self.key_emotions)
+        row.addWidget(self.emotion_node_edit)
+        layout.addLayout(row)
         row = QtWidgets.QHBoxLayout()
         row.addWidget(self.delete_after_bake)
         row.addWidget(self.bake_button)
@@ -195,11 +223,23 @@ class Panel(QtWidgets.QWidget):
         if path:
             self.audio_edit.setText(path)
 
+    def browse_emotion_model(self) -> None:
+        path, _ = QtWidgets.QFileDialog.getOpenFileName(
+            self, "Audio2Emotion model", "", "model.json (*.json)"
+        )
+        if path:
+            self.emotion_model_edit.setText(path)
+
     def browse_model(self) -> None:
         path, _ = QtWidgets.QFileDialog.getOpenFileName(self, "Model", "", "model.json (*.json)")
         if path:
             self.model_combo.addItem(path)
             self.model_combo.setCurrentText(path)
+
+    def _emotion_mix(self) -> str:
+        """The mix flag: "" for the node's default (blend), so MEL lines stay short."""
+        mix = self.emotion_mix_combo.currentText()
+        return "" if mix == EMOTION_MIX_CHOICES[0] else mix
 
     def _run(self, name: str, flags: dict[str, Any], objects: list[str]) -> Any:
         try:
@@ -212,11 +252,15 @@ class Panel(QtWidgets.QWidget):
         return result
 
     def create_or_connect(self) -> Any:
-        """Create a player on the checked targets, or connect the chosen one to them."""
+        """Create a player on the checked targets (with the audio, model, emotion model, mix
+        and identity fields), or connect the chosen one to them (the fields then stay: set
+        them on the player's attributes)."""
         player = self.player()
         if not player:
             flags = {"model": self.model_combo.currentText(), "audio": self.audio_edit.text(),
-                     "force": True}  # fmt: skip
+                     "force": True, "emotionModel": self.emotion_model_edit.text().strip(),
+                     "emotionMix": self._emotion_mix(),
+                     "identity": self.identity_edit.text().strip()}  # fmt: skip
             result = self._run("a2xCreatePlayer", flags, self.targets())
             if isinstance(result, str):
                 self.player_combo.setCurrentText(result)
@@ -229,7 +273,11 @@ class Panel(QtWidgets.QWidget):
         if not player:
             self.show_status("Bake: choose a player first (or create one)")
             return None
-        return self._run("a2xBake", {"deletePlayer": self.delete_after_bake.isChecked()}, [player])
+        flags: dict[str, Any] = {"deletePlayer": self.delete_after_bake.isChecked()}
+        if self.key_emotions.isChecked():
+            flags["keyEmotions"] = True
+            flags["emotionNode"] = self.emotion_node_edit.text().strip()
+        return self._run("a2xBake", flags, [player])
 
     def poll(self) -> None:
         """Show the chosen player's background job progress."""

@@ -20,6 +20,7 @@ from a2x_core.options import InferenceOptions
 
 from .attributes import (
     EMOTION_ATTRS,
+    EMOTION_MIX_CHOICES,
     EMOTIONS,
     FACE_MULTIPLIERS,
     FACE_OFFSETS,
@@ -46,6 +47,8 @@ def check_scalar(attr: ScalarAttr, value: Any) -> float:
         raise ParameterError(
             f"{attr.name}={value} is out of range", hint=f"use a value in [{attr.min}, {attr.max}]"
         )
+    if attr.kind in ("int", "enum") and not float(value).is_integer():
+        raise ParameterError(f"{attr.name}={value} must be a whole number")
     return float(value)
 
 
@@ -76,9 +79,12 @@ class PlayerInputs:
         offset_s: scene time where the audio starts playing (the audio node's offset).
         start_s, end_s: the part of the file to play (``end_s`` < 0 = to the end).
         model: ``"default"`` or a model.json / folder path.
-        scalars: attribute name -> value for :data:`PARAMETER_ATTRS` and the emotion controls.
+        scalars: attribute name -> value for :data:`PARAMETER_ATTRS` and the emotion controls
+            (an enum's value is its index).
         preferred_emotions: one value per :data:`EMOTIONS` name.
         fps: rate to infer at (the scene's).
+        emotion_model: an Audio2Emotion model.json or folder ("" = none).
+        identity: a diffusion model's identity ("" = the model's first).
     """
 
     audio_path: str = ""
@@ -89,6 +95,8 @@ class PlayerInputs:
     scalars: Mapping[str, float] = field(default_factory=dict)
     preferred_emotions: tuple[float, ...] = (0.0,) * len(EMOTIONS)
     fps: Fraction = Fraction(60)
+    emotion_model: str = ""
+    identity: str = ""
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], fps: Fraction) -> PlayerInputs:
@@ -105,6 +113,8 @@ class PlayerInputs:
             scalars=scalars,
             preferred_emotions=_padded(values.get("preferredEmotions", ()), len(EMOTIONS), 0.0),
             fps=fps,
+            emotion_model=str(values.get("emotionModelPath", "") or "").strip(),
+            identity=str(values.get("identity", "") or "").strip(),
         )
 
     def validate(self) -> None:
@@ -130,6 +140,24 @@ class PlayerInputs:
         for name, value in zip(EMOTIONS, self.preferred_emotions, strict=True):
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ParameterError(f"preferred_{name}={value} is out of range", hint="use 0..1")
+        if self.emotion_model:
+            if not os.path.exists(self.emotion_model):
+                raise ParameterError(
+                    "emotion model not found", path=self.emotion_model,
+                    hint="fix emotionModelPath (an Audio2Emotion model.json) or clear it",
+                )  # fmt: skip
+            strength = self.scalars.get("emotionStrength", 0.6)
+            if strength > 1.0:  # Audio2Emotion's emotion_strength is 0..1
+                raise ParameterError(
+                    f"emotionStrength={strength} is out of range with an emotion model",
+                    hint="use a value in [0, 1]",
+                )
+
+    @property
+    def emotion_mix(self) -> str:
+        """``"blend"`` or ``"override"`` (the ``emotionMix`` enum)."""
+        index = int(self.scalars.get("emotionMix", 0.0))
+        return EMOTION_MIX_CHOICES[min(max(index, 0), len(EMOTION_MIX_CHOICES) - 1)]
 
     def emotion_vector(self) -> dict[str, float]:
         """Explicit emotion input: emotionStrength x preferredEmotionStrength x preferred.
@@ -159,35 +187,78 @@ class PlayerInputs:
     def options(
         self, accepted_parameters: Sequence[str] | None, emotion_names: Sequence[str] = ()
     ) -> InferenceOptions:
-        """The core options for this input (emotions only for models that take them)."""
-        emotions = self.emotion_vector() if emotion_names else {}
+        """The core options for this input (emotions only for models that take them).
+
+        Without an emotion model the emotion input is :meth:`emotion_vector`. With one
+        (``emotionModelPath``), the emotion controls become Audio2Emotion's, as in the SDK
+        and Maya-ACE: ``emotionStrength`` and ``preferredEmotionStrength`` are its
+        ``emotion_strength`` and ``preferred_emotion_strength``, and the preferred emotions
+        meet the detected ones as ``emotionMix`` says: "blend" sends them as the preferred
+        emotion (all ten; none when disabled or all 0, so that the detected emotions play
+        unchanged), "override" sends :meth:`emotion_vector`, whose emotions replace the
+        detected curves of the same names.
+        """
         known = {n.lower(): n for n in emotion_names}
-        mapped = {known[k.lower()]: v for k, v in emotions.items() if k.lower() in known}
+
+        def mapped(values: dict[str, float]) -> dict[str, float]:
+            return {known[k.lower()]: v for k, v in values.items() if k.lower() in known}
+
+        common: dict[str, Any] = {
+            "fps": self.fps,
+            "start_s": self.start_s if self.start_s > 0 else None,
+            "end_s": self.end_s if self.end_s >= 0 else None,
+            "parameters": self.model_parameters(accepted_parameters),
+            "identity": self.identity or None,
+        }
+        if not self.emotion_model:
+            manual = mapped(self.emotion_vector()) if emotion_names else {}
+            return InferenceOptions(**common, emotions=((0.0, manual),) if manual else ())
+        scalars = self.scalars
+        a2e: dict[str, Any] = {
+            "emotion_strength": scalars.get("emotionStrength", 0.6),
+            "preferred_emotion_strength": scalars.get("preferredEmotionStrength", 0.5),
+        }
+        if self.emotion_mix == "blend":
+            enabled = bool(scalars.get("enablePreferredEmotion", 1.0))
+            preferred = dict(zip(EMOTIONS, self.preferred_emotions, strict=True))
+            manual = mapped(preferred) if enabled and any(preferred.values()) else {}
+            if not manual:
+                a2e["enable_preferred_emotion"] = False
+        else:
+            manual = mapped(self.emotion_vector())
         return InferenceOptions(
-            fps=self.fps,
-            start_s=self.start_s if self.start_s > 0 else None,
-            end_s=self.end_s if self.end_s >= 0 else None,
-            parameters=self.model_parameters(accepted_parameters),
-            emotions=((0.0, mapped),) if mapped else (),
+            **common,
+            emotions=((0.0, manual),) if manual else (),
+            emotion_window=int(scalars.get("emotionWindow", 60000)),
+            emotion_skip=int(scalars.get("emotionSkip", 0)),
+            emotion_mix=self.emotion_mix,
+            emotion_parameters=a2e,
         )
 
 
 def track_key(inputs: PlayerInputs) -> tuple[Any, ...]:
     """What a computed track depends on: a change here starts a new inference.
 
-    The file's size and modification time are part of it, so re-recording the line updates
-    the track; the audio offset and the multipliers/offsets are not (applied at playback).
+    The file's size and modification time are part of it (the emotion model's too), so
+    re-recording the line updates the track; the audio offset and the multipliers/offsets
+    are not (applied at playback).
     """
-    try:
-        stat = os.stat(inputs.audio_path)
-        identity: tuple[Any, ...] = (os.path.abspath(inputs.audio_path), stat.st_size, stat.st_mtime_ns)
-    except OSError:
-        identity = (inputs.audio_path, None, None)
     scalars = tuple(sorted(inputs.scalars.items()))
     return (
-        identity, inputs.start_s, inputs.end_s, inputs.model, scalars,
-        inputs.preferred_emotions, inputs.fps,
+        _file_key(inputs.audio_path), inputs.start_s, inputs.end_s, inputs.model, scalars,
+        inputs.preferred_emotions, inputs.fps, _file_key(inputs.emotion_model), inputs.identity,
     )  # fmt: skip
+
+
+def _file_key(path: str) -> tuple[Any, ...]:
+    """A file by absolute path, size and modification time (a re-saved file is a new key)."""
+    if not path:
+        return ("",)
+    try:
+        stat = os.stat(path)
+        return (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    except OSError:
+        return (path, None, None)
 
 
 @dataclass(frozen=True)

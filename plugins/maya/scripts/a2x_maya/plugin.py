@@ -28,6 +28,7 @@ MENU_ITEMS: tuple[tuple[str, str], ...] = (
     ("Connect Player to Selection (player first)", "a2xConnectPlayer -force"),
     ("", ""),
     ("Bake Player", "a2xBake"),
+    ("Bake Player with Emotion Curves", "a2xBake -keyEmotions"),
     ("Bake Player and Delete It", "a2xBake -deletePlayer"),
     ("", ""),
     ("Load Model Defaults", "a2xLoadModelDefaults"),
@@ -60,7 +61,10 @@ class Runtime:
         if name == "a2xCreatePlayer":
             return create_player(scene, objects, name=flags.get("name", ""),
                                  model=flags.get("model", ""), audio=flags.get("audio", ""),
-                                 force=bool(flags.get("force")))  # fmt: skip
+                                 force=bool(flags.get("force")),
+                                 emotion_model=flags.get("emotionModel", ""),
+                                 emotion_mix=flags.get("emotionMix", ""),
+                                 identity=flags.get("identity", ""))  # fmt: skip
         players = [o for o in objects if scene.exists(o) and scene.node_type(o) == NODE_TYPE]
         if not players:
             from a2x_core.errors import A2XError
@@ -74,7 +78,9 @@ class Runtime:
             scene.progress_begin("a2x: baking")
             try:
                 return bake_player(scene, player, delete_player=bool(flags.get("deletePlayer")),
-                                   engine=self.engine_of(player), on_progress=self._bake_progress)  # fmt: skip
+                                   engine=self.engine_of(player), on_progress=self._bake_progress,
+                                   key_emotions=bool(flags.get("keyEmotions")),
+                                   emotion_node=flags.get("emotionNode", ""))  # fmt: skip
             finally:
                 scene.progress_end()
         if name == "a2xLoadModelDefaults":

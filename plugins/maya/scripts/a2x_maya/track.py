@@ -27,7 +27,8 @@ class FrameValues:
 
     Attributes:
         weights: one value per :data:`OUTPUT_POSES` (after multipliers and offsets).
-        emotions: one value per :data:`EMOTIONS`.
+        emotions: one value per :data:`EMOTIONS` (the emotion input the model got).
+        detected: one value per :data:`EMOTIONS` (what the emotion model detected, else 0).
         jaw: 16 floats, Maya row-major (translation in elements 12..14).
         right_eye, left_eye: (x, y, z) rotations in degrees.
     """
@@ -37,6 +38,7 @@ class FrameValues:
     jaw: tuple[float, ...]
     right_eye: tuple[float, float, float]
     left_eye: tuple[float, float, float]
+    detected: tuple[float, ...] = (0.0,) * len(EMOTIONS)
 
 
 def rest_frame(controls: PlaybackControls | None = None) -> FrameValues:
@@ -65,6 +67,19 @@ def to_maya_matrices(jaw: np.ndarray) -> np.ndarray:
     return np.transpose(jaw, (0, 2, 1))
 
 
+def emotion_columns(values: Any, names: Any, frames: int) -> np.ndarray:
+    """``[frames, 10]`` in :data:`EMOTIONS` order from a result's emotion array and names
+    (matched case-insensitively); zeros for a missing array or name."""
+    out = np.zeros((frames, len(EMOTIONS)), dtype=np.float64)
+    if values is None:
+        return out
+    lower = [str(n).lower() for n in names]
+    for j, name in enumerate(EMOTIONS):
+        if name in lower:
+            out[:, j] = np.asarray(values)[:, lower.index(name)]
+    return out
+
+
 class Track:
     """One result, laid out for the node, with a clamped interpolated lookup.
 
@@ -86,13 +101,10 @@ class Track:
                 if name in OUTPUT_POSES:
                     weights[:, OUTPUT_POSES.index(name)] = result.tongue_weights[:, i]
         self.weights = weights
-        emotions = np.zeros((frames, len(EMOTIONS)), dtype=np.float64)
-        if result.emotions is not None:
-            lower = [n.lower() for n in result.emotion_names]
-            for j, name in enumerate(EMOTIONS):
-                if name in lower:
-                    emotions[:, j] = result.emotions[:, lower.index(name)]
-        self.emotions = emotions
+        self.emotions = emotion_columns(result.emotions, result.emotion_names, frames)
+        self.detected = emotion_columns(
+            getattr(result, "detected_emotions", None), result.emotion_names, frames
+        )
         self.jaw = None if result.jaw_transforms is None else to_maya_matrices(result.jaw_transforms)
         self.eyes = None if result.eye_rotations is None else np.asarray(result.eye_rotations, float)
         self.fps = result.fps
@@ -131,6 +143,7 @@ class Track:
             jaw=tuple(np.asarray(jaw).ravel().tolist()),
             right_eye=(float(eyes[0]), float(eyes[1]), float(eyes[2])),
             left_eye=(float(eyes[3]), float(eyes[4]), float(eyes[5])),
+            detected=tuple(lerp(self.detected).tolist()),
         )
 
     def describe(self) -> dict[str, Any]:
