@@ -30,6 +30,7 @@ import numpy as np
 from .audio import Audio
 from .backends import InferenceEngine, create_engine, diffusion_io
 from .blendshapes import BlendshapeSolver
+from .diffusion_noise import GENERATORS, NoiseSource, noise_source
 from .diffusion_package import DiffusionPackage, Identity, IdentityData, load_diffusion_package
 from .emotion import EmotionCurve, explicit_emotion_curve
 from .errors import ParameterError
@@ -53,7 +54,7 @@ from .timing import frame_targets, num_frames_for
 log = logging.getLogger("a2x_core")
 
 #: Diffusion-only parameters (``--param constant_noise=false``) with their defaults.
-NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True}
+NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "numpy"}
 
 #: The SDK's diffusion executor reads audio at strength 1.0 whatever the identity's config says
 #: (spec §4 step 1, §8.2); ``--param input_strength=X`` still overrides it.
@@ -69,42 +70,16 @@ class DiffusionSettings:
     skin: BlendshapeConfig
     tongue: BlendshapeConfig
     constant_noise: bool
+    noise_generator: str
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready effective values, in the override naming."""
         out: dict[str, Any] = {**self.animator, "identity": self.identity.name,
-                               "constant_noise": self.constant_noise}  # fmt: skip
+                               "constant_noise": self.constant_noise,
+                               "noise_generator": self.noise_generator}  # fmt: skip
         out.update(solver_values(self.skin, "skin", self.identity.skin.data.pose_names))
         out.update(solver_values(self.tongue, "tongue", self.identity.tongue.data.pose_names))
         return out
-
-
-class NoiseSource:
-    """The diffusion noise of one track: ``[steps + 1, frames, D]`` float32 per inference.
-
-    ``constant``: one draw, used for every inference and every track (the SDK's default,
-    ``constantNoise=true``). Otherwise inference ``w`` draws from a generator keyed by
-    ``(seed, w)``, so a reset replays the same sequence and any window can be recomputed alone.
-    The SDK draws with cuRAND Philox and its library-default seed; a2x uses NumPy's Philox keyed
-    by ``seed``: the same distribution and determinism, not the same numbers.
-    """
-
-    def __init__(self, shape: tuple[int, ...], seed: int, constant: bool) -> None:
-        self.shape = shape
-        self.seed = int(seed)
-        self.constant = constant
-        self._fixed: np.ndarray | None = None
-
-    def window(self, index: int) -> np.ndarray:
-        if self.constant:
-            if self._fixed is None:
-                self._fixed = self._draw(np.random.SeedSequence(self.seed))
-            return self._fixed
-        return self._draw(np.random.SeedSequence([self.seed, int(index)]))
-
-    def _draw(self, seed: np.random.SeedSequence) -> np.ndarray:
-        generator = np.random.Generator(np.random.Philox(seed))
-        return generator.standard_normal(self.shape, dtype=np.float32)
 
 
 class FrameResampler:
@@ -215,6 +190,7 @@ class DiffusionModel:
         """Every overridable parameter name -> its accepted values (for ``a2x info``)."""
         out = {name: range_text(*bounds) for name, bounds in ANIMATOR_RANGES.items()}
         out["constant_noise"] = "true (one noise draw, the SDK default) or false (new per window)"
+        out["noise_generator"] = "numpy (portable, default) or curand (the SDK's cuRAND Philox; CuPy + GPU)"
         out.update(solver_parameter_ranges())
         return out
 
@@ -233,9 +209,15 @@ class DiffusionModel:
         for key, value in (overrides or {}).items():
             if key in animator:
                 animator[key] = value
-            elif key in noise:
+            elif key == "constant_noise":
                 if not isinstance(value, bool):
                     raise ParameterError(f"{key} must be true or false, found {value!r}")
+                noise[key] = value
+            elif key == "noise_generator":
+                if value not in GENERATORS:
+                    raise ParameterError(
+                        f"noise_generator={value!r} is unknown", hint="use numpy or curand"
+                    )
                 noise[key] = value
             elif is_solver_key(key):
                 solver, _, rest = key.partition(".")
@@ -252,6 +234,7 @@ class DiffusionModel:
             solver_config(chosen.skin, solver_over["skin"], "skin"),
             solver_config(chosen.tongue, solver_over["tongue"], "tongue"),
             bool(noise["constant_noise"]),
+            str(noise["noise_generator"]),
         )
 
     # ------------------------------------------------------------------------- info
@@ -283,7 +266,7 @@ class DiffusionModel:
             "default_emotion": info.default_emotion.tolist(),
             "parameters": {i.name: DiffusionSettings(i, {**i.config, "input_strength": 1.0},
                                                      i.skin.config, i.tongue.config,
-                                                     True).to_dict()
+                                                     True, "numpy").to_dict()
                            for i in p.identities},  # fmt: skip
             "parameter_ranges": self.parameter_ranges(),
             "notes": (
@@ -326,7 +309,9 @@ class DiffusionModel:
             tongue_solver=BlendshapeSolver(identity.tongue.data, settings.tongue),
         )  # fmt: skip
         noise_shape = (info.num_diffusion_steps + 1, info.frames, info.output_size)
-        shared_noise = NoiseSource(noise_shape, options.seed, settings.constant_noise)
+        shared_noise = noise_source(
+            settings.noise_generator, noise_shape, options.seed, settings.constant_noise
+        )
         runs = [self._track_run(audio, options, fps, stages) for audio in tracks]
         total = sum(r.num_windows for r in runs) or 1
         done = 0
@@ -394,17 +379,17 @@ class DiffusionModel:
         targets = (self.window_frames(window) * info.buffer_len) // info.frames
         one_hot = np.zeros(len(info.identities), np.float32)
         one_hot[identity.index] = 1.0
-        draw = noise.window(window)
         rows = len(live)
         feeds_all = {
             "window": np.stack([_window(r.audio.samples, start, info.buffer_len) for r in live]),
             "identity": np.broadcast_to(one_hot, (rows, len(one_hot))).copy(),
             "emotion": np.stack([r.curve.sample(targets) for r in live]).astype(np.float32),
             "input_latents": np.ascontiguousarray(np.stack([r.latents for r in live], axis=2)),
-            "noise": np.broadcast_to(draw, (rows, *draw.shape)),
         }
         if self.engine.name == "torch":
             return self._infer_on_device(feeds_all, noise, window)
+        draw = noise.window(window)
+        feeds_all["noise"] = np.broadcast_to(draw, (rows, *draw.shape))
         limit = self.engine.max_batch or rows
         predictions, latents = [], []
         for lo in range(0, rows, limit):
@@ -424,16 +409,14 @@ class DiffusionModel:
         the batch on the device; only the centre frames come back to the host."""
         engine: Any = self.engine
         torch = engine.torch
-        key = (noise.seed, noise.shape, None if noise.constant else window)
+        key = (*noise.key, None if noise.constant else window)
         if self._device_noise is None or self._device_noise[0] != key:
-            self._device_noise = (key, torch.from_numpy(noise.window(window)).to(engine.device))
+            self._device_noise = (key, noise.device_window(window, torch, engine.device))
         rows = len(feeds["window"])
         shared = self._device_noise[1]
-        tensors = {
-            name: (shared.unsqueeze(0).expand(rows, *shared.shape) if name == "noise"
-                   else torch.from_numpy(np.ascontiguousarray(value)).to(engine.device))
-            for name, value in feeds.items()
-        }  # fmt: skip
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(value)).to(engine.device)
+                   for name, value in feeds.items()}  # fmt: skip
+        tensors["noise"] = shared.unsqueeze(0).expand(rows, *shared.shape)
         outs = dict(zip(engine.graph.output_names,
                         engine.run_device([tensors[n] for n in engine.graph.input_names]),
                         strict=True))  # fmt: skip

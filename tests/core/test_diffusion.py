@@ -7,6 +7,7 @@ frames are computed here window by window, independently of the pipeline's own b
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -16,10 +17,17 @@ import pytest
 
 from a2x_core.api import Animator
 from a2x_core.audio import Audio
-from a2x_core.diffusion import DiffusionModel, FrameResampler, NoiseSource
+from a2x_core.diffusion import DiffusionModel, FrameResampler
+from a2x_core.diffusion_noise import NoiseSource
 from a2x_core.diffusion_package import load_diffusion_package
 from a2x_core.emotion import A2F_EMOTIONS
-from a2x_core.errors import CancelledError, ModelError, ModelPackageError, ParameterError
+from a2x_core.errors import (
+    CancelledError,
+    EngineError,
+    ModelError,
+    ModelPackageError,
+    ParameterError,
+)
 from a2x_core.jobs import CancelToken
 from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
@@ -293,6 +301,8 @@ def test_parameters_are_validated(model: DiffusionModel) -> None:
     track = [_audio(_speechlike(0.5, 13))]
     with pytest.raises(ParameterError, match="constant_noise must be true or false"):
         model.animate(track, InferenceOptions(parameters={"constant_noise": "no"}))
+    with pytest.raises(ParameterError, match="noise_generator='mt' is unknown"):
+        model.animate(track, InferenceOptions(parameters={"noise_generator": "mt"}))
     with pytest.raises(ParameterError, match="unknown parameter 'source_shot'"):
         model.animate(track, InferenceOptions(parameters={"source_shot": "x"}))
     with pytest.raises(ParameterError, match="skin.strengthL2regularization"):
@@ -387,3 +397,9 @@ def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
             np.testing.assert_allclose(got.arrays["skin_geometry"], want.arrays["skin_geometry"],
                                        atol=1e-4)  # fmt: skip
             np.testing.assert_allclose(got.weights, want.weights, atol=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_curand_noise_without_cupy_says_what_to_install(model: DiffusionModel) -> None:
+    with pytest.raises(EngineError, match="noise_generator=curand needs CuPy"):
+        model.animate([_audio(_speechlike(0.5, 20))], InferenceOptions(parameters={"noise_generator": "curand"}))

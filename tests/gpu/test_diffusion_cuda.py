@@ -1,0 +1,80 @@
+"""The diffusion model on CUDA: the torch engine against ONNX Runtime, and the SDK's cuRAND noise
+through CuPy (skipped without a GPU; the cuRAND tests also without CuPy)."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+if not torch.cuda.is_available():
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+from a2x_core.audio import Audio  # noqa: E402
+from a2x_core.diffusion_noise import CurandNoise  # noqa: E402
+from a2x_core.models import load_model  # noqa: E402
+from a2x_core.options import InferenceOptions  # noqa: E402
+from tests.diffusion_folders import make_diffusion_folder  # noqa: E402
+
+needs_cupy = pytest.mark.skipif(importlib.util.find_spec("cupy") is None, reason="needs CuPy")
+
+
+def _tracks() -> list[Audio]:
+    rng = np.random.default_rng(3)
+    return [Audio((0.2 * rng.standard_normal(n)).astype(np.float32), path="") for n in (24000, 9000)]
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_diffusion_folder(tmp_path_factory.mktemp("diffusion") / "model").model_json
+
+
+@pytest.mark.parametrize("constant", [True, False])
+def test_torch_cuda_pipeline_matches_onnxruntime(folder: Path, constant: bool) -> None:
+    cpu = load_model(folder, backend="onnxruntime")
+    gpu = load_model(folder, backend="torch", device="cuda")
+    options = InferenceOptions(fps=60, geometry=True, parameters={"constant_noise": constant})
+    for want, got in zip(cpu.animate(_tracks(), options), gpu.animate(_tracks(), options),
+                         strict=True):  # fmt: skip
+        np.testing.assert_allclose(got.arrays["skin_geometry"], want.arrays["skin_geometry"], atol=1e-4)
+        np.testing.assert_allclose(got.weights, want.weights, atol=1e-4)
+
+
+@needs_cupy
+def test_curand_windows_are_the_sdk_sequence() -> None:
+    shape = (3, 60, 50)
+    size = int(np.prod(shape))
+    per_window = CurandNoise(shape, seed=0, constant=False)
+    import cupy
+    from cupy.cuda import curand
+
+    generator = curand.createGenerator(curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)  # default seed
+    sequence = cupy.empty(3 * size, dtype=cupy.float32)
+    curand.generateNormal(generator, sequence.data.ptr, 3 * size, 0.0, 1.0)
+    sequence = cupy.asnumpy(sequence)
+    # inference w continues the one generator's sequence (offset w * size), seed 0 = the default
+    for w in (2, 0, 1):
+        np.testing.assert_array_equal(per_window.window(w).reshape(-1), sequence[w * size : (w + 1) * size])
+    constant = CurandNoise(shape, seed=0, constant=True)
+    np.testing.assert_array_equal(constant.window(5), constant.window(0))
+    np.testing.assert_array_equal(constant.window(0).reshape(-1), sequence[:size])
+    other = CurandNoise(shape, seed=1, constant=True).window(0)
+    assert np.abs(other - constant.window(0)).max() > 0.1
+    big = CurandNoise((3, 60, 2000), seed=0, constant=True).window(0)
+    assert abs(float(big.mean())) < 0.01 and abs(float(big.std()) - 1) < 0.01
+
+
+@needs_cupy
+def test_curand_noise_runs_the_same_on_both_engines(folder: Path) -> None:
+    options = InferenceOptions(fps=60, parameters={"noise_generator": "curand"})
+    gpu = load_model(folder, backend="torch", device="cuda").animate(_tracks(), options)
+    cpu = load_model(folder, backend="onnxruntime").animate(_tracks(), options)
+    numpy_noise = load_model(folder, backend="onnxruntime").animate(_tracks(), InferenceOptions(fps=60))
+    for a, b, c in zip(gpu, cpu, numpy_noise, strict=True):
+        assert a.parameters["noise_generator"] == "curand"
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-4)
+        assert np.abs(b.weights - c.weights).max() > 1e-4  # another generator, other noise
