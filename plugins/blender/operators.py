@@ -516,7 +516,7 @@ def rescan_models(context: bpy.types.Context) -> int:
     entries = context.window_manager.a2x_models
     entries.clear()
     for found in list_models(preferences.model_folders(context)):
-        if found.kind in {"default", "invalid"}:
+        if found.kind in {"default", "invalid", "emotion"}:  # emotion models are not faces
             continue
         entry = entries.add()
         entry.name = f"{found.description} ({found.kind})"
@@ -546,7 +546,9 @@ def load_model_info(context: bpy.types.Context, summary: dict[str, Any], spec: s
     for name in summary.get("emotion_names", []):
         item = settings.emotions.add()
         item.name, item.value = name, old.get(name, 0.0)
-    chosen = settings.identity
+    # the enum is read only while it lists identities (otherwise its stored index matches
+    # no item: Blender warns and answers "")
+    chosen = settings.identity if len(settings.identities) else ""
     settings.identities.clear()
     for name in summary.get("identities", []):
         settings.identities.add().name = name

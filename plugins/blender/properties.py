@@ -30,20 +30,23 @@ def source_items(_self=None, _context=None) -> list[tuple[str, str, str]]:
     return _SOURCE_ITEMS
 
 
-_IDENTITY_ITEMS: list[tuple[str, str, str]] = []
+#: Every identity list's enum items, by names: Blender keeps pointers into the strings a
+#: dynamic enum returned, so an items list is never dropped or changed once handed out.
+_IDENTITY_ITEMS: dict[tuple[str, ...], list[tuple[str, str, str]]] = {}
 #: The identity enum's only item before a diffusion model's identities are loaded.
 NO_IDENTITY = "NONE"
 
 
 def identity_items(self, _context=None) -> list[tuple[str, str, str]]:
-    """The loaded diffusion model's identities as enum items (kept alive between calls)."""
-    names = [item.name for item in self.identities]
-    items = [(n, n, f"Animate the face of {n}") for n in names]
-    if not items:
-        items = [(NO_IDENTITY, "Model's First", "Load the model's info to list its identities")]
-    if items != _IDENTITY_ITEMS:
-        _IDENTITY_ITEMS[:] = items
-    return _IDENTITY_ITEMS
+    """The loaded diffusion model's identities as enum items (kept alive for good)."""
+    names = tuple(item.name for item in self.identities)
+    items = _IDENTITY_ITEMS.get(names)
+    if items is None:
+        items = [(n, n, f"Animate the face of {n}") for n in names]
+        if not items:
+            items = [(NO_IDENTITY, "Model's First", "Load the model's info to list its identities")]
+        items = _IDENTITY_ITEMS.setdefault(names, items)
+    return items
 
 
 def _has_shape_keys(_self, obj: bpy.types.Object) -> bool:

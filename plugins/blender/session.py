@@ -429,6 +429,9 @@ class BakeSession:
             metadata = {"audio": req.audio_path, "model": req.model, "start_frame": req.start_frame}
             if req.emotion_model:
                 metadata["emotion_model"] = req.emotion_model
+            identity = result.parameters.get("identity")  # a diffusion model's face
+            if isinstance(identity, str) and identity:
+                metadata["identity"] = identity
             objects = [bpy.data.objects[n] for n in object_names if n in bpy.data.objects]
             done = bake.bake_key(
                 key, plan, use_nla=req.use_nla, interpolation=req.interpolation, metadata=metadata,

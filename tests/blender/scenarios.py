@@ -862,53 +862,91 @@ def scenario_emotion_model() -> dict:
 
 
 def scenario_identity() -> dict:
-    """A diffusion model's identities fill the Identity enum; the choice reaches the core."""
+    """A generated Audio2Face-3D v3.0 diffusion folder (identities Claire, James, Mark): Load
+    Model Info fills the Identity enum, the choice reaches the model in Blender and through
+    the external runtime, and the keys are James's (an independent core run), not Claire's."""
+    from dataclasses import replace
+
+    from a2x_core import Animator
+    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.names import ARKIT_52
+
     ops = addon().session
+    set_fps(30)
     obj = make_face()
+    key = obj.data.shape_keys
     settings = bpy.context.scene.a2x
-    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 1.0)
-    folder = tempfile.mkdtemp()
-    spec = os.path.join(folder, "model.json")
-    settings.model, settings.model_path = "FILE", spec
-    seen = []
+    settings.audio_path = ARGS["audio"]
+    settings.model, settings.model_path = "FILE", ARGS["model"]
+    settings.targets.add().object = obj
+    assert settings.identity == "NONE" and settings.model_kind == ""  # nothing loaded yet
+    assert ops.gather_request(bpy.context, None).options.identity is None
+    assert bpy.ops.a2x.model_info() == {"FINISHED"}  # the real folder, loaded in Blender
+    assert [i.name for i in settings.identities] == ["Claire", "James", "Mark"]
+    assert settings.model_kind == "diffusion" and settings.identity == "Claire"
+    assert [e.name for e in settings.emotions] == list(A2F_EMOTIONS)
+    try:  # the enum offers exactly the model's identities
+        settings.identity = "Nobody"
+        raise AssertionError("the Identity enum took an identity the model lacks")
+    except TypeError as error:
+        assert "('Claire', 'James', 'Mark')" in str(error), error
+    settings.identity = "James"
+    settings.key_emotions = True  # a diffusion result's emotion input is keyed too
+    request = ops.gather_request(bpy.context, None)
+    assert request.options.identity == "James" and not request.warnings, request.warnings
+    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    (james,) = ops._RESULTS[request.cache_key()]
+    assert james.parameters["identity"] == "James" and james.model.endswith("(James)")
+    assert key.animation_data.action.get("a2x_identity") == "James"
 
-    class Diffusion:  # what the core's diffusion model exposes to the add-on
-        name, version, kind = "claire", "3.0", "diffusion"
-        emotion_names = ("joy", "anger")
-        identities = ("Claire", "James", "Mark")
+    # the keys: the add-on's result, equal to an independent core run for James, not Claire
+    names = styled_names()
+    curves = {fc.data_path: fc for fc in fcurves_of(key)}
+    keyed = np.stack([keys_of(curves[path_of(names[c])])[:, 1] for c in ARKIT_52], axis=1)
+    assert keyed.shape == (30, 52), keyed.shape  # 1.0 s at 30 fps
+    assert np.allclose(keyed, james.weights, atol=1e-6)
+    core = Animator(ARGS["model"])
+    want = core.animate_many([ARGS["audio"]], request.options)[0]
+    claire = core.animate_many([ARGS["audio"]], replace(request.options, identity="Claire"))[0]
+    assert claire.parameters["identity"] == "Claire"
+    assert np.allclose(keyed, want.weights, atol=1e-6)
+    assert not np.allclose(keyed, claire.weights, atol=1e-3), "James and Claire differ"
+    emotions = emotion_fcurves(obj)
+    assert "a2x_emotion_joy" in emotions and len(emotions) == len(A2F_EMOTIONS), sorted(emotions)
 
-        def info(self) -> dict:
-            return {"identities": list(self.identities)}
+    # the operator's argument wins (case-insensitive); an unknown one is one clear report
+    assert bpy.ops.a2x.bake(identity="mark") == {"FINISHED"}
+    assert key.animation_data.action.get("a2x_identity") == "Mark"
+    message = expect_error(lambda: bpy.ops.a2x.bake(identity="Nobody"), "Nobody")
+    assert "Claire, James, Mark" in message, message
+    assert bpy.ops.a2x.model_info() == {"FINISHED"}  # reloading keeps the choice
+    assert settings.identity == "James"
 
-    class Recording:
-        model = Diffusion()
-
-        def animate_many(self, sources, options, progress=None, cancel=None):  # noqa: ANN001
-            seen.append(options)
-            return [synthetic_result(30, options.fps)]
-
+    # the external runtime: Load Model Info and the bake in another interpreter, same keys
     prefs = bpy.context.preferences.addons[MODULE].preferences
-    ops._ANIMATORS[(spec, prefs.backend, prefs.threads or None)] = Recording()
-    assert settings.identity == "NONE"  # nothing loaded yet
+    prefs.external_python = ARGS["python"]
+    spec = settings.model_path
+    addon().operators.load_model_info(bpy.context, {"kind": "regression"}, spec)  # one face
+    assert len(settings.identities) == 0 and settings.model_kind == "regression"
     assert ops.gather_request(bpy.context, None).options.identity is None
     assert bpy.ops.a2x.model_info() == {"FINISHED"}
     assert [i.name for i in settings.identities] == ["Claire", "James", "Mark"]
     assert settings.model_kind == "diffusion" and settings.identity == "Claire"
-    assert [e.name for e in settings.emotions] == ["joy", "anger"]
     settings.identity = "James"
-    assert ops.gather_request(bpy.context, None).options.identity == "James"
-    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
-    assert seen[-1].identity == "James"
-    assert bpy.ops.a2x.bake(object_name=obj.name, identity="Mark") == {"FINISHED"}
-    assert seen[-1].identity == "Mark"
-    assert bpy.ops.a2x.model_info() == {"FINISHED"}  # reloading keeps the choice
-    assert settings.identity == "James"
+    request = ops.gather_request(bpy.context, None)
+    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    (remote,) = ops._RESULTS[request.cache_key()]
+    assert remote is not james and remote.parameters["identity"] == "James"
+    assert np.allclose(remote.weights, james.weights, atol=1e-5)
+    assert key.animation_data.action.get("a2x_identity") == "James"
+    prefs.external_python = ""
+
     # the list belongs to another model now: not sent, and the bake says why
-    settings.model_path = os.path.join(folder, "other", "model.json")
+    settings.model_path = os.path.join(os.path.dirname(ARGS["model"]), "other", "model.json")
     request = ops.gather_request(bpy.context, None)
     assert request.options.identity is None
     assert any("identity list" in w for w in request.warnings), request.warnings
-    return {"identities": len(settings.identities)}
+    return {"identities": len(settings.identities), "frames": james.num_frames}
 
 
 def scenario_list_rows() -> dict:

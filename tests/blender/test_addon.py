@@ -106,5 +106,24 @@ def test_emotion_model_settings_reach_the_core(blender, generated_models) -> Non
     assert out["frames"] == 45  # 1.5 s at 30 fps
 
 
-def test_identity_enum_reaches_the_core(blender) -> None:
-    assert blender.run("identity")["identities"] == 3
+@pytest.fixture(scope="module")
+def diffusion_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """A generated Audio2Face-3D v3.0 diffusion folder (Claire, James, Mark) and a 1 s clip."""
+    pytest.importorskip("onnx", reason="the test model folders are written with onnx")
+    import numpy as np
+    import soundfile
+
+    from tests.diffusion_folders import make_diffusion_folder
+
+    root = tmp_path_factory.mktemp("diffusion")
+    clip = root / "clip.wav"
+    rng = np.random.default_rng(7)
+    soundfile.write(clip, (0.3 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    return {"model": str(make_diffusion_folder(root / "claire").model_json), "audio": str(clip)}
+
+
+def test_diffusion_identity_reaches_the_model(blender, diffusion_model) -> None:
+    import sys
+
+    out = blender.run("identity", python=sys.executable, **diffusion_model)
+    assert out["identities"] == 3 and out["frames"] == 30  # 1.0 s at 30 fps

@@ -337,3 +337,75 @@ def test_real_models_with_an_emotion_model_through_the_engine(tmp_path: Path) ->
 
     keys = plan_emotion_keys(result, Fraction(24), 0.0)
     assert len(keys) == 20 and keys[0].frames.size == 24
+
+
+@pytest.fixture(scope="module")
+def diffusion_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A generated Audio2Face-3D v3.0 diffusion folder (Claire, James, Mark) and a 1 s clip."""
+    pytest.importorskip("onnx", reason="the test model folders are written with onnx")
+    import soundfile
+
+    from tests.diffusion_folders import make_diffusion_folder
+
+    root = tmp_path_factory.mktemp("diffusion")
+    clip = root / "clip.wav"
+    soundfile.write(clip, (0.3 * np.random.default_rng(3).standard_normal(16000)).astype(np.float32),
+                    16000)  # fmt: skip
+    return make_diffusion_folder(root / "claire").model_json, clip
+
+
+def test_real_diffusion_model_identity_through_the_player(diffusion_folder) -> None:  # noqa: ANN001
+    """A player on a generated diffusion folder with identity "Mark": Load Model Defaults
+    takes Mark's values, and the track (and the bake) equals the core's run for Mark, not
+    Claire's; the face controls reach the diffusion model."""
+    from a2x_core import Animator, InferenceOptions
+
+    model_json, clip = diffusion_folder
+    scene = FakeScene(fps=Fraction(24), interactive=False)  # batch: compute waits for the track
+    runtime = plugin.initialize("mobject", scene=scene)
+    try:
+        scene.add_blendshape("bs", {0: "jawOpen", 1: "eyeBlinkLeft"})
+        flags = {"audio": str(clip), "model": str(model_json), "identity": "mark"}
+        player = _run(scene, "a2xCreatePlayer", flags, ["bs"]).result
+        defaults = _run(scene, "a2xLoadModelDefaults", {}, [player])
+        attrs = scene.nodes[player]["attrs"]
+        assert "lowerFaceStrength" in defaults.result and "tongueStrength" in defaults.result
+        # the generated identities differ in these (Mark: 1.4 and 1.1; Claire: 1.0 and 1.0)
+        assert (attrs["lowerFaceStrength"], attrs["skinStrength"]) == (
+            pytest.approx(1.4), pytest.approx(1.1))  # fmt: skip
+
+        core = Animator(str(model_json))
+        mark = core.animate(str(clip), InferenceOptions(fps=Fraction(24), identity="Mark"))
+        claire = core.animate(str(clip), InferenceOptions(fps=Fraction(24), identity="Claire"))
+        assert not np.allclose(mark.weights, claire.weights, atol=1e-3)
+
+        out = scene.evaluate(player, 0.5)["frame"]  # 0.5 s = frame 12 at 24 fps
+        result = runtime.engine_of(player).track.result
+        assert result.parameters["identity"] == "Mark" and result.options.identity == "mark"
+        assert result.weights.shape == mark.weights.shape == (24, 52)
+        np.testing.assert_allclose(result.weights, mark.weights, atol=1e-6)
+        assert out.weights[17] == pytest.approx(float(mark.curve("jawOpen")[12]), abs=1e-6)
+
+        bake = _run(scene, "a2xBake", {}, [player])
+        assert sorted(bake.result) == ["bs.weight[0]", "bs.weight[1]"]
+        frames, values = scene.curves["bs.weight[0]"]
+        assert np.allclose(frames, np.arange(24))
+        np.testing.assert_allclose(values, mark.curve("jawOpen"), atol=1e-6)
+        assert not np.allclose(values, claire.curve("jawOpen"), atol=1e-3)
+        bake.undoIt()
+
+        # a face control is a parameter of the diffusion model too (a new track)
+        attrs["skinStrength"] = 0.5
+        scene.evaluate(player, 0.0)
+        weaker = runtime.engine_of(player).track.result
+        want = core.animate(str(clip), InferenceOptions(fps=Fraction(24), identity="Mark",
+                                                        parameters={"skin_strength": 0.5}))  # fmt: skip
+        assert weaker.parameters["skin_strength"] == 0.5
+        np.testing.assert_allclose(weaker.weights, want.weights, atol=1e-6)
+        assert not np.allclose(weaker.weights, mark.weights, atol=1e-3)
+
+        attrs["identity"] = "Nobody"  # an identity the model lacks: the error lists them
+        with pytest.raises(A2XError, match="Claire, James, Mark"):
+            _run(scene, "a2xLoadModelDefaults", {}, [player])
+    finally:
+        plugin.uninitialize("mobject", scene=scene)

@@ -17,6 +17,7 @@ from a2x_maya.parameters import (
     PlayerInputs,
     attribute_defaults_for_model,
     model_parameter_defaults,
+    model_parameter_names,
     track_key,
 )
 from a2x_maya.timeunits import fps_of_rate, fps_of_unit, frame_of_seconds, inference_fps
@@ -119,6 +120,22 @@ def test_model_defaults_from_info() -> None:
     assert model_parameter_defaults({}) == {}
     with pytest.raises(ParameterError):
         attribute_defaults_for_model({"parameters": {"skin_strength": 9.0}})
+
+
+def test_diffusion_model_defaults_per_identity() -> None:
+    # a diffusion model's info lists its parameters per identity (DiffusionModel.info)
+    info = {"identities": ["Claire", "Mark"],
+            "parameters": {"Claire": {"skin_strength": 1.0, "identity": "Claire", "constant_noise": True},
+                           "Mark": {"skin_strength": 1.1, "tongue_strength": 1.2}}}  # fmt: skip
+    assert model_parameter_names(info) == ["skin_strength", "identity", "constant_noise",
+                                           "tongue_strength"]  # fmt: skip
+    assert attribute_defaults_for_model(info) == {"skinStrength": 1.0}  # the first identity
+    assert attribute_defaults_for_model(info, "mark") == {"skinStrength": 1.1, "tongueStrength": 1.2}
+    with pytest.raises(ParameterError, match="Claire, Mark"):
+        attribute_defaults_for_model(info, "James")
+    flat = {"identities": [], "parameters": {"skin_strength": 1.1}}  # other models: flat
+    assert model_parameter_names(flat) == ["skin_strength"]
+    assert attribute_defaults_for_model(flat, "ignored") == {"skinStrength": 1.1}
 
 
 def test_track_lookup_interpolates_clamps_and_applies_controls() -> None:

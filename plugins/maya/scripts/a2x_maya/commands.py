@@ -185,9 +185,11 @@ def create_player(
     return Outcome(edit, player, warnings, info)
 
 
-def load_model_defaults(scene: Any, player: str, model_info: dict[str, Any]) -> Outcome:
-    """Set the face/tongue attributes to the model's ``model_config.json`` values."""
-    defaults = attribute_defaults_for_model(model_info)
+def load_model_defaults(scene: Any, player: str, model_info: dict[str, Any],
+                        identity: str = "") -> Outcome:  # fmt: skip
+    """Set the face/tongue attributes to the model's ``model_config.json`` values (a
+    diffusion model's: those of the player's ``identity``, "" = the model's first)."""
+    defaults = attribute_defaults_for_model(model_info, identity)
     edit = scene.begin_edit()
     for attr, value in defaults.items():
         edit.set_attr(f"{player}.{attr}", value)

@@ -21,7 +21,7 @@ from typing import Any
 from a2x_core.errors import A2XError, CancelledError
 from a2x_core.jobs import CancelToken, Job, Progress, ProgressCallback
 
-from .parameters import PlaybackControls, PlayerInputs, track_key
+from .parameters import PlaybackControls, PlayerInputs, model_parameter_names, track_key
 from .track import FrameValues, Track, rest_frame
 
 log = logging.getLogger("a2x_maya")
@@ -59,13 +59,13 @@ MODELS = ModelCache()
 
 
 def accepted_parameters(model: Any) -> list[str]:
-    """Parameter names the model lists in ``info()["parameters"]`` (none if it lists none)."""
+    """Parameter names the model lists in ``info()["parameters"]`` (none if it lists none;
+    a diffusion model lists them per identity, all with the same names)."""
     try:
         info = model.info()
     except Exception:  # a model without info() just takes no overrides
         return []
-    params = info.get("parameters") if isinstance(info, dict) else None
-    return [str(k) for k in params] if isinstance(params, dict) else []
+    return model_parameter_names(info) if isinstance(info, dict) else []
 
 
 def run_inference(inputs: PlayerInputs, progress: ProgressCallback, cancel: CancelToken) -> Any:

@@ -289,15 +289,61 @@ class PlaybackControls:
         return self.face_offsets + self.tongue_offsets
 
 
-def model_parameter_defaults(info: Mapping[str, Any]) -> dict[str, float]:
-    """Model parameter defaults from ``model.info()["parameters"]``.
+def _per_identity(info: Mapping[str, Any]) -> dict[str, Mapping[str, Any]] | None:
+    """A diffusion model's ``info()["parameters"]`` (``{identity: {name: value}}``, one
+    entry per name of ``info()["identities"]``) by identity; None for flat parameters."""
+    raw = info.get("parameters")
+    identities = [str(i) for i in info.get("identities") or ()]
+    if not identities or not isinstance(raw, Mapping) or not raw:
+        return None
+    if not all(str(k) in identities and isinstance(v, Mapping) for k, v in raw.items()):
+        return None
+    return {str(k): v for k, v in raw.items()}
 
-    Accepts ``{name: number}`` or ``{name: {"default": number, ...}}``; anything else is
-    skipped. Returns core key -> value for the keys the player exposes.
+
+def model_parameters_of(info: Mapping[str, Any], identity: str = "") -> Mapping[str, Any]:
+    """``info()["parameters"]`` as one flat ``{name: value}`` mapping.
+
+    A diffusion model lists its parameters per identity: then those of ``identity``
+    (case-insensitive, as the core matches it; "" = the model's first).
+
+    Raises:
+        ParameterError: ``identity`` is not one of the diffusion model's (the error lists them).
     """
     raw = info.get("parameters") or {}
     if not isinstance(raw, Mapping):
         return {}
+    by_identity = _per_identity(info)
+    if by_identity is None:
+        return raw
+    wanted = identity.strip().casefold()
+    for name, values in by_identity.items():
+        if not wanted or name.casefold() == wanted:
+            return values
+    raise ParameterError(
+        f"the model has no identity {identity!r}",
+        hint=f"set identity to one of: {', '.join(by_identity)} (or empty for the first)",
+    )
+
+
+def model_parameter_names(info: Mapping[str, Any]) -> list[str]:
+    """Every parameter name ``info()["parameters"]`` lists (a diffusion model's: of any
+    identity, they all take the same names)."""
+    by_identity = _per_identity(info)
+    if by_identity is None:
+        raw = info.get("parameters")
+        return [str(k) for k in raw] if isinstance(raw, Mapping) else []
+    return list(dict.fromkeys(str(k) for values in by_identity.values() for k in values))
+
+
+def model_parameter_defaults(info: Mapping[str, Any], identity: str = "") -> dict[str, float]:
+    """Model parameter defaults from ``model.info()["parameters"]`` (a diffusion model's:
+    ``identity``'s, see :func:`model_parameters_of`).
+
+    Accepts ``{name: number}`` or ``{name: {"default": number, ...}}``; anything else is
+    skipped. Returns core key -> value for the keys the player exposes.
+    """
+    raw = model_parameters_of(info, identity)
     out: dict[str, float] = {}
     for key, value in raw.items():
         if isinstance(value, Mapping):
@@ -307,10 +353,11 @@ def model_parameter_defaults(info: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
-def attribute_defaults_for_model(info: Mapping[str, Any]) -> dict[str, float]:
+def attribute_defaults_for_model(info: Mapping[str, Any], identity: str = "") -> dict[str, float]:
     """Attribute name -> the model's default, for "Load Model Defaults" (Maya-ACE resets the
-    face/tongue sliders to the model's ``model_config.json`` when a model is chosen)."""
-    defaults = model_parameter_defaults(info)
+    face/tongue sliders to the model's ``model_config.json`` when a model is chosen; a
+    diffusion model has one per identity: ``identity``'s, "" = the first)."""
+    defaults = model_parameter_defaults(info, identity)
     out: dict[str, float] = {}
     for attr in PARAMETER_ATTRS:
         if attr.core_key in defaults:

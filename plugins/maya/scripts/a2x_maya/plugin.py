@@ -86,7 +86,8 @@ class Runtime:
         if name == "a2xLoadModelDefaults":
             values = scene.player_values(player)
             model = MODELS.get(str(values.get("modelPath") or "default")).model
-            return load_model_defaults(scene, player, model.info())
+            return load_model_defaults(scene, player, model.info(),
+                                       identity=str(values.get("identity") or ""))  # fmt: skip
         raise ValueError(f"unknown command {name!r}")
 
 
