@@ -33,7 +33,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     build.add_argument("--tf32", action="store_true",
                        help="allow TF32 (trtexec's default; faster, ~1e-3 error)")  # fmt: skip
     build.add_argument("--max-batch", type=int,
-                       help="largest batch (tracks x frames per call; default trt_info.json's)")  # fmt: skip
+                       help="largest batch (default trt_info.json's); a2x animate asks for tracks "
+                       "x 16 frames per call rounded up to a power of two, at most 256")  # fmt: skip
     build.add_argument("--rebuild", action="store_true", help="build even when cached")
     actions.add_parser("list", parents=[common], help="list cached plans")
     clear = actions.add_parser("clear", parents=[common], help="delete cached plans")

@@ -8,6 +8,12 @@ The SDK runs one inference per frame with all tracks in the batch (spec §6). He
 call holds a fixed number of consecutive frames of every track (padded with silent rows), so the
 rows a track gets do not depend on which other tracks share the batch; every stage after the
 network runs per track, in frame order, with its own state (filters, saccade clock, solver).
+
+When the network runs on a CUDA device (the torch engine there, or TensorRT), the stages after it
+run there too, batched over tracks (:mod:`.postprocess_gpu`): PCA decode, skin/tongue
+post-process, jaw, eyes and both solves with the SDK's GPU solver (ADMM, close to but not equal
+to the CPU's BVLS). ``postprocess`` chooses: "auto" (that rule), "numpy" (always the CPU stages
+below) or a torch device ("cuda", "cuda:1", "cpu").
 """
 
 from __future__ import annotations
@@ -59,6 +65,17 @@ log = logging.getLogger("a2x_core")
 
 #: Frames of one track per network call (see the module docstring).
 FRAMES_PER_CALL = 16
+#: Network rows (tracks x frames) per call on the device path; frames per track per call are
+#: this over the track count, between :data:`FRAMES_PER_CALL` and :data:`DEVICE_MAX_FRAMES`.
+DEVICE_ROWS_PER_CALL = 16384
+DEVICE_MAX_FRAMES = 256
+#: Largest batch the pipeline asks a TensorRT engine's profile for (tracks x frames per call,
+#: rounded up to a power of two); larger calls are split.
+TRT_MAX_BATCH = 256
+#: Padded samples of all tracks kept on the device for windowing there (above: host windows).
+DEVICE_AUDIO_BYTES = 4 << 30
+#: Where the stages after the network run (``RegressionModel.postprocess``).
+POSTPROCESS_CHOICES = ("auto", "numpy", "cpu", "cuda", "cuda:N")
 
 #: Parameter names: model_config.json keys as they are; blendshape-config keys prefixed by the
 #: solver, e.g. ``skin.strengthL2regularization``; per-pose arrays as a full list, a
@@ -154,6 +171,14 @@ class RegressionModel:
         #: Consecutive frames of each track per network call; 1 = the SDK's one inference per
         #: frame. Results differ from 1 only by float32 rounding inside the engine's kernels.
         self.frames_per_call = FRAMES_PER_CALL
+        #: The same on the device path (None: from :data:`DEVICE_ROWS_PER_CALL`).
+        self.device_frames_per_call: int | None = None
+        #: Where the stages after the network run: "auto", "numpy" or a torch device string.
+        self.postprocess = "auto"
+        #: Device path with the torch engine on CUDA: run the network through ``torch.compile``
+        #: (:class:`.postprocess_gpu.CompiledNetwork`; seconds to compile at the first run).
+        self.compile_network = False
+        self._device_cache: dict[Any, Any] = {}  # device copies of the PCA bases
 
     @classmethod
     def load(
@@ -164,8 +189,13 @@ class RegressionModel:
         threads: int | None = None,
         device: str = "auto",
         precision: str = "fp32",
+        postprocess: str = "auto",
+        compile_network: bool = False,
     ) -> RegressionModel:
         """Load and validate a model folder and create its inference engine.
+
+        ``postprocess``: where the stages after the network run (see the module docstring);
+        ``compile_network``: see :attr:`compile_network`.
 
         Raises:
             ModelError, ModelPackageError: the folder is incomplete or inconsistent.
@@ -178,7 +208,11 @@ class RegressionModel:
             backend, package.onnx_path, inputs, outputs, threads=threads, device=device,
             precision=precision,
         )  # fmt: skip
-        return cls(package, engine)
+        model = cls(package, engine)
+        model.postprocess = postprocess
+        model.compile_network = bool(compile_network)
+        model.postprocess_device()  # validate the choice now
+        return model
 
     # ------------------------------------------------------------------------- parameters
 
@@ -379,9 +413,15 @@ class RegressionModel:
                     keep_geometry=options.geometry,
                 )
             )
+        device = self.postprocess_device()
+        if device is not None:
+            self._animate_device(device, runs, settings, dt, skin_solver, tongue_solver,
+                                 options.geometry, progress, cancel)  # fmt: skip
+            return self._results(runs, options, fps, settings, device)
         total = sum(len(r.targets) for r in runs) or 1
         done = 0
         step = max(1, int(self.frames_per_call))
+        self._reserve_batch(len(runs) * step)
         num_chunks = max((len(r.targets) + step - 1) // step for r in runs) if runs else 0
         s_count, t_count = info.num_shapes_skin, info.num_shapes_tongue
         for chunk in range(num_chunks):
@@ -428,6 +468,16 @@ class RegressionModel:
                 done += n
             if progress is not None:
                 progress(Progress(done / total, "Audio2Face-3D inference"))
+        return self._results(runs, options, fps, settings, None)
+
+    def _results(
+        self,
+        runs: list[_TrackRun],
+        options: InferenceOptions,
+        fps: Fraction,
+        settings: Settings,
+        device: str | None,
+    ) -> list[AnimationResult]:
         effective = settings.to_dict(
             {
                 "skin": self.package.skin.data.pose_names,
@@ -435,7 +485,146 @@ class RegressionModel:
             }
         )
         effective["engine"] = self.engine.name  # which backend ran ("auto" resolves here)
+        # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
+        effective["postprocess"] = device or "numpy"
         return [self._result(run, options, fps, effective) for run in runs]
+
+    # ------------------------------------------------------------------------- device path
+
+    def postprocess_device(self) -> str | None:
+        """The torch device the stages after the network run on, or None for the NumPy stages.
+
+        Raises:
+            ParameterError: ``postprocess`` is not one of :data:`POSTPROCESS_CHOICES`.
+        """
+        choice = str(self.postprocess)
+        if choice == "numpy":
+            return None
+        if choice == "auto":
+            engine = self.engine
+            device = getattr(engine, "device", None)
+            if engine.name == "torch" and getattr(device, "type", None) == "cuda":
+                return str(device)
+            if engine.name == "tensorrt":
+                from .backends.torch_engine import cuda_available
+
+                if cuda_available():
+                    return f"cuda:{int(getattr(engine, 'gpu', 0))}"
+            return None
+        if choice == "cpu" or choice == "cuda" or (
+            choice.startswith("cuda:") and choice[5:].isdigit()
+        ):
+            return choice
+        raise ParameterError(
+            f"unknown postprocess device {choice!r}",
+            hint="use one of: " + ", ".join(POSTPROCESS_CHOICES),
+        )
+
+    def _reserve_batch(self, rows: int) -> None:
+        """Let an engine with a build-time batch limit (TensorRT's profile) hold ``rows`` rows
+        (capped at :data:`TRT_MAX_BATCH`) in one call, as the SDK sizes its engine for the
+        number of tracks."""
+        grow = getattr(self.engine, "ensure_max_batch", None)
+        if grow is not None and rows > 0:
+            grow(min(TRT_MAX_BATCH, 1 << (int(rows) - 1).bit_length()))
+
+    def _animate_device(
+        self,
+        device: str,
+        runs: list[_TrackRun],
+        settings: Settings,
+        dt: np.float32,
+        skin_solver: BlendshapeSolver,
+        tongue_solver: BlendshapeSolver,
+        geometry: bool,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        """Every track at once on ``device`` (:mod:`.postprocess_gpu`); fills the runs."""
+        from .postprocess_gpu import CompiledNetwork, DeviceInputs, DevicePipeline
+
+        info = self.package.network_info
+        params = settings.animator
+        lengths = np.array([len(r.targets) for r in runs], dtype=np.int64)
+        longest = int(lengths.max()) if len(runs) else 0
+        step = self.device_frames_per_call or min(
+            DEVICE_MAX_FRAMES, max(FRAMES_PER_CALL, DEVICE_ROWS_PER_CALL // max(1, len(runs)))
+        )
+        step = max(1, int(step))
+        pipe = DevicePipeline(
+            device, params, self.package.model_data, self._skin_basis, self._tongue_basis,
+            skin_solver, tongue_solver, dt, lengths, geometry=geometry, cache=self._device_cache,
+        )  # fmt: skip
+        torch = pipe.torch
+        engine = self.engine
+        engine_device = getattr(engine, "device", None)
+        on_device = hasattr(engine, "run_device") and _same_device(torch, engine_device, pipe.device)
+        samples = [r.audio.samples for r in runs]
+        feeder = None
+        if on_device and DeviceInputs.nbytes(samples, info.buffer_len, info.buffer_ofs) <= (
+            DEVICE_AUDIO_BYTES
+        ):
+            feeder = DeviceInputs(
+                device, samples, [r.targets for r in runs], [r.emotion_in for r in runs],
+                info.buffer_len, info.buffer_ofs, params["input_strength"], longest,
+            )  # fmt: skip
+        else:
+            self._reserve_batch(len(runs) * step)
+        names = list(getattr(getattr(engine, "graph", None), "input_names", ["input", "emotion"]))
+        network = engine
+        if on_device and self.compile_network and pipe.device.type == "cuda":
+            key = ("compiled", id(engine))
+            if key not in self._device_cache:
+                self._device_cache[key] = CompiledNetwork(engine)
+            network = self._device_cache[key]
+        total = int(lengths.sum()) or 1
+        done = 0
+        for start in range(0, longest, step):
+            if cancel is not None:
+                cancel.check()
+            live_np = np.flatnonzero(lengths > start)
+            n = min(step, int(lengths[live_np].max()) - start)
+            everyone = len(live_np) == len(runs)
+            live = None if everyone else torch.as_tensor(live_np, device=pipe.device)
+            if feeder is not None:
+                audio_rows, emotion_rows = feeder.rows(live, start, n)
+                feeds = {"input": audio_rows, "emotion": emotion_rows}
+                result = network.run_device([feeds[name] for name in names])[0]
+            else:
+                audio_np, emotion_np = self._host_rows([runs[k] for k in live_np], start, n,
+                                                       params["input_strength"])  # fmt: skip
+                if on_device:
+                    feeds = {"input": torch.from_numpy(audio_np).to(pipe.device),
+                             "emotion": torch.from_numpy(emotion_np).to(pipe.device)}  # fmt: skip
+                    result = network.run_device([feeds[name] for name in names])[0]
+                else:
+                    result = torch.from_numpy(self._infer(audio_np, emotion_np))
+            pipe.step(result.reshape(len(live_np), n, -1), live, start)
+            done += int(np.minimum(lengths[live_np] - start, n).sum())
+            if progress is not None:
+                progress(Progress(done / total, "Audio2Face-3D inference"))
+        for run, out in zip(runs, pipe.finish(), strict=True):
+            run.skin_w, run.tongue_w = [out["skin"]], [out["tongue"]]
+            run.jaw, run.eye = [out["jaw"]], [out["eyes"]]
+            if geometry:
+                run.skin_geo, run.tongue_geo = [out["skin_geometry"]], [out["tongue_geometry"]]
+
+    def _host_rows(
+        self, runs: Sequence[_TrackRun], start: int, frames: int, strength: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Network inputs of frames ``start ..`` of ``runs`` built on the host (zero rows past
+        a track's end), ``frames`` rows per track."""
+        info = self.package.network_info
+        audio_rows = np.zeros((len(runs) * frames, 1, info.buffer_len), dtype=np.float32)
+        emotion_rows = np.zeros((len(runs) * frames, 1, info.emotion_size), dtype=np.float32)
+        for k, run in enumerate(runs):
+            sl = slice(start, min(start + frames, len(run.targets)))
+            n = sl.stop - sl.start
+            audio_rows[k * frames : k * frames + n, 0] = audio_windows(
+                run.audio.samples, run.targets[sl], info.buffer_len, info.buffer_ofs, strength
+            )
+            emotion_rows[k * frames : k * frames + n, 0] = run.emotion_in[sl]
+        return audio_rows, emotion_rows
 
     def _infer(self, audio_rows: np.ndarray, emotion_rows: np.ndarray) -> np.ndarray:
         limit = self.engine.max_batch or len(audio_rows)
@@ -487,6 +676,19 @@ class RegressionModel:
             emotion_names=self.emotion_names,
             arrays=arrays,
         )
+
+
+def _same_device(torch: Any, a: Any, b: Any) -> bool:
+    """Whether two torch devices are one ("cuda" is the current CUDA device)."""
+    if a is None:
+        return False
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
 
 
 def _fresh(stage: Any) -> Any:

@@ -1,22 +1,25 @@
-"""GPU speed of the Audio2Face-3D regression path (issue 6): one run, one markdown table.
+"""GPU speed of the Audio2Face-3D regression path (issue 6): one run, the whole table.
 
 Builds the architecture-faithful ~18.3 M-parameter network of ``a2f_network.py`` (random
-weights, exported to ONNX) and measures on the first CUDA device:
+weights, exported to ONNX) and a Mark-sized model folder around it (272/10 PCA shapes,
+61,520/5,602 vertices, 10,085-vertex frontal mask, 52 + 16 poses; ``bench_regression.py``), and
+measures on the first CUDA device, in one process:
 
-- the torch engine (ONNX graph on torch with the exporter's GELU / LayerNorm / autocorrelation /
-  MatMul+bias patterns fused, the grouped positional conv as one GEMM, CUDA graphs) in fp32 / tf32 / bf16 / fp16 (half precision end to end),
-  bf16 with 512-row chunks, tf32 / fp16 with the convs on NCHW activations, and fp32 unfused: frames/s against
-  the number of tracks (one frame per track per call, inputs already on the GPU), with the
-  reduced precisions' largest output error against fp32;
-- baselines in the same run: a plain eager PyTorch forward of the same network (default
-  settings) and ONNX Runtime on this machine's CPU;
-- one streaming track: wall time per frame for ``engine.run`` (host input -> host output,
-  through pinned host buffers);
-- the GPU ADMM blendshape solve (Mark-sized: 52 skin poses on a 10,085-vertex frontal mask,
-  16 tongue poses on 5,602 vertices, temporal 0.3) and the CPU BVLS for comparison;
-- end to end per step: network -> PCA decode of the masked skin and the tongue -> both solves.
+- ``net``: the torch engine (ONNX graph on torch, fused patterns, channels-last convs, CUDA
+  graphs) in fp32 / tf32 / bf16 / fp16 and variants (chunk size, NCHW convs in fp32): frames/s
+  against the number of tracks (one frame per track per call, inputs already on the GPU);
+  baselines: plain eager PyTorch (default settings) and ONNX Runtime on this machine's CPU;
+- ``compile``: the same graph traced (``make_fx``) and compiled by ``torch.compile`` (inductor),
+  replayed as a CUDA graph, at the engine's 256-row chunk;
+- ``latency``: one streaming track, wall time per frame for ``engine.run`` (host in -> host out);
+- ``solver``: the GPU ADMM (skin + tongue stacked, CUDA-graph frame loop) and the CPU BVLS;
+- ``e2e``: ``RegressionModel.animate`` on the GPU path (windows on the device, network, PCA
+  decode + skin/tongue post-process, jaw, eyes, both solves, results on the host) against the
+  track count, and the CPU pipeline (ONNX Runtime + NumPy stages) as its baseline;
+- accuracy: reduced precisions against fp32 (network output and solved weights), GPU pipeline
+  against the CPU pipeline.
 
-Usage: python benchmarks/bench_gpu.py [--out results.md] [--quick]
+Usage: python benchmarks/bench_gpu.py [--out results.md] [--quick] [--sections net,e2e,...]
 """
 
 from __future__ import annotations
@@ -40,8 +43,9 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 TRACKS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+E2E_TRACKS = (1, 16, 128, 512, 2048)
 S_COUNT, T_COUNT = 272, 10
-SKIN_VERTS, MASK_VERTS, TONGUE_VERTS = 61520, 10085, 5602
+SECTIONS = ("net", "latency", "solver", "e2e", "compile")
 
 
 def timed(fn: Callable[[], Any], sync: Callable[[], None], min_s: float = 0.3) -> float:
@@ -59,313 +63,411 @@ def timed(fn: Callable[[], Any], sync: Callable[[], None], min_s: float = 0.3) -
 
 
 def guarded(fn: Callable[[], float], notes: list[str], label: str) -> float:
-    """``fn()``, or NaN with a note when the GPU runs out of memory."""
+    """``fn()``, or NaN with a note when the GPU runs out of memory or the step fails."""
     import torch
 
     try:
         return fn()
     except torch.OutOfMemoryError:
         notes.append(f"- {label}: out of GPU memory")
-        gc.collect()
-        torch.cuda.empty_cache()
-        return float("nan")
+    except Exception as error:  # one failed row must not cost the whole table
+        notes.append(f"- {label}: failed ({error!r})")
+    gc.collect()
+    torch.cuda.empty_cache()
+    return float("nan")
 
 
-def build_solvers() -> tuple[Any, Any]:
-    """Mark-sized skin (52 poses, mask) and tongue (16 poses) CPU solvers, random geometry."""
-    from a2x_core.blendshapes import BlendshapeSolver
-    from a2x_core.model_package import BlendshapeConfig, BlendshapeData
+class Bench:
+    """Shared inputs and the collected tables."""
 
-    rng = np.random.default_rng(0)
-    out = []
-    for poses, verts, mask, temporal in ((52, SKIN_VERTS, MASK_VERTS, 0.3),
-                                         (16, TONGUE_VERTS, None, 0.3)):  # fmt: skip
-        neutral = rng.uniform(-10, 10, verts * 3).astype(np.float32)
-        deltas = (rng.normal(0, 0.5, (poses, verts, 3)) * (rng.random((poses, verts, 1)) < 0.3))
-        deltas = deltas.reshape(poses, -1).astype(np.float32)
-        frontal = None if mask is None else np.sort(rng.choice(verts, mask, replace=False))
-        symmetry = np.full(poses, -1, np.int32)
-        symmetry[[0, 7]] = 0
-        cancel = np.full(poses, -1, np.int32)
-        cancel[[3, 4]] = 0
-        config = BlendshapeConfig(
-            l1=0.5, l2=0.5, temporal=temporal, symmetry=100.0, template_bb_size=30.0,
-            active=np.ones(poses, np.int32), cancel=cancel, symmetry_ids=symmetry,
-            multipliers=np.ones(poses, np.float32), offsets=np.zeros(poses, np.float32),
-        )  # fmt: skip
-        data = BlendshapeData(tuple(f"p{i}" for i in range(poses)), neutral, deltas, frontal)
-        out.append(BlendshapeSolver(data, config))
-    return out[0], out[1]
+    def __init__(self, args: argparse.Namespace) -> None:
+        import torch
+        from a2f_network import export_onnx
 
+        from a2x_core.backends import regression_io
 
-def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
-    parser.add_argument("--quick", action="store_true", help="fewer track counts (smoke test)")
-    parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_gpu"))
-    args = parser.parse_args()
+        self.torch = torch
+        self.args = args
+        self.t_start = time.perf_counter()
+        self.cuda = torch.cuda.is_available()
+        self.dev = "cuda" if self.cuda else "cpu"
+        self.sync = torch.cuda.synchronize if self.cuda else (lambda: None)
+        self.tracks = (1, 4) if args.quick else TRACKS
+        args.cache.mkdir(parents=True, exist_ok=True)
+        self.onnx = args.cache / "network.onnx"
+        self.params = export_onnx(self.onnx, S_COUNT, T_COUNT)
+        self.io = regression_io(8320, 26, S_COUNT + T_COUNT + 19)
+        rng = np.random.default_rng(0)
+        max_b = max(self.tracks)
+        self.audio = torch.from_numpy((0.3 * rng.standard_normal((max_b, 1, 8320))).astype(np.float32))
+        self.emotion = torch.from_numpy(rng.uniform(0, 1, (max_b, 1, 26)).astype(np.float32))
+        self.audio, self.emotion = self.audio.to(self.dev), self.emotion.to(self.dev)
+        self.rows: dict[str, dict[int, float]] = {}  # network frames/s by tracks
+        self.e2e: dict[str, dict[int, float]] = {}  # end to end frames/s by tracks
+        self.latency: dict[str, float] = {}
+        self.solve: dict[str, float] = {}
+        self.errors: dict[str, float] = {}
+        self.notes: list[str] = []
+        self.timings: dict[str, float] = {}
 
-    import torch
-    from a2f_network import build_torch_network, export_onnx
+    def engine(self, precision: str, **kw: Any) -> Any:
+        from a2x_core.backends.torch_engine import TorchEngine
 
-    from a2x_core.backends import regression_io
-    from a2x_core.backends.onnxruntime import OnnxRuntimeEngine
-    from a2x_core.backends.torch_engine import TorchEngine
+        return TorchEngine(self.onnx, *self.io, device=self.dev, precision=precision, **kw)
 
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    t_start = time.perf_counter()
-    cuda = torch.cuda.is_available()
-    dev = "cuda" if cuda else "cpu"
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    tracks_list = (1, 4) if args.quick else TRACKS
-    args.cache.mkdir(parents=True, exist_ok=True)
-    onnx_path = args.cache / "network.onnx"
-    params = export_onnx(onnx_path, S_COUNT, T_COUNT)
-    inputs, outputs = regression_io(8320, 26, S_COUNT + T_COUNT + 19)
-    rng = np.random.default_rng(0)
-    max_b = max(tracks_list)
-    audio_all = torch.from_numpy((0.3 * rng.standard_normal((max_b, 1, 8320))).astype(np.float32))
-    emo_all = torch.from_numpy(rng.uniform(0, 1, (max_b, 1, 26)).astype(np.float32))
-    audio_all, emo_all = audio_all.to(dev), emo_all.to(dev)
-    rows: dict[str, dict[int, float]] = {}
-    notes: list[str] = []
+    def feed(self, engine: Any, b: int) -> list[Any]:
+        named = {"input": self.audio[:b], "emotion": self.emotion[:b]}
+        return [named[n] for n in engine.graph.input_names]
 
-    def engine_sweep(precision: str, fuse: bool = True, chunk: int = 256,
-                     channels_last: bool | None = None) -> dict[int, float]:
-        engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                             fuse=fuse, chunk=chunk, channels_last=channels_last)  # fmt: skip
+    # ------------------------------------------------------------------------- network
+
+    def sweep(self, label: str, precision: str, **kw: Any) -> None:
+        engine = self.engine(precision, **kw)
         fps = {}
-        for b in tracks_list:
-            feed = [audio_all[:b], emo_all[:b]]
-            sec = guarded(lambda feed=feed: timed(lambda: engine.run_device(feed), sync), notes,
-                          f"torch {precision} {b} tracks")  # fmt: skip
+        for b in self.tracks:
+            feed = self.feed(engine, b)
+            sec = guarded(lambda feed=feed: timed(lambda: engine.run_device(feed), self.sync),
+                          self.notes, f"{label} {b} tracks")  # fmt: skip
             fps[b] = b / sec
             engine.release_graphs()  # free each size's graph pool before the next size
             gc.collect()
         engine.close()
-        return fps
+        self.rows[label] = fps
+        print(label, {k: round(v) for k, v in fps.items()}, flush=True)
 
-    # accuracy of reduced precisions against fp32 (64 tracks)
-    errors: dict[str, float] = {}
-    ref_engine = TorchEngine(onnx_path, inputs, outputs, device=dev, precision="fp32",
-                             cuda_graphs=False)  # fmt: skip
-    sample = [audio_all[:64], emo_all[:64]]
-    ref = ref_engine.forward(*sample)[0].float()
-    scale = float(ref.abs().max())
-    ort = OnnxRuntimeEngine(onnx_path, inputs, outputs)
-    ort_ref = ort.run({"input": sample[0][:8].cpu().numpy(), "emotion": sample[1][:8].cpu().numpy()})
-    errors["fp32 vs ONNX Runtime"] = float(np.abs(ref[:8].cpu().numpy() - ort_ref["result"]).max())
-    for precision in ("tf32", "bf16", "fp16"):
-        eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                          cuda_graphs=False)  # fmt: skip
-        errors[precision] = float((eng.forward(*sample)[0].float() - ref).abs().max())
-        eng.close()
-    ref_engine.close()
+    def net(self) -> None:
+        torch = self.torch
+        from a2f_network import build_torch_network
 
-    for precision in ("fp32", "tf32", "bf16", "fp16"):
-        rows[f"torch engine {precision} (CUDA graphs)"] = engine_sweep(precision)
-        print(precision, rows[f"torch engine {precision} (CUDA graphs)"], flush=True)
-    rows["torch engine bf16, 512-row chunks"] = engine_sweep("bf16", chunk=512)
-    # the convs on NCHW activations (cuDNN transposes around them: the previous engine)
-    for precision in ("tf32", "fp16"):
-        rows[f"torch engine {precision}, NCHW convs"] = engine_sweep(precision, channels_last=False)
-    # the converter without pattern fusion (every ONNX node a kernel), for comparison
-    rows["torch engine fp32, unfused (node by node)"] = engine_sweep("fp32", fuse=False)
+        from a2x_core.backends.onnxruntime import OnnxRuntimeEngine
 
-    # plain eager PyTorch, default settings
-    net = build_torch_network(S_COUNT, T_COUNT).to(dev)
-    eager: dict[int, float] = {}
-    with torch.no_grad():
-        for b in tracks_list:
-            a, e = audio_all[:b], emo_all[:b]
-            eager[b] = b / guarded(lambda a=a, e=e, net=net: timed(lambda: net(a, e), sync), notes,
-                                   f"eager {b} tracks")  # fmt: skip
-    rows["plain eager PyTorch (default settings)"] = eager
-    print("eager", eager, errors, flush=True)
-    del net
-    if cuda:
-        torch.cuda.empty_cache()
+        # accuracy of reduced precisions against fp32 (64 tracks)
+        ref_engine = self.engine("fp32", cuda_graphs=False)
+        sample = self.feed(ref_engine, 64)
+        ref = ref_engine.forward(*sample)[0].float()
+        self.scale = float(ref.abs().max())
+        self.ort = OnnxRuntimeEngine(self.onnx, *self.io)
+        ort_ref = self.ort.run({"input": self.audio[:8].cpu().numpy(),
+                                "emotion": self.emotion[:8].cpu().numpy()})  # fmt: skip
+        self.errors["network fp32 vs ONNX Runtime"] = float(
+            np.abs(ref[:8].cpu().numpy() - ort_ref["result"]).max())  # fmt: skip
+        for precision in ("tf32", "bf16", "fp16"):
+            eng = self.engine(precision, cuda_graphs=False)
+            out = eng.forward(*sample)[0].float()
+            self.errors[f"network {precision} vs fp32"] = float((out - ref).abs().max())
+            eng.close()
+        ref_engine.close()
 
-    # ONNX Runtime on this machine's CPU (all cores)
-    ort_fps: dict[int, float] = {}
-    for b in (1, 4) if args.quick else (1, 16, 64):
-        feeds = {"input": audio_all[:b].cpu().numpy(), "emotion": emo_all[:b].cpu().numpy()}
-        ort_fps[b] = b / timed(lambda feeds=feeds: ort.run(feeds), lambda: None, min_s=1.0)
-    rows["ONNX Runtime CPU (all cores)"] = ort_fps
+        for precision in ("fp32", "tf32", "bf16", "fp16"):
+            self.sweep(f"torch engine {precision} (CUDA graphs)", precision)
+        self.sweep("torch engine fp32, NCHW convs", "fp32", channels_last=False)
+        for chunk in (512,):
+            self.sweep(f"torch engine bf16, {chunk}-row chunks", "bf16", chunk=chunk)
+            self.sweep(f"torch engine fp16, {chunk}-row chunks", "fp16", chunk=chunk)
 
-    # one streaming track: host in -> host out per frame
-    latency: dict[str, float] = {}
-    one = {"input": audio_all[:1].cpu().numpy(), "emotion": emo_all[:1].cpu().numpy()}
-    for label, graphs, precision, last in (("fp32, CUDA graph", True, "fp32", None),
-                                           ("fp32, eager engine", False, "fp32", None),
-                                           ("tf32, CUDA graph", True, "tf32", None),
-                                           ("bf16, CUDA graph", True, "bf16", None),
-                                           ("fp16, CUDA graph", True, "fp16", None),
-                                           ("fp16, CUDA graph, NCHW convs", True, "fp16",
-                                            False)):  # fmt: skip
-        eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision,
-                          cuda_graphs=graphs, channels_last=last)  # fmt: skip
-        for _ in range(5):
-            eng.run(one)
-        times = []
-        for _ in range(200):
+        # plain eager PyTorch, default settings
+        net = build_torch_network(S_COUNT, T_COUNT).to(self.dev)
+        eager: dict[int, float] = {}
+        with torch.no_grad():
+            for b in self.tracks:
+                a, e = self.audio[:b], self.emotion[:b]
+                eager[b] = b / guarded(lambda a=a, e=e, net=net: timed(lambda: net(a, e), self.sync),
+                                       self.notes, f"eager {b} tracks")  # fmt: skip
+        self.rows["plain eager PyTorch (default settings)"] = eager
+        del net
+        if self.cuda:
+            torch.cuda.empty_cache()
+        # ONNX Runtime on this machine's CPU (all cores)
+        ort_fps: dict[int, float] = {}
+        for b in (1, 4) if self.args.quick else (1, 16, 64):
+            feeds = {"input": self.audio[:b].cpu().numpy(), "emotion": self.emotion[:b].cpu().numpy()}
+            ort_fps[b] = b / timed(lambda feeds=feeds: self.ort.run(feeds), lambda: None, min_s=1.0)
+        self.rows["ONNX Runtime CPU (all cores)"] = ort_fps
+        print("baselines", eager, ort_fps, flush=True)
+
+    def compiled(self) -> None:
+        """make_fx trace of the engine's graph -> torch.compile (inductor) -> one CUDA graph."""
+        torch = self.torch
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from a2x_core.backends.torch_engine import _math_mode
+
+        ref_engine = self.engine("fp32", cuda_graphs=False)
+        ref = ref_engine.forward(*self.feed(ref_engine, 64))[0].float()
+        ref_engine.close()
+        for precision, chunk in (("bf16", 256), ("fp16", 256), ("bf16", 512), ("tf32", 256),
+                                 ("fp32", 256)):  # fmt: skip
             t0 = time.perf_counter()
-            eng.run(one)
-            times.append(time.perf_counter() - t0)
-        latency[label] = float(np.median(times)) * 1000
-        eng.close()
-    latency["ONNX Runtime CPU"] = 1000 / ort_fps[1]
-    if cuda:
+            eng = self.engine(precision, cuda_graphs=False)
+            feed = self.feed(eng, chunk)
+            try:
+                with torch.no_grad(), _math_mode(torch, precision):
+                    eng.graph(*feed)  # fill the engine's weight caches before tracing
+                    gm = make_fx(lambda *xs, eng=eng: eng.graph(*xs))(*feed)
+                    fn = torch.compile(gm, dynamic=False)
+                    static = [f.clone() for f in feed]
+                    stream = torch.cuda.Stream()
+                    stream.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(stream):
+                        for _ in range(3):
+                            fn(*static)
+                    torch.cuda.current_stream().wait_stream(stream)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        outs = fn(*static)
+                compile_s = time.perf_counter() - t0
+                sec = timed(graph.replay, self.sync)
+                label = f"torch.compile {precision}, {chunk}-row graph"
+                self.rows[label] = {b: chunk / sec for b in self.tracks if b >= chunk}
+                reps = chunk // 64
+                static[0].copy_(self.feed(eng, 64)[0].repeat(reps, 1, 1)[:chunk])
+                static[1].copy_(self.feed(eng, 64)[1].repeat(reps, 1, 1)[:chunk])
+                graph.replay()
+                self.sync()
+                self.errors[f"network {precision} torch.compile ({chunk} rows) vs fp32"] = float(
+                    (outs[0][:64].float() - ref).abs().max())  # fmt: skip
+                self.notes.append(f"- torch.compile {precision}, {chunk} rows: trace + compile + "
+                                  f"capture {compile_s:.0f} s; {chunk / sec:,.0f} frames/s")  # fmt: skip
+                print(label, chunk / sec, compile_s, flush=True)
+                del graph, outs, fn, gm
+            except Exception as error:  # an experiment: report and go on
+                self.notes.append(f"- torch.compile {precision} failed: {error!r}"[:400])
+            eng.close()
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------------- latency
+
+    def streaming(self) -> None:
+        one = {"input": self.audio[:1].cpu().numpy(), "emotion": self.emotion[:1].cpu().numpy()}
+        for label, precision, kw in (
+            ("fp32, CUDA graph (channels-last convs)", "fp32", {"channels_last": True}),
+            ("fp32, CUDA graph, NCHW convs", "fp32", {"channels_last": False}),
+            ("fp32, CUDA graph (engine default)", "fp32", {}),
+            ("fp32, eager engine", "fp32", {"cuda_graphs": False}),
+            ("tf32, CUDA graph", "tf32", {}),
+            ("bf16, CUDA graph", "bf16", {}),
+            ("fp16, CUDA graph", "fp16", {}),
+        ):
+            eng = self.engine(precision, **kw)
+            for _ in range(5):
+                eng.run(one)
+            times = []
+            for _ in range(300):
+                t0 = time.perf_counter()
+                eng.run(one)
+                times.append(time.perf_counter() - t0)
+            self.latency[label] = float(np.median(times)) * 1000
+            eng.close()
+        ort = self.rows.get("ONNX Runtime CPU (all cores)", {})
+        if 1 in ort:
+            self.latency["ONNX Runtime CPU"] = 1000 / ort[1]
+        print("latency", self.latency, flush=True)
+
+    # ------------------------------------------------------------------------- solver
+
+    def solver(self) -> None:
+        torch = self.torch
+        from a2x_core.blendshapes_gpu import AdmmSolver
+
+        model = self.mark_model("fp32")
+        settings = model.settings({})
+        from a2x_core.blendshapes import BlendshapeSolver
+
+        skin = BlendshapeSolver(model.package.skin.data, settings.skin)
+        tongue = BlendshapeSolver(model.package.tongue.data, settings.tongue)
+        rng = np.random.default_rng(1)
+        w_true = np.clip(np.cumsum(rng.normal(0, 0.05, (64, len(skin.active))), axis=0), 0, 1)
+        masked = (skin.neutral + w_true.astype(np.float32) @ skin.delta_t).astype(np.float32)
+        t0 = time.perf_counter()
+        skin.reset()
+        cpu_w = skin.solve(masked, masked=True)
+        self.solve["CPU BVLS skin, 1 track x 64 frames"] = 64 / (time.perf_counter() - t0)
+        gpu_w = AdmmSolver(skin, self.dev).solve(torch.from_numpy(masked)[None], masked=True)
+        self.errors["solver: GPU ADMM vs CPU BVLS skin weights (Mark-sized, 64 frames)"] = float(
+            np.abs(gpu_w[0].cpu().numpy() - cpu_w).max())  # fmt: skip
+        both = AdmmSolver([skin, tongue], self.dev, cuda_graphs=self.cuda)
+        for b in (1, 4) if self.args.quick else (1, 256, 2048):
+            atb = torch.randn((b, 16, both.num_active), device=self.dev) * 100
+            prev = torch.zeros((b, both.num_active), device=self.dev)
+            sec = timed(lambda atb=atb, prev=prev: both.solve_projected(atb, prev), self.sync)
+            self.solve[f"GPU ADMM skin + tongue, {b} tracks x 16 frames per call"] = 16 * b / sec
+        print("solver", self.solve, flush=True)
+
+    # ------------------------------------------------------------------------- end to end
+
+    def mark_model(self, precision: str, backend: str = "torch") -> Any:
+        from bench_regression import ensure_folder
+
+        from a2x_core.models import load_model
+
+        folder = ensure_folder(self.args.cache / "mark")
+        if backend == "onnxruntime":
+            return load_model(folder, backend="onnxruntime")
+        return load_model(folder, backend="torch", device=self.dev, precision=precision)
+
+    def clips(self, tracks: int, seconds: float, seed: int = 0) -> list[Any]:
+        from a2x_core.audio import Audio
+
+        rng = np.random.default_rng(seed)
+        n = int(seconds * 16000)
+        base = (0.3 * rng.standard_normal(n + tracks * 97)).astype(np.float32)
+        return [Audio(base[k * 97 : k * 97 + n]) for k in range(tracks)]
+
+    def end_to_end(self) -> None:
+        from a2x_core.options import InferenceOptions
+
+        options = InferenceOptions()
+        seconds = 1.0 if self.args.quick else self.args.seconds
+        sweep = (1, 4) if self.args.quick else tuple(int(b) for b in self.args.e2e_tracks.split(","))
+        # (precision, torch.compile, track counts): the compiled bf16 / fp16 and the plain bf16
+        # engine swept; the others at the largest count (fp32 at 512 tracks: 10k frames/s)
+        plan = []
+        for k, p in enumerate(self.args.e2e_precisions.split(",")):
+            if p in ("bf16", "fp16") and self.cuda:
+                plan.append((p, True, sweep))
+            plan.append((p, False, sweep if k == 0 else (min(sweep[-1], 512 if p == "fp32" else
+                                                              2048),)))  # fmt: skip
+        weights: dict[str, np.ndarray] = {}
+        where: dict[str, str] = {}
+        check = self.clips(8, 2.0, seed=5)
+        for precision, compiled, counts in plan:
+            model = self.mark_model(precision)
+            model.compile_network = compiled
+            name = f"{precision}{' compiled' if compiled else ''}"
+            weights[name] = np.stack([r.weights for r in model.animate(check, options)])
+            fps = {}
+            for b in counts:
+                clips = self.clips(b, seconds)
+
+                def run(model: Any = model, clips: list = clips, precision: str = name) -> float:
+                    model.animate(clips, options)  # warm-up: graph captures for these shapes
+                    self.sync()
+                    best = float("inf")
+                    for _ in range(2):
+                        t0 = time.perf_counter()
+                        results = model.animate(clips, options)
+                        best = min(best, time.perf_counter() - t0)
+                    where[precision] = results[0].parameters["postprocess"]
+                    return sum(r.num_frames for r in results) / best
+
+                fps[b] = guarded(run, self.notes, f"e2e {name} {b} tracks")
+                gc.collect()
+            label = "torch.compile" if compiled else "engine CUDA graphs"
+            self.e2e[f"end to end {precision}, {label} (RegressionModel.animate, GPU stages)"] = fps
+            print(name, "e2e", fps, flush=True)
+            model._device_cache.clear()
+            model.engine.close()
+            del model
+            gc.collect()
+            if self.cuda:
+                self.torch.cuda.empty_cache()
+        for name in weights:
+            if name != "fp32" and "fp32" in weights:
+                self.errors[f"weights {name} vs fp32 (8 tracks x 2 s)"] = float(
+                    np.abs(weights[name] - weights["fp32"]).max())  # fmt: skip
+        self.notes.append(f"- end to end: stages after the network ran on {where}")
+        # the CPU pipeline: ONNX Runtime + NumPy stages + BVLS, one track
+        cpu = self.mark_model("fp32", backend="onnxruntime")
+        clip = self.clips(1, 2.0)
+        t0 = time.perf_counter()
+        cpu_result = cpu.animate(clip, options)[0]
+        self.e2e["end to end CPU: ONNX Runtime + NumPy stages (BVLS)"] = {
+            1: cpu_result.num_frames / (time.perf_counter() - t0)}  # fmt: skip
+        gpu = self.mark_model("fp32")
+        gpu_result = gpu.animate(clip, options)[0]
+        self.errors["weights GPU pipeline fp32 (ADMM) vs CPU pipeline (BVLS), 1 track x 2 s"] = (
+            float(np.abs(gpu_result.weights - cpu_result.weights).max()))  # fmt: skip
+        self.errors["  (mean abs of the same)"] = float(
+            np.abs(gpu_result.weights - cpu_result.weights).mean())  # fmt: skip
+        gpu.engine.close()
+
+    # ------------------------------------------------------------------------- report
+
+    def report(self, out: Path | None) -> None:
+        torch = self.torch
+        gpu = torch.cuda.get_device_name(0) if self.cuda else "none"
+        import onnxruntime
+
+        triton = "absent"
         try:
-            notes += kernel_profile(torch, onnx_path, inputs, outputs, audio_all, emo_all)
-        except Exception as error:  # a diagnostic only
-            notes.append(f"- kernel profile failed: {error!r}")
-    print("ort", ort_fps, latency, flush=True)
-    try:
-        solve, solve_err, e2e = solver_and_e2e(torch, dev, sync, tracks_list, args.quick, rng,
-                                               onnx_path, audio_all, emo_all, notes)  # fmt: skip
-    except Exception as error:  # keep the network figures when this section fails
-        import traceback
+            import triton as _triton
 
-        traceback.print_exc()
-        notes.append(f"- solver / end-to-end section failed: {error!r}")
-        solve, solve_err, e2e = {}, float("nan"), {}
-    rows.update(e2e)
-    report(torch, cuda, params, t_start, rows, latency, solve, errors, solve_err, scale, notes,
-           args.out)  # fmt: skip
-
-
-def kernel_profile(torch: Any, onnx_path: Path, inputs: Any, outputs: Any, audio_all: Any,
-                   emo_all: Any) -> list[str]:
-    """Where one track's graph replay spends its GPU time (torch.profiler, top kernels)."""
-    from torch.profiler import ProfilerActivity, profile
-
-    from a2x_core.backends.torch_engine import TorchEngine
-
-    lines = []
-    for precision in ("tf32", "fp16"):
-        eng = TorchEngine(onnx_path, inputs, outputs, device="cuda", precision=precision)
-        feed = [audio_all[:1], emo_all[:1]]
-        for _ in range(3):
-            eng.run_device(feed)
-        torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CUDA]) as prof:
-            for _ in range(10):
-                eng.run_device(feed)
-            torch.cuda.synchronize()
-        events = [e for e in prof.key_averages() if e.device_time_total > 0]
-        total = sum(e.device_time_total for e in events) / 10
-        count = sum(e.count for e in events) / 10
-        events.sort(key=lambda e: -e.device_time_total)
-        top = "; ".join(f"{e.key[:60]} {e.device_time_total / 10:.1f} us x{e.count // 10}"
-                        for e in events[:8])  # fmt: skip
-        layout = [e for e in events if "nchwToNhwc" in e.key or "nhwcToNchw" in e.key]
-        moved = (sum(e.count for e in layout) / 10, sum(e.device_time_total for e in layout) / 10)
-        lines.append(f"- 1 track {precision} graph replay: {total:.0f} us GPU time in "
-                     f"{count:.0f} kernels ({moved[0]:.0f} cuDNN layout transposes, "
-                     f"{moved[1]:.1f} us); top: {top}")  # fmt: skip
-        eng.close()
-    return lines
+            triton = _triton.__version__
+        except ImportError:
+            pass
+        head = (f"machine: {gpu}, {os.cpu_count()} CPU cores ({platform.machine()}), torch "
+                f"{torch.__version__} (CUDA {torch.version.cuda}), triton {triton}, onnxruntime "
+                f"{onnxruntime.__version__}, numpy {np.__version__}; network {self.params:,} "
+                f"parameters, opset 14; run took {time.perf_counter() - self.t_start:.0f} s")  # fmt: skip
+        lines = [head, ""]
+        for title, rows in (("network frames/s by tracks", self.rows),
+                            ("end-to-end frames/s by tracks", self.e2e)):  # fmt: skip
+            if not rows:
+                continue
+            cols = sorted({b for r in rows.values() for b in r})
+            lines.append(f"| {title} | " + " | ".join(str(b) for b in cols) + " |")
+            lines.append("|---|" + "---:|" * len(cols))
+            for label, r in rows.items():
+                cells = [f"{r[b]:,.0f}" if b in r and np.isfinite(r[b]) else "" for b in cols]
+                lines.append(f"| {label} | " + " | ".join(cells) + " |")
+            lines.append("")
+        if self.latency:
+            lines += ["| single streaming track (host in -> host out) | ms/frame |", "|---|---:|"]
+            lines += [f"| {k} | {v:.3f} |" for k, v in self.latency.items()] + [""]
+        if self.solve:
+            lines += ["| solver | solves/s |", "|---|---:|"]
+            lines += [f"| {k} | {v:,.0f} |" for k, v in self.solve.items()] + [""]
+        if self.errors:
+            scale = getattr(self, "scale", float("nan"))
+            lines += [f"| accuracy (network |output| max {scale:.3f}) | max abs error |", "|---|---:|"]
+            lines += [f"| {k} | {v:.2e} |" for k, v in self.errors.items()] + [""]
+        lines += self.notes
+        text = "\n".join(lines)
+        print(text)
+        if out:
+            out.write_text(text + "\n")
+            out.with_suffix(".json").write_text(json.dumps(
+                {"rows": {k: {str(b): v for b, v in r.items()} for k, r in self.rows.items()},
+                 "e2e": {k: {str(b): v for b, v in r.items()} for k, r in self.e2e.items()},
+                 "latency_ms": self.latency, "solve": self.solve, "errors": self.errors,
+                 "notes": self.notes, "head": head}, indent=1))  # fmt: skip
 
 
-def solver_and_e2e(torch: Any, dev: str, sync: Callable[[], None], tracks_list: tuple[int, ...],
-                   quick: bool, rng: Any, onnx_path: Path, audio_all: Any, emo_all: Any,
-                   notes: list[str]) -> tuple[dict[str, float], float, dict[str, dict[int, float]]]:
-    """GPU ADMM / CPU BVLS throughput, then network + decode + both solves per step."""
-    from a2x_core.backends import regression_io
-    from a2x_core.backends.torch_engine import TorchEngine
-    from a2x_core.blendshapes_gpu import AdmmSolver
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="also write the markdown here")
+    parser.add_argument("--quick", action="store_true", help="fewer track counts (smoke test)")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_gpu"))
+    parser.add_argument("--seconds", type=float, default=3.0, help="clip length, end to end")
+    parser.add_argument("--e2e-tracks", default=",".join(map(str, E2E_TRACKS)),
+                        help="track counts of the end-to-end sweep")  # fmt: skip
+    parser.add_argument("--e2e-precisions", default="bf16,fp16,tf32,fp32",
+                        help="end to end: the first two swept, the others at the largest count "
+                        "(fp32 at most 512 tracks)")  # fmt: skip
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated subset of {','.join(SECTIONS)}")  # fmt: skip
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    bench = Bench(args)
+    wanted = [s.strip() for s in args.sections.split(",") if s.strip()]
+    steps = {"net": bench.net, "compile": bench.compiled, "latency": bench.streaming,
+             "solver": bench.solver, "e2e": bench.end_to_end}  # fmt: skip
+    for name in wanted:
+        t0 = time.perf_counter()
+        try:
+            steps[name]()
+        except Exception as error:  # keep the other sections' figures
+            import traceback
 
-    inputs, outputs = regression_io(8320, 26, S_COUNT + T_COUNT + 19)
-
-    # solver: GPU ADMM (batched over tracks, sequential frames) and CPU BVLS
-    skin_cpu, tongue_cpu = build_solvers()
-    skin_gpu, tongue_gpu = AdmmSolver(skin_cpu, dev), AdmmSolver(tongue_cpu, dev)
-    solve: dict[str, float] = {}
-    w_true = np.clip(np.cumsum(rng.normal(0, 0.05, (64, 52)), axis=0), 0, 1).astype(np.float32)
-    masked_t = (skin_cpu.neutral + w_true @ skin_cpu.delta_t).astype(np.float32)  # [64, rows]
-    t0 = time.perf_counter()
-    skin_cpu.reset()
-    cpu_w = skin_cpu.solve(masked_t, masked=True)
-    solve["CPU BVLS skin, 1 track (solves/s)"] = 64 / (time.perf_counter() - t0)
-    gpu_w = skin_gpu.solve(torch.from_numpy(masked_t)[None], masked=True)[0].cpu().numpy()
-    solve_err = float(np.abs(gpu_w - cpu_w).max())
-    for b in (1, 4) if quick else (1, 256, 2048):
-        atb = skin_gpu.project(torch.from_numpy(masked_t[:1]).to(dev).expand(b, -1), masked=True)
-        atb = atb[:, None]
-        prev = torch.zeros((b, skin_gpu.num_active), device=dev)
-        sec = timed(lambda atb=atb, prev=prev: skin_gpu.solve_projected(atb, prev), sync)
-        solve[f"GPU ADMM skin, {b} tracks x 1 frame (solves/s)"] = b / sec
-
-    # end to end: network -> masked skin + tongue PCA decode -> both solves, one frame per track
-    mask_cols = torch.as_tensor(skin_cpu.mask_columns, device=dev)
-    skin_basis = torch.randn(S_COUNT, SKIN_VERTS * 3, device=dev)[:, mask_cols] * 0.01
-    skin_mean = torch.as_tensor(skin_cpu.neutral, device=dev)
-    tongue_basis = torch.randn(T_COUNT, TONGUE_VERTS * 3, device=dev) * 0.01
-    tongue_mean = torch.as_tensor(tongue_cpu.neutral, device=dev)
-    e2e: dict[str, dict[int, float]] = {}
-    for precision in ("fp32", "tf32", "bf16", "fp16"):
-        eng = TorchEngine(onnx_path, inputs, outputs, device=dev, precision=precision)
-        fps = {}
-        for b in tracks_list:
-            feed = [audio_all[:b], emo_all[:b]]
-            state = {"skin": None, "tongue": None}
-
-            def step(feed: list[Any] = feed, state: dict[str, Any] = state, eng: Any = eng) -> None:
-                out = eng.run_device(feed)[0][:, 0]
-                skin = out[:, :S_COUNT] @ skin_basis + skin_mean
-                tongue = out[:, S_COUNT : S_COUNT + T_COUNT] @ tongue_basis + tongue_mean
-                zs, state["skin"] = skin_gpu.solve_projected(
-                    skin_gpu.project(skin, masked=True)[:, None], state["skin"])  # fmt: skip
-                zt, state["tongue"] = tongue_gpu.solve_projected(
-                    tongue_gpu.project(tongue, masked=True)[:, None], state["tongue"])  # fmt: skip
-                skin_gpu.expand(zs), tongue_gpu.expand(zt)
-
-            fps[b] = b / guarded(lambda step=step: timed(step, sync), notes, f"e2e {b} tracks")
-            eng.release_graphs()
-        eng.close()
-        e2e[f"end to end {precision} (network + decode + 2 solves)"] = fps
-        print(precision, "e2e", fps, flush=True)
-    return solve, solve_err, e2e
-
-
-def report(torch: Any, cuda: bool, params: int, t_start: float, rows: dict[str, dict[int, float]],
-           latency: dict[str, float], solve: dict[str, float], errors: dict[str, float],
-           solve_err: float, scale: float, notes: list[str], out: Path | None) -> None:
-    """Print the markdown tables (and write them to ``out`` with a JSON copy)."""
-    gpu = torch.cuda.get_device_name(0) if cuda else "none"
-    import onnxruntime
-
-    head = (f"machine: {gpu}, {os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}),"
-            f" torch {torch.__version__} (CUDA {torch.version.cuda}), onnxruntime "
-            f"{onnxruntime.__version__}, numpy {np.__version__}; network {params:,} parameters, "
-            f"opset 14; run took {time.perf_counter() - t_start:.0f} s")  # fmt: skip
-    lines = [head, ""]
-    cols = sorted({b for r in rows.values() for b in r})
-    lines.append("| frames/s by tracks | " + " | ".join(str(b) for b in cols) + " |")
-    lines.append("|---|" + "---:|" * len(cols))
-    for label, r in rows.items():
-        cells = [f"{r[b]:,.0f}" if b in r else "" for b in cols]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines += ["", "| single streaming track (host in -> host out) | ms/frame |", "|---|---:|"]
-    lines += [f"| {k} | {v:.3f} |" for k, v in latency.items()]
-    lines += ["", "| solver | solves/s |", "|---|---:|"]
-    lines += [f"| {k} | {v:,.0f} |" for k, v in solve.items()]
-    lines += ["", "| accuracy (64 tracks, |output| max " f"{scale:.3f}) | max abs error |",
-              "|---|---:|"]  # fmt: skip
-    lines += [f"| {k} {'vs fp32' if k in ('tf32', 'bf16', 'fp16') else ''} | {v:.2e} |"
-              for k, v in errors.items()]  # fmt: skip
-    lines.append(f"| GPU ADMM vs CPU BVLS skin weights (64 frames, temporal 0.3) | {solve_err:.2e} |")
-    lines += [""] + notes if notes else []
-    text = "\n".join(lines)
-    print(text)
-    if out:
-        out.write_text(text + "\n")
-        out.with_suffix(".json").write_text(
-            json.dumps({"rows": {k: {str(b): v for b, v in r.items()} for k, r in rows.items()},
-                        "latency_ms": latency, "solve": solve, "errors": errors,
-                        "solve_err": solve_err, "head": head}, indent=1)  # fmt: skip
-        )
+            traceback.print_exc()
+            bench.notes.append(f"- section {name} failed: {error!r}"[:400])
+        bench.timings[name] = time.perf_counter() - t0
+        print(f"section {name}: {bench.timings[name]:.0f} s", flush=True)
+        if args.out:
+            bench.report(args.out)  # what is done so far survives a time-out
+    bench.notes.append("- section seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in bench.timings.items()))
+    bench.report(args.out)
 
 
 if __name__ == "__main__":

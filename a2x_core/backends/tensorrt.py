@@ -85,17 +85,25 @@ class BuildParams:
         memory_pools: trtexec pool name (lower case) -> limit in bytes.
         fp16: the groups contain ``--fp16`` (the SDK's ``trt_info_fp16.json``).
         ignored: trtexec arguments that have no builder equivalent here (logged, not fatal).
+        batch_axes: input name -> the axis that holds the batch, for inputs whose batch is not
+            axis 0 (the diffusion GRU state ``input_latents`` [steps, layers, B, latent]: 2).
     """
 
     profiles: dict[str, Profile]
     memory_pools: dict[str, int] = field(default_factory=dict)
     fp16: bool = False
     ignored: tuple[str, ...] = ()
+    batch_axes: dict[str, int] = field(default_factory=dict)
+
+    def batch_axis(self, name: str) -> int:
+        """The batch axis of input ``name`` (0 unless :attr:`batch_axes` says otherwise)."""
+        return self.batch_axes.get(name, 0)
 
     @property
     def max_batch(self) -> int:
-        """The largest batch the profile admits (the first extent of every max shape)."""
-        return min(p.max[0] for p in self.profiles.values())
+        """The largest batch the profile admits: the smallest max extent over every input's
+        batch axis."""
+        return min(p.max[self.batch_axis(n)] for n, p in self.profiles.items())
 
 
 def trt_args(trt_info: Mapping[str, Any]) -> list[str]:
@@ -168,9 +176,27 @@ def parse_pool(spec: str) -> dict[str, int]:
     return pools
 
 
-def parse_build_args(args: Sequence[str]) -> BuildParams:
+def placeholder_axes(args: Sequence[str], placeholder: str = "MAX_BATCH_SIZE") -> dict[str, int]:
+    """Input name -> the axis of its ``--maxShapes`` extent written as ``{MAX_BATCH_SIZE}``
+    (unfilled arguments): where ``trt_info.json`` itself puts the batch of each input, e.g. 2 in
+    ``input_latents:2x2x{MAX_BATCH_SIZE}x256``."""
+    axes: dict[str, int] = {}
+    token = "{" + placeholder + "}"
+    for arg in args:
+        key, _, value = arg.partition("=")
+        if key != "--maxShapes":
+            continue
+        for item in filter(None, (x.strip() for x in value.split(","))):
+            name, sep, dims = item.rpartition(":")
+            parts = dims.strip().split("x")
+            if sep and token in parts:
+                axes[name.strip().strip("'\"")] = parts.index(token)
+    return axes
+
+
+def parse_build_args(args: Sequence[str], batch_axes: Mapping[str, int] | None = None) -> BuildParams:
     """trtexec arguments (placeholders filled) -> :class:`BuildParams`, checking that every
-    input has min <= opt <= max of one rank."""
+    input has min <= opt <= max of one rank. ``batch_axes``: inputs whose batch is not axis 0."""
     found: dict[str, dict[str, Shape]] = {"min": {}, "opt": {}, "max": {}}
     pools: dict[str, int] = {}
     fp16 = False
@@ -209,15 +235,26 @@ def parse_build_args(args: Sequence[str]) -> BuildParams:
     if not profiles:
         raise EngineError("trt_info.json defines no --minShapes/--optShapes/--maxShapes",
                           hint=_REDOWNLOAD)  # fmt: skip
-    return BuildParams(profiles, pools, fp16, tuple(ignored))
+    axes = {n: int(a) for n, a in (batch_axes or {}).items() if n in profiles and int(a) != 0}
+    for name, axis in axes.items():
+        if not 0 <= axis < len(profiles[name].max):
+            raise EngineError(f"batch axis {axis} of {name!r} is outside its profile shape "
+                              f"{list(profiles[name].max)}", hint=_REDOWNLOAD)  # fmt: skip
+    return BuildParams(profiles, pools, fp16, tuple(ignored), axes)
 
 
-def build_params(trt_info: Mapping[str, Any], max_batch: int | None = None) -> BuildParams:
+def build_params(
+    trt_info: Mapping[str, Any],
+    max_batch: int | None = None,
+    batch_axes: Mapping[str, int] | None = None,
+) -> BuildParams:
     """The builder settings of a model folder's ``trt_info.json`` for ``max_batch`` tracks
-    (None = its ``MAX_BATCH_SIZE`` default)."""
-    return parse_build_args(
-        fill_placeholders(trt_args(trt_info), placeholder_values(trt_info, max_batch))
-    )
+    (None = its ``MAX_BATCH_SIZE`` default). Each input's batch axis is where its
+    ``--maxShapes`` extent is ``{MAX_BATCH_SIZE}``, else ``batch_axes`` (the model's
+    :class:`~.base.TensorSpec` ``batch_axis``), else 0."""
+    args = trt_args(trt_info)
+    axes = {**dict(batch_axes or {}), **placeholder_axes(args)}
+    return parse_build_args(fill_placeholders(args, placeholder_values(trt_info, max_batch)), axes)
 
 
 def read_trt_info(onnx_path: Path) -> dict[str, Any]:
@@ -537,14 +574,16 @@ def ensure_plan(
     cache_dir: Path | None = None,
     rebuild: bool = False,
     device: int = 0,
+    batch_axes: Mapping[str, int] | None = None,
 ) -> tuple[Path, PlanRecord]:
     """The cached plan for this network, TensorRT, GPU, precision and profile; built (minutes
-    for large networks) and recorded when missing or when ``rebuild``."""
+    for large networks) and recorded when missing or when ``rebuild``. ``batch_axes``: the
+    inputs' batch axes where ``trt_info.json`` does not mark them (see :func:`build_params`)."""
     trt, cudart = import_tensorrt()
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise EngineError("network file missing", path=onnx_path, hint=_REDOWNLOAD)
-    params = build_params(read_trt_info(onnx_path), max_batch)
+    params = build_params(read_trt_info(onnx_path), max_batch, batch_axes)
     if params.fp16 and precision == "fp32":
         precision = "fp16"  # a trt_info_fp16.json-style folder asks for it
     for arg in params.ignored:
@@ -611,6 +650,10 @@ class TensorRTEngine(InferenceEngine):
     synchronizes. The first run at a batch size enqueues normally (which also flushes TensorRT's
     deferred setup), later runs at that size replay a CUDA graph of the enqueue; if capture is
     refused the engine logs it once and keeps enqueueing.
+
+    The batch of each tensor sits at its :class:`~.base.TensorSpec` ``batch_axis`` (0, or 2 for
+    the diffusion GRU state). :meth:`ensure_max_batch` lets a pipeline that knows its track count
+    grow the profile (the SDK builds its engine for the number of tracks).
     """
 
     name = "tensorrt"
@@ -636,9 +679,12 @@ class TensorRTEngine(InferenceEngine):
         self._graph_batch = 0
         self._batch = 0
         self._use_graphs = cuda_graphs
+        self.gpu = int(device)
+        self._options = {"precision": precision, "cache_dir": cache_dir, "cuda_graphs": cuda_graphs}
+        self._axes = {t.name: t.batch_axis for t in (*self.inputs, *self.outputs)}
         self.plan_path, self.record = ensure_plan(
             self.path, max_batch=max_batch, precision=precision, cache_dir=cache_dir,
-            device=device,
+            device=device, batch_axes=self._axes,
         )  # fmt: skip
         trt = self._trt
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
@@ -647,14 +693,14 @@ class TensorRTEngine(InferenceEngine):
             log.warning("cached TensorRT plan %s does not load; rebuilding", self.plan_path)
             self.plan_path, self.record = ensure_plan(
                 self.path, max_batch=max_batch, precision=precision, cache_dir=cache_dir,
-                rebuild=True, device=device,
+                rebuild=True, device=device, batch_axes=self._axes,
             )  # fmt: skip
             self._engine = self._runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
             if self._engine is None:
                 raise EngineError("TensorRT cannot load the plan it just built",
                                   path=self.plan_path, hint=INSTALL_HINT)  # fmt: skip
         found_in, found_out, max_shapes = self._engine_io()
-        self.max_batch = min(shape[0] for shape in max_shapes.values())
+        self.max_batch = min(shape[self._axes.get(name, 0)] for name, shape in max_shapes.items())
         check_engine_io(
             found_in, found_out, self.inputs, self.outputs,
             num_profiles=int(self._engine.num_optimization_profiles),
@@ -687,19 +733,40 @@ class TensorRTEngine(InferenceEngine):
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
             spec = TensorSpec(name, tuple(None if d < 0 else d for d in shape),
                               trt_dtype_name(engine.get_tensor_dtype(name)))  # fmt: skip
+            axis = self._axes.get(name, 0)
             if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
                 found_in.append(spec)
                 high = tuple(int(d) for d in engine.get_tensor_profile_shape(name, 0)[2])
                 max_shapes[name] = high
-                profile_batch = high[0] if profile_batch is None else min(profile_batch, high[0])
+                batch = high[axis] if axis < len(high) else 1
+                profile_batch = batch if profile_batch is None else min(profile_batch, batch)
             else:
                 found_out.append(spec)
         for spec in found_out:
-            if any(d is None for d in spec.shape[1:]):
+            axis = self._axes.get(spec.name, 0)
+            if any(d is None for i, d in enumerate(spec.shape) if i != axis):
                 raise EngineError(f"output {spec.describe()} has a dynamic non-batch extent",
                                   path=self.plan_path)  # fmt: skip
-            max_shapes[spec.name] = (profile_batch or 1, *(int(d) for d in spec.shape[1:]))
+            max_shapes[spec.name] = tuple((profile_batch or 1) if d is None else int(d)
+                                          for d in spec.shape)  # fmt: skip
         return found_in, found_out, max_shapes
+
+    def _shape(self, name: str, template: Sequence[int | None], batch: int) -> Shape:
+        """``template`` with ``batch`` at tensor ``name``'s batch axis."""
+        axis = self._axes.get(name, 0)
+        return tuple(batch if i == axis else int(d or 0) for i, d in enumerate(template))
+
+    def ensure_max_batch(self, batch: int) -> None:
+        """Make one :meth:`run` hold ``batch`` rows: when the profile is smaller, load (or build
+        once and cache) the plan for ``max_batch = batch`` in place of this one."""
+        if self.max_batch is not None and int(batch) <= self.max_batch:
+            return
+        opts = self._options
+        log.info("TensorRT: growing the profile of %s to batch %d", self.path, batch)
+        self.close()
+        self.__init__(self.path, self.inputs, self.outputs, max_batch=int(batch),
+                      precision=opts["precision"], cache_dir=opts["cache_dir"],
+                      cuda_graphs=opts["cuda_graphs"], device=self.gpu)  # fmt: skip
 
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         batch = self.check_feeds(feeds)
@@ -714,7 +781,8 @@ class TensorRTEngine(InferenceEngine):
                                               stream), "cudaMemcpyAsync")  # fmt: skip
         if batch != self._batch:
             for spec in self.inputs:
-                if not self._context.set_input_shape(spec.name, (batch, *spec.shape[1:])):
+                if not self._context.set_input_shape(spec.name,
+                                                     self._shape(spec.name, spec.shape, batch)):
                     raise EngineError(f"TensorRT refused batch {batch} for {spec.name!r}",
                                       path=self.plan_path)  # fmt: skip
             self._batch = batch
@@ -725,7 +793,7 @@ class TensorRTEngine(InferenceEngine):
         results = {}
         for spec in self.outputs:
             buf = self._buffers[spec.name]
-            shape = (batch, *buf.shape[1:])
+            shape = self._shape(spec.name, buf.shape, batch)
             nbytes = int(np.prod(shape)) * 4
             check_cuda(cudart.cudaMemcpyAsync(buf.host_ptr, buf.device, nbytes, to_host, stream),
                        "cudaMemcpyAsync")  # fmt: skip

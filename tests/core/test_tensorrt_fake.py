@@ -111,16 +111,30 @@ def _view(ptr: int, shape: tuple[int, ...]) -> np.ndarray:
     ).reshape(shape)
 
 
+#: A GRU-state-like extra input and output whose batch is axis 2 (as the diffusion networks'
+#: ``input_latents`` / ``output_latents``); the fake network doubles it.
+LATENTS = (2, 2, None, 4)
+
+
 def _fake_tensorrt(
-    cuda: FakeCuda, model: GeneratedModel, *, capturable: bool = True
+    cuda: FakeCuda, model: GeneratedModel, *, capturable: bool = True, latents: bool = False
 ) -> types.ModuleType:
-    """The slice of the TensorRT 10 Python API the engine uses, running ``model``'s network."""
+    """The slice of the TensorRT 10 Python API the engine uses, running ``model``'s network
+    (with ``latents``: also ``input_latents`` -> ``output_latents`` = 2 x, batch on axis 2)."""
     mod = types.ModuleType("tensorrt")
     mod.__version__ = "10.99.0.1"
     mod.builds = 0
     mod.bad_loads = 0
     width, emotion = model.bias.size, model.emotion_weights.shape[0]
-    fixed = {"input": (1, BUFFER_LEN), "emotion": (1, emotion), "result": (1, width)}
+    fixed = {"input": (None, 1, BUFFER_LEN), "emotion": (None, 1, emotion),
+             "result": (None, 1, width)}  # fmt: skip
+    if latents:
+        fixed.update(input_latents=LATENTS, output_latents=LATENTS)
+    names = tuple(fixed)
+    inputs = tuple(n for n in names if n not in ("result", "output_latents"))
+
+    def with_batch(name: str, batch: int) -> tuple:
+        return tuple(batch if d is None else d for d in fixed[name])
     mod.Logger = type("Logger", (), {"WARNING": 2, "__init__": lambda self, level: None})
     mod.TensorIOMode = enum.Enum("TensorIOMode", "INPUT OUTPUT")
     mod.DataType = enum.Enum("DataType", "FLOAT HALF")
@@ -128,10 +142,10 @@ def _fake_tensorrt(
     mod.BuilderFlag = enum.Enum("BuilderFlag", "TF32 FP16")
 
     class Network:
-        num_inputs = 2
+        num_inputs = len(inputs)
 
         def get_input(self, i: int) -> Any:
-            return types.SimpleNamespace(name=("input", "emotion")[i])
+            return types.SimpleNamespace(name=inputs[i])
 
     class Profile:
         def __init__(self) -> None:
@@ -197,7 +211,9 @@ def _fake_tensorrt(
             return True
 
         def set_input_shape(self, name: str, shape: tuple) -> bool:
-            self.batch[name] = shape[0]
+            batch = shape[fixed[name].index(None)]
+            assert tuple(shape) == with_batch(name, batch)
+            self.batch[name] = batch
             return True
 
         def _compute(self, batch: int) -> None:
@@ -205,6 +221,11 @@ def _fake_tensorrt(
             emo = _view(self.addresses["emotion"], (batch, 1, emotion))[:, 0]
             out = _view(self.addresses["result"], (batch, 1, width))
             out[:, 0] = audio @ model.audio_weights + emo @ model.emotion_weights + model.bias
+            if latents:
+                assert self.batch["input_latents"] == batch
+                shape = with_batch("input_latents", batch)
+                _view(self.addresses["output_latents"], shape)[:] = 2 * _view(
+                    self.addresses["input_latents"], shape)  # fmt: skip
 
         def execute_async_v3(self, stream: int) -> bool:
             assert stream == 77
@@ -218,26 +239,26 @@ def _fake_tensorrt(
             return True
 
     class Engine:
-        num_io_tensors = 3
+        num_io_tensors = len(names)
         num_optimization_profiles = 1
 
         def __init__(self, high: int) -> None:
             self.high = high
 
         def get_tensor_name(self, i: int) -> str:
-            return ("input", "emotion", "result")[i]
+            return names[i]
 
         def get_tensor_mode(self, name: str) -> Any:
-            return mod.TensorIOMode.OUTPUT if name == "result" else mod.TensorIOMode.INPUT
+            return mod.TensorIOMode.INPUT if name in inputs else mod.TensorIOMode.OUTPUT
 
         def get_tensor_shape(self, name: str) -> tuple:
-            return (-1, *fixed[name])
+            return with_batch(name, -1)
 
         def get_tensor_dtype(self, name: str) -> Any:
             return mod.DataType.FLOAT
 
         def get_tensor_profile_shape(self, name: str, index: int) -> tuple:
-            return ((1, *fixed[name]), (1, *fixed[name]), (self.high, *fixed[name]))
+            return (with_batch(name, 1), with_batch(name, 1), with_batch(name, self.high))
 
         def create_execution_context(self) -> Context:
             return Context()
@@ -354,4 +375,82 @@ def test_engines_build_cli_and_batch_limits(
     assert fake.builds == 2  # built by the CLI
     with pytest.raises(EngineError, match="exceeds the engine's maximum 4"):
         engine.run(_feeds(np.random.default_rng(1), 5, emotion))
+    engine.close()
+
+
+def test_batch_on_axis_2_and_profile_from_placeholders(
+    monkeypatch: pytest.MonkeyPatch, generated: GeneratedModel, tmp_path: Path
+) -> None:
+    """An input whose batch is axis 2 (the diffusion GRU state): its profile, input shapes and
+    output shapes put the batch there, and the engine's max batch reads it there."""
+    import json
+
+    from a2x_core.backends.base import TensorSpec
+
+    cuda = FakeCuda()
+    fake = _fake_tensorrt(cuda, generated, latents=True)
+    _install(monkeypatch, cuda, fake)
+    onnx = generated.model_json.with_name("network.onnx")
+    info = json.loads(onnx.with_name("trt_info.json").read_text())
+    info["trt_build_param"]["latents"] = [
+        "--minShapes=input_latents:2x2x1x4", "--optShapes=input_latents:2x2x{OPT_BATCH_SIZE}x4",
+        "--maxShapes=input_latents:2x2x{MAX_BATCH_SIZE}x4",
+    ]  # fmt: skip
+    onnx.with_name("trt_info.json").write_text(json.dumps(info))
+    emotion = generated.emotion_weights.shape[0]
+    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    inputs = (*inputs, TensorSpec("input_latents", LATENTS, batch_axis=2))
+    outputs = (*outputs, TensorSpec("output_latents", LATENTS, batch_axis=2))
+    engine = trt.TensorRTEngine(onnx, inputs, outputs, max_batch=6, cache_dir=tmp_path / "plans")
+    assert engine.max_batch == 6
+    assert fake.last_config.profile.shapes["input_latents"] == ((2, 2, 1, 4), (2, 2, 3, 4),
+                                                                (2, 2, 6, 4))  # fmt: skip
+    rng = np.random.default_rng(2)
+    for batch in (1, 4, 4, 6):
+        feeds = _feeds(rng, batch, emotion)
+        feeds["input_latents"] = rng.normal(0, 1, (2, 2, batch, 4)).astype(np.float32)
+        out = engine.run(feeds)
+        assert out["output_latents"].shape == (2, 2, batch, 4)
+        np.testing.assert_array_equal(out["output_latents"], 2 * feeds["input_latents"])
+        np.testing.assert_allclose(out["result"], _expected(generated, feeds), rtol=1e-5,
+                                   atol=1e-5)  # fmt: skip
+    engine.close()
+
+
+def test_regression_model_sizes_the_profile_for_its_tracks(
+    monkeypatch: pytest.MonkeyPatch, generated: GeneratedModel, tmp_path: Path
+) -> None:
+    """The pipeline asks the engine for tracks x frames per call rows (a power of two, at most
+    ``TRT_MAX_BATCH``): the plan is rebuilt once for it and the results do not change."""
+    from a2x_core.audio import Audio
+    from a2x_core.model_package import load_regression_package
+    from a2x_core.models import load_model
+    from a2x_core.options import InferenceOptions
+    from a2x_core.regression import TRT_MAX_BATCH, RegressionModel
+
+    cuda = FakeCuda()
+    fake = _fake_tensorrt(cuda, generated)
+    _install(monkeypatch, cuda, fake)
+    onnx = generated.model_json.with_name("network.onnx")
+    emotion = generated.emotion_weights.shape[0]
+    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    engine = trt.TensorRTEngine(onnx, inputs, outputs, cache_dir=tmp_path / "plans")
+    assert engine.max_batch == 8  # trt_info.json's default
+    model = RegressionModel(load_regression_package(generated.model_json), engine)
+    reference = load_model(generated.model_json, backend="onnxruntime", threads=1)
+    rng = np.random.default_rng(4)
+    tracks = [Audio((0.3 * rng.standard_normal(n)).astype(np.float32)) for n in (9000, 6000, 3000)]
+    got = model.animate(tracks, InferenceOptions())
+    assert engine.max_batch == 64 and fake.builds == 2  # 3 tracks x 16 frames -> 64
+    for a, b in zip(got, reference.animate(tracks, InferenceOptions()), strict=True):
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-5, rtol=0)
+        assert a.parameters["engine"] == "tensorrt" and a.parameters["postprocess"] == "numpy"
+    pytest.importorskip("torch")
+    model.postprocess = reference.postprocess = "cpu"  # device stages (torch on the CPU)
+    got = model.animate(tracks, InferenceOptions())
+    assert engine.max_batch == TRT_MAX_BATCH and fake.builds == 3
+    for a, b in zip(got, reference.animate(tracks, InferenceOptions()), strict=True):
+        np.testing.assert_allclose(a.weights, b.weights, atol=1e-5, rtol=0)
+    model.animate(tracks[:1], InferenceOptions())
+    assert fake.builds == 3  # never shrinks
     engine.close()

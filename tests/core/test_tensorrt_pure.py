@@ -60,6 +60,46 @@ def test_max_batch_is_the_number_of_tracks_and_caps_opt(model: Path) -> None:
         trt.build_params(info, max_batch=0)
 
 
+#: A diffusion model's trt_info.json as published (spec §1.2): the GRU state's batch is axis 2.
+DIFFUSION_TRT_INFO = {
+    "trt_build_param": {
+        "batch": [
+            "--minShapes=window:1x16000,identity:1x3,emotion:1x30x10,input_latents:2x2x1x256,"
+            "noise:1x3x60x88831",
+            "--optShapes=window:{OPT_BATCH_SIZE}x16000,identity:{OPT_BATCH_SIZE}x3,"
+            "emotion:{OPT_BATCH_SIZE}x30x10,input_latents:2x2x{OPT_BATCH_SIZE}x256,"
+            "noise:{OPT_BATCH_SIZE}x3x60x88831",
+            "--maxShapes=window:{MAX_BATCH_SIZE}x16000,identity:{MAX_BATCH_SIZE}x3,"
+            "emotion:{MAX_BATCH_SIZE}x30x10,input_latents:2x2x{MAX_BATCH_SIZE}x256,"
+            "noise:{MAX_BATCH_SIZE}x3x60x88831",
+        ]
+    },
+    "defaults": {"MAX_BATCH_SIZE": 8, "OPT_BATCH_SIZE": 3},
+}
+
+
+def test_diffusion_profile_batch_is_read_on_its_axis() -> None:
+    """``input_latents`` [steps, layers, B, latent] has 2 x 2 in front of its batch: the max
+    batch is 8 (its axis 2), not 2 (its first extent), and grows with the track count."""
+    assert trt.placeholder_axes(trt.trt_args(DIFFUSION_TRT_INFO)) == {
+        "window": 0, "identity": 0, "emotion": 0, "input_latents": 2, "noise": 0,
+    }  # fmt: skip
+    params = trt.build_params(DIFFUSION_TRT_INFO)
+    assert params.batch_axes == {"input_latents": 2} and params.max_batch == 8
+    assert params.profiles["input_latents"] == trt.Profile((2, 2, 1, 256), (2, 2, 3, 256),
+                                                           (2, 2, 8, 256))  # fmt: skip
+    two = trt.build_params(DIFFUSION_TRT_INFO, max_batch=2)
+    assert two.max_batch == 2 and two.profiles["input_latents"].opt == (2, 2, 2, 256)
+    assert trt.build_params(DIFFUSION_TRT_INFO, max_batch=16).max_batch == 16
+    # without placeholders the model's tensor specs say where the batch is
+    fixed = {"trt_build_param": {"b": ["--minShapes=x:2x1x5", "--optShapes=x:2x3x5",
+                                       "--maxShapes=x:2x4x5"]}}  # fmt: skip
+    assert trt.build_params(fixed).max_batch == 2
+    assert trt.build_params(fixed, batch_axes={"x": 1}).max_batch == 4
+    with pytest.raises(EngineError, match="batch axis 3"):
+        trt.build_params(fixed, batch_axes={"x": 3})
+
+
 def test_trtexec_argument_parsing() -> None:
     assert trt.parse_shapes("input:1x1x8320, 'odd:name':2x3") == {
         "input": (1, 1, 8320),

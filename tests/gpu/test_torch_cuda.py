@@ -77,18 +77,19 @@ def test_cuda_grouped_gemm_matches_cudnn_conv(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_cuda_channels_last_convs_match_nchw(tmp_path) -> None:  # noqa: ANN001
-    """The convs on channels-last activations (the CUDA default) against the NCHW path, fp32
-    (TF32 off) with CUDA-graph replays, and fp16 within its bound of fp32."""
+    """The convs on channels-last activations (the CUDA default except in fp32) against the NCHW
+    path, fp32 (TF32 off) with CUDA-graph replays, and fp16 within its bound of fp32."""
     path = export_small_benchmark_network(tmp_path / "network.onnx")
     inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = random_feeds(6, 26, seed=4)
-    nchw = TorchEngine(path, inputs, outputs, device="cuda", channels_last=False)
-    last = TorchEngine(path, inputs, outputs, device="cuda")
+    nchw = TorchEngine(path, inputs, outputs, device="cuda")
+    last = TorchEngine(path, inputs, outputs, device="cuda", channels_last=True)
     assert last.describe()["channels_last"] is True and nchw.describe()["channels_last"] is False
     ref = nchw.run(feeds)["result"]
     for _ in range(3):
         np.testing.assert_allclose(last.run(feeds)["result"], ref, atol=1e-5, rtol=0)
     half = TorchEngine(path, inputs, outputs, device="cuda", precision="fp16")
+    assert half.describe()["channels_last"] is True
     first = half.run(feeds)["result"]
     assert 0 < np.abs(first - ref).max() < 4e-3
     for _ in range(2):

@@ -1,0 +1,561 @@
+"""Everything around a regression network on a torch device, batched over tracks (issue 6).
+
+The NumPy stages of :mod:`.postprocess` and :mod:`.blendshapes` run per track and per frame on
+the CPU. Here the same SDK steps (spec §4 steps 3-7, §4.1) run for every track of a batch at
+once, on the device that ran the network (CUDA; on the CPU too, which is how the tests compare
+the two), and the network's output never leaves it:
+
+- **Inputs** (:class:`DeviceInputs`): each track's samples are uploaded once and its audio
+  windows gathered on the device per call (the same float32 values as ``audio_windows``).
+- **Skin filters**: the two cascaded one-pole filters per face region are linear and the same
+  for every coordinate, so a chunk of ``n`` frames is one ``[2n + 2, n + 4]`` matrix applied
+  along the frame axis (:func:`cascade_matrix`: the frames' inputs and the four filter states
+  in, every frame's second-stage output and the new states out). No loop over frames; a clip's
+  first frame seeds the states as the SDK does.
+- **What the solves need**: a blendshape solve reads only ``D^T (target - neutral)``. From the
+  network's PCA coefficients to that projection every stage is linear -- PCA decode, correctives,
+  filters, face-mask blend, region strengths, tongue offsets -- so it is evaluated from the
+  (filtered) coefficients with ``[S, active]`` matrices folded once per run in float64
+  (:class:`DevicePipeline`): the masked geometry (30,255 floats a frame for Mark) is never built.
+  With ``geometry`` the full skin and tongue meshes are also decoded and filtered on the device
+  (for the output only; the solves do not depend on it).
+- **Jaw** (Kabsch from the 5 keypoints, float64 batched 3x3 SVD), **eyes** (offsets, eyeball
+  strength, the saccade table at the SDK's float32 clock, computed once per run).
+- **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
+  into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
+  frame loop of a chunk is replayed as a CUDA graph.
+
+All of it is float32 (TF32 off) except the folded matrices and Kabsch (float64).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .backends.torch_engine import import_torch
+from .blendshapes import BlendshapeSolver
+from .blendshapes_gpu import AdmmSolver
+from .model_package import ModelData
+from .postprocess import SkinAnimator
+
+_F32 = np.float32
+#: Jaw (15) and eyes (4) outputs after the PCA coefficients of the network result.
+JAW_SIZE, EYES_SIZE = 15, 4
+#: Largest intermediate of the optional geometry decode, in elements (tracks are grouped).
+GEOMETRY_BLOCK = 1 << 27
+#: Outputs kept on the device before they are copied to the host, in bytes.
+SINK_BYTES = 256 << 20
+
+
+def cascade_matrix(alpha_upper: float, alpha_lower: float, frames: int) -> np.ndarray:
+    """The two regions' cascaded one-pole filters over ``frames`` frames as one linear map.
+
+    Per region the SDK runs ``s1 += (d - s1) a; s2 += (s1 - s2) a`` per frame (``a <= 0``: off,
+    ``s1 = s2 = d``, which is ``a = 1``). Columns: ``d_0 .. d_{n-1}``, then the states
+    ``upper s1, upper s2, lower s1, lower s2`` before the chunk. Rows: upper ``s2`` after each
+    frame, upper ``s1`` after the last; then the same for the lower region -> ``[2n + 2, n + 4]``
+    (float64). A clip's first frame seeds the states with ``d_0``: pass ``d_0`` as the states.
+    """
+    n = int(frames)
+    out = np.zeros((2 * n + 2, n + 4))
+    for region, alpha in enumerate((alpha_upper, alpha_lower)):
+        a = float(alpha) if alpha > 0 else 1.0
+        s1 = np.zeros(n + 4)
+        s2 = np.zeros(n + 4)
+        s1[n + 2 * region] = 1.0
+        s2[n + 2 * region + 1] = 1.0
+        rows = out[region * (n + 1) : (region + 1) * (n + 1)]
+        for t in range(n):
+            d = np.zeros(n + 4)
+            d[t] = 1.0
+            s1 = s1 + (d - s1) * a
+            s2 = s2 + (s1 - s2) * a
+            rows[t] = s2
+        rows[n] = s1
+    return out
+
+
+def saccade_rows(params: Mapping[str, Any], table_frames: int, dt: np.float32, frames: int) -> np.ndarray:
+    """Row of the saccade table for each of a clip's first ``frames`` frames, with the float32
+    clock of :class:`.postprocess.EyesAnimator` (``wrap(seed + live_time)``, ``live_time += dt
+    * 30`` wrapped modulo the table): the same for every track, since all start from a reset."""
+    size = _F32(table_frames)
+    seed = _F32(params["eye_saccade_seed"])
+    increment = _F32(dt * _F32(30))
+
+    def wrap(value: np.float32) -> np.float32:
+        result = _F32(np.fmod(value, size))
+        return _F32(result + size) if result < 0 else result
+
+    rows = np.empty(frames, dtype=np.int64)
+    live = _F32(0)
+    for i in range(frames):
+        rows[i] = int(wrap(_F32(seed + live)))
+        live = wrap(_F32(live + increment))
+    return rows
+
+
+def _solver_key(*solvers: BlendshapeSolver) -> str:
+    """A digest of everything an :class:`AdmmSolver` is built from."""
+    digest = hashlib.sha256()
+    for s in solvers:
+        for array in (s.matrix, s.active, np.asarray(s.cancel_pairs, np.int64), s.multipliers,
+                      s.offsets, np.float64(s.temporal_b), np.int64(s.num_poses)):  # fmt: skip
+            digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _strict_fp32(torch: Any) -> Iterator[None]:
+    """Float32 matrix products in full precision (no TF32), restored afterwards."""
+    matmul = torch.backends.cuda.matmul
+    saved = matmul.allow_tf32
+    matmul.allow_tf32 = False
+    try:
+        yield
+    finally:
+        matmul.allow_tf32 = saved
+
+
+def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offset: Any) -> Any:
+    """Jaw 4x4 transforms ``[N, 4, 4]`` float32 from jaw deltas ``[N, 15]`` (as
+    :func:`.postprocess.jaw_transforms`: targets ``neutral + delta * strength + (0, h, d)`` in
+    float32, then Kabsch from the neutral keypoints in float64)."""
+    target = (neutral + jaw.reshape(-1, 5, 3) * _F32(strength)) + offset
+    src = neutral.double()
+    tgt = target.double()
+    src_mean = src.mean(dim=0)
+    tgt_mean = tgt.mean(dim=1)
+    h = torch.einsum("ki,nkj->nij", src - src_mean, tgt - tgt_mean[:, None, :])
+    u, _, vt = torch.linalg.svd(h)
+    v = vt.mT
+    ut = u.mT
+    vu = v @ ut
+    det = torch.linalg.vecdot(vu[:, 0], torch.linalg.cross(vu[:, 1], vu[:, 2]))
+    sign = torch.where(det < 0, -1.0, 1.0).to(v.dtype)
+    fix = torch.ones_like(v[:, 0])
+    fix[:, 2] = sign
+    rot = (v * fix[:, None, :]) @ ut  # V diag(1, 1, d) U^T
+    trans = tgt_mean - rot @ src_mean
+    out = torch.zeros((len(h), 4, 4), dtype=torch.float32, device=h.device)
+    out[:, :3, :3] = rot
+    out[:, :3, 3] = trans
+    out[:, 3, 3] = 1.0
+    return out
+
+
+class DeviceInputs:
+    """The network inputs of every track on the device: samples uploaded once, windows gathered
+    per call (``[target - buffer_ofs, + buffer_len)``, zero outside the audio, times
+    ``input_strength``, as :func:`.windows.audio_windows`), and the emotion rows.
+
+    Frames past a track's end (a chunk's padding) repeat its last frame.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        samples: Sequence[np.ndarray],
+        targets: Sequence[np.ndarray],
+        emotions: Sequence[np.ndarray],
+        buffer_len: int,
+        buffer_ofs: int,
+        input_strength: float,
+        frames: int,
+    ) -> None:
+        torch = import_torch()
+        self.torch = torch
+        self.device = torch.device(device)
+        self.buffer_len = int(buffer_len)
+        tracks = len(samples)
+        width = max((len(s) for s in samples), default=0) + buffer_ofs + buffer_len
+        self.audio = torch.zeros((tracks, width), dtype=torch.float32, device=self.device)
+        starts = np.zeros((tracks, frames), dtype=np.int64)
+        emotion_size = emotions[0].shape[1] if tracks else 0
+        emo = np.zeros((tracks, frames, emotion_size), dtype=np.float32)
+        for k, (s, t, e) in enumerate(zip(samples, targets, emotions, strict=True)):
+            if len(s):  # each track's samples straight into its padded row
+                row = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
+                self.audio[k, buffer_ofs : buffer_ofs + len(s)].copy_(row)
+            if len(t):
+                # window start in the padded row: target - buffer_ofs + buffer_ofs
+                starts[k, : len(t)] = t
+                starts[k, len(t) :] = t[-1]
+                emo[k, : len(t)] = e
+                emo[k, len(t) :] = e[-1]
+        self.starts = torch.from_numpy(starts).to(self.device)
+        self.emotions = torch.from_numpy(emo).to(self.device)
+        self.strength = None if input_strength == 1.0 else _F32(input_strength)
+
+    @staticmethod
+    def nbytes(samples: Sequence[np.ndarray], buffer_len: int, buffer_ofs: int) -> int:
+        """Device bytes the padded samples take (to choose between this and host windows)."""
+        longest = max((len(s) for s in samples), default=0)
+        return 4 * len(samples) * (longest + buffer_len + buffer_ofs)
+
+    def rows(self, live: Any, start: int, frames: int) -> tuple[Any, Any]:
+        """``input`` ``[G * frames, 1, buffer_len]`` and ``emotion`` ``[G * frames, 1, E]`` of
+        frames ``start ..`` of the tracks ``live`` (index tensor; None = all)."""
+        torch = self.torch
+        stop = start + frames
+        if live is None:
+            live = torch.arange(len(self.audio), device=self.device)
+            emo = self.emotions[:, start:stop]
+        else:
+            emo = self.emotions[live, start:stop]
+        view = self.audio.unfold(1, self.buffer_len, 1)  # [tracks, positions, buffer_len]
+        audio = view[live[:, None], self.starts[live, start:stop]]
+        if self.strength is not None:  # the SDK skips the multiply at exactly 1
+            audio.mul_(self.strength)
+        return (audio.reshape(-1, 1, self.buffer_len),
+                emo.reshape(-1, 1, emo.shape[-1]))  # fmt: skip
+
+
+class CompiledNetwork:
+    """A torch engine's graph compiled by ``torch.compile`` (inductor) for one batch size and
+    replayed as a CUDA graph: an explicit option for throughput (``RegressionModel
+    .compile_network``), 1.6-1.7x the engine's own CUDA graphs on an H200 in bf16 / fp16
+    (docs/benchmarks.md).
+
+    The graph is traced once at the first call (``make_fx``: the engine's node-by-node
+    interpreter and its host-side shape logic run once, leaving only tensor operations) and
+    compiled for ``rows`` rows (several seconds; inductor caches on disk). Every batch runs as
+    ``rows``-row passes, the last one padded, so a row's result never depends on the batch it
+    came in (and no other size is ever compiled). On CUDA only.
+
+    Args:
+        engine: a :class:`~.backends.torch_engine.TorchEngine` on a CUDA device.
+        rows: rows per compiled pass.
+    """
+
+    def __init__(self, engine: Any, rows: int = 256) -> None:
+        self.engine = engine
+        self.torch = engine.torch
+        self.rows = int(rows)
+        self.device = engine.device
+        self._graph: tuple[Any, list[Any], list[Any]] | None = None
+
+    def _build(self, like: Sequence[Any]) -> tuple[Any, list[Any], list[Any]]:
+        torch = self.torch
+        from torch.fx.experimental.proxy_tensor import make_fx
+
+        from .backends.torch_engine import _math_mode
+
+        engine, graph = self.engine, self.engine.graph
+        gen = torch.Generator(device=self.device).manual_seed(0)
+        static = [torch.rand((self.rows, *t.shape[1:]), generator=gen, device=self.device,
+                             dtype=t.dtype) for t in like]  # fmt: skip
+        with torch.no_grad(), _math_mode(torch, engine.precision):
+            graph(*static)  # fills the engine's converted-weight caches outside the trace
+            traced = make_fx(lambda *xs: graph(*xs))(*static)
+            compiled = torch.compile(traced, dynamic=False)
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(stream):
+                for _ in range(3):  # compile, autotune, allocator warm-up off the graph
+                    compiled(*static)
+            torch.cuda.current_stream(self.device).wait_stream(stream)
+            cuda_graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(cuda_graph):
+                outs = list(compiled(*static))
+        return cuda_graph, static, outs
+
+    def run_device(self, tensors: Sequence[Any]) -> list[Any]:
+        """Device tensors in (the file's input order) -> new output tensors."""
+        if self._graph is None:
+            self._graph = self._build(tensors)
+        cuda_graph, static, outs = self._graph
+        total = int(tensors[0].shape[0])
+        results = [self.torch.empty((total, *o.shape[1:]), dtype=o.dtype, device=o.device)
+                   for o in outs]  # fmt: skip
+        for start in range(0, total, self.rows):
+            stop = min(start + self.rows, total)
+            for dst, src in zip(static, tensors, strict=True):
+                dst[: stop - start].copy_(src[start:stop])
+            cuda_graph.replay()
+            for dst, out in zip(results, outs, strict=True):
+                dst[start:stop].copy_(out[: stop - start])
+        return results
+
+
+class DevicePipeline:
+    """PCA decode, skin/tongue post-process, jaw, eyes and both blendshape solves for a batch of
+    tracks on a torch device, chunk by chunk, with per-track state (filters, solver).
+
+    Args:
+        device: torch device string ("cuda", "cuda:1", "cpu").
+        params: the run's animator parameters (model_config.json keys, validated).
+        data: the model's ``model_data.npz`` arrays.
+        skin_basis, tongue_basis: PCA bases ``[S, 3V]`` / ``[T, 3VT]`` (float32).
+        skin_solver, tongue_solver: the run's prepared CPU solvers (configs, masks, matrices).
+        dt: frame period (``frame_dt``).
+        lengths: frames of each track.
+        geometry: also decode the skin and tongue meshes (returned by :meth:`finish`).
+        cache: a dict kept by the caller between runs for the device copies of the bases.
+        cuda_graphs: replay each chunk's solver frame loop as a CUDA graph (CUDA only).
+    """
+
+    def __init__(
+        self,
+        device: str,
+        params: Mapping[str, Any],
+        data: ModelData,
+        skin_basis: np.ndarray,
+        tongue_basis: np.ndarray,
+        skin_solver: BlendshapeSolver,
+        tongue_solver: BlendshapeSolver,
+        dt: np.float32,
+        lengths: Sequence[int],
+        *,
+        geometry: bool = False,
+        cache: dict[Any, Any] | None = None,
+        cuda_graphs: bool = True,
+    ) -> None:
+        torch = import_torch()
+        self.torch = torch
+        self.device = torch.device(device)
+        self.lengths = np.asarray(lengths, dtype=np.int64)
+        self.geometry = bool(geometry)
+        self.s_count, self.t_count = int(skin_basis.shape[0]), int(tongue_basis.shape[0])
+        cache = {} if cache is None else cache
+        dev = self.device
+
+        def cached(name: str, array: np.ndarray) -> Any:
+            key = (name, str(dev), id(array))
+            if key not in cache:
+                cache[key] = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32),
+                                             device=dev)  # fmt: skip
+            return cache[key]
+
+        def f32(a: Any) -> Any:
+            return torch.as_tensor(np.asarray(a, dtype=np.float32), device=dev)
+
+        def f64(a: Any) -> Any:
+            return torch.as_tensor(np.asarray(a, dtype=np.float64), device=dev)
+
+        # scalars as Python floats holding float32 values (torch rounds them to float32 again)
+        p = {k: float(_F32(v)) for k, v in params.items() if isinstance(v, int | float)}
+        skin = SkinAnimator(params, data.shapes_mean_skin, data.eye_close_pose_delta,
+                            data.lip_open_pose_delta, dt)  # fmt: skip
+        self.alphas = (float(skin.upper_alpha), float(skin.lower_alpha))
+        self._cascades: dict[int, Any] = {}
+        basis = cached("skin_basis", skin_basis)
+        tbasis = cached("tongue_basis", tongue_basis)
+
+        # fold decode -> correctives -> filters -> mask blend -> strengths -> D^T (. - n) (float64)
+        corr = skin.eye_term.astype(np.float64) + skin.lip_term.astype(np.float64)
+        cols = skin_solver.mask_columns
+        pick = slice(None) if cols is None else cols
+        delta = f64(skin_solver.delta_t.T)  # [rows, A]
+        b_m = basis[:, torch.as_tensor(cols, device=dev)] if cols is not None else basis
+        b_m = b_m.double()
+        inv, mask = f64(skin.inv_mask[pick]), f64(skin.mask[pick])
+        us, ls = float(skin.upper_strength), float(skin.lower_strength)
+        ss = float(skin.skin_strength)
+        with _strict_fp32(torch):
+            self.p_upper = ((b_m * inv) @ delta * (ss * us)).float()
+            self.p_lower = ((b_m * mask) @ delta * (ss * ls)).float()
+            k0 = (f64(skin.neutral[pick]) - f64(skin_solver.neutral)) @ delta
+            k0 = k0 + (f64(corr[pick]) * inv) @ delta * us + (f64(corr[pick]) * mask) @ delta * ls
+            # tongue: neutral + delta * strength, then y += height, z += depth
+            tcols = tongue_solver.mask_columns
+            tpick = slice(None) if tcols is None else tcols
+            offset = np.zeros((len(data.shapes_mean_tongue.reshape(-1, 3)), 3))
+            offset[:, 1], offset[:, 2] = p["tongue_height_offset"], p["tongue_depth_offset"]
+            t_neutral = data.shapes_mean_tongue.reshape(-1).astype(np.float64) + offset.reshape(-1)
+            tdelta = f64(tongue_solver.delta_t.T)
+            tb_m = tbasis if tcols is None else tbasis[:, torch.as_tensor(tcols, device=dev)]
+            self.p_tongue = (tb_m.double() @ tdelta * float(p["tongue_strength"])).float()
+            kt0 = (f64(t_neutral[tpick]) - f64(tongue_solver.neutral)) @ tdelta
+        self.k_skin, self.k_tongue = k0.float(), kt0.float()
+        # the stacked solver (and its captured CUDA graphs) is reused while the configs repeat
+        key = ("admm", str(dev), bool(cuda_graphs), _solver_key(skin_solver, tongue_solver))
+        if key not in cache:
+            for old in [k for k in cache if k[0] == "admm"]:
+                del cache[old]  # one stacked solver per model: free the graphs of the last
+            cache[key] = AdmmSolver([skin_solver, tongue_solver], str(dev), cuda_graphs=cuda_graphs)
+        self.admm = cache[key]
+        self.skin_active = len(skin_solver.active)
+
+        # jaw and eyes
+        self.neutral_jaw = f32(np.asarray(data.neutral_jaw, _F32).reshape(5, 3))
+        self.jaw_strength = p["lower_teeth_strength"]
+        self.jaw_offset = f32([0.0, p["lower_teeth_height_offset"], p["lower_teeth_depth_offset"]])
+        saccade = np.asarray(data.saccade_rot_matrix, dtype=_F32).reshape(-1, 2)
+        self.saccade = f32(saccade)
+        self.eye_offsets = f32([params["right_eye_rot_x_offset"], params["right_eye_rot_y_offset"],
+                                params["left_eye_rot_x_offset"], params["left_eye_rot_y_offset"]])  # fmt: skip
+        self.eyeballs, self.saccade_strength = p["eyeballs_strength"], p["saccade_strength"]
+        longest = int(self.lengths.max()) if len(self.lengths) else 0
+        self._saccade_rows = torch.as_tensor(saccade_rows(params, len(saccade), dt, longest),
+                                             device=dev)  # fmt: skip
+
+        # optional geometry (output only)
+        if self.geometry:
+            self.g_basis, self.g_tbasis = basis, tbasis
+            self.g_neutral, self.g_mask, self.g_inv = f32(skin.neutral), f32(skin.mask), f32(skin.inv_mask)
+            self.g_eye, self.g_lip = f32(skin.eye_term), f32(skin.lip_term)
+            self.g_strengths = (ss, us, ls)
+            self.g_tneutral = f32(data.shapes_mean_tongue.reshape(-1))
+            self.g_tstrength = p["tongue_strength"]
+            self.g_toffset = f32([0.0, p["tongue_height_offset"], p["tongue_depth_offset"]])
+        self.reset()
+
+    # ------------------------------------------------------------------------- state
+
+    def reset(self) -> None:
+        """Fresh filter and solver state for every track; outputs cleared."""
+        tracks = len(self.lengths)
+        self._filters: Any = None  # [tracks, 4, S]: upper s1, s2, lower s1, s2 (coefficients)
+        self._geo_filters: Any = None  # [tracks, 4, 3V] with ``geometry``
+        self._prev = self.torch.zeros((tracks, self.admm.num_active), device=self.device)
+        self._outputs = np.zeros((tracks, int(self.lengths.max()) if tracks else 0,
+                                  self._width()), dtype=np.float32)  # fmt: skip
+        self._pending: list[tuple[Any, int, int, Any]] = []
+        self._pending_bytes = 0
+        self._geo: dict[str, list[list[np.ndarray]]] = {"skin": [[] for _ in range(tracks)],
+                                                        "tongue": [[] for _ in range(tracks)]}  # fmt: skip
+
+    def _width(self) -> int:
+        solvers = self.admm._solvers
+        return solvers[0].num_poses + solvers[1].num_poses + 16 + 6
+
+    def _cascade(self, frames: int) -> Any:
+        if frames not in self._cascades:
+            self._cascades[frames] = self.torch.as_tensor(
+                cascade_matrix(*self.alphas, frames), dtype=self.torch.float32, device=self.device
+            )
+        return self._cascades[frames]
+
+    @staticmethod
+    def _take(state: Any, live: Any) -> Any:
+        return state if live is None else state[live]
+
+    def _put(self, name: str, value: Any, live: Any) -> None:
+        if live is None:
+            setattr(self, name, value)
+        else:
+            getattr(self, name)[live] = value
+
+    def _filter(self, x: Any, name: str, live: Any, first: bool) -> tuple[Any, Any]:
+        """Both regions' second-stage outputs ``[G, n, K]`` for inputs ``x`` ``[G, n, K]``,
+        updating the states kept in attribute ``name``."""
+        torch = self.torch
+        g, n, k = x.shape
+        state = x[:, :1].expand(g, 4, k) if first else self._take(getattr(self, name), live)
+        y = torch.matmul(self._cascade(n), torch.cat([x, state], dim=1))  # [G, 2n + 2, K]
+        if first and live is not None:
+            setattr(self, name, torch.zeros((len(self.lengths), 4, k), device=self.device))
+        self._put(name, y[:, [n, n - 1, 2 * n + 1, 2 * n]].contiguous(), live)
+        return y[:, :n], y[:, n + 1 : 2 * n + 1]
+
+    # ------------------------------------------------------------------------- one chunk
+
+    def step(self, result: Any, live: Any, start: int) -> None:
+        """Process network outputs ``[G, n, R]`` of frames ``start .. start + n`` of the tracks
+        ``live`` (an index tensor; None = every track). Chunks come in frame order; a track's
+        first chunk starts at frame 0."""
+        torch = self.torch
+        with torch.inference_mode(), _strict_fp32(torch):
+            result = result.to(self.device, torch.float32)
+            g, n, _ = result.shape
+            s, t = self.s_count, self.t_count
+            coeffs = result[..., :s]
+            tongue = result[..., s : s + t]
+            jaw = result[..., s + t : s + t + JAW_SIZE]
+            eyes = result[..., s + t + JAW_SIZE : s + t + JAW_SIZE + EYES_SIZE]
+            first = start == 0
+            upper, lower = self._filter(coeffs, "_filters", live, first)
+            skin_atb = torch.matmul(upper, self.p_upper).add_(torch.matmul(lower, self.p_lower))
+            tongue_atb = torch.matmul(tongue, self.p_tongue).add_(self.k_tongue)
+            atb = torch.cat([skin_atb.add_(self.k_skin), tongue_atb], dim=-1)
+            prev = None if first else self._take(self._prev, live)
+            z, last = self.admm.solve_projected(atb, prev)
+            self._put("_prev", last.clone(), live)
+            jaw_m = kabsch_transforms(torch, jaw.reshape(-1, JAW_SIZE), self.neutral_jaw,
+                                      self.jaw_strength, self.jaw_offset)  # fmt: skip
+            rows = self._saccade_rows[start : start + n]
+            s2 = self.saccade[rows]  # [n, 2]
+            sacc = torch.cat([s2, s2], dim=1) * self.saccade_strength
+            values = self.eye_offsets + eyes * self.eyeballs + sacc
+            eyes6 = torch.zeros((g, n, 6), device=self.device)
+            eyes6[..., [0, 1, 3, 4]] = values
+            packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1),
+                                jaw_m.reshape(g, n, 16), eyes6], dim=-1)  # fmt: skip
+            self._pending.append((live, start, n, packed))
+            self._pending_bytes += packed.numel() * 4
+            if self.geometry:
+                self._decode_geometry(coeffs, tongue, live, start, first)
+        if self._pending_bytes > SINK_BYTES:
+            self._flush()
+
+    def _decode_geometry(self, coeffs: Any, tongue: Any, live: Any, start: int, first: bool) -> None:
+        """Skin and tongue meshes of the chunk (spec §4 steps 3-5) into the host lists, in
+        groups of tracks that keep the intermediates under :data:`GEOMETRY_BLOCK`."""
+        torch = self.torch
+        g, n, s = coeffs.shape
+        verts = self.g_basis.shape[1]
+        ss, us, ls = self.g_strengths
+        group = max(1, GEOMETRY_BLOCK // ((3 * n + 6) * verts))
+        ids = (torch.arange(len(self.lengths), device=self.device) if live is None else live)
+        if first:
+            self._geo_filters = torch.zeros((len(self.lengths), 4, verts), device=self.device)
+        for at in range(0, g, group):
+            part = ids[at : at + group]
+            c = coeffs[at : at + group]
+            deltas = torch.matmul(c, self.g_basis)
+            d = ss * deltas + self.g_eye + self.g_lip  # step 1, SDK order
+            state = d[:, :1].expand(-1, 4, -1) if first else self._geo_filters[part]
+            y = torch.matmul(self._cascade(n), torch.cat([d, state], dim=1))
+            self._geo_filters[part] = y[:, [n, n - 1, 2 * n + 1, 2 * n]]
+            upper2, lower2 = y[:, :n], y[:, n + 1 : 2 * n + 1]
+            skin = self.g_neutral + upper2 * us * self.g_inv + lower2 * ls * self.g_mask
+            tg = self.g_tneutral + torch.matmul(tongue[at : at + group], self.g_tbasis) * self.g_tstrength
+            tg = (tg.reshape(*tg.shape[:2], -1, 3) + self.g_toffset).reshape(tg.shape)
+            skin_h, tongue_h = skin.cpu().numpy(), tg.cpu().numpy()
+            for k, track in enumerate(part.tolist()):
+                m = max(0, min(n, int(self.lengths[track]) - start))
+                self._geo["skin"][track].append(skin_h[k, :m])
+                self._geo["tongue"][track].append(tongue_h[k, :m])
+
+    def _flush(self) -> None:
+        """Copy the pending chunk outputs to the host array (one wait for the device)."""
+        width = self._outputs.shape[2]
+        for live, start, n, packed in self._pending:
+            host = packed.cpu().numpy()
+            stop = min(start + n, self._outputs.shape[1])
+            if live is None:
+                self._outputs[:, start:stop] = host[:, : stop - start]
+            else:
+                self._outputs[live.cpu().numpy(), start:stop] = host[:, : stop - start, :width]
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    def finish(self) -> list[dict[str, np.ndarray]]:
+        """Every track's outputs: ``skin`` ``[frames, P_skin]``, ``tongue`` ``[frames, P_tongue]``
+        pose weights, ``jaw`` ``[frames, 4, 4]``, ``eyes`` ``[frames, 6]`` (float32), and with
+        ``geometry`` ``skin_geometry`` / ``tongue_geometry`` ``[frames, 3V]``."""
+        self._flush()
+        ps = self.admm._solvers[0].num_poses
+        pt = self.admm._solvers[1].num_poses
+        out = []
+        for k, frames in enumerate(self.lengths.tolist()):
+            row = self._outputs[k, :frames]
+            item = {
+                "skin": np.ascontiguousarray(row[:, :ps]),
+                "tongue": np.ascontiguousarray(row[:, ps : ps + pt]),
+                "jaw": np.ascontiguousarray(row[:, ps + pt : ps + pt + 16]).reshape(-1, 4, 4),
+                "eyes": np.ascontiguousarray(row[:, ps + pt + 16 :]),
+            }
+            if self.geometry:
+                for name in ("skin", "tongue"):
+                    parts = self._geo[name][k]
+                    item[f"{name}_geometry"] = (np.concatenate(parts) if parts else np.zeros(
+                        (0, (self.g_basis if name == "skin" else self.g_tbasis).shape[1]), np.float32))  # fmt: skip
+            out.append(item)
+        return out
