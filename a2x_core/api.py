@@ -30,6 +30,17 @@ AudioSource = str | os.PathLike[str] | Audio
 log = logging.getLogger("a2x_core")
 
 
+def _compiles(model: AnimationModel) -> bool:
+    """Whether ``model`` runs its network through ``torch.compile`` (regression, torch, CUDA)."""
+    engine = getattr(model, "engine", None)
+    device = getattr(engine, "device", None)
+    return (
+        bool(getattr(model, "compile_network", False))
+        and getattr(engine, "name", "") == "torch"
+        and getattr(device, "type", "") == "cuda"
+    )
+
+
 def unused_option_warnings(
     model: AnimationModel, options: InferenceOptions, emotion_model: Any = None
 ) -> list[str]:
@@ -53,6 +64,9 @@ def unused_option_warnings(
         notes.append(
             f"--identity only applies to diffusion models; the {model.kind} model has one face"
         )
+    if options.compile_network and not _compiles(model):
+        notes.append("--compile only applies to regression models on the torch engine with CUDA; "
+                     "this run uses the usual engine")  # fmt: skip
     if model.kind == "default":
         return notes
     ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
@@ -100,6 +114,7 @@ class Animator:
             model = load_model(
                 model, backend=self.options.backend, threads=self.options.threads,
                 device=self.options.device, precision=self.options.precision,
+                compile_network=self.options.compile_network,
             )  # fmt: skip
         self.model: AnimationModel = model
         self.emotion_model: EmotionModel | None = None

@@ -78,6 +78,7 @@ def load_model(
     threads: int | None = None,
     device: str = "auto",
     precision: str = "fp32",
+    compile_network: bool = False,
 ) -> AnimationModel:
     """Load a model once, to animate many clips.
 
@@ -88,6 +89,7 @@ def load_model(
         backend: inference engine for network models ("auto", "onnxruntime", ...).
         threads: CPU threads for inference (None = all cores).
         device, precision: where and how a GPU engine runs (see ``InferenceOptions``).
+        compile_network: regression models on the torch engine with CUDA: ``torch.compile``.
 
     Raises:
         ModelError: the folder is missing, incomplete or of an unsupported kind.
@@ -102,8 +104,9 @@ def load_model(
         from .regression import RegressionModel
 
         return RegressionModel.load(
-            model_json, backend=backend, threads=threads, device=device, precision=precision
-        )
+            model_json, backend=backend, threads=threads, device=device, precision=precision,
+            compile_network=compile_network,
+        )  # fmt: skip
     if kind == "diffusion":
         from .diffusion import DiffusionModel
 

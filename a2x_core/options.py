@@ -57,6 +57,9 @@ class InferenceOptions:
         device: where a GPU engine runs: "auto", "cpu", "cuda" or "cuda:N".
         precision: "fp32" (default; exact) or a GPU option: "tf32", "bf16", "fp16".
         threads: CPU threads for inference (None = all cores).
+        compile_network: regression models on the torch engine with CUDA: run the network
+            through ``torch.compile`` (seconds to compile once per process, then the highest
+            throughput: docs/benchmarks.md); ignored elsewhere, with a warning.
     """
 
     fps: Fraction = Fraction(60)
@@ -75,6 +78,7 @@ class InferenceOptions:
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
+    compile_network: bool = False
     identity: str | None = None
     emotion_window: int = DEFAULT_EMOTION_WINDOW
     emotion_skip: int = 0

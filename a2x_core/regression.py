@@ -18,10 +18,9 @@ below) or a torch device ("cuda", "cuda:1", "cpu").
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -32,23 +31,17 @@ from .audio import Audio
 from .backends import InferenceEngine, create_engine, regression_io
 from .blendshapes import BlendshapeSolver
 from .emotion import explicit_emotion_curve
-from .errors import ModelPackageError, ParameterError
+from .errors import ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
 from .model_package import (
     ANIMATOR_RANGES,
-    SOLVER_ARRAYS,
-    SOLVER_RANGES,
     BlendshapeConfig,
-    BlendshapeSet,
     RegressionPackage,
-    check_range,
-    check_solver_arrays,
     load_regression_package,
     range_text,
-    solver_array,
     validate_animator_config,
 )
-from .names import ARKIT_52, TONGUE_16, match_name
+from .names import ARKIT_52, TONGUE_16
 from .options import InferenceOptions
 from .postprocess import (
     EyesAnimator,
@@ -59,6 +52,15 @@ from .postprocess import (
     tongue_geometry,
 )
 from .result import AnimationResult
+from .solver_settings import (
+    SOLVERS,
+    fresh,
+    is_solver_key,
+    pose_index,
+    solver_config,
+    solver_parameter_ranges,
+    solver_values,
+)
 from .windows import audio_windows, frame_plan
 
 log = logging.getLogger("a2x_core")
@@ -79,21 +81,8 @@ POSTPROCESS_CHOICES = ("auto", "numpy", "cpu", "cuda", "cuda:N")
 
 #: Parameter names: model_config.json keys as they are; blendshape-config keys prefixed by the
 #: solver, e.g. ``skin.strengthL2regularization``; per-pose arrays as a full list, a
-#: ``{pose: value}`` dict, or one pose at a time: ``tongue.bsWeightMultipliers.tongueUp``.
-SOLVERS = ("skin", "tongue")
-
-_SOLVER_FIELDS = {
-    "strengthL1regularization": "l1",
-    "strengthL2regularization": "l2",
-    "strengthTemporalSmoothing": "temporal",
-    "strengthSymmetry": "symmetry",
-    "templateBBSize": "template_bb_size",
-    "bsSolveActivePoses": "active",
-    "bsSolveCancelPoses": "cancel",
-    "bsSolveSymmetryPoses": "symmetry_ids",
-    "bsWeightMultipliers": "multipliers",
-    "bsWeightOffsets": "offsets",
-}
+#: ``{pose: value}`` dict, or one pose at a time: ``tongue.bsWeightMultipliers.tongueUp``
+#: (:mod:`.solver_settings`).
 
 
 @dataclass(frozen=True)
@@ -108,35 +97,9 @@ class Settings:
     def to_dict(self, pose_names: Mapping[str, tuple[str, ...]]) -> dict[str, Any]:
         """JSON-ready effective values, in the override naming."""
         out: dict[str, Any] = dict(self.animator)
-        for solver, config in (("skin", self.skin), ("tongue", self.tongue)):
-            for key, field in _SOLVER_FIELDS.items():
-                value = getattr(config, field)
-                out[f"{solver}.{key}"] = value.tolist() if isinstance(value, np.ndarray) else value
-            out[f"{solver}.poseNames"] = list(pose_names[solver])
+        out.update(solver_values(self.skin, "skin", pose_names["skin"]))
+        out.update(solver_values(self.tongue, "tongue", pose_names["tongue"]))
         return out
-
-
-def _pose_index(names: Sequence[str], wanted: Sequence[str], path: Path, what: str) -> np.ndarray:
-    """Column of every ``wanted`` name among ``names`` (exact, else case/separator-insensitive)."""
-    exact = {n: i for i, n in enumerate(names)}
-    loose = {}
-    for i, n in enumerate(names):
-        canon = match_name(n, wanted)
-        if canon is not None and canon not in loose:
-            loose[canon] = i
-    index, missing = [], []
-    for name in wanted:
-        i = exact.get(name, loose.get(name))
-        if i is None:
-            missing.append(name)
-        index.append(-1 if i is None else i)
-    if missing:
-        raise ModelPackageError(
-            f"poseNames lacks the {what} poses {', '.join(missing)}",
-            path=path,
-            hint=f"a2x outputs {what} weights by name; use a model whose poses include them",
-        )
-    return np.asarray(index, dtype=np.int64)
 
 
 class RegressionModel:
@@ -151,10 +114,10 @@ class RegressionModel:
         self.name = info.actor
         self.version = info.version or "2.3"
         self.emotion_names: tuple[str, ...] = info.explicit_emotions
-        self._skin_columns = _pose_index(
+        self._skin_columns = pose_index(
             package.skin.data.pose_names, ARKIT_52, package.skin.data_path, "ARKit-52 skin"
         )
-        self._tongue_columns = _pose_index(
+        self._tongue_columns = pose_index(
             package.tongue.data.pose_names, TONGUE_16, package.tongue.data_path, "tongue"
         )
         data = package.model_data
@@ -223,17 +186,7 @@ class RegressionModel:
             f"one of {len(self.package.emotion_db.shots)} shots of implicit_emo_db.npz"
         )
         out["source_frame"] = "integer frame inside source_shot"
-        for solver in SOLVERS:
-            for key, bounds in SOLVER_RANGES.items():
-                out[f"{solver}.{key}"] = range_text(*bounds)
-            for key, kind in SOLVER_ARRAYS.items():
-                what = (
-                    "0/1"
-                    if key == "bsSolveActivePoses"
-                    else ("pair id or -1" if kind == "int" else "number")
-                )
-                out[f"{solver}.{key}"] = f"list (one {what} per pose) or {{pose: value}}"
-                out[f"{solver}.{key}.<pose>"] = what
+        out.update(solver_parameter_ranges())
         return out
 
     def settings(self, overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -249,11 +202,8 @@ class RegressionModel:
             if key in animator:
                 animator[key] = value
                 continue
-            solver, _, rest = key.partition(".")
-            field, _, pose = rest.partition(".")
-            if solver in SOLVERS and (
-                (field in SOLVER_RANGES and not pose) or field in SOLVER_ARRAYS
-            ):
+            if is_solver_key(key):
+                solver, _, rest = key.partition(".")
                 solver_over[solver][rest] = value
                 continue
             raise ParameterError(
@@ -262,47 +212,9 @@ class RegressionModel:
             )
         animator = validate_animator_config(animator, error=ParameterError)
         implicit = package.emotion_db.row(animator["source_shot"], animator["source_frame"])
-        skin = self._solver_config(package.skin, solver_over["skin"], "skin")
-        tongue = self._solver_config(package.tongue, solver_over["tongue"], "tongue")
+        skin = solver_config(package.skin, solver_over["skin"], "skin")
+        tongue = solver_config(package.tongue, solver_over["tongue"], "tongue")
         return Settings(animator, skin, tongue, implicit)
-
-    @staticmethod
-    def _solver_config(bs: BlendshapeSet, over: Mapping[str, Any], solver: str) -> BlendshapeConfig:
-        config = bs.config
-        if not over:
-            return config
-        names = bs.data.pose_names
-        changes: dict[str, Any] = {}
-        arrays = {key: getattr(config, _SOLVER_FIELDS[key]).copy() for key in SOLVER_ARRAYS}
-        for rest, value in over.items():
-            field, _, pose = rest.partition(".")
-            label = f"{solver}.{rest}"
-            if field in SOLVER_RANGES:
-                why = check_range(label, value, *SOLVER_RANGES[field])
-                if why:
-                    raise ParameterError(
-                        why, hint=f"use a value {range_text(*SOLVER_RANGES[field])}"
-                    )
-                changes[_SOLVER_FIELDS[field]] = float(value)
-                continue
-            kind = SOLVER_ARRAYS[field]
-            updates = {pose: value} if pose else value
-            if isinstance(updates, Mapping):
-                for pose_name, item in updates.items():
-                    if pose_name not in names:
-                        raise ParameterError(
-                            f"{label}: unknown pose {pose_name!r}",
-                            hint=f"{solver} poses: {', '.join(names)}",
-                        )
-                    arrays[field][names.index(pose_name)] = solver_array(
-                        [item], f"{label}", 1, kind
-                    )[0]
-            else:
-                arrays[field] = solver_array(value, label, len(names), kind)
-        check_solver_arrays({f"{k}": v for k, v in arrays.items()})
-        for key, array in arrays.items():
-            changes[_SOLVER_FIELDS[key]] = array
-        return replace(config, **changes)
 
     # ------------------------------------------------------------------------- info
 
@@ -406,10 +318,10 @@ class RegressionModel:
                     targets=targets,
                     emotion_in=emotion_in,
                     explicit=explicit,
-                    skin=_fresh(skin_animator),
-                    eyes=_fresh(eyes_animator),
-                    skin_solver=_fresh(skin_solver),
-                    tongue_solver=_fresh(tongue_solver),
+                    skin=fresh(skin_animator),
+                    eyes=fresh(eyes_animator),
+                    skin_solver=fresh(skin_solver),
+                    tongue_solver=fresh(tongue_solver),
                     keep_geometry=options.geometry,
                 )
             )
@@ -689,13 +601,6 @@ def _same_device(torch: Any, a: Any, b: Any) -> bool:
         return True
     current = torch.cuda.current_device()
     return (current if a.index is None else a.index) == (current if b.index is None else b.index)
-
-
-def _fresh(stage: Any) -> Any:
-    """A per-track copy of a prepared stage: shares its read-only arrays, fresh state."""
-    clone = copy.copy(stage)
-    clone.reset()
-    return clone
 
 
 @dataclass

@@ -142,3 +142,17 @@ def test_identity_and_emotion_flags_without_their_models_are_flagged(
     assert "--emotion-skip, --emotion-param only apply with an emotion model (--emotion-model)" in warnings
     options = json.loads(out.read_text())["a2x"]["options"]
     assert options["identity"] == "claire" and options["emotion_parameters"] == {"emotion_strength": 1}
+
+
+def test_compile_flag_without_a_cuda_torch_engine_is_flagged(
+    tmp_path: Path, model_json: Path, clips: list[Path]
+) -> None:
+    plain, compiled = tmp_path / "plain.json", tmp_path / "compiled.json"
+    assert run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(plain)).returncode == 0
+    proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(compiled),
+                   "--compile", "--engine", "onnxruntime")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--compile only applies to regression models on the torch engine with CUDA" in proc.stderr
+    data = json.loads(compiled.read_text())
+    assert data["a2x"]["options"]["compile_network"] is True
+    assert data["weightMat"] == json.loads(plain.read_text())["weightMat"]

@@ -115,3 +115,16 @@ def test_compiled_network_matches_the_engine(tmp_path) -> None:  # noqa: ANN001
     model.compile_network = True
     for a, b in zip(plain, model.animate(tracks, InferenceOptions()), strict=True):
         np.testing.assert_allclose(b.weights, a.weights, atol=1e-4, rtol=0)
+
+
+def test_compile_option_reaches_the_pipeline_through_the_api(tmp_path) -> None:  # noqa: ANN001
+    from a2x_core.api import Animator, unused_option_warnings
+
+    generated = make_regression_folder(tmp_path / "model")
+    tracks = _tracks(12000, 7000, seed=8)
+    options = InferenceOptions(backend="torch", device="cuda", compile_network=True)
+    animator = Animator(str(generated.model_json), options)
+    assert animator.model.compile_network and not unused_option_warnings(animator.model, options)
+    plain = Animator(str(generated.model_json), options.with_changes(compile_network=False))
+    for a, b in zip(plain.animate_many(tracks), animator.animate_many(tracks), strict=True):
+        np.testing.assert_allclose(b.weights, a.weights, atol=1e-4, rtol=0)
