@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -31,14 +31,14 @@ from .audio import Audio
 from .backends import InferenceEngine, create_engine, diffusion_io
 from .blendshapes import BlendshapeSolver
 from .diffusion_noise import GENERATORS, NoiseSource, noise_source
-from .diffusion_package import DiffusionPackage, Identity, IdentityData, load_diffusion_package
+from .diffusion_package import DiffusionPackage, Identity, load_diffusion_package
 from .emotion import EmotionCurve, explicit_emotion_curve
 from .errors import ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
 from .model_package import ANIMATOR_RANGES, BlendshapeConfig, range_text, validate_animator_config
 from .names import ARKIT_52, TONGUE_16
 from .options import InferenceOptions
-from .postprocess import EyesAnimator, SkinAnimator, frame_dt, jaw_transforms, tongue_geometry
+from .postprocess import EyesAnimator, SkinAnimator, frame_dt
 from .result import AnimationResult
 from .solver_settings import (
     SOLVERS,
@@ -50,6 +50,7 @@ from .solver_settings import (
     solver_values,
 )
 from .timing import frame_targets, num_frames_for
+from .track_frames import TrackFrames
 
 log = logging.getLogger("a2x_core")
 
@@ -301,12 +302,15 @@ class DiffusionModel:
             if options.geometry or mask is None
             else (mask.astype(np.int64)[:, None] * 3 + np.arange(3)).reshape(-1)
         )
-        stages = _Stages(
-            skin=SkinAnimator(params, identity.data.neutral_skin, identity.data.eye_close_pose_delta,
-                              identity.data.lip_open_pose_delta, dt, columns),
-            eyes=EyesAnimator(params, identity.data.saccade_rot_matrix, dt),
-            skin_solver=BlendshapeSolver(identity.skin.data, settings.skin),
-            tongue_solver=BlendshapeSolver(identity.tongue.data, settings.tongue),
+        stages = TrackFrames(
+            params,
+            SkinAnimator(params, identity.data.neutral_skin, identity.data.eye_close_pose_delta,
+                         identity.data.lip_open_pose_delta, dt, columns),
+            EyesAnimator(params, identity.data.saccade_rot_matrix, dt),
+            BlendshapeSolver(identity.skin.data, settings.skin),
+            BlendshapeSolver(identity.tongue.data, settings.tongue),
+            identity.data.neutral_tongue, identity.data.neutral_jaw,
+            masked=columns is not None, keep_geometry=options.geometry,
         )  # fmt: skip
         noise_shape = (info.num_diffusion_steps + 1, info.frames, info.output_size)
         shared_noise = noise_source(
@@ -322,7 +326,7 @@ class DiffusionModel:
             prediction, latents = self._infer(live, window, identity, shared_noise)
             for b, run in enumerate(live):
                 run.latents = latents[:, :, b].copy()
-                self._consume(run, window, prediction[b], params, columns, identity.data)
+                self._consume(run, window, prediction[b], columns)
             done += len(live)
             if progress is not None:
                 progress(Progress(done / total, "Audio2Face-3D diffusion"))
@@ -331,7 +335,7 @@ class DiffusionModel:
         return [self._result(run, options, fps, effective, identity) for run in runs]
 
     def _track_run(
-        self, audio: Audio, options: InferenceOptions, fps: Fraction, stages: _Stages
+        self, audio: Audio, options: InferenceOptions, fps: Fraction, stages: TrackFrames
     ) -> _TrackRun:
         info = self.package.network_info
         n = len(audio.samples)
@@ -353,11 +357,7 @@ class DiffusionModel:
             resampler=FrameResampler(frame_targets(net_count, info.fps), out_targets),
             explicit=curve.sample(out_targets),
             latents=latents,
-            skin=fresh(stages.skin),
-            eyes=fresh(stages.eyes),
-            skin_solver=fresh(stages.skin_solver),
-            tongue_solver=fresh(stages.tongue_solver),
-            keep_geometry=options.geometry,
+            frames=fresh(stages),
         )
 
     def window_frames(self, window: int) -> np.ndarray:
@@ -427,13 +427,7 @@ class DiffusionModel:
         return prediction, outs["output_latents"].float().cpu().numpy()
 
     def _consume(
-        self,
-        run: _TrackRun,
-        window: int,
-        prediction: np.ndarray,
-        params: Mapping[str, Any],
-        columns: np.ndarray | None,
-        identity_data: IdentityData,
+        self, run: _TrackRun, window: int, prediction: np.ndarray, columns: np.ndarray | None
     ) -> None:
         """Keep the centre frames of one window that land inside the clip; post-process the
         output frames they complete."""
@@ -448,25 +442,12 @@ class DiffusionModel:
             return
         skin_end = info.skin_size
         tongue_end = skin_end + info.tongue_size
-        skin_deltas = ready[:, :skin_end] if columns is None else ready[:, columns]
-        skin = run.skin.animate(skin_deltas)
-        tongue = tongue_geometry(
-            ready[:, skin_end:tongue_end], identity_data.neutral_tongue,
-            params["tongue_strength"], params["tongue_height_offset"], params["tongue_depth_offset"],
-        )  # fmt: skip
-        run.jaw.append(
-            jaw_transforms(
-                ready[:, tongue_end : tongue_end + 15], identity_data.neutral_jaw,
-                params["lower_teeth_strength"], params["lower_teeth_height_offset"],
-                params["lower_teeth_depth_offset"],
-            )
-        )  # fmt: skip
-        run.eye.append(run.eyes.animate(ready[:, tongue_end + 15 : tongue_end + 19]))
-        run.skin_w.append(run.skin_solver.solve(skin, masked=columns is not None))
-        run.tongue_w.append(run.tongue_solver.solve(tongue))
-        if run.keep_geometry:
-            run.skin_geo.append(skin)
-            run.tongue_geo.append(tongue)
+        run.frames.add(
+            ready[:, :skin_end] if columns is None else ready[:, columns],
+            ready[:, skin_end:tongue_end],
+            ready[:, tongue_end : tongue_end + 15],
+            ready[:, tongue_end + 15 : tongue_end + 19],
+        )
 
     def _result(
         self,
@@ -476,39 +457,13 @@ class DiffusionModel:
         effective: dict[str, Any],
         identity: Identity,
     ) -> AnimationResult:
-        info = self.package.network_info
-        skin_cols, tongue_cols = self._columns[identity.name]
-
-        def cat(parts: list[np.ndarray], width: tuple[int, ...]) -> np.ndarray:
-            return np.concatenate(parts) if parts else np.zeros((0, *width), dtype=np.float32)
-
-        skin_w = cat(run.skin_w, (len(identity.skin.data.pose_names),))
-        tongue_w = cat(run.tongue_w, (len(identity.tongue.data.pose_names),))
-        arrays: dict[str, np.ndarray] = {}
-        if run.keep_geometry:
-            arrays["skin_geometry"] = cat(run.skin_geo, (info.skin_size,)).reshape(-1, info.skin_size // 3, 3)
-            arrays["tongue_geometry"] = cat(run.tongue_geo, (info.tongue_size,)).reshape(
-                -1, info.tongue_size // 3, 3
-            )
-        return AnimationResult(
-            weights=np.ascontiguousarray(skin_w[:, skin_cols], dtype=np.float32),
-            fps=fps,
-            names=ARKIT_52,
-            audio_path=run.audio.path,
-            start_s=run.audio.start_s,
-            duration_s=run.audio.duration_s,
-            model=f"{self.name} ({identity.name})",
-            model_version=self.version,
-            options=options,
-            parameters=effective,
-            tongue_weights=np.ascontiguousarray(tongue_w[:, tongue_cols], dtype=np.float32),
-            tongue_names=TONGUE_16,
-            jaw_transforms=cat(run.jaw, (4, 4)),
-            eye_rotations=cat(run.eye, (6,)),
-            emotions=run.explicit.astype(np.float32),
+        skin_columns, tongue_columns = self._columns[identity.name]
+        return run.frames.result(
+            run.audio, options, fps, model=f"{self.name} ({identity.name})",
+            version=self.version, parameters=effective, skin_columns=skin_columns,
+            tongue_columns=tongue_columns, emotions=run.explicit,
             emotion_names=self.emotion_names,
-            arrays=arrays,
-        )
+        )  # fmt: skip
 
 
 def network_shapes(package: DiffusionPackage) -> dict[str, int]:
@@ -536,16 +491,6 @@ def _window(samples: np.ndarray, start: int, length: int) -> np.ndarray:
     return out
 
 
-@dataclass(frozen=True)
-class _Stages:
-    """Prepared post-processing stages; each track takes a fresh copy."""
-
-    skin: SkinAnimator
-    eyes: EyesAnimator
-    skin_solver: BlendshapeSolver
-    tongue_solver: BlendshapeSolver
-
-
 @dataclass
 class _TrackRun:
     """One track's inputs, carried state (GRU latents, filters) and collected outputs."""
@@ -557,14 +502,4 @@ class _TrackRun:
     resampler: FrameResampler
     explicit: np.ndarray
     latents: np.ndarray
-    skin: SkinAnimator
-    eyes: EyesAnimator
-    skin_solver: BlendshapeSolver
-    tongue_solver: BlendshapeSolver
-    keep_geometry: bool
-    skin_w: list[np.ndarray] = field(default_factory=list)
-    tongue_w: list[np.ndarray] = field(default_factory=list)
-    jaw: list[np.ndarray] = field(default_factory=list)
-    eye: list[np.ndarray] = field(default_factory=list)
-    skin_geo: list[np.ndarray] = field(default_factory=list)
-    tongue_geo: list[np.ndarray] = field(default_factory=list)
+    frames: TrackFrames  # post-network stages and outputs

@@ -47,9 +47,7 @@ from .postprocess import (
     EyesAnimator,
     SkinAnimator,
     frame_dt,
-    jaw_transforms,
     pca_decode,
-    tongue_geometry,
 )
 from .result import AnimationResult
 from .solver_settings import (
@@ -61,6 +59,7 @@ from .solver_settings import (
     solver_parameter_ranges,
     solver_values,
 )
+from .track_frames import TrackFrames
 from .windows import audio_windows, frame_plan
 
 log = logging.getLogger("a2x_core")
@@ -294,7 +293,11 @@ class RegressionModel:
             dt, columns,
         )  # fmt: skip
         skin_basis = self._skin_basis_for(columns)
-        eyes_animator = EyesAnimator(params, data.saccade_rot_matrix, dt)
+        stages = TrackFrames(
+            params, skin_animator, EyesAnimator(params, data.saccade_rot_matrix, dt), skin_solver,
+            tongue_solver, data.shapes_mean_tongue, data.neutral_jaw, masked=columns is not None,
+            keep_geometry=options.geometry,
+        )  # fmt: skip
 
         runs = []
         for audio in tracks:
@@ -318,11 +321,7 @@ class RegressionModel:
                     targets=targets,
                     emotion_in=emotion_in,
                     explicit=explicit,
-                    skin=fresh(skin_animator),
-                    eyes=fresh(eyes_animator),
-                    skin_solver=fresh(skin_solver),
-                    tongue_solver=fresh(tongue_solver),
-                    keep_geometry=options.geometry,
+                    frames=fresh(stages),
                 )
             )
         device = self.postprocess_device()
@@ -355,28 +354,13 @@ class RegressionModel:
             result = self._infer(audio_rows, emotion_rows)
             for k, (run, n) in enumerate(zip(live, spans, strict=True)):
                 out = result[k * step : k * step + n, 0]
-                skin = run.skin.animate(pca_decode(out[:, :s_count], skin_basis))
-                tongue = tongue_geometry(
-                    pca_decode(out[:, s_count : s_count + t_count], self._tongue_basis),
-                    data.shapes_mean_tongue,
-                    params["tongue_strength"],
-                    params["tongue_height_offset"],
-                    params["tongue_depth_offset"],
-                )
                 jaw_at = s_count + t_count
-                run.jaw.append(
-                    jaw_transforms(
-                        out[:, jaw_at : jaw_at + 15], data.neutral_jaw,
-                        params["lower_teeth_strength"], params["lower_teeth_height_offset"],
-                        params["lower_teeth_depth_offset"],
-                    )
-                )  # fmt: skip
-                run.eye.append(run.eyes.animate(out[:, jaw_at + 15 : jaw_at + 19]))
-                run.skin_w.append(run.skin_solver.solve(skin, masked=columns is not None))
-                run.tongue_w.append(run.tongue_solver.solve(tongue))
-                if run.keep_geometry:
-                    run.skin_geo.append(skin)
-                    run.tongue_geo.append(tongue)
+                run.frames.add(
+                    pca_decode(out[:, :s_count], skin_basis),
+                    pca_decode(out[:, s_count:jaw_at], self._tongue_basis),
+                    out[:, jaw_at : jaw_at + 15],
+                    out[:, jaw_at + 15 : jaw_at + 19],
+                )
                 done += n
             if progress is not None:
                 progress(Progress(done / total, "Audio2Face-3D inference"))
@@ -516,10 +500,12 @@ class RegressionModel:
             if progress is not None:
                 progress(Progress(done / total, "Audio2Face-3D inference"))
         for run, out in zip(runs, pipe.finish(), strict=True):
-            run.skin_w, run.tongue_w = [out["skin"]], [out["tongue"]]
-            run.jaw, run.eye = [out["jaw"]], [out["eyes"]]
+            frames = run.frames
+            frames.skin_w, frames.tongue_w = [out["skin"]], [out["tongue"]]
+            frames.jaw, frames.eye = [out["jaw"]], [out["eyes"]]
             if geometry:
-                run.skin_geo, run.tongue_geo = [out["skin_geometry"]], [out["tongue_geometry"]]
+                frames.skin_geo = [out["skin_geometry"]]
+                frames.tongue_geo = [out["tongue_geometry"]]
 
     def _host_rows(
         self, runs: Sequence[_TrackRun], start: int, frames: int, strength: float
@@ -552,42 +538,12 @@ class RegressionModel:
     def _result(
         self, run: _TrackRun, options: InferenceOptions, fps: Fraction, effective: dict[str, Any]
     ) -> AnimationResult:
-        info = self.package.network_info
-
-        def cat(parts: list[np.ndarray], width: tuple[int, ...]) -> np.ndarray:
-            return np.concatenate(parts) if parts else np.zeros((0, *width), dtype=np.float32)
-
-        skin_w = cat(run.skin_w, (len(self.package.skin.data.pose_names),))
-        tongue_w = cat(run.tongue_w, (len(self.package.tongue.data.pose_names),))
-        arrays: dict[str, np.ndarray] = {}
-        if run.keep_geometry:
-            arrays["skin_geometry"] = cat(run.skin_geo, (info.num_verts_skin * 3,)).reshape(
-                -1, info.num_verts_skin, 3
-            )
-            arrays["tongue_geometry"] = cat(run.tongue_geo, (info.num_verts_tongue * 3,)).reshape(
-                -1, info.num_verts_tongue, 3
-            )
-        return AnimationResult(
-            weights=np.ascontiguousarray(skin_w[:, self._skin_columns], dtype=np.float32),
-            fps=fps,
-            names=ARKIT_52,
-            audio_path=run.audio.path,
-            start_s=run.audio.start_s,
-            duration_s=run.audio.duration_s,
-            model=self.name,
-            model_version=self.version,
-            options=options,
-            parameters=effective,
-            tongue_weights=np.ascontiguousarray(
-                tongue_w[:, self._tongue_columns], dtype=np.float32
-            ),
-            tongue_names=TONGUE_16,
-            jaw_transforms=cat(run.jaw, (4, 4)),
-            eye_rotations=cat(run.eye, (6,)),
-            emotions=run.explicit.astype(np.float32),
+        return run.frames.result(
+            run.audio, options, fps, model=self.name, version=self.version,
+            parameters=effective, skin_columns=self._skin_columns,
+            tongue_columns=self._tongue_columns, emotions=run.explicit,
             emotion_names=self.emotion_names,
-            arrays=arrays,
-        )
+        )  # fmt: skip
 
 
 def _same_device(torch: Any, a: Any, b: Any) -> bool:
@@ -611,16 +567,4 @@ class _TrackRun:
     targets: np.ndarray
     emotion_in: np.ndarray
     explicit: np.ndarray
-    skin: SkinAnimator
-    eyes: EyesAnimator
-    skin_solver: BlendshapeSolver
-    tongue_solver: BlendshapeSolver
-    keep_geometry: bool
-
-    def __post_init__(self) -> None:
-        self.skin_w: list[np.ndarray] = []
-        self.tongue_w: list[np.ndarray] = []
-        self.jaw: list[np.ndarray] = []
-        self.eye: list[np.ndarray] = []
-        self.skin_geo: list[np.ndarray] = []
-        self.tongue_geo: list[np.ndarray] = []
+    frames: TrackFrames  # post-network stages and outputs

@@ -1,0 +1,133 @@
+"""One Audio2Face-3D track after the network, shared by the regression and diffusion models:
+skin post-process, tongue, jaw, eyes and both blendshape solves with their per-track state
+(SDK spec §4 steps 4-7, §4.1), the outputs they collect, and the result built from them.
+
+Both models hand over skin and tongue *deltas* (the regression model after its PCA decode, the
+diffusion model straight from its prediction) with the 15 jaw and 4 eye values of each frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from .audio import Audio
+from .blendshapes import BlendshapeSolver
+from .names import ARKIT_52, TONGUE_16
+from .options import InferenceOptions
+from .postprocess import EyesAnimator, SkinAnimator, jaw_transforms, tongue_geometry
+from .result import AnimationResult
+from .solver_settings import fresh
+
+
+class TrackFrames:
+    """Prepared once per run, then :func:`~.solver_settings.fresh` per track (own state)."""
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        skin: SkinAnimator,
+        eyes: EyesAnimator,
+        skin_solver: BlendshapeSolver,
+        tongue_solver: BlendshapeSolver,
+        neutral_tongue: np.ndarray,
+        neutral_jaw: np.ndarray,
+        *,
+        masked: bool,
+        keep_geometry: bool,
+    ) -> None:
+        self.params = params
+        self.skin, self.eyes = skin, eyes
+        self.skin_solver, self.tongue_solver = skin_solver, tongue_solver
+        self.neutral_tongue = np.asarray(neutral_tongue, np.float32)
+        self.neutral_jaw = np.asarray(neutral_jaw, np.float32)
+        self.masked = masked  # the skin deltas hold only the solver's frontal-mask columns
+        self.keep_geometry = keep_geometry
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh filter/saccade/solver state and empty outputs (a new track)."""
+        self.skin, self.eyes = fresh(self.skin), fresh(self.eyes)
+        self.skin_solver, self.tongue_solver = fresh(self.skin_solver), fresh(self.tongue_solver)
+        self.skin_w: list[np.ndarray] = []
+        self.tongue_w: list[np.ndarray] = []
+        self.jaw: list[np.ndarray] = []
+        self.eye: list[np.ndarray] = []
+        self.skin_geo: list[np.ndarray] = []
+        self.tongue_geo: list[np.ndarray] = []
+
+    def add(
+        self,
+        skin_deltas: np.ndarray,
+        tongue_deltas: np.ndarray,
+        jaw: np.ndarray,
+        eyes: np.ndarray,
+    ) -> None:
+        """Post-process and solve consecutive frames: ``[n, 3V]`` (or masked), ``[n, 3Vt]``,
+        ``[n, 15]``, ``[n, 4]``."""
+        p = self.params
+        skin = self.skin.animate(skin_deltas)
+        tongue = tongue_geometry(tongue_deltas, self.neutral_tongue, p["tongue_strength"],
+                                 p["tongue_height_offset"], p["tongue_depth_offset"])  # fmt: skip
+        self.jaw.append(jaw_transforms(jaw, self.neutral_jaw, p["lower_teeth_strength"],
+                                       p["lower_teeth_height_offset"],
+                                       p["lower_teeth_depth_offset"]))  # fmt: skip
+        self.eye.append(self.eyes.animate(eyes))
+        self.skin_w.append(self.skin_solver.solve(skin, masked=self.masked))
+        self.tongue_w.append(self.tongue_solver.solve(tongue))
+        if self.keep_geometry:
+            self.skin_geo.append(skin)
+            self.tongue_geo.append(tongue)
+
+    def result(
+        self,
+        audio: Audio,
+        options: InferenceOptions,
+        fps: Fraction,
+        *,
+        model: str,
+        version: str,
+        parameters: dict[str, Any],
+        skin_columns: np.ndarray,
+        tongue_columns: np.ndarray,
+        emotions: np.ndarray,
+        emotion_names: tuple[str, ...],
+    ) -> AnimationResult:
+        """The track's :class:`AnimationResult`: ARKit-52 and tongue-16 weights by name (the
+        solvers' columns), jaw matrices, eye rotations, the emotion input, optional geometry."""
+
+        def cat(parts: list[np.ndarray], width: int | tuple[int, ...]) -> np.ndarray:
+            shape = width if isinstance(width, tuple) else (width,)
+            return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype=np.float32)
+
+        skin_w = cat(self.skin_w, self.skin_solver.num_poses)
+        tongue_w = cat(self.tongue_w, self.tongue_solver.num_poses)
+        arrays: dict[str, np.ndarray] = {}
+        if self.keep_geometry:
+            skin_size, tongue_size = self.skin.neutral.size, self.neutral_tongue.size
+            arrays["skin_geometry"] = cat(self.skin_geo, skin_size).reshape(-1, skin_size // 3, 3)
+            arrays["tongue_geometry"] = cat(self.tongue_geo, tongue_size).reshape(
+                -1, tongue_size // 3, 3
+            )
+        return AnimationResult(
+            weights=np.ascontiguousarray(skin_w[:, skin_columns], dtype=np.float32),
+            fps=fps,
+            names=ARKIT_52,
+            audio_path=audio.path,
+            start_s=audio.start_s,
+            duration_s=audio.duration_s,
+            model=model,
+            model_version=version,
+            options=options,
+            parameters=parameters,
+            tongue_weights=np.ascontiguousarray(tongue_w[:, tongue_columns], dtype=np.float32),
+            tongue_names=TONGUE_16,
+            jaw_transforms=cat(self.jaw, (4, 4)),
+            eye_rotations=cat(self.eye, 6),
+            emotions=np.asarray(emotions, np.float32),
+            emotion_names=emotion_names,
+            arrays=arrays,
+        )
