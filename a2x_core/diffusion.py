@@ -14,6 +14,13 @@ post-processing and blendshape solves as a regression model, with the identity's
 The network runs at its own 60 fps. Other output rates are sampled from its frames by linear
 interpolation at each output frame's target sample, before post-processing, which then runs at
 the output rate (``dt = 1/fps``); at 60 fps nothing is interpolated.
+
+With the torch engine on CUDA the stages after the network run there too, batched over tracks
+(the regression model's :class:`.postprocess_gpu.DevicePipeline` with the deltas as its
+coefficients): the kept frames never leave the device, the interpolation is a gather and one
+multiply-add per output frame, and the solves use the SDK's GPU solver (ADMM, close to but not
+equal to the CPU's BVLS). ``postprocess`` chooses: "auto" (that rule), "numpy" (always the CPU
+stages) or a torch device ("cuda", "cuda:1", "cpu").
 """
 
 from __future__ import annotations
@@ -57,6 +64,10 @@ log = logging.getLogger("a2x_core")
 #: Diffusion-only parameters (``--param constant_noise=false``) with their defaults.
 NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "numpy"}
 
+#: Largest TensorRT profile batch the pipeline asks for (each row carries 64 MB of noise at
+#: v3.0 size); more tracks run in several calls.
+TRT_MAX_BATCH = 32
+
 #: The SDK's diffusion executor reads audio at strength 1.0 whatever the identity's config says
 #: (spec §4 step 1, §8.2); ``--param input_strength=X`` still overrides it.
 SDK_INPUT_STRENGTH = 1.0
@@ -88,25 +99,36 @@ class FrameResampler:
 
     Output frame ``i`` (target ``t``) takes network frames ``lo`` and ``lo + 1`` around ``t``
     with weight ``(t - T_lo) / (T_lo+1 - T_lo)``; at equal rates every weight is 0 and frames
-    pass through unchanged. Past the last network frame the last one holds.
+    pass through unchanged. Past the last network frame the last one holds (weight 0).
     """
 
     def __init__(self, net_targets: np.ndarray, out_targets: np.ndarray) -> None:
         self.net_count = len(net_targets)
+        self.count = len(out_targets)
+        last = max(self.net_count - 1, 0)
         lo = np.searchsorted(net_targets, out_targets, side="right") - 1
-        self.lo = np.clip(lo, 0, max(self.net_count - 1, 0))
-        hi_target = np.where(
-            self.lo + 1 < self.net_count,
-            net_targets[np.minimum(self.lo + 1, max(self.net_count - 1, 0))],
-            out_targets,
-        )
-        span = hi_target - net_targets[self.lo] if self.net_count else np.zeros_like(out_targets)
-        self.weight = np.where(
-            span > 0, (out_targets - net_targets[self.lo]) / np.maximum(span, 1), 0.0
-        ).astype(np.float32)
+        self.lo = np.clip(lo, 0, last)
+        if self.net_count:
+            # 0 past the last network frame: that frame holds
+            span = net_targets[np.minimum(self.lo + 1, last)] - net_targets[self.lo]
+            weight = np.where(span > 0, (out_targets - net_targets[self.lo]) / np.maximum(span, 1),
+                              0.0)  # fmt: skip
+        else:
+            weight = np.zeros(self.count)
+        self.weight = weight.astype(np.float32)
+        #: the last network frame each output frame reads (non-decreasing)
+        self.needs = self.lo + (self.weight > 0)
         self._next = 0  # next output frame to emit
         self._base = 0  # network index of self._buffer[0]
         self._buffer: np.ndarray | None = None
+
+    def advance(self, end: int) -> slice:
+        """The output frames completed once the network frames before ``end`` are in (each
+        frame once, in order): :meth:`push` without the frames, for a caller that keeps them."""
+        stop = max(self._next, int(np.searchsorted(self.needs, end, side="left")))
+        done = slice(self._next, stop)
+        self._next = stop
+        return done
 
     def push(self, first: int, frames: np.ndarray) -> np.ndarray:
         """Add network frames ``first ...``; return the output frames now complete."""
@@ -116,21 +138,13 @@ class FrameResampler:
             if first != self._base + len(self._buffer):
                 raise ValueError(f"network frame {first} pushed out of order")
             self._buffer = np.concatenate([self._buffer, frames])
-        end = self._base + len(self._buffer)
-        stop = self._next
-        while stop < len(self.lo):
-            lo = int(self.lo[stop])
-            needs = lo + 1 if self.weight[stop] > 0 else lo
-            if needs >= end:
-                break
-            stop += 1
-        pick = slice(self._next, stop)
+        pick = self.advance(self._base + len(self._buffer))
+        stop = pick.stop
         lo = self.lo[pick] - self._base
         w = self.weight[pick][:, None]
         hi = np.minimum(lo + 1, len(self._buffer) - 1)
         a = self._buffer[lo]
         out = a if not np.any(w) else (a + (self._buffer[hi] - a) * w).astype(np.float32)
-        self._next = stop
         if stop < len(self.lo):  # keep only what later output frames still read
             drop = min(int(self.lo[stop]) - self._base, len(self._buffer))
             self._buffer, self._base = self._buffer[drop:], self._base + drop
@@ -160,6 +174,9 @@ class DiffusionModel:
             for identity in package.identities
         }  # fmt: skip
         self._device_noise: tuple[Any, Any] | None = None  # (draw key, tensor) for the torch engine
+        #: Where the stages after the network run: "auto", "numpy" or a torch device string.
+        self.postprocess = "auto"
+        self._device_cache: dict[Any, Any] = {}  # the device path's stacked solver
 
     @classmethod
     def load(
@@ -170,12 +187,16 @@ class DiffusionModel:
         threads: int | None = None,
         device: str = "auto",
         precision: str = "fp32",
+        postprocess: str = "auto",
     ) -> DiffusionModel:
         """Load and validate a diffusion folder and create its inference engine.
+
+        ``postprocess``: where the stages after the network run (see the module docstring).
 
         Raises:
             ModelError, ModelPackageError: the folder is incomplete or inconsistent.
             EngineError: the backend is unavailable or the network does not match.
+            ParameterError: an unknown ``postprocess``.
         """
         package = load_diffusion_package(model_json)
         inputs, outputs = diffusion_io(**network_shapes(package))
@@ -183,7 +204,23 @@ class DiffusionModel:
             backend, package.onnx_path, inputs, outputs, threads=threads, device=device,
             precision=precision,
         )  # fmt: skip
-        return cls(package, engine)
+        model = cls(package, engine)
+        model.postprocess = postprocess
+        model.postprocess_device()  # validate the choice now
+        return model
+
+    def postprocess_device(self) -> str | None:
+        """The torch device the stages after the network run on, or None for the NumPy stages
+        ("auto": the torch engine's CUDA device).
+
+        Raises:
+            ParameterError: ``postprocess`` is not one of ``POSTPROCESS_CHOICES``.
+        """
+        from .postprocess_gpu import postprocess_choice
+
+        device = getattr(self.engine, "device", None)
+        on_cuda = self.engine.name == "torch" and getattr(device, "type", None) == "cuda"
+        return postprocess_choice(self.postprocess, str(device) if on_cuda else None)
 
     # ------------------------------------------------------------------------- parameters
 
@@ -317,21 +354,33 @@ class DiffusionModel:
             settings.noise_generator, noise_shape, options.seed, settings.constant_noise
         )
         runs = [self._track_run(audio, options, fps, stages) for audio in tracks]
-        total = sum(r.num_windows for r in runs) or 1
-        done = 0
-        for window in range(max((r.num_windows for r in runs), default=0)):
-            if cancel is not None:
-                cancel.check()
-            live = [r for r in runs if window < r.num_windows]
-            prediction, latents = self._infer(live, window, identity, shared_noise)
-            for b, run in enumerate(live):
-                run.latents = latents[:, :, b].copy()
-                self._consume(run, window, prediction[b], columns)
-            done += len(live)
-            if progress is not None:
-                progress(Progress(done / total, "Audio2Face-3D diffusion"))
+        grow = getattr(self.engine, "ensure_max_batch", None)  # TensorRT: profile = tracks
+        if grow is not None and runs:
+            grow(min(len(runs), TRT_MAX_BATCH))
+        device = self.postprocess_device()
+        if device is not None:
+            self._animate_device(device, runs, identity, shared_noise, stages, dt,
+                                 options.geometry, progress, cancel)  # fmt: skip
+        else:
+            total = sum(r.num_windows for r in runs) or 1
+            done = 0
+            for window in range(max((r.num_windows for r in runs), default=0)):
+                if cancel is not None:
+                    cancel.check()
+                live = [r for r in runs if window < r.num_windows]
+                feeds = self._feeds(live, window, identity)
+                feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
+                centre, latents = self._infer(feeds, shared_noise, window)
+                for b, run in enumerate(live):
+                    run.latents = latents[:, :, b].copy()
+                    self._consume(run, window, centre[b], columns)
+                done += len(live)
+                if progress is not None:
+                    progress(Progress(done / total, "Audio2Face-3D diffusion"))
         effective = settings.to_dict()
         effective["engine"] = self.engine.name
+        # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
+        effective["postprocess"] = device or "numpy"
         return [self._result(run, options, fps, effective, identity) for run in runs]
 
     def _track_run(
@@ -370,24 +419,32 @@ class DiffusionModel:
         info = self.package.network_info
         return window * info.stride - info.padding_left
 
-    def _infer(
-        self, live: list[_TrackRun], window: int, identity: Identity, noise: NoiseSource
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def _feeds(self, live: list[_TrackRun], window: int, identity: Identity) -> dict[str, np.ndarray]:
+        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise."""
         info = self.package.network_info
         start = self.window_start(window)
         # emotion targets of the centre frames on the network-fps grid (negative before 0)
         targets = (self.window_frames(window) * info.buffer_len) // info.frames
         one_hot = np.zeros(len(info.identities), np.float32)
         one_hot[identity.index] = 1.0
-        rows = len(live)
-        feeds_all = {
+        return {
             "window": np.stack([_window(r.audio.samples, start, info.buffer_len) for r in live]),
-            "identity": np.broadcast_to(one_hot, (rows, len(one_hot))).copy(),
+            "identity": np.broadcast_to(one_hot, (len(live), len(one_hot))).copy(),
             "emotion": np.stack([r.curve.sample(targets) for r in live]).astype(np.float32),
-            "input_latents": np.ascontiguousarray(np.stack([r.latents for r in live], axis=2)),
         }
+
+    def _infer(
+        self, feeds_all: dict[str, np.ndarray], noise: NoiseSource, window: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Centre frames ``[rows, C, output]`` and output GRU state on the host, any engine."""
+        info = self.package.network_info
+        rows = len(feeds_all["window"])
         if self.engine.name == "torch":
-            return self._infer_on_device(feeds_all, noise, window)
+            engine: Any = self.engine
+            tensors = {name: engine.torch.from_numpy(np.ascontiguousarray(value)).to(engine.device)
+                       for name, value in feeds_all.items()}  # fmt: skip
+            centre, latents = self._infer_on_device(tensors, noise, window)
+            return centre.cpu().numpy(), latents.float().cpu().numpy()
         draw = noise.window(window)
         feeds_all["noise"] = np.broadcast_to(draw, (rows, *draw.shape))
         limit = self.engine.max_batch or rows
@@ -397,37 +454,35 @@ class DiffusionModel:
             feeds = {k: np.ascontiguousarray(v[:, :, part] if k == "input_latents" else v[part])
                      for k, v in feeds_all.items()}  # fmt: skip
             out = self.engine.run(feeds)
-            predictions.append(out["prediction"])
+            predictions.append(out["prediction"][:, info.left_truncate : info.left_truncate
+                                                 + info.center_frames])  # fmt: skip
             latents.append(out["output_latents"])
         return np.concatenate(predictions), np.concatenate(latents, axis=2)
 
     def _infer_on_device(
-        self, feeds: dict[str, np.ndarray], noise: NoiseSource, window: int
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, tensors: dict[str, Any], noise: NoiseSource, window: int
+    ) -> tuple[Any, Any]:
         """The torch engine without host copies of the noise: every track of a window shares one
         draw (64 MB at v3.0 size), uploaded once (once per run when constant) and broadcast over
-        the batch on the device; only the centre frames come back to the host."""
+        the batch on the device. Device tensors in (but the noise) -> the centre frames
+        ``[rows, C, output]`` (float32) and the output GRU state, on the device."""
         engine: Any = self.engine
         torch = engine.torch
         key = (*noise.key, None if noise.constant else window)
         if self._device_noise is None or self._device_noise[0] != key:
             self._device_noise = (key, noise.device_window(window, torch, engine.device))
-        rows = len(feeds["window"])
+        rows = len(tensors["window"])
         shared = self._device_noise[1]
-        tensors = {name: torch.from_numpy(np.ascontiguousarray(value)).to(engine.device)
-                   for name, value in feeds.items()}  # fmt: skip
-        tensors["noise"] = shared.unsqueeze(0).expand(rows, *shared.shape)
+        tensors = {**tensors, "noise": shared.unsqueeze(0).expand(rows, *shared.shape)}
         outs = dict(zip(engine.graph.output_names,
                         engine.run_device([tensors[n] for n in engine.graph.input_names]),
                         strict=True))  # fmt: skip
         info = self.package.network_info
         centre = slice(info.left_truncate, info.left_truncate + info.center_frames)
-        prediction = np.zeros((rows, info.frames, info.output_size), np.float32)
-        prediction[:, centre] = outs["prediction"][:, centre].float().cpu().numpy()
-        return prediction, outs["output_latents"].float().cpu().numpy()
+        return outs["prediction"][:, centre].float(), outs["output_latents"]
 
     def _consume(
-        self, run: _TrackRun, window: int, prediction: np.ndarray, columns: np.ndarray | None
+        self, run: _TrackRun, window: int, centre: np.ndarray, columns: np.ndarray | None
     ) -> None:
         """Keep the centre frames of one window that land inside the clip; post-process the
         output frames they complete."""
@@ -436,7 +491,6 @@ class DiffusionModel:
         keep = (frames >= 0) & (frames < run.net_count)
         if not keep.any():
             return
-        centre = prediction[info.left_truncate : info.left_truncate + info.center_frames]
         ready = run.resampler.push(int(frames[keep][0]), np.asarray(centre[keep], np.float32))
         if len(ready) == 0:
             return
@@ -448,6 +502,82 @@ class DiffusionModel:
             ready[:, tongue_end : tongue_end + 15],
             ready[:, tongue_end + 15 : tongue_end + 19],
         )
+
+    # ------------------------------------------------------------------------- device path
+
+    def _animate_device(
+        self,
+        device: str,
+        runs: list[_TrackRun],
+        identity: Identity,
+        noise: NoiseSource,
+        stages: TrackFrames,
+        dt: np.float32,
+        geometry: bool,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> None:
+        """Every track at once, the stages after the network on ``device``
+        (:class:`.postprocess_gpu.DevicePipeline`, deltas in); fills the runs' outputs. With the
+        torch engine on that device the GRU state and the kept frames stay there."""
+        from .postprocess_gpu import DevicePipeline, same_device, upload
+
+        info = self.package.network_info
+        pipe = DevicePipeline(
+            device, stages.params, identity.data, None, None, stages.skin_solver,
+            stages.tongue_solver, dt, [r.resampler.count for r in runs], geometry=geometry,
+            cache=self._device_cache,
+        )  # fmt: skip
+        torch = pipe.torch
+        on_device = self.engine.name == "torch" and same_device(
+            torch, getattr(self.engine, "device", None), pipe.device
+        )
+        resampler = _DeviceResampler(torch, pipe.device, runs)
+
+        def indices(values: list[int]) -> Any:
+            return upload(torch, np.asarray(values, np.int64), pipe.device)
+
+        total = sum(r.num_windows for r in runs) or 1
+        done = 0
+        with torch.inference_mode():
+            shape = (info.num_diffusion_steps, info.num_gru_layers, len(runs), info.gru_latent_dim)
+            latents = torch.zeros(shape, device=pipe.device) if on_device else None
+            for window in range(max((r.num_windows for r in runs), default=0)):
+                if cancel is not None:
+                    cancel.check()
+                ids = [k for k, r in enumerate(runs) if window < r.num_windows]
+                live = [runs[k] for k in ids]
+                feeds = self._feeds(live, window, identity)
+                if latents is not None:
+                    everyone = len(ids) == len(runs)
+                    index = None if everyone else indices(ids)
+                    tensors = {name: upload(torch, value, pipe.device)
+                               for name, value in feeds.items()}  # fmt: skip
+                    tensors["input_latents"] = latents if everyone else latents[:, :, index]
+                    centre, out = self._infer_on_device(tensors, noise, window)
+                    # the engine's outputs may be a CUDA graph's, overwritten by the next call
+                    if everyone:
+                        latents.copy_(out)
+                    else:
+                        latents[:, :, index] = out.to(latents.dtype)
+                else:
+                    feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
+                    centre_host, out_host = self._infer(feeds, noise, window)
+                    for b, run in enumerate(live):
+                        run.latents = out_host[:, :, b].copy()
+                    centre = upload(torch, centre_host, pipe.device)
+                for start, tracks, rows in resampler.window(ids, self.window_frames(window), centre):
+                    pipe.step(rows, None if len(tracks) == len(runs) else indices(tracks), start)
+                done += len(ids)
+                if progress is not None:
+                    progress(Progress(done / total, "Audio2Face-3D diffusion"))
+        for run, out_track in zip(runs, pipe.finish(), strict=True):
+            frames = run.frames
+            frames.skin_w, frames.tongue_w = [out_track["skin"]], [out_track["tongue"]]
+            frames.jaw, frames.eye = [out_track["jaw"]], [out_track["eyes"]]
+            if geometry:
+                frames.skin_geo = [out_track["skin_geometry"]]
+                frames.tongue_geo = [out_track["tongue_geometry"]]
 
     def _result(
         self,
@@ -489,6 +619,87 @@ def _window(samples: np.ndarray, start: int, length: int) -> np.ndarray:
     if hi > lo:
         out[lo - start : hi - start] = samples[lo:hi]
     return out
+
+
+class _DeviceResampler:
+    """:class:`FrameResampler` for the tracks of a device run: each track's resampler plans on
+    the host which output frames a window completes; the frames are gathered and interpolated
+    on the device, batched over tracks. Between windows it keeps each track's last network
+    frame, the only earlier frame a later output frame can read (when any weight is not 0)."""
+
+    def __init__(self, torch: Any, device: Any, runs: list[_TrackRun]) -> None:
+        self.torch = torch
+        self.device = device
+        self.runs = runs
+        self.tail: Any = None  # [tracks, 1, R]
+        self.interpolates = any(bool(np.any(r.resampler.weight)) for r in runs)
+
+    def upload(self, values: Any) -> Any:
+        """Indices or weights on the device, without waiting for it."""
+        from .postprocess_gpu import upload
+
+        return upload(self.torch, np.asarray(values), self.device)
+
+    def window(
+        self, ids: list[int], frames: np.ndarray, centre: Any
+    ) -> list[tuple[int, list[int], Any]]:
+        """Output frames completed by one window whose centre frames ``centre``
+        ``[len(ids), C, R]`` are network frames ``frames`` of the tracks ``ids``: (first output
+        frame, tracks, ``[G, n, R]``) for each set of tracks at the same first output frame (one
+        but where tracks end), a track with fewer than ``n`` frames padded with its last."""
+        torch = self.torch
+        base = int(frames[0]) - 1  # network frame at position 0 of [tail, centre]
+        groups: dict[int, list[tuple[int, int, slice]]] = {}
+        for b, k in enumerate(ids):
+            run = self.runs[k]
+            kept = frames[(frames >= 0) & (frames < run.net_count)]
+            ready = run.resampler.advance(int(kept[-1]) + 1) if len(kept) else slice(0, 0)
+            if ready.stop > ready.start:
+                groups.setdefault(ready.start, []).append((b, k, ready))
+        out = []
+        for start, members in groups.items():
+            width = max(r.stop - r.start for _, _, r in members)
+            pos = np.zeros((2, len(members), width), np.int64)  # lo, hi (hi = lo at weight 0)
+            weight = np.zeros((len(members), width), np.float32)
+            for g, (_, k, ready) in enumerate(members):
+                plan = self.runs[k].resampler
+                lo, w = plan.lo[ready], plan.weight[ready]
+                n = len(lo)
+                pos[0, g, :n], pos[1, g, :n], weight[g, :n] = lo - base, lo + (w > 0) - base, w
+                pos[:, g, n:] = pos[:, g, n - 1 : n]
+            rows = [b for b, _, _ in members]
+            tracks = [k for _, k, _ in members]
+            src = centre if rows == list(range(len(centre))) else centre[self.upload(rows)]
+            if pos.min() == 0:
+                src = torch.cat([self.tail[self.upload(tracks)], src], dim=1)
+            else:
+                pos -= 1
+            step = _stride(pos[0])
+            if step and not weight.any():  # every track the same evenly spaced frames: a view
+                picked = src[:, pos[0, 0, 0] : pos[0, 0, -1] + 1 : step]
+            else:
+                at = self.upload(pos)
+                g_index = torch.arange(len(members), device=centre.device)[:, None]
+                picked = src[g_index, at[0]]
+                if weight.any():  # a + (b - a) * w in float32, as FrameResampler
+                    w_t = self.upload(weight)[..., None]
+                    picked = picked + (src[g_index, at[1]] - picked) * w_t
+            out.append((start, tracks, picked))
+        if self.interpolates:
+            if self.tail is None:
+                self.tail = torch.zeros((len(self.runs), 1, centre.shape[-1]), device=centre.device)
+            self.tail[self.upload(ids)] = centre[:, -1:]
+        return out
+
+
+def _stride(positions: np.ndarray) -> int:
+    """The step of positions ``[G, n]`` that are one evenly spaced run, the same in every row
+    (a slice reads them), else 0."""
+    first = positions[0]
+    step = int(first[1] - first[0]) if len(first) > 1 else 1
+    if step < 1 or not (positions == first).all() or not (np.diff(first) == step).all():
+        return 0
+    return step
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Everything around a regression network on a torch device, batched over tracks (issue 6).
+"""Everything around an Audio2Face-3D network on a torch device, batched over tracks (issue 6;
+the diffusion model reuses the stages after its network).
 
 The NumPy stages of :mod:`.postprocess` and :mod:`.blendshapes` run per track and per frame on
 the CPU. Here the same SDK steps (spec §4 steps 3-7, §4.1) run for every track of a batch at
@@ -18,7 +19,9 @@ the two), and the network's output never leaves it:
   (filtered) coefficients with ``[S, active]`` matrices folded once per run in float64
   (:class:`DevicePipeline`): the masked geometry (30,255 floats a frame for Mark) is never built.
   With ``geometry`` the full skin and tongue meshes are also decoded and filtered on the device
-  (for the output only; the solves do not depend on it).
+  (for the output only; the solves do not depend on it). A diffusion network outputs the deltas
+  themselves: its basis is the identity (never built), its "coefficients" are the deltas of the
+  solvers' masked columns and the folded matrices are ``[masked 3V, active]``.
 - **Jaw** (Kabsch from the 5 keypoints, float64 batched 3x3 SVD), **eyes** (offsets, eyeball
   strength, the saccade table at the SDK's float32 clock, computed once per run).
 - **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
@@ -40,6 +43,8 @@ import numpy as np
 from .backends.torch_engine import import_torch
 from .blendshapes import BlendshapeSolver
 from .blendshapes_gpu import AdmmSolver
+from .diffusion_package import IdentityData
+from .errors import ParameterError
 from .model_package import ModelData
 from .postprocess import SkinAnimator
 
@@ -50,6 +55,53 @@ JAW_SIZE, EYES_SIZE = 15, 4
 GEOMETRY_BLOCK = 1 << 27
 #: Outputs kept on the device before they are copied to the host, in bytes.
 SINK_BYTES = 256 << 20
+def upload(torch: Any, array: np.ndarray, device: Any) -> Any:
+    """A host array on ``device`` without waiting for the device: on CUDA through page-locked
+    memory and an asynchronous copy (a plain copy from pageable memory waits for the stream)."""
+    tensor = torch.from_numpy(np.ascontiguousarray(array))
+    if torch.device(device).type != "cuda":
+        return tensor.to(device)
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
+#: Where the stages after an Audio2Face-3D network run (the models' ``postprocess``).
+POSTPROCESS_CHOICES = ("auto", "numpy", "cpu", "cuda", "cuda:N")
+
+
+def postprocess_choice(choice: str, auto: str | None) -> str | None:
+    """The torch device named by a model's ``postprocess``, or None for the NumPy stages.
+
+    Args:
+        choice: "auto", "numpy", "cpu", "cuda" or "cuda:N".
+        auto: what "auto" means for the model and engine at hand (a device, or None).
+
+    Raises:
+        ParameterError: ``choice`` is not one of :data:`POSTPROCESS_CHOICES`.
+    """
+    choice = str(choice)
+    if choice == "numpy":
+        return None
+    if choice == "auto":
+        return auto
+    if choice in ("cpu", "cuda") or (choice.startswith("cuda:") and choice[5:].isdigit()):
+        return choice
+    raise ParameterError(
+        f"unknown postprocess device {choice!r}",
+        hint="use one of: " + ", ".join(POSTPROCESS_CHOICES),
+    )
+
+
+def same_device(torch: Any, a: Any, b: Any) -> bool:
+    """Whether two torch devices are one ("cuda" is the current CUDA device)."""
+    if a is None:
+        return False
+    a, b = torch.device(a), torch.device(b)
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    current = torch.cuda.current_device()
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
 
 
 def cascade_matrix(alpha_upper: float, alpha_lower: float, frames: int) -> np.ndarray:
@@ -283,18 +335,35 @@ class CompiledNetwork:
         return results
 
 
+def _fold(basis: Any | None, x: Any) -> Any:
+    """``basis @ x`` (the coefficients' share of ``x``), or ``x`` for the identity basis (None)."""
+    return x if basis is None else basis @ x
+
+
+def _neutrals(data: ModelData | IdentityData) -> tuple[np.ndarray, np.ndarray]:
+    """Skin and tongue neutral of a regression ``model_data.npz`` or a diffusion identity."""
+    if isinstance(data, ModelData):
+        return data.shapes_mean_skin, data.shapes_mean_tongue
+    return data.neutral_skin, data.neutral_tongue
+
+
 class DevicePipeline:
     """PCA decode, skin/tongue post-process, jaw, eyes and both blendshape solves for a batch of
     tracks on a torch device, chunk by chunk, with per-track state (filters, solver).
 
+    A frame's row is ``[skin, tongue, jaw 15, eyes 4]``: the skin and tongue parts are PCA
+    coefficients (regression) or, with the basis None, the deltas themselves (diffusion, whose
+    network predicts ``[3V]`` and ``[3VT]`` deltas).
+
     Args:
         device: torch device string ("cuda", "cuda:1", "cpu").
         params: the run's animator parameters (model_config.json keys, validated).
-        data: the model's ``model_data.npz`` arrays.
-        skin_basis, tongue_basis: PCA bases ``[S, 3V]`` / ``[T, 3VT]`` (float32).
+        data: the model's ``model_data.npz`` arrays, or a diffusion identity's.
+        skin_basis, tongue_basis: PCA bases ``[S, 3V]`` / ``[T, 3VT]`` (float32); None = the
+            rows hold the deltas (an identity basis, never built).
         skin_solver, tongue_solver: the run's prepared CPU solvers (configs, masks, matrices).
         dt: frame period (``frame_dt``).
-        lengths: frames of each track.
+        lengths: frames of each track (a track ends when its frames end).
         geometry: also decode the skin and tongue meshes (returned by :meth:`finish`).
         cache: a dict kept by the caller between runs for the device copies of the bases.
         cuda_graphs: replay each chunk's solver frame loop as a CUDA graph (CUDA only).
@@ -321,11 +390,16 @@ class DevicePipeline:
         self.device = torch.device(device)
         self.lengths = np.asarray(lengths, dtype=np.int64)
         self.geometry = bool(geometry)
-        self.s_count, self.t_count = int(skin_basis.shape[0]), int(tongue_basis.shape[0])
+        neutral_skin, neutral_tongue = _neutrals(data)
+        #: columns of a row: skin, tongue (coefficients or deltas)
+        self.s_width = neutral_skin.size if skin_basis is None else int(skin_basis.shape[0])
+        self.t_width = neutral_tongue.size if tongue_basis is None else int(tongue_basis.shape[0])
         cache = {} if cache is None else cache
         dev = self.device
 
-        def cached(name: str, array: np.ndarray) -> Any:
+        def cached(name: str, array: np.ndarray | None) -> Any:
+            if array is None:
+                return None
             key = (name, str(dev), id(array))
             if key not in cache:
                 cache[key] = torch.as_tensor(np.ascontiguousarray(array, dtype=np.float32),
@@ -340,37 +414,43 @@ class DevicePipeline:
 
         # scalars as Python floats holding float32 values (torch rounds them to float32 again)
         p = {k: float(_F32(v)) for k, v in params.items() if isinstance(v, int | float)}
-        skin = SkinAnimator(params, data.shapes_mean_skin, data.eye_close_pose_delta,
+        skin = SkinAnimator(params, neutral_skin, data.eye_close_pose_delta,
                             data.lip_open_pose_delta, dt)  # fmt: skip
         self.alphas = (float(skin.upper_alpha), float(skin.lower_alpha))
         self._cascades: dict[int, Any] = {}
         basis = cached("skin_basis", skin_basis)
         tbasis = cached("tongue_basis", tongue_basis)
 
+        def columns(full: Any, cols: np.ndarray | None) -> tuple[Any, Any]:
+            """(basis rows of the solver's columns in float64, the row's columns to filter)."""
+            index = None if cols is None else torch.as_tensor(cols, device=dev)
+            if full is None:  # deltas in: filter the solver's columns themselves
+                return None, index
+            return (full if index is None else full[:, index]).double(), None
+
         # fold decode -> correctives -> filters -> mask blend -> strengths -> D^T (. - n) (float64)
         corr = skin.eye_term.astype(np.float64) + skin.lip_term.astype(np.float64)
         cols = skin_solver.mask_columns
         pick = slice(None) if cols is None else cols
         delta = f64(skin_solver.delta_t.T)  # [rows, A]
-        b_m = basis[:, torch.as_tensor(cols, device=dev)] if cols is not None else basis
-        b_m = b_m.double()
+        b_m, self.s_pick = columns(basis, cols)
         inv, mask = f64(skin.inv_mask[pick]), f64(skin.mask[pick])
         us, ls = float(skin.upper_strength), float(skin.lower_strength)
         ss = float(skin.skin_strength)
         with _strict_fp32(torch):
-            self.p_upper = ((b_m * inv) @ delta * (ss * us)).float()
-            self.p_lower = ((b_m * mask) @ delta * (ss * ls)).float()
+            self.p_upper = (_fold(b_m, inv[:, None] * delta) * (ss * us)).float()
+            self.p_lower = (_fold(b_m, mask[:, None] * delta) * (ss * ls)).float()
             k0 = (f64(skin.neutral[pick]) - f64(skin_solver.neutral)) @ delta
             k0 = k0 + (f64(corr[pick]) * inv) @ delta * us + (f64(corr[pick]) * mask) @ delta * ls
             # tongue: neutral + delta * strength, then y += height, z += depth
             tcols = tongue_solver.mask_columns
             tpick = slice(None) if tcols is None else tcols
-            offset = np.zeros((len(data.shapes_mean_tongue.reshape(-1, 3)), 3))
+            offset = np.zeros((len(neutral_tongue.reshape(-1, 3)), 3))
             offset[:, 1], offset[:, 2] = p["tongue_height_offset"], p["tongue_depth_offset"]
-            t_neutral = data.shapes_mean_tongue.reshape(-1).astype(np.float64) + offset.reshape(-1)
+            t_neutral = neutral_tongue.reshape(-1).astype(np.float64) + offset.reshape(-1)
             tdelta = f64(tongue_solver.delta_t.T)
-            tb_m = tbasis if tcols is None else tbasis[:, torch.as_tensor(tcols, device=dev)]
-            self.p_tongue = (tb_m.double() @ tdelta * float(p["tongue_strength"])).float()
+            tb_m, self.t_pick = columns(tbasis, tcols)
+            self.p_tongue = (_fold(tb_m, tdelta) * float(p["tongue_strength"])).float()
             kt0 = (f64(t_neutral[tpick]) - f64(tongue_solver.neutral)) @ tdelta
         self.k_skin, self.k_tongue = k0.float(), kt0.float()
         # the stacked solver (and its captured CUDA graphs) is reused while the configs repeat
@@ -397,11 +477,12 @@ class DevicePipeline:
 
         # optional geometry (output only)
         if self.geometry:
-            self.g_basis, self.g_tbasis = basis, tbasis
+            self.g_basis, self.g_tbasis = basis, tbasis  # None: the rows hold the deltas
+            self.g_size, self.g_tsize = neutral_skin.size, neutral_tongue.size
             self.g_neutral, self.g_mask, self.g_inv = f32(skin.neutral), f32(skin.mask), f32(skin.inv_mask)
             self.g_eye, self.g_lip = f32(skin.eye_term), f32(skin.lip_term)
             self.g_strengths = (ss, us, ls)
-            self.g_tneutral = f32(data.shapes_mean_tongue.reshape(-1))
+            self.g_tneutral = f32(neutral_tongue.reshape(-1))
             self.g_tstrength = p["tongue_strength"]
             self.g_toffset = f32([0.0, p["tongue_height_offset"], p["tongue_depth_offset"]])
         self.reset()
@@ -425,11 +506,17 @@ class DevicePipeline:
         solvers = self.admm._solvers
         return solvers[0].num_poses + solvers[1].num_poses + 16 + 6
 
-    def _cascade(self, frames: int) -> Any:
+    def _cascade(self, frames: int) -> tuple[Any, Any]:
+        """:func:`cascade_matrix` for ``frames`` frames and the rows of its output that are the
+        new states (upper s1, s2, lower s1, s2), on the device (indexing by a host list would
+        wait for the device)."""
         if frames not in self._cascades:
-            self._cascades[frames] = self.torch.as_tensor(
-                cascade_matrix(*self.alphas, frames), dtype=self.torch.float32, device=self.device
-            )
+            n = frames
+            self._cascades[n] = (
+                self.torch.as_tensor(cascade_matrix(*self.alphas, n), dtype=self.torch.float32,
+                                     device=self.device),
+                self.torch.as_tensor([n, n - 1, 2 * n + 1, 2 * n], device=self.device),
+            )  # fmt: skip
         return self._cascades[frames]
 
     @staticmethod
@@ -448,10 +535,11 @@ class DevicePipeline:
         torch = self.torch
         g, n, k = x.shape
         state = x[:, :1].expand(g, 4, k) if first else self._take(getattr(self, name), live)
-        y = torch.matmul(self._cascade(n), torch.cat([x, state], dim=1))  # [G, 2n + 2, K]
-        if first and live is not None:
+        cascade, state_rows = self._cascade(n)
+        y = torch.matmul(cascade, torch.cat([x, state], dim=1))  # [G, 2n + 2, K]
+        if first and live is not None and getattr(self, name) is None:
             setattr(self, name, torch.zeros((len(self.lengths), 4, k), device=self.device))
-        self._put(name, y[:, [n, n - 1, 2 * n + 1, 2 * n]].contiguous(), live)
+        self._put(name, y[:, state_rows].contiguous(), live)
         return y[:, :n], y[:, n + 1 : 2 * n + 1]
 
     # ------------------------------------------------------------------------- one chunk
@@ -464,9 +552,10 @@ class DevicePipeline:
         with torch.inference_mode(), _strict_fp32(torch):
             result = result.to(self.device, torch.float32)
             g, n, _ = result.shape
-            s, t = self.s_count, self.t_count
-            coeffs = result[..., :s]
-            tongue = result[..., s : s + t]
+            s, t = self.s_width, self.t_width
+            skin_in, tongue_in = result[..., :s], result[..., s : s + t]
+            coeffs = skin_in if self.s_pick is None else skin_in[..., self.s_pick]
+            tongue = tongue_in if self.t_pick is None else tongue_in[..., self.t_pick]
             jaw = result[..., s + t : s + t + JAW_SIZE]
             eyes = result[..., s + t + JAW_SIZE : s + t + JAW_SIZE + EYES_SIZE]
             first = start == 0
@@ -477,45 +566,47 @@ class DevicePipeline:
             prev = None if first else self._take(self._prev, live)
             z, last = self.admm.solve_projected(atb, prev)
             self._put("_prev", last.clone(), live)
-            jaw_m = kabsch_transforms(torch, jaw.reshape(-1, JAW_SIZE), self.neutral_jaw,
-                                      self.jaw_strength, self.jaw_offset)  # fmt: skip
             rows = self._saccade_rows[start : start + n]
             s2 = self.saccade[rows]  # [n, 2]
             sacc = torch.cat([s2, s2], dim=1) * self.saccade_strength
-            values = self.eye_offsets + eyes * self.eyeballs + sacc
-            eyes6 = torch.zeros((g, n, 6), device=self.device)
-            eyes6[..., [0, 1, 3, 4]] = values
-            packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1),
-                                jaw_m.reshape(g, n, 16), eyes6], dim=-1)  # fmt: skip
+            values = self.eye_offsets + eyes * self.eyeballs + sacc  # [rx, ry, lx, ly]
+            eyes6 = torch.nn.functional.pad(values.reshape(g, n, 2, 2), (0, 1)).reshape(g, n, 6)
+            # the jaw's Kabsch (an SVD, which waits for the device) runs batched at the flush
+            packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1), jaw, eyes6],
+                               dim=-1)  # fmt: skip
             self._pending.append((live, start, n, packed))
             self._pending_bytes += packed.numel() * 4
             if self.geometry:
-                self._decode_geometry(coeffs, tongue, live, start, first)
+                self._decode_geometry(skin_in, tongue_in, live, start, first)
         if self._pending_bytes > SINK_BYTES:
             self._flush()
 
     def _decode_geometry(self, coeffs: Any, tongue: Any, live: Any, start: int, first: bool) -> None:
         """Skin and tongue meshes of the chunk (spec §4 steps 3-5) into the host lists, in
-        groups of tracks that keep the intermediates under :data:`GEOMETRY_BLOCK`."""
+        groups of tracks that keep the intermediates under :data:`GEOMETRY_BLOCK`. ``coeffs``
+        and ``tongue`` are the rows' skin and tongue parts (coefficients or deltas)."""
         torch = self.torch
         g, n, s = coeffs.shape
-        verts = self.g_basis.shape[1]
+        verts = self.g_size
         ss, us, ls = self.g_strengths
         group = max(1, GEOMETRY_BLOCK // ((3 * n + 6) * verts))
         ids = (torch.arange(len(self.lengths), device=self.device) if live is None else live)
-        if first:
+        if first and (live is None or self._geo_filters is None):
             self._geo_filters = torch.zeros((len(self.lengths), 4, verts), device=self.device)
         for at in range(0, g, group):
             part = ids[at : at + group]
             c = coeffs[at : at + group]
-            deltas = torch.matmul(c, self.g_basis)
+            deltas = c if self.g_basis is None else torch.matmul(c, self.g_basis)
             d = ss * deltas + self.g_eye + self.g_lip  # step 1, SDK order
             state = d[:, :1].expand(-1, 4, -1) if first else self._geo_filters[part]
-            y = torch.matmul(self._cascade(n), torch.cat([d, state], dim=1))
-            self._geo_filters[part] = y[:, [n, n - 1, 2 * n + 1, 2 * n]]
+            cascade, state_rows = self._cascade(n)
+            y = torch.matmul(cascade, torch.cat([d, state], dim=1))
+            self._geo_filters[part] = y[:, state_rows]
             upper2, lower2 = y[:, :n], y[:, n + 1 : 2 * n + 1]
             skin = self.g_neutral + upper2 * us * self.g_inv + lower2 * ls * self.g_mask
-            tg = self.g_tneutral + torch.matmul(tongue[at : at + group], self.g_tbasis) * self.g_tstrength
+            tc = tongue[at : at + group]
+            tg = tc if self.g_tbasis is None else torch.matmul(tc, self.g_tbasis)
+            tg = self.g_tneutral + tg * self.g_tstrength
             tg = (tg.reshape(*tg.shape[:2], -1, 3) + self.g_toffset).reshape(tg.shape)
             skin_h, tongue_h = skin.cpu().numpy(), tg.cpu().numpy()
             for k, track in enumerate(part.tolist()):
@@ -524,10 +615,25 @@ class DevicePipeline:
                 self._geo["tongue"][track].append(tongue_h[k, :m])
 
     def _flush(self) -> None:
-        """Copy the pending chunk outputs to the host array (one wait for the device)."""
+        """The pending chunks' jaw transforms (one batched Kabsch), then their outputs copied to
+        the host array (one wait for the device)."""
+        if not self._pending:
+            return
+        torch = self.torch
         width = self._outputs.shape[2]
+        at = width - 16 - 6  # the jaw's 15 values follow the pose weights
+        with torch.inference_mode():
+            jaws = torch.cat([packed[..., at : at + JAW_SIZE].reshape(-1, JAW_SIZE)
+                              for *_, packed in self._pending])  # fmt: skip
+            matrices = kabsch_transforms(torch, jaws, self.neutral_jaw, self.jaw_strength,
+                                         self.jaw_offset).reshape(-1, 16)  # fmt: skip
+        row = 0
         for live, start, n, packed in self._pending:
-            host = packed.cpu().numpy()
+            g = packed.shape[0]
+            jaw_m = matrices[row : row + g * n].reshape(g, n, 16)
+            row += g * n
+            host = torch.cat([packed[..., :at], jaw_m, packed[..., at + JAW_SIZE :]],
+                             dim=-1).cpu().numpy()  # fmt: skip
             stop = min(start + n, self._outputs.shape[1])
             if live is None:
                 self._outputs[:, start:stop] = host[:, : stop - start]
@@ -555,7 +661,8 @@ class DevicePipeline:
             if self.geometry:
                 for name in ("skin", "tongue"):
                     parts = self._geo[name][k]
-                    item[f"{name}_geometry"] = (np.concatenate(parts) if parts else np.zeros(
-                        (0, (self.g_basis if name == "skin" else self.g_tbasis).shape[1]), np.float32))  # fmt: skip
+                    size = self.g_size if name == "skin" else self.g_tsize
+                    item[f"{name}_geometry"] = (np.concatenate(parts) if parts
+                                                else np.zeros((0, size), np.float32))  # fmt: skip
             out.append(item)
         return out

@@ -75,8 +75,6 @@ DEVICE_MAX_FRAMES = 256
 TRT_MAX_BATCH = 256
 #: Padded samples of all tracks kept on the device for windowing there (above: host windows).
 DEVICE_AUDIO_BYTES = 4 << 30
-#: Where the stages after the network run (``RegressionModel.postprocess``).
-POSTPROCESS_CHOICES = ("auto", "numpy", "cpu", "cuda", "cuda:N")
 
 #: Parameter names: model_config.json keys as they are; blendshape-config keys prefixed by the
 #: solver, e.g. ``skin.strengthL2regularization``; per-pose arrays as a full list, a
@@ -391,30 +389,21 @@ class RegressionModel:
         """The torch device the stages after the network run on, or None for the NumPy stages.
 
         Raises:
-            ParameterError: ``postprocess`` is not one of :data:`POSTPROCESS_CHOICES`.
+            ParameterError: ``postprocess`` is not one of :data:`.postprocess_gpu.POSTPROCESS_CHOICES`.
         """
-        choice = str(self.postprocess)
-        if choice == "numpy":
-            return None
-        if choice == "auto":
-            engine = self.engine
-            device = getattr(engine, "device", None)
-            if engine.name == "torch" and getattr(device, "type", None) == "cuda":
-                return str(device)
-            if engine.name == "tensorrt":
-                from .backends.torch_engine import cuda_available
+        from .postprocess_gpu import postprocess_choice
 
-                if cuda_available():
-                    return f"cuda:{int(getattr(engine, 'gpu', 0))}"
-            return None
-        if choice == "cpu" or choice == "cuda" or (
-            choice.startswith("cuda:") and choice[5:].isdigit()
-        ):
-            return choice
-        raise ParameterError(
-            f"unknown postprocess device {choice!r}",
-            hint="use one of: " + ", ".join(POSTPROCESS_CHOICES),
-        )
+        engine = self.engine
+        device = getattr(engine, "device", None)
+        auto = None
+        if engine.name == "torch" and getattr(device, "type", None) == "cuda":
+            auto = str(device)
+        elif engine.name == "tensorrt":
+            from .backends.torch_engine import cuda_available
+
+            if cuda_available():
+                auto = f"cuda:{int(getattr(engine, 'gpu', 0))}"
+        return postprocess_choice(self.postprocess, auto)
 
     def _reserve_batch(self, rows: int) -> None:
         """Let an engine with a build-time batch limit (TensorRT's profile) hold ``rows`` rows
@@ -437,7 +426,7 @@ class RegressionModel:
         cancel: CancelToken | None,
     ) -> None:
         """Every track at once on ``device`` (:mod:`.postprocess_gpu`); fills the runs."""
-        from .postprocess_gpu import CompiledNetwork, DeviceInputs, DevicePipeline
+        from .postprocess_gpu import CompiledNetwork, DeviceInputs, DevicePipeline, same_device
 
         info = self.package.network_info
         params = settings.animator
@@ -454,7 +443,7 @@ class RegressionModel:
         torch = pipe.torch
         engine = self.engine
         engine_device = getattr(engine, "device", None)
-        on_device = hasattr(engine, "run_device") and _same_device(torch, engine_device, pipe.device)
+        on_device = hasattr(engine, "run_device") and same_device(torch, engine_device, pipe.device)
         samples = [r.audio.samples for r in runs]
         feeder = None
         if on_device and DeviceInputs.nbytes(samples, info.buffer_len, info.buffer_ofs) <= (
@@ -544,19 +533,6 @@ class RegressionModel:
             tongue_columns=self._tongue_columns, emotions=run.explicit,
             emotion_names=self.emotion_names,
         )  # fmt: skip
-
-
-def _same_device(torch: Any, a: Any, b: Any) -> bool:
-    """Whether two torch devices are one ("cuda" is the current CUDA device)."""
-    if a is None:
-        return False
-    a, b = torch.device(a), torch.device(b)
-    if a.type != b.type:
-        return False
-    if a.type != "cuda":
-        return True
-    current = torch.cuda.current_device()
-    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
 
 
 @dataclass

@@ -184,15 +184,17 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
                                        network=onnx)  # fmt: skip
         rng = np.random.default_rng(5)
         n = int(args.e2e_seconds * 16000)
-        for label, backend, precision, count in (
-            ("ONNX Runtime CPU, 1 track", "onnxruntime", "fp32", 1),
-            ("torch engine fp32, 1 track", "torch", "fp32", 1),
-            ("torch engine fp16, 1 track", "torch", "fp16", 1),
-            (f"torch engine fp16, {args.e2e_tracks} tracks", "torch", "fp16", args.e2e_tracks),
-        ):
+        runs = [("ONNX Runtime CPU + NumPy stages, 1 track", "onnxruntime", "fp32", 1, "numpy"),
+                (f"torch engine fp16 + NumPy stages, {args.e2e_tracks} tracks", "torch", "fp16",
+                 args.e2e_tracks, "numpy")]  # fmt: skip
+        runs += [(f"torch engine {precision} + GPU stages, {count} tracks", "torch", precision,
+                  count, "auto")
+                 for precision in ("fp32", "fp16") for count in (1, args.e2e_tracks, 32, 64)]  # fmt: skip
+        for label, backend, precision, count, postprocess in runs:
             if backend == "torch" and not cuda:
                 continue
-            model = DiffusionModel.load(folder.model_json, backend=backend, precision=precision)
+            model = DiffusionModel.load(folder.model_json, backend=backend, precision=precision,
+                                        postprocess=postprocess)  # fmt: skip
             clips = [Audio((0.3 * rng.standard_normal(n)).astype(np.float32), path="")
                      for _ in range(count)]  # fmt: skip
             seconds = min(args.e2e_seconds, 2.0) if backend == "onnxruntime" else args.e2e_seconds
@@ -234,7 +236,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     lines += [f"- {k}: {v:.2e}" for k, v in errors.items()]
     if e2e:
         lines += ["", f"End to end through DiffusionModel.animate at 60 fps ({args.e2e_seconds:g} s "
-                  "clips; ONNX Runtime 2 s), network + CPU post-processing + both solves:", ""]  # fmt: skip
+                  "clips; ONNX Runtime 2 s): network, post-processing and both solves (NumPy stages "
+                  "and BVLS on the CPU, or the GPU stages and ADMM):", ""]  # fmt: skip
         lines += [f"- {k}: {v:,.0f} frames/s = {v / 60:.1f}x real time" for k, v in e2e.items()]
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]

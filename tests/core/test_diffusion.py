@@ -31,7 +31,7 @@ from a2x_core.errors import (
 from a2x_core.jobs import CancelToken
 from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
-from a2x_core.timing import frame_targets
+from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import run_cli
 from tests.diffusion_folders import CENTER, FRAMES, LEFT, GeneratedDiffusion, make_diffusion_folder
 
@@ -341,6 +341,17 @@ def test_other_frame_rates_interpolate_network_frames() -> None:
     assert [len(p) for p in pieces][:3] == [1, 0, 0]  # frame 1 waits for network frame 3
 
 
+def test_last_output_frame_past_the_last_network_frame_holds(model: DiffusionModel) -> None:
+    """700 samples: network targets 0, 266, 533; at 24 fps 0 and 666, after the last one, which
+    holds (the frame count follows the SDK rule at every rate)."""
+    net, out = frame_targets(3, Fraction(60)), frame_targets(2, Fraction(24))
+    resampler = FrameResampler(net, out)
+    frames = np.array([[1.0], [2.0], [4.0]], np.float32)
+    np.testing.assert_array_equal(resampler.push(0, frames), [[1.0], [4.0]])
+    result = model.animate([_audio(_speechlike(700 / 16000, 21))], InferenceOptions(fps=24))[0]
+    assert result.num_frames == 2
+
+
 def test_thirty_fps_takes_every_other_network_frame(
     generated: GeneratedDiffusion, model: DiffusionModel
 ) -> None:
@@ -403,3 +414,140 @@ def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
 def test_curand_noise_without_cupy_says_what_to_install(model: DiffusionModel) -> None:
     with pytest.raises(EngineError, match="noise_generator=curand needs CuPy"):
         model.animate([_audio(_speechlike(0.5, 20))], InferenceOptions(parameters={"noise_generator": "curand"}))
+
+
+# ----------------------------------------------------------------------------- device stages
+
+#: ADMM (the device path's solver) against BVLS (the NumPy path's) on the generated diffusion
+#: sets, on the same meshes: measured max 4.1e-2 to 5.9e-2, mean 5.2e-3 to 5.6e-3 over the
+#: three identities (the regression folder's gap is smaller; its test bounds are 6e-2 / 5e-3).
+DIFFUSION_ADMM_VS_BVLS_MEAN = 7e-3
+
+
+def _device_tracks() -> list[Audio]:
+    """Three lengths (ending in different windows) and an empty track."""
+    lengths = ((1.3, 22, 0.0), (0.45, 23, 0.2), (2.21, 24, 0.0), (0.0, 25, 0.0))
+    return [_audio(_speechlike(s, seed), start_s=st) for s, seed, st in lengths]
+
+
+def _compare_device(
+    model: DiffusionModel, ref: list, got: list, device: str, solve_atol: float = 1e-5
+) -> None:
+    """Device results against the NumPy stages: meshes to 1e-4, jaw and eyes to 1e-5, skin
+    weights the ADMM of the NumPy path's meshes (``solve_atol``) and within the ADMM-vs-BVLS
+    gap of its weights, tongue weights to 1e-4."""
+    torch = pytest.importorskip("torch")
+    from a2x_core.blendshapes import BlendshapeSolver
+    from a2x_core.blendshapes_gpu import AdmmSolver
+    from tests.core.test_postprocess_gpu import ADMM_VS_BVLS_MAX
+
+    settings = model.settings({}, ref[0].parameters["identity"])
+    admm = AdmmSolver(BlendshapeSolver(settings.identity.skin.data, settings.skin), "cpu")
+    skin_columns = model._columns[settings.identity.name][0]
+    diffs = []
+    for r, q in zip(ref, got, strict=True):
+        assert r.parameters["postprocess"] == "numpy" and q.parameters["postprocess"] == device
+        assert q.num_frames == r.num_frames
+        for name in ("skin_geometry", "tongue_geometry"):
+            np.testing.assert_allclose(q.arrays[name], r.arrays[name], atol=1e-4, rtol=0)
+        np.testing.assert_allclose(q.jaw_transforms, r.jaw_transforms, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(q.eye_rotations, r.eye_rotations, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(q.tongue_weights, r.tongue_weights, atol=1e-4, rtol=0)
+        np.testing.assert_array_equal(q.emotions, r.emotions)
+        if r.num_frames:
+            mesh = torch.from_numpy(r.arrays["skin_geometry"].reshape(1, r.num_frames, -1))
+            on_cpu_mesh = admm.solve(mesh)[0].numpy()[:, skin_columns]
+            np.testing.assert_allclose(q.weights, on_cpu_mesh, atol=solve_atol, rtol=0)
+        diffs.append(np.abs(q.weights - r.weights).ravel())
+    diffs = np.concatenate(diffs)
+    assert diffs.max() < ADMM_VS_BVLS_MAX and diffs.mean() < DIFFUSION_ADMM_VS_BVLS_MEAN
+
+
+@pytest.fixture(scope="module")
+def ort_model(generated: GeneratedDiffusion) -> DiffusionModel:
+    """A model of its own for the device tests (they switch ``postprocess``)."""
+    return load_model(generated.model_json, backend="onnxruntime", threads=1)
+
+
+@pytest.mark.parametrize("fps", [60, 30, 24])
+def test_device_stages_match_the_numpy_stages(ort_model: DiffusionModel, fps: int) -> None:
+    """Network frames from ONNX Runtime; post-processing, interpolation (24 fps) and solves by
+    torch on the CPU, tracks ending in different windows."""
+    pytest.importorskip("torch")
+    tracks = _device_tracks()
+    keys = ((0.0, {"joy": 0.1}), (1.5, {"joy": 0.8}))
+    options = InferenceOptions(fps=fps, geometry=True, emotions=keys)
+    ort_model.postprocess = "numpy"
+    ref = ort_model.animate(tracks, options)
+    ort_model.postprocess = "cpu"
+    try:
+        got = ort_model.animate(tracks, options)
+        plain = ort_model.animate(tracks, options.with_changes(geometry=False))
+    finally:
+        ort_model.postprocess = "auto"
+    assert [r.num_frames for r in ref] == [num_frames_for(len(t.samples), fps) for t in tracks]
+    _compare_device(ort_model, ref, got, "cpu")
+    # the solves never read the decoded meshes: the same weights without them
+    for a, b in zip(plain, got, strict=True):
+        np.testing.assert_array_equal(a.weights, b.weights)
+        assert "skin_geometry" not in a.arrays
+
+
+def test_device_path_on_the_torch_engine(generated: GeneratedDiffusion) -> None:
+    """The torch engine on the CPU keeps the GRU state and the kept frames on the device; the
+    batch matches the NumPy stages and each track alone gives its rows of the batch (to the
+    float32 rounding of the engine's batched kernels)."""
+    pytest.importorskip("torch")
+    on_torch = load_model(generated.model_json, backend="torch", device="cpu")
+    assert on_torch.postprocess_device() is None  # auto: the CPU keeps the NumPy stages
+    tracks = _device_tracks()[:3]
+    options = InferenceOptions(fps=24, geometry=True, identity="James")
+    on_torch.postprocess = "numpy"
+    ref = on_torch.animate(tracks, options)
+    on_torch.postprocess = "cpu"
+    batched = on_torch.animate(tracks, options)
+    _compare_device(on_torch, ref, batched, "cpu")
+    for track, together in zip(tracks[:2], batched[:2], strict=True):
+        alone = on_torch.animate([track], options)[0]
+        np.testing.assert_allclose(alone.weights, together.weights, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(alone.jaw_transforms, together.jaw_transforms, atol=1e-5, rtol=0)
+
+
+def test_postprocess_choice(generated: GeneratedDiffusion, ort_model: DiffusionModel) -> None:
+    assert ort_model.postprocess_device() is None  # auto: a CPU engine keeps the NumPy stages
+    result = ort_model.animate([_audio(_speechlike(0.3, 26))], InferenceOptions())[0]
+    assert result.parameters["postprocess"] == "numpy"
+    ort_model.postprocess = "gpu"
+    try:
+        with pytest.raises(ParameterError, match="postprocess"):
+            ort_model.animate([_audio(_speechlike(0.3, 26))], InferenceOptions())
+        ort_model.postprocess = "cuda:1"
+        assert ort_model.postprocess_device() == "cuda:1"
+    finally:
+        ort_model.postprocess = "auto"
+    with pytest.raises(ParameterError, match="use one of: auto, numpy, cpu, cuda"):
+        DiffusionModel.load(generated.model_json, backend="onnxruntime", postprocess="gpu")
+
+
+def test_engine_profile_grows_to_the_track_count(
+    generated: GeneratedDiffusion, model: DiffusionModel
+) -> None:
+    """A TensorRT engine's profile is asked for the track count (here a real ONNX Runtime session
+    with TensorRT's batch limit and growth call)."""
+    from a2x_core.backends.onnxruntime import OnnxRuntimeEngine
+
+    class ProfileEngine(OnnxRuntimeEngine):
+        asked: list[int]
+
+        def ensure_max_batch(self, batch: int) -> None:
+            self.asked.append(batch)
+            self.max_batch = max(self.max_batch or 0, batch)
+
+    engine = ProfileEngine(model.engine.path, model.engine.inputs, model.engine.outputs)
+    engine.asked, engine.max_batch = [], 1
+    grown = DiffusionModel(model.package, engine)
+    tracks = [_audio(_speechlike(0.7, seed)) for seed in (21, 22, 23)]
+    for want, got in zip(model.animate(tracks, InferenceOptions()),
+                         grown.animate(tracks, InferenceOptions()), strict=True):  # fmt: skip
+        np.testing.assert_allclose(got.weights, want.weights, atol=1e-6)
+    assert engine.asked == [3] and engine.max_batch == 3

@@ -1,5 +1,6 @@
-"""The diffusion model on CUDA: the torch engine against ONNX Runtime, and the SDK's cuRAND noise
-through CuPy (skipped without a GPU; the cuRAND tests also without CuPy)."""
+"""The diffusion model on CUDA: the torch engine against ONNX Runtime, the stages after the
+network on the GPU against the NumPy stages, and the SDK's cuRAND noise through CuPy (skipped
+without a GPU; the cuRAND tests also without CuPy)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,34 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_torch_cuda_pipeline_matches_onnxruntime(folder: Path, constant: bool) -> None:
     cpu = load_model(folder, backend="onnxruntime")
     gpu = load_model(folder, backend="torch", device="cuda")
+    gpu.postprocess = "numpy"  # the engines alone (the GPU stages: the test below)
     options = InferenceOptions(fps=60, geometry=True, parameters={"constant_noise": constant})
     for want, got in zip(cpu.animate(_tracks(), options), gpu.animate(_tracks(), options),
                          strict=True):  # fmt: skip
         np.testing.assert_allclose(got.arrays["skin_geometry"], want.arrays["skin_geometry"], atol=1e-4)
         np.testing.assert_allclose(got.weights, want.weights, atol=1e-4)
+
+
+@pytest.mark.parametrize("fps", [60, 24])
+def test_gpu_stages_match_the_numpy_stages(folder: Path, fps: int) -> None:
+    """The same engine's frames through the NumPy stages and through the GPU stages (auto on
+    CUDA): tracks ending in different windows, interpolation at 24 fps, CUDA-graph replays."""
+    from tests.core.test_diffusion import _compare_device
+
+    model = load_model(folder, backend="torch", device="cuda")
+    assert model.postprocess_device() == "cuda"
+    rng = np.random.default_rng(4)
+    tracks = [Audio((0.2 * rng.standard_normal(n)).astype(np.float32), path="")
+              for n in (24000, 7000, 35000)]  # fmt: skip
+    options = InferenceOptions(fps=fps, geometry=True)
+    model.postprocess = "numpy"
+    ref = model.animate(tracks, options)
+    model.postprocess = "auto"
+    got = model.animate(tracks, options)
+    again = model.animate(tracks, options)
+    _compare_device(model, ref, got, "cuda", solve_atol=1e-4)
+    for a, b in zip(got, again, strict=True):
+        np.testing.assert_allclose(b.weights, a.weights, atol=1e-6, rtol=0)
 
 
 @needs_cupy
@@ -71,7 +95,9 @@ def test_curand_windows_are_the_sdk_sequence() -> None:
 @needs_cupy
 def test_curand_noise_runs_the_same_on_both_engines(folder: Path) -> None:
     options = InferenceOptions(fps=60, parameters={"noise_generator": "curand"})
-    gpu = load_model(folder, backend="torch", device="cuda").animate(_tracks(), options)
+    on_gpu = load_model(folder, backend="torch", device="cuda")
+    on_gpu.postprocess = "numpy"  # the same BVLS solves as the CPU run
+    gpu = on_gpu.animate(_tracks(), options)
     cpu = load_model(folder, backend="onnxruntime").animate(_tracks(), options)
     numpy_noise = load_model(folder, backend="onnxruntime").animate(_tracks(), InferenceOptions(fps=60))
     for a, b, c in zip(gpu, cpu, numpy_noise, strict=True):
