@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import Audio, decode_audio
+from .backends import EngineSettings
 from .errors import ParameterError
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
@@ -130,9 +131,8 @@ class Animator:
 
                 o = self.options
                 emotion_model = EmotionModel.load(
-                    emotion_model, backend=o.backend, threads=o.threads, device=o.device,
-                    precision=o.precision, buffer_length=o.emotion_window,
-                )  # fmt: skip
+                    emotion_model, EngineSettings.of(o), buffer_length=o.emotion_window
+                )
             self.emotion_model = emotion_model
             self._check_emotion_options(self.options)
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio
-from .backends import InferenceEngine, TensorSpec, create_engine
+from .backends import EngineSettings, InferenceEngine, TensorSpec
 from .emotion import A2F_EMOTIONS, explicit_emotion_curve, normalize_keys
 from .errors import ModelError, ModelPackageError, ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
@@ -414,19 +414,9 @@ class EmotionModel:
 
     kind = "emotion"
 
-    def __init__(
-        self,
-        package: EmotionPackage,
-        backend: str,
-        threads: int | None,
-        device: str = "auto",
-        precision: str = "fp32",
-    ) -> None:
+    def __init__(self, package: EmotionPackage, engine: EngineSettings | None = None) -> None:
         self.package = package
-        self.backend = backend
-        self.threads = threads
-        self.device = device
-        self.precision = precision
+        self.engine_settings = engine or EngineSettings()
         self.emotions = package.emotions
         self._engines: dict[int, InferenceEngine] = {}
 
@@ -434,25 +424,21 @@ class EmotionModel:
     def load(
         cls,
         model_json: str | Path,
+        engine: EngineSettings | None = None,
         *,
-        backend: str = "auto",
-        threads: int | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
         buffer_length: int = DEFAULT_BUFFER_LENGTH,
     ) -> EmotionModel:
         """Load and validate an A2E folder and create its engine for ``buffer_length``.
 
         Args:
-            backend, threads, device, precision: as ``InferenceOptions`` (passed to
-                ``create_engine``).
+            engine: which engine, where and how (default: auto, all cores, fp32).
             buffer_length: the window of the engine created now (others are made on use).
 
         Raises:
             ModelError, ModelPackageError: the folder is incomplete or inconsistent.
             EngineError: the backend is unavailable or the network does not match.
         """
-        model = cls(load_emotion_package(model_json), backend, threads, device, precision)
+        model = cls(load_emotion_package(model_json), engine)
         model.engine(buffer_length)
         return model
 
@@ -462,10 +448,9 @@ class EmotionModel:
         if buffer_length not in self._engines:
             inputs = (TensorSpec("input_values", (None, buffer_length)),)
             outputs = (TensorSpec("output", (None, len(self.emotions))),)
-            self._engines[buffer_length] = create_engine(
-                self.backend, self.package.onnx_path, inputs, outputs, threads=self.threads,
-                device=self.device, precision=self.precision,
-            )  # fmt: skip
+            self._engines[buffer_length] = self.engine_settings.create(
+                self.package.onnx_path, inputs, outputs
+            )
         return self._engines[buffer_length]
 
     def settings(

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio
-from .backends import InferenceEngine, create_engine, diffusion_io
+from .backends import EngineSettings, InferenceEngine, diffusion_io
 from .blendshapes import BlendshapeSolver
 from .diffusion_noise import GENERATORS, NoiseSource, noise_source
 from .diffusion_package import DiffusionPackage, Identity, load_diffusion_package
@@ -182,15 +182,13 @@ class DiffusionModel:
     def load(
         cls,
         model_json: str | Path,
+        engine: EngineSettings | None = None,
         *,
-        backend: str = "auto",
-        threads: int | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
         postprocess: str = "auto",
     ) -> DiffusionModel:
         """Load and validate a diffusion folder and create its inference engine.
 
+        ``engine``: which engine, where and how (default: auto, all cores, fp32);
         ``postprocess``: where the stages after the network run (see the module docstring).
 
         Raises:
@@ -200,11 +198,7 @@ class DiffusionModel:
         """
         package = load_diffusion_package(model_json)
         inputs, outputs = diffusion_io(**network_shapes(package))
-        engine = create_engine(
-            backend, package.onnx_path, inputs, outputs, threads=threads, device=device,
-            precision=precision,
-        )  # fmt: skip
-        model = cls(package, engine)
+        model = cls(package, (engine or EngineSettings()).create(package.onnx_path, inputs, outputs))
         model.postprocess = postprocess
         model.postprocess_device()  # validate the choice now
         return model

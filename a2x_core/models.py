@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .audio import Audio
+from .backends import EngineSettings
 from .errors import ModelError
 from .jobs import CancelToken, ProgressCallback
 from .options import InferenceOptions
@@ -100,19 +101,15 @@ def load_model(
         return DefaultLipSyncModel()
     model_json = resolve_model_json(spec)
     kind = _model_kind(model_json)
+    engine = EngineSettings(backend, threads, device, precision)
     if kind == "regression":
         from .regression import RegressionModel
 
-        return RegressionModel.load(
-            model_json, backend=backend, threads=threads, device=device, precision=precision,
-            compile_network=compile_network,
-        )  # fmt: skip
+        return RegressionModel.load(model_json, engine, compile_network=compile_network)
     if kind == "diffusion":
         from .diffusion import DiffusionModel
 
-        return DiffusionModel.load(
-            model_json, backend=backend, threads=threads, device=device, precision=precision
-        )
+        return DiffusionModel.load(model_json, engine)
     if kind == "emotion":
         raise ModelError(
             "is an Audio2Emotion model, which detects emotions rather than animating a face",

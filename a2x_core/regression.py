@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio
-from .backends import InferenceEngine, create_engine, regression_io
+from .backends import EngineSettings, InferenceEngine, regression_io
 from .blendshapes import BlendshapeSolver
 from .emotion import explicit_emotion_curve
 from .errors import ParameterError
@@ -144,16 +144,14 @@ class RegressionModel:
     def load(
         cls,
         model_json: str | Path,
+        engine: EngineSettings | None = None,
         *,
-        backend: str = "auto",
-        threads: int | None = None,
-        device: str = "auto",
-        precision: str = "fp32",
         postprocess: str = "auto",
         compile_network: bool = False,
     ) -> RegressionModel:
         """Load and validate a model folder and create its inference engine.
 
+        ``engine``: which engine, where and how (default: auto, all cores, fp32);
         ``postprocess``: where the stages after the network run (see the module docstring);
         ``compile_network``: see :attr:`compile_network`.
 
@@ -164,11 +162,7 @@ class RegressionModel:
         package = load_regression_package(model_json)
         info = package.network_info
         inputs, outputs = regression_io(info.buffer_len, info.emotion_size, info.result_size)
-        engine = create_engine(
-            backend, package.onnx_path, inputs, outputs, threads=threads, device=device,
-            precision=precision,
-        )  # fmt: skip
-        model = cls(package, engine)
+        model = cls(package, (engine or EngineSettings()).create(package.onnx_path, inputs, outputs))
         model.postprocess = postprocess
         model.compile_network = bool(compile_network)
         model.postprocess_device()  # validate the choice now

@@ -85,7 +85,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     import torch
     from diffusion_network import build_diffusion_network, export_diffusion_network
 
-    from a2x_core.backends import diffusion_io
+    from a2x_core.backends import EngineSettings, diffusion_io
     from a2x_core.backends.onnxruntime import OnnxRuntimeEngine
     from a2x_core.backends.torch_engine import TorchEngine
 
@@ -193,7 +193,7 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
         for label, backend, precision, count, postprocess in runs:
             if backend == "torch" and not cuda:
                 continue
-            model = DiffusionModel.load(folder.model_json, backend=backend, precision=precision,
+            model = DiffusionModel.load(folder.model_json, EngineSettings(backend, precision=precision),
                                         postprocess=postprocess)  # fmt: skip
             clips = [Audio((0.3 * rng.standard_normal(n)).astype(np.float32), path="")
                      for _ in range(count)]  # fmt: skip

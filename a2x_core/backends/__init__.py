@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..errors import EngineError
 from .base import InferenceEngine, TensorSpec, check_bindings, diffusion_io, regression_io
@@ -16,11 +18,35 @@ from .base import InferenceEngine, TensorSpec, check_bindings, diffusion_io, reg
 log = logging.getLogger("a2x_core")
 
 __all__ = [
+    "EngineSettings",
     "InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "diffusion_io", "regression_io",
 ]
 
 #: Backends this version can create (each loads its heavy dependency only when chosen).
 AVAILABLE = ("onnxruntime", "tensorrt", "torch")
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Which engine runs a model's networks, where and how (``--engine``, ``--threads``,
+    ``--device``, ``--precision``); one object for every model kind."""
+
+    backend: str = "auto"
+    threads: int | None = None
+    device: str = "auto"
+    precision: str = "fp32"
+
+    @classmethod
+    def of(cls, options: Any) -> EngineSettings:
+        """The engine fields of an ``InferenceOptions``."""
+        return cls(options.backend, options.threads, options.device, options.precision)
+
+    def create(
+        self, onnx_path: Path, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec]
+    ) -> InferenceEngine:
+        """:func:`create_engine` with these settings."""
+        return create_engine(self.backend, onnx_path, inputs, outputs, threads=self.threads,
+                             device=self.device, precision=self.precision)  # fmt: skip
 
 
 def create_engine(

@@ -23,6 +23,7 @@ from a2x_core.audio2emotion import (
     emotion_keys,
     validate_post_processing,
 )
+from a2x_core.backends import EngineSettings
 from a2x_core.emotion import A2F_EMOTIONS
 from a2x_core.errors import ModelError, ModelPackageError, ParameterError
 from a2x_core.options import InferenceOptions
@@ -136,7 +137,7 @@ def a2e(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 @pytest.fixture(scope="module")
 def model(a2e: Any) -> EmotionModel:
-    return EmotionModel.load(a2e.model_json, backend="onnxruntime", threads=1)
+    return EmotionModel.load(a2e.model_json, EngineSettings("onnxruntime", threads=1))
 
 
 def _ramp_audio(seconds: float) -> Any:
@@ -241,7 +242,7 @@ def test_validation_names_file_key_and_expectation(
     generated = make_emotion_folder(tmp_path / "a2e")
     _edit(generated.folder, file, change)
     with pytest.raises(ModelPackageError, match=message) as info:
-        EmotionModel.load(generated.model_json, backend="onnxruntime")
+        EmotionModel.load(generated.model_json, EngineSettings("onnxruntime"))
     assert file in str(info.value)
 
 
@@ -249,13 +250,13 @@ def test_missing_files_and_wrong_kind(tmp_path: Path) -> None:
     generated = make_emotion_folder(tmp_path / "a2e")
     (generated.folder / "network.onnx").unlink()
     with pytest.raises(ModelPackageError, match="network.onnx: missing"):
-        EmotionModel.load(generated.model_json, backend="onnxruntime")
+        EmotionModel.load(generated.model_json, EngineSettings("onnxruntime"))
     (generated.folder / "network_info.json").unlink()
     with pytest.raises(ModelPackageError, match="network_info.json: missing"):
-        EmotionModel.load(generated.model_json, backend="onnxruntime")
+        EmotionModel.load(generated.model_json, EngineSettings("onnxruntime"))
     a2f = make_regression_folder(tmp_path / "mark")
     with pytest.raises(ModelError, match="not an Audio2Emotion model"):
-        EmotionModel.load(a2f.model_json, backend="onnxruntime")
+        EmotionModel.load(a2f.model_json, EngineSettings("onnxruntime"))
 
 
 # ----------------------------------------------------------------------------- A2F wiring
@@ -273,7 +274,7 @@ def test_detected_emotions_drive_regression_model(model: EmotionModel, a2f_json:
     track = model.detect(audio, 60)
     keys = emotion_keys(track)
     assert len(keys) == len(track.values) and set(keys[0][1]) == set(A2F_EMOTIONS)
-    regression = RegressionModel.load(a2f_json, backend="onnxruntime", threads=1)
+    regression = RegressionModel.load(a2f_json, EngineSettings("onnxruntime", threads=1))
     (result,) = regression.animate([audio], InferenceOptions(fps=60, emotions=keys))
     order = [A2F_EMOTIONS.index(n) for n in regression.emotion_names]
     np.testing.assert_allclose(result.emotions, track.values[:, order], atol=1e-7)

@@ -17,6 +17,7 @@ import pytest
 
 from a2x_core.api import Animator
 from a2x_core.audio import Audio
+from a2x_core.backends import EngineSettings
 from a2x_core.diffusion import DiffusionModel, FrameResampler
 from a2x_core.diffusion_noise import NoiseSource
 from a2x_core.diffusion_package import load_diffusion_package
@@ -526,7 +527,7 @@ def test_postprocess_choice(generated: GeneratedDiffusion, ort_model: DiffusionM
     finally:
         ort_model.postprocess = "auto"
     with pytest.raises(ParameterError, match="use one of: auto, numpy, cpu, cuda"):
-        DiffusionModel.load(generated.model_json, backend="onnxruntime", postprocess="gpu")
+        DiffusionModel.load(generated.model_json, EngineSettings("onnxruntime"), postprocess="gpu")
 
 
 def test_engine_profile_grows_to_the_track_count(

@@ -19,6 +19,7 @@ import soundfile as sf
 from a2x_core.api import Animator, animate
 from a2x_core.audio import decode_audio
 from a2x_core.audio2emotion import EmotionModel, EmotionPostProcessor, validate_post_processing
+from a2x_core.backends import EngineSettings
 from a2x_core.emotion import A2F_EMOTIONS
 from a2x_core.errors import CancelledError, EngineError, ParameterError
 from a2x_core.jobs import CancelToken, Progress
@@ -52,7 +53,7 @@ def a2f_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def detector(a2e: Any) -> EmotionModel:
-    return EmotionModel.load(a2e.model_json, backend="onnxruntime", threads=1)
+    return EmotionModel.load(a2e.model_json, EngineSettings("onnxruntime", threads=1))
 
 
 @pytest.fixture(scope="module")
@@ -232,9 +233,9 @@ def test_emotion_model_needs_an_emotion_input(a2e: Any, animator: Animator) -> N
 
 def test_load_passes_device_and_precision(a2e: Any) -> None:
     with pytest.raises(EngineError, match="fp32 only"):
-        EmotionModel.load(a2e.model_json, backend="onnxruntime", precision="tf32")
-    model = EmotionModel.load(a2e.model_json, backend="onnxruntime", device="cpu", threads=1)
-    assert (model.device, model.precision) == ("cpu", "fp32")
+        EmotionModel.load(a2e.model_json, EngineSettings("onnxruntime", precision="tf32"))
+    model = EmotionModel.load(a2e.model_json, EngineSettings("onnxruntime", threads=1, device="cpu"))
+    assert (model.engine_settings.device, model.engine_settings.precision) == ("cpu", "fp32")
 
 
 # ----------------------------------------------------------------------------- options

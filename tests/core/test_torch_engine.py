@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from a2x_core.backends import create_engine, regression_io  # noqa: E402
+from a2x_core.backends import EngineSettings, create_engine, regression_io  # noqa: E402
 from a2x_core.backends.onnxruntime import OnnxRuntimeEngine  # noqa: E402
 from a2x_core.backends.torch_engine import TorchEngine  # noqa: E402
 from a2x_core.errors import EngineError  # noqa: E402
@@ -120,7 +120,7 @@ def test_result_records_the_engine(tmp_path: Path) -> None:
     from a2x_core.regression import RegressionModel
 
     model = make_regression_folder(tmp_path / "model")
-    regression = RegressionModel.load(model.model_json, backend="torch")
+    regression = RegressionModel.load(model.model_json, EngineSettings("torch"))
     audio = Audio((0.1 * np.random.default_rng(0).standard_normal(8000)).astype(np.float32))
     result = regression.animate([audio], InferenceOptions(fps=30.0))[0]
     assert result.parameters["engine"] == "torch"
