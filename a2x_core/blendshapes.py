@@ -159,6 +159,13 @@ def _pairs(ids: np.ndarray, active: np.ndarray) -> list[tuple[int, int]]:
     return out
 
 
+def frontal_columns(data: BlendshapeData) -> np.ndarray | None:
+    """The xyz coordinates of ``frontalMask``'s vertices (the rows the solve reads), or None."""
+    if data.frontal_mask is None:
+        return None
+    return (data.frontal_mask.astype(np.int64)[:, None] * 3 + np.arange(3)).reshape(-1)
+
+
 class BlendshapeSolver:
     """One solver (skin or tongue) for one track: prepared once, ``reset()`` per clip."""
 
@@ -166,11 +173,7 @@ class BlendshapeSolver:
         self.pose_names = data.pose_names
         self.num_poses = len(data.pose_names)
         self.active = np.flatnonzero(config.active != 0)
-        if data.frontal_mask is not None:
-            verts = data.frontal_mask.astype(np.int64)
-            self.mask_columns: np.ndarray | None = (verts[:, None] * 3 + np.arange(3)).reshape(-1)
-        else:
-            self.mask_columns = None
+        self.mask_columns = frontal_columns(data)
         cols = slice(None) if self.mask_columns is None else self.mask_columns
         # D^T: [active, rows] float32, rows = masked xyz coordinates
         self.delta_t = np.ascontiguousarray(data.deltas[self.active][:, cols])

@@ -36,7 +36,7 @@ import numpy as np
 
 from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, diffusion_io
-from .blendshapes import BlendshapeSolver
+from .blendshapes import BlendshapeSolver, frontal_columns
 from .diffusion_noise import GENERATORS, NoiseSource, noise_source
 from .diffusion_package import DiffusionPackage, Identity, load_diffusion_package
 from .emotion import EmotionCurve, explicit_emotion_curve
@@ -296,10 +296,7 @@ class DiffusionModel:
             },
             "emotions": list(self.emotion_names),
             "default_emotion": info.default_emotion.tolist(),
-            "parameters": {i.name: DiffusionSettings(i, {**i.config, "input_strength": 1.0},
-                                                     i.skin.config, i.tongue.config,
-                                                     True, "numpy").to_dict()
-                           for i in p.identities},  # fmt: skip
+            "parameters": {i.name: self.settings(identity=i.name).to_dict() for i in p.identities},
             "parameter_ranges": self.parameter_ranges(),
             "notes": (
                 "--identity picks the face (default: the first); the network runs at "
@@ -327,12 +324,7 @@ class DiffusionModel:
         params = settings.animator
         fps = Fraction(options.fps)
         dt = frame_dt(fps.numerator, fps.denominator)
-        mask = identity.skin.data.frontal_mask
-        columns = (
-            None
-            if options.geometry or mask is None
-            else (mask.astype(np.int64)[:, None] * 3 + np.arange(3)).reshape(-1)
-        )
+        columns = None if options.geometry else frontal_columns(identity.skin.data)
         stages = TrackFrames(
             params,
             SkinAnimator(params, identity.data.neutral_skin, identity.data.eye_close_pose_delta,

@@ -29,7 +29,7 @@ import numpy as np
 
 from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, regression_io
-from .blendshapes import BlendshapeSolver
+from .blendshapes import BlendshapeSolver, frontal_columns
 from .emotion import explicit_emotion_curve
 from .errors import ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
@@ -120,13 +120,8 @@ class RegressionModel:
         data = package.model_data
         self._skin_basis = data.shapes_matrix_skin.reshape(info.num_shapes_skin, -1)
         self._tongue_basis = data.shapes_matrix_tongue.reshape(info.num_shapes_tongue, -1)
-        mask = package.skin.data.frontal_mask
         # xyz columns the skin solver reads; without --geometry only these are computed
-        self._mask_columns = (
-            None
-            if mask is None
-            else (mask.astype(np.int64)[:, None] * 3 + np.arange(3)).reshape(-1)
-        )
+        self._mask_columns = frontal_columns(package.skin.data)
         self._masked_basis: np.ndarray | None = None
         #: Consecutive frames of each track per network call; 1 = the SDK's one inference per
         #: frame. Results differ from 1 only by float32 rounding inside the engine's kernels.
