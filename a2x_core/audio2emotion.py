@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -29,7 +29,16 @@ from .backends import EngineSettings, InferenceEngine, TensorSpec
 from .emotion import A2F_EMOTIONS, explicit_emotion_curve, normalize_keys
 from .errors import ModelError, ModelPackageError, ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
-from .model_package import _key, _read_json, _resolve, check_range, existing_onnx, range_text
+from .model_package import (
+    _key,
+    _read_json,
+    _resolve,
+    check_range,
+    existing_onnx,
+    float32_values,
+    json_integer,
+    range_text,
+)
 from .options import DEFAULT_EMOTION_WINDOW, EMOTION_MIX_MODES, EmotionKey
 from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
 
@@ -53,6 +62,16 @@ FLOAT_RANGES: dict[str, tuple[float | None, float | None]] = {
     "fixed_dt": (0.0, None),  # read, then replaced by 1/fps (spec §5 step 7, §8.12)
     "emotion_strength": (0.0, 1.0),
 }
+#: Keys whose :data:`FLOAT_RANGES` / [0, 1] range a2x enforces on overrides only: the SDK reads
+#: them from ``model_config.json`` unchecked, so a file's out-of-range value loads with a warning
+#: (the detected emotions are clipped to [0, 1] where A2F reads them). Likewise the file's
+#: ``emotion_correspondence`` may name emotions the network does not output (the SDK looks up
+#: only the network's). ``live_blend_coef`` stays strict: above 1 the per-frame blend
+#: extrapolates and diverges to Inf.
+FILE_UNCHECKED = (
+    "emotion_strength", "preferred_emotion_strength", "preferred_emotion",
+    "emotion_correspondence",
+)  # fmt: skip
 #: Every key of ``post_processing_config`` (spec §1.6).
 CONFIG_KEYS = (
     "output_emotion_length", "emotion_contrast", "max_emotions", "live_blend_coef",
@@ -152,6 +171,19 @@ def _check_float(name: str, value: Any, error: type, where: Mapping[str, Any], l
     return float(value)
 
 
+def _check_float_loosely(
+    name: str, value: Any, error: type, where: Mapping[str, Any], label: str, tolerated: Any
+) -> float:
+    """A float the SDK reads unchecked: finite is enough; outside its range -> ``tolerated``."""
+    why = check_range(label + name, value, None, None)
+    if why:
+        raise error(why, hint=f"use a value in {range_text(*FLOAT_RANGES[name])}", **where)
+    why = check_range(label + name, value, *FLOAT_RANGES[name])
+    if why:
+        tolerated(name, why)
+    return float(value)
+
+
 def check_overrides(overrides: Mapping[str, Any], *, label: str = "") -> None:
     """Check what can be checked of ``post_processing_config`` overrides without a model: known
     keys and the float ranges. ``label`` prefixes the names in messages (an option's name).
@@ -179,13 +211,18 @@ def validate_post_processing(
     *,
     error: type = ModelPackageError,
     label: str | None = None,
+    unchecked: Collection[str] = (),
 ) -> PostProcessConfig:
     """Check every ``post_processing_config`` key (spec §1.6; SDK ``ConfigInfoOwner::Init`` and
     ``PostProcessor::Init``): presence, types, ranges, NaN, lengths, the correspondence.
+    Integers may be written as integral floats (``6.0``), as the SDK's reader converts them.
 
     Args:
         label: prefix of key names in messages (default: ``post_processing_config.`` for a
             file, none for overrides).
+        unchecked: keys of :data:`FILE_UNCHECKED` to accept as the SDK does (finite values
+            out of range, extra correspondence names); with ``path`` (a file) each is logged
+            as a warning naming the file and key.
 
     Raises:
         ``error`` (ModelPackageError naming ``path`` for a file, ParameterError for overrides).
@@ -196,17 +233,31 @@ def validate_post_processing(
     for name in CONFIG_KEYS:
         if name not in config:
             raise error(f"key {label + name!r} is missing", hint=_REDOWNLOAD, **where)
-    out_len = config["output_emotion_length"]
-    if isinstance(out_len, bool) or out_len != len(A2F_EMOTIONS):
+
+    def tolerated(key: str, why: str) -> None:
+        """An out-of-range value the SDK accepts: warn for a file (once, at load)."""
+        if path is not None:
+            log.warning("%s: %s (accepted, as NVIDIA's SDK does)", path, why)
+
+    out_len = json_integer(config["output_emotion_length"])
+    if out_len != len(A2F_EMOTIONS):
         raise error(
-            f"{label}output_emotion_length is {out_len!r}, expected {len(A2F_EMOTIONS)} "
-            "(Audio2Face's explicit emotions)",
+            f"{label}output_emotion_length is {config['output_emotion_length']!r}, expected "
+            f"{len(A2F_EMOTIONS)} (Audio2Face's explicit emotions)",
             **where,
         )
-    floats = {n: _check_float(n, config[n], error, where, label) for n in FLOAT_RANGES}
-    max_emotions = config["max_emotions"]
-    if isinstance(max_emotions, bool) or not isinstance(max_emotions, int) or max_emotions < 1:
-        raise error(f"{label}max_emotions must be an integer >= 1, found {max_emotions!r}", **where)
+    floats = {}
+    for name in FLOAT_RANGES:
+        if name in unchecked:
+            floats[name] = _check_float_loosely(name, config[name], error, where, label, tolerated)
+        else:
+            floats[name] = _check_float(name, config[name], error, where, label)
+    max_emotions = json_integer(config["max_emotions"])
+    if max_emotions is None or max_emotions < 1:
+        raise error(
+            f"{label}max_emotions must be an integer >= 1, found {config['max_emotions']!r}",
+            **where,
+        )
     enable = config["enable_preferred_emotion"]
     if not isinstance(enable, bool):
         raise error(
@@ -221,8 +272,11 @@ def validate_post_processing(
             **where,
         )
     for i, value in enumerate(preferred):
-        why = check_range(f"{label}preferred_emotion[{i}]", value, 0.0, 1.0)
-        if why:
+        key = f"{label}preferred_emotion[{i}]"
+        why = check_range(key, value, 0.0, 1.0)
+        if why and "preferred_emotion" in unchecked and check_range(key, value, None, None) is None:
+            tolerated("preferred_emotion", why)
+        elif why:
             raise error(why, hint="use values in [0, 1]", **where)
     table = config["emotion_correspondence"]
     if not isinstance(table, Mapping):
@@ -232,6 +286,13 @@ def validate_post_processing(
         )
     missing = [e for e in emotions if e not in table]
     extra = sorted(set(table) - set(emotions))
+    if extra and not missing and "emotion_correspondence" in unchecked:
+        tolerated(
+            "emotion_correspondence",
+            f"{label}emotion_correspondence names {extra}, which the network does not output; "
+            "ignoring them",
+        )
+        extra = []
     if missing or extra:
         raise error(
             f"{label}emotion_correspondence names {sorted(table)}, expected the network's "
@@ -241,10 +302,10 @@ def validate_post_processing(
         )
     indices = []
     for name in emotions:
-        j = table[name]
-        if isinstance(j, bool) or not isinstance(j, int) or not -1 <= j < out_len:
+        j = json_integer(table[name])
+        if j is None or not -1 <= j < out_len:
             raise error(
-                f"{label}emotion_correspondence.{name} is {j!r}, expected an integer in "
+                f"{label}emotion_correspondence.{name} is {table[name]!r}, expected an integer in "
                 f"[-1, {out_len - 1}]",
                 hint="-1 = not mapped (neutral)",
                 **where,
@@ -260,7 +321,7 @@ def validate_post_processing(
     return PostProcessConfig(
         max_emotions=int(max_emotions),
         enable_preferred_emotion=enable,
-        preferred_emotion=np.asarray(preferred, dtype=np.float32),
+        preferred_emotion=float32_values(preferred, f"{label}preferred_emotion", path, error=error),
         correspondence=np.asarray(indices, dtype=np.int32),
         **floats,
     )
@@ -269,7 +330,7 @@ def validate_post_processing(
 def read_network_info(path: Path) -> tuple[str, ...]:
     """``network_info.json``: ``audio_params.samplerate`` (16000) and ``emotions`` (spec §1.6)."""
     data = _read_json(path)
-    rate = _key(data, "audio_params.samplerate", path, int)
+    rate = _key(data, "audio_params.samplerate", path, int)  # 16000.0 is read as 16000
     if rate != SAMPLE_RATE:
         raise ModelPackageError(
             f"audio_params.samplerate is {rate}, expected {SAMPLE_RATE}", path=path
@@ -313,7 +374,7 @@ def load_emotion_package(model_json: str | Path) -> EmotionPackage:
     onnx_path = existing_onnx(trt_path)
     config_path = paths["modelConfigPath"]
     section = _key(_read_json(config_path), "post_processing_config", config_path, dict)
-    config = validate_post_processing(section, emotions, config_path)
+    config = validate_post_processing(section, emotions, config_path, unchecked=FILE_UNCHECKED)
     return EmotionPackage(
         model_json, paths["networkInfoPath"], config_path, trt_path, onnx_path, emotions, config
     )
@@ -469,9 +530,11 @@ class EmotionModel:
             return self.package.config
         check_overrides(overrides, label=label)
         merged = {**self.package.config.to_dict(self.emotions), **overrides}
+        # the file's own values passed at load (warned there); overrides are checked strictly
         return validate_post_processing(
-            merged, self.emotions, error=ParameterError, label=f"{label}." if label else ""
-        )
+            merged, self.emotions, error=ParameterError, label=f"{label}." if label else "",
+            unchecked=[key for key in FILE_UNCHECKED if key not in overrides],
+        )  # fmt: skip
 
     def info(self) -> dict[str, Any]:
         p = self.package

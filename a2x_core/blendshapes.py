@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import ModelError
 from .model_package import BlendshapeConfig, BlendshapeData
 
 #: BVLS KKT tolerance (``kDefaultTolerance``; not in the config file, spec §4.1).
@@ -201,7 +202,23 @@ class BlendshapeSolver:
         self.multipliers = config.multipliers.astype(np.float32)
         self.offsets = config.offsets.astype(np.float32)
         self.lower = np.zeros(n)
-        self._bvls = BoundedSolver(self.matrix)
+        # The loaders bound every value (model_package.MAX_MODEL_VALUE), so this only guards
+        # data built by hand: a typed error instead of a LinAlgError (reliability_fuzz M5).
+        with np.errstate(all="ignore"):
+            finite = bool(np.all(np.isfinite(self.matrix))) and np.isfinite(self.scale)
+        if not finite:
+            raise ModelError(
+                "the blendshape solve has a non-finite system (neutral, pose deltas or "
+                "bs_*_config.json strengths too large)",
+                hint="check the model folder's bs_*.npz and bs_*_config.json",
+            )
+        try:
+            self._bvls = BoundedSolver(self.matrix)
+        except np.linalg.LinAlgError as error:
+            raise ModelError(
+                f"the blendshape solve cannot be prepared ({error})",
+                hint="check the model folder's bs_*.npz and bs_*_config.json",
+            ) from None
         self.reset()
 
     def reset(self) -> None:

@@ -3,7 +3,10 @@
 One network serves several identities (Claire, James, Mark): ``model.json`` lists one
 ``model_config_<actor>.json``, one ``model_data_<actor>.npz`` and one set of blendshape files per
 identity, in the order of ``network_info.json`` ``params.identities``. Every check names the file,
-the key or array, and what was expected versus found, as the regression loader does.
+the key or array, and what was expected versus found, as the regression loader does, and accepts
+the same SDK-tolerated variants (flat arrays, integral floats, no ``trt_info.json``, extra keys
+and arrays), plus a ``blendshapePaths`` list longer than the identities (the SDK reads it by
+index and never counts it).
 """
 
 from __future__ import annotations
@@ -29,12 +32,18 @@ from .model_package import (
     _read_json,
     _resolve,
     existing_onnx,
+    float32_values,
     validate_animator_config,
 )
 
 log = logging.getLogger("a2x_core")
 
 _REDOWNLOAD = "download the model folder again (nvidia/Audio2Face-3D-v3.0)"
+
+#: Largest ``audio_params.padding_left/right``, in windows (``buffer_len``). v3.0 pads one
+#: window; every window of padding adds ``buffer_len / stride`` network runs to each clip, and
+#: an unbounded value (1e20) turns one clip into an endless loop (reliability_fuzz M7).
+MAX_PADDING_WINDOWS = 10
 
 #: The 6 arrays of a diffusion ``model_data_<actor>.npz`` (spec §1.4): name -> shape in terms
 #: of V/VT (skin/tongue vertices) and N (saccade rows).
@@ -138,7 +147,6 @@ class DiffusionPackage:
     network_info_path: Path
     onnx_path: Path
     trt_path: Path
-    trt_info: dict[str, Any]
     identities: tuple[Identity, ...]
 
     @property
@@ -193,7 +201,7 @@ def read_diffusion_network_info(path: Path) -> DiffusionNetworkInfo:
             path=path,
             hint=_REDOWNLOAD,
         )
-    default_arr = np.asarray(default, dtype=np.float32)
+    default_arr = float32_values(default, "params.default_emotion", path)
     _finite(default_arr, "params.default_emotion", path)
     info = DiffusionNetworkInfo(
         actor=str(data.get("id", {}).get("actor", "multi")),
@@ -234,6 +242,15 @@ def _check_layout(info: DiffusionNetworkInfo, path: Path) -> None:
         problems.append(f"params.jaw_size/eyes_size are {info.jaw_size}/{info.eyes_size}, expected 15/4")
     if min(info.left_truncate, info.right_truncate, info.padding_left, info.padding_right) < 0:
         problems.append("truncation and padding counts must be >= 0")
+    most = MAX_PADDING_WINDOWS * info.buffer_len
+    for key, value in (("padding_left", info.padding_left), ("padding_right", info.padding_right)):
+        if value > most:
+            raise ModelPackageError(
+                f"audio_params.{key} is {value}, more than {MAX_PADDING_WINDOWS} windows "
+                f"({most} samples): each clip would run that many extra windows",
+                path=path,
+                hint=f"use at most {most} (v3.0 pads one window, {info.buffer_len})",
+            )
     # Windows must advance by whole samples and the kept frames must land on the fps grid.
     frames, buffer_len = info.frames, info.buffer_len
     if (info.center_frames * buffer_len) % frames or (info.left_truncate * buffer_len) % frames:
@@ -251,12 +268,14 @@ def _check_layout(info: DiffusionNetworkInfo, path: Path) -> None:
 
 
 def read_identity_data(path: Path, info: DiffusionNetworkInfo) -> IdentityData:
-    """``model_data_<actor>.npz`` with exact float32 dtypes and shapes (spec §1.4)."""
+    """``model_data_<actor>.npz``: float32 arrays in the canonical shapes (spec §1.4) or any
+    layout of the same element count (the SDK reads them flat, ``parse_helper.cpp:534-562``)."""
     arrays = _load_npz(path)
     sizes = {"V": info.skin_size // 3, "VT": info.tongue_size // 3, "5": 5, "3": 3, "2": 2, "N": None}
     loaded = {}
     for name, dims in DIFFUSION_DATA_ARRAYS.items():
-        array = _array(arrays, name, path, np.float32, tuple(sizes[d] for d in dims))
+        shape = tuple(sizes[d] for d in dims)
+        array = _array(arrays, name, path, np.float32, shape, any_layout=True)
         _finite(array, name, path)
         loaded[name] = array
     if loaded["saccade_rot_matrix"].shape[0] < 1:
@@ -267,16 +286,25 @@ def read_identity_data(path: Path, info: DiffusionNetworkInfo) -> IdentityData:
     return IdentityData(**loaded)
 
 
-def _path_list(data: Mapping[str, Any], key: str, model_json: Path, count: int) -> list[Any]:
+def _path_list(
+    data: Mapping[str, Any], key: str, model_json: Path, count: int, *, extra_ok: bool = False
+) -> list[Any]:
+    """One entry per identity. ``extra_ok``: entries beyond the identities are ignored (the
+    SDK's blendshape owner reads the list by index and never counts it)."""
     values = _key(data, key, model_json, list)
-    if len(values) != count:
+    if len(values) < count or (len(values) > count and not extra_ok):
         raise ModelPackageError(
             f"key {key!r} lists {len(values)} entries, but network_info.json names {count} "
             "identities (one entry each, in the same order)",
             path=model_json,
             hint=_REDOWNLOAD,
         )
-    return values
+    if len(values) > count:
+        log.info(
+            "%s: %s lists %d entries for %d identities; ignoring the last %d",
+            model_json, key, len(values), count, len(values) - count,
+        )  # fmt: skip
+    return values[:count]
 
 
 def load_diffusion_package(model_json: str | Path) -> DiffusionPackage:
@@ -302,11 +330,9 @@ def load_diffusion_package(model_json: str | Path) -> DiffusionPackage:
             path=model_json,
             hint="use the full Hugging Face folder, which ships them",
         )
-    shapes = _path_list(data, "blendshapePaths", model_json, count)
+    shapes = _path_list(data, "blendshapePaths", model_json, count, extra_ok=True)
     onnx_path = existing_onnx(trt_path)
-    trt_info_path = folder / "trt_info.json"
-    trt_info = _read_json(trt_info_path)
-    _key(trt_info, "trt_build_param", trt_info_path, dict)
+    # trt_info.json is read only by a TensorRT build (backends/tensorrt.py), as in the SDK.
     identities = []
     for index, name in enumerate(info.identities):
         for key, value in (("modelConfigPaths", configs[index]), ("modelDataPaths", datas[index])):
@@ -349,6 +375,5 @@ def load_diffusion_package(model_json: str | Path) -> DiffusionPackage:
         network_info_path=info_path,
         onnx_path=onnx_path,
         trt_path=trt_path,
-        trt_info=trt_info,
         identities=tuple(identities),
     )

@@ -5,6 +5,13 @@ A folder as published on Hugging Face (SDK spec §1.3, §1.5) holds ``model.json
 ``bs_skin.npz`` + ``bs_skin_config.json``, ``bs_tongue.npz`` + ``bs_tongue_config.json``,
 ``network.onnx`` and ``trt_info.json``. Every check names the file, the key or array, and what
 was expected versus found, so that a damaged download is diagnosed in one line.
+
+The loaders accept what NVIDIA's SDK accepts (docs/architecture.md, "Model folders"): arrays
+stored flat or in any shape of the right element count (the SDK reads raw float32 and checks
+only the count), JSON integers written as floats (``2.0``; ``2.5`` stays an error), no
+``trt_info.json`` (only a TensorRT build reads it), extra keys and arrays. They stay strict where
+the output would be wrong: NaN/Inf, values beyond :data:`MAX_MODEL_VALUE`, weights that would
+overflow float32, damaged containers.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import json
 import logging
 import math
+import struct
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +75,23 @@ SOLVER_RANGES: dict[str, tuple[float, float | None]] = {
     "templateBBSize": (1.0, None),
 }
 DEFAULT_TEMPLATE_BB_SIZE = 54.7
+
+#: Largest |value| a model array may hold. Geometry is in centimetres (Mark's head spans about
+#: 55 cm, ``templateBBSize`` 54.7); deltas, jaw keypoints and saccade angles are smaller, implicit
+#: emotions are about +-5. 1e6 (10 km) leaves four orders of magnitude of headroom while the
+#: solver's squared sums (1e12 per coordinate, summed over 1e5 vertices) stay far inside float32
+#: (3.4e38). A damaged file's 1e30 would otherwise load and then fail mid-run (SVD).
+MAX_MODEL_VALUE = 1e6
+
+#: |bsWeightMultipliers| / |bsWeightOffsets| above this load (the SDK reads any float) with a
+#: warning: ARKit weights are 0..1 and the shipped configs use at most 3 (tongue), so 10+ is
+#: almost surely a typo or damage. Values whose sum overflows float32 are refused (Inf output).
+ABSURD_WEIGHT_SCALE = 10.0
+
+#: Deflate expands data at most ~1032:1; a zip member claiming more is damaged (or a bomb).
+_MAX_DEFLATE_RATIO = 1100
+#: Bytes read per chunk while loading an .npy member.
+_NPZ_CHUNK = 1 << 24
 
 #: Per-pose arrays of ``blendshape_params``: name -> element kind.
 SOLVER_ARRAYS: dict[str, str] = {
@@ -216,7 +242,6 @@ class RegressionPackage:
     network_info_path: Path
     onnx_path: Path
     trt_path: Path
-    trt_info: dict[str, Any]
     config: dict[str, Any]  # model_config.json "config" (validated)
     config_path: Path
     model_data: ModelData
@@ -233,18 +258,43 @@ class RegressionPackage:
 # ----------------------------------------------------------------------------- small helpers
 
 
+def read_json_file(path: Path, hint: str = _REDOWNLOAD) -> Any:
+    """A model folder's JSON file, any damage as a typed error: unreadable, not UTF-8, not JSON,
+    or nested too deeply for Python's parser (RecursionError, reliability_fuzz M1).
+
+    Raises:
+        ModelPackageError naming ``path``.
+    """
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ModelPackageError(f"is not valid JSON ({error})", path=path, hint=hint) from None
+    except RecursionError:
+        raise ModelPackageError(
+            "is not valid JSON (nested too deeply to parse)", path=path, hint=hint
+        ) from None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise ModelPackageError("missing", path=path, hint=_REDOWNLOAD)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelPackageError(
-            f"is not valid JSON ({error})", path=path, hint=_REDOWNLOAD
-        ) from None
+    data = read_json_file(path)
     if not isinstance(data, dict):
         raise ModelPackageError("must hold a JSON object", path=path, hint=_REDOWNLOAD)
     return data
+
+
+def json_integer(value: Any) -> int | None:
+    """``value`` as an int if it is one: a JSON integer, or a float with an integral value
+    (``2.0``; the SDK's ``get<size_t>``/``get<int>`` convert those). None for anything else
+    (``2.5``, NaN, strings, booleans)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    return None
 
 
 def _key(data: Mapping[str, Any], dotted: str, path: Path, kind: type | tuple[type, ...]) -> Any:
@@ -254,9 +304,17 @@ def _key(data: Mapping[str, Any], dotted: str, path: Path, kind: type | tuple[ty
         if not isinstance(node, Mapping) or part not in node:
             raise ModelPackageError(f"key {dotted!r} is missing", path=path, hint=_REDOWNLOAD)
         node = node[part]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
     # bool is an int subclass in Python; JSON true/false is never a valid number here
-    if isinstance(node, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+    if isinstance(node, bool) and bool not in kinds:
         raise ModelPackageError(f"key {dotted!r} is a boolean", path=path, hint=_REDOWNLOAD)
+    if int in kinds and float not in kinds and isinstance(node, float):
+        whole = json_integer(node)  # 2.0 is read as 2 by the SDK; 2.5 is not an integer
+        if whole is None:
+            raise ModelPackageError(
+                f"key {dotted!r} must be an integer, found {node!r}", path=path, hint=_REDOWNLOAD
+            )
+        node = whole
     if not isinstance(node, kind):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
         raise ModelPackageError(
@@ -287,8 +345,13 @@ def check_range(name: str, value: Any, low: float | None, high: float | None) ->
     """
     if isinstance(value, bool) or not isinstance(value, int | float):
         return f"{name} must be a number, found {value!r}"
-    v = np.float32(value)
-    if math.isnan(float(value)) or np.isnan(v):
+    try:
+        with np.errstate(over="ignore"):
+            v = np.float32(value)
+        as_float = float(value)
+    except OverflowError:  # a JSON integer of hundreds of digits
+        return f"{name} is an integer beyond the float32 range"
+    if math.isnan(as_float) or np.isnan(v):
         return f"{name} is NaN"
     if not np.isfinite(v):
         return f"{name}={value} is not finite"
@@ -317,62 +380,179 @@ def check_pairs(ids: np.ndarray) -> str | None:
     return None
 
 
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
+@dataclass(frozen=True)
+class _NotAnArray:
+    """A zip member of an .npz that is not an .npy array (ignored unless a loader needs it)."""
+
+    reason: str
+
+
+def _load_npz(path: Path) -> dict[str, Any]:
+    """Every member of an ``.npz``: name -> array (or :class:`_NotAnArray`).
+
+    Damage of any kind is a typed error (reliability_fuzz M3): an empty or truncated file, a
+    damaged zip directory, an ``.npy`` header claiming more data than the file holds (checked
+    before anything is allocated), object arrays.
+    """
     if not path.is_file():
         raise ModelPackageError("missing", path=path, hint=_REDOWNLOAD)
     if path.suffix != ".npz":  # the SDK checks the extension (spec §1.5)
         raise ModelPackageError("must be a .npz file", path=path, hint="name it *.npz")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        return _read_npz_members(path)
+    except (
+        OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError, MemoryError,
+        struct.error, zlib.error, zipfile.BadZipFile,
+    ) as error:  # fmt: skip
+        detail = str(error) or type(error).__name__
         raise ModelPackageError(
-            f"is not a readable .npz ({error})", path=path, hint=_REDOWNLOAD
+            f"is not a readable .npz ({detail})", path=path, hint=_REDOWNLOAD
         ) from None
 
 
+def _read_npz_members(path: Path) -> dict[str, Any]:
+    disk_size = path.stat().st_size
+    arrays: dict[str, Any] = {}
+    with zipfile.ZipFile(path) as archive:
+        for member in archive.infolist():
+            if member.is_dir():
+                continue
+            name = member.filename.removesuffix(".npy")
+            stored = member.compress_type == zipfile.ZIP_STORED
+            limit = member.compress_size * (1 if stored else _MAX_DEFLATE_RATIO)
+            if member.compress_size > disk_size or member.file_size > limit:
+                raise ModelPackageError(
+                    f"is not a readable .npz (member {member.filename!r} claims "
+                    f"{member.file_size} bytes, more than the file can hold: a damaged zip)",
+                    path=path,
+                    hint=_REDOWNLOAD,
+                )
+            with archive.open(member) as stream:
+                arrays[name] = _read_npy(stream, member.file_size, name, path)
+    return arrays
+
+
+def _read_npy(stream: Any, member_size: int, name: str, path: Path) -> Any:
+    """One ``.npy`` member; the header's shape is checked against the member's size first."""
+    try:
+        version = np.lib.format.read_magic(stream)
+    except ValueError as error:
+        return _NotAnArray(f"not an .npy array ({error})")
+    read_header = (
+        np.lib.format.read_array_header_1_0
+        if version == (1, 0)
+        else np.lib.format.read_array_header_2_0
+    )
+    shape, fortran, dtype = read_header(stream)
+    if dtype.hasobject:
+        raise ModelPackageError(
+            f"array {name!r} holds Python objects (pickled), which model files never do",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    nbytes = math.prod(shape) * dtype.itemsize
+    available = member_size - stream.tell()
+    if nbytes > available:
+        raise ModelPackageError(
+            f"array {name!r}: its header claims shape {list(shape)} ({nbytes} bytes), but the "
+            f"file holds {max(available, 0)} bytes for it (damaged or truncated)",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
+    buffer = np.empty(nbytes, dtype=np.uint8)
+    view, done = memoryview(buffer), 0
+    while done < nbytes:
+        chunk = stream.read(min(_NPZ_CHUNK, nbytes - done))
+        if not chunk:
+            raise ModelPackageError(
+                f"array {name!r} is truncated ({done} of {nbytes} bytes)",
+                path=path,
+                hint=_REDOWNLOAD,
+            )
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    array = buffer.view(dtype)
+    if fortran:
+        return array.reshape(shape[::-1]).transpose()
+    return array.reshape(shape)
+
+
+def _member(arrays: Mapping[str, Any], name: str, path: Path) -> np.ndarray:
+    """``arrays[name]``, checked to exist and to be an array."""
+    if name not in arrays:
+        raise ModelPackageError(f"array {name!r} is missing", path=path, hint=_REDOWNLOAD)
+    array = arrays[name]
+    if isinstance(array, _NotAnArray):
+        raise ModelPackageError(f"array {name!r} is {array.reason}", path=path, hint=_REDOWNLOAD)
+    return array
+
+
 def _array(
-    arrays: Mapping[str, np.ndarray],
+    arrays: Mapping[str, Any],
     name: str,
     path: Path,
     dtype: type,
     shape: tuple[int | None, ...] | None = None,
+    *,
+    any_layout: bool = False,
 ) -> np.ndarray:
     """``arrays[name]`` with an exact dtype (the SDK reinterprets raw bytes, spec §8.13) and
-    shape (None = any extent)."""
-    if name not in arrays:
-        raise ModelPackageError(f"array {name!r} is missing", path=path, hint=_REDOWNLOAD)
-    array = arrays[name]
+    shape (None = any extent).
+
+    ``any_layout``: as the SDK, which reads the array as flat float32 and checks only the
+    element count, accept any shape holding the right number of values (``[S, 3V]``, flat ...)
+    and return it reshaped to ``shape`` (at most one None extent, inferred).
+    """
+    array = _member(arrays, name, path)
     if array.dtype != np.dtype(dtype):
         raise ModelPackageError(
             f"array {name!r} has dtype {array.dtype}, expected {np.dtype(dtype)}",
             path=path,
             hint=_REDOWNLOAD,
         )
-    if shape is not None:
-        ok = len(shape) == array.ndim and all(
-            want is None or want == got for want, got in zip(shape, array.shape, strict=False)
-        )
-        if not ok:
-            want_text = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
-            raise ModelPackageError(
-                f"array {name!r} has shape {list(array.shape)}, expected {want_text}",
-                path=path,
-                hint=_REDOWNLOAD,
+    if shape is None:
+        return array
+    ok = len(shape) == array.ndim and all(
+        want is None or want == got for want, got in zip(shape, array.shape, strict=False)
+    )
+    if ok:
+        return array
+    want_text = "[" + ", ".join("*" if s is None else str(s) for s in shape) + "]"
+    message = f"array {name!r} has shape {list(array.shape)}, expected {want_text}"
+    if any_layout:
+        known = math.prod(s for s in shape if s is not None)
+        if None in shape:
+            if array.size and array.size % known == 0:
+                return array.reshape(tuple(-1 if s is None else s for s in shape))
+            message += (
+                f" (any layout of a non-empty multiple of {known} values; found {array.size})"
             )
-    return array
+        else:
+            if array.size == known:
+                return array.reshape(shape)
+            message += f" (any layout of {known} values; found {array.size})"
+    raise ModelPackageError(message, path=path, hint=_REDOWNLOAD)
 
 
 def _finite(array: np.ndarray, name: str, path: Path) -> None:
+    """No NaN/Inf, and nothing beyond :data:`MAX_MODEL_VALUE` (reliability_fuzz M5)."""
     if not np.all(np.isfinite(array)):
         raise ModelPackageError(f"array {name!r} contains NaN or infinite values", path=path)
+    if array.size:
+        flat = np.abs(array.reshape(-1))
+        worst = int(np.argmax(flat))
+        if flat[worst] > MAX_MODEL_VALUE:
+            raise ModelPackageError(
+                f"array {name!r} holds {float(array.reshape(-1)[worst]):.6g} (element {worst}); "
+                f"model values beyond +-{MAX_MODEL_VALUE:g} are damage, not data",
+                path=path,
+                hint=_REDOWNLOAD,
+            )
 
 
 def _strings(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> tuple[str, ...]:
     """A fixed-width bytes ('S') array as str (NUL-trimmed, spec §1.7); 'U' is accepted too."""
-    if name not in arrays:
-        raise ModelPackageError(f"array {name!r} is missing", path=path, hint=_REDOWNLOAD)
-    array = arrays[name]
+    array = _member(arrays, name, path)
     if array.dtype.kind not in "SU" or array.ndim != 1:
         raise ModelPackageError(
             f"array {name!r} must be a 1-D string array ('S'), found {array.dtype} "
@@ -381,7 +561,17 @@ def _strings(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> tuple[s
             hint=_REDOWNLOAD,
         )
     if array.dtype.kind == "S":
-        return tuple(item.decode("utf-8") for item in array.tolist())
+        names = []
+        for i, item in enumerate(array.tolist()):
+            try:
+                names.append(item.decode("utf-8"))
+            except UnicodeDecodeError:  # reliability_fuzz M4
+                raise ModelPackageError(
+                    f"array {name!r} entry {i} ({item[:40]!r}) is not UTF-8 text",
+                    path=path,
+                    hint=_REDOWNLOAD,
+                ) from None
+        return tuple(names)
     return tuple(str(item) for item in array.tolist())
 
 
@@ -412,7 +602,7 @@ def read_network_info(path: Path) -> NetworkInfo:
         )
     if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in default):
         raise ModelPackageError("params.default_emotion must hold numbers", path=path)
-    default_arr = np.asarray(default, dtype=np.float32)
+    default_arr = float32_values(default, "params.default_emotion", path)
     _finite(default_arr, "params.default_emotion", path)
     info = NetworkInfo(
         actor=_key(data, "id.actor", path, str),
@@ -477,9 +667,10 @@ def validate_animator_config(
     shot, frame = config.get("source_shot"), config.get("source_frame")
     if not isinstance(shot, str):
         raise error(f"key {prefix}source_shot must be a string, found {shot!r}", **where)
-    if isinstance(frame, bool) or not isinstance(frame, int) or frame < 0:
+    whole = json_integer(frame)  # the SDK reads it with get<size_t>: 2.0 is frame 2
+    if whole is None or whole < 0:
         raise error(f"key {prefix}source_frame must be an integer >= 0, found {frame!r}", **where)
-    out["source_shot"], out["source_frame"] = shot, int(frame)
+    out["source_shot"], out["source_frame"] = shot, whole
     return out
 
 
@@ -491,7 +682,8 @@ def read_model_config(path: Path) -> dict[str, Any]:
 
 
 def read_model_data(path: Path, info: NetworkInfo) -> ModelData:
-    """``model_data.npz`` with exact float32 dtypes and shapes from ``network_info.json``."""
+    """``model_data.npz``: float32 arrays of the sizes ``network_info.json`` implies, in the
+    canonical shapes or any layout of the same element count (as the SDK reads them)."""
     arrays = _load_npz(path)
     sizes = {
         "S": info.num_shapes_skin, "T": info.num_shapes_tongue, "V": info.num_verts_skin,
@@ -499,7 +691,8 @@ def read_model_data(path: Path, info: NetworkInfo) -> ModelData:
     }  # fmt: skip
     loaded = {}
     for name, dims in MODEL_DATA_ARRAYS.items():
-        array = _array(arrays, name, path, np.float32, tuple(sizes[d] for d in dims))
+        shape = tuple(sizes[d] for d in dims)
+        array = _array(arrays, name, path, np.float32, shape, any_layout=True)
         _finite(array, name, path)
         loaded[name] = array
     if loaded["saccade_rot_matrix"].shape[0] < 1:
@@ -582,17 +775,77 @@ def solver_array(
         raise error(f"{label} must be a list of {num_poses} values, found {values!r}", **where)
     if len(values) != num_poses:
         raise error(f"{label} has {len(values)} values, expected {num_poses} (numPoses)", **where)
-    items = list(values)
+    items = [v.item() if isinstance(v, np.generic) else v for v in values]
     if kind == "int":
-        if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in items):
-            raise error(f"{label} must hold integers", **where)
-        return np.asarray(items, dtype=np.int32)
-    if not all(isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in items):
+        ints = [json_integer(v) for v in items]  # the SDK's get<vector<int>> reads 1.0 as 1
+        bad = next((i for i, v in enumerate(ints) if v is None), None)
+        if bad is not None:
+            raise error(f"{label} must hold integers, found {items[bad]!r} at {bad}", **where)
+        info = np.iinfo(np.int32)
+        bad = next((i for i, v in enumerate(ints) if not info.min <= v <= info.max), None)
+        if bad is not None:  # reliability_fuzz M2
+            raise error(
+                f"{label}[{bad}] is {ints[bad]}, outside the 32-bit integer range the SDK reads",
+                hint="use 0/1 for active poses and small pair ids (-1 = none)",
+                **where,
+            )
+        return np.asarray(ints, dtype=np.int32)
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in items):
         raise error(f"{label} must hold numbers", **where)
-    array = np.asarray(items, dtype=np.float32)
+    array = float32_values(items, label, path, error=error)
     if not np.all(np.isfinite(array)):
         raise error(f"{label} contains NaN or infinite values", **where)
     return array
+
+
+def float32_values(
+    values: Any, label: str, path: Path | None, *, error: type = ModelPackageError
+) -> np.ndarray:
+    """Numbers as float32; ones beyond float32's range (1e39, 10**400) are an ``error``."""
+    where = {"path": path} if path is not None else {}
+    try:
+        with np.errstate(over="ignore"):  # 1e39 -> inf, reported by the caller's finite check
+            return np.asarray(values, dtype=np.float32)
+    except (OverflowError, ValueError, TypeError):
+        raise error(f"{label} holds a number beyond the float32 range", **where) from None
+
+
+def check_weight_scale(
+    multipliers: np.ndarray,
+    offsets: np.ndarray,
+    pose_names: tuple[str, ...],
+    label: str,
+    path: Path | None = None,
+    *,
+    error: type = ModelPackageError,
+) -> None:
+    """``bsWeightMultipliers``/``bsWeightOffsets`` as the SDK takes them (any float), but:
+    refused when ``weight * multiplier + offset`` (weight in [0, 1]) could overflow float32 --
+    the output would hold Inf -- and warned about, once, when a value exceeds
+    :data:`ABSURD_WEIGHT_SCALE` (reliability_fuzz M6).
+    """
+    where = {"path": path} if path is not None else {}
+    with np.errstate(over="ignore"):
+        reach = np.abs(multipliers.astype(np.float32)) + np.abs(offsets.astype(np.float32))
+    if not np.all(np.isfinite(reach)):
+        i = int(np.flatnonzero(~np.isfinite(reach))[0])
+        raise error(
+            f"{label}bsWeightMultipliers/bsWeightOffsets of pose {pose_names[i]!r} "
+            f"({multipliers[i]:g}, {offsets[i]:g}) overflow float32 weights",
+            hint=f"use values within +-{ABSURD_WEIGHT_SCALE:g}",
+            **where,
+        )
+    for key, values in (("bsWeightMultipliers", multipliers), ("bsWeightOffsets", offsets)):
+        absurd = np.flatnonzero(np.abs(values) > ABSURD_WEIGHT_SCALE)
+        if absurd.size:
+            poses = ", ".join(f"{pose_names[i]}={values[i]:g}" for i in absurd[:5])
+            more = f" (+{absurd.size - 5} more)" if absurd.size > 5 else ""
+            source = f"{path}: " if path is not None else ""
+            log.warning(
+                "%s%s%s has |value| > %g for %s%s: ARKit weights are 0..1, so these poses will "
+                "be scaled far outside it",
+                source, label, key, ABSURD_WEIGHT_SCALE, poses, more,
+            )  # fmt: skip
 
 
 def check_solver_arrays(arrays: Mapping[str, np.ndarray], *, path: Path | None = None) -> None:
@@ -657,6 +910,10 @@ def _blendshape_set(model_json: Path, data: Mapping[str, Any], part: str) -> Ble
     data_path = _resolve(model_json.parent, data_rel)
     bs_data = read_blendshape_data(data_path)
     bs_config = read_blendshape_config(config_path, len(bs_data.pose_names))
+    check_weight_scale(
+        bs_config.multipliers, bs_config.offsets, bs_data.pose_names, "blendshape_params.",
+        config_path,
+    )  # fmt: skip
     return BlendshapeSet(bs_config, bs_data, config_path, data_path)
 
 
@@ -712,9 +969,8 @@ def load_regression_package(model_json: str | Path) -> RegressionPackage:
     info = read_network_info(paths["networkInfoPath"])
     trt_path = paths["networkPath"]
     onnx_path = existing_onnx(trt_path)
-    trt_info_path = folder / "trt_info.json"
-    trt_info = _read_json(trt_info_path)
-    _key(trt_info, "trt_build_param", trt_info_path, dict)
+    # trt_info.json is not read here: only a TensorRT build needs it (backends/tensorrt.py), as
+    # in the SDK, whose runtime never opens it.
     config = read_model_config(paths["modelConfigPath"])
     model_data = read_model_data(paths["modelDataPath"], info)
     emotion_db = read_emotion_database(paths["emotionDatabasePath"], info)
@@ -741,7 +997,6 @@ def load_regression_package(model_json: str | Path) -> RegressionPackage:
         network_info_path=paths["networkInfoPath"],
         onnx_path=onnx_path,
         trt_path=trt_path,
-        trt_info=trt_info,
         config=config,
         config_path=paths["modelConfigPath"],
         model_data=model_data,

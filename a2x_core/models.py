@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -59,10 +58,14 @@ def resolve_model_json(spec: str | os.PathLike[str]) -> Path:
 
 
 def _model_kind(model_json: Path) -> str:
-    try:
-        data = json.loads(model_json.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise ModelError(f"is not valid JSON ({error})", path=model_json, hint="download it again") from None
+    """Sniff a model.json's kind by its keys (``a2x info``, ``a2x models``, ``load_model``).
+
+    Raises:
+        ModelError (a ModelPackageError for damaged JSON, deep nesting included).
+    """
+    from .model_package import read_json_file
+
+    data = read_json_file(model_json, hint="download it again")
     if not isinstance(data, dict):
         raise ModelError("must hold a JSON object", path=model_json, hint="download it again")
     if "modelConfigPaths" in data or "modelDataPaths" in data:

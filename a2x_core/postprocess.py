@@ -12,6 +12,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from .errors import ModelError
+
 _F32 = np.float32
 
 
@@ -143,7 +145,14 @@ def kabsch(source: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndar
     src_mean = src.mean(axis=0)
     tgt_mean = tgt.mean(axis=1)
     h = np.einsum("ki,nkj->nij", src - src_mean, tgt - tgt_mean[:, None, :])
-    u, _, vt = np.linalg.svd(h)
+    try:
+        u, _, vt = np.linalg.svd(h)
+    except np.linalg.LinAlgError:  # NaN/Inf keypoints (reliability_fuzz M5): typed, not a crash
+        raise ModelError(
+            "the jaw fit got non-finite keypoints (the network output or neutral_jaw is not "
+            "finite)",
+            hint="check the model folder's network.onnx and model data",
+        ) from None
     v = np.swapaxes(vt, 1, 2)
     ut = np.swapaxes(u, 1, 2)
     d = np.sign(np.linalg.det(v @ ut))

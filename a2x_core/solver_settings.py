@@ -19,6 +19,7 @@ from .model_package import (
     BlendshapeSet,
     check_range,
     check_solver_arrays,
+    check_weight_scale,
     range_text,
     solver_array,
 )
@@ -127,6 +128,11 @@ def solver_config(bs: BlendshapeSet, over: Mapping[str, Any], solver: str) -> Bl
         else:
             arrays[field] = solver_array(value, label, len(names), kind)
     check_solver_arrays(arrays)
+    if any(key.partition(".")[0] in ("bsWeightMultipliers", "bsWeightOffsets") for key in over):
+        check_weight_scale(
+            arrays["bsWeightMultipliers"], arrays["bsWeightOffsets"], names, f"{solver}.",
+            error=ParameterError,
+        )  # fmt: skip
     for key, array in arrays.items():
         changes[SOLVER_FIELDS[key]] = array
     return replace(config, **changes)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.a2f_folders import save_opset14, write_json
+from tests.a2f_folders import FolderVariant, save_opset14, write_json
 
 A2E_EMOTIONS = ("angry", "disgust", "fear", "happy", "neutral", "sad")
 
@@ -82,8 +82,10 @@ def make_emotion_folder(
     bias: np.ndarray | None = None,
     config: dict[str, Any] | None = None,
     emotions: tuple[str, ...] = A2E_EMOTIONS,
+    variant: FolderVariant | None = None,
 ) -> GeneratedEmotionModel:
-    """Write an A2E folder under ``root``; ``config`` overrides post_processing_config keys."""
+    """Write an A2E folder under ``root``; ``config`` overrides post_processing_config keys;
+    ``variant`` rewrites it into that SDK-accepted form (same content)."""
     root.mkdir(parents=True, exist_ok=True)
     if weights is None:
         weights = np.array(
@@ -104,6 +106,8 @@ def make_emotion_folder(
     for name, data in files.items():
         write_json(root / name, data)
     write_classifier(root / "network.onnx", np.asarray(weights), np.asarray(bias))
+    if variant is not None:
+        variant.apply(root)
     return GeneratedEmotionModel(root / "model.json", np.asarray(weights), np.asarray(bias), post)
 
 

@@ -8,6 +8,10 @@ built with ``onnx.helper`` with the real tensor names: ``input`` [B, 1, 8320],
 The network is affine so that tests know its output in closed form::
 
     result = input @ audio_weights + emotion @ emotion_weights + bias
+
+:class:`FolderVariant` rewrites a generated folder (of any kind) into one of the forms NVIDIA's
+SDK also accepts (``../shared/docs/sdk_audit.md`` §1): arrays flat or reshaped, JSON integers as
+floats, no ``trt_info.json``, extra keys and arrays, a longer diffusion ``blendshapePaths``.
 """
 
 from __future__ import annotations
@@ -76,6 +80,84 @@ def _tongue_solver_config(num_poses: int) -> dict[str, Any]:
         "bsSolveSymmetryPoses": [-1] * num_poses, "bsWeightMultipliers": multipliers,
         "bsWeightOffsets": [0.0] * num_poses,
     }  # fmt: skip
+
+
+#: Key and array name the ``extras`` variant adds everywhere (no loader reads it).
+EXTRA_NAME = "unused_by_sdk"
+
+
+@dataclass(frozen=True)
+class FolderVariant:
+    """A content-identical rewrite of a generated folder that the SDK's parsers accept.
+
+    Attributes:
+        array_layout: ``"canonical"``; ``"flat"``: every ``model_data*.npz`` array 1-D;
+            ``"rows"``: each reshaped to ``[first axis, rest]`` (PCA bases ``[S, 3V]``).
+        float_ints: every JSON integer written as a float (``2`` -> ``2.0``), trt_info.json
+            excepted (it is the TensorRT builder's, not the SDK parser's).
+        trt_info: keep ``trt_info.json``.
+        extras: an unknown key in every JSON object (an A2E ``emotion_correspondence`` thus
+            names an extra emotion) and an unknown array in every ``.npz``.
+        extra_blendshape_paths: diffusion only: repeat the last ``blendshapePaths`` entry so
+            that the list is this much longer than the identities.
+    """
+
+    array_layout: str = "canonical"
+    float_ints: bool = False
+    trt_info: bool = True
+    extras: bool = False
+    extra_blendshape_paths: int = 0
+
+    def apply(self, folder: Path) -> None:
+        """Rewrite ``folder`` in place."""
+        if self.array_layout not in ("canonical", "flat", "rows"):
+            raise ValueError(f"unknown array_layout {self.array_layout!r}")
+        if self.extra_blendshape_paths:
+            model_json = folder / "model.json"
+            data = json.loads(model_json.read_text(encoding="utf-8"))
+            data["blendshapePaths"] += [data["blendshapePaths"][-1]] * self.extra_blendshape_paths
+            write_json(model_json, data)
+        for path in sorted(folder.glob("*.json")):
+            if path.name == "trt_info.json":
+                if not self.trt_info:
+                    path.unlink()
+                continue
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if self.float_ints:
+                data = _floats_for_ints(data)
+            if self.extras:
+                data = _with_extra_keys(data)
+            write_json(path, data)
+        for path in sorted(folder.glob("*.npz")):
+            with np.load(path) as npz:
+                arrays = {name: npz[name] for name in npz.files}
+            if path.name.startswith("model_data") and self.array_layout != "canonical":
+                for name, array in arrays.items():
+                    flat = self.array_layout == "flat" or array.ndim < 2
+                    arrays[name] = array.reshape(-1) if flat else array.reshape(len(array), -1)
+            if self.extras:
+                arrays[EXTRA_NAME] = np.arange(4, dtype=np.float32)
+            np.savez(path, **arrays)
+
+
+def _floats_for_ints(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {key: _floats_for_ints(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [_floats_for_ints(value) for value in data]
+    if isinstance(data, int) and not isinstance(data, bool):
+        return float(data)
+    return data
+
+
+def _with_extra_keys(data: Any) -> Any:
+    if isinstance(data, dict):
+        out = {key: _with_extra_keys(value) for key, value in data.items()}
+        out[EXTRA_NAME] = 1
+        return out
+    if isinstance(data, list):
+        return [_with_extra_keys(value) for value in data]
+    return data
 
 
 @dataclass
@@ -248,6 +330,7 @@ def make_regression_folder(
     emotion_weights: np.ndarray | None = None,
     bias: np.ndarray | None = None,
     zero_correctives: bool = False,
+    variant: FolderVariant | None = None,
 ) -> GeneratedModel:
     """Write a complete regression model folder under ``root``; returns its description.
 
@@ -256,6 +339,7 @@ def make_regression_folder(
         audio_weights / emotion_weights / bias: the affine network (default small random).
         model_config, skin_config, tongue_config: key overrides of the generated configs.
         zero_correctives: lip-open/eye-close deltas of zero (for closed-form runs).
+        variant: rewrite the folder into this SDK-accepted form (same content).
     """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -369,6 +453,8 @@ def make_regression_folder(
     if bias is None:
         bias = rng.normal(0.0, 0.2, size=width).astype(np.float32)
     write_onnx(root / "network.onnx", audio_weights, emotion_weights, bias)
+    if variant is not None:
+        variant.apply(root)
     return GeneratedModel(
         model_json=root / "model.json",
         model_data=model_data,

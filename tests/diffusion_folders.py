@@ -26,6 +26,7 @@ import numpy as np
 from a2x_core.emotion import A2F_EMOTIONS
 from tests.a2f_folders import (
     MARK_CONFIG,
+    FolderVariant,
     _mesh,
     _sparse_deltas,
     save_opset14,
@@ -236,11 +237,13 @@ def make_diffusion_folder(
     latent: int = 32,
     identities: tuple[str, ...] = IDENTITIES,
     network: Path | None = None,
+    variant: FolderVariant | None = None,
 ) -> GeneratedDiffusion:
     """Write a complete v3.0-layout diffusion folder under ``root``; returns its description.
 
     ``network``: an ONNX file to use instead of the toy network (e.g. the full-size one of
     ``benchmarks/diffusion_network.py``; ``latent`` must then be 256); linked, not copied.
+    ``variant``: rewrite the folder into this SDK-accepted form (same content).
     """
     rng = np.random.default_rng(seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -318,6 +321,8 @@ def make_diffusion_folder(
     else:
         (root / "network.onnx").unlink(missing_ok=True)
         (root / "network.onnx").symlink_to(Path(network).resolve())
+    if variant is not None:
+        variant.apply(root)
     named = {("identity" if k == "identity_w" else "emotion" if k == "emotion_w" else k): v
              for k, v in weights.items()}  # fmt: skip
     return GeneratedDiffusion(

@@ -266,6 +266,8 @@ def read_trt_info(onnx_path: Path) -> dict[str, Any]:
         raise EngineError("missing; TensorRT builds need it", path=path, hint=_REDOWNLOAD) from None
     except (OSError, ValueError) as error:
         raise EngineError(f"unreadable ({error})", path=path, hint=_REDOWNLOAD) from None
+    except RecursionError:  # deeply nested JSON (reliability_fuzz M1)
+        raise EngineError("unreadable (nested too deeply)", path=path, hint=_REDOWNLOAD) from None
     if not isinstance(data, dict):
         raise EngineError("is not a JSON object", path=path, hint=_REDOWNLOAD)
     return data
