@@ -40,7 +40,7 @@ log = logging.getLogger("a2x_core")
 
 _REDOWNLOAD = "download the model folder again (nvidia/Audio2Face-3D-v3.0)"
 
-#: Largest ``audio_params.padding_left/right``, in windows (``buffer_len``). v3.0 pads one
+#: Largest ``audio_params.padding_left``, in windows (``buffer_len``). v3.0 pads one
 #: window; every window of padding adds ``buffer_len / stride`` network runs to each clip, and
 #: an unbounded value (1e20) turns one clip into an endless loop (reliability_fuzz M7).
 MAX_PADDING_WINDOWS = 10
@@ -242,15 +242,14 @@ def _check_layout(info: DiffusionNetworkInfo, path: Path) -> None:
         problems.append(f"params.jaw_size/eyes_size are {info.jaw_size}/{info.eyes_size}, expected 15/4")
     if min(info.left_truncate, info.right_truncate, info.padding_left, info.padding_right) < 0:
         problems.append("truncation and padding counts must be >= 0")
-    most = MAX_PADDING_WINDOWS * info.buffer_len
-    for key, value in (("padding_left", info.padding_left), ("padding_right", info.padding_right)):
-        if value > most:
-            raise ModelPackageError(
-                f"audio_params.{key} is {value}, more than {MAX_PADDING_WINDOWS} windows "
-                f"({most} samples): each clip would run that many extra windows",
-                path=path,
-                hint=f"use at most {most} (v3.0 pads one window, {info.buffer_len})",
-            )
+    most = MAX_PADDING_WINDOWS * info.buffer_len  # padding_right is never used: no bound
+    if info.padding_left > most:
+        raise ModelPackageError(
+            f"audio_params.padding_left is {info.padding_left}, more than {MAX_PADDING_WINDOWS} "
+            f"windows ({most} samples): each clip would run that many extra windows",
+            path=path,
+            hint=f"use at most {most} (v3.0 pads one window, {info.buffer_len})",
+        )
     # Windows must advance by whole samples and the kept frames must land on the fps grid.
     frames, buffer_len = info.frames, info.buffer_len
     if (info.center_frames * buffer_len) % frames or (info.left_truncate * buffer_len) % frames:

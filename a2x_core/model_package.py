@@ -20,6 +20,7 @@ import json
 import logging
 import math
 import struct
+import tokenize
 import zipfile
 import zlib
 from collections.abc import Mapping
@@ -401,9 +402,10 @@ def _load_npz(path: Path) -> dict[str, Any]:
     try:
         return _read_npz_members(path)
     except (
-        OSError, ValueError, EOFError, KeyError, NotImplementedError, RuntimeError, MemoryError,
-        struct.error, zlib.error, zipfile.BadZipFile,
-    ) as error:  # fmt: skip
+        OSError, ValueError, EOFError, KeyError, IndexError, TypeError, NotImplementedError,
+        RuntimeError, MemoryError, SyntaxError, tokenize.TokenError, struct.error, zlib.error,
+        zipfile.BadZipFile,
+    ) as error:  # fmt: skip  (every way zipfile and the .npy header parser report damage)
         detail = str(error) or type(error).__name__
         raise ModelPackageError(
             f"is not a readable .npz ({detail})", path=path, hint=_REDOWNLOAD
