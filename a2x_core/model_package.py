@@ -93,6 +93,12 @@ ABSURD_WEIGHT_SCALE = 10.0
 _MAX_DEFLATE_RATIO = 1100
 #: Bytes read per chunk while loading an .npy member.
 _NPZ_CHUNK = 1 << 24
+#: Every way zipfile, zlib and NumPy's .npy header parser report a damaged file.
+_NPZ_DAMAGE = (
+    OSError, ValueError, EOFError, KeyError, IndexError, TypeError, NotImplementedError,
+    RuntimeError, MemoryError, SyntaxError, tokenize.TokenError, struct.error, zlib.error,
+    zipfile.BadZipFile,
+)  # fmt: skip
 
 #: Per-pose arrays of ``blendshape_params``: name -> element kind.
 SOLVER_ARRAYS: dict[str, str] = {
@@ -401,11 +407,7 @@ def _load_npz(path: Path) -> dict[str, Any]:
         raise ModelPackageError("must be a .npz file", path=path, hint="name it *.npz")
     try:
         return _read_npz_members(path)
-    except (
-        OSError, ValueError, EOFError, KeyError, IndexError, TypeError, NotImplementedError,
-        RuntimeError, MemoryError, SyntaxError, tokenize.TokenError, struct.error, zlib.error,
-        zipfile.BadZipFile,
-    ) as error:  # fmt: skip  (every way zipfile and the .npy header parser report damage)
+    except _NPZ_DAMAGE as error:
         detail = str(error) or type(error).__name__
         raise ModelPackageError(
             f"is not a readable .npz ({detail})", path=path, hint=_REDOWNLOAD
@@ -540,16 +542,15 @@ def _finite(array: np.ndarray, name: str, path: Path) -> None:
     """No NaN/Inf, and nothing beyond :data:`MAX_MODEL_VALUE` (reliability_fuzz M5)."""
     if not np.all(np.isfinite(array)):
         raise ModelPackageError(f"array {name!r} contains NaN or infinite values", path=path)
-    if array.size:
-        flat = np.abs(array.reshape(-1))
-        worst = int(np.argmax(flat))
-        if flat[worst] > MAX_MODEL_VALUE:
-            raise ModelPackageError(
-                f"array {name!r} holds {float(array.reshape(-1)[worst]):.6g} (element {worst}); "
-                f"model values beyond +-{MAX_MODEL_VALUE:g} are damage, not data",
-                path=path,
-                hint=_REDOWNLOAD,
-            )
+    if array.size and max(-float(array.min()), float(array.max())) > MAX_MODEL_VALUE:
+        flat = array.reshape(-1)  # min/max first: no |array| temporary for valid (large) data
+        worst = int(np.argmax(np.abs(flat)))
+        raise ModelPackageError(
+            f"array {name!r} holds {float(flat[worst]):.6g} (element {worst}); "
+            f"model values beyond +-{MAX_MODEL_VALUE:g} are damage, not data",
+            path=path,
+            hint=_REDOWNLOAD,
+        )
 
 
 def _strings(arrays: Mapping[str, np.ndarray], name: str, path: Path) -> tuple[str, ...]:

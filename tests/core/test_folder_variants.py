@@ -133,8 +133,13 @@ def diffusion_reference(tmp_path_factory: pytest.TempPathFactory, speech: Audio)
         pytest.param(VARIANTS["float-ints"], id="float-ints"),
         pytest.param(FolderVariant(extra_blendshape_paths=2), id="longer-blendshapePaths"),
         pytest.param(
-            FolderVariant(array_layout="flat", float_ints=True, trt_info=False, extras=True,
-                          extra_blendshape_paths=1),
+            FolderVariant(
+                array_layout="flat",
+                float_ints=True,
+                trt_info=False,
+                extras=True,
+                extra_blendshape_paths=1,
+            ),
             id="all",
         ),  # fmt: skip
     ],

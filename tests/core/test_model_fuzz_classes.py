@@ -266,7 +266,9 @@ def test_m5_huge_finite_values_are_refused_at_load(folder: Path, file: str, arra
 
 
 def test_m5_huge_values_in_diffusion_identity_files(diffusion: Path) -> None:
-    _edit_npz(diffusion / "model_data_Mark.npz", lambda a: a.update(neutral_skin=a["neutral_skin"] * 1e25))
+    _edit_npz(
+        diffusion / "model_data_Mark.npz", lambda a: a.update(neutral_skin=a["neutral_skin"] * 1e25)
+    )
     _typed(diffusion, "model_data_Mark.npz", "'neutral_skin' holds")
 
 
@@ -326,19 +328,25 @@ def test_m6_weights_that_would_overflow_are_refused(folder: Path, pristine: Path
     _typed(folder, "bs_tongue_config.json", "overflow float32", repr(TONGUE_16[5]))
     model = _load(pristine)
     with pytest.raises(ParameterError, match="overflow float32"):
-        model.settings({"skin.bsWeightMultipliers.jawOpen": 3e38, "skin.bsWeightOffsets.jawOpen": 3e38})
+        model.settings(
+            {"skin.bsWeightMultipliers.jawOpen": 3e38, "skin.bsWeightOffsets.jawOpen": 3e38}
+        )
 
 
 # ----------------------------------------------------------------------------- M7
 
 
 def test_m7_unbounded_diffusion_padding_is_refused_at_load(diffusion: Path) -> None:
-    _edit_json(diffusion / "network_info.json", lambda d: d["audio_params"].update(padding_left=1e20))
+    _edit_json(
+        diffusion / "network_info.json", lambda d: d["audio_params"].update(padding_left=1e20)
+    )
     _typed(diffusion, "network_info.json", "audio_params.padding_left is 100000000000000000000",
            "more than 10 windows")  # fmt: skip
 
 
 def test_m7_padding_of_two_windows_still_animates(diffusion: Path, speech: Audio) -> None:
-    _edit_json(diffusion / "network_info.json", lambda d: d["audio_params"].update(padding_left=32000.0))
+    _edit_json(
+        diffusion / "network_info.json", lambda d: d["audio_params"].update(padding_left=32000.0)
+    )
     result = _load(diffusion).animate([speech], InferenceOptions(fps=30, threads=1))[0]
     assert result.num_frames == 30 and np.all(np.isfinite(result.weights))
