@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
@@ -172,7 +172,12 @@ def _check_float(name: str, value: Any, error: type, where: Mapping[str, Any], l
 
 
 def _check_float_loosely(
-    name: str, value: Any, error: type, where: Mapping[str, Any], label: str, tolerated: Any
+    name: str,
+    value: Any,
+    error: type,
+    where: Mapping[str, Any],
+    label: str,
+    tolerated: Callable[[str], None],
 ) -> float:
     """A float the SDK reads unchecked: finite is enough; outside its range -> ``tolerated``."""
     why = check_range(label + name, value, None, None)
@@ -180,7 +185,7 @@ def _check_float_loosely(
         raise error(why, hint=f"use a value in {range_text(*FLOAT_RANGES[name])}", **where)
     why = check_range(label + name, value, *FLOAT_RANGES[name])
     if why:
-        tolerated(name, why)
+        tolerated(why)
     return float(value)
 
 
@@ -234,7 +239,7 @@ def validate_post_processing(
         if name not in config:
             raise error(f"key {label + name!r} is missing", hint=_REDOWNLOAD, **where)
 
-    def tolerated(key: str, why: str) -> None:
+    def tolerated(why: str) -> None:
         """An out-of-range value the SDK accepts: warn for a file (once, at load)."""
         if path is not None:
             log.warning("%s: %s (accepted, as NVIDIA's SDK does)", path, why)
@@ -275,7 +280,7 @@ def validate_post_processing(
         key = f"{label}preferred_emotion[{i}]"
         why = check_range(key, value, 0.0, 1.0)
         if why and "preferred_emotion" in unchecked and check_range(key, value, None, None) is None:
-            tolerated("preferred_emotion", why)
+            tolerated(why)
         elif why:
             raise error(why, hint="use values in [0, 1]", **where)
     table = config["emotion_correspondence"]
@@ -288,9 +293,8 @@ def validate_post_processing(
     extra = sorted(set(table) - set(emotions))
     if extra and not missing and "emotion_correspondence" in unchecked:
         tolerated(
-            "emotion_correspondence",
             f"{label}emotion_correspondence names {extra}, which the network does not output; "
-            "ignoring them",
+            "ignoring them"
         )
         extra = []
     if missing or extra:
