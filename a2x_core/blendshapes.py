@@ -231,7 +231,10 @@ class BlendshapeSolver:
         targets = np.asarray(targets, dtype=np.float32)
         if not masked and self.mask_columns is not None:
             targets = targets[:, self.mask_columns]
-        return ((targets - self.neutral) @ self.delta_t.T).astype(np.float64)
+        # C order whatever the caller's layout: BLAS rounds a transposed operand differently,
+        # and the weights must not depend on it (e.g. with or without --geometry)
+        deltas = np.ascontiguousarray(targets - self.neutral)
+        return (deltas @ self.delta_t.T).astype(np.float64)
 
     def solve_projected(self, atb: np.ndarray) -> np.ndarray:
         """Active-pose weights for one frame from its projection; updates the temporal state."""
