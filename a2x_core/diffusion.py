@@ -69,7 +69,8 @@ NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "
 TRT_MAX_BATCH = 32
 
 #: The SDK's diffusion executor reads audio at strength 1.0 whatever the identity's config says
-#: (spec §4 step 1, §8.2); ``--param input_strength=X`` still overrides it.
+#: (spec §4 step 1, §8.2); ``--param input_strength=X`` overrides it as the SDK's
+#: ``SetExecutorInputStrength`` does (every window's samples times X).
 SDK_INPUT_STRENGTH = 1.0
 
 
@@ -354,7 +355,7 @@ class DiffusionModel:
                 if cancel is not None:
                     cancel.check()
                 live = [r for r in runs if window < r.num_windows]
-                feeds = self._feeds(live, window, identity)
+                feeds = self._feeds(live, window, identity, params["input_strength"])
                 feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
                 centre, latents = self._infer(feeds, shared_noise, window)
                 for b, run in enumerate(live):
@@ -405,8 +406,11 @@ class DiffusionModel:
         info = self.package.network_info
         return window * info.stride - info.padding_left
 
-    def _feeds(self, live: list[_TrackRun], window: int, identity: Identity) -> dict[str, np.ndarray]:
-        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise."""
+    def _feeds(
+        self, live: list[_TrackRun], window: int, identity: Identity, input_strength: float
+    ) -> dict[str, np.ndarray]:
+        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise;
+        the audio times ``input_strength``."""
         info = self.package.network_info
         start = self.window_start(window)
         # emotion targets of the centre frames on the network-fps grid (negative before 0)
@@ -414,7 +418,8 @@ class DiffusionModel:
         one_hot = np.zeros(len(info.identities), np.float32)
         one_hot[identity.index] = 1.0
         return {
-            "window": np.stack([_window(r.audio.samples, start, info.buffer_len) for r in live]),
+            "window": np.stack([_window(r.audio.samples, start, info.buffer_len, input_strength)
+                                for r in live]),  # fmt: skip
             "identity": np.broadcast_to(one_hot, (len(live), len(one_hot))).copy(),
             "emotion": np.stack([r.curve.sample(targets) for r in live]).astype(np.float32),
         }
@@ -533,7 +538,7 @@ class DiffusionModel:
                     cancel.check()
                 ids = [k for k, r in enumerate(runs) if window < r.num_windows]
                 live = [runs[k] for k in ids]
-                feeds = self._feeds(live, window, identity)
+                feeds = self._feeds(live, window, identity, stages.params["input_strength"])
                 if latents is not None:
                     everyone = len(ids) == len(runs)
                     index = None if everyone else indices(ids)
@@ -598,12 +603,17 @@ def network_shapes(package: DiffusionPackage) -> dict[str, int]:
     }
 
 
-def _window(samples: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``samples[start : start + length]``, zero outside the clip (input strength 1.0)."""
+def _window(
+    samples: np.ndarray, start: int, length: int, input_strength: float = 1.0
+) -> np.ndarray:
+    """``samples[start : start + length]``, zero outside the clip, times ``input_strength``
+    (skipped at exactly 1, as the SDK's ``AudioAccumulator::Read``)."""
     out = np.zeros(length, np.float32)
     lo, hi = max(start, 0), min(start + length, len(samples))
     if hi > lo:
         out[lo - start : hi - start] = samples[lo:hi]
+    if input_strength != 1.0:
+        out *= np.float32(input_strength)
     return out
 
 

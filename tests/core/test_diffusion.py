@@ -75,10 +75,13 @@ def _reference_deltas(
     seed: int,
     *,
     carry: bool = True,
+    input_strength: float = 1.0,
 ) -> np.ndarray:
     """Network-rate (60 fps) deltas of a closed clip, computed window by window the SDK's way:
-    window w = samples [8000w - 16000, 8000w), zero padded; centre frames only; the first 45
-    generated frames and frames at or after the end are dropped; constant noise."""
+    window w = samples [8000w - 16000, 8000w), zero padded, times ``input_strength``; centre
+    frames only; the first 45 generated frames and frames at or after the end are dropped;
+    constant noise."""
+    samples = np.asarray(samples, np.float32) * np.float32(input_strength)
     n = len(samples)
     count = len(range(0, n * 3, 800))  # frames f with floor(f * 800 / 3) < n
     padded = np.concatenate([np.zeros(16000, np.float32), samples, np.zeros(16000, np.float32)])
@@ -310,6 +313,26 @@ def test_parameters_are_validated(model: DiffusionModel) -> None:
         model.animate(track, InferenceOptions(parameters={"skin.strengthL2regularization": -1}))
     louder = model.animate(track, InferenceOptions(parameters={"input_strength": 2.0}))[0]
     assert louder.parameters["input_strength"] == 2.0
+
+
+def test_input_strength_override_scales_the_network_audio(
+    generated: GeneratedDiffusion, model: DiffusionModel
+) -> None:
+    """``--param input_strength=X`` multiplies every window's samples (the SDK's
+    ``SetExecutorInputStrength``); the default stays the executor's 1.0."""
+    samples = _speechlike(1.2, 14)
+    data = generated.model_data["Claire"]["neutral_skin"].reshape(-1)
+    frames = {}
+    for strength in (1.0, 2.5):
+        parameters = {**PLAIN, "input_strength": strength}
+        options = InferenceOptions(fps=60, geometry=True, parameters=parameters)
+        result = model.animate([_audio(samples)], options)[0]
+        assert result.parameters["input_strength"] == strength
+        expected = _reference_deltas(generated, samples, 0, 0, input_strength=strength)
+        got = result.arrays["skin_geometry"].reshape(result.num_frames, -1)
+        np.testing.assert_allclose(got, data + expected[:, : generated.skin_size], atol=2e-4)
+        frames[strength] = got
+    assert np.abs(frames[2.5] - frames[1.0]).max() > 1e-2  # the override is not ignored
 
 
 def test_emotions_are_read_per_centre_frame(model: DiffusionModel) -> None:
