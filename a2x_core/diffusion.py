@@ -8,8 +8,10 @@ window 0 and 15 of window 1) have negative targets and are dropped, exactly as t
 frames at or after the end of a closed clip end the track. Per track the network's GRU state
 (``[steps, layers, latent]``) is carried from window to window and starts at zero; the diffusion
 noise is per track, either one constant draw (the SDK's default) or a new draw per inference,
-from a seeded generator so that runs repeat. After the network, each frame goes through the same
-post-processing and blendshape solves as a regression model, with the identity's own config.
+from a seeded generator so that runs repeat: the SDK's cuRAND Philox where CuPy and a CUDA
+device are (bit-identical to the SDK), NumPy's Philox elsewhere (:mod:`.diffusion_noise`).
+After the network, each frame goes through the same post-processing and blendshape solves as a
+regression model, with the identity's own config.
 
 The network runs at its own 60 fps. Other output rates are sampled from its frames by linear
 interpolation at each output frame's target sample, before post-processing, which then runs at
@@ -62,7 +64,8 @@ from .track_frames import TrackFrames
 log = logging.getLogger("a2x_core")
 
 #: Diffusion-only parameters (``--param constant_noise=false``) with their defaults.
-NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "numpy"}
+#: ``noise_generator`` "auto": the SDK's cuRAND stream where CuPy and a GPU are, else NumPy's.
+NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "auto"}
 
 #: Largest TensorRT profile batch the pipeline asks for (each row carries 64 MB of noise at
 #: v3.0 size); more tracks run in several calls.
@@ -223,7 +226,8 @@ class DiffusionModel:
         """Every overridable parameter name -> its accepted values (for ``a2x info``)."""
         out = {name: range_text(*bounds) for name, bounds in ANIMATOR_RANGES.items()}
         out["constant_noise"] = "true (one noise draw, the SDK default) or false (new per window)"
-        out["noise_generator"] = "numpy (portable, default) or curand (the SDK's cuRAND Philox; CuPy + GPU)"
+        out["noise_generator"] = ("auto (default: curand where CuPy and a CUDA device are, else "
+                                  "numpy), curand (the SDK's cuRAND Philox) or numpy (portable)")
         out.update(solver_parameter_ranges())
         return out
 
@@ -249,7 +253,7 @@ class DiffusionModel:
             elif key == "noise_generator":
                 if value not in GENERATORS:
                     raise ParameterError(
-                        f"noise_generator={value!r} is unknown", hint="use numpy or curand"
+                        f"noise_generator={value!r} is unknown", hint="use auto, numpy or curand"
                     )
                 noise[key] = value
             elif is_solver_key(key):
@@ -303,7 +307,9 @@ class DiffusionModel:
                 "--identity picks the face (default: the first); the network runs at "
                 f"{info.fps} fps and other rates are interpolated before post-processing; "
                 "input_strength is 1.0 as in the SDK's diffusion executor; noise is seeded by "
-                "--seed (constant per run unless constant_noise=false)"
+                "--seed (constant per run unless constant_noise=false), from the SDK's cuRAND "
+                "Philox where CuPy and a CUDA device are, else NumPy's Philox "
+                "(noise_generator=auto; numpy or curand force one)"
             ),
             "outputs": "weights [frames, 52] ARKit, tongue_weights [frames, 16], jaw_transforms "
             "[frames, 4, 4], eye_rotations [frames, 6], emotions [frames, 10]",
@@ -365,6 +371,7 @@ class DiffusionModel:
                 if progress is not None:
                     progress(Progress(done / total, "Audio2Face-3D diffusion"))
         effective = settings.to_dict()
+        effective["noise_generator"] = shared_noise.generator  # what drew ("auto" resolved)
         effective["engine"] = self.engine.name
         # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
         effective["postprocess"] = device or "numpy"

@@ -435,6 +435,29 @@ def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_default_noise_on_a_machine_without_cupy_is_numpy_and_recorded(
+    model: DiffusionModel, tmp_path: Path
+) -> None:
+    """``noise_generator="auto"`` (the default) draws from NumPy's Philox without CuPy and a
+    GPU; the result and the JSON export's ``a2x`` block say which generator drew (the CUDA
+    side: tests/gpu/test_diffusion_cuda.py)."""
+    from a2x_core.diffusion_noise import curand_available, resolve_generator
+    from a2x_core.exporters import write_json
+
+    assert not curand_available()
+    assert resolve_generator("auto") == "numpy" and resolve_generator("curand") == "curand"
+    assert model.settings().noise_generator == "auto"
+    track = [_audio(_speechlike(0.8, 21))]
+    default = model.animate(track, InferenceOptions(fps=60))[0]
+    forced = model.animate(track, InferenceOptions(fps=60, parameters={"noise_generator": "numpy"}))[0]
+    assert default.parameters["noise_generator"] == forced.parameters["noise_generator"] == "numpy"
+    np.testing.assert_array_equal(default.weights, forced.weights)
+    write_json(default, tmp_path / "out.json")
+    block = json.loads((tmp_path / "out.json").read_text())["a2x"]
+    assert block["parameters"]["noise_generator"] == "numpy"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
 def test_curand_noise_without_cupy_says_what_to_install(model: DiffusionModel) -> None:
     with pytest.raises(EngineError, match="noise_generator=curand needs CuPy"):
         model.animate([_audio(_speechlike(0.5, 20))], InferenceOptions(parameters={"noise_generator": "curand"}))
