@@ -36,8 +36,10 @@ from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import run_cli
 from tests.diffusion_folders import CENTER, FRAMES, LEFT, GeneratedDiffusion, make_diffusion_folder
 
-#: Post-processing that leaves geometry = neutral + network delta (filters off, unit strengths).
+#: Post-processing that leaves geometry = neutral + network delta (filters off, unit strengths),
+#: and the NumPy noise that ``_reference_deltas`` draws (the default is cuRAND on a GPU with CuPy).
 PLAIN = {
+    "noise_generator": "numpy",
     "lower_face_smoothing": 0.0, "upper_face_smoothing": 0.0, "lower_face_strength": 1.0,
     "upper_face_strength": 1.0, "skin_strength": 1.0, "eyelid_open_offset": 0.0,
     "lip_open_offset": 0.0, "tongue_strength": 1.0, "tongue_height_offset": 0.0,
