@@ -55,7 +55,8 @@ def unused_option_warnings(
     if emotion_model is None:
         unused = [flag for flag, used in (
             ("--emotion-window", options.emotion_window != DEFAULT_EMOTION_WINDOW),
-            ("--emotion-skip", options.emotion_skip != 0),
+            ("--emotion-cadence", options.emotion_cadence != "sdk"),
+            ("--emotion-skip", options.emotion_skip is not None),
             ("--emotion-mix", options.emotion_mix != "blend"),
             ("--emotion-param", bool(options.emotion_parameters))) if used]  # fmt: skip
         if unused:
@@ -96,9 +97,12 @@ class Animator:
         model: "default", a model.json path, or a loaded model.
         options: default options of every call.
         emotion_model: an Audio2Emotion model.json path or a loaded ``EmotionModel``: each
-            clip's emotions are detected (``options.emotion_window``, ``emotion_skip``,
-            ``emotion_parameters``, at ``options.fps``) and drive the model's emotion input,
-            mixed with ``options.emotions`` as ``options.emotion_mix`` says.
+            clip's emotions are detected (``options.emotion_window``, ``emotion_cadence``,
+            ``emotion_skip``, ``emotion_parameters``) and drive the model's emotion input,
+            mixed with ``options.emotions`` as ``options.emotion_mix`` says. By default
+            Audio2Emotion runs as in NVIDIA's sample and Maya-ACE (30 fps, skip 30) and the
+            model reads its keys at its own frames (``emotion_cadence="per-frame"``: at the
+            output fps, one inference per frame).
 
     Raises:
         ParameterError: an emotion model for a model without an emotion input.
@@ -180,7 +184,8 @@ class Animator:
         from .audio2emotion import check_window
 
         assert self.emotion_model is not None
-        check_window(options.emotion_window, options.emotion_skip, options.fps,
+        fps, skip = options.emotion_schedule()
+        check_window(options.emotion_window, skip, fps,
                      names=("emotion_window", "emotion_skip"))  # fmt: skip
         self.emotion_model.settings(options.emotion_parameters, label="emotion_parameters")
 
@@ -192,18 +197,24 @@ class Animator:
         cancel: CancelToken | None,
     ) -> list[AnimationResult]:
         """Detect, mix and animate clip by clip: each clip has its own emotion keys, and a
-        model's batch shares one ``options``."""
+        model's batch shares one ``options``.
+
+        Audio2Emotion runs at its own frames (``options.emotion_schedule()``); each of its
+        frames becomes an emotion key at the frame's target sample, and the face model
+        interpolates the keys at its own frame targets: the SDK's ``EmotionBinder`` between
+        an A2E executor and an A2F executor at different frame rates (spec §3, §5)."""
         from .audio2emotion import emotion_keys
 
         detector = self.emotion_model
         assert detector is not None
+        emotion_fps, skip = opts.emotion_schedule()
         results = []
         span = 0.97 / max(len(tracks), 1)
         for number, track in enumerate(tracks):
             low = 0.02 + number * span
             detected = detector.detect(
-                track, opts.fps, buffer_length=opts.emotion_window,
-                inferences_to_skip=opts.emotion_skip, parameters=opts.emotion_parameters,
+                track, emotion_fps, buffer_length=opts.emotion_window,
+                inferences_to_skip=skip, parameters=opts.emotion_parameters,
                 progress=ProgressScale(progress, low, low + 0.3 * span), cancel=cancel,
             )  # fmt: skip
             used = detector.mix(detected, opts.emotions, opts.emotion_mix, opts.emotion_parameters)
@@ -213,10 +224,15 @@ class Animator:
             )
             result.options = opts  # the caller's options (manual keys), not the per-frame keys
             result.detected_emotions = _in_order(
-                detected.values, detected.names, result.emotion_names
-            )
+                detected.at_frames(result.num_frames, result.fps), detected.names,
+                result.emotion_names,
+            )  # fmt: skip
             result.parameters = {**result.parameters, "audio2emotion": {
                 "model": str(detector.package.model_json),
+                "cadence": opts.emotion_cadence,
+                "fps": f"{emotion_fps.numerator}/{emotion_fps.denominator}",
+                "inferences_to_skip": skip,
+                "window": opts.emotion_window,
                 "post_processing_config": detector.settings(opts.emotion_parameters).to_dict(
                     detector.emotions),
             }}  # fmt: skip

@@ -5,7 +5,10 @@ The classifier sees ``buffer_length`` samples (default 60000, as the SDK samples
 frame's target sample, zero padded, ``input_values`` [B, T] -> ``output`` [B, 6] logits. Each
 inference serves ``inferences_to_skip + 1`` frames; every frame runs the post-processing (§5)
 on its group's logits with ``dt = 1/fps``. :func:`emotion_keys` turns the per-frame result into
-``InferenceOptions.emotions`` keys, so that a regression model animates with detected emotions.
+``InferenceOptions.emotions`` keys, so that an Audio2Face model animates with detected emotions.
+The frame rate is the caller's: the API runs it as NVIDIA's sample and Maya-ACE do (30 fps,
+skip 30) and the face model interpolates the keys at its own frames
+(``InferenceOptions.emotion_cadence``).
 
 Manual emotion keys meet detected ones in :meth:`EmotionModel.mix`: "blend" makes them the
 per-frame preferred emotion of step 6 (the SDK's preferred-emotion accumulator), "override"
@@ -26,7 +29,7 @@ import numpy as np
 
 from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, TensorSpec
-from .emotion import A2F_EMOTIONS, explicit_emotion_curve, normalize_keys
+from .emotion import A2F_EMOTIONS, EmotionCurve, explicit_emotion_curve, normalize_keys
 from .errors import ModelError, ModelPackageError, ParameterError
 from .jobs import CancelToken, Progress, ProgressCallback
 from .model_package import (
@@ -158,6 +161,16 @@ class EmotionTrack:
 
     def curve(self, name: str) -> np.ndarray:
         return self.values[:, self.names.index(name)]
+
+    def at_frames(self, num_frames: int, fps: Fraction) -> np.ndarray:
+        """``[num_frames, 10]`` values at the frames of another rate, read as A2F reads its
+        emotion keys (the SDK's EmotionAccumulator: linear between this track's frames at each
+        frame's target sample, the first/last frame beyond them); at this track's own rate the
+        values themselves."""
+        if len(self.values) == 0:
+            return np.zeros((num_frames, len(self.names)), np.float32)
+        curve = EmotionCurve(self.targets, self.values)
+        return curve.sample(frame_targets(num_frames, parse_fps(fps)))
 
 
 # ----------------------------------------------------------------------------- loading

@@ -150,10 +150,16 @@ class BoundedSolver:
 
 def _pairs(ids: np.ndarray, active: np.ndarray) -> list[tuple[int, int]]:
     """Pairs among the *active* poses, as indices into the active list; ids that do not have
-    exactly two active members are skipped (SDK ``Prepare`` ``getPairs``)."""
+    exactly two active members are skipped (SDK ``Prepare`` ``getPairs``).
+
+    The SDK groups every id, -1 ("no pair") included, so two active poses that are the only
+    active ones at -1 form a pair too; with more than two at -1 (the usual case) the group is
+    skipped like any other group that is not a pair. Both solvers (BVLS here, ADMM in
+    :mod:`.blendshapes_gpu`) take their pairs from here.
+    """
     act_ids = ids[active]
     out = []
-    for pair_id in np.unique(act_ids[act_ids != -1]):
+    for pair_id in np.unique(act_ids):
         members = np.flatnonzero(act_ids == pair_id)
         if len(members) == 2:
             out.append((int(members[0]), int(members[1])))

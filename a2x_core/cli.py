@@ -58,8 +58,12 @@ def _build_parser() -> argparse.ArgumentParser:
                      "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
     run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
                      help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
-    run.add_argument("--emotion-skip", type=int, default=0, metavar="N",
-                     help="frames that reuse one Audio2Emotion inference (default 0)")  # fmt: skip
+    run.add_argument("--emotion-cadence", choices=("sdk", "per-frame"), default="sdk",
+                     help="when Audio2Emotion runs: sdk = at 30 fps, skip 30, as NVIDIA's sample "
+                     "and Maya-ACE (default); per-frame = at --fps, one inference per frame")  # fmt: skip
+    run.add_argument("--emotion-skip", type=int, default=None, metavar="N",
+                     help="frames that reuse one Audio2Emotion inference "
+                     "(default: 30 with --emotion-cadence sdk, 0 with per-frame)")  # fmt: skip
     run.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
                      help="--emotion with --emotion-model: blend = A2E's preferred emotion "
                      "(default), override = replaces the detected emotions it names")  # fmt: skip
@@ -155,6 +159,7 @@ def _options(args: argparse.Namespace) -> Any:
         device=args.device, precision=args.precision, identity=args.identity,
         compile_network=args.compile_network,
         emotion_window=args.emotion_window, emotion_skip=args.emotion_skip,
+        emotion_cadence=args.emotion_cadence,
         emotion_mix=args.emotion_mix, emotion_parameters=emotion_parameters,
     )  # fmt: skip
 

@@ -8,8 +8,10 @@ window 0 and 15 of window 1) have negative targets and are dropped, exactly as t
 frames at or after the end of a closed clip end the track. Per track the network's GRU state
 (``[steps, layers, latent]``) is carried from window to window and starts at zero; the diffusion
 noise is per track, either one constant draw (the SDK's default) or a new draw per inference,
-from a seeded generator so that runs repeat. After the network, each frame goes through the same
-post-processing and blendshape solves as a regression model, with the identity's own config.
+from a seeded generator so that runs repeat: the SDK's cuRAND Philox where CuPy and a CUDA
+device are (bit-identical to the SDK), NumPy's Philox elsewhere (:mod:`.diffusion_noise`).
+After the network, each frame goes through the same post-processing and blendshape solves as a
+regression model, with the identity's own config.
 
 The network runs at its own 60 fps. Other output rates are sampled from its frames by linear
 interpolation at each output frame's target sample, before post-processing, which then runs at
@@ -62,14 +64,16 @@ from .track_frames import TrackFrames
 log = logging.getLogger("a2x_core")
 
 #: Diffusion-only parameters (``--param constant_noise=false``) with their defaults.
-NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "numpy"}
+#: ``noise_generator`` "auto": the SDK's cuRAND stream where CuPy and a GPU are, else NumPy's.
+NOISE_PARAMETERS: dict[str, Any] = {"constant_noise": True, "noise_generator": "auto"}
 
 #: Largest TensorRT profile batch the pipeline asks for (each row carries 64 MB of noise at
 #: v3.0 size); more tracks run in several calls.
 TRT_MAX_BATCH = 32
 
 #: The SDK's diffusion executor reads audio at strength 1.0 whatever the identity's config says
-#: (spec §4 step 1, §8.2); ``--param input_strength=X`` still overrides it.
+#: (spec §4 step 1, §8.2); ``--param input_strength=X`` overrides it as the SDK's
+#: ``SetExecutorInputStrength`` does (every window's samples times X).
 SDK_INPUT_STRENGTH = 1.0
 
 
@@ -222,7 +226,8 @@ class DiffusionModel:
         """Every overridable parameter name -> its accepted values (for ``a2x info``)."""
         out = {name: range_text(*bounds) for name, bounds in ANIMATOR_RANGES.items()}
         out["constant_noise"] = "true (one noise draw, the SDK default) or false (new per window)"
-        out["noise_generator"] = "numpy (portable, default) or curand (the SDK's cuRAND Philox; CuPy + GPU)"
+        out["noise_generator"] = ("auto (default: curand where CuPy and a CUDA device are, else "
+                                  "numpy), curand (the SDK's cuRAND Philox) or numpy (portable)")
         out.update(solver_parameter_ranges())
         return out
 
@@ -248,7 +253,7 @@ class DiffusionModel:
             elif key == "noise_generator":
                 if value not in GENERATORS:
                     raise ParameterError(
-                        f"noise_generator={value!r} is unknown", hint="use numpy or curand"
+                        f"noise_generator={value!r} is unknown", hint="use auto, numpy or curand"
                     )
                 noise[key] = value
             elif is_solver_key(key):
@@ -302,7 +307,9 @@ class DiffusionModel:
                 "--identity picks the face (default: the first); the network runs at "
                 f"{info.fps} fps and other rates are interpolated before post-processing; "
                 "input_strength is 1.0 as in the SDK's diffusion executor; noise is seeded by "
-                "--seed (constant per run unless constant_noise=false)"
+                "--seed (constant per run unless constant_noise=false), from the SDK's cuRAND "
+                "Philox where CuPy and a CUDA device are, else NumPy's Philox "
+                "(noise_generator=auto; numpy or curand force one)"
             ),
             "outputs": "weights [frames, 52] ARKit, tongue_weights [frames, 16], jaw_transforms "
             "[frames, 4, 4], eye_rotations [frames, 6], emotions [frames, 10]",
@@ -354,7 +361,7 @@ class DiffusionModel:
                 if cancel is not None:
                     cancel.check()
                 live = [r for r in runs if window < r.num_windows]
-                feeds = self._feeds(live, window, identity)
+                feeds = self._feeds(live, window, identity, params["input_strength"])
                 feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
                 centre, latents = self._infer(feeds, shared_noise, window)
                 for b, run in enumerate(live):
@@ -364,6 +371,7 @@ class DiffusionModel:
                 if progress is not None:
                     progress(Progress(done / total, "Audio2Face-3D diffusion"))
         effective = settings.to_dict()
+        effective["noise_generator"] = shared_noise.generator  # what drew ("auto" resolved)
         effective["engine"] = self.engine.name
         # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
         effective["postprocess"] = device or "numpy"
@@ -405,8 +413,11 @@ class DiffusionModel:
         info = self.package.network_info
         return window * info.stride - info.padding_left
 
-    def _feeds(self, live: list[_TrackRun], window: int, identity: Identity) -> dict[str, np.ndarray]:
-        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise."""
+    def _feeds(
+        self, live: list[_TrackRun], window: int, identity: Identity, input_strength: float
+    ) -> dict[str, np.ndarray]:
+        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise;
+        the audio times ``input_strength``."""
         info = self.package.network_info
         start = self.window_start(window)
         # emotion targets of the centre frames on the network-fps grid (negative before 0)
@@ -414,7 +425,8 @@ class DiffusionModel:
         one_hot = np.zeros(len(info.identities), np.float32)
         one_hot[identity.index] = 1.0
         return {
-            "window": np.stack([_window(r.audio.samples, start, info.buffer_len) for r in live]),
+            "window": np.stack([_window(r.audio.samples, start, info.buffer_len, input_strength)
+                                for r in live]),  # fmt: skip
             "identity": np.broadcast_to(one_hot, (len(live), len(one_hot))).copy(),
             "emotion": np.stack([r.curve.sample(targets) for r in live]).astype(np.float32),
         }
@@ -533,7 +545,7 @@ class DiffusionModel:
                     cancel.check()
                 ids = [k for k, r in enumerate(runs) if window < r.num_windows]
                 live = [runs[k] for k in ids]
-                feeds = self._feeds(live, window, identity)
+                feeds = self._feeds(live, window, identity, stages.params["input_strength"])
                 if latents is not None:
                     everyone = len(ids) == len(runs)
                     index = None if everyone else indices(ids)
@@ -598,12 +610,17 @@ def network_shapes(package: DiffusionPackage) -> dict[str, int]:
     }
 
 
-def _window(samples: np.ndarray, start: int, length: int) -> np.ndarray:
-    """``samples[start : start + length]``, zero outside the clip (input strength 1.0)."""
+def _window(
+    samples: np.ndarray, start: int, length: int, input_strength: float = 1.0
+) -> np.ndarray:
+    """``samples[start : start + length]``, zero outside the clip, times ``input_strength``
+    (skipped at exactly 1, as the SDK's ``AudioAccumulator::Read``)."""
     out = np.zeros(length, np.float32)
     lo, hi = max(start, 0), min(start + length, len(samples))
     if hi > lo:
         out[lo - start : hi - start] = samples[lo:hi]
+    if input_strength != 1.0:
+        out *= np.float32(input_strength)
     return out
 
 

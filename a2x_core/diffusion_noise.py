@@ -5,24 +5,50 @@ source serves a whole batch. ``constant``: one draw used for every inference (th
 ``constantNoise=true``); otherwise inference ``w`` gets its own draw, and any window can be
 recomputed alone (the SDK's ``Reset`` and previews set the generator offset to ``w * size``).
 
-Two generators:
+Generators (``--param noise_generator=...``):
 
-- ``numpy`` (default): NumPy's Philox keyed by ``(seed, w)``; identical on every machine and
-  engine, CPU or GPU.
+- ``auto`` (default): ``curand`` wherever CuPy and a CUDA device are present, so that a GPU run
+  is the SDK's own output; ``numpy`` elsewhere. A run records the generator that drew
+  (``AnimationResult.parameters["noise_generator"]``).
 - ``curand``: cuRAND's Philox4x32-10 through CuPy, as the SDK draws it
   (``curandGenerateNormal``, mean 0, std 1, offset ``w * size``); with ``seed`` 0 (cuRAND's
   default seed, which the SDK never changes) the noise is the SDK's own. Needs CuPy and a GPU.
+- ``numpy``: NumPy's Philox keyed by ``(seed, w)``; identical on every machine and engine, CPU
+  or GPU, but not the SDK's numbers (the same distribution).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 from typing import Any
 
 import numpy as np
 
 from .errors import EngineError
 
-GENERATORS = ("numpy", "curand")
+GENERATORS = ("auto", "numpy", "curand")
+
+log = logging.getLogger("a2x_core")
+
+
+@functools.cache
+def curand_available() -> bool:
+    """Whether CuPy imports and sees a CUDA device (checked once per process)."""
+    try:
+        import cupy
+
+        return int(cupy.cuda.runtime.getDeviceCount()) > 0
+    except Exception:  # no CuPy, no driver, no device: CuPy raises its own error types
+        return False
+
+
+def resolve_generator(generator: str) -> str:
+    """The generator that ``generator`` names here: "auto" is "curand" where CuPy and a CUDA
+    device are present, else "numpy"."""
+    if generator != "auto":
+        return generator
+    return "curand" if curand_available() else "numpy"
 
 
 class NoiseSource:
@@ -107,5 +133,20 @@ class CurandNoise(NoiseSource):
 
 
 def noise_source(generator: str, shape: tuple[int, ...], seed: int, constant: bool) -> NoiseSource:
-    """The noise source named ``generator`` ("numpy" or "curand")."""
-    return (CurandNoise if generator == "curand" else NoiseSource)(shape, seed, constant)
+    """The noise source named ``generator`` ("auto", "numpy" or "curand"); its ``generator``
+    attribute says which one draws.
+
+    Raises:
+        EngineError: "curand" asked for explicitly, without CuPy or a GPU ("auto" falls back
+            to "numpy" with a warning when cuRAND fails to start).
+    """
+    chosen = resolve_generator(generator)
+    if chosen != "curand":
+        return NoiseSource(shape, seed, constant)
+    try:
+        return CurandNoise(shape, seed, constant)
+    except EngineError as error:
+        if generator != "auto":
+            raise
+        log.warning("diffusion noise from NumPy's Philox, not the SDK's cuRAND: %s", error)
+        return NoiseSource(shape, seed, constant)

@@ -23,6 +23,12 @@ DEFAULT_EMOTION_WINDOW = 60_000
 MAX_EMOTION_WINDOW = 960_000
 #: How manual emotion keys meet detected ones (see ``InferenceOptions.emotion_mix``).
 EMOTION_MIX_MODES = ("blend", "override")
+#: When Audio2Emotion runs (see ``InferenceOptions.emotion_cadence``).
+EMOTION_CADENCES = ("sdk", "per-frame")
+#: Audio2Emotion's frame rate and skip count in NVIDIA's sample (sample-a2f-a2e-executor) and in
+#: Maya-ACE: 30 fps, one inference per 31 frames (~1.03 s), whatever the A2F frame rate.
+SDK_EMOTION_FPS = Fraction(30)
+SDK_EMOTION_SKIP = 30
 
 
 @dataclass(frozen=True)
@@ -45,7 +51,14 @@ class InferenceOptions:
         identity: diffusion models: the identity to animate, matched case-insensitively by the
             model (None = the model's first).
         emotion_window: Audio2Emotion window in samples, centred on each frame (default 60000).
-        emotion_skip: frames that reuse one Audio2Emotion inference (default 0 = one per frame).
+        emotion_cadence: when Audio2Emotion runs: "sdk" (default; as NVIDIA's sample and
+            Maya-ACE: its own frames at 30 fps, one inference per ``emotion_skip + 1`` of them,
+            each frame post-processed (live blend, transition) at dt 1/30; the face model
+            interpolates the emotions at its own frames, as the SDK's EmotionBinder feeds it)
+            or "per-frame" (the earlier default: Audio2Emotion at the output fps, one
+            inference per frame unless ``emotion_skip`` says otherwise).
+        emotion_skip: frames that reuse one Audio2Emotion inference (None = the cadence's:
+            30 for "sdk", 0 for "per-frame").
         emotion_mix: how ``emotions`` meet detected emotions: "blend" (default; the SDK's way:
             the manual emotion is A2E's preferred emotion, weighted by
             ``preferred_emotion_strength``) or "override" (each emotion named in the keys
@@ -81,7 +94,8 @@ class InferenceOptions:
     compile_network: bool = False
     identity: str | None = None
     emotion_window: int = DEFAULT_EMOTION_WINDOW
-    emotion_skip: int = 0
+    emotion_cadence: str = "sdk"
+    emotion_skip: int | None = None
     emotion_mix: str = "blend"
     emotion_parameters: Mapping[str, Any] = field(default_factory=dict)
 
@@ -137,11 +151,16 @@ class InferenceOptions:
                 f"[2, {MAX_EMOTION_WINDOW}]",
                 hint=f"use {DEFAULT_EMOTION_WINDOW} (3.75 s at 16 kHz) as the SDK samples do",
             )
+        if self.emotion_cadence not in EMOTION_CADENCES:
+            raise ParameterError(
+                f"emotion_cadence={self.emotion_cadence!r} is unknown",
+                hint="use sdk (30 fps, skip 30, as NVIDIA's sample) or per-frame",
+            )
         skip = self.emotion_skip
-        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+        if skip is not None and (isinstance(skip, bool) or not isinstance(skip, int) or skip < 0):
             raise ParameterError(
                 f"emotion_skip={skip!r} must be an integer >= 0",
-                hint="0 runs Audio2Emotion for every frame",
+                hint="0 runs Audio2Emotion for every frame; leave it unset for the cadence's",
             )
         if self.emotion_mix not in EMOTION_MIX_MODES:
             raise ParameterError(
@@ -157,6 +176,14 @@ class InferenceOptions:
             from .audio2emotion import check_overrides  # the A2E module imports this one
 
             check_overrides(self.emotion_parameters, label="emotion_parameters")
+
+    def emotion_schedule(self) -> tuple[Fraction, int]:
+        """Audio2Emotion's frame rate and skip count for this run (``emotion_cadence``)."""
+        if self.emotion_cadence == "sdk":
+            fps, skip = SDK_EMOTION_FPS, SDK_EMOTION_SKIP
+        else:
+            fps, skip = self.fps, 0
+        return fps, skip if self.emotion_skip is None else self.emotion_skip
 
     def with_changes(self, **changes: Any) -> InferenceOptions:
         """A copy with some fields changed (validated again)."""

@@ -294,7 +294,8 @@ def test_cli_emotion_model_end_to_end(
     out = tmp_path / "line.json"
     proc = run_cli("animate", str(clip), "--model", str(a2f_json), "--emotion-model",
                    str(a2e.model_json), "--fps", "30", "--backend", "onnxruntime", "-o", str(out),
-                   "-q")  # fmt: skip
+                   "--emotion-cadence", "per-frame", "-q")  # fmt: skip
+    # per-frame: one A2E inference per output frame, as detect(clip, 30) below
     assert proc.returncode == 0, proc.stderr
     block = json.loads(out.read_text())["a2x"]
     emotions = np.array(block["emotions"])

@@ -65,7 +65,9 @@ def test_normal_matrix_and_rhs_follow_the_sdk_formula() -> None:
     config = _config(
         num, l1=0.5, l2=0.7, temporal=0.3, symmetry=100.0, template_bb_size=9.0,
         active=np.array([1, 1, 0, 1, 1, 1], np.int32),
-        symmetry_ids=np.array([0, -1, 1, 0, 1, -1], np.int32),  # pair 1 has inactive pose 2
+        # pair 1 has inactive pose 2; poses 1 and 5 are the only active ones at -1, which the
+        # SDK's getPairs pairs too
+        symmetry_ids=np.array([0, -1, 1, 0, 1, -1], np.int32),
     )  # fmt: skip
     solver = BlendshapeSolver(data, config)
     active = np.array([0, 1, 3, 4, 5])
@@ -73,8 +75,9 @@ def test_normal_matrix_and_rhs_follow_the_sdk_formula() -> None:
     d = data.deltas[active][:, rows].T.astype(np.float64)  # [masked rows, active]
     xyz = data.neutral.reshape(-1, 3)
     s = (np.linalg.norm(xyz.max(0) - xyz.min(0)) / 9.0) ** 2  # from the full, unmasked neutral
-    sym = np.zeros((1, 5))
-    sym[0, 0], sym[0, 2] = 1, -1  # poses 0 and 3 (active indices 0, 2); pair 1 is skipped
+    sym = np.zeros((2, 5))
+    sym[0, 1], sym[0, 4] = 1, -1  # id -1: poses 1 and 5 (active indices 1, 4)
+    sym[1, 0], sym[1, 2] = 1, -1  # poses 0 and 3 (active indices 0, 2); pair 1 is skipped
     expected = (
         d.T @ d + 0.5**2 * 0.25 * s * np.ones((5, 5)) + 0.7 * 10 * s * np.eye(5)
         + 0.3 * 100 * s * np.eye(5) + 100.0 * 10 * s * sym.T @ sym
@@ -147,3 +150,44 @@ def test_pairs_with_an_inactive_member_are_skipped() -> None:
     )
     solver = BlendshapeSolver(_data(4), config)
     assert solver.cancel_pairs == [(1, 2)]  # active-space indices of poses 2 and 3
+
+
+def test_two_active_poses_at_minus_one_pair_as_the_sdk_getpairs_does() -> None:
+    """SDK audit §3: ids [-1, 3, 3, -1, 5, 5] with pose 4 inactive -> the SDK pairs (0, 3) and
+    (1, 2): -1 is grouped like any id, and id 5 has one active member left."""
+    ids = np.array([-1, 3, 3, -1, 5, 5], np.int32)
+    active = np.array([1, 1, 1, 1, 0, 1], np.int32)
+    solver = BlendshapeSolver(_data(6), _config(6, active=active, cancel=ids, symmetry_ids=ids,
+                                                symmetry=1.0))  # fmt: skip
+    assert solver.cancel_pairs == [(0, 3), (1, 2)]
+    # the symmetry term couples the -1 pair in M: M[0, 3] carries -Sym * 10 s
+    plain = BlendshapeSolver(_data(6), _config(6, active=active, cancel=ids))
+    coupling = solver.matrix - plain.matrix
+    assert coupling[0, 3] == pytest.approx(-10.0 * solver.scale)
+    assert coupling[1, 2] == pytest.approx(-10.0 * solver.scale)
+    assert coupling[0, 1] == 0.0 and coupling[3, 4] == 0.0
+
+
+def test_more_than_two_poses_at_minus_one_are_no_pair() -> None:
+    ids = np.array([-1, -1, -1, 0, 0], np.int32)
+    solver = BlendshapeSolver(_data(5), _config(5, cancel=ids, symmetry_ids=ids, symmetry=1.0))
+    assert solver.cancel_pairs == [(3, 4)]
+    # one inactive -1 pose leaves two: now they pair
+    active = np.array([1, 0, 1, 1, 1], np.int32)
+    solver = BlendshapeSolver(_data(5), _config(5, active=active, cancel=ids))
+    assert solver.cancel_pairs == [(0, 1), (2, 3)]
+
+
+def test_the_minus_one_pair_is_cancelled_in_a_solve() -> None:
+    """Both -1 poses active in the target: the cancel pass keeps the larger and caps the other,
+    which a solve without the pair (ids 0..4 distinct) leaves free."""
+    num = 5
+    data = _data(num, num_verts=30, mask=False)
+    weights = np.array([0.2, 0.7, 0.4, 0.0, 0.5], np.float32)
+    target = data.neutral + weights @ data.deltas
+    paired = _config(num, cancel=np.array([-1, -1, 0, 1, 2], np.int32))
+    got = BlendshapeSolver(data, paired).solve(target[None])[0]
+    assert got[0] == np.float32(CANCEL_CAP) and got[1] > 0.5
+    unpaired = _config(num, cancel=np.array([3, 4, 0, 1, 2], np.int32))
+    free = BlendshapeSolver(data, unpaired).solve(target[None])[0]
+    np.testing.assert_allclose(free, weights, atol=1e-5)

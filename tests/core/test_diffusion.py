@@ -36,8 +36,10 @@ from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import run_cli
 from tests.diffusion_folders import CENTER, FRAMES, LEFT, GeneratedDiffusion, make_diffusion_folder
 
-#: Post-processing that leaves geometry = neutral + network delta (filters off, unit strengths).
+#: Post-processing that leaves geometry = neutral + network delta (filters off, unit strengths),
+#: and the NumPy noise that ``_reference_deltas`` draws (the default is cuRAND on a GPU with CuPy).
 PLAIN = {
+    "noise_generator": "numpy",
     "lower_face_smoothing": 0.0, "upper_face_smoothing": 0.0, "lower_face_strength": 1.0,
     "upper_face_strength": 1.0, "skin_strength": 1.0, "eyelid_open_offset": 0.0,
     "lip_open_offset": 0.0, "tongue_strength": 1.0, "tongue_height_offset": 0.0,
@@ -75,10 +77,13 @@ def _reference_deltas(
     seed: int,
     *,
     carry: bool = True,
+    input_strength: float = 1.0,
 ) -> np.ndarray:
     """Network-rate (60 fps) deltas of a closed clip, computed window by window the SDK's way:
-    window w = samples [8000w - 16000, 8000w), zero padded; centre frames only; the first 45
-    generated frames and frames at or after the end are dropped; constant noise."""
+    window w = samples [8000w - 16000, 8000w), zero padded, times ``input_strength``; centre
+    frames only; the first 45 generated frames and frames at or after the end are dropped;
+    constant noise."""
+    samples = np.asarray(samples, np.float32) * np.float32(input_strength)
     n = len(samples)
     count = len(range(0, n * 3, 800))  # frames f with floor(f * 800 / 3) < n
     padded = np.concatenate([np.zeros(16000, np.float32), samples, np.zeros(16000, np.float32)])
@@ -312,6 +317,26 @@ def test_parameters_are_validated(model: DiffusionModel) -> None:
     assert louder.parameters["input_strength"] == 2.0
 
 
+def test_input_strength_override_scales_the_network_audio(
+    generated: GeneratedDiffusion, model: DiffusionModel
+) -> None:
+    """``--param input_strength=X`` multiplies every window's samples (the SDK's
+    ``SetExecutorInputStrength``); the default stays the executor's 1.0."""
+    samples = _speechlike(1.2, 14)
+    data = generated.model_data["Claire"]["neutral_skin"].reshape(-1)
+    frames = {}
+    for strength in (1.0, 2.5):
+        parameters = {**PLAIN, "input_strength": strength}
+        options = InferenceOptions(fps=60, geometry=True, parameters=parameters)
+        result = model.animate([_audio(samples)], options)[0]
+        assert result.parameters["input_strength"] == strength
+        expected = _reference_deltas(generated, samples, 0, 0, input_strength=strength)
+        got = result.arrays["skin_geometry"].reshape(result.num_frames, -1)
+        np.testing.assert_allclose(got, data + expected[:, : generated.skin_size], atol=2e-4)
+        frames[strength] = got
+    assert np.abs(frames[2.5] - frames[1.0]).max() > 1e-2  # the override is not ignored
+
+
 def test_emotions_are_read_per_centre_frame(model: DiffusionModel) -> None:
     track = [_audio(_speechlike(2.0, 14))]
     neutral = model.animate(track, InferenceOptions(fps=60))[0]
@@ -409,6 +434,29 @@ def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
             np.testing.assert_allclose(got.arrays["skin_geometry"], want.arrays["skin_geometry"],
                                        atol=1e-4)  # fmt: skip
             np.testing.assert_allclose(got.weights, want.weights, atol=1e-4)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")
+def test_default_noise_on_a_machine_without_cupy_is_numpy_and_recorded(
+    model: DiffusionModel, tmp_path: Path
+) -> None:
+    """``noise_generator="auto"`` (the default) draws from NumPy's Philox without CuPy and a
+    GPU; the result and the JSON export's ``a2x`` block say which generator drew (the CUDA
+    side: tests/gpu/test_diffusion_cuda.py)."""
+    from a2x_core.diffusion_noise import curand_available, resolve_generator
+    from a2x_core.exporters import write_json
+
+    assert not curand_available()
+    assert resolve_generator("auto") == "numpy" and resolve_generator("curand") == "curand"
+    assert model.settings().noise_generator == "auto"
+    track = [_audio(_speechlike(0.8, 21))]
+    default = model.animate(track, InferenceOptions(fps=60))[0]
+    forced = model.animate(track, InferenceOptions(fps=60, parameters={"noise_generator": "numpy"}))[0]
+    assert default.parameters["noise_generator"] == forced.parameters["noise_generator"] == "numpy"
+    np.testing.assert_array_equal(default.weights, forced.weights)
+    write_json(default, tmp_path / "out.json")
+    block = json.loads((tmp_path / "out.json").read_text())["a2x"]
+    assert block["parameters"]["noise_generator"] == "numpy"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("cupy") is not None, reason="CuPy is installed")

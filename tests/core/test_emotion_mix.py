@@ -58,7 +58,9 @@ def detector(a2e: Any) -> EmotionModel:
 
 @pytest.fixture(scope="module")
 def animator(a2f_json: Path, detector: EmotionModel) -> Animator:
-    options = InferenceOptions(fps=30, backend="onnxruntime", threads=1)
+    # A2E once per output frame, as these tests' references compute it (the SDK cadence, the
+    # default: tests/core/test_emotion_cadence.py)
+    options = InferenceOptions(fps=30, backend="onnxruntime", threads=1, emotion_cadence="per-frame")
     return Animator(a2f_json, options, emotion_model=detector)
 
 
@@ -189,7 +191,7 @@ def test_keys_stay_on_the_source_timeline_with_start(
 def test_manual_emotions_without_an_emotion_model_are_unchanged(
     a2f_json: Path, animator: Animator, clips: list[Path]
 ) -> None:
-    plain = Animator(animator.model, animator.options)
+    plain = Animator(animator.model, animator.options.with_changes(emotion_cadence="sdk"))
     result = plain.animate(clips[1], emotions=RAMP, emotion_mix="override")
     assert result.detected_emotions is None and "audio2emotion" not in result.parameters
     targets = np.arange(result.num_frames) * 16000 // 30
@@ -293,7 +295,7 @@ def test_options_json_is_short_and_plain() -> None:
 def _cli(clip: Path, out: Path, a2f_json: Path, a2e: Any, *extra: str) -> dict[str, Any]:
     proc = run_cli("animate", str(clip), "--model", str(a2f_json), "--emotion-model",
                    str(a2e.model_json), "--fps", "30", "--backend", "onnxruntime", "--threads", "1",
-                   "-o", str(out), "-q", *extra)  # fmt: skip
+                   "--emotion-cadence", "per-frame", "-o", str(out), "-q", *extra)  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     if out.suffix == ".npz":
         with np.load(out) as data:

@@ -12,9 +12,10 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from a2x_core.audio import Audio  # noqa: E402
-from a2x_core.blendshapes import BlendshapeSolver  # noqa: E402
+from a2x_core.blendshapes import CANCEL_CAP, BlendshapeSolver  # noqa: E402
 from a2x_core.blendshapes_gpu import AdmmSolver  # noqa: E402
 from a2x_core.errors import ParameterError  # noqa: E402
+from a2x_core.model_package import BlendshapeConfig, BlendshapeData  # noqa: E402
 from a2x_core.models import load_model  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
 from a2x_core.postprocess import (  # noqa: E402
@@ -204,3 +205,25 @@ def test_postprocess_choice(generated: GeneratedModel, tmp_path: Path) -> None:
     model.postprocess = "cpu"
     results = model.animate(empty, InferenceOptions())
     assert results[1].num_frames == 0 and results[1].weights.shape == (0, 52)
+
+
+def test_admm_cancels_the_minus_one_pair_as_bvls() -> None:
+    """The GPU solver takes the CPU solver's pairs: two active poses alone at id -1 are a cancel
+    pair on the ADMM path too (SDK getPairs), the smaller capped at 1e-10."""
+    rng = np.random.default_rng(3)
+    num, verts = 5, 30
+    neutral = rng.uniform(-5, 5, verts * 3).astype(np.float32)
+    deltas = rng.normal(0, 1, (num, verts * 3)).astype(np.float32)
+    data = BlendshapeData(tuple(f"p{i}" for i in range(num)), neutral, deltas, None)
+    config = BlendshapeConfig(
+        l1=0.0, l2=0.0, temporal=0.0, symmetry=0.0, template_bb_size=10.0,
+        active=np.ones(num, np.int32), cancel=np.array([-1, -1, 0, 1, 2], np.int32),
+        symmetry_ids=np.full(num, -1, np.int32), multipliers=np.ones(num, np.float32),
+        offsets=np.zeros(num, np.float32),
+    )  # fmt: skip
+    solver = BlendshapeSolver(data, config)
+    admm = AdmmSolver(solver, "cpu", dtype="float64")
+    assert admm.cancel_i.tolist() == [0] and admm.cancel_j.tolist() == [1]
+    target = neutral + np.array([0.2, 0.7, 0.4, 0.0, 0.5], np.float32) @ deltas
+    z = admm.solve_rows(admm.project(target[None])).numpy()[0]
+    assert z[0] <= CANCEL_CAP and z[1] > 0.5

@@ -99,8 +99,27 @@ def test_curand_noise_runs_the_same_on_both_engines(folder: Path) -> None:
     on_gpu.postprocess = "numpy"  # the same BVLS solves as the CPU run
     gpu = on_gpu.animate(_tracks(), options)
     cpu = load_model(folder, backend="onnxruntime").animate(_tracks(), options)
-    numpy_noise = load_model(folder, backend="onnxruntime").animate(_tracks(), InferenceOptions(fps=60))
+    numpy_options = InferenceOptions(fps=60, parameters={"noise_generator": "numpy"})
+    numpy_noise = load_model(folder, backend="onnxruntime").animate(_tracks(), numpy_options)
     for a, b, c in zip(gpu, cpu, numpy_noise, strict=True):
         assert a.parameters["noise_generator"] == "curand"
         np.testing.assert_allclose(a.weights, b.weights, atol=1e-4)
         assert np.abs(b.weights - c.weights).max() > 1e-4  # another generator, other noise
+
+
+@needs_cupy
+def test_default_noise_is_the_sdk_curand_stream_on_a_gpu(folder: Path) -> None:
+    """``noise_generator="auto"`` (the default) picks cuRAND where CuPy and a CUDA device are:
+    the same frames as ``curand`` asked for by name, other than NumPy's, and recorded."""
+    from a2x_core.diffusion_noise import curand_available, noise_source, resolve_generator
+
+    assert curand_available() and resolve_generator("auto") == "curand"
+    assert isinstance(noise_source("auto", (3, 60, 50), 0, True), CurandNoise)
+    model = load_model(folder, backend="onnxruntime")
+    default = model.animate(_tracks(), InferenceOptions(fps=60))
+    named = model.animate(_tracks(), InferenceOptions(fps=60, parameters={"noise_generator": "curand"}))
+    numpy_noise = model.animate(_tracks(), InferenceOptions(fps=60, parameters={"noise_generator": "numpy"}))
+    for a, b, c in zip(default, named, numpy_noise, strict=True):
+        assert a.parameters["noise_generator"] == "curand" and c.parameters["noise_generator"] == "numpy"
+        np.testing.assert_array_equal(a.weights, b.weights)
+        assert np.abs(a.weights - c.weights).max() > 1e-4
