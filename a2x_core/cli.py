@@ -357,7 +357,7 @@ def _quiet_broken_pipe() -> int:
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    return 128 + signal.SIGPIPE
+    return 141  # 128 + SIGPIPE, what a process ended by the signal reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:

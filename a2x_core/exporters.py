@@ -108,7 +108,7 @@ def _lexists(path: Path, action: str = "written") -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
         return True
     try:
         os.kill(pid, 0)
@@ -271,7 +271,7 @@ class OutputSet:
         """Give the temporary file the target's name unless something holds it already."""
         try:
             try:
-                os.link(staged.temp, staged.target, follow_symlinks=False)
+                os.link(staged.temp, staged.target)  # fails if anything holds the name
             except OSError as error:
                 if error.errno not in _NO_HARD_LINKS:
                     raise
@@ -295,6 +295,8 @@ class OutputSet:
             staged.backup = backup
             try:
                 os.link(target, backup, follow_symlinks=False)
+            except NotImplementedError:  # no linkat (Windows)
+                os.rename(target, backup)
             except OSError as error:
                 if error.errno not in _NO_HARD_LINKS:
                     raise

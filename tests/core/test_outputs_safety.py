@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import resource
 import signal
 import subprocess
 import sys
@@ -86,18 +85,24 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextlib.contextmanager
-def _full_tmpfs(folder: Path, free_kib: int) -> Iterator[Path]:
-    """A real tmpfs with about ``free_kib`` KiB free (needs mount rights: skips without them)."""
+def _tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A real tmpfs mounted on ``folder`` (needs mount rights: the test skips without them)."""
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={free_kib + 64}k", "tmpfs", str(folder)],
-                             capture_output=True)  # fmt: skip
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
-        (folder / "filler").write_bytes(b"\0" * 64 * 1024)
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+@contextlib.contextmanager
+def _full_tmpfs(folder: Path, free_kib: int) -> Iterator[Path]:
+    """A real tmpfs with about ``free_kib`` KiB free."""
+    with _tmpfs(folder, f"size={free_kib + 64}k") as mounted:
+        (mounted / "filler").write_bytes(b"\0" * 64 * 1024)
+        yield mounted
 
 
 # --------------------------------------------------------------------------- the output set
@@ -231,6 +236,7 @@ def test_disk_full_during_a_write_keeps_the_overwritten_file(tmp_path: Path, den
     """The reproducer of the report: `--overwrite -o a.json -o full/b.npz` lost a.json. A
     per-file size limit (RLIMIT_FSIZE: EFBIG) stands in for a full disk where no tmpfs can be
     mounted; both fail while the NPZ is written, after a.json's new version is complete."""
+    resource = pytest.importorskip("resource")
     precious = tmp_path / "a.json"
     precious.write_text(PRECIOUS)
     limit = 512 * 1024
@@ -263,6 +269,20 @@ def test_full_disk_keeps_the_overwritten_file(tmp_path: Path, dense_model: Path,
         assert sorted(p.name for p in full.iterdir()) == ["filler", "filler2"]
     assert precious.read_text() == PRECIOUS
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "full"]
+
+
+def test_read_only_file_system(tmp_path: Path, small_model: Path, clip: Path) -> None:
+    """Single output, folder mode and --plot on a read-only file system: exit 2 before the work."""
+    second = tmp_path / "second.wav"
+    second.write_bytes(clip.read_bytes())
+    with _tmpfs(tmp_path / "ro", "ro,size=64k") as read_only:
+        for clips, outputs in (([clip], ["-o", str(read_only / "a.json")]),
+                               ([clip, second], ["-o", str(read_only / "new") + "/"]),
+                               ([clip], ["-o", str(tmp_path / "a.json"), "--plot", str(read_only / "p.png")])):  # fmt: skip
+            proc = run_cli("animate", *map(str, clips), "--model", str(small_model), *outputs)
+            _assert_typed(proc, str(read_only), "read-only")
+        assert list(read_only.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro", "second.wav"]
 
 
 @pytest.mark.parametrize(
