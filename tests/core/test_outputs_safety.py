@@ -393,9 +393,9 @@ def _run_with_stdout_closed(*args: str, cwd: Path) -> tuple[int, str]:
     return proc.wait(timeout=300), stderr
 
 
-def test_closed_stdout_is_quiet(tmp_path: Path, small_model: Path) -> None:
+def test_closed_stdout_is_quiet(tmp_path: Path) -> None:
     """`a2x info … | head`: exit 141 (as a process ended by SIGPIPE) without a traceback."""
-    code, stderr = _run_with_stdout_closed("info", str(small_model), cwd=tmp_path)
+    code, stderr = _run_with_stdout_closed("info", "default", cwd=tmp_path)
     assert code == 141 and stderr == "", stderr
 
 
