@@ -59,8 +59,8 @@ _TEMP_OVERHEAD = 2 + 10 + 1 + 8 + 4
 #: What hard links are refused with on file systems without them (FAT, some network shares).
 _NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EACCES}
 
-#: What the tail of one of our temporary names looks like after ``.NAME.`` (the PID is absent
-#: in names written by a2x before 0.x, which are cleaned as well).
+#: What the tail of one of our temporary names looks like after ``.NAME.`` (earlier versions of
+#: a2x wrote no PID; their leftovers are cleaned as well).
 _TEMP_TAIL = re.compile(r"(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp")
 
 
@@ -75,7 +75,7 @@ def _temp_stem(path: Path) -> str:
     """``.NAME.`` for ``path``'s temporary files, NAME shortened so that the whole temporary
     name stays within the file system's limit even when ``path``'s own name nearly fills it."""
     name = path.name
-    room = _name_max(path.parent if str(path.parent) else Path(".")) - _TEMP_OVERHEAD
+    room = _name_max(_folder_of(path)) - _TEMP_OVERHEAD
     while name and len(os.fsencode(name)) > room:
         name = name[:-1]
     return f".{name}."
