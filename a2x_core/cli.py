@@ -1,17 +1,21 @@
 """The ``a2x`` command line: ``animate``, ``info``, ``models``.
 
 Bad input never shows a traceback: every :class:`A2XError` becomes one line on stderr and
-exit code 2 (130 when cancelled with Ctrl-C).
+exit code 2 (130 when cancelled with Ctrl-C, 143 on SIGTERM, 141 when stdout's reader has gone,
+as with ``| head``; cancelled runs leave no file behind).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,38 +168,51 @@ def _options(args: argparse.Namespace) -> Any:
     )  # fmt: skip
 
 
-def _output_paths(args: argparse.Namespace) -> list[list[Path]]:
-    """Output files per clip, all checked before any work runs."""
-    from .exporters import check_output_path
+def _is_folder_output(output: str, clips: int) -> bool:
+    """``-o`` names a folder when it ends with a slash, has no extension, or already is one."""
+    if output.endswith(("/", "\\")) or not Path(output).suffix or os.path.isdir(output):
+        return True
+    from .exporters import FORMATS
 
-    is_folder = [not Path(o).suffix or o.endswith(("/", "\\")) for o in args.output]
-    if len(args.audio) == 1 and not any(is_folder):
+    if clips > 1 and Path(output).suffix.lower() not in FORMATS:
+        return True  # e.g. -o takes.v2 for several clips: a folder with a dot in its name
+    return False
+
+
+def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Path]]:
+    """Output files per clip, all checked before any work runs; folders made for them are added
+    to ``created`` (removed again when the run fails)."""
+    from .exporters import check_new_file, check_output_path, make_output_folder
+
+    clips = len(args.audio)
+    is_folder = [_is_folder_output(o, clips) for o in args.output]
+    if clips == 1 and not any(is_folder):
         paths = [Path(o) for o in args.output]
+        if len(set(paths)) < len(paths):
+            raise ParameterError("the same -o is given twice", hint="name each output once")
         for path in paths:
             check_output_path(path, overwrite=args.overwrite)
         if args.plot is not None:
             if args.plot.suffix.lower() != ".png":
                 raise OutputError("--plot writes a PNG", path=args.plot, hint="name it *.png")
-            if not args.plot.parent.is_dir():
-                raise OutputError("the plot's folder does not exist", path=args.plot.parent,
-                                  hint="create it first")  # fmt: skip
-            if args.plot.exists() and not args.overwrite:
-                raise OutputError("already exists", path=args.plot, hint="pass --overwrite to replace it")
+            check_new_file(args.plot, overwrite=args.overwrite)
         return [paths]
+    if clips > 1 and not all(is_folder):
+        files = [o for o, folder in zip(args.output, is_folder, strict=True) if not folder]
+        raise ParameterError(f"{clips} clips need an output folder, not the file name {files[0]}",
+                             hint=f"use -o {Path(files[0]).stem}/ --format "
+                             f"{Path(files[0]).suffix.lower().lstrip('.')}")  # fmt: skip
     if len(args.output) != 1:
         raise ParameterError("several clips need exactly one output folder", hint="use -o out/")
     if args.plot is not None:
         raise ParameterError("--plot applies to one clip with a file output")
     output = Path(args.output[0])
-    if output.exists() and not output.is_dir():
-        raise OutputError("is a file, but several clips need an output folder", path=output,
-                          hint="name a folder, e.g. -o out/")  # fmt: skip
     stems = [Path(a).stem for a in args.audio]
     duplicates = {s for s in stems if stems.count(s) > 1}
     if duplicates:
         raise ParameterError(f"several clips share the name(s) {', '.join(sorted(duplicates))}",
                              hint="rename them or animate them in separate runs")  # fmt: skip
-    output.mkdir(parents=True, exist_ok=True)
+    created.extend(make_output_folder(output))
     per_clip = [[output / f"{stem}.{args.format}"] for stem in stems]
     for paths in per_clip:
         check_output_path(paths[0], overwrite=args.overwrite)
@@ -205,39 +222,77 @@ def _output_paths(args: argparse.Namespace) -> list[list[Path]]:
 def _animate(args: argparse.Namespace) -> int:
     from .api import Animator
     from .audio import decode_audio
-    from .exporters import write_result
+    from .exporters import OutputSet, remove_empty_folders, stage_result
     from .jobs import CancelToken
 
     options = _options(args)
-    outputs = _output_paths(args)
-    tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s) for a in args.audio]
-    animator = Animator(args.model, options, emotion_model=args.emotion_model)
-    bar = _ProgressBar(enabled=not args.quiet)
-    cancel = CancelToken()
+    created: list[Path] = []
     try:
-        results = animator.animate_many(tracks, progress=bar, cancel=cancel)
-    finally:
-        bar.close()
-    written: list[Path] = []
-    try:
-        for result, paths in zip(results, outputs, strict=True):
-            for path in paths:
-                written.append(write_result(result, path))
-        if args.plot is not None:
-            from .plot import plot_result
+        outputs = _output_paths(args, created)
+        tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s) for a in args.audio]
+        animator = Animator(args.model, options, emotion_model=args.emotion_model)
+        bar = _ProgressBar(enabled=not args.quiet)
+        cancel = CancelToken()
+        try:
+            results = animator.animate_many(tracks, progress=bar, cancel=cancel)
+        finally:
+            bar.close()
+        # All or nothing: every output is written to its hidden temporary file first, and only
+        # then published; a failure or a signal restores what was there before.
+        with OutputSet(overwrite=args.overwrite) as staged:
+            for result, paths in zip(results, outputs, strict=True):
+                for path in paths:
+                    stage_result(staged, result, path)
+            if args.plot is not None:
+                from .plot import stage_plot
 
-            written.append(plot_result(results[0], tracks[0], args.plot))
+                stage_plot(staged, results[0], tracks[0], args.plot)
+            written = staged.commit()
     except BaseException:
-        for path in written:  # all or nothing: a failed run leaves no partial output set
-            path.unlink(missing_ok=True)
+        remove_empty_folders(created)
         raise
     if not args.quiet:
-        for result in results:
-            for warning in result.warnings:
-                print(f"warning: {warning}", file=sys.stderr)
+        for text, line in _warning_lines(results, args.audio):
+            if text not in _ONCE.seen:  # already shown while the run went on
+                print(f"warning: {line}", file=sys.stderr)
         for path in written:
             print(path)
     return 0
+
+
+def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:
+    """``(warning, line to print)`` for each distinct warning, once; with several clips, a
+    warning raised by only some of them names them."""
+    by_text: dict[str, list[str]] = {}
+    for result, clip in zip(results, clips, strict=True):
+        for warning in result.warnings:
+            names = by_text.setdefault(warning, [])
+            if Path(clip).name not in names:
+                names.append(Path(clip).name)
+    lines = []
+    for text, names in by_text.items():
+        partial = len(clips) > 1 and len(names) < len(clips)
+        lines.append((text, f"{', '.join(names)}: {text}" if partial else text))
+    return lines
+
+
+class _Once(logging.Filter):
+    """Drops a log message already shown in this run (several clips, or several stages, can
+    report the same thing); remembers what it let through, so the end-of-run summary skips it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
+_ONCE = _Once()
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -261,27 +316,77 @@ def _info(args: argparse.Namespace) -> int:
 def _models(args: argparse.Namespace) -> int:
     from .models import list_models
 
-    for entry in list_models(args.dirs):
+    for entry in list_models(args.dirs, strict=True):
         print(f"{entry.spec}\t{entry.kind}\t{entry.description}")
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C is, so that the same clean-up runs (hidden
+    temporary files removed, outputs restored, helper processes stopped)."""
+
+    exit_code = 143
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    # The first SIGTERM cleans up; a second one, while that runs, ends the process at once.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _cli_process_state(quiet: bool) -> Iterator[None]:
+    """Log format and once-only filter, SIGTERM handler; all undone on the way out (``main``
+    may run inside a host process, e.g. tests)."""
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, format="a2x: %(message)s")
+    _ONCE.seen.clear()
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(_ONCE)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+        for handler in handlers:
+            handler.removeFilter(_ONCE)
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of stdout went away (``a2x info … | head``): stop quietly, as ``cat`` does.
+
+    stdout is pointed at /dev/null so that the interpreter's final flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a process ended by the signal reports
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``a2x`` console script and ``python -m a2x_core``."""
     args = _build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.ERROR if getattr(args, "quiet", False) else logging.WARNING,
-                        format="a2x: %(message)s")  # fmt: skip
     from . import engines_cli
 
     handlers = {"animate": _animate, "info": _info, "models": _models, "engines": engines_cli.run}
-    try:
-        return handlers[args.command](args)
-    except KeyboardInterrupt:
-        print("a2x: cancelled", file=sys.stderr)
-        return CancelledError.exit_code
-    except A2XError as error:
-        print(f"a2x: error: {error}", file=sys.stderr)
-        return error.exit_code
+    with _cli_process_state(getattr(args, "quiet", False)):
+        try:
+            code = handlers[args.command](args)
+            sys.stdout.flush()
+            return code
+        except BrokenPipeError:
+            return _quiet_broken_pipe()
+        except Terminated:
+            print("a2x: terminated", file=sys.stderr)
+            return Terminated.exit_code
+        except KeyboardInterrupt:
+            print("a2x: cancelled", file=sys.stderr)
+            return CancelledError.exit_code
+        except A2XError as error:
+            print(f"a2x: error: {error}", file=sys.stderr)
+            return error.exit_code
 
 
 if __name__ == "__main__":

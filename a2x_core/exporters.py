@@ -5,20 +5,28 @@
 - ``.csv``: Live Link Face CSV, header and column order as a real iPhone take;
 - ``.npz``: every array of the run.
 
-Every write is atomic (temporary file in the target folder, then ``os.replace``), so a failed
-run never leaves a partial file behind.
+Every write goes to a hidden temporary file beside its target first (``.NAME.PID-XXXXXXXX.tmp``)
+and is published only when every output of the run is complete (:class:`OutputSet`): a failed or
+cancelled run leaves no partial file, never loses a file it was asked to replace, and never
+silently replaces a file that another run published meanwhile. A temporary file left by a killed
+process (SIGKILL cannot be caught) is removed by the next write of the same output.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import math
 import os
+import re
+import secrets
 import tempfile
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,29 +49,300 @@ def _read_umask() -> int:
 #: Read once at import: temporary files are created 0600, the result must get normal rights.
 _FILE_MODE = 0o666 & ~_read_umask()
 
+#: Temporary files older than this process cannot belong to this run (see ``remove_stale_temps``).
+_PROCESS_START = time.time()
+
+#: Room a temporary name needs beyond the target's name: two dots, the PID, '-', 8 random
+#: characters and '.tmp' / '.bak'.
+_TEMP_OVERHEAD = 2 + 10 + 1 + 8 + 4
+
+#: What hard links are refused with on file systems without them (FAT, some network shares).
+_NO_HARD_LINKS = {errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV, errno.EMLINK, errno.EACCES}
+
+#: What the tail of one of our temporary names looks like after ``.NAME.`` (earlier versions of
+#: a2x wrote no PID; their leftovers are cleaned as well).
+_TEMP_TAIL = re.compile(r"(?:(?P<pid>\d+)-)?[a-z0-9_]{8}\.tmp")
+
+
+def _name_max(folder: Path) -> int:
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError, AttributeError):
+        return 255
+
+
+def _temp_stem(path: Path) -> str:
+    """``.NAME.`` for ``path``'s temporary files, NAME shortened so that the whole temporary
+    name stays within the file system's limit even when ``path``'s own name nearly fills it."""
+    name = path.name
+    room = _name_max(_folder_of(path)) - _TEMP_OVERHEAD
+    while name and len(os.fsencode(name)) > room:
+        name = name[:-1]
+    return f".{name}."
+
+
+def _new_temp(path: Path) -> Path:
+    """A new empty file ``.NAME.PID-XXXXXXXX.tmp`` beside ``path`` (mode 0600 until published)."""
+    handle, name = tempfile.mkstemp(prefix=f"{_temp_stem(path)}{os.getpid()}-", suffix=".tmp",
+                                    dir=_folder_of(path))  # fmt: skip
+    os.close(handle)
+    return Path(name)
+
+
+def _folder_of(path: Path) -> Path:
+    return path.parent if str(path.parent) else Path(".")
+
+
+def _lexists(path: Path, action: str = "written") -> bool:
+    """Whether anything (a dangling symlink too) holds the name; over-long names raise."""
+    try:
+        os.lstat(path)
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        raise OutputError("a part of the path is a file, not a folder", path=path,
+                          hint="choose another output path") from None  # fmt: skip
+    except OSError as error:
+        raise output_error(path, error, action) from None
+    return True
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid() or os.name == "nt":  # Windows' os.kill would end the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, but belongs to another user
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> list[Path]:
+    """Remove the temporary files that a killed a2x process left for ``path``.
+
+    Only names of our own pattern (``.NAME.PID-XXXXXXXX.tmp`` beside ``path``) are touched, and
+    only those last modified before this process started whose writer is no longer running, so
+    that a run in progress (its file grows, its PID lives) keeps its file. Returns the removed
+    paths. Backups of replaced outputs (``.bak``) are never removed: they may be an artist's file.
+    """
+    folder = _folder_of(path)
+    stem = _temp_stem(path)
+    removed: list[Path] = []
+    try:
+        names = [n for n in os.listdir(folder) if n.startswith(stem)]
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMP_TAIL.fullmatch(name[len(stem):])
+        if match is None:
+            continue
+        candidate = folder / name
+        try:
+            info = os.lstat(candidate)
+        except OSError:
+            continue
+        pid = match.group("pid")
+        if info.st_mtime >= _PROCESS_START or (pid is not None and _pid_alive(int(pid))):
+            continue
+        with contextlib.suppress(OSError):
+            candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+def output_error(path: Path, error: OSError, action: str = "written") -> OutputError:
+    """An :class:`OutputError` for an ``OSError`` met while writing ``path``, with the fix."""
+    hints = {
+        errno.ENOSPC: "free some disk space or write elsewhere",
+        errno.EDQUOT: "free some disk space or write elsewhere",
+        errno.EFBIG: "the file is larger than this file system or process allows; write elsewhere",
+        errno.EROFS: "the file system is read-only; write elsewhere",
+        errno.ENAMETOOLONG: "use a shorter name",
+        errno.ENOTDIR: "a part of the path is a file, not a folder; choose another output path",
+        errno.ENOENT: "this folder does not take new files; write elsewhere",
+        errno.EACCES: "check the folder's permissions",
+        errno.EPERM: "check the folder's permissions",
+    }
+    reason = error.strerror or str(error)
+    return OutputError(f"cannot be {action} ({reason})", path=path,
+                       hint=hints.get(error.errno or 0, "check the folder"))  # fmt: skip
+
+
+@dataclass
+class _Staged:
+    """One output of an :class:`OutputSet`: its finished temporary file and, once published
+    over an existing file, the hidden backup of that file."""
+
+    target: Path
+    temp: Path
+    backup: Path | None = None
+    published: bool = False
+
+
+class OutputSet:
+    """Write several outputs all or nothing.
+
+    :meth:`stage` writes each output to a hidden temporary file beside its target; :meth:`commit`
+    publishes them all. Without ``overwrite`` a target is published with a hard link, which fails
+    if any file (a dangling symlink too) took the name meanwhile: two runs writing the same new
+    file cannot silently replace one another. With ``overwrite`` an existing target is kept as a
+    hidden backup until every output is in place, so a failure restores it. Leaving the ``with``
+    block by an exception (a SIGTERM or Ctrl-C included) removes every temporary file and undoes
+    what was published.
+    """
+
+    def __init__(self, *, overwrite: bool) -> None:
+        self.overwrite = overwrite
+        self._staged: list[_Staged] = []
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        if kind is not None:
+            self.rollback()
+
+    def stage(self, path: str | os.PathLike[str], write: Callable[[Path], None]) -> None:
+        """Run ``write(temp)`` on a fresh temporary file beside ``path``; an ``OSError`` becomes
+        an :class:`OutputError` naming ``path`` (the temporary file is removed)."""
+        target = Path(path)
+        folder = _folder_of(target)
+        if not os.path.isdir(folder):
+            raise OutputError("the output folder does not exist", path=folder, hint="create it first")
+        remove_stale_temps(target)
+        try:
+            temp = _new_temp(target)
+        except OSError as error:
+            raise output_error(target, error) from None
+        staged = _Staged(target, temp)
+        self._staged.append(staged)  # from here on, rollback removes it
+        try:
+            write(staged.temp)
+            os.chmod(staged.temp, _FILE_MODE)
+        except OSError as error:
+            self._discard(staged)
+            raise output_error(target, error) from None
+        except BaseException:
+            self._discard(staged)
+            raise
+
+    def commit(self) -> list[Path]:
+        """Publish every staged output; on any failure undo the ones already published."""
+        try:
+            for staged in self._staged:
+                self._publish(staged)
+        except BaseException:
+            self.rollback()
+            raise
+        for staged in self._staged:
+            if staged.backup is not None:
+                with contextlib.suppress(OSError):
+                    staged.backup.unlink()
+        published = [staged.target for staged in self._staged]
+        self._staged = []
+        return published
+
+    def rollback(self) -> None:
+        """Remove every temporary file, restore replaced files, remove newly published ones."""
+        for staged in reversed(self._staged):
+            self._undo(staged)
+        self._staged = []
+
+    def _discard(self, staged: _Staged) -> None:
+        staged.temp.unlink(missing_ok=True)
+        self._staged.remove(staged)
+
+    def _publish(self, staged: _Staged) -> None:
+        target = staged.target
+        try:
+            if self.overwrite:
+                self._replace(staged)
+            else:
+                self._publish_new(staged)
+        except OutputError:
+            raise
+        except OSError as error:
+            raise output_error(target, error) from None
+        staged.published = True
+
+    def _publish_new(self, staged: _Staged) -> None:
+        """Give the temporary file the target's name unless something holds it already."""
+        try:
+            try:
+                os.link(staged.temp, staged.target)  # fails if anything holds the name
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                # No hard links here: reserve the name exclusively, then move the file over it.
+                os.close(os.open(staged.target, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _FILE_MODE))
+                os.replace(staged.temp, staged.target)
+                return
+        except FileExistsError:
+            raise OutputError("already exists (another run wrote it meanwhile)", path=staged.target,
+                              hint="pass --overwrite to replace it") from None  # fmt: skip
+        staged.temp.unlink(missing_ok=True)
+
+    def _replace(self, staged: _Staged) -> None:
+        """Move the temporary file over the target, keeping the old one as a hidden backup (a
+        symlink is backed up and replaced as a link: its target file is never written)."""
+        target = staged.target
+        if _lexists(target):
+            if target.is_dir() and not target.is_symlink():
+                raise OutputError("is a folder", path=target, hint="name a file")
+            backup = _folder_of(target) / f"{_temp_stem(target)}{os.getpid()}-{secrets.token_hex(4)}.bak"
+            staged.backup = backup
+            try:
+                os.link(target, backup, follow_symlinks=False)
+            except NotImplementedError:  # no linkat (Windows)
+                os.rename(target, backup)
+            except OSError as error:
+                if error.errno not in _NO_HARD_LINKS:
+                    raise
+                os.rename(target, backup)
+        os.replace(staged.temp, target)
+
+    def _undo(self, staged: _Staged) -> None:
+        """Put back what was under ``staged.target`` before this run; decided from the files
+        themselves, so that an interruption between two steps of :meth:`_publish` is undone too."""
+        target, temp, backup = staged.target, staged.temp, staged.backup
+        if backup is not None and os.path.lexists(backup):
+            with contextlib.suppress(OSError):
+                if _same_file(backup, target):
+                    backup.unlink()  # the original never left its name
+                else:
+                    os.replace(backup, target)  # the original is back under its name
+        elif staged.published or _same_file(temp, target):
+            with contextlib.suppress(OSError):
+                target.unlink()  # ours: nothing held the name before this run
+        with contextlib.suppress(OSError):
+            temp.unlink()
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        a, b = os.lstat(first), os.lstat(second)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
 
 @contextlib.contextmanager
-def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; move it into place only if the block succeeds."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise OutputError("the output folder does not exist", path=folder, hint="create it first")
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    os.close(handle)
-    temp = Path(temp_name)
-    try:
-        yield temp
-        os.chmod(temp, _FILE_MODE)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; publish it only if the block succeeds."""
+    temps: list[Path] = []
+    with OutputSet(overwrite=overwrite) as outputs:
+        outputs.stage(path, temps.append)
+        try:
+            yield temps[0]
+        except OSError as error:
+            raise output_error(Path(path), error) from None
+        outputs.commit()
 
 
 def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as temp:
-        temp.write_text(text, encoding="utf-8", newline="")
+    path.write_text(text, encoding="utf-8", newline="")
 
 
 def _finite_list(array: np.ndarray) -> list[Any]:
@@ -115,6 +394,7 @@ def to_a2f_json(result: AnimationResult) -> dict[str, Any]:
 
 
 def write_json(result: AnimationResult, path: Path) -> None:
+    """Write the JSON into ``path`` as it is (:func:`write_result` writes atomically)."""
     _write_text(path, json.dumps(to_a2f_json(result), indent=1, allow_nan=False) + "\n")
 
 
@@ -149,6 +429,7 @@ def live_link_rows(result: AnimationResult) -> tuple[list[str], np.ndarray]:
 
 
 def write_csv(result: AnimationResult, path: Path) -> None:
+    """Write the Live Link Face CSV into ``path`` as it is (:func:`write_result`: atomically)."""
     header, values = live_link_rows(result)
     nominal = max(1, math.ceil(float(result.fps) - 1e-9))
     start_frame = round(result.start_s * float(result.fps))
@@ -164,11 +445,11 @@ def write_csv(result: AnimationResult, path: Path) -> None:
 
 
 def write_npz(result: AnimationResult, path: Path) -> None:
+    """Write every array into ``path`` as it is (:func:`write_result` writes atomically)."""
     arrays = result.to_arrays()
     arrays["a2x_json"] = np.array(json.dumps(a2x_block(result) | {"trackPath": result.audio_path}))
-    with atomic_path(path) as temp:
-        with open(temp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+    with open(path, "wb") as handle:
+        np.savez_compressed(handle, **arrays)
 
 
 WRITERS: dict[str, Callable[[AnimationResult, Path], None]] = {
@@ -193,22 +474,89 @@ def _format_of(path: Path) -> str:
 def check_output_path(path: Path, *, overwrite: bool) -> str:
     """Validate an output path before any work runs; return its format extension."""
     suffix = _format_of(path)
-    if path.exists() and not overwrite:
-        raise OutputError("already exists", path=path, hint="pass --overwrite to replace it")
-    if path.exists() and path.is_dir():
-        raise OutputError("is a folder", path=path, hint="name a file")
-    if not path.parent.exists():
-        raise OutputError("the output folder does not exist", path=path.parent, hint="create it first")
+    check_new_file(path, overwrite=overwrite)
     return suffix
 
 
-def write_result(result: AnimationResult, path: str | os.PathLike[str]) -> Path:
-    """Write ``result`` in the format its extension names (atomically)."""
-    target = Path(path)
+def check_new_file(path: Path, *, overwrite: bool) -> None:
+    """Refuse, before any work runs, a file path this run could not or must not write.
+
+    A dangling symlink is an existing output (replacing it needs ``overwrite``, and then the link
+    is replaced, not the file it names); an over-long name or a file where a folder is expected
+    is refused here rather than after the work.
+    """
+    if _lexists(path):
+        if not overwrite:
+            raise OutputError("already exists", path=path, hint="pass --overwrite to replace it")
+        if path.is_dir():
+            raise OutputError("is a folder", path=path, hint="name a file")
+    folder = _folder_of(path)
+    if not folder.is_dir():
+        if _lexists(folder):
+            raise OutputError("is a file, not a folder", path=folder, hint="choose another output path")
+        raise OutputError("the output folder does not exist", path=folder, hint="create it first")
+    _probe_folder(path)
+
+
+def _probe_folder(path: Path) -> None:
+    """Create and remove a temporary file beside ``path``: a read-only file system, or a folder
+    such as /proc that takes no new files, is refused before the work rather than after it."""
     try:
-        WRITERS[_format_of(target)](result, target)
+        temp = _new_temp(path)
     except OSError as error:
-        raise OutputError(f"cannot be written ({error.strerror})", path=target, hint="check the folder's permissions") from None
+        raise output_error(path, error) from None
+    with contextlib.suppress(OSError):
+        temp.unlink()
+
+
+def make_output_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return the ones created (for
+    :func:`remove_empty_folders` when the run fails), an :class:`OutputError` when it cannot be."""
+    missing: list[Path] = []
+    current = folder
+    while not _lexists(current, "created"):
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    if not current.is_dir():
+        raise OutputError("is a file, not a folder", path=current, hint="choose another output folder")
+    created: list[Path] = []
+    for path in reversed(missing):
+        try:
+            path.mkdir()
+        except FileExistsError:
+            continue  # another run made it meanwhile
+        except OSError as error:
+            remove_empty_folders(created)
+            raise output_error(path, error, "created") from None
+        created.append(path)
+    return created
+
+
+def remove_empty_folders(folders: list[Path]) -> None:
+    """Remove the folders a failed run created, deepest first, if they are still empty."""
+    for folder in reversed(folders):
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def stage_result(outputs: OutputSet, result: AnimationResult, path: str | os.PathLike[str]) -> None:
+    """Write ``result`` to a temporary file of ``outputs``, in the format ``path``'s extension
+    names; it appears under ``path`` when ``outputs`` is committed."""
+    target = Path(path)
+    write = WRITERS[_format_of(target)]
+    outputs.stage(target, lambda temp: write(result, temp))
+
+
+def write_result(result: AnimationResult, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+    """Write ``result`` in the format its extension names, atomically: the file appears complete
+    or not at all. ``overwrite=False`` refuses (:class:`OutputError`) to replace any existing
+    file, even one another process creates while this one writes."""
+    target = Path(path)
+    with OutputSet(overwrite=overwrite) as outputs:
+        stage_result(outputs, result, target)
+        outputs.commit()
     return target
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from .errors import ModelError
 from .jobs import CancelToken, ProgressCallback
 from .options import InferenceOptions
 from .result import AnimationResult
+
+log = logging.getLogger("a2x_core")
 
 #: Environment variable listing extra model folders (os.pathsep-separated) for ``a2x models``.
 MODEL_PATH_ENV = "A2X_MODEL_PATH"
@@ -131,14 +134,30 @@ class ModelEntry:
     description: str
 
 
-def list_models(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[ModelEntry]:
+def list_models(
+    extra_dirs: Sequence[str | os.PathLike[str]] = (), *, strict: bool = False
+) -> list[ModelEntry]:
     """The embedded model plus every model.json found one or two levels below the folders in
-    ``A2X_MODEL_PATH`` and ``extra_dirs``."""
+    ``A2X_MODEL_PATH`` and ``extra_dirs``.
+
+    A folder that does not exist is skipped with a warning (a DCC's stale preference must not
+    empty its model list); with ``strict`` (``a2x models DIR``) one of ``extra_dirs`` that does
+    not exist raises :class:`ModelError`, since the user just typed it.
+    """
     entries = [ModelEntry("default", "default", "embedded lip-sync model (CPU, no download)")]
-    roots = [Path(p) for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p]
-    roots += [Path(p) for p in extra_dirs]
+    from_env = [Path(p) for p in os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep) if p]
+    named = [Path(p) for p in extra_dirs]
+    if strict:
+        for root in named:
+            if not root.is_dir():
+                raise ModelError("no such folder" if not root.exists() else "is not a folder",
+                                 path=root, hint="name a folder that holds model folders")  # fmt: skip
     seen: set[Path] = set()
-    for root in roots:
+    for root in [*from_env, *named]:
+        if not root.is_dir():
+            where = f" (from {MODEL_PATH_ENV})" if root in from_env else ""
+            log.warning("%s: no such model folder%s; skipped", root, where)
+            continue
         for candidate in [*root.glob("model.json"), *root.glob("*/model.json"), *root.glob("*/*/model.json")]:
             resolved = candidate.resolve()
             if resolved in seen:
