@@ -91,7 +91,8 @@ EMOTION_ATTRS: tuple[ScalarAttr, ...] = (
                choices=EMOTION_MIX_CHOICES),  # fmt: skip
     ScalarAttr("emotionWindow", "emw", 60000.0, 2.0, 960000.0, 8000.0, 160000.0, kind="int",
                group="emotion"),  # fmt: skip
-    ScalarAttr("emotionSkip", "esk", 0.0, 0.0, None, 0.0, 10.0, kind="int", group="emotion"),
+    # A2E frames (30 fps, the SDK cadence) that reuse one inference: 30 as NVIDIA's sample
+    ScalarAttr("emotionSkip", "esk", 30.0, 0.0, None, 0.0, 60.0, kind="int", group="emotion"),
 )
 
 PARAMETER_ATTRS: tuple[ScalarAttr, ...] = FACE_ATTRS + TONGUE_ATTRS

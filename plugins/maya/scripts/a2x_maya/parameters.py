@@ -230,7 +230,7 @@ class PlayerInputs:
             **common,
             emotions=((0.0, manual),) if manual else (),
             emotion_window=int(scalars.get("emotionWindow", 60000)),
-            emotion_skip=int(scalars.get("emotionSkip", 0)),
+            emotion_skip=int(scalars.get("emotionSkip", 30)),
             emotion_mix=self.emotion_mix,
             emotion_parameters=a2e,
         )
