@@ -205,6 +205,10 @@ def check_output_path(path: Path, *, overwrite: bool) -> str:
 def write_result(result: AnimationResult, path: str | os.PathLike[str]) -> Path:
     """Write ``result`` in the format its extension names (atomically)."""
     target = Path(path)
+    bad = result.non_finite_arrays()
+    if bad:
+        raise OutputError(f"not written: the result's {', '.join(bad)} hold NaN or infinite "
+                          "values", path=target, hint="report the model and audio that gave them")  # fmt: skip
     try:
         WRITERS[_format_of(target)](result, target)
     except OSError as error:
