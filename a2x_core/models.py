@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from .audio import Audio
 from .backends import EngineSettings
 from .errors import ModelError
+from .inputs import check_path_length
 from .jobs import CancelToken, ProgressCallback
 from .options import InferenceOptions
 from .result import AnimationResult
@@ -46,7 +47,7 @@ class AnimationModel(Protocol):
 
 def resolve_model_json(spec: str | os.PathLike[str]) -> Path:
     """``PATH/model.json`` or a folder holding one → the model.json path (checked to exist)."""
-    path = Path(spec).expanduser()
+    path = check_path_length(Path(spec).expanduser(), ModelError, "model")
     if path.is_dir():
         path = path / "model.json"
     if not path.exists():
@@ -136,6 +137,7 @@ def list_models(extra_dirs: Sequence[str | os.PathLike[str]] = ()) -> list[Model
     roots += [Path(p) for p in extra_dirs]
     seen: set[Path] = set()
     for root in roots:
+        check_path_length(root, ModelError, "model folder")
         for candidate in [*root.glob("model.json"), *root.glob("*/model.json"), *root.glob("*/*/model.json")]:
             resolved = candidate.resolve()
             if resolved in seen:

@@ -101,6 +101,8 @@ class InferenceOptions:
     emotion_parameters: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.fps, bool | np.bool_):
+            raise ParameterError(f"fps={self.fps!r} is not a frame rate", hint="use e.g. 60 or 30000/1001")
         object.__setattr__(self, "fps", parse_fps(self.fps))
         for name in ("start_s", "end_s"):
             value = getattr(self, name)
@@ -264,14 +266,17 @@ def _emotion_keys(value: Any) -> tuple[EmotionKey, ...]:
         if not isinstance(key, tuple | list) or len(key) != 2 or not isinstance(key[1], Mapping):
             raise ParameterError(f"emotions[{number}]={key!r} must be (time_s, {{name: value}})",
                                  hint='write e.g. (0.0, {"joy": 0.7})')  # fmt: skip
-        time_s = _real(f"emotions[{number}] time", key[0], "seconds >= 0")
-        if not (math.isfinite(time_s) and 0 <= time_s <= MAX_TIME_S):
+        time_s = key[0] if type(key[0]) is float else _real(
+            f"emotions[{number}] time", key[0], "seconds >= 0"
+        )  # fast path: per-frame keys of a long clip are hundreds of thousands
+        if not 0 <= time_s <= MAX_TIME_S:  # NaN fails too
             raise ParameterError(f"emotions[{number}] time {key[0]!r} is out of range",
                                  hint=f"use 0..{MAX_TIME_S:g} s")  # fmt: skip
         for name, strength in key[1].items():
             if not isinstance(name, str):
                 raise ParameterError(f"emotions[{number}] name {name!r} must be text")
-            _real(f"emotions[{number}] {name}", strength, "a number in 0..1")
+            if type(strength) is not float:
+                _real(f"emotions[{number}] {name}", strength, "a number in 0..1")
         keys.append((key[0], key[1]))
     return tuple(keys)
 

@@ -67,8 +67,11 @@ _OPTION_FIELDS = set(InferenceOptions.__dataclass_fields__)
 
 
 def options_to_json(options: InferenceOptions) -> dict[str, Any]:
-    """Options in wire form (see :meth:`InferenceOptions.to_json`)."""
-    return options.to_json()
+    """Options in wire form (see :meth:`InferenceOptions.to_json`), every emotion key listed
+    (exports summarise long key lists; the worker needs them all)."""
+    data = options.to_json()
+    data["emotions"] = [[t, dict(v)] for t, v in options.emotions]
+    return data
 
 
 def options_from_json(data: dict[str, Any]) -> InferenceOptions:

@@ -34,6 +34,7 @@ from a2x_core.errors import (
 )
 from a2x_core.exporters import write_result
 from a2x_core.inputs import read_text_file
+from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
 from tests.a2f_folders import make_regression_folder
@@ -237,6 +238,8 @@ def test_a6_over_long_paths_are_typed(tmp_path: Path, regression_json: Path) -> 
         Animator(tmp_path / LONG_NAME / "model.json")
     with pytest.raises(ModelError, match="too long"):
         Animator(regression_json, emotion_model=tmp_path / LONG_NAME / "model.json")
+    with pytest.raises(ModelError, match="too long"):
+        load_model(tmp_path / LONG_NAME)  # what `a2x info` and the worker load through
     with pytest.raises(ParameterError, match="too long"):
         load_emotion_track(tmp_path / f"{LONG_NAME}.json")
     with pytest.raises(ParameterError, match="too long"):
@@ -372,7 +375,8 @@ def test_o3_emotion_values_too_large_for_a_float(tmp_path: Path) -> None:
      ("emotions", {"joy": 1}), ("seed", "abc"), ("seed", 1.5), ("seed", -1), ("seed", None),
      ("seed", 2**64), ("seed", True), ("fast", "yes"), ("blinks", 1), ("geometry", None),
      ("compile_network", "true"), ("transcript", 5), ("emotion_mix", ["blend"]),
-     ("emotion_parameters", "x"), ("emotion_window", 1.5), ("identity", 5)],
+     ("emotion_parameters", "x"), ("emotion_window", 1.5), ("identity", 5), ("fps", True),
+     ("fps", None)],
 )  # fmt: skip
 def test_o6_every_option_field_is_type_checked(field: str, value: Any) -> None:
     with pytest.raises(ParameterError) as caught:
@@ -499,3 +503,13 @@ def test_worker_reports_the_real_error_when_stdin_closes(tmp_path: Path) -> None
     ((events, code),) = _serve_many([request])
     assert events[-1]["event"] == "error" and events[-1]["type"] == "AudioNotFoundError"
     assert "missing.wav" in events[-1]["message"] and code == 2
+
+
+def test_worker_options_keep_every_emotion_key() -> None:
+    """Over 100 keys (a per-frame track) travel in full: exports summarise them as a string,
+    which the worker would refuse."""
+    from a2x_core.worker import options_from_json, options_to_json
+
+    keys = tuple((i / 30, {"joy": (i % 10) / 10}) for i in range(150))
+    options = InferenceOptions(emotions=keys)
+    assert options_from_json(json.loads(json.dumps(options_to_json(options)))) == options
