@@ -68,7 +68,7 @@ def regular_file_status(
             f"cannot be inspected ({error.strerror})", path=file, hint="check the path"
         ) from None
     if stat.S_ISDIR(status.st_mode):
-        raise unusable(f"is a folder, not a {what}", path=file, hint="name a file")
+        raise unusable(f"is a folder; the {what} must be a file", path=file, hint="name a file")
     if not stat.S_ISREG(status.st_mode):
         kind = (
             "a FIFO (named pipe)" if stat.S_ISFIFO(status.st_mode)
@@ -77,8 +77,9 @@ def regular_file_status(
             else "not a regular file"
         )  # fmt: skip
         raise unusable(
-            f"is {kind}, not a {what}", path=file, hint=f"save the {what} to a file and name that"
-        )
+            f"is {kind}; the {what} must be a regular file", path=file,
+            hint=f"save the {what} to a file and name that",
+        )  # fmt: skip
     return status
 
 

@@ -112,6 +112,8 @@ class InferenceOptions:
                     raise ParameterError(f"{name}={value} must be a time >= 0 in seconds",
                                          hint=f"use 0..{MAX_TIME_S:g} s or None")  # fmt: skip
                 object.__setattr__(self, name, value)
+        if self.end_s == 0:
+            raise ParameterError("end_s=0 leaves no audio", hint="use an end time > 0 or None")
         if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
             raise ParameterError(
                 f"end_s={self.end_s} is not after start_s={self.start_s}", hint="swap or fix them"

@@ -37,10 +37,13 @@ from a2x_core.inputs import read_text_file
 from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
+from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli
+from tests.diffusion_folders import make_diffusion_folder
 
 LONG_NAME = "x" * 300  # one path component over the 255-byte limit
+ONNX = InferenceOptions(backend="onnxruntime")  # no GPU-engine probing (a torch import)
 
 
 def _clean_cli_error(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
@@ -95,22 +98,42 @@ def test_a1_cli_never_writes_nan(tmp_path: Path) -> None:
     assert not (tmp_path / "a.csv").exists()
 
 
-def test_a1_headroom_up_to_the_limit_animates_finite(regression_json: Path) -> None:
-    """Float audio far over full scale but under the limit: every value the model writes is
-    finite (the regression model's solver used to fail with LinAlgError on such input)."""
+def _loud_spikes() -> np.ndarray:
+    """Float audio far over full scale but just under the limit."""
     samples = _speech_like(1.0)
     samples[100] = MAX_SAMPLE_MAGNITUDE * 0.999
     samples[5000:5100] = -MAX_SAMPLE_MAGNITUDE * 0.999
-    for model in ("default", regression_json):
-        result = Animator(model).animate(audio_from_array(samples))
-        assert not result.non_finite_arrays(), model
-        assert np.all((result.weights >= 0) & (result.weights <= 1.5))
+    return samples
+
+
+@pytest.mark.parametrize("path", ["default", "regression", "regression+a2e"])
+def test_a1_headroom_up_to_the_limit_animates_finite(
+    tmp_path: Path, regression_json: Path, path: str
+) -> None:
+    """Every value the default, regression and regression + Audio2Emotion paths produce is
+    finite (the regression solver used to fail with LinAlgError on such input)."""
+    model = "default" if path == "default" else regression_json
+    emotion_model = None
+    if path.endswith("a2e"):
+        emotion_model = make_emotion_folder(tmp_path / "a2e").folder / "model.json"
+    animator = Animator(model, ONNX, emotion_model)
+    result = animator.animate(audio_from_array(_loud_spikes()))
+    assert not result.non_finite_arrays()
+    assert np.all((result.weights >= 0) & (result.weights <= 1.5))
+
+
+@pytest.mark.slow
+def test_a1_headroom_up_to_the_limit_animates_finite_diffusion(tmp_path: Path) -> None:
+    make_diffusion_folder(tmp_path / "claire")
+    result = Animator(tmp_path / "claire" / "model.json").animate(audio_from_array(_loud_spikes()))
+    assert not result.non_finite_arrays()
+    assert np.all((result.weights >= 0) & (result.weights <= 1.5))
 
 
 def test_a1_a_model_that_breaks_down_is_a_model_error(tmp_path: Path) -> None:
     """A model whose network yields NaN: a ModelError naming the model, not LinAlgError."""
     make_regression_folder(tmp_path / "nan", seed=3, bias=np.full(29, np.nan, np.float32))
-    animator = Animator(tmp_path / "nan" / "model.json")
+    animator = Animator(tmp_path / "nan" / "model.json", ONNX)
     with pytest.raises(ModelError, match="NaN"):
         animator.animate(audio_from_array(_speech_like(1.0)))
 
@@ -237,7 +260,7 @@ def test_a6_over_long_paths_are_typed(tmp_path: Path, regression_json: Path) -> 
     with pytest.raises(ModelError, match="too long"):
         Animator(tmp_path / LONG_NAME / "model.json")
     with pytest.raises(ModelError, match="too long"):
-        Animator(regression_json, emotion_model=tmp_path / LONG_NAME / "model.json")
+        Animator(regression_json, ONNX, tmp_path / LONG_NAME / "model.json")
     with pytest.raises(ModelError, match="too long"):
         load_model(tmp_path / LONG_NAME)  # what `a2x info` and the worker load through
     with pytest.raises(ParameterError, match="too long"):
@@ -406,7 +429,7 @@ def test_o5_animator_checks_its_other_arguments(regression_json: Path) -> None:
     with pytest.raises(ParameterError, match="options must be"):
         Animator("default", {"fps": 30})  # type: ignore[arg-type]
     with pytest.raises(ParameterError, match="emotion_model must be"):
-        Animator(regression_json, emotion_model=5)  # type: ignore[arg-type]
+        Animator(regression_json, ONNX, emotion_model=5)  # type: ignore[arg-type]
     animator = Animator("default")
     with pytest.raises(ParameterError, match="list of audio paths"):
         animator.animate_many(str(SAMPLE))  # type: ignore[arg-type]
@@ -419,7 +442,7 @@ def test_o5_time_range_applies_to_decoded_audio(tmp_path: Path, regression_json:
     source, giving what decoding that range gives."""
     path = tmp_path / "line.wav"
     sf.write(path, _speech_like(3.0), 16000)
-    animator = Animator(regression_json, InferenceOptions(fps=30))
+    animator = Animator(regression_json, InferenceOptions(fps=30, backend="onnxruntime"))
     whole = decode_audio(path)
     ranged = animator.animate(whole, start_s=0.5, end_s=2.0)
     decoded = animator.animate(decode_audio(path, start_s=0.5, end_s=2.0), start_s=0.5, end_s=2.0)
