@@ -139,31 +139,14 @@ class InferenceOptions:
         if not 0 <= seed <= MAX_SEED:
             raise ParameterError(f"seed={seed} is out of range", hint=f"use 0..{MAX_SEED}")
         object.__setattr__(self, "seed", seed)
-        if self.threads is not None:
-            threads = _integer("threads", self.threads)
-            if not 1 <= threads <= MAX_THREADS:
-                raise ParameterError(
-                    f"threads={threads} is out of range",
-                    hint=f"use 1..{MAX_THREADS} (or None for all cores)",
-                )
-            object.__setattr__(self, "threads", threads)
         self._check_engine_fields()
         object.__setattr__(self, "parameters", _mapping("parameters", self.parameters))
         object.__setattr__(self, "emotions", _emotion_keys(self.emotions))
         self._check_emotion_fields()
 
     def _check_engine_fields(self) -> None:
-        for name, choices in (("precision", PRECISIONS), ("backend", BACKENDS)):
-            value = getattr(self, name)
-            if not isinstance(value, str) or value not in choices:
-                raise ParameterError(f"{name}={value!r} is unknown", hint=f"use {', '.join(choices)}")
-        device = self.device
-        if not isinstance(device, str) or not (
-            device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]{1,4}", device)
-        ):
-            raise ParameterError(
-                f"device={device!r} is unknown", hint="use auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
-            )
+        threads = check_engine_settings(self.backend, self.threads, self.device, self.precision)
+        object.__setattr__(self, "threads", threads)
 
     def _check_emotion_fields(self) -> None:
         if self.identity is not None and (
@@ -291,3 +274,29 @@ def check_field_names(fields: Mapping[str, Any], label: str) -> None:
             f"unknown {label}(s) {', '.join(map(str, unknown))}",
             hint=f"use fields of InferenceOptions: {', '.join(InferenceOptions.__dataclass_fields__)}",
         )
+
+
+def check_engine_settings(backend: Any, threads: Any, device: Any, precision: Any) -> int | None:
+    """The engine fields' checks, shared with ``backends.EngineSettings`` (``load_model``'s
+    keywords): ``threads`` as an int in 1..MAX_THREADS or None.
+
+    Raises:
+        ParameterError: naming the field at fault.
+    """
+    for name, value, choices in (("precision", precision, PRECISIONS), ("backend", backend, BACKENDS)):
+        if not isinstance(value, str) or value not in choices:
+            raise ParameterError(f"{name}={value!r} is unknown", hint=f"use {', '.join(choices)}")
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]{1,4}", device)
+    ):
+        raise ParameterError(
+            f"device={device!r} is unknown", hint="use auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
+        )
+    if threads is None:
+        return None
+    count = _integer("threads", threads)
+    if not 1 <= count <= MAX_THREADS:
+        raise ParameterError(
+            f"threads={count} is out of range", hint=f"use 1..{MAX_THREADS} (or None for all cores)"
+        )
+    return count

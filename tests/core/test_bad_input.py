@@ -536,3 +536,13 @@ def test_worker_options_keep_every_emotion_key() -> None:
     keys = tuple((i / 30, {"joy": (i % 10) / 10}) for i in range(150))
     options = InferenceOptions(emotions=keys)
     assert options_from_json(json.loads(json.dumps(options_to_json(options)))) == options
+
+
+@pytest.mark.parametrize(
+    "keywords", [{"threads": 10**9}, {"threads": "2"}, {"device": "cuda:abc"}, {"backend": None}]
+)
+def test_o5_load_model_checks_its_engine_keywords(regression_json: Path, keywords: dict) -> None:
+    """``load_model``'s keywords get the options' checks (threads bounded, so 10**9 threads
+    are not reported as a broken network.onnx)."""
+    with pytest.raises(ParameterError, match=next(iter(keywords))):
+        load_model(regression_json, **{"backend": "onnxruntime", **keywords})
