@@ -17,7 +17,7 @@ import numpy as np
 from .audio import Audio, check_audio_path, decode_audio, trim_audio
 from .backends import EngineSettings
 from .errors import ModelError, ParameterError
-from .inputs import check_path_length
+from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
 from .options import DEFAULT_EMOTION_WINDOW, InferenceOptions, check_field_names
@@ -134,7 +134,10 @@ class Animator:
             if isinstance(emotion_model, str | os.PathLike):
                 from .audio2emotion import EmotionModel
 
-                check_path_length(emotion_model, ModelError, "emotion model")
+                path = check_path_length(emotion_model, ModelError, "emotion model")
+                if path.exists() and not path.is_dir():  # a FIFO would block the JSON read
+                    regular_file_status(path, missing=ModelError, unusable=ModelError,
+                                        what="model.json")  # fmt: skip
 
                 o = self.options
                 emotion_model = EmotionModel.load(

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from .audio import Audio
 from .backends import EngineSettings
 from .errors import ModelError
-from .inputs import check_path_length
+from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, ProgressCallback
 from .options import InferenceOptions
 from .result import AnimationResult
@@ -60,6 +60,7 @@ def resolve_model_json(spec: str | os.PathLike[str]) -> Path:
 
 
 def _model_kind(model_json: Path) -> str:
+    regular_file_status(model_json, missing=ModelError, unusable=ModelError, what="model.json")
     try:
         data = json.loads(model_json.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:

@@ -253,6 +253,15 @@ def test_a5_fifo_is_refused_at_once(tmp_path: Path) -> None:
         decode_audio("/dev/zero")
 
 
+def test_a5_fifo_as_a_model_is_refused_at_once(tmp_path: Path, regression_json: Path) -> None:
+    fifo = tmp_path / "model.json"
+    os.mkfifo(fifo)
+    with pytest.raises(ModelError, match="FIFO"):
+        load_model(fifo)
+    with pytest.raises(ModelError, match="FIFO"):
+        Animator(regression_json, ONNX, emotion_model=fifo)
+
+
 def test_a6_over_long_paths_are_typed(tmp_path: Path, regression_json: Path) -> None:
     long_path = tmp_path / f"{LONG_NAME}.wav"
     with pytest.raises(AudioNotFoundError, match="too long"):
