@@ -46,8 +46,9 @@ MAX_SAMPLE_MAGNITUDE = 1000.0
 #: that says 1 Hz is damaged and would turn a 16 KB file into hours of audio.
 MIN_SOURCE_RATE = 4000
 MAX_SOURCE_RATE = 768_000
-#: Frames decoded per block (about 1 MB of 48 kHz stereo float32).
-DECODE_BLOCK_FRAMES = 1 << 17
+#: Samples (frames x channels) decoded per block: 1 MB of float32 whatever the channel count
+#: (a damaged header may claim hundreds of channels).
+DECODE_BLOCK_SAMPLES = 1 << 18
 #: A header's length estimate is trusted for the output buffer only up to this many 16 kHz
 #: samples per byte of file (real codecs stay far below); beyond it the buffer grows as needed.
 MAX_SAMPLES_PER_BYTE = 64
@@ -169,10 +170,15 @@ class _Resampler:
         return self._buffer
 
 
+def _block_frames(channels: int) -> int:
+    return max(256, DECODE_BLOCK_SAMPLES // max(channels, 1))
+
+
 def _to_mono_16k(data: np.ndarray, rate: int) -> np.ndarray:
     resampler = _Resampler(rate, math.ceil(len(data) * SAMPLE_RATE / rate) + 64)
-    for first in range(0, len(data), DECODE_BLOCK_FRAMES):
-        resampler.add(data[first : first + DECODE_BLOCK_FRAMES])
+    step = _block_frames(data.shape[1] if data.ndim == 2 else 1)
+    for first in range(0, len(data), step):
+        resampler.add(data[first : first + step])
     resampler.add(np.zeros((0, *data.shape[1:]), np.float32), last=True)
     return resampler.samples()
 
@@ -379,9 +385,10 @@ def _decode_blocks(handle: Any, file: Path, first: int, wanted: int | None) -> n
     plausible = max(file.stat().st_size, 1) * MAX_SAMPLES_PER_BYTE
     expected = min(math.ceil(frames * SAMPLE_RATE / rate) + 64, plausible)
     resampler = _Resampler(rate, expected)
+    step = _block_frames(handle.channels)
     read = 0
     while wanted is None or read < wanted:
-        count = DECODE_BLOCK_FRAMES if wanted is None else min(DECODE_BLOCK_FRAMES, wanted - read)
+        count = step if wanted is None else min(step, wanted - read)
         block = handle.read(count, dtype="float32", always_2d=True)
         if len(block) == 0:
             break
