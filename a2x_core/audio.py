@@ -68,6 +68,8 @@ RAW_FORMATS: dict[str, tuple[str, str]] = {
     "f64le": ("DOUBLE", "LITTLE"),
     "f64be": ("DOUBLE", "BIG"),
 }
+#: File name endings of headerless PCM: their errors point at --raw-rate/--raw-format.
+RAW_SUFFIXES = (".raw", ".pcm", ".sln", ".s16", ".u8", ".f32")
 _RAW_HINT = (
     "a headerless file needs its sample rate and sample format: pass --raw-rate HZ and "
     f"--raw-format ({', '.join(RAW_FORMATS)}) (API: decode_audio(path, raw_rate=..., "
@@ -342,10 +344,12 @@ def decode_audio(
             "cannot be read (permission denied)", path=file, hint="check the file's permissions"
         ) from None
     except (sf.LibsndfileError, RuntimeError, sf.SoundFileError, OSError) as error:
+        headerless = raw_rate is None and file.suffix.lower() in RAW_SUFFIXES
         raise AudioDecodeError(
             f"is not readable audio ({error})",
             path=file,
-            hint="convert it to WAV, FLAC, OGG or MP3 (e.g. with ffmpeg -i IN -ar 16000 OUT.wav)",
+            hint=_RAW_HINT if headerless else
+            "convert it to WAV, FLAC, OGG or MP3 (e.g. with ffmpeg -i IN -ar 16000 OUT.wav)",
         ) from None
     if data is None:
         if first > 0 and wanted != 0:

@@ -167,6 +167,10 @@ def test_a2_headerless_raw_needs_rate_and_format(tmp_path: Path) -> None:
         decode_audio(raw, raw_rate=0, raw_format="s16le")
     proc = run_cli("animate", str(raw), "-o", str(tmp_path / "a.json"), "-q")
     _clean_cli_error(proc, "x.raw", "--raw-rate")
+    pcm = tmp_path / "x.pcm"  # a name soundfile does not know: the hint still says how
+    pcm.write_bytes(os.urandom(1000))
+    with pytest.raises(AudioDecodeError, match="--raw-rate"):
+        decode_audio(pcm)
 
 
 @pytest.mark.parametrize("name", ["s16le", "s24be", "f32le", "u8"])
