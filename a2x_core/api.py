@@ -14,12 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import Audio, decode_audio
+from .audio import Audio, check_audio_path, decode_audio, trim_audio
 from .backends import EngineSettings
-from .errors import ParameterError
+from .errors import ModelError, ParameterError
+from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
-from .options import DEFAULT_EMOTION_WINDOW, InferenceOptions
+from .options import DEFAULT_EMOTION_WINDOW, InferenceOptions, check_field_names
 from .result import AnimationResult
 from .shaping import shape_weights
 
@@ -114,7 +115,11 @@ class Animator:
         options: InferenceOptions | None = None,
         emotion_model: str | os.PathLike[str] | EmotionModel | None = None,
     ) -> None:
+        if options is not None and not isinstance(options, InferenceOptions):
+            raise ParameterError(f"options must be InferenceOptions or None, found {options!r}",
+                                 hint="write Animator(model, InferenceOptions(fps=30))")  # fmt: skip
         self.options = options or InferenceOptions()
+        model = _checked_model(model)
         if isinstance(model, str | os.PathLike):
             model = load_model(
                 model, backend=self.options.backend, threads=self.options.threads,
@@ -133,16 +138,28 @@ class Animator:
             if isinstance(emotion_model, str | os.PathLike):
                 from .audio2emotion import EmotionModel
 
+                path = check_path_length(emotion_model, ModelError, "emotion model")
+                if path.exists() and not path.is_dir():  # a FIFO would block the JSON read
+                    regular_file_status(path, missing=ModelError, unusable=ModelError,
+                                        what="model.json")  # fmt: skip
+
                 o = self.options
                 emotion_model = EmotionModel.load(
                     emotion_model, EngineSettings.of(o), buffer_length=o.emotion_window
                 )
+            elif not callable(getattr(emotion_model, "detect", None)):
+                raise ParameterError(
+                    f"emotion_model must be an Audio2Emotion model.json path or a loaded "
+                    f"EmotionModel, found {emotion_model!r}", hint="pass e.g. 'a2e/model.json'",
+                )  # fmt: skip
             self.emotion_model = emotion_model
             self._check_emotion_options(self.options)
 
     def _decode(self, source: AudioSource, options: InferenceOptions) -> Audio:
+        """Decode a path, or apply the options' time range to decoded audio (a range the audio
+        already covers, as the CLI decodes it, changes nothing)."""
         if isinstance(source, Audio):
-            return source
+            return trim_audio(source, options.start_s, options.end_s)
         return decode_audio(Path(source), start_s=options.start_s, end_s=options.end_s)
 
     def animate_many(
@@ -154,7 +171,10 @@ class Animator:
         **changes: Any,
     ) -> list[AnimationResult]:
         """Animate several clips as one batch (one result each, in order)."""
+        if options is not None and not isinstance(options, InferenceOptions):
+            raise ParameterError(f"options must be InferenceOptions or None, found {options!r}")
         opts = (options or self.options).with_changes(**changes) if changes else (options or self.options)
+        sources = _checked_sources(sources)
         notes = unused_option_warnings(self.model, opts, self.emotion_model)
         if self.emotion_model is not None:
             self._check_emotion_options(opts)
@@ -166,12 +186,27 @@ class Animator:
             if cancel is not None:
                 cancel.check()
             tracks.append(self._decode(source, opts))
-        if self.emotion_model is None:
-            results = self.model.animate(tracks, opts, ProgressScale(progress, 0.02, 0.99), cancel)
-        else:
-            results = self._animate_with_emotions(tracks, opts, progress, cancel)
+        try:
+            if self.emotion_model is None:
+                results = self.model.animate(tracks, opts, ProgressScale(progress, 0.02, 0.99), cancel)
+            else:
+                results = self._animate_with_emotions(tracks, opts, progress, cancel)
+        except np.linalg.LinAlgError as error:  # NaN/overflow from a model folder's values
+            raise ModelError(
+                f"the {self.model.name} model's arithmetic broke down ({error}): its values "
+                "overflow or are NaN for this audio",
+                hint="check the model folder's config values (a2x info lists them)",
+            ) from None
         for track, result in zip(tracks, results, strict=True):
             result.weights = shape_weights(result.weights, result.fps, opts.strength, opts.smoothing_s)
+            bad = result.non_finite_arrays()
+            if bad:  # never hand NaN to an exporter or a rig
+                raise ModelError(
+                    f"the {self.model.name} model produced NaN or infinite values "
+                    f"({', '.join(bad)}) for this audio",
+                    path=track.path or None,
+                    hint="check the model folder's config values and the audio",
+                )
             for warning in [*track.warnings, *notes]:
                 if warning not in result.warnings:
                     result.warnings.insert(0, warning)
@@ -255,6 +290,37 @@ class Animator:
         return Job(lambda progress, cancel: self.animate_many(sources, options, progress, cancel)).start()
 
 
+def _checked_model(model: Any) -> Any:
+    """``model`` if it is a model spec or a loaded model, else a ParameterError now (not an
+    AttributeError at the first animate)."""
+    if isinstance(model, str | os.PathLike):
+        if str(model) != "default":
+            check_path_length(model, ModelError, "model")
+        return model
+    if all(hasattr(model, name) for name in ("emotion_names", "kind", "name")):
+        return model
+    raise ParameterError(
+        f"model must be 'default', a model.json path or a loaded model, found {model!r}",
+        hint="write Animator('default') or Animator('mark/model.json')",
+    )
+
+
+def _checked_sources(sources: Any) -> list[AudioSource]:
+    """A list of audio paths/``Audio``, each path checked to be a regular file before any clip
+    is decoded (a missing second clip fails at once, not after the first is decoded)."""
+    if isinstance(sources, str | bytes | os.PathLike | Audio) or not isinstance(sources, Sequence):
+        raise ParameterError(f"sources must be a list of audio paths, found {sources!r}",
+                             hint="write animate_many(['a.wav', 'b.wav'])")  # fmt: skip
+    for source in sources:
+        if isinstance(source, Audio):
+            continue
+        if not isinstance(source, str | os.PathLike):
+            raise ParameterError(f"audio {source!r} must be a path or decoded Audio",
+                                 hint="pass a file path or decode_audio(path)")  # fmt: skip
+        check_audio_path(source)
+    return list(sources)
+
+
 def _in_order(values: np.ndarray, names: Sequence[str], order: Sequence[str]) -> np.ndarray:
     """``values`` columns (``names``) rearranged to ``order`` (a model's emotion names)."""
     if tuple(order) == tuple(names) or set(order) != set(names):
@@ -270,5 +336,6 @@ def animate(
 ) -> AnimationResult:
     """One-call convenience: ``animate("line.wav", fps=30, transcript="hello")``, or
     ``animate("line.wav", "mark/model.json", emotion_model="a2e/model.json")``."""
+    check_field_names(option_fields, "option")
     options = InferenceOptions(**option_fields)
     return Animator(model, options, emotion_model).animate(source)

@@ -39,6 +39,11 @@ def _build_parser() -> argparse.ArgumentParser:
         help="output file (.json, .csv, .npz; repeat for several formats) for one clip, "
         "or a folder for several clips",
     )  # fmt: skip
+    run.add_argument("--raw-rate", type=int, metavar="HZ",
+                     help="headerless audio (.raw, .pcm): its sample rate; needs --raw-format")  # fmt: skip
+    run.add_argument("--raw-format", metavar="FORMAT", help="headerless mono audio: its sample "
+                     "format, one of s8, u8, s16le, s16be, s24le, s24be, s32le, s32be, f32le, "
+                     "f32be, f64le, f64be")  # fmt: skip
     run.add_argument("--model", default="default", help="'default' or PATH/model.json (default: default)")
     run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
     words = run.add_mutually_exclusive_group()
@@ -134,11 +139,9 @@ def _options(args: argparse.Namespace) -> Any:
 
     transcript = args.transcript
     if args.transcript_file is not None:
-        try:
-            transcript = args.transcript_file.read_text(encoding="utf-8")
-        except OSError as error:
-            raise ParameterError(f"cannot read the transcript ({error.strerror})", path=args.transcript_file,
-                                 hint="check --transcript-file") from None  # fmt: skip
+        from .inputs import read_text_file
+
+        transcript = read_text_file(args.transcript_file, what="transcript", flag="--transcript-file")
     if transcript is not None and len(args.audio) > 1:
         raise ParameterError("--transcript applies to one clip only", hint="animate the clips one at a time")
     emotions: tuple[Any, ...] = ()
@@ -229,7 +232,9 @@ def _animate(args: argparse.Namespace) -> int:
     created: list[Path] = []
     try:
         outputs = _output_paths(args, created)
-        tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s) for a in args.audio]
+        tracks = [decode_audio(a, start_s=options.start_s, end_s=options.end_s,
+                               raw_rate=args.raw_rate, raw_format=args.raw_format)
+                  for a in args.audio]  # fmt: skip
         animator = Animator(args.model, options, emotion_model=args.emotion_model)
         bar = _ProgressBar(enabled=not args.quiet)
         cancel = CancelToken()

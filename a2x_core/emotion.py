@@ -14,8 +14,8 @@ a key's missing emotions take the model's ``default_emotion`` (zeros for shipped
 from __future__ import annotations
 
 import csv
-import json
 import math
+import numbers
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 
 from .errors import ParameterError
-from .options import EmotionKey
+from .inputs import loads_json, read_text_file
+from .options import MAX_TIME_S, EmotionKey
 from .timing import SAMPLE_RATE
 
 #: The 10 explicit emotions of every Audio2Face-3D model, in network order (spec §1.3, A.4).
@@ -57,20 +58,44 @@ def resolve_emotion_name(
     return canon
 
 
+def _as_float(value: Any) -> float | None:
+    """A real number as a float; None for non-numbers and integers too large for a float."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return None
+
+
 def _check_value(name: str, value: Any, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise ParameterError(f"{source}: emotion {name} must be a number, found {value!r}")
-    if not (math.isfinite(value) and 0.0 <= value <= 1.0):
-        raise ParameterError(f"{source}: emotion {name}={value} is out of range", hint="use 0..1")
-    return float(value)
+    number = _as_float(value)
+    if number is None:
+        raise ParameterError(f"{source}: emotion {name} must be a number in 0..1, found "
+                             f"{_short(value)}")  # fmt: skip
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise ParameterError(f"{source}: emotion {name}={_short(value)} is out of range",
+                             hint="use 0..1")  # fmt: skip
+    return number
 
 
 def _check_time(value: Any, source: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ParameterError(f"{source}: key time {value!r} is not a number of seconds")
-    if value < 0:
+    number = _as_float(value)
+    if number is None or not math.isfinite(number):
+        raise ParameterError(f"{source}: key time {_short(value)} is not a number of seconds",
+                             hint=f"use seconds in 0..{MAX_TIME_S:g}")  # fmt: skip
+    if number < 0:
         raise ParameterError(f"{source}: key time {value} is negative", hint="use seconds >= 0")
-    return float(value)
+    if number > MAX_TIME_S:
+        raise ParameterError(f"{source}: key time {_short(value)} is out of range",
+                             hint=f"use seconds in 0..{MAX_TIME_S:g}")  # fmt: skip
+    return number
+
+
+def _short(value: Any) -> str:
+    """``repr`` of a user value, cut to a readable length (a 400-digit number, a long text)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}…{text[-10:]} ({len(text)} characters)"
 
 
 def normalize_keys(
@@ -247,12 +272,7 @@ def load_emotion_track(path: str | Path) -> tuple[EmotionKey, ...]:
     """
     file = Path(path)
     source = str(file)
-    if not file.is_file():
-        raise ParameterError("emotion track file not found", hint=f"check the path {source!r}")
-    try:
-        text = file.read_text(encoding="utf-8-sig")
-    except OSError as error:
-        raise ParameterError(f"{source}: cannot be read ({error})") from None
+    text = read_text_file(file, what="emotion track file", flag="--emotion-file")
     suffix = file.suffix.lower()
     if suffix == ".json":
         keys = _keys_from_json(text, source)
@@ -269,7 +289,7 @@ def load_emotion_track(path: str | Path) -> tuple[EmotionKey, ...]:
 
 def _keys_from_json(text: str, source: str) -> list[EmotionKey]:
     try:
-        data = json.loads(text)
+        data = loads_json(text, source)
     except ValueError as error:
         raise ParameterError(f"{source}: is not valid JSON ({error})") from None
     items = data.get("keys") if isinstance(data, dict) else data
@@ -347,13 +367,14 @@ def parse_parameter_args(values: Sequence[str], *, flag: str = "--param") -> dic
         if key in out:
             raise ParameterError(f"{flag} {key} is given twice", hint="keep one of them")
         text = text.strip()
+        label = f"{flag} {key}"
         try:
-            value: Any = json.loads(text)
+            value: Any = loads_json(text, label)
         except ValueError:
             value = text
             if "," in text:
                 try:
-                    value = [json.loads(part) for part in text.split(",")]
+                    value = [loads_json(part, label) for part in text.split(",")]
                 except ValueError:
                     value = text
         out[key] = value

@@ -545,6 +545,10 @@ def stage_result(outputs: OutputSet, result: AnimationResult, path: str | os.Pat
     """Write ``result`` to a temporary file of ``outputs``, in the format ``path``'s extension
     names; it appears under ``path`` when ``outputs`` is committed."""
     target = Path(path)
+    bad = result.non_finite_arrays()
+    if bad:
+        raise OutputError(f"not written: the result's {', '.join(bad)} hold NaN or infinite "
+                          "values", path=target, hint="report the model and audio that gave them")  # fmt: skip
     write = WRITERS[_format_of(target)]
     outputs.stage(target, lambda temp: write(result, temp))
 

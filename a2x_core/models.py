@@ -12,6 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 from .audio import Audio
 from .backends import EngineSettings
 from .errors import ModelError
+from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, ProgressCallback
 from .options import InferenceOptions
 from .result import AnimationResult
@@ -48,7 +49,7 @@ class AnimationModel(Protocol):
 
 def resolve_model_json(spec: str | os.PathLike[str]) -> Path:
     """``PATH/model.json`` or a folder holding one → the model.json path (checked to exist)."""
-    path = Path(spec).expanduser()
+    path = check_path_length(Path(spec).expanduser(), ModelError, "model")
     if path.is_dir():
         path = path / "model.json"
     if not path.exists():
@@ -67,6 +68,8 @@ def _model_kind(model_json: Path) -> str:
         ModelError (a ModelPackageError for damaged JSON, deep nesting included).
     """
     from .model_package import read_json_file
+
+    regular_file_status(model_json, missing=ModelError, unusable=ModelError, what="model.json")
 
     data = read_json_file(model_json, hint="download it again")
     if not isinstance(data, dict):
@@ -154,6 +157,7 @@ def list_models(
                                  path=root, hint="name a folder that holds model folders")  # fmt: skip
     seen: set[Path] = set()
     for root in [*from_env, *named]:
+        check_path_length(root, ModelError, "model folder")
         if not root.is_dir():
             where = f" (from {MODEL_PATH_ENV})" if root in from_env else ""
             log.warning("%s: no such model folder%s; skipped", root, where)

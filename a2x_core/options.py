@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import math
+import numbers
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from typing import Any
 
+import numpy as np
+
 from .errors import ParameterError
+from .inputs import check_json_depth
 from .timing import parse_fps
 
 #: Emotion keys beyond this many (detected per frame) are summarised in JSON exports.
@@ -29,6 +34,16 @@ EMOTION_CADENCES = ("sdk", "per-frame")
 #: Maya-ACE: 30 fps, one inference per 31 frames (~1.03 s), whatever the A2F frame rate.
 SDK_EMOTION_FPS = Fraction(30)
 SDK_EMOTION_SKIP = 30
+PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
+BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
+#: The largest thread count a2x passes to an engine (more only exhausts memory: ONNX Runtime
+#: then fails with std::bad_alloc, which would look like a broken model).
+MAX_THREADS = 1024
+#: Seeds reach cuRAND as unsigned 64-bit and NumPy as non-negative integers.
+MAX_SEED = 2**64 - 1
+#: The latest time a2x accepts (start/end, emotion keys): about 11.6 days, far past any clip,
+#: and small enough that seconds x sample rate stays an exact float.
+MAX_TIME_S = 1e6
 
 
 @dataclass(frozen=True)
@@ -100,37 +115,52 @@ class InferenceOptions:
     emotion_parameters: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if isinstance(self.fps, bool | np.bool_):
+            raise ParameterError(f"fps={self.fps!r} is not a frame rate", hint="use e.g. 60 or 30000/1001")
         object.__setattr__(self, "fps", parse_fps(self.fps))
         for name in ("start_s", "end_s"):
             value = getattr(self, name)
-            if value is not None and (not math.isfinite(value) or value < 0):
-                raise ParameterError(f"{name}={value} must be a time >= 0 in seconds")
+            if value is not None:
+                value = _real(name, value, "a time in seconds >= 0, or None")
+                if not (math.isfinite(value) and 0 <= value <= MAX_TIME_S):
+                    raise ParameterError(f"{name}={value} must be a time >= 0 in seconds",
+                                         hint=f"use 0..{MAX_TIME_S:g} s or None")  # fmt: skip
+                object.__setattr__(self, name, value)
+        if self.end_s == 0:
+            raise ParameterError("end_s=0 leaves no audio", hint="use an end time > 0 or None")
         if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
             raise ParameterError(
                 f"end_s={self.end_s} is not after start_s={self.start_s}", hint="swap or fix them"
             )
-        if not (math.isfinite(self.strength) and 0 <= self.strength <= 10):
+        strength = _real("strength", self.strength, "a number in 0..10")
+        if not (math.isfinite(strength) and 0 <= strength <= 10):
             raise ParameterError(f"strength={self.strength} is out of range", hint="use 0..10")
-        if not (math.isfinite(self.smoothing_s) and 0 <= self.smoothing_s <= 1):
+        smoothing = _real("smoothing_s", self.smoothing_s, "seconds in 0..1")
+        if not (math.isfinite(smoothing) and 0 <= smoothing <= 1):
             raise ParameterError(
                 f"smoothing_s={self.smoothing_s} is out of range", hint="use 0..1 seconds"
             )
-        if self.threads is not None and self.threads < 1:
-            raise ParameterError(f"threads={self.threads} must be >= 1")
-        if self.precision not in ("fp32", "tf32", "bf16", "fp16"):
-            raise ParameterError(
-                f"precision={self.precision!r} is unknown", hint="use fp32, tf32, bf16 or fp16"
-            )
-        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
-            raise ParameterError(
-                f"device={self.device!r} is unknown", hint="use auto, cpu, cuda or cuda:N"
-            )
-        if self.backend not in ("auto", "onnxruntime", "tensorrt", "torch"):
-            raise ParameterError(
-                f"backend={self.backend!r} is unknown",
-                hint="use auto, onnxruntime, tensorrt or torch",
-            )
+        object.__setattr__(self, "strength", strength)
+        object.__setattr__(self, "smoothing_s", smoothing)
+        for name in ("fast", "blinks", "geometry", "compile_network"):
+            value = getattr(self, name)
+            if not isinstance(value, bool | np.bool_):
+                raise ParameterError(f"{name}={value!r} must be True or False")
+            object.__setattr__(self, name, bool(value))
+        if self.transcript is not None and not isinstance(self.transcript, str):
+            raise ParameterError(f"transcript must be text or None, found {self.transcript!r}")
+        seed = _integer("seed", self.seed)
+        if not 0 <= seed <= MAX_SEED:
+            raise ParameterError(f"seed={seed} is out of range", hint=f"use 0..{MAX_SEED}")
+        object.__setattr__(self, "seed", seed)
+        self._check_engine_fields()
+        object.__setattr__(self, "parameters", _mapping("parameters", self.parameters))
+        object.__setattr__(self, "emotions", _emotion_keys(self.emotions))
         self._check_emotion_fields()
+
+    def _check_engine_fields(self) -> None:
+        threads = check_engine_settings(self.backend, self.threads, self.device, self.precision)
+        object.__setattr__(self, "threads", threads)
 
     def _check_emotion_fields(self) -> None:
         if self.identity is not None and (
@@ -162,7 +192,7 @@ class InferenceOptions:
                 f"emotion_skip={skip!r} must be an integer >= 0",
                 hint="0 runs Audio2Emotion for every frame; leave it unset for the cadence's",
             )
-        if self.emotion_mix not in EMOTION_MIX_MODES:
+        if not isinstance(self.emotion_mix, str) or self.emotion_mix not in EMOTION_MIX_MODES:
             raise ParameterError(
                 f"emotion_mix={self.emotion_mix!r} is unknown", hint="use blend or override"
             )
@@ -172,6 +202,9 @@ class InferenceOptions:
                 f"{self.emotion_parameters!r}",
                 hint='write e.g. {"emotion_strength": 1.0}',
             )
+        object.__setattr__(
+            self, "emotion_parameters", _mapping("emotion_parameters", self.emotion_parameters)
+        )
         if self.emotion_parameters:
             from .audio2emotion import check_overrides  # the A2E module imports this one
 
@@ -187,6 +220,7 @@ class InferenceOptions:
 
     def with_changes(self, **changes: Any) -> InferenceOptions:
         """A copy with some fields changed (validated again)."""
+        check_field_names(changes, "option")
         return replace(self, **changes)
 
     def to_json(self) -> dict[str, Any]:
@@ -203,3 +237,93 @@ class InferenceOptions:
         else:  # detected per-frame emotions: the result's own emotion curves hold them
             data["emotions"] = f"{len(self.emotions)} keys (see the per-frame emotions)"
         return data
+
+
+def _real(name: str, value: Any, expected: str) -> float:
+    """``value`` as a float, or a ParameterError naming ``name`` (bools and text refused)."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise ParameterError(f"{name}={value!r} must be {expected}")
+    try:
+        return float(value)
+    except OverflowError:  # a 400-digit integer
+        raise ParameterError(f"{name}={value!r} is out of range; use {expected}") from None
+
+
+def _integer(name: str, value: Any) -> int:
+    """``value`` as an int (NumPy integers too), or a ParameterError naming ``name``."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"{name}={value!r} must be a whole number")
+    return int(value)
+
+
+def _mapping(name: str, value: Any) -> Mapping[str, Any]:
+    """A name → value mapping with text keys and JSON-sized nesting."""
+    if not isinstance(value, Mapping):
+        raise ParameterError(f"{name} must map names to values, found {value!r}",
+                             hint='write e.g. {"input_strength": 1.0}')  # fmt: skip
+    for key in value:
+        if not isinstance(key, str):
+            raise ParameterError(f"{name} key {key!r} must be text")
+    return check_json_depth(value, name)
+
+
+def _emotion_keys(value: Any) -> tuple[EmotionKey, ...]:
+    """Emotion keys as a tuple of ``(time_s, {name: number})``; names and ranges are checked
+    against the model later (``emotion.normalize_keys``)."""
+    if isinstance(value, str | bytes | Mapping) or not isinstance(value, tuple | list):
+        raise ParameterError(f"emotions={value!r} must be a sequence of (time_s, {{name: value}})",
+                             hint='write e.g. ((0.0, {"joy": 0.7}),)')  # fmt: skip
+    keys = []
+    for number, key in enumerate(value):
+        if not isinstance(key, tuple | list) or len(key) != 2 or not isinstance(key[1], Mapping):
+            raise ParameterError(f"emotions[{number}]={key!r} must be (time_s, {{name: value}})",
+                                 hint='write e.g. (0.0, {"joy": 0.7})')  # fmt: skip
+        time_s = key[0] if type(key[0]) is float else _real(
+            f"emotions[{number}] time", key[0], "seconds >= 0"
+        )  # fast path: per-frame keys of a long clip are hundreds of thousands
+        if not 0 <= time_s <= MAX_TIME_S:  # NaN fails too
+            raise ParameterError(f"emotions[{number}] time {key[0]!r} is out of range",
+                                 hint=f"use 0..{MAX_TIME_S:g} s")  # fmt: skip
+        for name, strength in key[1].items():
+            if not isinstance(name, str):
+                raise ParameterError(f"emotions[{number}] name {name!r} must be text")
+            if type(strength) is not float:
+                _real(f"emotions[{number}] {name}", strength, "a number in 0..1")
+        keys.append((key[0], key[1]))
+    return tuple(keys)
+
+
+def check_field_names(fields: Mapping[str, Any], label: str) -> None:
+    """A ParameterError naming any key of ``fields`` that is not an InferenceOptions field."""
+    unknown = sorted(set(fields) - set(InferenceOptions.__dataclass_fields__))
+    if unknown:
+        raise ParameterError(
+            f"unknown {label}(s) {', '.join(map(str, unknown))}",
+            hint=f"use fields of InferenceOptions: {', '.join(InferenceOptions.__dataclass_fields__)}",
+        )
+
+
+def check_engine_settings(backend: Any, threads: Any, device: Any, precision: Any) -> int | None:
+    """The engine fields' checks, shared with ``backends.EngineSettings`` (``load_model``'s
+    keywords): ``threads`` as an int in 1..MAX_THREADS or None.
+
+    Raises:
+        ParameterError: naming the field at fault.
+    """
+    for name, value, choices in (("precision", precision, PRECISIONS), ("backend", backend, BACKENDS)):
+        if not isinstance(value, str) or value not in choices:
+            raise ParameterError(f"{name}={value!r} is unknown", hint=f"use {', '.join(choices)}")
+    if not isinstance(device, str) or not (
+        device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:[0-9]{1,4}", device)
+    ):
+        raise ParameterError(
+            f"device={device!r} is unknown", hint="use auto, cpu, cuda or cuda:N (N = 0, 1, ...)"
+        )
+    if threads is None:
+        return None
+    count = _integer("threads", threads)
+    if not 1 <= count <= MAX_THREADS:
+        raise ParameterError(
+            f"threads={count} is out of range", hint=f"use 1..{MAX_THREADS} (or None for all cores)"
+        )
+    return count

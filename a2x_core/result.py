@@ -99,3 +99,14 @@ class AnimationResult:
             out["emotion_names"] = np.array(self.emotion_names)
         out.update(self.arrays)
         return out
+
+    def non_finite_arrays(self) -> list[str]:
+        """Names of the result's float arrays that hold NaN or infinity: a result that must
+        never reach a file or a rig (JSON cannot hold it; a CSV cell of ``nan`` breaks a rig)."""
+        return [
+            name
+            for name, array in self.to_arrays().items()
+            if isinstance(array, np.ndarray)
+            and array.dtype.kind in "fc"
+            and not np.all(np.isfinite(array))
+        ]

@@ -49,7 +49,9 @@ from typing import IO, Any
 import numpy as np
 
 from . import errors
+from .audio import check_audio_path
 from .errors import A2XError, CancelledError, EngineError, ParameterError
+from .inputs import loads_json
 from .jobs import CancelToken, Progress
 from .options import InferenceOptions
 from .result import AnimationResult
@@ -65,24 +67,28 @@ _OPTION_FIELDS = set(InferenceOptions.__dataclass_fields__)
 
 
 def options_to_json(options: InferenceOptions) -> dict[str, Any]:
-    """Options in wire form (see :meth:`InferenceOptions.to_json`)."""
-    return options.to_json()
+    """Options in wire form (see :meth:`InferenceOptions.to_json`), every emotion key listed
+    (exports summarise long key lists; the worker needs them all)."""
+    data = options.to_json()
+    data["emotions"] = [[t, dict(v)] for t, v in options.emotions]
+    return data
 
 
 def options_from_json(data: dict[str, Any]) -> InferenceOptions:
     """Options from wire form; unknown fields are an error that names them."""
+    if not isinstance(data, dict):
+        raise ParameterError(f"the worker request's options must be an object, found {data!r}",
+                             hint='send e.g. "options": {"fps": "30/1"}')  # fmt: skip
     unknown = sorted(set(data) - _OPTION_FIELDS)
     if unknown:
         raise ParameterError(
-            f"unknown option(s) {', '.join(unknown)} in the worker request",
+            f"unknown option(s) {', '.join(map(str, unknown))} in the worker request",
             hint="update a2x in the external runtime to the add-on's version",
         )
     fields = dict(data)
-    if "emotions" in fields:
-        fields["emotions"] = tuple((float(t), dict(v)) for t, v in fields["emotions"])
-    for name in ("parameters", "emotion_parameters"):
-        if name in fields:
-            fields[name] = dict(fields[name])
+    emotions = fields.get("emotions")
+    if isinstance(emotions, list):  # JSON [[t, {...}], ...]; InferenceOptions checks the rest
+        fields["emotions"] = tuple(tuple(k) if isinstance(k, list) else k for k in emotions)
     return InferenceOptions(**fields)
 
 
@@ -185,15 +191,47 @@ def _watch_stdin(stream: IO[str], token: CancelToken) -> None:
     token.cancel()
 
 
-def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> None:
-    from .api import Animator
-
-    if request.get("protocol", PROTOCOL) not in SUPPORTED_PROTOCOLS:
+def _read_request(line: str) -> dict[str, Any]:
+    """The request object of the first stdin line, its fields' types checked, so that any
+    malformed request is a ParameterError event (exit 2), never a TypeError."""
+    try:
+        request = loads_json(line, "the worker request")
+    except ValueError:
         raise ParameterError(
-            f"worker request speaks protocol {request.get('protocol')}, this a2x speaks "
+            "the first stdin line is not a JSON request", hint="see a2x_core/worker.py"
+        ) from None
+    if not isinstance(request, dict):
+        raise ParameterError(f"the worker request must be a JSON object, found {_short(request)}",
+                             hint='send {"command": "animate", ...}; see a2x_core/worker.py')  # fmt: skip
+    protocol = request.get("protocol", PROTOCOL)
+    if isinstance(protocol, bool) or protocol not in SUPPORTED_PROTOCOLS:
+        raise ParameterError(
+            f"worker request speaks protocol {_short(protocol)}, this a2x speaks "
             f"{', '.join(map(str, SUPPORTED_PROTOCOLS))}",
             hint="install the same a2x version in the external runtime as in the add-on",
         )
+    fields = (("command", str, False), ("model", str, False), ("emotion_model", str, True))
+    for name, kind, nullable in fields:
+        value = request.get(name)
+        if name in request and not (isinstance(value, kind) or (nullable and value is None)):
+            raise ParameterError(f"the worker request's {name} must be text, found {_short(value)}")
+    audio = request.get("audio")
+    if audio is not None and (
+        not isinstance(audio, list) or not all(isinstance(a, str) for a in audio)
+    ):
+        raise ParameterError(f"the worker request's audio must be a list of paths, found "
+                             f"{_short(audio)}", hint='send "audio": ["/path/clip.wav"]')  # fmt: skip
+    return request
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else f"{text[:40]}…({len(text)} characters)"
+
+
+def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> None:
+    from .api import Animator
+
     command = request.get("command", "animate")
     options = options_from_json(request.get("options", {}))
     model_spec = request.get("model", "default")
@@ -224,12 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = CancelToken()
     line = sys.stdin.readline()
     try:
-        try:
-            request = json.loads(line)
-        except ValueError:
-            raise ParameterError(
-                "the first stdin line is not a JSON request", hint="see a2x_core/worker.py"
-            ) from None
+        request = _read_request(line)
+        for path in request.get("audio") or []:
+            check_audio_path(path)  # a missing clip is reported even if stdin closes next
         threading.Thread(target=_watch_stdin, args=(sys.stdin, token), daemon=True).start()
         _serve(request, channel, token)
     except A2XError as error:

@@ -36,6 +36,12 @@ class EngineSettings:
     device: str = "auto"
     precision: str = "fp32"
 
+    def __post_init__(self) -> None:
+        from ..options import check_engine_settings  # options imports nothing of backends
+
+        threads = check_engine_settings(self.backend, self.threads, self.device, self.precision)
+        object.__setattr__(self, "threads", threads)
+
     @classmethod
     def of(cls, options: Any) -> EngineSettings:
         """The engine fields of an ``InferenceOptions``."""

@@ -16,6 +16,7 @@ from a2x_core.exporters import (
     check_output_path,
     live_link_timecode,
     read_a2f_json,
+    write_json,
     write_result,
 )
 from a2x_core.names import ARKIT_52, LIVE_LINK_FACE_52
@@ -102,8 +103,11 @@ def test_npz_holds_every_array(tmp_path: Path) -> None:
 
 def test_failed_write_leaves_no_file(tmp_path: Path) -> None:
     result = _result(5)
-    result.weights[2, 3] = np.nan  # JSON cannot hold NaN: the writer fails half-way
+    result.weights[2, 3] = np.nan  # JSON cannot hold NaN: the JSON writer fails half-way
     with pytest.raises(ValueError):
+        write_json(result, tmp_path / "bad.json")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OutputError, match="NaN"):  # write_result refuses before writing
         write_result(result, tmp_path / "bad.json")
     assert list(tmp_path.iterdir()) == []
 
