@@ -149,8 +149,8 @@ def kabsch(source: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndar
         u, _, vt = np.linalg.svd(h)
     except np.linalg.LinAlgError:  # NaN/Inf keypoints (reliability_fuzz M5): typed, not a crash
         raise ModelError(
-            "the jaw fit got non-finite keypoints (the network output or neutral_jaw is not "
-            "finite)",
+            "the jaw fit got non-finite keypoints (the network output or neutral_jaw holds NaN "
+            "or infinite values)",
             hint="check the model folder's network.onnx and model data",
         ) from None
     v = np.swapaxes(vt, 1, 2)
