@@ -212,23 +212,32 @@ def scenario_bake_synthetic() -> dict:
     settings.audio_path = audio
     settings.targets.add().object = obj
 
-    # the mapping table: every style matched, the unmatched shape listed
+    # the mapping table: every style matched, one shape per curve, the unmatched shape listed
     assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
     names = styled_names()
     rows = {r.target: r for r in settings.mapping}
-    assert len(rows) == 53, sorted(rows)
+    assert len(rows) == 52, sorted(rows)
     for canon, shape in names.items():
         assert rows[shape].source == canon, (shape, rows[shape].source, canon)
-    assert rows["Teeth.jawOpen"].source == "jawOpen"
     assert [n.name for n in settings.unmatched_shapes] == ["custom_wrinkle"]
     assert len(settings.unused_sources) == 0
+    # a second jaw shape is left out (shapes add up) and listed; the artist adds it on purpose
+    assert [(c.name, c.source) for c in settings.candidates] == [("Teeth.jawOpen", "jawOpen")]
+    assert bpy.ops.a2x.mapping_add_candidate(target="Teeth.jawOpen") == {"FINISHED"}
+    rows = {r.target: r for r in settings.mapping}
+    assert rows["Teeth.jawOpen"].source == "jawOpen" and len(settings.candidates) == 0
+    expect_error(lambda: bpy.ops.a2x.mapping_add_candidate(target="custom_wrinkle"),
+                 "not among the other matching shapes")  # fmt: skip
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}  # keeps the row the artist added
+    assert "Teeth.jawOpen" in {r.target for r in settings.mapping}
+    assert len(settings.candidates) == 0
     jaw = names["jawOpen"]
     rows[jaw].multiplier, rows[jaw].offset = 0.5, 0.1
     rows[names["cheekPuff"]].enabled = False
 
     settings.start_frame = start
     result, request = prime_cache(audio)
-    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=start) == {"FINISHED"}
 
     ad = key.animation_data
     action = ad.action
@@ -326,16 +335,13 @@ def scenario_rebake_undo() -> dict:
     spare = bpy.data.actions.new("ArtistSpare")
     spare.use_fake_user = True
     result, _ = prime_cache(audio)
-    bpy.ops.ed.undo_push(message="scene ready")  # python calls push undo only when asked:
+    # no undo push by the script: a scripted bake is undoable on its own, the face and the
+    # spare Action (made by the script, never pushed) included
 
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, object_name=obj.name, start_frame=1) == {
-        "FINISHED"
-    }
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=1) == {"FINISHED"}
     first = key.animation_data.action.name
     jaw = styled_names()["jawOpen"]
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, object_name=obj.name, start_frame=11) == {
-        "FINISHED"
-    }
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=11) == {"FINISHED"}
     second = key.animation_data.action
     assert owned_actions() == [second.name], owned_actions()
     assert first == second.name or first not in bpy.data.actions
@@ -346,15 +352,20 @@ def scenario_rebake_undo() -> dict:
     key = bpy.data.objects["Face"].data.shape_keys
     curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
     assert keys_of(curve)[0, 0] == 1, keys_of(curve)[0]
+    # a scripted bake is two steps, the state before it and after it: the step after the
+    # first bake holds the same state
+    bpy.ops.ed.undo()
+    key = bpy.data.objects["Face"].data.shape_keys
+    assert keys_of(next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw)))[0, 0] == 1
     bpy.ops.ed.undo()  # back to before any bake
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data is None or key.animation_data.action is None
-    assert owned_actions() == []
+    assert owned_actions() == [] and "ArtistSpare" in bpy.data.actions
     bpy.ops.ed.redo()
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data.action is not None and len(owned_actions()) == 1
 
-    assert bpy.ops.a2x.clear("EXEC_DEFAULT", True, object_name="Face") == {"FINISHED"}
+    assert bpy.ops.a2x.clear(object_name="Face") == {"FINISHED"}
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data.action is None and owned_actions() == []
     bpy.context.scene.frame_set(8)
@@ -528,7 +539,8 @@ def scenario_default_model() -> dict:
     assert out == {"FINISHED"}, out
     key = obj.data.shape_keys
     curves = {fc.data_path: fc for fc in fcurves_of(key)}
-    assert len(curves) == 53, len(curves)
+    assert len(curves) == 52, len(curves)  # one shape per curve: Teeth.jawOpen is left out
+    assert path_of("Teeth.jawOpen") not in curves
     expected = num_frames_for(len(decode_audio(audio).samples), scene_fps(30, 1.0))
     jaw = keys_of(curves[path_of(styled_names()["jawOpen"])])
     assert jaw.shape[0] == expected, (jaw.shape, expected)
@@ -552,7 +564,7 @@ def scenario_external_runtime() -> dict:
     out = bpy.ops.a2x.bake(audio_path=ARGS["audio"], object_name=obj.name, model="default")
     assert out == {"FINISHED"}
     curves = fcurves_of(obj.data.shape_keys)
-    assert len(curves) == 53
+    assert len(curves) == 52
     prefs.external_python = "/no/such/python"
     expect_error(lambda: bpy.ops.a2x.bake(audio_path=ARGS["audio"], object_name=obj.name,
                                           model="default", transcript="other words"),
@@ -691,8 +703,7 @@ def scenario_key_emotions() -> dict:
     settings.targets.add().object = obj
     settings.key_emotions = True
     result, _ = prime_cache(settings.audio_path, emotions=True)
-    bpy.ops.ed.undo_push(message="scene ready")
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=5) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(start_frame=5, key_emotions=True) == {"FINISHED"}
 
     wanted = sorted([f"a2x_emotion_{n}" for n in A2F_EMOTIONS]
                     + [f"a2x_emotion_detected_{n}" for n in A2F_EMOTIONS])  # fmt: skip
@@ -728,7 +739,7 @@ def scenario_key_emotions() -> dict:
                         abs_tol=1e-6)  # fmt: skip
 
     # re-bake: new Actions replace the old ones; the driver keeps working
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(start_frame=11, key_emotions=True) == {"FINISHED"}
     action = key.animation_data.action
     (strip,) = a2x_strips(obj)
     assert owned_actions() == sorted([action.name, strip.action.name]), owned_actions()
@@ -736,15 +747,16 @@ def scenario_key_emotions() -> dict:
     scene.frame_set(11 + 3)
     assert math.isclose(key.key_blocks["custom_wrinkle"].value, float(result.emotions[3, joy]),
                         abs_tol=1e-6)  # fmt: skip
-    # re-bake without 'Key Emotions': the object loses the a2x strip and the properties
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11, key_emotions=False) == {
-        "FINISHED"}  # fmt: skip
+    # re-bake without 'Key Emotions' (the operator's default, whatever the panel says): the
+    # object loses the a2x strip and the properties
+    assert settings.key_emotions
+    assert bpy.ops.a2x.bake(start_frame=11) == {"FINISHED"}
     assert a2x_strips(obj) == [] and emotion_props(obj) == []
     assert owned_actions() == [key.animation_data.action.name]
     bpy.ops.ed.undo()  # back to the second bake with emotions
     obj = bpy.data.objects["Face"]
     assert emotion_props(obj) == wanted and len(a2x_strips(obj)) == 1
-    for _ in range(2):
+    for _ in range(4):  # each scripted bake is two undo steps: before it and after it
         bpy.ops.ed.undo()  # back to before any bake
     obj = bpy.data.objects["Face"]
     assert emotion_props(obj) == [] and owned_actions() == [] and a2x_strips(obj) == []
@@ -761,7 +773,7 @@ def scenario_key_emotions() -> dict:
     mine = obj.animation_data.action
     assert mine is not None and not mine.name.endswith("_emotions")
     for start in (1, 3):
-        assert bpy.ops.a2x.bake(start_frame=start) == {"FINISHED"}
+        assert bpy.ops.a2x.bake(start_frame=start, key_emotions=True) == {"FINISHED"}
         assert obj.animation_data.action == mine and len(a2x_strips(obj)) == 1
     assert "location" in [fc.data_path for fc in fcurves_of(key, mine)]
     scene.frame_set(3 + 20)
@@ -819,7 +831,7 @@ def scenario_emotion_model() -> dict:
     (_, sliders), = options.emotions  # override: only the sliders above 0
     assert list(sliders) == ["joy"] and math.isclose(sliders["joy"], 0.7, abs_tol=1e-6)
     assert options.identity is None
-    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    assert bpy.ops.a2x.bake(key_emotions=True) == {"FINISHED"}
     (local,) = ops._RESULTS[request.cache_key()]
     joy = list(local.emotion_names).index("joy")
     assert local.detected_emotions is not None and local.detected_emotions.shape[1] == 10
@@ -894,7 +906,7 @@ def scenario_identity() -> dict:
     settings.key_emotions = True  # a diffusion result's emotion input is keyed too
     request = ops.gather_request(bpy.context, None)
     assert request.options.identity == "James" and not request.warnings, request.warnings
-    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    assert bpy.ops.a2x.bake(key_emotions=True) == {"FINISHED"}
     (james,) = ops._RESULTS[request.cache_key()]
     assert james.parameters["identity"] == "James" and james.model.endswith("(James)")
     assert key.animation_data.action.get("a2x_identity") == "James"
@@ -963,7 +975,7 @@ def scenario_list_rows() -> dict:
     assert len(settings.mapping) == rows - 1 and settings.mapping_index == rows - 2
     assert bpy.ops.a2x.target_remove() == {"FINISHED"} and len(settings.targets) == 0
     assert not bpy.ops.a2x.target_remove.poll()
-    return {"rows": rows}
+    return {"rows": rows, "candidates": len(settings.candidates)}
 
 
 def main() -> int:

@@ -24,7 +24,8 @@ def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
 
 
 def test_target_and_mapping_rows_add_and_remove(blender) -> None:
-    assert blender.run("list_rows")["rows"] > 52  # 52 ARKit shapes + the extra jaw target
+    out = blender.run("list_rows")
+    assert out["rows"] == 52 and out["candidates"] == 1  # one shape per curve; Teeth.jawOpen
 
 
 def test_bake_channels_keys_values_and_sound_strip(blender) -> None:
