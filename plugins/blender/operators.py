@@ -208,14 +208,17 @@ class A2X_OT_bake(Operator):
         session = self._start(context)
         if session is None:
             return {"CANCELLED"}
+        printed = None if self._from_ui else PrintedProgress()
         try:
-            session.wait(None if self._from_ui else PrintedProgress())
+            session.wait(printed)
         except CancelledError:
             self.report({"WARNING"}, "a2x: bake cancelled")
             return {"CANCELLED"}
         except Exception as error:  # noqa: BLE001
             self.report({"ERROR"}, _failure(error))
             return {"CANCELLED"}
+        if printed is not None:
+            printed.finish()
         return self._finish(context, session)
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:

@@ -381,6 +381,13 @@ class PrintedProgress:
         line = f"a2x: {progress.stage} {int(progress.fraction * 100)}%"
         print(line, file=self.stream or sys.stdout, flush=True)
 
+    def finish(self) -> None:
+        """The last line, once the result is in (the job's own last report may go unseen)."""
+        from a2x_core.jobs import Progress
+
+        if 0 <= self.tenth < 10:
+            self(Progress(1.0, "done"))
+
 
 class BakeSession:
     """Inference for one :class:`BakeRequest` (a thread or the external runtime), then the bake.

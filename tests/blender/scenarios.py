@@ -978,6 +978,216 @@ def scenario_list_rows() -> dict:
     return {"rows": rows, "candidates": len(settings.candidates)}
 
 
+def _evaluated_coords(obj: bpy.types.Object) -> np.ndarray:
+    """The object's vertex positions as Blender evaluates them at the current frame."""
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.zeros(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
+def _shape_coords(key: bpy.types.Key, name: str) -> np.ndarray:
+    block = key.key_blocks[name]
+    co = np.zeros(len(block.data) * 3, dtype=np.float32)
+    block.data.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def scenario_rocketbox() -> dict:
+    """A real Rocketbox head (FBX with ARKit AK_*, SRanipal SR_*, Headbox HB_*, FACS AU_* and
+    viseme shapes): Match Names drives each ARKit curve's AK_* shape alone and lists the
+    SR_/HB_ look-alikes; baked, the face moves exactly as the AK_* shapes say (SR_21_Jaw_Open
+    would open the jaw again); added on purpose, a look-alike is driven too."""
+    from a2x_core.names import ARKIT_52
+
+    set_fps(30)
+    assert bpy.ops.import_scene.fbx(filepath=ARGS["fbx"]) == {"FINISHED"}
+    face = max((o for o in bpy.data.objects if getattr(o.data, "shape_keys", None)),
+               key=lambda o: len(o.data.shape_keys.key_blocks))  # fmt: skip
+    key = face.data.shape_keys
+    assert len(key.key_blocks) > 150, len(key.key_blocks)
+    for modifier in face.modifiers:  # the skeleton's pose is not under test: shapes alone
+        modifier.show_viewport = False
+    settings = bpy.context.scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    settings.targets.add().object = face
+
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
+    rows = {r.target: r.source for r in settings.mapping}
+    arkit = {source: target for target, source in rows.items() if source in ARKIT_52}
+    assert len(arkit) == 52 and all(t.startswith("AK_") for t in arkit.values()), arkit
+    assert len(set(rows.values())) == len(rows), "one shape per source curve"
+    assert arkit["jawOpen"] == "AK_25_JawOpen"
+    candidates = {c.name: c.source for c in settings.candidates}
+    assert candidates["SR_21_Jaw_Open"] == "jawOpen" and candidates["HB_08_TongueOut"] == "tongueOut"
+    assert candidates["SR_34_Mouth_Smile_Left"] == "mouthSmileLeft"
+    assert all(n.startswith(("SR_", "HB_")) for n in candidates), candidates
+    assert len(settings.unused_sources) == 0
+
+    # only the jaw opens (0.8): the evaluated face is Basis + 0.8 x AK_25_JawOpen's offsets
+    result, _ = prime_cache(settings.audio_path)
+    result.weights[:] = 0.0
+    result.weights[:, ARKIT_52.index("jawOpen")] = 0.8
+    basis = _shape_coords(key, key.reference_key.name)
+    jaw = _shape_coords(key, "AK_25_JawOpen") - basis
+    look_alike = _shape_coords(key, "SR_21_Jaw_Open") - basis
+    assert np.abs(look_alike).max() > 0.3 * np.abs(jaw).max(), "SR_21 opens the jaw too"
+
+    def jaw_opening() -> float:
+        """How far the evaluated face moved, as a multiple of 0.8 x AK_25_JawOpen."""
+        bpy.context.scene.frame_set(10)
+        moved = np.linalg.norm(_evaluated_coords(face) - basis, axis=1).max()
+        return float(moved / (0.8 * np.linalg.norm(jaw, axis=1).max()))
+
+    assert bpy.ops.a2x.bake(object_name=face.name, add_sound_strip=False) == {"FINISHED"}
+    assert key.key_blocks["SR_21_Jaw_Open"].value == 0.0
+    assert math.isclose(key.key_blocks["AK_25_JawOpen"].value, 0.8, abs_tol=1e-6)
+    assert np.allclose(_evaluated_coords(face), basis + 0.8 * jaw, atol=1e-5)
+    mapped = jaw_opening()
+    assert math.isclose(mapped, 1.0, abs_tol=1e-3), mapped
+
+    # the artist adds the look-alike on purpose: both shapes play, the jaw opens further
+    assert bpy.ops.a2x.mapping_add_candidate(target="SR_21_Jaw_Open") == {"FINISHED"}
+    assert bpy.ops.a2x.bake(object_name=face.name, add_sound_strip=False) == {"FINISHED"}
+    assert np.allclose(_evaluated_coords(face), basis + 0.8 * (jaw + look_alike), atol=1e-5)
+    both = jaw_opening()
+    assert both > 1.5, both
+    return {"mapped": len(rows), "candidates": len(candidates), "jaw": mapped, "both": both}
+
+
+def _obj_vertices(path: str) -> np.ndarray:
+    with open(path, encoding="utf-8") as handle:
+        rows = [line.split()[1:4] for line in handle if line.startswith("v ")]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def scenario_vroid() -> dict:
+    """The VRoid head (one OBJ per ARKit shape, same vertex order): exact ARKit names, every
+    one mapped to itself, nothing left out; the bake keys all 52 and the face follows them."""
+    from a2x_core.names import ARKIT_52
+
+    folder = ARGS["folder"]
+    faces = []
+    with open(os.path.join(folder, "_neutral.obj"), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("f "):
+                faces.append([int(part.split("/")[0]) - 1 for part in line.split()[1:]])
+    neutral = _obj_vertices(os.path.join(folder, "_neutral.obj"))
+    mesh = bpy.data.meshes.new("VRoidFace")
+    mesh.from_pydata(neutral.tolist(), [], faces)
+    face = bpy.data.objects.new("VRoidFace", mesh)
+    bpy.context.scene.collection.objects.link(face)
+    face.shape_key_add(name="Basis")
+    for name in sorted(n[:-4] for n in os.listdir(folder) if n.endswith(".obj") and n[0] != "_"):
+        block = face.shape_key_add(name=name, from_mix=False)
+        block.data.foreach_set("co", _obj_vertices(os.path.join(folder, f"{name}.obj")).ravel())
+    bpy.context.view_layer.objects.active = face
+    settings = bpy.context.scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
+    assert {r.target: r.source for r in settings.mapping} == {n: n for n in ARKIT_52}
+    assert len(settings.candidates) == 0 and len(settings.unmatched_shapes) == 0
+
+    set_fps(30)
+    result, _ = prime_cache(settings.audio_path)
+    assert bpy.ops.a2x.bake(add_sound_strip=False) == {"FINISHED"}
+    key = face.data.shape_keys
+    assert len(fcurves_of(key)) == 52
+    bpy.context.scene.frame_set(1 + 7)
+    basis = _shape_coords(key, "Basis")
+    want = basis + sum(float(result.curve(n)[7]) * (_shape_coords(key, n) - basis) for n in ARKIT_52)
+    assert np.allclose(_evaluated_coords(face), want, atol=1e-4)
+    return {"vertices": len(neutral), "shapes": 52}
+
+
+def scenario_make_scene() -> dict:
+    """A .blend with the test face, for a script to open."""
+    obj = make_face()
+    bpy.ops.wm.save_as_mainfile(filepath=ARGS["path"])
+    return {"object": obj.name}
+
+
+def scenario_inspect_baked() -> dict:
+    """What a script's bake left in a saved file: the a2x Action, its keys, the sound strip."""
+    bpy.ops.wm.open_mainfile(filepath=ARGS["path"])
+    key = bpy.data.objects["Face"].data.shape_keys
+    action = key.animation_data.action
+    assert action is not None and action.get("a2x_owner") == "a2x"
+    jaw = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(styled_names()["jawOpen"]))
+    co = keys_of(jaw)
+    strip = addon().bake.owned_sound_strip(bpy.context.scene)
+    return {"channels": len(fcurves_of(key)), "first_frame": float(co[0, 0]),
+            "keys": int(co.shape[0]), "jaw_max": float(co[:, 1].max()),
+            "sound_strip": None if strip is None else int(strip.frame_start)}  # fmt: skip
+
+
+def scenario_script_defaults() -> dict:
+    """A script gets the operator's documented defaults, not the panel's values; the panel's
+    Bake button (invoke) gets the panel's; a scripted bake is undone by one ed.undo()."""
+    from types import SimpleNamespace
+
+    ops = addon()
+    rna = bpy.ops.a2x.bake.get_rna_type().properties
+    defaults = {p.identifier: p.default for p in rna if p.identifier != "rna_type"}
+
+    set_fps(30)
+    obj = make_face()
+    key = obj.data.shape_keys
+    scene = bpy.context.scene
+    settings = scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    # the panel shows other values than the operator's defaults
+    settings.add_sound_strip, settings.use_nla, settings.key_emotions = False, True, True
+    settings.start_frame = 50
+    result, _ = prime_cache(settings.audio_path, emotions=True)
+    frame_end = scene.frame_end = 20
+
+    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
+    action = key.animation_data.action  # use_nla=False: the a2x Action is the active one
+    assert action is not None and action.get("a2x_owner") == "a2x"
+    co = keys_of(fcurves_of(key)[0])
+    assert co[0, 0] == 1, co[0]  # start_frame=1
+    strip = ops.bake.owned_sound_strip(scene)  # add_sound_strip=True
+    assert strip is not None and int(strip.frame_start) == 1
+    assert emotion_props(obj) == [], "key_emotions=False"
+    assert scene.frame_end == result.num_frames
+
+    # one ed.undo() brings back the scene as the script left it before the bake
+    bpy.ops.ed.undo()
+    scene, obj = bpy.context.scene, bpy.data.objects["Face"]
+    key = obj.data.shape_keys
+    assert key.animation_data is None or key.animation_data.action is None
+    assert owned_actions() == [] and ops.bake.owned_sound_strip(scene) is None
+    assert scene.frame_end == frame_end and scene.a2x.start_frame == 50
+
+    # the panel's button: invoke fills the arguments the caller left unset from the panel
+    # (background Blender never invokes, so an object with the operator's fields stands in)
+    unset = {name: defaults[name] for name in ops.session.VALUE_ARGUMENTS}
+    op = SimpleNamespace(**unset, properties=SimpleNamespace(
+        is_property_set=lambda name: name == "use_nla"))  # fmt: skip
+    ops.operators.take_panel_values(op, scene.a2x)
+    assert (op.start_frame, op.add_sound_strip, op.key_emotions, op.use_nla) == (50, False, True,
+                                                                                False)  # fmt: skip
+    # string arguments: "" = the panel's choice; emotion_model "none" = none
+    bpy.context.view_layer.objects.active = obj
+    settings = scene.a2x
+    settings.model, settings.model_path = "FILE", "//mark/model.json"
+    settings.emotion_model_path = "//a2e/model.json"
+    strings = {n: "" for n in ("audio_path", "object_name", "model", "transcript", "identity")}
+    op = SimpleNamespace(**strings, **unset, emotion_model="")
+    request = ops.session.gather_request(bpy.context, op)
+    assert request.model == bpy.path.abspath("//mark/model.json")
+    assert request.emotion_model == bpy.path.abspath("//a2e/model.json")
+    assert (request.start_frame, request.add_sound_strip, request.key_emotions) == (1, True, False)
+    op.emotion_model = "none"
+    assert ops.session.gather_request(bpy.context, op).emotion_model == ""
+    return {"defaults": {k: v for k, v in defaults.items()}}
+
+
 def main() -> int:
     global ARGS
     name = sys.argv[1]
