@@ -94,6 +94,7 @@ class Blender:
     def _run(self, argv: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int, str]:
         """Run ``argv`` with this Blender's private home; returns (exit code, output)."""
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.home), PYTHONNOUSERSITE="1")
+        env["PWD"] = str(cwd)  # as a shell sets it: Blender 4.5 reads relative paths against it
         env.pop("PYTHONPATH", None)
         with open(log, "w+", encoding="utf-8") as sink:
             # own session + output to a file: worker processes the scenario leaves behind
