@@ -158,8 +158,8 @@ def candidates_note(owner: str, candidates: Any) -> str:
     shown = ", ".join(f"{c.target} ({c.source})" for c in candidates[:4])
     more = f" and {len(candidates) - 4} more" if len(candidates) > 4 else ""
     return (f"a2x: {owner}: {len(candidates)} more shape(s) match a curve that already drives "
-            f"a shape and were left out: {shown}{more}; add them under Shape Mapping to drive "
-            "them too")  # fmt: skip
+            f"a shape and were left out: {shown}{more}; to drive them too, press Match Names "
+            "under Shape Mapping and add them from Other Matching Shapes")  # fmt: skip
 
 
 def model_spec(context: bpy.types.Context) -> str:
