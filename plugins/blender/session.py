@@ -369,8 +369,7 @@ class PrintedProgress:
     """Progress of a scripted bake on stdout (a script has no progress bar): a line per stage
     and per tenth of the job, ``a2x: <stage> <percent>%``."""
 
-    def __init__(self, stream: Any = None) -> None:
-        self.stream = stream
+    def __init__(self) -> None:
         self.stage, self.tenth = "", -1
 
     def __call__(self, progress: Any) -> None:
@@ -379,7 +378,7 @@ class PrintedProgress:
             return
         self.stage, self.tenth = progress.stage, tenth
         line = f"a2x: {progress.stage} {int(progress.fraction * 100)}%"
-        print(line, file=self.stream or sys.stdout, flush=True)
+        print(line, file=sys.stdout, flush=True)
 
     def finish(self) -> None:
         """The last line, once the result is in (the job's own last report may go unseen)."""
