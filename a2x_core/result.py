@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .names import ARKIT_52
+from .names import ARKIT_52, match_name
 from .options import InferenceOptions
 
 
-@dataclass
+@dataclass(repr=False)
 class AnimationResult:
     """Per-frame animation for one track.
 
@@ -69,13 +71,42 @@ class AnimationResult:
         step = self.fps.denominator / self.fps.numerator
         return self.start_s + np.arange(self.num_frames, dtype=np.float64) * step
 
+    def __repr__(self) -> str:
+        """One line a user can read (the arrays would fill the screen)."""
+        fps = str(self.fps.numerator) if self.fps.denominator == 1 else str(self.fps)
+        tongue = len(self.tongue_names) if self.tongue_weights is not None else 0
+        curves = len(self.names) + tongue
+        extra = f", warnings={len(self.warnings)}" if self.warnings else ""
+        return (f"AnimationResult(model={self.model!r}, frames={self.num_frames}, fps={fps}, "
+                f"duration_s={self.duration_s:.3f}, curves={curves}{extra})")  # fmt: skip
+
     def curve(self, name: str) -> np.ndarray:
-        """One pose's curve by canonical name (raises KeyError naming the valid choices)."""
-        if name in self.names:
-            return self.weights[:, self.names.index(name)]
-        if name in self.tongue_names and self.tongue_weights is not None:
-            return self.tongue_weights[:, self.tongue_names.index(name)]
-        raise KeyError(f"{name!r} is not a pose of this result; poses: {', '.join(self.names)}")
+        """One pose's curve, by any name the project's matcher reads: ARKit (``jawOpen``),
+        Live Link casing (``JawOpen``), ``jaw_open``, ``eyeBlink_L``... (raises KeyError
+        naming the valid choices)."""
+        tongue = self.tongue_names if self.tongue_weights is not None else ()
+        poses = self.names + tongue
+        canon = name if name in poses else match_name(name, poses)
+        if canon in self.names:
+            return self.weights[:, self.names.index(canon)]
+        if canon in tongue:
+            return self.tongue_weights[:, tongue.index(canon)]  # type: ignore[index]
+        raise KeyError(f"{name!r} is not a pose of this result; poses: {', '.join(poses)}")
+
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the result in the format ``path``'s extension names (``.json``, ``.csv``,
+        ``.npz``), with the CLI's writers and rules: atomic, and an existing file is kept
+        unless ``overwrite=True``.
+
+        Raises:
+            OutputError: the file exists (without ``overwrite``), the format is unknown, or the
+                folder is missing or not writable.
+        """
+        from .exporters import check_output_path, write_result
+
+        target = Path(path)
+        check_output_path(target, overwrite=overwrite)
+        return write_result(self, target)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every array of the run, by name, for ``.npz`` export."""

@@ -10,6 +10,7 @@ place every key at the same frame with the same value.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -58,7 +59,12 @@ class AutoMapping:
     """What :func:`auto_map` found for a set of target shape names.
 
     Attributes:
-        targets: one :class:`ShapeTarget` per matched target name, in input order.
+        targets: one :class:`ShapeTarget` per source curve, for the rig's best shape for it
+            (see :func:`auto_map`), in the rig's order.
+        candidates: the other shapes whose names also match a source (``SR_21_Jaw_Open``
+            beside ``AK_25_JawOpen``), in the rig's order. They are left out because shapes
+            add up: two jaw-open shapes open the jaw twice. Add one to the table on purpose
+            to drive it too.
         unmatched_targets: target names that match no source (``Basis`` included).
         unused_sources: ARKit-52 names that no target receives.
     """
@@ -66,22 +72,82 @@ class AutoMapping:
     targets: tuple[ShapeTarget, ...]
     unmatched_targets: tuple[str, ...]
     unused_sources: tuple[str, ...]
+    candidates: tuple[ShapeTarget, ...] = ()
+
+    def candidates_for(self, source: str) -> tuple[str, ...]:
+        """The shapes left out for ``source``, in the rig's order."""
+        return tuple(c.target for c in self.candidates if c.source == source)
 
 
-def auto_map(target_names: Iterable[str], vocabulary: Sequence[str] = SOURCE_NAMES) -> AutoMapping:
-    """Fill a mapping table from a rig's shape names with :func:`a2x_core.names.map_names`.
+_SIDE_WORD = re.compile(r"(left|right)$")
+_DIGITS = re.compile(r"\d+")
+
+
+def _family(target: str, source: str) -> str:
+    """The naming family of a matched shape: what precedes the pose in its name, digits
+    folded, lower case (``AK_25_JawOpen`` → ``ak#``, ``SR_21_Jaw_Open`` → ``sr#``,
+    ``Face.jawOpen`` → ``face``, ``eyeBlink_L`` and ``jawOpen`` → ``""``)."""
+    squashed = re.sub(r"[^0-9a-z]", "", target.lower())
+    stem = _SIDE_WORD.sub("", source.lower())
+    cut = squashed.rfind(stem)
+    return _DIGITS.sub("#", squashed[:cut] if cut >= 0 else squashed)
+
+
+def _best_first(
+    targets: Sequence[str], source: str, family_size: Mapping[str, int]
+) -> list[str]:
+    """``targets`` (all matching ``source``) ordered best first.
+
+    Exact ARKit names first (``jawOpen``), then the Live Link casing (``JawOpen``), then
+    prefixed names: those of the family that matches the most poses (the rig's ARKit set,
+    ``AK_*``, before a partial second set such as ``SR_*``), then names that spell the pose
+    as ARKit does (``…JawOpen`` before ``…Jaw_Open``), then the rig's order.
+    """
+
+    def rank(item: tuple[int, str]) -> tuple[int, int, bool, int]:
+        index, target = item
+        tier = 0 if target == source else 1 if target.lower() == source.lower() else 2
+        spelled = target.lower().endswith(source.lower())
+        return (tier, -family_size[_family(target, source)], not spelled, index)
+
+    return [t for _, t in sorted(enumerate(targets), key=rank)]
+
+
+def auto_map(
+    target_names: Iterable[str],
+    vocabulary: Sequence[str] = SOURCE_NAMES,
+    *,
+    every_match: bool = False,
+) -> AutoMapping:
+    """Fill a mapping table from a rig's shape names with :func:`a2x_core.names.match_name`.
+
+    Each source curve drives the single best shape for it (see :func:`_best_first`): rigs
+    often carry a second set of similar shapes (Rocketbox heads: ``AK_25_JawOpen`` and
+    ``SR_21_Jaw_Open``), and shapes add up, so driving both would open the jaw twice as far.
+    The others are listed in :attr:`AutoMapping.candidates` for the artist to add on purpose.
 
     Args:
         target_names: the rig's shape names, in the rig's order (duplicates are dropped).
         vocabulary: canonical names to match against (default ARKit-52 + tongue poses).
+        every_match: map every matching shape, candidates included (one source may then
+            drive several shapes).
     """
     names = list(dict.fromkeys(target_names))
     mapping, unmatched = map_names(names, vocabulary)
-    used = set(mapping.values())
+    by_source: dict[str, list[str]] = {}
+    for target, source in mapping.items():
+        by_source.setdefault(source, []).append(target)
+    families: dict[str, set[str]] = {}
+    for target, source in mapping.items():
+        families.setdefault(_family(target, source), set()).add(source)
+    family_size = {family: len(sources) for family, sources in families.items()}
+    best = {s: _best_first(ts, s, family_size)[0] for s, ts in by_source.items()}
+    chosen = {t for t, s in mapping.items() if every_match or best[s] == t}
     return AutoMapping(
-        targets=tuple(ShapeTarget(t, s) for t, s in mapping.items()),
+        targets=tuple(ShapeTarget(t, s) for t, s in mapping.items() if t in chosen),
         unmatched_targets=tuple(unmatched),
-        unused_sources=tuple(v for v in ARKIT_52 if v not in used),
+        unused_sources=tuple(v for v in ARKIT_52 if v not in by_source),
+        candidates=tuple(ShapeTarget(t, s) for t, s in mapping.items() if t not in chosen),
     )
 
 

@@ -8,8 +8,10 @@ greyed-out button says why through ``poll_message_set``. Heavy imports happen in
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import bpy
@@ -17,7 +19,16 @@ from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy.types import Operator
 
 from . import bake, preferences
-from .session import BakeSession, _animator, gather_request, model_spec, shape_names, target_objects
+from .session import (
+    VALUE_ARGUMENTS,
+    BakeSession,
+    PrintedProgress,
+    _animator,
+    gather_request,
+    model_spec,
+    shape_names,
+    target_objects,
+)
 
 _log = logging.getLogger("a2x_core.blender")
 
@@ -44,6 +55,30 @@ def _redraw(context: bpy.types.Context) -> None:
     for area in getattr(screen, "areas", ()):
         if area.type in {"VIEW_3D", "SEQUENCE_EDITOR", "DOPESHEET_EDITOR", "GRAPH_EDITOR"}:
             area.tag_redraw()
+
+
+@contextlib.contextmanager
+def undo_step(name: str, *, from_ui: bool) -> Iterator[None]:
+    """Make the change in the block one undo step of its own, named ``a2x <name>``.
+
+    The operators push their own steps (they have no ``UNDO`` flag): Blender pushes none for
+    an operator a script calls, and a script's own changes are not on the undo stack, so
+    from a script the state before the change is pushed first (``bpy.ops.ed.undo()`` right
+    after a scripted bake brings back exactly that state). From the UI the stack already
+    ends at the current state: only the step after is pushed, as Blender would.
+    """
+    if not from_ui:
+        bpy.ops.ed.undo_push(message=f"Before a2x {name}")
+    yield
+    bpy.ops.ed.undo_push(message=f"a2x {name}")
+
+
+def take_panel_values(op: Operator, settings: Any) -> None:
+    """Fill the operator's non-string arguments the caller did not set from the panel, so the
+    panel's Bake button (and F3) bake what the panel shows, and the Info log says so."""
+    for name in VALUE_ARGUMENTS:
+        if not op.properties.is_property_set(name):
+            setattr(op, name, getattr(settings, name))
 
 
 def _panel_reason(context: bpy.types.Context) -> str:
@@ -79,43 +114,50 @@ class A2X_OT_bake(Operator):
 
     bl_idname = "a2x.bake"
     bl_label = "Bake"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # undo steps are pushed by undo_step(), from scripts too
 
     audio_path: StringProperty(  # type: ignore[valid-type]
         name="Audio", subtype="FILE_PATH", options={"SKIP_SAVE"},
-        description="Audio file (default: the panel's)",
+        description='Audio file ("" = the panel\'s audio: its file or sound strip)',
     )  # fmt: skip
     object_name: StringProperty(  # type: ignore[valid-type]
         name="Objects", options={"SKIP_SAVE"},
-        description="Target object name(s), comma-separated (default: the panel's targets)",
+        description='Target object name(s), comma-separated ("" = the panel\'s targets, else '
+        "the active object)",
     )  # fmt: skip
     model: StringProperty(  # type: ignore[valid-type]
         name="Model", options={"SKIP_SAVE"},
-        description='"default" or a model.json path (default: the panel\'s)',
+        description='"default" or a model.json path ("" = the panel\'s model)',
     )  # fmt: skip
     start_frame: IntProperty(  # type: ignore[valid-type]
-        name="Start Frame", options={"SKIP_SAVE"}, description="Default: the panel's"
-    )
+        name="Start Frame", default=1, options={"SKIP_SAVE"},
+        description="Scene frame where the audio starts (audio from a sound strip starts "
+        "where the strip sits)",
+    )  # fmt: skip
     transcript: StringProperty(  # type: ignore[valid-type]
-        name="Transcript", options={"SKIP_SAVE"}, description="Default: the panel's"
-    )
+        name="Transcript", options={"SKIP_SAVE"},
+        description='The words spoken ("" = the panel\'s transcript)',
+    )  # fmt: skip
     use_nla: BoolProperty(  # type: ignore[valid-type]
-        name="Bake to NLA Strip", options={"SKIP_SAVE"}, description="Default: the panel's"
-    )
+        name="Bake to NLA Strip", default=False, options={"SKIP_SAVE"},
+        description="Put the bake on an NLA strip and leave the active Action alone",
+    )  # fmt: skip
     add_sound_strip: BoolProperty(  # type: ignore[valid-type]
-        name="Sound Strip", options={"SKIP_SAVE"}, description="Default: the panel's"
-    )
+        name="Sound Strip", default=True, options={"SKIP_SAVE"},
+        description="Add (or move) the add-on's sound strip at the start frame",
+    )  # fmt: skip
     emotion_model: StringProperty(  # type: ignore[valid-type]
         name="Emotion Model", subtype="FILE_PATH", options={"SKIP_SAVE"},
-        description='Audio2Emotion model.json, "" = none (default: the panel\'s)',
+        description='Audio2Emotion model.json ("" = the panel\'s, "none" = none)',
     )  # fmt: skip
     identity: StringProperty(  # type: ignore[valid-type]
         name="Identity", options={"SKIP_SAVE"},
-        description="Diffusion models: the identity to animate (default: the panel's)",
+        description='Diffusion models: the identity to animate ("" = the panel\'s)',
     )  # fmt: skip
     key_emotions: BoolProperty(  # type: ignore[valid-type]
-        name="Key Emotions", options={"SKIP_SAVE"}, description="Default: the panel's"
-    )
+        name="Key Emotions", default=False, options={"SKIP_SAVE"},
+        description="Also key the emotion curves as custom properties of the targets",
+    )  # fmt: skip
     execution: EnumProperty(  # type: ignore[valid-type]
         name="Execution", default="AUTO", options={"SKIP_SAVE"},
         items=[("AUTO", "Auto", "In the background from the UI, synchronously from scripts"),
@@ -126,6 +168,7 @@ class A2X_OT_bake(Operator):
     _session: BakeSession | None = None
     _timer: Any = None
     _cancelling: int = 0
+    _from_ui: bool = False  # invoked from the panel or F3 (else a script)
 
     @classmethod
     def poll(cls, context: bpy.types.Context) -> bool:
@@ -148,11 +191,13 @@ class A2X_OT_bake(Operator):
     def _finish(self, context: bpy.types.Context, session: BakeSession) -> set[str]:
         state = context.window_manager.a2x_job
         try:
-            state.message = _report(self, session.apply())
+            with undo_step("Bake", from_ui=self._from_ui):
+                lines = session.apply()
         except Exception as error:  # noqa: BLE001
             state.message = _failure(error)
             self.report({"ERROR"}, state.message)
             return {"CANCELLED"}
+        state.message = _report(self, lines)
         return {"FINISHED"}
 
     def execute(self, context: bpy.types.Context) -> set[str]:
@@ -163,17 +208,23 @@ class A2X_OT_bake(Operator):
         session = self._start(context)
         if session is None:
             return {"CANCELLED"}
+        printed = None if self._from_ui else PrintedProgress()
         try:
-            session.wait()
+            session.wait(printed)
         except CancelledError:
             self.report({"WARNING"}, "a2x: bake cancelled")
             return {"CANCELLED"}
         except Exception as error:  # noqa: BLE001
             self.report({"ERROR"}, _failure(error))
             return {"CANCELLED"}
+        if printed is not None:
+            printed.finish()
         return self._finish(context, session)
 
     def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        if event is not None:  # the panel's button or F3, not a script's execution="MODAL"
+            self._from_ui = True
+            take_panel_values(self, context.scene.a2x)
         if bpy.app.background or self.execution == "SYNC" or context.window is None:
             return self.execute(context)
         session = self._start(context)
@@ -304,7 +355,7 @@ class A2X_OT_clear(Operator):
 
     bl_idname = "a2x.clear"
     bl_label = "Clear Baked Animation"
-    bl_options = {"REGISTER", "UNDO"}
+    bl_options = {"REGISTER"}  # undo steps are pushed by undo_step(), from scripts too
 
     object_name: StringProperty(  # type: ignore[valid-type]
         name="Objects", options={"SKIP_SAVE"}, description="Default: the panel's targets"
@@ -328,6 +379,12 @@ class A2X_OT_clear(Operator):
                 return False
         return True
 
+    _from_ui: bool = False
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        self._from_ui = event is not None
+        return self.execute(context)
+
     def execute(self, context: bpy.types.Context) -> set[str]:
         from a2x_core.errors import A2XError
 
@@ -336,11 +393,12 @@ class A2X_OT_clear(Operator):
         except A2XError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        removed = sum(bake.clear_key(k) for k in keys)
-        if self.remove_sound_strip:
-            strip = bake.owned_sound_strip(context.scene)
-            if strip is not None:
-                bake._top_strips(context.scene.sequence_editor).remove(strip)
+        with undo_step("Clear", from_ui=self._from_ui):
+            removed = sum(bake.clear_key(k) for k in keys)
+            if self.remove_sound_strip:
+                strip = bake.owned_sound_strip(context.scene)
+                if strip is not None:
+                    bake._top_strips(context.scene.sequence_editor).remove(strip)
         self.report({"INFO"}, f"a2x: removed {removed} baked Action(s)")
         return {"FINISHED"}
 
@@ -412,39 +470,53 @@ class A2X_OT_target_remove(_RemoveHighlightedRow):
     collection, index, empty_message = "targets", "targets_index", "The target list is empty"
 
 
-def fill_mapping(context: bpy.types.Context, keep_edits: bool = True) -> tuple[int, int]:
-    """Fill the mapping table from the targets' shape names; returns (rows, unmatched)."""
+def fill_mapping(context: bpy.types.Context, keep_edits: bool = True) -> tuple[int, int, int]:
+    """Fill the mapping table from the targets' shape names, one shape per source curve for
+    each target's shape keys; returns (rows, unmatched, candidates)."""
+    from a2x_core.names import ARKIT_52
     from a2x_core.retarget import auto_map
 
     settings = context.scene.a2x
     names: list[str] = []
+    chosen: dict[str, str] = {}  # target → source, over every target's shape keys
+    others: dict[str, str] = {}
+    unmatched: list[str] = []
     for key in bake.shape_key_blocks(target_objects(context)):
-        names.extend(n for n in shape_names(key) if n not in names)
-    found = auto_map(names)
+        key_names = shape_names(key)
+        names.extend(n for n in key_names if n not in names)
+        found = auto_map(key_names)
+        chosen.update((t.target, t.source) for t in found.targets if t.target not in chosen)
+        others.update((c.target, c.source) for c in found.candidates)
+        unmatched.extend(n for n in found.unmatched_targets if n not in unmatched)
     old = {r.target: (r.source, r.multiplier, r.offset, r.enabled) for r in settings.mapping}
-    extra = [r for r in old if r not in {t.target for t in found.targets} and r in names]
+    extra = [r for r in old if r not in chosen and r in names]
     settings.mapping.clear()
-    for target in found.targets:
+    for target, source in chosen.items():
         row = settings.mapping.add()
-        row.target, row.source = target.target, target.source
-        if keep_edits and target.target in old:
-            row.source, row.multiplier, row.offset, row.enabled = old[target.target]
-    if keep_edits:  # rows the artist added by hand for shapes auto-matching missed
+        row.target, row.source = target, source
+        if keep_edits and target in old:
+            row.source, row.multiplier, row.offset, row.enabled = old[target]
+    if keep_edits:  # rows the artist added by hand (auto-matching missed or left them out)
         for name in extra:
             row = settings.mapping.add()
             row.target = name
             row.source, row.multiplier, row.offset, row.enabled = old[name]
     mapped = {r.target for r in settings.mapping}
     settings.unmatched_shapes.clear()
-    for name in found.unmatched_targets:
+    for name in unmatched:
         if name not in mapped:
             settings.unmatched_shapes.add().name = name
-    used = {r.source for r in settings.mapping if r.enabled}
+    settings.candidates.clear()
+    for target, source in others.items():
+        if target not in mapped and target not in chosen:
+            item = settings.candidates.add()
+            item.name, item.source = target, source
+    used = {r.source for r in settings.mapping if r.enabled} | set(chosen.values())
     settings.unused_sources.clear()
-    for name in found.unused_sources:
+    for name in ARKIT_52:
         if name not in used:
             settings.unused_sources.add().name = name
-    return len(settings.mapping), len(settings.unmatched_shapes)
+    return len(settings.mapping), len(settings.unmatched_shapes), len(settings.candidates)
 
 
 class A2X_OT_mapping_auto(Operator):
@@ -472,11 +544,15 @@ class A2X_OT_mapping_auto(Operator):
         from a2x_core.errors import A2XError
 
         try:
-            rows, unmatched = fill_mapping(context, self.keep_edits)
+            rows, unmatched, candidates = fill_mapping(context, self.keep_edits)
         except A2XError as error:
             self.report({"ERROR"}, str(error))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"a2x: {rows} shapes mapped, {unmatched} unmatched")
+        text = f"a2x: {rows} shapes mapped, {unmatched} unmatched"
+        if candidates:
+            text += (f", {candidates} more matching a curve that already drives a shape "
+                     "(Shape Mapping: Other Matching Shapes)")  # fmt: skip
+        self.report({"INFO"}, text)
         return {"FINISHED"}
 
 
@@ -496,6 +572,34 @@ class A2X_OT_mapping_add(Operator):
         if source:
             row.source = source
         settings.mapping_index = len(settings.mapping) - 1
+        return {"FINISHED"}
+
+
+class A2X_OT_mapping_add_candidate(Operator):
+    """Drive this shape too: add it to the table with the curve it matches (shapes add up,
+    so two shapes of one curve move the face twice as far)"""
+
+    bl_idname = "a2x.mapping_add_candidate"
+    bl_label = "Add Matching Shape"
+    bl_options = {"REGISTER", "UNDO"}
+
+    target: StringProperty(  # type: ignore[valid-type]
+        name="Shape", description="A shape listed under Other Matching Shapes"
+    )
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        settings = context.scene.a2x
+        index = settings.candidates.find(self.target)
+        if index < 0:
+            self.report({"ERROR"}, f"a2x: {self.target!r} is not among the other matching shapes; "
+                        "press Match Names")  # fmt: skip
+            return {"CANCELLED"}
+        source = settings.candidates[index].source
+        row = settings.mapping.add()
+        row.target, row.source = self.target, source
+        settings.candidates.remove(index)
+        settings.mapping_index = len(settings.mapping) - 1
+        self.report({"INFO"}, f"a2x: {self.target} now follows {source} too")
         return {"FINISHED"}
 
 
@@ -608,6 +712,7 @@ classes = (
     A2X_OT_target_remove,
     A2X_OT_mapping_auto,
     A2X_OT_mapping_add,
+    A2X_OT_mapping_add_candidate,
     A2X_OT_mapping_remove,
     A2X_OT_models_rescan,
     A2X_OT_model_info,

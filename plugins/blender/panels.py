@@ -176,6 +176,18 @@ class A2X_PT_mapping(_A2XPanel, Panel):
         col = row.column(align=True)
         col.operator("a2x.mapping_add", text="", icon="ADD")
         col.operator("a2x.mapping_remove", text="", icon="REMOVE")
+        if len(settings.candidates):
+            # shapes add up: a second shape for one curve would move the face twice as far
+            header, body = layout.panel("a2x_candidates", default_closed=False)
+            header.label(text=f"Other Matching Shapes ({len(settings.candidates)})", icon="INFO")
+            if body is not None:
+                body.label(text="Left out: their curve already drives a shape. + drives one too.")
+                col = body.column(align=True)
+                for item in settings.candidates:
+                    row = col.row(align=True)
+                    row.label(text=f"{item.name}  ←  {item.source}")
+                    add = row.operator("a2x.mapping_add_candidate", text="", icon="ADD")
+                    add.target = item.name
         for title, names in (
             ("Unmatched shapes", settings.unmatched_shapes),
             ("ARKit names without a shape", settings.unused_sources),

@@ -64,6 +64,13 @@ class A2XName(PropertyGroup):
     """A name in a read-only list (unmatched shapes, unused sources)."""
 
 
+class A2XCandidate(PropertyGroup):
+    """A shape that matches a source curve which already drives another shape (``name`` is
+    the shape): left out of the table, listed for the artist to add on purpose."""
+
+    source: StringProperty(name="Source")  # type: ignore[valid-type]
+
+
 class A2XTarget(PropertyGroup):
     object: PointerProperty(  # type: ignore[valid-type]
         name="Object", type=bpy.types.Object, poll=_has_shape_keys,
@@ -139,6 +146,7 @@ class A2XSettings(PropertyGroup):
     mapping_index: IntProperty()  # type: ignore[valid-type]
     unmatched_shapes: CollectionProperty(type=A2XName)  # type: ignore[valid-type]
     unused_sources: CollectionProperty(type=A2XName)  # type: ignore[valid-type]
+    candidates: CollectionProperty(type=A2XCandidate)  # type: ignore[valid-type]
     start_frame: IntProperty(  # type: ignore[valid-type]
         name="Start Frame", default=1, update=_start_frame_changed,
         description="Scene frame where the audio starts; moves the add-on's sound strip too",
@@ -232,6 +240,7 @@ class A2XJobState(PropertyGroup):
 
 classes = (
     A2XName,
+    A2XCandidate,
     A2XTarget,
     A2XMappingRow,
     A2XEmotion,

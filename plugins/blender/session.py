@@ -6,6 +6,7 @@ on the main thread. No operator, panel or UI state here, so scripts and tests dr
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ class BakeRequest:
     emotion_model: str = ""  # Audio2Emotion model.json ("" = none)
     key_emotions: bool = False
     object_names: list[list[str]] = field(default_factory=list)  # targets per shape-key block
+    notes: list[str] = field(default_factory=list)  # reported as INFO lines
 
     def cache_key(self) -> tuple:
         import json
@@ -119,8 +121,14 @@ def table_rows(settings: Any) -> list[ShapeTarget]:
     ]
 
 
-def rows_for_key(key: bpy.types.Key, table: list[ShapeTarget], warnings: list[str]) -> list:
-    """The table's rows for this Key's shapes; an empty or foreign table means auto-mapping."""
+def rows_for_key(
+    key: bpy.types.Key,
+    table: list[ShapeTarget],
+    warnings: list[str],
+    notes: list[str] | None = None,
+) -> list:
+    """The table's rows for this Key's shapes; an empty or foreign table means auto-mapping
+    (one shape per source curve; the shapes left out are named in ``notes``)."""
     from a2x_core.retarget import auto_map
 
     names = shape_names(key)
@@ -134,6 +142,8 @@ def rows_for_key(key: bpy.types.Key, table: list[ShapeTarget], warnings: list[st
                 f"{bake.owner_name(key)}: the mapping table names none of its shapes; "
                 "matched them automatically"
             )
+        if mapping.candidates and notes is not None:
+            notes.append(candidates_note(bake.owner_name(key), mapping.candidates))
     if not any(r.enabled for r in rows):
         shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
         raise _error(
@@ -141,6 +151,15 @@ def rows_for_key(key: bpy.types.Key, table: list[ShapeTarget], warnings: list[st
             "rename them (jawOpen, eyeBlinkLeft, ...) or fill the mapping table",
         )
     return rows
+
+
+def candidates_note(owner: str, candidates: Any) -> str:
+    """One line naming the shapes auto-mapping left out, and how to drive them anyway."""
+    shown = ", ".join(f"{c.target} ({c.source})" for c in candidates[:4])
+    more = f" and {len(candidates) - 4} more" if len(candidates) > 4 else ""
+    return (f"a2x: {owner}: {len(candidates)} more shape(s) match a curve that already drives "
+            f"a shape and were left out: {shown}{more}; to drive them too, press Match Names "
+            "under Shape Mapping and add them from Other Matching Shapes")  # fmt: skip
 
 
 def model_spec(context: bpy.types.Context) -> str:
@@ -171,8 +190,18 @@ def sound_strip_source(context: bpy.types.Context) -> Any:
     return strip
 
 
+#: Operator arguments that are not strings: a script gets the operator's defaults for those it
+#: leaves out, the panel's Bake button (``invoke``) the panel's values.
+VALUE_ARGUMENTS = ("start_frame", "use_nla", "add_sound_strip", "key_emotions")
+
+
 def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
-    """Read the panel (and an operator's explicitly set arguments) into a :class:`BakeRequest`.
+    """Read the panel, or an operator's arguments, into a :class:`BakeRequest`.
+
+    Without ``op`` every value is the panel's (``scene.a2x``). With ``op`` its arguments
+    count: a string argument left empty (audio, objects, model, transcript, emotion model,
+    identity) takes the panel's choice, every other one is the operator's own value, so a
+    script gets the defaults the operator documents (the Bake button passes the panel's).
 
     Raises:
         A2XError: with the fix, for anything missing or in the way (an artist's Action).
@@ -181,22 +210,25 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
     from a2x_core.errors import AudioNotFoundError
     from a2x_core.retarget import scene_fps
 
-    def given(name: str) -> bool:
-        return op is not None and op.properties.is_property_set(name)
+    def argument(name: str) -> str:
+        """An operator's string argument, "" without an operator."""
+        return str(getattr(op, name)).strip() if op is not None else ""
 
     scene = context.scene
     settings = scene.a2x
+    values = op if op is not None else settings
     warnings: list[str] = []
+    notes: list[str] = []
     fps = scene_fps(scene.render.fps, scene.render.fps_base)
     start_s = end_s = None
-    start_frame = settings.start_frame
-    add_strip = settings.add_sound_strip
-    if given("audio_path"):
+    start_frame = values.start_frame
+    add_strip = values.add_sound_strip
+    if argument("audio_path"):
         audio = bpy.path.abspath(op.audio_path)
     elif settings.audio_source == "STRIP":
         strip = sound_strip_source(context)
         audio = bake.strip_audio_path(strip)
-        start_frame = int(strip.frame_start)
+        start_frame = int(strip.frame_start)  # the audio plays where the strip sits
         head = strip.frame_final_start - strip.frame_start
         tail = strip.frame_final_end - strip.frame_start
         start_s = head / float(fps) if head > 0 else None
@@ -204,20 +236,17 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         add_strip = False
     else:
         if not settings.audio_path:
-            raise _error("no audio file chosen", "pick an audio file in the a2x panel")
+            raise _error("no audio file chosen", "pick an audio file in the a2x panel, or pass "
+                         "audio_path")  # fmt: skip
         audio = bpy.path.abspath(settings.audio_path)
     if not os.path.isfile(audio):
         raise AudioNotFoundError("audio file not found", path=audio, hint="pick an existing file")
-    if given("start_frame"):
-        start_frame = op.start_frame
-    if given("add_sound_strip"):
-        add_strip = op.add_sound_strip
-    model = op.model if given("model") and op.model else model_spec(context)
+    model = argument("model") or model_spec(context)
     if model != "default":
         model = bpy.path.abspath(model)
-    use_nla = op.use_nla if given("use_nla") else settings.use_nla
+    use_nla = values.use_nla
 
-    objects = target_objects(context, op.object_name if given("object_name") else "")
+    objects = target_objects(context, argument("object_name"))
     keys = bake.shape_key_blocks(objects)
     if not use_nla:
         for key in keys:
@@ -226,14 +255,15 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
                 raise _error(
                     f"the shape keys of {bake.owner_name(key)!r} play your Action "
                     f"{action.name!r}, which a2x never modifies or replaces",
-                    "tick 'Bake to NLA Strip' to bake beside it, or unassign that Action first",
+                    "tick 'Bake to NLA Strip' (use_nla=True) to bake beside it, or unassign "
+                    "that Action first",
                 )
     table = table_rows(settings)
-    rows = [rows_for_key(key, table, warnings) for key in keys]
+    rows = [rows_for_key(key, table, warnings, notes) for key in keys]
 
     transcript = settings.transcript_text.as_string() if settings.transcript_text else ""
-    transcript = (op.transcript if given("transcript") else "") or transcript or settings.transcript
-    emotion_model = _emotion_model(settings, op if given("emotion_model") else None, model)
+    transcript = argument("transcript") or transcript or settings.transcript
+    emotion_model = _emotion_model(settings, argument("emotion_model"), model)
     stale = []
     emotions: tuple = ()
     if settings.use_emotions and len(settings.emotions):
@@ -245,8 +275,8 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         else:
             stale.append("emotion sliders")
     identity = None
-    if given("identity"):
-        identity = op.identity.strip() or None
+    if argument("identity"):
+        identity = argument("identity")
     elif settings.model_kind == "diffusion" and len(settings.identities):
         if settings.model_info_for == model:
             identity = settings.identity if settings.identity != properties.NO_IDENTITY else None
@@ -260,7 +290,6 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         emotion_fields = {"emotion_window": settings.emotion_window,
                           "emotion_skip": settings.emotion_skip,
                           "emotion_mix": settings.emotion_mix.lower()}  # fmt: skip
-    key_emotions = op.key_emotions if given("key_emotions") else settings.key_emotions
     prefs = preferences.get(context)
     options = InferenceOptions(
         fps=fps,
@@ -292,16 +321,22 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         else "",
         warnings=warnings,
         emotion_model=emotion_model,
-        key_emotions=key_emotions,
+        key_emotions=values.key_emotions,
         object_names=[[o.name for o in objects if o.data.shape_keys == k] for k in keys],
+        notes=notes,
     )
 
 
-def _emotion_model(settings: Any, op: Any, model: str) -> str:
+#: The operator's ``emotion_model`` value that means "no emotion model" ("" = the panel's).
+NO_EMOTION_MODEL = "none"
+
+
+def _emotion_model(settings: Any, argument: str, model: str) -> str:
     """The Audio2Emotion model.json to use ("" = none): the operator's ``emotion_model``
-    when given, else the panel's, which is hidden and ignored for the default model."""
-    if op is not None:
-        path = op.emotion_model
+    when given (``"none"`` = none), else the panel's, which is hidden and ignored for the
+    default model."""
+    if argument:
+        path = "" if argument.lower() == NO_EMOTION_MODEL else argument
     elif model == "default":
         return ""
     else:
@@ -328,6 +363,29 @@ def _animator(model: str, options: InferenceOptions, emotion_model: str = "") ->
         _remember(_ANIMATORS, with_emotions,
                   Animator(base.model, options, emotion_model=emotion_model))  # fmt: skip
     return _ANIMATORS[with_emotions]
+
+
+class PrintedProgress:
+    """Progress of a scripted bake on stdout (a script has no progress bar): a line per stage
+    and per tenth of the job, ``a2x: <stage> <percent>%``."""
+
+    def __init__(self) -> None:
+        self.stage, self.tenth = "", -1
+
+    def __call__(self, progress: Any) -> None:
+        tenth = int(progress.fraction * 10)
+        if progress.stage == self.stage and tenth <= self.tenth:
+            return
+        self.stage, self.tenth = progress.stage, tenth
+        line = f"a2x: {progress.stage} {int(progress.fraction * 100)}%"
+        print(line, file=sys.stdout, flush=True)
+
+    def finish(self) -> None:
+        """The last line, once the result is in (the job's own last report may go unseen)."""
+        from a2x_core.jobs import Progress
+
+        if 0 <= self.tenth < 10:
+            self(Progress(1.0, "done"))
 
 
 class BakeSession:
@@ -378,8 +436,11 @@ class BakeSession:
             _remember(_RESULTS, self.request.cache_key(), self.results)
         return progress
 
-    def wait(self) -> None:
-        while self.poll() is not None:
+    def wait(self, on_progress: Any = None) -> None:
+        """Block until the result is in; ``on_progress(Progress)`` sees every update."""
+        while (progress := self.poll()) is not None:
+            if on_progress is not None:
+                on_progress(progress)
             time.sleep(0.02)
 
     def cancel(self) -> None:
@@ -398,6 +459,7 @@ class BakeSession:
             raise _error(f"scene {req.scene_name!r} is gone", "bake again")
         began = time.perf_counter()
         lines: list[tuple[str, str]] = [("WARNING", w) for w in req.warnings + result.warnings]
+        lines.extend(("INFO", note) for note in req.notes)
         last_frame = float(req.start_frame)
         baked = []
         emotions = None

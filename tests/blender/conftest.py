@@ -91,19 +91,16 @@ class Blender:
     def __init__(self, version: str, python: str, home: Path) -> None:
         self.version, self.python, self.home = version, python, home
 
-    def run(self, scenario: str, timeout: float = 240, **args: object) -> dict:
-        """Run ``scenarios.py <scenario>`` in a fresh process; returns its result object."""
+    def _run(self, argv: list[str], cwd: Path, log: Path, timeout: float) -> tuple[int, str]:
+        """Run ``argv`` with this Blender's private home; returns (exit code, output)."""
         env = dict(os.environ, BLENDER_USER_RESOURCES=str(self.home), PYTHONNOUSERSITE="1")
+        env["PWD"] = str(cwd)  # as a shell sets it: Blender 4.5 reads relative paths against it
         env.pop("PYTHONPATH", None)
-        log = self.home / f"{scenario}.log"
         with open(log, "w+", encoding="utf-8") as sink:
             # own session + output to a file: worker processes the scenario leaves behind
             # (the default model's decoder pool) can neither hold a pipe open nor outlive it
-            proc = subprocess.Popen(
-                [self.python, str(SCENARIOS), scenario, json.dumps(args)],
-                stdout=sink, stderr=subprocess.STDOUT, cwd=str(self.home), env=env,
-                start_new_session=True,
-            )  # fmt: skip
+            proc = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, cwd=str(cwd),
+                                    env=env, start_new_session=True)  # fmt: skip
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -118,11 +115,27 @@ class Blender:
             out = sink.read()
         if proc.returncode < 0:
             out += f"\n(killed after {timeout} s or by signal {-proc.returncode})"
+        return proc.returncode, out
+
+    def run_script(self, script: Path, cwd: Path, timeout: float = 240) -> str:
+        """Run a plain script with this Blender's ``bpy`` (a user's fresh process, nothing
+        enabled); returns its output, fails the test when it exits non-zero."""
+        code, out = self._run([self.python, str(script)], cwd, cwd / f"{script.stem}.log", timeout)
+        if code != 0:
+            tail = "\n".join(out.strip().splitlines()[-60:])
+            pytest.fail(f"Blender {self.version}: {script.name} failed (exit {code}):\n{tail}",
+                        pytrace=False)  # fmt: skip
+        return out
+
+    def run(self, scenario: str, timeout: float = 240, **args: object) -> dict:
+        """Run ``scenarios.py <scenario>`` in a fresh process; returns its result object."""
+        argv = [self.python, str(SCENARIOS), scenario, json.dumps(args)]
+        code, out = self._run(argv, self.home, self.home / f"{scenario}.log", timeout)
         results = [line for line in out.splitlines() if line.startswith(RESULT_MARK)]
-        if proc.returncode != 0 or not results:
+        if code != 0 or not results:
             tail = "\n".join(out.strip().splitlines()[-60:])
             pytest.fail(f"Blender {self.version} scenario {scenario!r} failed "
-                        f"(exit {proc.returncode}):\n{tail}", pytrace=False)  # fmt: skip
+                        f"(exit {code}):\n{tail}", pytrace=False)  # fmt: skip
         result = json.loads(results[-1][len(RESULT_MARK) :])
         if result.get("skip"):
             pytest.skip(result["skip"])

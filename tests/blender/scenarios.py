@@ -212,23 +212,32 @@ def scenario_bake_synthetic() -> dict:
     settings.audio_path = audio
     settings.targets.add().object = obj
 
-    # the mapping table: every style matched, the unmatched shape listed
+    # the mapping table: every style matched, one shape per curve, the unmatched shape listed
     assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
     names = styled_names()
     rows = {r.target: r for r in settings.mapping}
-    assert len(rows) == 53, sorted(rows)
+    assert len(rows) == 52, sorted(rows)
     for canon, shape in names.items():
         assert rows[shape].source == canon, (shape, rows[shape].source, canon)
-    assert rows["Teeth.jawOpen"].source == "jawOpen"
     assert [n.name for n in settings.unmatched_shapes] == ["custom_wrinkle"]
     assert len(settings.unused_sources) == 0
+    # a second jaw shape is left out (shapes add up) and listed; the artist adds it on purpose
+    assert [(c.name, c.source) for c in settings.candidates] == [("Teeth.jawOpen", "jawOpen")]
+    assert bpy.ops.a2x.mapping_add_candidate(target="Teeth.jawOpen") == {"FINISHED"}
+    rows = {r.target: r for r in settings.mapping}
+    assert rows["Teeth.jawOpen"].source == "jawOpen" and len(settings.candidates) == 0
+    expect_error(lambda: bpy.ops.a2x.mapping_add_candidate(target="custom_wrinkle"),
+                 "not among the other matching shapes")  # fmt: skip
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}  # keeps the row the artist added
+    assert "Teeth.jawOpen" in {r.target for r in settings.mapping}
+    assert len(settings.candidates) == 0
     jaw = names["jawOpen"]
     rows[jaw].multiplier, rows[jaw].offset = 0.5, 0.1
     rows[names["cheekPuff"]].enabled = False
 
     settings.start_frame = start
     result, request = prime_cache(audio)
-    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=start) == {"FINISHED"}
 
     ad = key.animation_data
     action = ad.action
@@ -326,16 +335,13 @@ def scenario_rebake_undo() -> dict:
     spare = bpy.data.actions.new("ArtistSpare")
     spare.use_fake_user = True
     result, _ = prime_cache(audio)
-    bpy.ops.ed.undo_push(message="scene ready")  # python calls push undo only when asked:
+    # no undo push by the script: a scripted bake is undoable on its own, the face and the
+    # spare Action (made by the script, never pushed) included
 
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, object_name=obj.name, start_frame=1) == {
-        "FINISHED"
-    }
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=1) == {"FINISHED"}
     first = key.animation_data.action.name
     jaw = styled_names()["jawOpen"]
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, object_name=obj.name, start_frame=11) == {
-        "FINISHED"
-    }
+    assert bpy.ops.a2x.bake(object_name=obj.name, start_frame=11) == {"FINISHED"}
     second = key.animation_data.action
     assert owned_actions() == [second.name], owned_actions()
     assert first == second.name or first not in bpy.data.actions
@@ -346,15 +352,20 @@ def scenario_rebake_undo() -> dict:
     key = bpy.data.objects["Face"].data.shape_keys
     curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
     assert keys_of(curve)[0, 0] == 1, keys_of(curve)[0]
+    # a scripted bake is two steps, the state before it and after it: the step after the
+    # first bake holds the same state
+    bpy.ops.ed.undo()
+    key = bpy.data.objects["Face"].data.shape_keys
+    assert keys_of(next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw)))[0, 0] == 1
     bpy.ops.ed.undo()  # back to before any bake
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data is None or key.animation_data.action is None
-    assert owned_actions() == []
+    assert owned_actions() == [] and "ArtistSpare" in bpy.data.actions
     bpy.ops.ed.redo()
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data.action is not None and len(owned_actions()) == 1
 
-    assert bpy.ops.a2x.clear("EXEC_DEFAULT", True, object_name="Face") == {"FINISHED"}
+    assert bpy.ops.a2x.clear(object_name="Face") == {"FINISHED"}
     key = bpy.data.objects["Face"].data.shape_keys
     assert key.animation_data.action is None and owned_actions() == []
     bpy.context.scene.frame_set(8)
@@ -528,7 +539,8 @@ def scenario_default_model() -> dict:
     assert out == {"FINISHED"}, out
     key = obj.data.shape_keys
     curves = {fc.data_path: fc for fc in fcurves_of(key)}
-    assert len(curves) == 53, len(curves)
+    assert len(curves) == 52, len(curves)  # one shape per curve: Teeth.jawOpen is left out
+    assert path_of("Teeth.jawOpen") not in curves
     expected = num_frames_for(len(decode_audio(audio).samples), scene_fps(30, 1.0))
     jaw = keys_of(curves[path_of(styled_names()["jawOpen"])])
     assert jaw.shape[0] == expected, (jaw.shape, expected)
@@ -552,7 +564,7 @@ def scenario_external_runtime() -> dict:
     out = bpy.ops.a2x.bake(audio_path=ARGS["audio"], object_name=obj.name, model="default")
     assert out == {"FINISHED"}
     curves = fcurves_of(obj.data.shape_keys)
-    assert len(curves) == 53
+    assert len(curves) == 52
     prefs.external_python = "/no/such/python"
     expect_error(lambda: bpy.ops.a2x.bake(audio_path=ARGS["audio"], object_name=obj.name,
                                           model="default", transcript="other words"),
@@ -691,8 +703,7 @@ def scenario_key_emotions() -> dict:
     settings.targets.add().object = obj
     settings.key_emotions = True
     result, _ = prime_cache(settings.audio_path, emotions=True)
-    bpy.ops.ed.undo_push(message="scene ready")
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=5) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(start_frame=5, key_emotions=True) == {"FINISHED"}
 
     wanted = sorted([f"a2x_emotion_{n}" for n in A2F_EMOTIONS]
                     + [f"a2x_emotion_detected_{n}" for n in A2F_EMOTIONS])  # fmt: skip
@@ -728,7 +739,7 @@ def scenario_key_emotions() -> dict:
                         abs_tol=1e-6)  # fmt: skip
 
     # re-bake: new Actions replace the old ones; the driver keeps working
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11) == {"FINISHED"}
+    assert bpy.ops.a2x.bake(start_frame=11, key_emotions=True) == {"FINISHED"}
     action = key.animation_data.action
     (strip,) = a2x_strips(obj)
     assert owned_actions() == sorted([action.name, strip.action.name]), owned_actions()
@@ -736,15 +747,16 @@ def scenario_key_emotions() -> dict:
     scene.frame_set(11 + 3)
     assert math.isclose(key.key_blocks["custom_wrinkle"].value, float(result.emotions[3, joy]),
                         abs_tol=1e-6)  # fmt: skip
-    # re-bake without 'Key Emotions': the object loses the a2x strip and the properties
-    assert bpy.ops.a2x.bake("EXEC_DEFAULT", True, start_frame=11, key_emotions=False) == {
-        "FINISHED"}  # fmt: skip
+    # re-bake without 'Key Emotions' (the operator's default, whatever the panel says): the
+    # object loses the a2x strip and the properties
+    assert settings.key_emotions
+    assert bpy.ops.a2x.bake(start_frame=11) == {"FINISHED"}
     assert a2x_strips(obj) == [] and emotion_props(obj) == []
     assert owned_actions() == [key.animation_data.action.name]
     bpy.ops.ed.undo()  # back to the second bake with emotions
     obj = bpy.data.objects["Face"]
     assert emotion_props(obj) == wanted and len(a2x_strips(obj)) == 1
-    for _ in range(2):
+    for _ in range(4):  # each scripted bake is two undo steps: before it and after it
         bpy.ops.ed.undo()  # back to before any bake
     obj = bpy.data.objects["Face"]
     assert emotion_props(obj) == [] and owned_actions() == [] and a2x_strips(obj) == []
@@ -761,7 +773,7 @@ def scenario_key_emotions() -> dict:
     mine = obj.animation_data.action
     assert mine is not None and not mine.name.endswith("_emotions")
     for start in (1, 3):
-        assert bpy.ops.a2x.bake(start_frame=start) == {"FINISHED"}
+        assert bpy.ops.a2x.bake(start_frame=start, key_emotions=True) == {"FINISHED"}
         assert obj.animation_data.action == mine and len(a2x_strips(obj)) == 1
     assert "location" in [fc.data_path for fc in fcurves_of(key, mine)]
     scene.frame_set(3 + 20)
@@ -819,7 +831,7 @@ def scenario_emotion_model() -> dict:
     (_, sliders), = options.emotions  # override: only the sliders above 0
     assert list(sliders) == ["joy"] and math.isclose(sliders["joy"], 0.7, abs_tol=1e-6)
     assert options.identity is None
-    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    assert bpy.ops.a2x.bake(key_emotions=True) == {"FINISHED"}
     (local,) = ops._RESULTS[request.cache_key()]
     joy = list(local.emotion_names).index("joy")
     assert local.detected_emotions is not None and local.detected_emotions.shape[1] == 10
@@ -894,7 +906,7 @@ def scenario_identity() -> dict:
     settings.key_emotions = True  # a diffusion result's emotion input is keyed too
     request = ops.gather_request(bpy.context, None)
     assert request.options.identity == "James" and not request.warnings, request.warnings
-    assert bpy.ops.a2x.bake() == {"FINISHED"}
+    assert bpy.ops.a2x.bake(key_emotions=True) == {"FINISHED"}
     (james,) = ops._RESULTS[request.cache_key()]
     assert james.parameters["identity"] == "James" and james.model.endswith("(James)")
     assert key.animation_data.action.get("a2x_identity") == "James"
@@ -963,7 +975,217 @@ def scenario_list_rows() -> dict:
     assert len(settings.mapping) == rows - 1 and settings.mapping_index == rows - 2
     assert bpy.ops.a2x.target_remove() == {"FINISHED"} and len(settings.targets) == 0
     assert not bpy.ops.a2x.target_remove.poll()
-    return {"rows": rows}
+    return {"rows": rows, "candidates": len(settings.candidates)}
+
+
+def _evaluated_coords(obj: bpy.types.Object) -> np.ndarray:
+    """The object's vertex positions as Blender evaluates them at the current frame."""
+    evaluated = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())
+    mesh = evaluated.to_mesh()
+    try:
+        co = np.zeros(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    return co.reshape(-1, 3)
+
+
+def _shape_coords(key: bpy.types.Key, name: str) -> np.ndarray:
+    block = key.key_blocks[name]
+    co = np.zeros(len(block.data) * 3, dtype=np.float32)
+    block.data.foreach_get("co", co)
+    return co.reshape(-1, 3)
+
+
+def scenario_rocketbox() -> dict:
+    """A real Rocketbox head (FBX with ARKit AK_*, SRanipal SR_*, Headbox HB_*, FACS AU_* and
+    viseme shapes): Match Names drives each ARKit curve's AK_* shape alone and lists the
+    SR_/HB_ look-alikes; baked, the face moves exactly as the AK_* shapes say (SR_21_Jaw_Open
+    would open the jaw again); added on purpose, a look-alike is driven too."""
+    from a2x_core.names import ARKIT_52
+
+    set_fps(30)
+    assert bpy.ops.import_scene.fbx(filepath=ARGS["fbx"]) == {"FINISHED"}
+    face = max((o for o in bpy.data.objects if getattr(o.data, "shape_keys", None)),
+               key=lambda o: len(o.data.shape_keys.key_blocks))  # fmt: skip
+    key = face.data.shape_keys
+    assert len(key.key_blocks) > 150, len(key.key_blocks)
+    for modifier in face.modifiers:  # the skeleton's pose is not under test: shapes alone
+        modifier.show_viewport = False
+    settings = bpy.context.scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    settings.targets.add().object = face
+
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
+    rows = {r.target: r.source for r in settings.mapping}
+    arkit = {source: target for target, source in rows.items() if source in ARKIT_52}
+    assert len(arkit) == 52 and all(t.startswith("AK_") for t in arkit.values()), arkit
+    assert len(set(rows.values())) == len(rows), "one shape per source curve"
+    assert arkit["jawOpen"] == "AK_25_JawOpen"
+    candidates = {c.name: c.source for c in settings.candidates}
+    assert candidates["SR_21_Jaw_Open"] == "jawOpen" and candidates["HB_08_TongueOut"] == "tongueOut"
+    assert candidates["SR_34_Mouth_Smile_Left"] == "mouthSmileLeft"
+    assert all(n.startswith(("SR_", "HB_")) for n in candidates), candidates
+    assert len(settings.unused_sources) == 0
+
+    # only the jaw opens (0.8): the evaluated face is Basis + 0.8 x AK_25_JawOpen's offsets
+    result, _ = prime_cache(settings.audio_path)
+    result.weights[:] = 0.0
+    result.weights[:, ARKIT_52.index("jawOpen")] = 0.8
+    basis = _shape_coords(key, key.reference_key.name)
+    jaw = _shape_coords(key, "AK_25_JawOpen") - basis
+    look_alike = _shape_coords(key, "SR_21_Jaw_Open") - basis
+    assert np.abs(look_alike).max() > 0.3 * np.abs(jaw).max(), "SR_21 opens the jaw too"
+
+    def jaw_opening() -> float:
+        """How far the evaluated face moved, as a multiple of 0.8 x AK_25_JawOpen."""
+        bpy.context.scene.frame_set(10)
+        moved = np.linalg.norm(_evaluated_coords(face) - basis, axis=1).max()
+        return float(moved / (0.8 * np.linalg.norm(jaw, axis=1).max()))
+
+    assert bpy.ops.a2x.bake(object_name=face.name, add_sound_strip=False) == {"FINISHED"}
+    assert key.key_blocks["SR_21_Jaw_Open"].value == 0.0
+    assert math.isclose(key.key_blocks["AK_25_JawOpen"].value, 0.8, abs_tol=1e-6)
+    assert np.allclose(_evaluated_coords(face), basis + 0.8 * jaw, atol=1e-5)
+    mapped = jaw_opening()
+    assert math.isclose(mapped, 1.0, abs_tol=1e-3), mapped
+
+    # the artist adds the look-alike on purpose: both shapes play, the jaw opens further
+    assert bpy.ops.a2x.mapping_add_candidate(target="SR_21_Jaw_Open") == {"FINISHED"}
+    assert bpy.ops.a2x.bake(object_name=face.name, add_sound_strip=False) == {"FINISHED"}
+    assert np.allclose(_evaluated_coords(face), basis + 0.8 * (jaw + look_alike), atol=1e-5)
+    both = jaw_opening()
+    assert both > 1.5, both
+    return {"mapped": len(rows), "candidates": len(candidates), "jaw": mapped, "both": both}
+
+
+def _obj_vertices(path: str) -> np.ndarray:
+    with open(path, encoding="utf-8") as handle:
+        rows = [line.split()[1:4] for line in handle if line.startswith("v ")]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def scenario_vroid() -> dict:
+    """The VRoid head (one OBJ per ARKit shape, same vertex order): exact ARKit names, every
+    one mapped to itself, nothing left out; the bake keys all 52 and the face follows them."""
+    from a2x_core.names import ARKIT_52
+
+    folder = ARGS["folder"]
+    faces = []
+    with open(os.path.join(folder, "_neutral.obj"), encoding="utf-8") as handle:
+        for line in handle:
+            if line.startswith("f "):
+                faces.append([int(part.split("/")[0]) - 1 for part in line.split()[1:]])
+    neutral = _obj_vertices(os.path.join(folder, "_neutral.obj"))
+    mesh = bpy.data.meshes.new("VRoidFace")
+    mesh.from_pydata(neutral.tolist(), [], faces)
+    face = bpy.data.objects.new("VRoidFace", mesh)
+    bpy.context.scene.collection.objects.link(face)
+    face.shape_key_add(name="Basis")
+    for name in sorted(n[:-4] for n in os.listdir(folder) if n.endswith(".obj") and n[0] != "_"):
+        block = face.shape_key_add(name=name, from_mix=False)
+        block.data.foreach_set("co", _obj_vertices(os.path.join(folder, f"{name}.obj")).ravel())
+    bpy.context.view_layer.objects.active = face
+    settings = bpy.context.scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
+    assert {r.target: r.source for r in settings.mapping} == {n: n for n in ARKIT_52}
+    assert len(settings.candidates) == 0 and len(settings.unmatched_shapes) == 0
+
+    set_fps(30)
+    result, _ = prime_cache(settings.audio_path)
+    assert bpy.ops.a2x.bake(add_sound_strip=False) == {"FINISHED"}
+    key = face.data.shape_keys
+    assert len(fcurves_of(key)) == 52
+    bpy.context.scene.frame_set(1 + 7)
+    basis = _shape_coords(key, "Basis")
+    want = basis + sum(float(result.curve(n)[7]) * (_shape_coords(key, n) - basis) for n in ARKIT_52)
+    assert np.allclose(_evaluated_coords(face), want, atol=1e-4)
+    return {"vertices": len(neutral), "shapes": 52}
+
+
+def scenario_make_scene() -> dict:
+    """A .blend with the test face, for a script to open."""
+    obj = make_face()
+    bpy.ops.wm.save_as_mainfile(filepath=ARGS["path"])
+    return {"object": obj.name}
+
+
+def scenario_inspect_baked() -> dict:
+    """What a script's bake left in a saved file: the a2x Action, its keys, the sound strip."""
+    bpy.ops.wm.open_mainfile(filepath=ARGS["path"])
+    key = bpy.data.objects["Face"].data.shape_keys
+    action = key.animation_data.action
+    assert action is not None and action.get("a2x_owner") == "a2x"
+    jaw = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(styled_names()["jawOpen"]))
+    co = keys_of(jaw)
+    strip = addon().bake.owned_sound_strip(bpy.context.scene)
+    return {"channels": len(fcurves_of(key)), "first_frame": float(co[0, 0]),
+            "keys": int(co.shape[0]), "jaw_max": float(co[:, 1].max()),
+            "sound_strip": None if strip is None else int(strip.frame_start)}  # fmt: skip
+
+
+def scenario_script_defaults() -> dict:
+    """A script gets the operator's documented defaults, not the panel's values; the panel's
+    Bake button (invoke) gets the panel's; a scripted bake is undone by one ed.undo()."""
+    from types import SimpleNamespace
+
+    ops = addon()
+    rna = bpy.ops.a2x.bake.get_rna_type().properties
+    defaults = {p.identifier: p.default for p in rna if p.identifier != "rna_type"}
+
+    set_fps(30)
+    obj = make_face()
+    key = obj.data.shape_keys
+    scene = bpy.context.scene
+    settings = scene.a2x
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    # the panel shows other values than the operator's defaults
+    settings.add_sound_strip, settings.use_nla, settings.key_emotions = False, True, True
+    settings.start_frame = 50
+    result, _ = prime_cache(settings.audio_path, emotions=True)
+    frame_end = scene.frame_end = 20
+
+    assert bpy.ops.a2x.bake(object_name=obj.name) == {"FINISHED"}
+    action = key.animation_data.action  # use_nla=False: the a2x Action is the active one
+    assert action is not None and action.get("a2x_owner") == "a2x"
+    co = keys_of(fcurves_of(key)[0])
+    assert co[0, 0] == 1, co[0]  # start_frame=1
+    strip = ops.bake.owned_sound_strip(scene)  # add_sound_strip=True
+    assert strip is not None and int(strip.frame_start) == 1
+    assert emotion_props(obj) == [], "key_emotions=False"
+    assert scene.frame_end == result.num_frames
+
+    # one ed.undo() brings back the scene as the script left it before the bake
+    bpy.ops.ed.undo()
+    scene, obj = bpy.context.scene, bpy.data.objects["Face"]
+    key = obj.data.shape_keys
+    assert key.animation_data is None or key.animation_data.action is None
+    assert owned_actions() == [] and ops.bake.owned_sound_strip(scene) is None
+    assert scene.frame_end == frame_end and scene.a2x.start_frame == 50
+
+    # the panel's button: invoke fills the arguments the caller left unset from the panel
+    # (background Blender never invokes, so an object with the operator's fields stands in)
+    unset = {name: defaults[name] for name in ops.session.VALUE_ARGUMENTS}
+    op = SimpleNamespace(**unset, properties=SimpleNamespace(
+        is_property_set=lambda name: name == "use_nla"))  # fmt: skip
+    ops.operators.take_panel_values(op, scene.a2x)
+    assert (op.start_frame, op.add_sound_strip, op.key_emotions, op.use_nla) == (50, False, True,
+                                                                                False)  # fmt: skip
+    # string arguments: "" = the panel's choice; emotion_model "none" = none
+    bpy.context.view_layer.objects.active = obj
+    settings = scene.a2x
+    settings.model, settings.model_path = "FILE", "//mark/model.json"
+    settings.emotion_model_path = "//a2e/model.json"
+    strings = {n: "" for n in ("audio_path", "object_name", "model", "transcript", "identity")}
+    op = SimpleNamespace(**strings, **unset, emotion_model="")
+    request = ops.session.gather_request(bpy.context, op)
+    assert request.model == bpy.path.abspath("//mark/model.json")
+    assert request.emotion_model == bpy.path.abspath("//a2e/model.json")
+    assert (request.start_frame, request.add_sound_strip, request.key_emotions) == (1, True, False)
+    op.emotion_model = "none"
+    assert ops.session.gather_request(bpy.context, op).emotion_model == ""
+    return {"defaults": {k: v for k, v in defaults.items()}}
 
 
 def main() -> int:

@@ -6,9 +6,13 @@ See ``conftest.py`` for how Blender versions are found and the extension is inst
 
 from __future__ import annotations
 
+import ast
+import re
+from pathlib import Path
+
 import pytest
 
-from tests.conftest import SAMPLE, SAMPLE_TRANSCRIPT
+from tests.conftest import REPO, SAMPLE, SAMPLE_TRANSCRIPT
 
 pytestmark = pytest.mark.blender
 
@@ -24,7 +28,24 @@ def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
 
 
 def test_target_and_mapping_rows_add_and_remove(blender) -> None:
-    assert blender.run("list_rows")["rows"] > 52  # 52 ARKit shapes + the extra jaw target
+    out = blender.run("list_rows")
+    assert out["rows"] == 52 and out["candidates"] == 1  # one shape per curve; Teeth.jawOpen
+
+
+@pytest.mark.parametrize("head", ["Male_Adult_03_facial.fbx", "Female_Adult_02_ARKitDemo.fbx"])
+def test_rocketbox_head_drives_each_curve_once(blender, shared_data, head: str) -> None:
+    path = shared_data / "head_mesh" / "rocketbox_headbox" / head
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    out = blender.run("rocketbox", fbx=str(path))
+    assert out["candidates"] == 11 and out["jaw"] == pytest.approx(1.0, abs=1e-3)
+
+
+def test_vroid_head_maps_every_exact_name(blender, shared_data) -> None:
+    folder = shared_data / "head_mesh" / "voice2motion_vroid_head" / "shape_keys"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    assert blender.run("vroid", folder=str(folder))["shapes"] == 52
 
 
 def test_bake_channels_keys_values_and_sound_strip(blender) -> None:
@@ -53,6 +74,42 @@ def test_rebake_replaces_only_own_action_clear_and_undo(blender) -> None:
 
 def test_sound_strip_added_once_and_kept_in_sync(blender) -> None:
     blender.run("sound_strip")
+
+
+def _documented_defaults() -> dict[str, object]:
+    """The bake operator's arguments and defaults as docs/blender.md's table states them."""
+    text = (REPO / "docs" / "blender.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", text, re.M)
+    return {name: ast.literal_eval(value) for name, value in rows}
+
+
+def test_script_gets_the_documented_defaults_and_one_undo(blender) -> None:
+    out = blender.run("script_defaults")
+    documented = _documented_defaults()
+    assert len(documented) == 11, documented
+    assert out["defaults"] == documented
+
+
+def test_docs_recipe_for_a_fresh_bpy_process(blender, tmp_path: Path) -> None:
+    """docs/blender.md's recipe, verbatim, in a fresh process: enable, open, bake (progress
+    printed), save; the saved file holds the bake."""
+    import soundfile
+
+    text = (REPO / "docs" / "blender.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
+    (recipe,) = [b for b in blocks if "addon_enable" in b]
+    script = tmp_path / "recipe.py"
+    script.write_text(recipe)
+    samples, rate = soundfile.read(SAMPLE, dtype="float32")
+    soundfile.write(tmp_path / "line.wav", samples[: int(2.5 * rate)], rate)
+    blender.run("make_scene", path=str(tmp_path / "scene.blend"))
+    output = blender.run_script(script, tmp_path, timeout=180)
+    progress = re.findall(r"^a2x: (.+) (\d+)%$", output, re.M)
+    assert len(progress) >= 3 and progress[-1][1] == "100", output[-2000:]
+    baked = blender.run("inspect_baked", path=str(tmp_path / "scene_baked.blend"))
+    assert baked["channels"] == 52 and baked["first_frame"] == 1.0
+    assert baked["keys"] == 60 and baked["jaw_max"] > 0.2  # 2.5 s of speech at 24 fps
+    assert baked["sound_strip"] == 1
 
 
 def test_errors_are_reports_not_tracebacks(blender) -> None:

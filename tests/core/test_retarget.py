@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +52,7 @@ def test_format_fps() -> None:
     assert format_fps(Fraction(30000, 1001)) == "30000/1001 (29.970)"
 
 
-def test_auto_map_mixed_styles_and_one_source_to_many() -> None:
+def test_auto_map_mixed_styles_one_shape_per_source_and_the_others_as_candidates() -> None:
     names = ["Basis", "AK_17_JawOpen", "Face.eyeBlinkLeft", "eyeBlink_R", "blendShape1.MouthClose",
              "Teeth.jawOpen", "wrinkle_extra"]  # fmt: skip
     found = auto_map(names)
@@ -58,11 +60,75 @@ def test_auto_map_mixed_styles_and_one_source_to_many() -> None:
     assert table == {
         "AK_17_JawOpen": "jawOpen", "Face.eyeBlinkLeft": "eyeBlinkLeft",
         "eyeBlink_R": "eyeBlinkRight", "blendShape1.MouthClose": "mouthClose",
-        "Teeth.jawOpen": "jawOpen",
     }  # fmt: skip
+    assert found.candidates == (ShapeTarget("Teeth.jawOpen", "jawOpen"),)
+    assert found.candidates_for("jawOpen") == ("Teeth.jawOpen",)
+    assert found.candidates_for("eyeBlinkLeft") == ()
     assert found.unmatched_targets == ("Basis", "wrinkle_extra")
     assert "jawOpen" not in found.unused_sources and "cheekPuff" in found.unused_sources
     assert len(found.unused_sources) == 52 - 4
+    # on purpose: one source drives every shape that matches it
+    every = auto_map(names, every_match=True)
+    assert {t.target: t.source for t in every.targets} == {**table, "Teeth.jawOpen": "jawOpen"}
+    assert every.candidates == ()
+
+
+@pytest.mark.parametrize(
+    ("names", "best"),
+    [
+        (["AK_25_JawOpen", "jawOpen", "JawOpen"], "jawOpen"),  # the exact ARKit name first
+        (["AK_25_JawOpen", "Face.jaw_open", "JawOpen"], "JawOpen"),  # then the Live Link casing
+        (["SR_21_Jaw_Open", "AK_25_JawOpen"], "AK_25_JawOpen"),  # then the ARKit spelling
+        (["Teeth.jawOpen", "jaw_open", "eyeBlink_L", "mouth_close"], "jaw_open"),  # larger family
+    ],
+)
+def test_auto_map_picks_the_best_shape_for_a_source(names: list[str], best: str) -> None:
+    found = auto_map(names)
+    assert [t.target for t in found.targets if t.source == "jawOpen"] == [best]
+    assert set(found.candidates_for("jawOpen")) == set(names) - {best} - {"eyeBlink_L", "mouth_close"}
+
+
+def fbx_shape_names(path: Path) -> list[str]:
+    """Shape key names of a binary FBX file, in file order: the names of its blend-shape
+    ``Geometry`` records (``<name>\\x00\\x01Geometry``; the mesh's own record is unnamed)."""
+    names = re.findall(rb"([A-Za-z0-9_.|]+)\x00\x01Geometry", path.read_bytes())
+    return [n.decode() for n in names]
+
+
+@pytest.mark.parametrize("head", ["Male_Adult_03_facial.fbx", "Female_Adult_02_ARKitDemo.fbx"])
+def test_auto_map_on_a_rocketbox_head_maps_only_its_arkit_set(shared_data: Path, head: str) -> None:
+    """A Rocketbox head carries ARKit (AK_*), SRanipal (SR_*), Headbox (HB_*), FACS (AU_*) and
+    viseme (AA_*) shapes. Each ARKit curve drives its AK_* shape alone: SR_21_Jaw_Open beside
+    AK_25_JawOpen would open the jaw again (2.4x as far on this head)."""
+    path = shared_data / "head_mesh" / "rocketbox_headbox" / head
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    names = fbx_shape_names(path)
+    assert "AK_25_JawOpen" in names and "SR_21_Jaw_Open" in names and len(names) > 150
+    found = auto_map(names)
+    arkit = {t.source: t.target for t in found.targets if t.source in ARKIT_52}
+    assert len(arkit) == 52 and found.unused_sources == ()
+    assert all(target.startswith("AK_") for target in arkit.values()), arkit
+    assert arkit["jawOpen"] == "AK_25_JawOpen" and arkit["mouthLeft"] == "AK_33_MouthLeft"
+    sources = [t.source for t in found.targets]
+    assert len(sources) == len(set(sources)), "one shape per source"
+    assert not [t for t in found.targets if t.target.startswith(("SR_", "AU_", "AA_"))]
+    left_out = {c.target: c.source for c in found.candidates}
+    assert left_out["SR_21_Jaw_Open"] == "jawOpen" and left_out["HB_08_TongueOut"] == "tongueOut"
+    assert left_out["SR_34_Mouth_Smile_Left"] == "mouthSmileLeft"
+    assert found.candidates_for("jawOpen") == ("SR_21_Jaw_Open",)
+    assert all(c.target.startswith(("SR_", "HB_")) for c in found.candidates), left_out
+    assert "AU_26_JawDrop" in found.unmatched_targets and "_Neutral" in found.unmatched_targets
+
+
+def test_auto_map_on_the_vroid_head_takes_every_exact_name(shared_data: Path) -> None:
+    folder = shared_data / "head_mesh" / "voice2motion_vroid_head" / "shape_keys"
+    if not folder.is_dir():
+        pytest.skip(f"{folder} is absent")
+    names = sorted(p.stem for p in folder.glob("*.obj"))
+    found = auto_map(names)
+    assert {t.target: t.source for t in found.targets} == {n: n for n in ARKIT_52}
+    assert found.candidates == () and found.unmatched_targets == ("_neutral",)
 
 
 def test_region_of() -> None:
