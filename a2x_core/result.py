@@ -106,7 +106,7 @@ class AnimationResult:
 
         target = Path(path)
         check_output_path(target, overwrite=overwrite)
-        return write_result(self, target)
+        return write_result(self, target, overwrite=overwrite)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every array of the run, by name, for ``.npz`` export."""

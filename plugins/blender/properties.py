@@ -199,9 +199,9 @@ class A2XSettings(PropertyGroup):
         "(60000 = 3.75 s, as the SDK samples use)",
     )  # fmt: skip
     emotion_skip: IntProperty(  # type: ignore[valid-type]
-        name="Skip", default=0, min=0, soft_max=10,
-        description="Frames that reuse one Audio2Emotion inference (0 = one per frame; "
-        "faster, coarser)",
+        name="Skip", default=30, min=0, soft_max=60,
+        description="Audio2Emotion frames (30 fps) that reuse one inference: 30 as NVIDIA's "
+        "sample and Maya-ACE (one detection per ~1 s); 0 = one per frame, slower",
     )  # fmt: skip
     key_emotions: BoolProperty(  # type: ignore[valid-type]
         name="Key Emotions", default=False,
