@@ -929,7 +929,11 @@ def judge_cli(code: int, stderr: str, before: dict[str, str], after: dict[str, s
 
 
 def check_written_file(path: Path) -> tuple[str, str] | None:
-    """A written JSON/CSV output with non-finite or absurd weights is a silent accept."""
+    """A written JSON/CSV output with non-finite or absurd weights is a silent accept, and so
+    is a folder named like an output file (several clips into ``-o multi.json``)."""
+    if path.is_dir():
+        made_up = path.suffix.lower() in (".json", ".csv", ".npz")
+        return ("silent", f"made a folder named {path.name}") if made_up else None
     try:
         if path.suffix == ".json":
             data = json.loads(path.read_text())
