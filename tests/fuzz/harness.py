@@ -51,6 +51,8 @@ OUTCOMES = ("typed", "accepted", "crash", "silent", "hang", "partial", "skipped"
 FAILURES = ("crash", "silent", "hang", "partial")
 #: Weights beyond this magnitude are absurd for any ARKit curve (docs: "silent accept").
 ABSURD_WEIGHT = 10.0
+#: How long a fresh worker may take to import a2x and load its first model (not a case's time).
+WORKER_START_TIMEOUT_S = 300.0
 #: Address-space cap of the worker, so that a trusted damaged header cannot swap the machine.
 WORKER_MEMORY_BYTES = 6 << 30
 
@@ -693,7 +695,10 @@ class Worker:
             }[key]()
         return self._animators[key]
 
-    def run(self, case: Case, scratch: Path) -> tuple[str, str]:
+    def run(
+        self, case: Case, scratch: Path, on_run: Callable[[], None] = lambda: None
+    ) -> tuple[str, str]:
+        """Build the case's input, then (after ``on_run``) run it and classify the outcome."""
         from a2x_core.errors import A2XError
 
         rng = random.Random(case.ident)
@@ -704,6 +709,7 @@ class Worker:
             action = self._prepare(case, work, rng)
         except Exception as error:  # noqa: BLE001 - the test input could not be built
             return "skipped", f"build: {type(error).__name__}: {error}"
+        on_run()
         try:
             result, invalid = action()
         except A2XError as error:
@@ -885,7 +891,8 @@ def cli_argv(spec: dict[str, Any], fixtures: Fixtures, work: Path) -> tuple[list
         return [*base, *output], False
     if kind == "unknown_ext":
         return [*base, "-o", str(out / "a.txt")], False
-    if kind == "folder_under_file":
+    if kind == "folder_under_file":  # the doc's O4: `-o ok.wav/sub/` under an existing file
+        (out / "a.json").write_text("a file\n")
         return ["animate", str(f.clip), str(f.clip2), "-q", "--model", str(f.regression),
                 "-o", str(out / "a.json") + "/sub/"], False  # fmt: skip
     if kind == "plot_missing_folder":
@@ -967,17 +974,25 @@ def serve(fixtures_json: str) -> None:
     os.dup2(2, 1)  # native libraries that print must not corrupt the answers
     sys.stdout = sys.stderr
     worker = Worker(Fixtures.from_json(json.loads(fixtures_json)))
+
+    def send(answer: dict[str, str]) -> None:
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+    worker.animator("regression")  # imports and the first session: not part of any case's time
+    send({"ready": "1"})
     for line in sys.stdin:
         request = json.loads(line)
         case = Case(request["category"], request["ident"], request["spec"])
         scratch = Path(tempfile.mkdtemp(prefix="case-", dir=request["scratch"]))
         try:
-            outcome, detail = worker.run(case, scratch)
+            # the phase line tells a native crash of a2x from one of the input's writer
+            # (LAME aborts on NaN samples): the latter is a skipped case, not a finding
+            outcome, detail = worker.run(case, scratch, lambda: send({"phase": "run"}))
         except BaseException as error:  # noqa: BLE001 - a crash outside the case's action
             outcome, detail = "crash", f"harness: {_describe(error)}"
         shutil.rmtree(scratch, ignore_errors=True)
-        answers.write(json.dumps({"outcome": outcome, "detail": detail}) + "\n")
-        answers.flush()
+        send({"outcome": outcome, "detail": detail})
 
 
 class Runner:
@@ -1016,6 +1031,11 @@ class Runner:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True, cwd=REPO, env=self._env(), start_new_session=True,
             )  # fmt: skip
+            assert self._proc.stdout is not None
+            ready, _, _ = select.select([self._proc.stdout], [], [], WORKER_START_TIMEOUT_S)
+            if not ready or not self._proc.stdout.readline():
+                self._stop()
+                raise RuntimeError("the fuzz worker did not start (python -m tests.fuzz.harness)")
         return self._proc
 
     def _stop(self) -> None:
@@ -1047,17 +1067,26 @@ class Runner:
         except BrokenPipeError:
             self._stop()
             return "crash", "the worker died before the case"
-        ready, _, _ = select.select([proc.stdout], [], [], self.timeout_s)
-        if not ready:
-            self._stop()
-            return "hang", f"no answer within {self.timeout_s:.0f} s"
-        line = proc.stdout.readline()
-        if not line:
-            code = proc.wait()
-            self._proc = None
-            return "crash", f"the worker died (exit {code}, a native crash or the memory cap)"
-        answer = json.loads(line)
-        return answer["outcome"], answer["detail"]
+        deadline = time.monotonic() + self.timeout_s
+        running = False
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            ready, _, _ = select.select([proc.stdout], [], [], left)
+            if not ready:
+                self._stop()
+                return "hang", f"no answer within {self.timeout_s:.0f} s"
+            line = proc.stdout.readline()
+            if not line:
+                code = proc.wait()
+                self._stop()
+                if not running:
+                    return "skipped", f"build: the input's writer killed the worker (exit {code})"
+                return "crash", f"the worker died (exit {code}, a native crash or the memory cap)"
+            answer = json.loads(line)
+            if "phase" in answer:
+                running = True
+                continue
+            return answer["outcome"], answer["detail"]
 
     def _run_cli(self, case: Case) -> tuple[str, str]:
         work = Path(tempfile.mkdtemp(prefix="cli-", dir=self.scratch))
