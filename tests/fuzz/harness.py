@@ -27,13 +27,14 @@ import io
 import json
 import math
 import os
+import queue
 import random
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections import Counter
@@ -995,6 +996,14 @@ def serve(fixtures_json: str) -> None:
         send({"outcome": outcome, "detail": detail})
 
 
+def _pump(stream: io.TextIOBase, lines: queue.Queue[str]) -> None:
+    """Copy ``stream``'s lines into ``lines``, then "" at its end."""
+    with contextlib.suppress(ValueError, OSError), stream:
+        for line in stream:
+            lines.put(line)
+    lines.put("")
+
+
 class Runner:
     """Runs cases with a per-case timeout: in-process ones in a worker process (restarted after
     a hang or a crash), ``cli`` ones as ``python -m a2x_core`` subprocesses."""
@@ -1007,6 +1016,7 @@ class Runner:
         self.cli_timeout_s = cli_timeout_s
         self.scratch = Path(tempfile.mkdtemp(prefix="a2x-fuzz-"))
         self._proc: subprocess.Popen[str] | None = None
+        self._lines: queue.Queue[str] = queue.Queue()
 
     def __enter__(self) -> Runner:
         return self
@@ -1031,21 +1041,32 @@ class Runner:
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                 text=True, cwd=REPO, env=self._env(), start_new_session=True,
             )  # fmt: skip
-            assert self._proc.stdout is not None
-            ready, _, _ = select.select([self._proc.stdout], [], [], WORKER_START_TIMEOUT_S)
-            if not ready or not self._proc.stdout.readline():
+            # a reader thread, not select(): the worker's phase and answer lines can arrive in
+            # one read, and a buffered second line is invisible to select()
+            self._lines = queue.Queue()
+            pump = threading.Thread(target=_pump, args=(self._proc.stdout, self._lines))
+            pump.daemon = True
+            pump.start()
+            if not self._next_line(WORKER_START_TIMEOUT_S):
                 self._stop()
                 raise RuntimeError("the fuzz worker did not start (python -m tests.fuzz.harness)")
         return self._proc
+
+    def _next_line(self, timeout: float) -> str | None:
+        """The worker's next line; "" at its end; None when none came within ``timeout``."""
+        try:
+            return self._lines.get(timeout=max(0.0, timeout))
+        except queue.Empty:
+            return None
 
     def _stop(self) -> None:
         if self._proc is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait()
-            for pipe in (self._proc.stdin, self._proc.stdout):
-                if pipe is not None:
-                    pipe.close()
+            self._proc.wait()  # its stdout now ends: the reader thread puts "" and closes it
+            if self._proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    self._proc.stdin.close()
             self._proc = None
 
     def run(self, case: Case) -> Outcome:
@@ -1070,12 +1091,10 @@ class Runner:
         deadline = time.monotonic() + self.timeout_s
         running = False
         while True:
-            left = max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select([proc.stdout], [], [], left)
-            if not ready:
+            line = self._next_line(deadline - time.monotonic())
+            if line is None:
                 self._stop()
                 return "hang", f"no answer within {self.timeout_s:.0f} s"
-            line = proc.stdout.readline()
             if not line:
                 code = proc.wait()
                 self._stop()
