@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_TRANSCRIPT := And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test test-all lint bench fuzz clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,8 +47,20 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-test: $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) lint
+TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) lint
+
+# The fast tier: every module, the fuzz sample and a Blender smoke test; tests marked
+# `slow` (long clips, whole-pipeline sweeps, the Blender tier) run only in test-all.
+test: $(TEST_DEPS)
+	$(PY) -m pytest -q -p no:cacheprovider -m "not slow" tests
+
+# The full tier (CI): every test.
+test-all: $(TEST_DEPS)
 	$(PY) -m pytest -q -p no:cacheprovider tests
+
+# The reliability fuzz at scale: prints docs/reliability.md's counts table.
+fuzz: $(VENV)/.stamp-test
+	$(PY) benchmarks/fuzz_reliability.py
 
 bench: $(VENV)/.stamp-test
 	$(PY) benchmarks/lipsync_eval.py

@@ -152,3 +152,24 @@ def blender(request: pytest.FixtureRequest, addon_zip: Path, tmp_path_factory) -
     installed = instance.run("install", zip=str(addon_zip))
     assert installed["enabled"], installed
     return instance
+
+
+#: The fast tier's Blender smoke test (the newest Blender only): install, enable and one bake.
+#: Every other real-Blender test is ``slow`` (``make test-all``): each starts Blender.
+FAST_SMOKE = ("test_install_and_enable", "test_bake_channels_keys_values_and_sound_strip")
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    here = Path(__file__).resolve().parent
+    newest = max(bpy_pythons(), key=_version_key, default="none")
+    for item in items:
+        if here not in item.path.parents or "blender" not in getattr(item, "fixturenames", ()):
+            continue
+        version = item.callspec.params.get("blender") if hasattr(item, "callspec") else None
+        if not (item.originalname in FAST_SMOKE and version == newest):
+            item.add_marker(pytest.mark.slow)

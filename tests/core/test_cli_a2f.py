@@ -32,6 +32,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
     return paths
 
 
+@pytest.mark.slow
 def test_several_tracks_as_one_batch_equal_single_runs(tmp_path: Path, model_json: Path, clips: list[Path]) -> None:
     batch_dir = tmp_path / "batch"
     proc = run_cli("animate", *map(str, clips), "--model", str(model_json), "-o", f"{batch_dir}/",
@@ -97,6 +98,7 @@ def test_default_model_only_options_are_flagged(tmp_path: Path, model_json: Path
     assert "only apply to the default model" in json.loads(out.read_text())["a2x"]["warnings"][0]
 
 
+@pytest.mark.slow
 def test_engine_choice_is_recorded(tmp_path: Path, model_json: Path, clips: list[Path]) -> None:
     pytest.importorskip("torch")
     outs = {}
@@ -129,6 +131,7 @@ def test_engine_flag_errors(tmp_path: Path, model_json: Path, clips: list[Path],
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and fragment in proc.stderr, proc.stderr
 
 
+@pytest.mark.slow
 def test_identity_and_emotion_flags_without_their_models_are_flagged(
     tmp_path: Path, model_json: Path, clips: list[Path]
 ) -> None:
@@ -144,6 +147,7 @@ def test_identity_and_emotion_flags_without_their_models_are_flagged(
     assert options["identity"] == "claire" and options["emotion_parameters"] == {"emotion_strength": 1}
 
 
+@pytest.mark.slow
 def test_compile_flag_without_a_cuda_torch_engine_is_flagged(
     tmp_path: Path, model_json: Path, clips: list[Path]
 ) -> None:

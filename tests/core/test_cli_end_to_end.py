@@ -63,6 +63,7 @@ def test_transcript_file(tmp_path: Path) -> None:
     assert data["a2x"]["options"]["transcript"] == SAMPLE_TRANSCRIPT
 
 
+@pytest.mark.slow
 def test_several_clips_into_a_folder_equal_single_runs(tmp_path: Path, shared_data: Path) -> None:
     clips = [SAMPLE, shared_data / "speech_en" / "librispeech_61-70968-0002.wav"]
     proc = run_cli("animate", *map(str, clips), "-o", str(tmp_path / "batch") + "/", "-q")
@@ -74,6 +75,7 @@ def test_several_clips_into_a_folder_equal_single_runs(tmp_path: Path, shared_da
         assert np.allclose(batch, json.loads(single.read_text())["weightMat"], atol=1e-6)
 
 
+@pytest.mark.slow
 def test_progress_bar_on_stderr(tmp_path: Path) -> None:
     env = dict(os.environ, PYTHONPATH=str(REPO), A2X_PROGRESS_DELAY="0")
     proc = subprocess.run(

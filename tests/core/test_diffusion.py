@@ -419,6 +419,7 @@ def test_api_and_cli_run_a_diffusion_folder(generated: GeneratedDiffusion, tmp_p
     assert "James" in info.stdout and "diffusion" in info.stdout
 
 
+@pytest.mark.slow
 def test_torch_engine_runs_the_pipeline_like_onnx_runtime(
     generated: GeneratedDiffusion, model: DiffusionModel
 ) -> None:

@@ -99,6 +99,7 @@ def test_repeatable_batchable_and_offset(model: DefaultLipSyncModel) -> None:
     assert model.animate([cut], options)[0].start_s == pytest.approx(0.5)
 
 
+@pytest.mark.slow
 def test_long_clips_split_across_processes_and_fast_mode(model: DefaultLipSyncModel) -> None:
     audio = speech("whisper_jfk.flac")  # 11 s: decoded in two worker processes
     full = model.animate([audio], InferenceOptions(fps=30))[0]

@@ -69,6 +69,7 @@ def test_forced_alignment_follows_the_transcript(jfk_pcm: bytes) -> None:
     assert my.label == "M" and 0.85 < my.start_s < 1.15
 
 
+@pytest.mark.slow
 def test_recognition_finds_phones_without_a_transcript(jfk_pcm: bytes) -> None:
     phones = ph.recognise(jfk_pcm)
     labels = {p.label for p in phones}

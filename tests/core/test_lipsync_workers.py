@@ -25,6 +25,7 @@ def _automatic_mode():
     parallel.decode_in_workers_only(None)
 
 
+@pytest.mark.slow
 def test_main_thread_decodes_here_and_background_jobs_in_workers(short_clip) -> None:
     assert not parallel.workers_only()
     animator = Animator("default", InferenceOptions(fps=30, blinks=False))

@@ -70,6 +70,7 @@ def _max_errors(got: dict[str, np.ndarray], ref: dict[str, np.ndarray]) -> dict[
     return {k: float(np.abs(got[k] - ref[k]).max()) for k in ref}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("batch", [1, 3])
 def test_diffusion_network_matches_onnxruntime(
     ort_engine: OnnxRuntimeEngine, torch_engine: TorchEngine, batch: int
@@ -88,6 +89,7 @@ def test_diffusion_network_matches_onnxruntime(
     assert np.abs(pred[:, 15:45]).mean() > 1e-3
 
 
+@pytest.mark.slow
 def test_state_carried_between_windows(
     ort_engine: OnnxRuntimeEngine, torch_engine: TorchEngine
 ) -> None:
@@ -105,6 +107,7 @@ def test_state_carried_between_windows(
     assert np.abs(got["output_latents"] - fresh["output_latents"]).max() > 1e-5
 
 
+@pytest.mark.slow
 def test_chunks_split_the_latents_on_their_batch_axis(network: Path) -> None:
     feeds = _feeds(3, seed=3, latents=(0.5 * np.random.default_rng(4).standard_normal(
         (2, 2, 3, 256))).astype(np.float32))  # fmt: skip
@@ -124,6 +127,7 @@ def test_chunks_split_the_latents_on_their_batch_axis(network: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_half_precision_runs_the_diffusion_network(
     network: Path, torch_engine: TorchEngine
 ) -> None:

@@ -47,6 +47,7 @@ def test_generated_network_matches_onnxruntime(folder_network: tuple[Path, int, 
     np.testing.assert_allclose(got, ref, atol=FP32_TOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_benchmark_architecture_matches_onnxruntime(bench_network: Path) -> None:
     inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(3, 26, seed=1)
@@ -59,6 +60,7 @@ def test_benchmark_architecture_matches_onnxruntime(bench_network: Path) -> None
     np.testing.assert_allclose(row, got[1:2], atol=FP32_TOL, rtol=0)
 
 
+@pytest.mark.slow
 def test_bf16_is_an_explicit_option_with_bounded_error(bench_network: Path) -> None:
     inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(2, 26)
@@ -69,6 +71,7 @@ def test_bf16_is_an_explicit_option_with_bounded_error(bench_network: Path) -> N
     assert 0 < np.abs(got - ref).max() < 2e-2  # measured 2.5e-3 here (outputs up to 0.57)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("precision", "bound"), [("bf16", 2e-2), ("fp16", 4e-3)])
 def test_half_precision_keeps_activations_half(
     bench_network: Path, precision: str, bound: float
@@ -189,6 +192,7 @@ def test_each_fusion_matches_the_unfused_graph(kind: str, op: str, tmp_path: Pat
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-4, rtol=0)
 
 
+@pytest.mark.slow
 def test_fused_benchmark_network_matches_unfused(bench_network: Path) -> None:
     from a2x_core.backends.torch_engine import OnnxGraph
 
@@ -304,6 +308,7 @@ def test_grouped_conv_as_gemm_matches_the_plain_conv(
         np.testing.assert_allclose(cols.numpy(), expected.numpy(), atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_benchmark_network_with_and_without_grouped_gemm(bench_network: Path) -> None:
     inputs, outputs = regression_io(8320, 26, SMALL_RESULT)
     feeds = _feeds(2, 26, seed=4)
@@ -318,6 +323,7 @@ def test_benchmark_network_with_and_without_grouped_gemm(bench_network: Path) ->
 # ---------------------------------------------------------------- channels-last convs
 
 
+@pytest.mark.slow
 def test_channels_last_convs_match_the_current_path(bench_network: Path) -> None:
     """The convs on channels-last activations (the default on CUDA: a 1-D conv as a 2-D conv
     with a unit height, layout-keeping instance norm) against the NCHW path, forced on the CPU:
