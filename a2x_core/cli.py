@@ -35,7 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
         help="output file (.json, .csv, .npz; repeat for several formats) for one clip, "
         "or a folder for several clips",
     )  # fmt: skip
-    run.add_argument("--model", default="default", help="'default' or PATH/model.json (default: default)")
+    run.add_argument("--model", default="default",
+                     help="'default' (embedded lip-sync, English speech only) or PATH/model.json "
+                     "of an Audio2Face-3D model (default: default)")  # fmt: skip
     run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
     words = run.add_mutually_exclusive_group()
     words.add_argument("--transcript", help="the exact words spoken (one clip only)")
@@ -49,7 +51,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades (default 0)")
     run.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier (default 1)")
     run.add_argument("--smoothing", type=float, default=0.0,
-                     help="extra zero-phase smoothing in seconds (default 0)")  # fmt: skip
+                     help="extra zero-phase smoothing in seconds (default 0); lip closures "
+                     "(p b m, f v) and blinks are kept; up to 0.03 keeps the lips' timing, "
+                     "0.05-0.1 softens everything else noticeably")  # fmt: skip
     run.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
