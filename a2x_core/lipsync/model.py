@@ -24,7 +24,7 @@ from ..version import __version__
 from . import expressions as ex
 from . import phones as ph
 from .coarticulation import apply_critical, blend
-from .parallel import Aligning, Decoding, cpu_count
+from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .visemes import DEFAULT_TABLE, load_table, viseme_track
 
 log = logging.getLogger("a2x_core")
@@ -118,8 +118,9 @@ def _not_english(text: str, words: list[str]) -> str:
     if not words:
         return (f"the transcript has no English words ({' '.join(foreign[:4])} ...); "
                 f"recognised the speech instead, and {ENGLISH_ONLY}")  # fmt: skip
-    unknown = [w for w in words if not ph.in_dictionary(w)]
-    share = (len(foreign) + len(unknown)) / max(len(foreign) + len(words), 1)
+    unknown = [t for t in tokens if t.isascii()
+               and not all(ph.in_dictionary(w) for w in ph.normalise_transcript(t))]  # fmt: skip
+    share = (len(foreign) + len(unknown)) / len(tokens)
     if share <= NOT_ENGLISH_SHARE:
         return ""
     return (f"{share:.0%} of the transcript's words are not English; {ENGLISH_ONLY}")
@@ -253,19 +254,25 @@ class DefaultLipSyncModel:
         stage = "aligning transcript" if options.transcript else "recognising phones"
         progress(Progress(0.0, stage))
         started, warnings = self._phones(audio, options)
-        samples = audio.samples
-        fps = options.fps
-        frames = num_frames_for(len(samples), fps)
-        times = frame_targets(frames, fps) / SAMPLE_RATE
-        # Acoustic features while the workers decode.
-        level_db = ex.loudness_db(samples)
-        level = ex.normalised_loudness(level_db)
-        f0 = ex.pitch_hz(samples, level)
-        opening = ex.openness(samples, level)
-        phones, aligned = self._collect(
-            started, audio, options, warnings,
-            lambda done: progress(Progress(0.8 * done, stage)), cancel,
-        )  # fmt: skip
+        try:
+            samples = audio.samples
+            fps = options.fps
+            frames = num_frames_for(len(samples), fps)
+            times = frame_targets(frames, fps) / SAMPLE_RATE
+            # Acoustic features while the workers decode.
+            level_db = ex.loudness_db(samples)
+            level = ex.normalised_loudness(level_db)
+            f0 = ex.pitch_hz(samples, level)
+            opening = ex.openness(samples, level)
+            phones, aligned = self._collect(
+                started, audio, options, warnings,
+                lambda done: progress(Progress(0.8 * done, stage)), cancel,
+            )  # fmt: skip
+        except BaseException:
+            # Ctrl-C or an error while the workers decode: an exiting interpreter would wait
+            # for every piece still queued; stop them now.
+            stop_pending()
+            raise
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
         if cancel is not None:

@@ -192,6 +192,13 @@ def abort() -> None:
         process.join(timeout=1.0)
 
 
+def stop_pending() -> None:
+    """:func:`abort` when the workers have pieces queued or under way (after an error or
+    Ctrl-C outside :func:`_wait`, an exiting interpreter would wait for all of them)."""
+    if _POOL is not None and getattr(_POOL, "_pending_work_items", None):
+        abort()
+
+
 _SIGTERM_HOOKED = False
 
 
