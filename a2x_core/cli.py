@@ -52,8 +52,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier (default 1)")
     run.add_argument("--smoothing", type=float, default=0.0,
                      help="extra zero-phase smoothing in seconds (default 0); lip closures "
-                     "(p b m, f v) and blinks are kept; up to 0.03 keeps the lips' timing, "
-                     "0.05-0.1 softens everything else noticeably")  # fmt: skip
+                     "(p b m, f v) and blinks are kept at any value, the rest softens: "
+                     "0.02-0.05 takes out jitter, beyond 0.1 vowels blur into each other")  # fmt: skip
     run.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip

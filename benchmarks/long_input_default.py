@@ -8,7 +8,8 @@ Usage::
 Builds each clip by concatenating the real speech of ``speech_en`` (resampled to 16 kHz mono,
 repeated until the length is reached) into a temporary WAV, then runs the CLI on it under
 ``/usr/bin/time -v`` (``a2x animate clip.wav -o clip.npz -q``). Reports the wall time, the
-peak RSS of the largest process (``time -v``) and the peak RSS of the whole process tree (the
+CPU time of the CLI and its workers (user + system; steadier than the wall time on a shared
+machine), the peak RSS of the largest process (``time -v``) and the peak RSS of the whole process tree (the
 CLI and its decoding workers, sampled from ``/proc`` every 0.2 s). ``--transcript`` passes the
 concatenated transcripts too (forced alignment instead of recognition). Linux only. The clips
 are deleted afterwards (``--keep DIR`` keeps them); never commit them.
@@ -108,7 +109,9 @@ def run(clip: Path, transcript: str | None, threads: int | None) -> dict[str, fl
     if process.returncode != 0:
         raise SystemExit(f"a2x failed ({process.returncode}):\n{stderr}")
     largest = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr).group(1))
-    return {"wall_s": wall, "largest_mb": largest / 1024, "tree_mb": peak[0] / 1024}
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", stderr).group(1))
+              for kind in ("User", "System"))  # fmt: skip
+    return {"wall_s": wall, "cpu_s": cpu, "largest_mb": largest / 1024, "tree_mb": peak[0] / 1024}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,9 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     clips = speech(args.data)
     load = os.getloadavg()
     print(f"load average before: {load[0]:.2f}; cores: {os.cpu_count()}")
-    print("| audio (min) | wall (s) | x real time | s per audio minute | largest process peak RSS "
-          "(MB) | process tree peak RSS (MB) |")  # fmt: skip
-    print("|---|---|---|---|---|---|")
+    print("| audio (min) | wall (s) | x real time | CPU (s) | CPU s per audio minute | largest "
+          "process peak RSS (MB) | process tree peak RSS (MB) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="a2x-long-") as scratch:
         folder = args.keep or Path(scratch)
         folder.mkdir(parents=True, exist_ok=True)
@@ -133,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             text = build_clip(clips, minutes, clip)
             row = run(clip, text if args.transcript else None, args.threads)
             print(f"| {minutes:g} | {row['wall_s']:.1f} | {minutes * 60 / row['wall_s']:.1f} "
-                  f"| {row['wall_s'] / minutes:.1f} | {row['largest_mb']:.0f} "
+                  f"| {row['cpu_s']:.1f} | {row['cpu_s'] / minutes:.1f} | {row['largest_mb']:.0f} "
                   f"| {row['tree_mb']:.0f} |", flush=True)  # fmt: skip
     load = os.getloadavg()
     print(f"load average after: {load[0]:.2f}")

@@ -147,12 +147,18 @@ def _pool(workers: int, fast: bool) -> ProcessPoolExecutor:
             _POOL.shutdown(wait=False, cancel_futures=True)
         context = multiprocessing.get_context("spawn")
         kinds = ("fast",) if fast else ("words", "align")
+        # PR_SET_PDEATHSIG follows the thread that starts a worker, and the executor starts
+        # them lazily in whichever thread submits: use it only when all start here, now, on
+        # the main thread (``_launch_processes``, CPython 3.9+).
         on_main = threading.current_thread() is threading.main_thread()
+        use_prctl = on_main and hasattr(ProcessPoolExecutor, "_launch_processes")
         _POOL = ProcessPoolExecutor(
             workers, mp_context=context, initializer=_warm,
-            initargs=(kinds, os.getpid(), on_main),
+            initargs=(kinds, os.getpid(), use_prctl),
         )  # fmt: skip
         _POOL_SIZE = workers
+        if use_prctl:
+            _POOL._launch_processes()  # type: ignore[attr-defined]
         if on_main:
             _stop_workers_on_sigterm()
     return _POOL

@@ -203,6 +203,22 @@ def test_cancel_kills_the_pieces_under_way(speech) -> None:
     assert any(p.label != "SIL" for p in again)
 
 
+def test_workers_started_by_a_background_job_outlive_its_thread(speech) -> None:
+    """The parent-death signal follows the thread that started a worker; a DCC's background
+    job ends its thread, and the pool it started must still serve the next job."""
+    parallel.shutdown()
+    parallel.decode_in_workers_only(None)
+    animator = Animator("default", InferenceOptions(fps=30, blinks=False))
+    first = animator.start([audio_from_array(speech[: 3 * RATE])]).result(timeout=120)[0]
+    pids = parallel.worker_pids()
+    assert pids
+    time.sleep(2 * parallel.PARENT_POLL_S)
+    assert all(_alive(pid) for pid in pids)
+    second = animator.start([audio_from_array(speech[: 3 * RATE])]).result(timeout=120)[0]
+    assert parallel.worker_pids() == pids
+    assert np.array_equal(first.weights, second.weights)
+
+
 # --- 3. options the default model does not use --------------------------------------------
 
 
