@@ -39,7 +39,7 @@ import numpy as np
 
 from ..jobs import CancelToken
 from . import phones as ph
-from .expressions import HOP, loudness_db, normalised_loudness
+from .expressions import HOP, loudness_db
 
 log = logging.getLogger("a2x_core")
 
@@ -297,61 +297,102 @@ def align_or_recognise_piece(
         return ph.recognise(pcm, offset_s), False
 
 
-def plan_words(
-    words: list[str], phone_counts: list[int], pieces: list[tuple[int, int]], level: np.ndarray
-) -> list[list[str]]:
-    """Share a long transcript out among the pieces of its audio.
+def recognised_words(phones: list[ph.Phone]) -> list[tuple[str, float, float]]:
+    """``(word, start, end)`` of each recognised word, in order."""
+    out: list[tuple[str, float, float]] = []
+    start = 0
+    for k, phone in enumerate(phones):
+        if k + 1 == len(phones) or phones[k + 1].word != phone.word or not phone.word:
+            if phone.word:
+                out.append((phone.word, phones[start].start_s, phone.end_s))
+            start = k + 1
+    return out
 
-    Speech rate is roughly steady, so each piece gets the words whose phones (``phone_counts``
-    per word) cover the same share of the transcript as the piece's loud frames (normalised
-    loudness ``level`` >= 0.3, 100 Hz) cover of the clip's. Pieces are cut at pauses, so
-    a word is rarely split; one misplaced at a cut is absorbed by its neighbours.
+
+def plan_words(
+    words: list[str], cuts_s: list[float], recognised: list[tuple[str, float, float]],
+    total_s: float,
+) -> list[list[str]]:  # fmt: skip
+    """Share a long transcript out among the pieces of its audio (cut at ``cuts_s``).
+
+    Piece by piece, in order: the piece's words recognised in a quick pass (``recognised``:
+    word, start, end; right or wrong, about one per spoken word) give the expected count at
+    the overall ratio of transcript to recognised words; those that match the next stretch of
+    the transcript (``difflib``, a window of 1.5 times the expected count) fix where the piece
+    ends: after the last match, plus the recognised words that follow it. With nothing
+    recognised, the words are spread evenly over the clip. Cuts lie in pauses.
     """
-    loud = np.concatenate([[0], np.cumsum(level >= 0.3)])
-    total_loud = max(int(loud[-1]), 1)
-    phones = np.concatenate([[0], np.cumsum(np.maximum(phone_counts, 1))]).astype(np.float64)
-    share = phones / phones[-1]
-    shares = []
-    for a, b in pieces:
-        hop_a, hop_b = min(a // HOP, len(loud) - 1), min(b // HOP, len(loud) - 1)
-        shares.append((int(loud[hop_a]) / total_loud, int(loud[hop_b]) / total_loud))
-    cuts = [0] + [int(np.argmin(np.abs(share - end))) for _, end in shares[:-1]] + [len(words)]
-    cuts = list(np.maximum.accumulate(cuts))
-    return [words[a:b] for a, b in pairwise(cuts)]
+    from difflib import SequenceMatcher
+
+    if not recognised:
+        share = [round(len(words) * cut / max(total_s, 1e-9)) for cut in cuts_s]
+        bounds = [0, *np.clip(np.maximum.accumulate(share), 0, len(words)).tolist(), len(words)]
+        return [words[lo:hi] for lo, hi in pairwise(bounds)]
+    ratio = len(words) / len(recognised)
+    middles = np.array([0.5 * (start + end) for _, start, end in recognised])
+    bounds = [0]
+    for lo_s, hi_s in pairwise([0.0, *cuts_s]):
+        heard = [w for (w, _, _), m in zip(recognised, middles, strict=True) if lo_s <= m < hi_s]
+        first = bounds[-1]
+        expected = round(len(heard) * ratio)
+        window = words[first : first + expected + max(8, expected // 2)]
+        blocks = SequenceMatcher(None, heard, window, autojunk=False).get_matching_blocks()[:-1]
+        if blocks:
+            last = blocks[-1]
+            end = first + last.b + last.size + round((len(heard) - last.a - last.size) * ratio)
+        else:
+            end = first + expected
+        bounds.append(int(np.clip(end, first, len(words))))
+    bounds.append(len(words))
+    return [words[lo:hi] for lo, hi in pairwise(bounds)]
 
 
 class Aligning:
     """Forced alignment of a transcript, started at construction, collected by :meth:`result`.
 
-    Clips up to :data:`ALIGN_WHOLE_MAX_S` are aligned whole; longer ones piece by piece (see
-    :func:`plan_words`), a piece whose words do not fit recognised instead (listed in
-    :attr:`warnings`). Runs in worker processes when this process must stay responsive
-    (:func:`workers_only`) or when a long clip has several workers, else in this process when
-    collected.
+    Clips up to :data:`ALIGN_WHOLE_MAX_S` are aligned whole; longer ones piece by piece: a
+    quick recognition pass (fast mode) places the transcript's words in time, each piece gets
+    its words (:func:`plan_words`), and a piece whose words do not fit is recognised instead
+    (listed in :attr:`warnings`). Runs in worker processes when this process must stay
+    responsive (:func:`workers_only`) or when a long clip has several workers, else in this
+    process when collected.
     """
 
     def __init__(
         self, samples: np.ndarray, words: list[str], *, workers: int,
         pronunciations: dict[str, str] | None = None,
     ) -> None:  # fmt: skip
-        self._samples, self._words = samples, words
+        self._samples, self._words, self._workers = samples, words, workers
         self._prons = pronunciations or {}
         self.warnings: list[str] = []
         self._whole = len(samples) / (HOP * 100) <= ALIGN_WHOLE_MAX_S
-        if self._whole:
-            self._pieces = [(0, len(samples))]
-            self._words_per_piece = [words]
-        else:
-            # One worker's plan, so that the words each piece gets do not depend on the cores.
-            self._pieces = plan_pieces(samples, 1, ALIGN_WHOLE_MAX_S)
-            level = normalised_loudness(loudness_db(samples))
-            counts = [len(self._prons.get(w, "").split()) or len(w) // 2 for w in words]
-            self._words_per_piece = plan_words(words, counts, self._pieces, level)
+        self._pieces = [(0, len(samples))]
+        self._words_per_piece = [words]
         self._futures: list[Future[tuple[list[ph.Phone], bool]]] = []
-        if workers_only() or (not self._whole and workers > 1):
-            self._futures = _submit(workers, False, [
+        self._quick: Decoding | None = None
+        if self._whole:
+            self._start()
+        else:
+            # One worker's plan, so that the pieces do not depend on the cores.
+            self._pieces = plan_pieces(samples, 1, ALIGN_WHOLE_MAX_S)
+            self._quick = Decoding(samples, fast=True, workers=workers)
+
+    def _start(self) -> None:
+        if workers_only() or (not self._whole and self._workers > 1):
+            self._futures = _submit(self._workers, False, [
                 (align_or_recognise_piece, self._args(k)) for k in range(len(self._pieces))
             ])  # fmt: skip
+
+    def _plan(self, cancel: CancelToken | None, progress: Callable[[float], None] | None) -> None:
+        """Place the words in the pieces from the quick recognition pass, then start them."""
+        assert self._quick is not None
+        scaled = None if progress is None else (lambda f: progress(0.3 * f))
+        quick = self._quick.result(cancel, scaled)
+        self._quick = None
+        total_s = len(self._samples) / (HOP * 100)
+        cuts = [a / (HOP * 100) for a, _ in self._pieces[1:]]
+        self._words_per_piece = plan_words(self._words, cuts, recognised_words(quick), total_s)
+        self._start()
 
     def _args(self, k: int) -> tuple[bytes, list[str], float, dict[str, str], bool]:
         a, b = self._pieces[k]
@@ -363,16 +404,21 @@ class Aligning:
     ) -> list[ph.Phone]:
         """The aligned phones; raises ``RuntimeError`` when the words of a clip aligned whole
         do not fit the audio."""
+        first = 0.0
+        if self._quick is not None:
+            self._plan(cancel, progress)
+            first = 0.3
         total = max(1, len(self._samples))
-        if self._futures:
-            def report() -> None:
-                if progress is not None:
-                    done = sum(b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
-                               if f.done())  # fmt: skip
-                    progress(done / total)
 
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(first + (1.0 - first) * done / total)
+
+        if self._futures:
             try:
-                _wait(self._futures, cancel, report)
+                _wait(self._futures, cancel, lambda: report(sum(
+                    b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
+                    if f.done())))  # fmt: skip
                 parts = [future.result() for future in self._futures]
             except BrokenProcessPool as error:
                 log.warning("a worker process died (%s); aligning here", error)
@@ -385,8 +431,7 @@ class Aligning:
                 if cancel is not None:
                     cancel.check()
                 parts.append(align_or_recognise_piece(*self._args(k)))
-                if progress is not None:
-                    progress(b / total)
+                report(b)
         failed = [self._pieces[k] for k, (_, aligned) in enumerate(parts) if not aligned]
         if failed:
             spans = ", ".join(f"{a / (HOP * 100):.0f}-{b / (HOP * 100):.0f} s" for a, b in failed)

@@ -77,31 +77,57 @@ def test_feature_blocks_bound_memory_without_changing_results(speech, monkeypatc
         assert np.array_equal(a, b)
 
 
-def test_a_long_transcript_is_shared_out_among_the_pieces(speech) -> None:
-    """Each piece of a long clip gets the words spoken in it, in order, none lost."""
-    words = SAMPLE_TRANSCRIPT.lower().replace(",", "").replace(".", "").split()
-    samples = np.tile(speech, 6)
-    pieces = parallel.plan_pieces(samples, 1, parallel.ALIGN_WHOLE_MAX_S)
-    level = ex.normalised_loudness(ex.loudness_db(samples))
-    shared = parallel.plan_words(words * 6, [len(w) // 2 for w in words * 6], pieces, level)
-    assert len(shared) == len(pieces) > 1
-    assert [w for part in shared for w in part] == words * 6
-    # Pieces of equal speech get about equal shares of the words.
-    assert max(map(len, shared)) - min(map(len, shared)) <= 0.5 * len(words) * 6 / len(pieces) + 3
+def test_a_long_transcript_is_shared_out_among_the_pieces() -> None:
+    """Each piece of a long clip gets the words spoken in it, in order, none lost, even where
+    the quick recognition pass got words wrong or missed them."""
+    words = [f"w{k}" for k in range(100)]  # word k spoken from k + 0.1 s to k + 0.8 s
+    heard = [(w if k % 7 else "wrong", k + 0.1, k + 0.8)
+             for k, w in enumerate(words) if k % 11 != 3]  # fmt: skip
+    cuts = [19.9, 40.0, 59.85, 79.95]  # in the pauses
+    shared = parallel.plan_words(words, cuts, heard, 100.0)
+    assert shared == [words[0:20], words[20:40], words[40:60], words[60:80], words[80:100]]
+    # Nothing recognised: the words are spread evenly over the clip.
+    even = parallel.plan_words(words, cuts, [], 100.0)
+    assert [w for part in even for w in part] == words
+    assert [len(part) for part in even] == [20, 20, 20, 20, 20]
+
+
+LONG_SPEECH = ("pocketsphinx_librivox/sense_and_sensibility_01_austen_64kb-0870.wav",
+               "librispeech_1995-1837-0001.wav", "ljspeech_LJ050-0131.wav",
+               "pocketsphinx_librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
+               "timit_sample_LDC93S1.wav", "librispeech_61-70968-0002.wav",
+               "pocketsphinx_librivox/sense_and_sensibility_01_austen_64kb-0920.wav",
+               "pocketsphinx_goforward.wav",
+               "pocketsphinx_librivox/sense_and_sensibility_01_austen_64kb-0880.wav",
+               "pocketsphinx_cards/005.wav",
+               "pocketsphinx_librivox/sense_and_sensibility_01_austen_64kb-0930.wav")  # fmt: skip
 
 
 @pytest.mark.slow
-def test_a_long_transcript_aligns_piece_by_piece(speech) -> None:
-    """66 s with its transcript (a whole forced alignment fails from about 2 minutes and its
-    memory grows with the clip): aligned piece by piece, every word found in order."""
-    samples = np.tile(speech, 6)
-    words = SAMPLE_TRANSCRIPT.lower().replace(",", "").replace(".", "").split() * 6
-    aligning = parallel.Aligning(samples, words, workers=1)
+def test_a_long_transcript_aligns_piece_by_piece() -> None:
+    """53 s of real speech (several speakers) with its transcript: a whole forced alignment
+    fails from about 2 minutes and its memory grows with the clip, so it is aligned piece by
+    piece, each piece's words placed by a quick recognition pass; the words come out in
+    order."""
+    from difflib import SequenceMatcher
+
+    from a2x_core.lipsync import phones as ph
+
+    folder = SHARED / "data" / "speech_en"
+    table = folder / "transcripts.tsv"
+    if not table.exists():
+        pytest.skip("../shared/data/speech_en is absent")
+    texts = dict(line.split("\t")[:2] for line in table.read_text(encoding="utf-8").splitlines())
+    samples = np.concatenate([decode_audio(folder / name).samples for name in LONG_SPEECH])
+    words, _ = ph.prepare_words(ph.normalise_transcript(" ".join(texts[n] for n in LONG_SPEECH)),
+                                ph.decoder("align"))  # fmt: skip
+    aligning = parallel.Aligning(samples, words, workers=1, pronunciations=ph.pronunciations(words))
+    phones = aligning.result()
     assert len(aligning._pieces) > 1
     assert max(_seconds(aligning._pieces)) <= parallel.MAX_PIECE_S + 0.01
-    phones = aligning.result()
+    assert [w for part in aligning._words_per_piece for w in part] == words
     spoken = [p.word for k, p in enumerate(phones) if p.word and (k == 0 or phones[k - 1].word != p.word)]
-    assert spoken == words and not aligning.warnings
+    assert SequenceMatcher(None, spoken, words, autojunk=False).ratio() > 0.9, aligning.warnings
     assert phones[-1].end_s == pytest.approx(len(samples) / RATE, abs=0.02)
 
 
