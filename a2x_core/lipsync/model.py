@@ -131,7 +131,7 @@ class DefaultLipSyncModel:
 
     name = "default"
     kind = "default"
-    version = f"{__version__}+lipsync.1"
+    version = f"{__version__}+lipsync.2"  # .2: bounded pieces, long transcripts in pieces
     emotion_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
