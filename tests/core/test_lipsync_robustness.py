@@ -210,6 +210,7 @@ def test_helpers_die_with_the_cli_and_release_its_pipes(tmp_path, speech, signum
     assert not (tmp_path / "a.json").exists()
 
 
+@pytest.mark.slow
 def test_cancel_kills_the_pieces_under_way(speech) -> None:
     """A cancelled decoding does not wait for the pieces the workers are decoding: the pool
     is stopped, and the next call starts a fresh one that works."""
@@ -229,6 +230,7 @@ def test_cancel_kills_the_pieces_under_way(speech) -> None:
     assert any(p.label != "SIL" for p in again)
 
 
+@pytest.mark.slow
 def test_workers_started_by_a_background_job_outlive_its_thread(speech) -> None:
     """The parent-death signal follows the thread that started a worker; a DCC's background
     job ends its thread, and the pool it started must still serve the next job."""
