@@ -71,7 +71,9 @@ def unused_option_warnings(
         notes.append("--compile only applies to regression models on the torch engine with CUDA; "
                      "this run uses the usual engine")  # fmt: skip
     if model.kind == "default":
-        return notes
+        from .lipsync.model import default_model_notes
+
+        return notes + default_model_notes(options)
     ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
                                        ("--fast", options.fast)) if used]  # fmt: skip
     if ignored:

@@ -44,7 +44,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--raw-format", metavar="FORMAT", help="headerless mono audio: its sample "
                      "format, one of s8, u8, s16le, s16be, s24le, s24be, s32le, s32be, f32le, "
                      "f32be, f64le, f64be")  # fmt: skip
-    run.add_argument("--model", default="default", help="'default' or PATH/model.json (default: default)")
+    run.add_argument("--model", default="default",
+                     help="'default' (embedded lip-sync, English speech only) or PATH/model.json "
+                     "of an Audio2Face-3D model (default: default)")  # fmt: skip
     run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
     words = run.add_mutually_exclusive_group()
     words.add_argument("--transcript", help="the exact words spoken (one clip only)")
@@ -58,7 +60,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades (default 0)")
     run.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier (default 1)")
     run.add_argument("--smoothing", type=float, default=0.0,
-                     help="extra zero-phase smoothing in seconds (default 0)")  # fmt: skip
+                     help="extra zero-phase smoothing in seconds (default 0); lip closures "
+                     "(p b m, f v) and blinks are kept at any value, the rest softens: "
+                     "0.02-0.05 takes out jitter, beyond 0.1 vowels blur into each other")  # fmt: skip
     run.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip

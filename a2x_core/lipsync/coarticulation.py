@@ -47,7 +47,10 @@ def blend(
     lips = GROUPS.index("lips")
     for first in range(0, frames, _BLOCK):
         t = times_s[first : first + _BLOCK]
-        near = (track.end_s >= t[0] - _REACH_S) & (track.start_s <= t[-1] + _REACH_S)
+        # Segments are in time order: the nearby ones are one slice (found in log time).
+        lo = int(np.searchsorted(track.end_s, t[0] - _REACH_S, side="left"))
+        hi = int(np.searchsorted(track.start_s, t[-1] + _REACH_S, side="right"))
+        near = slice(lo, max(lo, hi))
         sub = VisemeTrack(track.viseme[near], track.start_s[near], track.end_s[near])
         targets = table.targets[sub.viseme]
         for g in range(len(GROUPS)):

@@ -16,20 +16,38 @@ HOP = SAMPLE_RATE // 100
 ANALYSIS_S = HOP / SAMPLE_RATE
 
 
-def _frames(samples: np.ndarray, size: int, rows: np.ndarray | None = None) -> np.ndarray:
-    """``[n, size]`` analysis frames centred on every hop (zero-padded at both ends), or only
-    on the hops listed in ``rows``."""
-    count = max(1, int(np.ceil(len(samples) / HOP)))
-    padded = np.pad(samples.astype(np.float32), (size // 2, size + count * HOP))
-    hops = np.arange(count) if rows is None else rows
+#: Analysis frames computed at a time: bounds the features' memory on clips of any length
+#: (a whole hour at once took gigabytes).
+_BLOCK_HOPS = 4096
+
+
+def _padded(samples: np.ndarray, size: int) -> np.ndarray:
+    """The samples zero-padded so that a ``size`` frame centred on every hop fits."""
+    return np.pad(samples.astype(np.float32, copy=False), (size // 2, size))
+
+
+def _hop_count(samples: np.ndarray) -> int:
+    return max(1, int(np.ceil(len(samples) / HOP)))
+
+
+def _frames(padded: np.ndarray, size: int, hops: np.ndarray) -> np.ndarray:
+    """``[len(hops), size]`` analysis frames centred on ``hops`` (of :func:`_padded` samples)."""
     return padded[hops[:, None] * HOP + np.arange(size)[None, :]]
+
+
+def _blocks(hops: np.ndarray) -> list[np.ndarray]:
+    return [hops[k : k + _BLOCK_HOPS] for k in range(0, len(hops), _BLOCK_HOPS)]
 
 
 def loudness_db(samples: np.ndarray) -> np.ndarray:
     """Short-time level in dBFS on the 100 Hz grid (25 ms Hann windows)."""
-    frames = _frames(samples, 400) * np.hanning(400).astype(np.float32)
-    power = np.mean(frames.astype(np.float64) ** 2, axis=1) / 0.375
-    return 10.0 * np.log10(power + 1e-12)
+    padded = _padded(samples, 400)
+    window = np.hanning(400).astype(np.float32)
+    out = np.empty(_hop_count(samples))
+    for hops in _blocks(np.arange(len(out))):
+        frames = _frames(padded, 400, hops) * window
+        out[hops] = np.mean(frames.astype(np.float64) ** 2, axis=1) / 0.375
+    return 10.0 * np.log10(out + 1e-12)
 
 
 def normalised_loudness(db: np.ndarray, range_db: float = 30.0) -> np.ndarray:
@@ -51,33 +69,24 @@ def openness(samples: np.ndarray, level: np.ndarray | None = None) -> np.ndarray
     depend on recognising the right phones, which makes the jaw robust to recognition errors.
     With ``level`` (normalised loudness), frames quieter than 0.2 are skipped (left at 0).
     """
-    count = max(1, int(np.ceil(len(samples) / HOP)))
+    count = _hop_count(samples)
     out = np.zeros(count)
-    hops = np.arange(count) if level is None else np.flatnonzero(level[:count] > 0.2)
-    if len(hops) == 0:
+    selected = np.arange(count) if level is None else np.flatnonzero(level[:count] > 0.2)
+    if len(selected) == 0:
         return out
-    frames = _frames(samples, 512, hops) * np.hanning(512).astype(np.float32)
-    power = np.abs(np.fft.rfft(frames, axis=1)) ** 2
+    padded = _padded(samples, 512)
+    window = np.hanning(512).astype(np.float32)
     freqs = np.fft.rfftfreq(512, 1.0 / SAMPLE_RATE)
     band = (freqs >= 250) & (freqs <= 1100)
-    centroid = (power[:, band] @ freqs[band]) / np.maximum(power[:, band].sum(axis=1), 1e-12)
-    out[hops] = np.clip((centroid - 350.0) / 400.0, 0.0, 1.0)
+    for hops in _blocks(selected):
+        power = np.abs(np.fft.rfft(_frames(padded, 512, hops) * window, axis=1)) ** 2
+        centroid = (power[:, band] @ freqs[band]) / np.maximum(power[:, band].sum(axis=1), 1e-12)
+        out[hops] = np.clip((centroid - 350.0) / 400.0, 0.0, 1.0)
     return out
 
 
-def pitch_hz(samples: np.ndarray, level: np.ndarray) -> np.ndarray:
-    """F0 in Hz on the 100 Hz grid (0 where unvoiced), by normalised autocorrelation.
-
-    Search range 60-400 Hz; the peak at the shortest lag within 90 % of the best one wins
-    (prevents sub-octave errors), refined by a parabola; a 5-point median removes isolated
-    octave jumps.
-    """
-    f0 = np.zeros(len(level))
-    # Only loud frames can be voiced; skipping the rest halves the work on typical speech.
-    hops = np.flatnonzero(level > 0.35)
-    if len(hops) == 0:
-        return f0
-    frames = _frames(samples, 640, hops)
+def _f0_of_frames(frames: np.ndarray) -> np.ndarray:
+    """F0 in Hz of each 640-sample frame, 0 where unvoiced (see :func:`pitch_hz`)."""
     frames = frames - frames.mean(axis=1, keepdims=True)
     spectrum = np.fft.rfft(frames, 1280, axis=1)
     acf = np.fft.irfft(np.abs(spectrum) ** 2, axis=1)[:, :320]
@@ -95,10 +104,27 @@ def pitch_hz(samples: np.ndarray, level: np.ndarray) -> np.ndarray:
     curvature = left - 2 * mid + right
     shift = np.where(curvature < 0, 0.5 * (left - right) / np.minimum(curvature, -1e-9), 0.0)
     period = lag + np.clip(shift, -0.5, 0.5)
-    f0[hops[best > 0.55]] = SAMPLE_RATE / period[best > 0.55]
+    return np.where(best > 0.55, SAMPLE_RATE / period, 0.0)
+
+
+def pitch_hz(samples: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """F0 in Hz on the 100 Hz grid (0 where unvoiced), by normalised autocorrelation.
+
+    Search range 60-400 Hz; the peak at the shortest lag within 90 % of the best one wins
+    (prevents sub-octave errors), refined by a parabola; a 5-point median removes isolated
+    octave jumps.
+    """
+    f0 = np.zeros(len(level))
+    # Only loud frames can be voiced; skipping the rest halves the work on typical speech.
+    selected = np.flatnonzero(level > 0.35)
+    if len(selected) == 0:
+        return f0
+    padded = _padded(samples, 640)
+    for hops in _blocks(selected):
+        f0[hops] = _f0_of_frames(_frames(padded, 640, hops))
     voiced = f0 > 0
-    padded = np.pad(f0, 2, mode="edge")
-    windows = np.lib.stride_tricks.sliding_window_view(padded, 5)
+    padded_f0 = np.pad(f0, 2, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded_f0, 5)
     med = np.median(windows, axis=1)
     return np.where(voiced, med, 0.0)
 
@@ -169,16 +195,18 @@ def blink_curve(times_s: np.ndarray, seed: int, style: BlinkStyle = BlinkStyle()
     out = np.zeros(len(times_s), np.float32)
     duration = float(times_s[-1]) + 1e-3 if len(times_s) else 0.0
     for onset, close, hold, opening, depth in blink_onsets(duration, seed, style):
-        t = times_s - onset
+        # Only the frames of this blink (linear in the clip's length, not blinks x frames).
+        lo, hi = np.searchsorted(times_s, [onset, onset + close + hold + opening])
+        t = times_s[lo:hi] - onset
         closing = (t >= 0) & (t < close)
         held = (t >= close) & (t < close + hold)
         rising = (t >= close + hold) & (t < close + hold + opening)
-        value = np.zeros(len(times_s))
+        value = np.zeros(len(t))
         value[closing] = np.sin(0.5 * np.pi * t[closing] / close) ** 2
         value[held] = 1.0
         u = (t[rising] - close - hold) / opening
         value[rising] = 1.0 - u * u * (3 - 2 * u)
-        out = np.maximum(out, (depth * value).astype(np.float32))
+        out[lo:hi] = np.maximum(out[lo:hi], (depth * value).astype(np.float32))
     return out
 
 
@@ -221,12 +249,13 @@ def brow_curve(times_s: np.ndarray, accents: list[tuple[float, float]]) -> np.nd
     out = np.zeros(len(times_s), np.float32)
     for peak, excursion in accents:
         height = float(np.clip(0.15 + 0.06 * (excursion - 1.5), 0.15, 0.45))
-        t = times_s - (peak - 0.15)
-        value = np.zeros(len(times_s))
+        lo, hi = np.searchsorted(times_s, [peak - 0.15, peak + 0.5])
+        t = times_s[lo:hi] - (peak - 0.15)
+        value = np.zeros(len(t))
         rise = (t >= 0) & (t < 0.15)
         value[rise] = np.sin(0.5 * np.pi * t[rise] / 0.15) ** 2
         value[(t >= 0.15) & (t < 0.25)] = 1.0
         fall = (t >= 0.25) & (t < 0.65)
         value[fall] = np.cos(0.5 * np.pi * (t[fall] - 0.25) / 0.4) ** 2
-        out = np.maximum(out, (height * value).astype(np.float32))
+        out[lo:hi] = np.maximum(out[lo:hi], (height * value).astype(np.float32))
     return out

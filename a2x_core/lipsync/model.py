@@ -8,6 +8,7 @@ curves; loudness scales the jaw; blinks and pitch-accent brows are added on top.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..version import __version__
 from . import expressions as ex
 from . import phones as ph
 from .coarticulation import apply_critical, blend
-from .parallel import Aligning, Decoding, cpu_count
+from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .visemes import DEFAULT_TABLE, load_table, viseme_track
 
 log = logging.getLogger("a2x_core")
@@ -53,10 +54,14 @@ MISMATCH_SHARE = 0.25
 def _transcript_mismatch(phones: list[ph.Phone], level: np.ndarray, path: str) -> list[str]:
     """A warning if the aligned transcript leaves much of the loud audio as silence."""
     grid = np.arange(len(level)) * ex.ANALYSIS_S
-    silent = np.zeros(len(level), bool)
+    # +1 where a silence starts, -1 where it ends: one pass, however many phones.
+    change = np.zeros(len(level) + 1, np.int64)
     for phone in phones:
         if phone.label == ph.SILENCE:
-            silent[(grid >= phone.start_s) & (grid < phone.end_s)] = True
+            lo, hi = np.searchsorted(grid, [phone.start_s, phone.end_s])
+            change[lo] += 1
+            change[hi] -= 1
+    silent = np.cumsum(change[:-1]) > 0
     loud = level >= 0.5
     share = float((silent & loud).sum() / max(int(loud.sum()), 1))
     if share <= MISMATCH_SHARE:
@@ -69,12 +74,64 @@ def _transcript_mismatch(phones: list[ph.Phone], level: np.ndarray, path: str) -
     return [message]
 
 
+#: Engine options that only Audio2Face-3D models use, with their defaults.
+_ENGINE_OPTIONS = (("--engine", "backend", "auto"), ("--device", "device", "auto"),
+                   ("--precision", "precision", "fp32"))  # fmt: skip
+
+
+def default_model_notes(options: InferenceOptions) -> list[str]:
+    """Warnings for options the default model does not use (they used to pass silently and
+    be recorded as if applied): every ``--param`` key, and the GPU engine options."""
+    notes = []
+    if options.parameters:
+        keys = ", ".join(sorted(map(str, options.parameters)))
+        notes.append(
+            f"--param {keys}: the default model has no such parameters and ignored them (its "
+            "settings are --transcript, --fast, --seed, --no-blinks and --threads; --param "
+            "applies to Audio2Face-3D models)"
+        )
+    unused = [flag for flag, field, default in _ENGINE_OPTIONS
+              if getattr(options, field) != default]  # fmt: skip
+    if unused:
+        notes.append(
+            f"{', '.join(unused)} only apply to Audio2Face-3D models; the default model runs "
+            "pocketsphinx on the CPU"
+        )
+    return notes
+
+
+#: Warn that the default model is English-only when more than this share of the
+#: transcript's words are in another script or missing from the English dictionary.
+NOT_ENGLISH_SHARE = 0.5
+ENGLISH_ONLY = (
+    "the default model is English-only (pocketsphinx en-US); for other languages use an "
+    "Audio2Face-3D model (--model PATH/model.json)"
+)
+
+
+def _not_english(text: str, words: list[str]) -> str:
+    """A warning when a transcript is mostly not English, else ""."""
+    tokens = re.findall(r"[^\W\d_]+", text)
+    foreign = [t for t in tokens if not t.isascii()]
+    if not tokens:
+        return ""
+    if not words:
+        return (f"the transcript has no English words ({' '.join(foreign[:4])} ...); "
+                f"recognised the speech instead, and {ENGLISH_ONLY}")  # fmt: skip
+    unknown = [t for t in tokens if t.isascii()
+               and not all(ph.in_dictionary(w) for w in ph.normalise_transcript(t))]  # fmt: skip
+    share = (len(foreign) + len(unknown)) / len(tokens)
+    if share <= NOT_ENGLISH_SHARE:
+        return ""
+    return (f"{share:.0%} of the transcript's words are not English; {ENGLISH_ONLY}")
+
+
 class DefaultLipSyncModel:
     """The ``--model default`` lip-sync model (implements ``AnimationModel``)."""
 
     name = "default"
     kind = "default"
-    version = f"{__version__}+lipsync.1"
+    version = f"{__version__}+lipsync.2"  # .2: bounded pieces, long transcripts in pieces
     emotion_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
@@ -93,6 +150,8 @@ class DefaultLipSyncModel:
             "kind": self.kind,
             "version": self.version,
             "description": "embedded lip-sync: pocketsphinx phones -> visemes -> ARKit-52 (CPU)",
+            "language": "English only (pocketsphinx en-US acoustic model and dictionary); "
+            "other languages get rough lip-sync at best: use an Audio2Face-3D model for them",
             "recogniser": recogniser,
             "viseme_table": str(DEFAULT_TABLE),
             "visemes": list(self.table.names),
@@ -133,14 +192,21 @@ class DefaultLipSyncModel:
         workers = options.threads or cpu_count()
         if options.transcript is not None:
             words = ph.normalise_transcript(options.transcript)
+            english = _not_english(options.transcript, words)
+            if english:
+                log.warning("%s", english)
+                warnings.append(english)
             if words:
-                words, warnings = ph.prepare_words(words, ph.decoder("align"))
-                for message in warnings:
+                words, guessed = ph.prepare_words(words, ph.decoder("align"))
+                for message in guessed:
                     log.warning("%s", message)
-                return Aligning(samples, words, workers=workers), warnings
-            message = "the transcript has no words; recognised the speech instead"
-            log.warning("%s", message)
-            warnings.append(message)
+                warnings += guessed
+                prons = ph.pronunciations(words)
+                return Aligning(samples, words, workers=workers, pronunciations=prons), warnings
+            if not english:
+                message = "the transcript has no words; recognised the speech instead"
+                log.warning("%s", message)
+                warnings.append(message)
         return Decoding(samples, fast=options.fast, workers=workers), warnings
 
     def _collect(
@@ -160,7 +226,11 @@ class DefaultLipSyncModel:
             return started, False
         if isinstance(started, Aligning):
             try:
-                return started.result(cancel), True
+                phones = started.result(cancel, on_progress)
+                for message in started.warnings:
+                    log.warning("%s", message)
+                warnings += started.warnings
+                return phones, True
             except RuntimeError as error:
                 message = (
                     f"{audio.path or 'audio'}: the transcript could not be aligned ({error}); "
@@ -184,19 +254,25 @@ class DefaultLipSyncModel:
         stage = "aligning transcript" if options.transcript else "recognising phones"
         progress(Progress(0.0, stage))
         started, warnings = self._phones(audio, options)
-        samples = audio.samples
-        fps = options.fps
-        frames = num_frames_for(len(samples), fps)
-        times = frame_targets(frames, fps) / SAMPLE_RATE
-        # Acoustic features while the workers decode.
-        level_db = ex.loudness_db(samples)
-        level = ex.normalised_loudness(level_db)
-        f0 = ex.pitch_hz(samples, level)
-        opening = ex.openness(samples, level)
-        phones, aligned = self._collect(
-            started, audio, options, warnings,
-            lambda done: progress(Progress(0.8 * done, stage)), cancel,
-        )  # fmt: skip
+        try:
+            samples = audio.samples
+            fps = options.fps
+            frames = num_frames_for(len(samples), fps)
+            times = frame_targets(frames, fps) / SAMPLE_RATE
+            # Acoustic features while the workers decode.
+            level_db = ex.loudness_db(samples)
+            level = ex.normalised_loudness(level_db)
+            f0 = ex.pitch_hz(samples, level)
+            opening = ex.openness(samples, level)
+            phones, aligned = self._collect(
+                started, audio, options, warnings,
+                lambda done: progress(Progress(0.8 * done, stage)), cancel,
+            )  # fmt: skip
+        except BaseException:
+            # Ctrl-C or an error while the workers decode: an exiting interpreter would wait
+            # for every piece still queued; stop them now.
+            stop_pending()
+            raise
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
         if cancel is not None:

@@ -5,16 +5,29 @@ pool of ``spawn`` worker processes (``fork`` is unsafe inside Blender and Maya),
 its own decoders. Clips shorter than :data:`MIN_SPLIT_S` are not split; they are decoded in
 this process until the pool runs (starting workers for them would cost more than it saves),
 then by one worker.
+
+Every piece is at most :data:`MAX_PIECE_S` long whatever the worker count, and a transcript
+of a long clip is aligned piece by piece: pocketsphinx's work and memory grow faster than
+the utterance (a 2-minute forced alignment already finds no path), so long input stays linear
+in time and bounded in memory per piece.
+
+The workers die with this process: on Linux the kernel signals them when it exits
+(``PR_SET_PDEATHSIG``), elsewhere a thread in each worker watches for the parent to go; a
+SIGTERM to this process stops them first, and a cancel (Ctrl-C, ``CancelToken``) kills them
+rather than waiting for the pieces they are decoding.
 """
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import multiprocessing
 import os
+import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -35,6 +48,13 @@ MIN_SPLIT_S = 6.0
 FAST_MIN_SPLIT_S = 2.0
 #: Long clips are cut into pieces of about this length (a multiple of the worker count).
 PIECE_S = 20.0
+#: No piece is longer than this, pause or not (cuts fall within 30 % of a piece around the
+#: ideal place, and pieces are at most PIECE_S long on average).
+MAX_PIECE_S = 1.6 * PIECE_S
+#: A transcript of a clip longer than this is aligned piece by piece (see :func:`plan_words`).
+ALIGN_WHOLE_MAX_S = 45.0
+#: Seconds between a worker's checks that its parent still runs (where prctl is unavailable).
+PARENT_POLL_S = 0.5
 
 _POOL: ProcessPoolExecutor | None = None
 _POOL_SIZE = 0
@@ -64,7 +84,38 @@ def cpu_count() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def _warm(kinds: tuple[str, ...]) -> None:
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int, use_prctl: bool) -> None:
+    """Make this worker exit when ``parent`` does (it would otherwise live on, orphaned,
+    holding the caller's stdout/stderr pipes).
+
+    ``PR_SET_PDEATHSIG`` signals the worker when the *thread* that started it ends, so it is
+    only used for pools started on the main thread; the watching thread covers the rest (it
+    runs between pieces, as pocketsphinx holds the GIL while decoding).
+    """
+    if use_prctl and sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        except (OSError, AttributeError):  # pragma: no cover - no prctl in this libc
+            pass
+
+    def watch() -> None:
+        while True:
+            if os.getppid() != parent:
+                os._exit(1)
+            time.sleep(PARENT_POLL_S)
+
+    threading.Thread(target=watch, name="a2x-parent-watch", daemon=True).start()
+    if os.getppid() != parent:  # the parent went before prctl took effect
+        os._exit(1)
+
+
+def _warm(kinds: tuple[str, ...], parent: int = 0, use_prctl: bool = False) -> None:
+    if parent:
+        _die_with_parent(parent, use_prctl)
     for kind in kinds:
         ph.decoder(kind)
 
@@ -96,10 +147,20 @@ def _pool(workers: int, fast: bool) -> ProcessPoolExecutor:
             _POOL.shutdown(wait=False, cancel_futures=True)
         context = multiprocessing.get_context("spawn")
         kinds = ("fast",) if fast else ("words", "align")
+        # PR_SET_PDEATHSIG follows the thread that starts a worker, and the executor starts
+        # them lazily in whichever thread submits: use it only when all start here, now, on
+        # the main thread (``_launch_processes``, CPython 3.9+).
+        on_main = threading.current_thread() is threading.main_thread()
+        use_prctl = on_main and hasattr(ProcessPoolExecutor, "_launch_processes")
         _POOL = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_warm, initargs=(kinds,)
-        )
+            workers, mp_context=context, initializer=_warm,
+            initargs=(kinds, os.getpid(), use_prctl),
+        )  # fmt: skip
         _POOL_SIZE = workers
+        if use_prctl:
+            _POOL._launch_processes()  # type: ignore[attr-defined]
+        if on_main:
+            _stop_workers_on_sigterm()
     return _POOL
 
 
@@ -111,14 +172,73 @@ def shutdown() -> None:
         _POOL = None
 
 
+def worker_pids() -> list[int]:
+    """Process ids of the running workers (none when no pool runs)."""
+    processes = getattr(_POOL, "_processes", None) or {}
+    return [p.pid for p in list(processes.values()) if p.pid is not None]
+
+
+def abort() -> None:
+    """Kill the workers now, without waiting for the pieces they decode (cancel, SIGTERM).
+
+    The next call starts a fresh pool (a second or two).
+    """
+    global _POOL
+    pool, _POOL = _POOL, None
+    if pool is None:
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        try:
+            process.kill()
+        except (OSError, ValueError, AttributeError):  # already gone
+            pass
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=1.0)
+
+
+def stop_pending() -> None:
+    """:func:`abort` when the workers have pieces queued or under way (after an error or
+    Ctrl-C outside :func:`_wait`, an exiting interpreter would wait for all of them)."""
+    if _POOL is not None and getattr(_POOL, "_pending_work_items", None):
+        abort()
+
+
+_SIGTERM_HOOKED = False
+
+
+def _stop_workers_on_sigterm() -> None:
+    """Kill the workers when this process gets SIGTERM, then do what SIGTERM did before.
+
+    Chains a handler that Python code installed; leaves alone a SIGTERM that is ignored or
+    handled outside Python (a host application's own handler).
+    """
+    global _SIGTERM_HOOKED
+    if _SIGTERM_HOOKED:
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is None or previous == signal.SIG_IGN:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        abort()
+        if callable(previous):
+            previous(signum, frame)
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        signal.signal(signal.SIGTERM, on_sigterm)
+    except ValueError:  # pragma: no cover - not the main thread after all
+        return
+    _SIGTERM_HOOKED = True
+
+
 def decode_piece(pcm: bytes, offset_s: float, fast: bool) -> list[ph.Phone]:
     """Recognise one piece (runs in a worker process or in this one)."""
     return ph.recognise(pcm, offset_s, align=not fast)
-
-
-def align_piece(pcm: bytes, words: list[str]) -> list[ph.Phone]:
-    """Force-align a whole clip to its words (runs in a worker process or in this one)."""
-    return ph.align_words(pcm, words)
 
 
 def _wait(futures: list[Future[Any]], cancel: CancelToken | None,
@@ -132,6 +252,12 @@ def _wait(futures: list[Future[Any]], cancel: CancelToken | None,
             _, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             if progress is not None:
                 progress()
+    except BaseException:
+        # Cancelled (or Ctrl-C): the pieces under way would still run to their end, and an
+        # exiting interpreter waits for them; stop them now instead.
+        if any(not f.done() for f in pending):
+            abort()
+        raise
     finally:
         for future in pending:
             future.cancel()
@@ -151,41 +277,187 @@ def _submit(
         return []
 
 
+def align_or_recognise_piece(
+    pcm: bytes, words: list[str], offset_s: float, pronunciations: dict[str, str],
+    whole: bool = False,
+) -> tuple[list[ph.Phone], bool]:  # fmt: skip
+    """Align one piece of a long clip to its share of the transcript, or recognise it when
+    the words do not fit (runs in a worker process or in this one).
+
+    Returns ``(phones, aligned)``. ``pronunciations`` carries the guessed pronunciations of
+    transcript words missing from the dictionary (a worker's decoder lacks them). A ``whole``
+    clip that does not fit raises ``RuntimeError`` instead (the caller decides what next).
+    """
+    ph.add_pronunciations(pronunciations)
+    try:
+        return ph.align_words(pcm, words, offset_s), True
+    except RuntimeError:
+        if whole:
+            raise
+        return ph.recognise(pcm, offset_s), False
+
+
+def recognised_words(phones: list[ph.Phone]) -> list[tuple[str, float, float]]:
+    """``(word, start, end)`` of each recognised word, in order."""
+    out: list[tuple[str, float, float]] = []
+    start = 0
+    for k, phone in enumerate(phones):
+        if k + 1 == len(phones) or phones[k + 1].word != phone.word or not phone.word:
+            if phone.word:
+                out.append((phone.word, phones[start].start_s, phone.end_s))
+            start = k + 1
+    return out
+
+
+def plan_words(
+    words: list[str], cuts_s: list[float], recognised: list[tuple[str, float, float]],
+    total_s: float,
+) -> list[list[str]]:  # fmt: skip
+    """Share a long transcript out among the pieces of its audio (cut at ``cuts_s``).
+
+    Piece by piece, in order: the piece's words recognised in a quick pass (``recognised``:
+    word, start, end; right or wrong, about one per spoken word) give the expected count at
+    the overall ratio of transcript to recognised words; those that match the next stretch of
+    the transcript (``difflib``, a window of 1.5 times the expected count) fix where the piece
+    ends: after the last match, plus the recognised words that follow it. With nothing
+    recognised, the words are spread evenly over the clip. Cuts lie in pauses.
+    """
+    from difflib import SequenceMatcher
+
+    if not recognised:
+        share = [round(len(words) * cut / max(total_s, 1e-9)) for cut in cuts_s]
+        bounds = [0, *np.clip(np.maximum.accumulate(share), 0, len(words)).tolist(), len(words)]
+        return [words[lo:hi] for lo, hi in pairwise(bounds)]
+    ratio = len(words) / len(recognised)
+    middles = np.array([0.5 * (start + end) for _, start, end in recognised])
+    bounds = [0]
+    for lo_s, hi_s in pairwise([0.0, *cuts_s]):
+        heard = [w for (w, _, _), m in zip(recognised, middles, strict=True) if lo_s <= m < hi_s]
+        first = bounds[-1]
+        expected = round(len(heard) * ratio)
+        window = words[first : first + expected + max(8, expected // 2)]
+        blocks = SequenceMatcher(None, heard, window, autojunk=False).get_matching_blocks()[:-1]
+        if blocks:
+            last = blocks[-1]
+            end = first + last.b + last.size + round((len(heard) - last.a - last.size) * ratio)
+        else:
+            end = first + expected
+        bounds.append(int(np.clip(end, first, len(words))))
+    bounds.append(len(words))
+    return [words[lo:hi] for lo, hi in pairwise(bounds)]
+
+
 class Aligning:
     """Forced alignment of a transcript, started at construction, collected by :meth:`result`.
 
-    Runs in a worker process when this process must stay responsive (:func:`workers_only`),
-    else in this process when collected.
+    Clips up to :data:`ALIGN_WHOLE_MAX_S` are aligned whole; longer ones piece by piece: a
+    quick recognition pass (fast mode) places the transcript's words in time, each piece gets
+    its words (:func:`plan_words`), and a piece whose words do not fit is recognised instead
+    (listed in :attr:`warnings`). Runs in worker processes when this process must stay
+    responsive (:func:`workers_only`) or when a long clip has several workers, else in this
+    process when collected.
     """
 
-    def __init__(self, samples: np.ndarray, words: list[str], *, workers: int) -> None:
-        self._pcm, self._words = ph.to_pcm16(samples), words
-        self._future: Future[list[ph.Phone]] | None = None
-        if workers_only():
-            started = _submit(workers, False, [(align_piece, (self._pcm, words))])
-            self._future = started[0] if started else None
+    def __init__(
+        self, samples: np.ndarray, words: list[str], *, workers: int,
+        pronunciations: dict[str, str] | None = None,
+    ) -> None:  # fmt: skip
+        self._samples, self._words, self._workers = samples, words, workers
+        self._prons = pronunciations or {}
+        self.warnings: list[str] = []
+        self._whole = len(samples) / (HOP * 100) <= ALIGN_WHOLE_MAX_S
+        self._pieces = [(0, len(samples))]
+        self._words_per_piece = [words]
+        self._futures: list[Future[tuple[list[ph.Phone], bool]]] = []
+        self._quick: Decoding | None = None
+        if self._whole:
+            self._start()
+        else:
+            # One worker's plan, so that the pieces do not depend on the cores.
+            self._pieces = plan_pieces(samples, 1, ALIGN_WHOLE_MAX_S)
+            self._quick = Decoding(samples, fast=True, workers=workers)
 
-    def result(self, cancel: CancelToken | None = None) -> list[ph.Phone]:
-        """The aligned phones; raises ``RuntimeError`` when the words do not fit the audio."""
-        if self._future is None:
-            return align_piece(self._pcm, self._words)
-        try:
-            _wait([self._future], cancel)
-            return self._future.result()
-        except BrokenProcessPool as error:
-            log.warning("a worker process died (%s); aligning here", error)
-            shutdown()
-            return align_piece(self._pcm, self._words)
+    def _start(self) -> None:
+        if workers_only() or (not self._whole and self._workers > 1):
+            self._futures = _submit(self._workers, False, [
+                (align_or_recognise_piece, self._args(k)) for k in range(len(self._pieces))
+            ])  # fmt: skip
+
+    def _plan(self, cancel: CancelToken | None, progress: Callable[[float], None] | None) -> None:
+        """Place the words in the pieces from the quick recognition pass, then start them."""
+        assert self._quick is not None
+        scaled = None if progress is None else (lambda f: progress(0.3 * f))
+        quick = self._quick.result(cancel, scaled)
+        self._quick = None
+        total_s = len(self._samples) / (HOP * 100)
+        cuts = [a / (HOP * 100) for a, _ in self._pieces[1:]]
+        self._words_per_piece = plan_words(self._words, cuts, recognised_words(quick), total_s)
+        self._start()
+
+    def _args(self, k: int) -> tuple[bytes, list[str], float, dict[str, str], bool]:
+        a, b = self._pieces[k]
+        pcm = ph.to_pcm16(self._samples[a:b])
+        return pcm, self._words_per_piece[k], a / (HOP * 100), self._prons, self._whole
+
+    def result(
+        self, cancel: CancelToken | None = None, progress: Callable[[float], None] | None = None
+    ) -> list[ph.Phone]:
+        """The aligned phones; raises ``RuntimeError`` when the words of a clip aligned whole
+        do not fit the audio."""
+        first = 0.0
+        if self._quick is not None:
+            self._plan(cancel, progress)
+            first = 0.3
+        total = max(1, len(self._samples))
+
+        def report(done: int) -> None:
+            if progress is not None:
+                progress(first + (1.0 - first) * done / total)
+
+        if self._futures:
+            try:
+                _wait(self._futures, cancel, lambda: report(sum(
+                    b - a for (a, b), f in zip(self._pieces, self._futures, strict=True)
+                    if f.done())))  # fmt: skip
+                parts = [future.result() for future in self._futures]
+            except BrokenProcessPool as error:
+                log.warning("a worker process died (%s); aligning here", error)
+                shutdown()
+                self._futures = []
+                return self.result(cancel, progress)
+        else:
+            parts = []
+            for k, (_, b) in enumerate(self._pieces):
+                if cancel is not None:
+                    cancel.check()
+                parts.append(align_or_recognise_piece(*self._args(k)))
+                report(b)
+        failed = [self._pieces[k] for k, (_, aligned) in enumerate(parts) if not aligned]
+        if failed:
+            spans = ", ".join(f"{a / (HOP * 100):.0f}-{b / (HOP * 100):.0f} s" for a, b in failed)
+            self.warnings.append(
+                f"the transcript did not fit {len(failed)} of {len(parts)} pieces of this long "
+                f"clip ({spans}); those were recognised instead — check that the text matches "
+                "the audio"
+            )
+        return ph.merge_silences([p for phones, _ in parts for p in phones])
 
 
 def plan_pieces(
     samples: np.ndarray, workers: int, min_split_s: float = MIN_SPLIT_S
 ) -> list[tuple[int, int]]:
-    """Sample ranges to decode separately: cut near equal shares, at the quietest 250 ms."""
+    """Sample ranges to decode separately: cut near equal shares, at the quietest 250 ms.
+
+    Pieces are at most :data:`MAX_PIECE_S` long, whatever the worker count and whether the
+    audio has pauses or not; clips shorter than ``min_split_s`` stay whole.
+    """
     total_s = len(samples) / (HOP * 100)
-    if workers < 2 or total_s < min_split_s:
+    workers = max(1, workers)
+    if total_s < min_split_s:
         return [(0, len(samples))]
     count = workers * max(1, math.ceil(total_s / (workers * PIECE_S)))
+    if count < 2:
+        return [(0, len(samples))]
     level = loudness_db(samples)
     smooth = np.convolve(level, np.ones(25) / 25, mode="same")
     per_piece = len(level) / count
@@ -216,7 +488,7 @@ class Decoding:
         # Split clips need the pool; a short clip uses it too once it runs (its decoders are
         # loaded already), else it is decoded here.
         pool_ready = _POOL is not None and _POOL_SIZE == workers
-        if len(self._pieces) > 1 or (workers > 1 and pool_ready) or workers_only():
+        if (workers > 1 and (len(self._pieces) > 1 or pool_ready)) or workers_only():
             calls = [(decode_piece, (ph.to_pcm16(samples[a:b]), a / (HOP * 100), fast))
                      for a, b in self._pieces]  # fmt: skip
             self._futures = _submit(workers, fast, calls)

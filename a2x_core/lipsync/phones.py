@@ -85,6 +85,8 @@ def _model_path() -> str:
 
 
 _DECODERS: dict[str, Any] = {}
+#: Transcript words this process added to its alignment dictionary by guessing.
+_GUESSED: set[str] = set()
 _LOCK = threading.RLock()
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -347,12 +349,14 @@ def letter_to_sound(word: str) -> str:
 def prepare_words(words: list[str], dec: Any) -> tuple[list[str], list[str]]:
     """Make every word alignable: dictionary words pass, compounds of two dictionary words and
     others get a pronunciation added (letter-to-sound). Returns ``(words, warnings)``."""
-    missing = [w for w in dict.fromkeys(words) if not dec.lookup_word(w)]
-    guessed: list[str] = []
+    distinct = list(dict.fromkeys(words))
+    missing = [w for w in distinct if not dec.lookup_word(w)]
     for k, word in enumerate(missing):
         pron = _compound(word, dec) or letter_to_sound(word)
         dec.add_word(word, pron, update=k == len(missing) - 1)
-        guessed.append(f"{word} /{pron.lower()}/")
+        _GUESSED.add(word)
+    # Words guessed by an earlier call are in the dictionary now; they are still guesses.
+    guessed = [f"{w} /{dec.lookup_word(w).lower()}/" for w in distinct if w in _GUESSED]
     warnings = []
     if guessed:
         warnings.append(
@@ -360,6 +364,31 @@ def prepare_words(words: list[str], dec: Any) -> tuple[list[str], list[str]]:
             + ", ".join(guessed)
         )
     return words, warnings
+
+
+@_exclusive
+def in_dictionary(word: str) -> bool:
+    """Whether the English pronunciation dictionary knows ``word`` (before any guesses)."""
+    return word not in _GUESSED and bool(decoder("align").lookup_word(word))
+
+
+@_exclusive
+def pronunciations(words: list[str]) -> dict[str, str]:
+    """Each distinct word's pronunciation in this process's alignment dictionary (after
+    :func:`prepare_words`), for worker processes whose dictionary lacks the guessed ones."""
+    dec = decoder("align")
+    return {w: dec.lookup_word(w) or "" for w in dict.fromkeys(words)}
+
+
+@_exclusive
+def add_pronunciations(prons: dict[str, str]) -> None:
+    """Add the words of ``prons`` that this process's alignment dictionary lacks."""
+    if not prons:
+        return
+    dec = decoder("align")
+    missing = [(w, p) for w, p in prons.items() if p and not dec.lookup_word(w)]
+    for k, (word, pron) in enumerate(missing):
+        dec.add_word(word, pron, update=k == len(missing) - 1)
 
 
 def _compound(word: str, dec: Any) -> str | None:
