@@ -88,6 +88,9 @@ MAX_MODEL_VALUE = 1e6
 #: warning: ARKit weights are 0..1 and the shipped configs use at most 3 (tongue), so 10+ is
 #: almost surely a typo or damage. Values whose sum overflows float32 are refused (Inf output).
 ABSURD_WEIGHT_SCALE = 10.0
+#: ... and above this they are refused: no rig is driven by weights of 1000 (the output would be
+#: nonsense that looks like success), while a deliberate exaggeration (up to x1000) still loads.
+MAX_WEIGHT_SCALE = 1000.0
 
 #: Deflate expands data at most ~1032:1; a zip member claiming more is damaged (or a bomb).
 _MAX_DEFLATE_RATIO = 1100
@@ -823,19 +826,20 @@ def check_weight_scale(
     error: type = ModelPackageError,
 ) -> None:
     """``bsWeightMultipliers``/``bsWeightOffsets`` as the SDK takes them (any float), but:
-    refused when ``weight * multiplier + offset`` (weight in [0, 1]) could overflow float32 --
-    the output would hold Inf -- and warned about, once, when a value exceeds
-    :data:`ABSURD_WEIGHT_SCALE` (reliability_fuzz M6).
+    refused when ``weight * multiplier + offset`` (weight in [0, 1]) could leave
+    +-:data:`MAX_WEIGHT_SCALE` (or overflow float32), and warned about, once, when a value
+    exceeds :data:`ABSURD_WEIGHT_SCALE` (reliability_fuzz M6).
     """
     where = {"path": path} if path is not None else {}
     with np.errstate(over="ignore"):
         reach = np.abs(multipliers.astype(np.float32)) + np.abs(offsets.astype(np.float32))
-    if not np.all(np.isfinite(reach)):
-        i = int(np.flatnonzero(~np.isfinite(reach))[0])
+    too_far = ~np.isfinite(reach) | (reach > MAX_WEIGHT_SCALE)
+    if np.any(too_far):
+        i = int(np.flatnonzero(too_far)[0])
         raise error(
             f"{label}bsWeightMultipliers/bsWeightOffsets of pose {pose_names[i]!r} "
-            f"({multipliers[i]:g}, {offsets[i]:g}) overflow float32 weights",
-            hint=f"use values within +-{ABSURD_WEIGHT_SCALE:g}",
+            f"({multipliers[i]:g}, {offsets[i]:g}) scale its weight beyond +-{MAX_WEIGHT_SCALE:g}",
+            hint=f"use values within +-{ABSURD_WEIGHT_SCALE:g} (ARKit weights are 0..1)",
             **where,
         )
     for key, values in (("bsWeightMultipliers", multipliers), ("bsWeightOffsets", offsets)):
