@@ -57,7 +57,8 @@ class InferenceOptions:
         fast: trade some accuracy for speed (default model: phone-loop recognition).
         seed: seeds every stochastic stage (blinks, saccades) so that runs repeat.
         strength: multiplies every output weight (then clipped to [0, 1]); 1 = as the model says.
-        smoothing_s: extra zero-phase smoothing of the output curves, in seconds (0 = none).
+        smoothing_s: extra zero-phase smoothing of the output curves, in seconds (0 = none);
+            lip closures and blinks keep their unsmoothed peaks (0.02-0.05 takes out jitter).
         blinks: add procedural blinks (default model) where the model has none of its own.
         parameters: model-specific overrides by name, e.g. ``{"input_strength": 1.0}`` for an
             Audio2Face model (its ``model_config.json`` and blendshape-config keys).

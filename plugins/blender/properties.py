@@ -157,7 +157,8 @@ class A2XSettings(PropertyGroup):
     )  # fmt: skip
     smoothing_s: FloatProperty(  # type: ignore[valid-type]
         name="Smoothing", default=0.0, min=0.0, max=1.0, soft_max=0.2, step=1, precision=3,
-        description="Extra zero-phase smoothing in seconds (0 = as the model says)",
+        description="Extra zero-phase smoothing in seconds (0 = as the model says); lip closures "
+        "and blinks are kept. 0.02-0.05 takes out jitter, above 0.1 vowels blur",
     )  # fmt: skip
     transcript: StringProperty(  # type: ignore[valid-type]
         name="Transcript", description="The words spoken; the default model aligns to them"
