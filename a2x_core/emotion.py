@@ -317,7 +317,12 @@ def _keys_from_csv(text: str, source: str) -> list[EmotionKey]:
     lines = [
         line for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")
     ]
-    rows = list(csv.reader(lines))
+    try:
+        rows = list(csv.reader(lines))
+    except csv.Error as error:  # e.g. a field beyond the csv module's 131,072-character limit
+        raise ParameterError(
+            f"{source}: not a readable CSV ({error})", hint="header: time_s,joy,anger,..."
+        ) from None
     if not rows:
         return []
     header = [h.strip() for h in rows[0]]

@@ -332,6 +332,10 @@ def test_o1_deep_json_is_typed(tmp_path: Path, clip: Path, capsys: pytest.Captur
     track.write_text('{"keys": ' + deep + "}")
     with pytest.raises(ParameterError, match="deep.json"):
         load_emotion_track(track)
+    huge_field = tmp_path / "deep.csv"  # beyond the csv module's field limit
+    huge_field.write_text("time_s,joy\n0," + "9" * 140_000 + "\n")
+    with pytest.raises(ParameterError, match="deep.csv: not a readable CSV"):
+        load_emotion_track(huge_field)
     nested: Any = 1
     for _ in range(100):
         nested = [nested]

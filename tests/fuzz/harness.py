@@ -135,7 +135,7 @@ OPTION_FIELD_TYPES: dict[str, Callable[[Any], bool]] = {
     "compile_network": lambda v: isinstance(v, bool),
     "identity": lambda v: v is None or isinstance(v, str),
     "emotion_window": lambda v: isinstance(v, int) and not isinstance(v, bool),
-    "emotion_skip": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "emotion_skip": lambda v: v is None or (isinstance(v, int) and not isinstance(v, bool)),
     "emotion_mix": lambda v: isinstance(v, str),
     "emotion_parameters": lambda v: isinstance(v, dict),
 }
