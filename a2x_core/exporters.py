@@ -25,7 +25,7 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -326,19 +326,6 @@ def _same_file(first: Path, second: Path) -> bool:
     except OSError:
         return False
     return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike[str], *, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; publish it only if the block succeeds."""
-    temps: list[Path] = []
-    with OutputSet(overwrite=overwrite) as outputs:
-        outputs.stage(path, temps.append)
-        try:
-            yield temps[0]
-        except OSError as error:
-            raise output_error(Path(path), error) from None
-        outputs.commit()
 
 
 def _write_text(path: Path, text: str) -> None:
