@@ -180,15 +180,7 @@ class RegressionStream:
     def _mono_16k(self, samples: Any, sample_rate: int) -> np.ndarray:
         """Checked, mixed-down, resampled float32 samples of one push."""
         rate = _check_rate(sample_rate, "sample_rate", STREAM_NAME)
-        if self._rate is None:
-            self._rate = rate
-            if rate != SAMPLE_RATE:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(
-                    rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
-                )
-        elif rate != self._rate:
+        if self._rate is not None and rate != self._rate:
             raise ParameterError(
                 f"sample_rate={rate} differs from the stream's {self._rate} Hz",
                 hint="push every block at the first push's rate, or open a new stream",
@@ -202,7 +194,8 @@ class RegressionStream:
             raise AudioDecodeError(f"pushed samples have {data.ndim} dimensions",
                                    path=STREAM_NAME, hint="push a 1-D or [n, channels] array")  # fmt: skip
         data = _as_float_samples(data, STREAM_NAME)
-        mono = data.mean(axis=1) if data.ndim == 2 else data
+        # as audio_from_array: float32 first, then the channel mean
+        mono = data.astype(np.float32, copy=False).mean(axis=1) if data.ndim == 2 else data
         mono = np.ascontiguousarray(mono, dtype=np.float32)
         bad = np.count_nonzero(~(np.abs(mono) <= MAX_SAMPLE_MAGNITUDE))  # NaN counts as bad
         if bad:
@@ -210,6 +203,14 @@ class RegressionStream:
                 f"{bad} pushed samples are NaN, infinite or beyond +-{MAX_SAMPLE_MAGNITUDE:g}",
                 path=STREAM_NAME, hint="push float samples in [-1, 1] or integer PCM",
             )  # fmt: skip
+        if self._rate is None:  # the first valid push fixes the rate
+            self._rate = rate
+            if rate != SAMPLE_RATE:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(
+                    rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
+                )
         if self._resampler is not None:
             mono = np.asarray(self._resampler.resample_chunk(mono, last=False), np.float32)
         return mono

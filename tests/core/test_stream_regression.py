@@ -161,6 +161,8 @@ def test_bad_pushes_cancel_and_close(model: RegressionModel, speech: np.ndarray)
     stream = model.open_stream(InferenceOptions(fps=30))
     with pytest.raises(ParameterError, match="sample_rate"):
         stream.push(speech[:100], 100)
+    with pytest.raises(AudioInvalidSamplesError, match="pushed samples"):
+        stream.push(np.full(10, np.inf, np.float32), 48000)  # refused: does not fix the rate
     stream.push(speech[:100], 16000)
     with pytest.raises(ParameterError, match="differs from the stream's 16000 Hz"):
         stream.push(speech[:100], 48000)
