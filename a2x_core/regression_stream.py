@@ -102,6 +102,7 @@ class RegressionStream:
         self._rate: int | None = None  # fixed by the first push
         self._resampler: Any = None
         self._state = "open"  # "open", "closed", "cancelled"
+        model._reserve_batch(max(1, int(model.frames_per_call)))  # TensorRT: one call's rows
 
     # ------------------------------------------------------------------------- public
 
