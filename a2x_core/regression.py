@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -61,6 +61,9 @@ from .solver_settings import (
 )
 from .track_frames import TrackFrames
 from .windows import audio_windows, frame_plan
+
+if TYPE_CHECKING:
+    from .regression_stream import RegressionStream
 
 log = logging.getLogger("a2x_core")
 
@@ -258,6 +261,64 @@ class RegressionModel:
             self._masked_basis = np.ascontiguousarray(self._skin_basis[:, columns])
         return self._masked_basis
 
+    def _track_stages(
+        self,
+        settings: Settings,
+        dt: np.float32,
+        skin_solver: BlendshapeSolver,
+        tongue_solver: BlendshapeSolver,
+        geometry: bool,
+    ) -> tuple[TrackFrames, np.ndarray]:
+        """The post-network stages of one track (fresh state) and the skin PCA basis they
+        decode with (only the solver's columns unless ``geometry``); shared by the offline run
+        and :class:`.regression_stream.RegressionStream` so that both compute the same frames."""
+        data = self.package.model_data
+        params = settings.animator
+        columns = None if geometry else self._mask_columns
+        skin_animator = SkinAnimator(
+            params, data.shapes_mean_skin, data.eye_close_pose_delta, data.lip_open_pose_delta,
+            dt, columns,
+        )  # fmt: skip
+        stages = TrackFrames(
+            params, skin_animator, EyesAnimator(params, data.saccade_rot_matrix, dt), skin_solver,
+            tongue_solver, data.shapes_mean_tongue, data.neutral_jaw, masked=columns is not None,
+            keep_geometry=geometry,
+        )  # fmt: skip
+        return stages, self._skin_basis_for(columns)
+
+    def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
+        """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
+        info = self.package.network_info
+        implicit = np.broadcast_to(
+            settings.implicit_emotion, (len(explicit), info.implicit_emotion_len)
+        )
+        return np.concatenate([implicit, explicit], axis=1).astype(np.float32)
+
+    def _add_outputs(self, frames: TrackFrames, out: np.ndarray, skin_basis: np.ndarray) -> None:
+        """Split ``[n, result_size]`` network rows (skin PCA | tongue PCA | 15 jaw | 4 eyes),
+        decode them and run them through one track's post-network stages, in frame order."""
+        s_count = self.package.network_info.num_shapes_skin
+        jaw_at = s_count + self.package.network_info.num_shapes_tongue
+        frames.add(
+            pca_decode(out[:, :s_count], skin_basis),
+            pca_decode(out[:, s_count:jaw_at], self._tongue_basis),
+            out[:, jaw_at : jaw_at + 15],
+            out[:, jaw_at + 15 : jaw_at + 19],
+        )
+
+    def open_stream(self, options: InferenceOptions) -> RegressionStream:
+        """A stream of pushed audio on this model: frames come out as soon as the network's
+        look-ahead allows and equal :meth:`animate`'s frames of the whole clip
+        (:mod:`.regression_stream`, ``docs/streaming.md``).
+
+        Raises:
+            ParameterError: bad ``options.parameters``/emotions, or an option a stream cannot
+                honour (``geometry``).
+        """
+        from .regression_stream import RegressionStream
+
+        return RegressionStream(self, options)
+
     def animate(
         self,
         tracks: Sequence[Audio],
@@ -268,23 +329,14 @@ class RegressionModel:
         """Animate several tracks as one batch; each result equals its one-track run."""
         settings = self.settings(options.parameters)
         info = self.package.network_info
-        data = self.package.model_data
         params = settings.animator
         fps = Fraction(options.fps)
         dt = frame_dt(fps.numerator, fps.denominator)
         skin_solver = BlendshapeSolver(self.package.skin.data, settings.skin)
         tongue_solver = BlendshapeSolver(self.package.tongue.data, settings.tongue)
-        columns = None if options.geometry else self._mask_columns
-        skin_animator = SkinAnimator(
-            params, data.shapes_mean_skin, data.eye_close_pose_delta, data.lip_open_pose_delta,
-            dt, columns,
-        )  # fmt: skip
-        skin_basis = self._skin_basis_for(columns)
-        stages = TrackFrames(
-            params, skin_animator, EyesAnimator(params, data.saccade_rot_matrix, dt), skin_solver,
-            tongue_solver, data.shapes_mean_tongue, data.neutral_jaw, masked=columns is not None,
-            keep_geometry=options.geometry,
-        )  # fmt: skip
+        stages, skin_basis = self._track_stages(
+            settings, dt, skin_solver, tongue_solver, options.geometry
+        )
 
         runs = []
         for audio in tracks:
@@ -293,20 +345,11 @@ class RegressionModel:
                 options.emotions, self.emotion_names, info.default_emotion, start_s=audio.start_s
             )
             explicit = curve.sample(targets)
-            emotion_in = np.concatenate(
-                [
-                    np.broadcast_to(
-                        settings.implicit_emotion, (len(targets), info.implicit_emotion_len)
-                    ),
-                    explicit,
-                ],
-                axis=1,
-            ).astype(np.float32)
             runs.append(
                 _TrackRun(
                     audio=audio,
                     targets=targets,
-                    emotion_in=emotion_in,
+                    emotion_in=self._emotion_input(settings, explicit),
                     explicit=explicit,
                     frames=fresh(stages),
                 )
@@ -321,7 +364,6 @@ class RegressionModel:
         step = max(1, int(self.frames_per_call))
         self._reserve_batch(len(runs) * step)
         num_chunks = max((len(r.targets) + step - 1) // step for r in runs) if runs else 0
-        s_count, t_count = info.num_shapes_skin, info.num_shapes_tongue
         for chunk in range(num_chunks):
             if cancel is not None:
                 cancel.check()
@@ -340,14 +382,7 @@ class RegressionModel:
                 spans.append(n)
             result = self._infer(audio_rows, emotion_rows)
             for k, (run, n) in enumerate(zip(live, spans, strict=True)):
-                out = result[k * step : k * step + n, 0]
-                jaw_at = s_count + t_count
-                run.frames.add(
-                    pca_decode(out[:, :s_count], skin_basis),
-                    pca_decode(out[:, s_count:jaw_at], self._tongue_basis),
-                    out[:, jaw_at : jaw_at + 15],
-                    out[:, jaw_at + 15 : jaw_at + 19],
-                )
+                self._add_outputs(run.frames, result[k * step : k * step + n, 0], skin_basis)
                 done += n
             if progress is not None:
                 progress(Progress(done / total, "Audio2Face-3D inference"))
