@@ -454,3 +454,32 @@ def test_regression_model_sizes_the_profile_for_its_tracks(
     model.animate(tracks[:1], InferenceOptions())
     assert fake.builds == 3  # never shrinks
     engine.close()
+
+
+def test_declared_capabilities_hold(
+    monkeypatch: pytest.MonkeyPatch, generated: GeneratedModel, tmp_path: Path
+) -> None:
+    """TensorRT declares host arrays on its GPU and a profile that grows (issue 12): run_device
+    is refused, ensure_max_batch raises max_batch, and the rebuilt engine keeps its facts."""
+    from a2x_core.errors import EngineError
+
+    cuda = FakeCuda()
+    fake = _fake_tensorrt(cuda, generated)
+    _install(monkeypatch, cuda, fake)
+    onnx = generated.model_json.with_name("network.onnx")
+    emotion = generated.emotion_weights.shape[0]
+    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    engine = trt.TensorRTEngine(onnx, inputs, outputs, max_batch=4, cache_dir=tmp_path / "plans",
+                                cuda_graphs=False)  # fmt: skip
+    caps = engine.capabilities
+    assert (caps.device, caps.on_cuda, caps.device_tensors) == ("cuda:0", True, False)
+    assert caps.grows_batch and not caps.cuda_graphs and caps.precisions == trt.PRECISIONS
+    assert trt.TensorRTEngine.capabilities.cuda_graphs  # the class default: graphs on
+    with pytest.raises(EngineError, match="host arrays only"):
+        engine.run_device([])
+    engine.ensure_max_batch(12)
+    assert engine.max_batch == 12 and engine.capabilities == caps
+    feeds = _feeds(np.random.default_rng(5), 12, emotion)
+    np.testing.assert_allclose(engine.run(feeds)["result"], _expected(generated, feeds),
+                               rtol=1e-5, atol=1e-5)  # fmt: skip
+    engine.close()
