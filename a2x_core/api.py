@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .audio import Audio, check_audio_path, decode_audio, trim_audio
-from .backends import EngineSettings
+from .backends import EngineSettings, InferenceEngine
 from .errors import ModelError, ParameterError
 from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
@@ -34,13 +34,11 @@ log = logging.getLogger("a2x_core")
 
 def _compiles(model: AnimationModel) -> bool:
     """Whether ``model`` runs its network through ``torch.compile`` (regression, torch, CUDA)."""
-    engine = getattr(model, "engine", None)
-    device = getattr(engine, "device", None)
-    return (
-        bool(getattr(model, "compile_network", False))
-        and getattr(engine, "name", "") == "torch"
-        and getattr(device, "type", "") == "cuda"
-    )
+    engine = getattr(model, "engine", None)  # the default model has no network engine
+    if not isinstance(engine, InferenceEngine):
+        return False
+    caps = engine.capabilities
+    return bool(getattr(model, "compile_network", False)) and caps.device_tensors and caps.on_cuda
 
 
 def unused_option_warnings(

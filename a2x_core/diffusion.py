@@ -216,9 +216,9 @@ class DiffusionModel:
         """
         from .postprocess_gpu import postprocess_choice
 
-        device = getattr(self.engine, "device", None)
-        on_cuda = self.engine.name == "torch" and getattr(device, "type", None) == "cuda"
-        return postprocess_choice(self.postprocess, str(device) if on_cuda else None)
+        caps = self.engine.capabilities
+        on_cuda = caps.device_tensors and caps.on_cuda  # host-array engines keep NumPy stages
+        return postprocess_choice(self.postprocess, caps.device if on_cuda else None)
 
     # ------------------------------------------------------------------------- parameters
 
@@ -347,9 +347,8 @@ class DiffusionModel:
             settings.noise_generator, noise_shape, options.seed, settings.constant_noise
         )
         runs = [self._track_run(audio, options, fps, stages) for audio in tracks]
-        grow = getattr(self.engine, "ensure_max_batch", None)  # TensorRT: profile = tracks
-        if grow is not None and runs:
-            grow(min(len(runs), TRT_MAX_BATCH))
+        if runs:  # TensorRT: profile = tracks (a no-op where the batch is not fixed)
+            self.engine.ensure_max_batch(min(len(runs), TRT_MAX_BATCH))
         device = self.postprocess_device()
         if device is not None:
             self._animate_device(device, runs, identity, shared_noise, stages, dt,
@@ -437,9 +436,11 @@ class DiffusionModel:
         """Centre frames ``[rows, C, output]`` and output GRU state on the host, any engine."""
         info = self.package.network_info
         rows = len(feeds_all["window"])
-        if self.engine.name == "torch":
-            engine: Any = self.engine
-            tensors = {name: engine.torch.from_numpy(np.ascontiguousarray(value)).to(engine.device)
+        if self.engine.capabilities.device_tensors:
+            from .backends.torch_engine import import_torch
+
+            torch, device = import_torch(), self.engine.capabilities.device
+            tensors = {name: torch.from_numpy(np.ascontiguousarray(value)).to(device)
                        for name, value in feeds_all.items()}  # fmt: skip
             centre, latents = self._infer_on_device(tensors, noise, window)
             return centre.cpu().numpy(), latents.float().cpu().numpy()
@@ -464,16 +465,18 @@ class DiffusionModel:
         draw (64 MB at v3.0 size), uploaded once (once per run when constant) and broadcast over
         the batch on the device. Device tensors in (but the noise) -> the centre frames
         ``[rows, C, output]`` (float32) and the output GRU state, on the device."""
-        engine: Any = self.engine
-        torch = engine.torch
+        from .backends.torch_engine import import_torch
+
+        engine, caps = self.engine, self.engine.capabilities
+        torch = import_torch()
         key = (*noise.key, None if noise.constant else window)
         if self._device_noise is None or self._device_noise[0] != key:
-            self._device_noise = (key, noise.device_window(window, torch, engine.device))
+            self._device_noise = (key, noise.device_window(window, torch, caps.device))
         rows = len(tensors["window"])
         shared = self._device_noise[1]
         tensors = {**tensors, "noise": shared.unsqueeze(0).expand(rows, *shared.shape)}
-        outs = dict(zip(engine.graph.output_names,
-                        engine.run_device([tensors[n] for n in engine.graph.input_names]),
+        outs = dict(zip(caps.device_outputs,
+                        engine.run_device([tensors[n] for n in caps.device_inputs]),
                         strict=True))  # fmt: skip
         info = self.package.network_info
         centre = slice(info.left_truncate, info.left_truncate + info.center_frames)
@@ -527,9 +530,8 @@ class DiffusionModel:
             cache=self._device_cache,
         )  # fmt: skip
         torch = pipe.torch
-        on_device = self.engine.name == "torch" and same_device(
-            torch, getattr(self.engine, "device", None), pipe.device
-        )
+        caps = self.engine.capabilities
+        on_device = caps.device_tensors and same_device(torch, caps.device, pipe.device)
         resampler = _DeviceResampler(torch, pipe.device, runs)
 
         def indices(values: list[int]) -> Any:

@@ -417,25 +417,22 @@ class RegressionModel:
         """
         from .postprocess_gpu import postprocess_choice
 
-        engine = self.engine
-        device = getattr(engine, "device", None)
+        caps = self.engine.capabilities
         auto = None
-        if engine.name == "torch" and getattr(device, "type", None) == "cuda":
-            auto = str(device)
-        elif engine.name == "tensorrt":
+        if caps.on_cuda:
+            # a host-array engine on the GPU (TensorRT) needs torch to see CUDA for the stages
             from .backends.torch_engine import cuda_available
 
-            if cuda_available():
-                auto = f"cuda:{int(getattr(engine, 'gpu', 0))}"
+            if caps.device_tensors or cuda_available():
+                auto = caps.device
         return postprocess_choice(self.postprocess, auto)
 
     def _reserve_batch(self, rows: int) -> None:
         """Let an engine with a build-time batch limit (TensorRT's profile) hold ``rows`` rows
         (capped at :data:`TRT_MAX_BATCH`) in one call, as the SDK sizes its engine for the
         number of tracks."""
-        grow = getattr(self.engine, "ensure_max_batch", None)
-        if grow is not None and rows > 0:
-            grow(min(TRT_MAX_BATCH, 1 << (int(rows) - 1).bit_length()))
+        if rows > 0:
+            self.engine.ensure_max_batch(min(TRT_MAX_BATCH, 1 << (int(rows) - 1).bit_length()))
 
     def _animate_device(
         self,
@@ -466,8 +463,8 @@ class RegressionModel:
         )  # fmt: skip
         torch = pipe.torch
         engine = self.engine
-        engine_device = getattr(engine, "device", None)
-        on_device = hasattr(engine, "run_device") and same_device(torch, engine_device, pipe.device)
+        caps = engine.capabilities
+        on_device = caps.device_tensors and same_device(torch, caps.device, pipe.device)
         samples = [r.audio.samples for r in runs]
         feeder = None
         if on_device and DeviceInputs.nbytes(samples, info.buffer_len, info.buffer_ofs) <= (
@@ -479,8 +476,8 @@ class RegressionModel:
             )  # fmt: skip
         else:
             self._reserve_batch(len(runs) * step)
-        names = list(getattr(getattr(engine, "graph", None), "input_names", ["input", "emotion"]))
-        network = engine
+        names = caps.device_inputs
+        network: Any = engine
         if on_device and self.compile_network and pipe.device.type == "cuda":
             key = ("compiled", id(engine))
             if key not in self._device_cache:

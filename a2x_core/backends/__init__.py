@@ -13,12 +13,19 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EngineError
-from .base import InferenceEngine, TensorSpec, check_bindings, diffusion_io, regression_io
+from .base import (
+    EngineCapabilities,
+    InferenceEngine,
+    TensorSpec,
+    check_bindings,
+    diffusion_io,
+    regression_io,
+)
 
 log = logging.getLogger("a2x_core")
 
 __all__ = [
-    "EngineSettings",
+    "EngineCapabilities", "EngineSettings",
     "InferenceEngine", "TensorSpec", "check_bindings", "create_engine", "diffusion_io", "regression_io",
 ]
 
@@ -97,7 +104,7 @@ def create_engine(
     if backend in ("auto", "onnxruntime"):
         from .onnxruntime import OnnxRuntimeEngine
 
-        if precision != "fp32":
+        if precision not in OnnxRuntimeEngine.capabilities.precisions:
             raise EngineError(
                 f"ONNX Runtime (CPU) runs fp32 only, not {precision}",
                 hint="drop --precision, or use --engine torch/tensorrt on a GPU",

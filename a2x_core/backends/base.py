@@ -4,6 +4,8 @@ and the expected tensors of the Audio2Face-3D regression and diffusion networks.
 An engine is created for one network file with the tensors the model expects; it checks its own
 bindings against them (names, ranks, fixed extents, dtypes), as the SDK checks a TensorRT engine's
 bindings (spec §1.2, §2), and then maps named float32 inputs to named outputs for a batch.
+What an engine can do beyond that (device tensors, a growable batch, CUDA graphs) it declares in
+:class:`EngineCapabilities`, so that the models read facts instead of probing attributes.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -105,6 +108,40 @@ def check_bindings(
             )
 
 
+@dataclass(frozen=True)
+class EngineCapabilities:
+    """What an engine does beyond :meth:`InferenceEngine.run` (host arrays in and out), declared
+    so that a model picks its fast path from facts rather than from ``getattr`` probes.
+
+    The batch facts stay where they were: :attr:`InferenceEngine.max_batch` (the largest batch
+    one call takes now) and each :class:`TensorSpec`'s ``batch_axis``.
+
+    Attributes:
+        device: where the network runs: "cpu", "cuda" (the current CUDA device) or "cuda:N".
+        device_tensors: :meth:`InferenceEngine.run_device` takes and returns torch tensors on
+            ``device``, so inputs and outputs can stay there between stages.
+        device_inputs, device_outputs: the order of :meth:`~InferenceEngine.run_device`'s input
+            and output tensors by name (the network file's); empty without device tensors.
+        grows_batch: :meth:`InferenceEngine.ensure_max_batch` can raise ``max_batch`` (TensorRT
+            builds its profile for a batch; the other engines take any batch).
+        cuda_graphs: calls replay captured CUDA graphs (whose outputs the next call overwrites).
+        precisions: the ``--precision`` values this engine accepts.
+    """
+
+    device: str = "cpu"
+    device_tensors: bool = False
+    device_inputs: tuple[str, ...] = ()
+    device_outputs: tuple[str, ...] = ()
+    grows_batch: bool = False
+    cuda_graphs: bool = False
+    precisions: tuple[str, ...] = ("fp32",)
+
+    @property
+    def on_cuda(self) -> bool:
+        """Whether the network runs on a CUDA device."""
+        return self.device.split(":")[0] == "cuda"
+
+
 class InferenceEngine(ABC):
     """A loaded network that runs batches.
 
@@ -113,6 +150,9 @@ class InferenceEngine(ABC):
         path: the network file it runs.
         inputs, outputs: the tensors it was checked against.
         max_batch: the largest batch one :meth:`run` accepts (None = unlimited); callers split.
+        capabilities: what it does beyond :meth:`run`; every engine class declares its own
+            (the class value), and an instance whose facts depend on its settings (device, CUDA
+            graphs) sets its own in ``__init__``.
     """
 
     name: str = ""
@@ -120,10 +160,26 @@ class InferenceEngine(ABC):
     inputs: tuple[TensorSpec, ...] = ()
     outputs: tuple[TensorSpec, ...] = ()
     max_batch: int | None = None
+    capabilities: EngineCapabilities = EngineCapabilities()
 
     @abstractmethod
     def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Run one batch: float32 arrays by input name -> float32 arrays by output name."""
+
+    def run_device(self, tensors: Sequence[Any]) -> list[Any]:
+        """One batch of torch tensors on ``capabilities.device``, in ``capabilities
+        .device_inputs`` order -> outputs in ``device_outputs`` order, with no host copies.
+        Only engines that declare ``device_tensors`` provide it."""
+        raise EngineError(
+            f"the {self.name} engine takes host arrays only (no device tensors)",
+            path=self.path,
+            hint="check engine.capabilities.device_tensors before calling run_device",
+        )
+
+    def ensure_max_batch(self, batch: int) -> None:
+        """Make one :meth:`run` hold ``batch`` rows. Only an engine that declares
+        ``grows_batch`` has a build-time limit to raise; for the others this does nothing."""
+        return None
 
     def close(self) -> None:
         """Release the engine's resources (sessions, device memory); default: nothing to do."""

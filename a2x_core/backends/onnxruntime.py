@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import EngineError
-from .base import InferenceEngine, TensorSpec, check_bindings
+from .base import EngineCapabilities, InferenceEngine, TensorSpec, check_bindings
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64"}
 
@@ -28,6 +28,8 @@ class OnnxRuntimeEngine(InferenceEngine):
     """
 
     name = "onnxruntime"
+    #: host arrays on the CPU, any batch, fp32 only
+    capabilities = EngineCapabilities(device="cpu", precisions=("fp32",))
 
     def __init__(
         self,

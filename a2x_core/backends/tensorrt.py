@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError
-from .base import InferenceEngine, TensorSpec, check_bindings
+from .base import EngineCapabilities, InferenceEngine, TensorSpec, check_bindings
 
 log = logging.getLogger("a2x_core")
 
@@ -659,6 +659,10 @@ class TensorRTEngine(InferenceEngine):
     """
 
     name = "tensorrt"
+    #: host arrays in and out on a CUDA GPU, a profile that grows; each instance names its GPU
+    capabilities = EngineCapabilities(
+        device="cuda:0", grows_batch=True, cuda_graphs=True, precisions=PRECISIONS
+    )
 
     def __init__(
         self,
@@ -682,6 +686,10 @@ class TensorRTEngine(InferenceEngine):
         self._batch = 0
         self._use_graphs = cuda_graphs
         self.gpu = int(device)
+        self.capabilities = EngineCapabilities(
+            device=f"cuda:{self.gpu}", grows_batch=True, cuda_graphs=bool(cuda_graphs),
+            precisions=PRECISIONS,
+        )  # fmt: skip
         self._options = {"precision": precision, "cache_dir": cache_dir, "cuda_graphs": cuda_graphs}
         self._axes = {t.name: t.batch_axis for t in (*self.inputs, *self.outputs)}
         self.plan_path, self.record = ensure_plan(

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EngineError
-from .base import InferenceEngine, TensorSpec, check_bindings
+from .base import EngineCapabilities, InferenceEngine, TensorSpec, check_bindings
 from .torch_sequence_ops import SequenceOps
 
 log = logging.getLogger("a2x_core")
@@ -1039,6 +1039,8 @@ class TorchEngine(InferenceEngine):
     """
 
     name = "torch"
+    #: the class's facts; each instance declares its device, I/O order and CUDA graphs
+    capabilities = EngineCapabilities(device="cpu", device_tensors=True, precisions=PRECISIONS)
 
     def __init__(
         self,
@@ -1092,6 +1094,12 @@ class TorchEngine(InferenceEngine):
         self._failed: set[int] = set()
         self.chunk = max(1, int(chunk)) if self.device.type == "cuda" else None
         self._host: dict[tuple[Any, ...], Any] = {}
+        self.capabilities = EngineCapabilities(
+            device=str(self.device), device_tensors=True,
+            device_inputs=tuple(self.graph.input_names),
+            device_outputs=tuple(self.graph.output_names),
+            cuda_graphs=self.cuda_graphs, precisions=PRECISIONS,
+        )  # fmt: skip
 
     def forward(self, *tensors: Any) -> list[Any]:
         """Device tensors in (input order of the file) -> output tensors; no copies to host."""
