@@ -291,6 +291,19 @@ def _install(monkeypatch: pytest.MonkeyPatch, cuda: FakeCuda, fake_trt: types.Mo
     monkeypatch.setitem(sys.modules, "cuda.bindings.runtime", cuda)
 
 
+def _installed_regression_io(
+    monkeypatch: pytest.MonkeyPatch, generated: GeneratedModel, **fake_options: Any
+) -> tuple[FakeCuda, types.ModuleType, Path, Any, Any]:
+    """The fake TensorRT installed for ``generated``'s network: (cuda, fake module, the
+    network.onnx path, its inputs, its outputs)."""
+    cuda = FakeCuda()
+    fake = _fake_tensorrt(cuda, generated, **fake_options)
+    _install(monkeypatch, cuda, fake)
+    emotion = generated.emotion_weights.shape[0]
+    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    return cuda, fake, generated.model_json.with_name("network.onnx"), inputs, outputs
+
+
 def _feeds(rng: np.random.Generator, batch: int, emotion: int) -> dict[str, np.ndarray]:
     return {
         "input": rng.normal(0, 0.3, (batch, 1, BUFFER_LEN)).astype(np.float32),
@@ -308,12 +321,9 @@ def test_engine_runs_caches_and_replays_graphs(
     monkeypatch: pytest.MonkeyPatch, generated: GeneratedModel, tmp_path: Path,
     caplog: pytest.LogCaptureFixture, capturable: bool,
 ) -> None:  # fmt: skip
-    cuda = FakeCuda()
-    fake = _fake_tensorrt(cuda, generated, capturable=capturable)
-    _install(monkeypatch, cuda, fake)
-    onnx = generated.model_json.with_name("network.onnx")
-    emotion = generated.emotion_weights.shape[0]
-    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    cuda, fake, onnx, inputs, outputs = _installed_regression_io(
+        monkeypatch, generated, capturable=capturable
+    )
     cache = tmp_path / "plans"
     engine = trt.TensorRTEngine(onnx, inputs, outputs, max_batch=5, cache_dir=cache)
     assert engine.max_batch == 5 and fake.builds == 1
@@ -323,7 +333,7 @@ def test_engine_runs_caches_and_replays_graphs(
     rng = np.random.default_rng(0)
     with caplog.at_level(logging.WARNING, logger="a2x_core"):
         for batch in (1, 3, 3, 3, 5, 2, 2):
-            feeds = _feeds(rng, batch, emotion)
+            feeds = _feeds(rng, batch, generated.emotion_weights.shape[0])
             np.testing.assert_allclose(engine.run(feeds)["result"], _expected(generated, feeds),
                                        rtol=1e-5, atol=1e-5)  # fmt: skip
     assert cuda.launches == (3 if capturable else 0)  # 2nd/3rd run at 3, 2nd run at 2
@@ -428,12 +438,7 @@ def test_regression_model_sizes_the_profile_for_its_tracks(
     from a2x_core.options import InferenceOptions
     from a2x_core.regression import TRT_MAX_BATCH, RegressionModel
 
-    cuda = FakeCuda()
-    fake = _fake_tensorrt(cuda, generated)
-    _install(monkeypatch, cuda, fake)
-    onnx = generated.model_json.with_name("network.onnx")
-    emotion = generated.emotion_weights.shape[0]
-    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    cuda, fake, onnx, inputs, outputs = _installed_regression_io(monkeypatch, generated)
     engine = trt.TensorRTEngine(onnx, inputs, outputs, cache_dir=tmp_path / "plans")
     assert engine.max_batch == 8  # trt_info.json's default
     model = RegressionModel(load_regression_package(generated.model_json), engine)
@@ -463,12 +468,7 @@ def test_declared_capabilities_hold(
     is refused, ensure_max_batch raises max_batch, and the rebuilt engine keeps its facts."""
     from a2x_core.errors import EngineError
 
-    cuda = FakeCuda()
-    fake = _fake_tensorrt(cuda, generated)
-    _install(monkeypatch, cuda, fake)
-    onnx = generated.model_json.with_name("network.onnx")
-    emotion = generated.emotion_weights.shape[0]
-    inputs, outputs = regression_io(BUFFER_LEN, emotion, generated.bias.size)
+    cuda, fake, onnx, inputs, outputs = _installed_regression_io(monkeypatch, generated)
     engine = trt.TensorRTEngine(onnx, inputs, outputs, max_batch=4, cache_dir=tmp_path / "plans",
                                 cuda_graphs=False)  # fmt: skip
     caps = engine.capabilities
@@ -479,7 +479,7 @@ def test_declared_capabilities_hold(
         engine.run_device([])
     engine.ensure_max_batch(12)
     assert engine.max_batch == 12 and engine.capabilities == caps
-    feeds = _feeds(np.random.default_rng(5), 12, emotion)
+    feeds = _feeds(np.random.default_rng(5), 12, generated.emotion_weights.shape[0])
     np.testing.assert_allclose(engine.run(feeds)["result"], _expected(generated, feeds),
                                rtol=1e-5, atol=1e-5)  # fmt: skip
     engine.close()
