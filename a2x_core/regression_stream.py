@@ -17,49 +17,24 @@ how the signal is cut into blocks).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import MAX_SAMPLE_MAGNITUDE, _as_float_samples, _check_rate
 from .blendshapes import BlendshapeSolver
 from .emotion import explicit_emotion_curve
-from .errors import AudioDecodeError, AudioInvalidSamplesError, CancelledError, ParameterError
+from .errors import ParameterError
 from .options import InferenceOptions
 from .postprocess import frame_dt
+from .stream_audio import AudioAccumulator, StreamFrame, StreamLife
 from .timing import SAMPLE_RATE, num_frames_for
 from .windows import audio_windows
 
 if TYPE_CHECKING:
     from .regression import RegressionModel
 
-#: Name used in errors about pushed samples (they have no file).
-STREAM_NAME = "<stream>"
-
-
-@dataclass(frozen=True)
-class StreamFrame:
-    """One finished frame of a stream (the same values as row ``index`` of the offline result).
-
-    Attributes:
-        index: frame number from the stream's start (0, 1, ...).
-        time_s: ``index / fps`` seconds after the stream's first sample.
-        weights: float32 [52] ARKit blendshape weights, in :data:`.names.ARKIT_52` order.
-        tongue_weights: float32 [16], in :data:`.names.TONGUE_16` order.
-        jaw_transform: float32 [4, 4] lower-teeth transform (``M[:3, 3]`` = translation).
-        eye_rotations: float32 [6] (right x, y, 0, left x, y, 0) in degrees.
-        emotions: float32 [10] explicit emotion input of this frame (the model's order).
-    """
-
-    index: int
-    time_s: float
-    weights: np.ndarray
-    tongue_weights: np.ndarray
-    jaw_transform: np.ndarray
-    eye_rotations: np.ndarray
-    emotions: np.ndarray
+__all__ = ["RegressionStream", "StreamFrame"]
 
 
 class RegressionStream:
@@ -95,13 +70,9 @@ class RegressionStream:
         self._strength = float(settings.animator["input_strength"])
         #: Samples after a frame's target that its window needs (may be <= 0 for odd networks).
         self.lookahead_samples = self._buffer_len - self._buffer_ofs
-        self._samples = np.zeros(0, dtype=np.float32)  # 16 kHz audio from sample _first on
-        self._first = 0  # absolute 16 kHz index of _samples[0]
-        self._received = 0  # 16 kHz samples pushed so far (after resampling)
+        self._audio = AudioAccumulator()
         self._next_frame = 0  # index of the first frame not yet returned
-        self._rate: int | None = None  # fixed by the first push
-        self._resampler: Any = None
-        self._state = "open"  # "open", "closed", "cancelled"
+        self._life = StreamLife()
         model._reserve_batch(max(1, int(model.frames_per_call)))  # TensorRT: one call's rows
 
     # ------------------------------------------------------------------------- public
@@ -114,16 +85,16 @@ class RegressionStream:
     @property
     def samples_received(self) -> int:
         """16 kHz samples pushed so far (after resampling)."""
-        return self._received
+        return self._audio.received
 
     @property
     def buffered_samples(self) -> int:
         """16 kHz samples held for frames still to come (bounded on endless streams)."""
-        return len(self._samples)
+        return self._audio.buffered
 
     @property
     def closed(self) -> bool:
-        return self._state != "open"
+        return self._life.closed
 
     def push(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> list[StreamFrame]:
         """Add audio (mono, or ``[n, channels]`` mixed down; float in [-1, 1] or integer PCM) and
@@ -134,9 +105,8 @@ class RegressionStream:
             AudioDecodeError, AudioInvalidSamplesError: not audio samples; NaN/inf or huge values.
             CancelledError: the stream was cancelled. ParameterError: it was closed.
         """
-        self._check_open("push")
-        mono = self._mono_16k(samples, sample_rate)
-        self._append(mono)
+        self._life.check("push")
+        self._audio.push(samples, sample_rate)
         return self._run(final=False)
 
     def close(self) -> list[StreamFrame]:
@@ -147,89 +117,32 @@ class RegressionStream:
         Raises:
             CancelledError: the stream was cancelled.
         """
-        if self._state == "closed":
+        if self._life.state == "closed":
             return []
-        self._check_open("close")
-        if self._resampler is not None:
-            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
-            self._append(np.asarray(tail, np.float32))
+        self._life.check("close")
+        self._audio.flush()
         frames = self._run(final=True)
-        self._state = "closed"
-        self._release()
+        self._life.state = "closed"
+        self._audio.clear()
         return frames
 
     def cancel(self) -> None:
         """Stop now: drop the buffered audio and state; later pushes raise CancelledError."""
-        if self._state == "open":
-            self._state = "cancelled"
-            self._release()
+        if self._life.state == "open":
+            self._life.state = "cancelled"
+            self._audio.clear()
 
     # ------------------------------------------------------------------------- internals
-
-    def _check_open(self, action: str) -> None:
-        if self._state == "cancelled":
-            raise CancelledError(f"cannot {action}: the stream was cancelled")
-        if self._state == "closed":
-            raise ParameterError(
-                f"cannot {action}: the stream is closed", hint="open a new one with open_stream"
-            )
-
-    def _release(self) -> None:
-        self._samples = np.zeros(0, dtype=np.float32)
-        self._resampler = None
-
-    def _mono_16k(self, samples: Any, sample_rate: int) -> np.ndarray:
-        """Checked, mixed-down, resampled float32 samples of one push."""
-        rate = _check_rate(sample_rate, "sample_rate", STREAM_NAME)
-        if self._rate is not None and rate != self._rate:
-            raise ParameterError(
-                f"sample_rate={rate} differs from the stream's {self._rate} Hz",
-                hint="push every block at the first push's rate, or open a new stream",
-            )
-        try:
-            data = np.asarray(samples)
-        except (TypeError, ValueError) as error:
-            raise AudioDecodeError(f"is not an array of samples ({error})", path=STREAM_NAME,
-                                   hint="push a 1-D or [n, channels] NumPy array") from None  # fmt: skip
-        if data.ndim not in (1, 2):
-            raise AudioDecodeError(f"pushed samples have {data.ndim} dimensions",
-                                   path=STREAM_NAME, hint="push a 1-D or [n, channels] array")  # fmt: skip
-        data = _as_float_samples(data, STREAM_NAME)
-        # as audio_from_array: float32 first, then the channel mean
-        mono = data.astype(np.float32, copy=False).mean(axis=1) if data.ndim == 2 else data
-        mono = np.ascontiguousarray(mono, dtype=np.float32)
-        bad = np.count_nonzero(~(np.abs(mono) <= MAX_SAMPLE_MAGNITUDE))  # NaN counts as bad
-        if bad:
-            raise AudioInvalidSamplesError(
-                f"{bad} pushed samples are NaN, infinite or beyond +-{MAX_SAMPLE_MAGNITUDE:g}",
-                path=STREAM_NAME, hint="push float samples in [-1, 1] or integer PCM",
-            )  # fmt: skip
-        if self._rate is None:  # the first valid push fixes the rate
-            self._rate = rate
-            if rate != SAMPLE_RATE:
-                import soxr
-
-                self._resampler = soxr.ResampleStream(
-                    rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ"
-                )
-        if self._resampler is not None:
-            mono = np.asarray(self._resampler.resample_chunk(mono, last=False), np.float32)
-        return mono
-
-    def _append(self, mono: np.ndarray) -> None:
-        if len(mono):
-            self._samples = np.concatenate([self._samples, mono])
-            self._received += len(mono)
 
     def _ready_frames(self, final: bool) -> int:
         """How many frames (from 0) can run now: after close every frame whose target lies in
         the audio (the offline count); before, those whose whole window has arrived."""
-        existing = num_frames_for(self._received, self.fps, SAMPLE_RATE)
+        existing = num_frames_for(self._audio.received, self.fps, SAMPLE_RATE)
         if final:
             return existing
         # window complete <=> t_k + lookahead <= received <=> t_k < received - lookahead + 1
         complete = num_frames_for(
-            self._received - self.lookahead_samples + 1, self.fps, SAMPLE_RATE
+            self._audio.received - self.lookahead_samples + 1, self.fps, SAMPLE_RATE
         )
         return min(existing, complete)
 
@@ -248,10 +161,10 @@ class RegressionStream:
             targets = self._targets(first, n)
             audio_rows = np.zeros((step, 1, self._buffer_len), dtype=np.float32)
             emotion_rows = np.zeros((step, 1, info.emotion_size), dtype=np.float32)
+            held, first_held = self._audio.view()
             audio_rows[:n, 0] = audio_windows(
-                self._samples, targets - self._first, self._buffer_len, self._buffer_ofs,
-                self._strength,
-            )  # fmt: skip
+                held, targets - first_held, self._buffer_len, self._buffer_ofs, self._strength
+            )
             explicit = self._emotion_curve.sample(targets)
             emotion_rows[:n, 0] = model._emotion_input(self._settings, explicit)
             result = model._infer(audio_rows, emotion_rows)
@@ -291,8 +204,4 @@ class RegressionStream:
     def _drop_used(self) -> None:
         """Forget samples before the next frame's window start (bounded memory)."""
         next_target = int(self._targets(self._next_frame, 1)[0])
-        keep_from = max(0, next_target - self._buffer_ofs)
-        drop = min(keep_from - self._first, len(self._samples))
-        if drop > 0:
-            self._samples = self._samples[drop:].copy()
-            self._first += drop
+        self._audio.drop_before(max(0, next_target - self._buffer_ofs))
