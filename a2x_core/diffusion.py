@@ -589,7 +589,7 @@ class DiffusionModel:
     ) -> AnimationResult:
         skin_columns, tongue_columns = self._columns[identity.name]
         return run.frames.result(
-            run.audio, options, fps, model=f"{self.name} ({identity.name})",
+            run.frames.take_block(), run.audio, options, fps, model=f"{self.name} ({identity.name})",
             version=self.version, parameters=effective, skin_columns=skin_columns,
             tongue_columns=tongue_columns, emotions=run.explicit,
             emotion_names=self.emotion_names,

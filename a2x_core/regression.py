@@ -23,16 +23,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, regression_io
 from .blendshapes import BlendshapeSolver, frontal_columns
-from .emotion import explicit_emotion_curve
+from .emotion import EmotionCurve, explicit_emotion_curve
 from .errors import ParameterError
-from .jobs import CancelToken, Progress, ProgressCallback
+from .executor import ChainStep, Executor, Span, Track, drain, offline_progress
+from .jobs import CancelToken, ProgressCallback
 from .model_package import (
     ANIMATOR_RANGES,
     BlendshapeConfig,
@@ -43,6 +44,7 @@ from .model_package import (
 )
 from .names import ARKIT_52, TONGUE_16
 from .options import InferenceOptions
+from .post_chain import DeviceChain, FrameBlock, HostChain, PostChain, RowSplit
 from .postprocess import (
     EyesAnimator,
     SkinAnimator,
@@ -52,18 +54,17 @@ from .postprocess import (
 from .result import AnimationResult
 from .solver_settings import (
     SOLVERS,
-    fresh,
     is_solver_key,
     pose_index,
     solver_config,
     solver_parameter_ranges,
     solver_values,
 )
+from .stream import Stream
+from .stream_audio import AudioAccumulator, StreamFrame
+from .timing import SAMPLE_RATE, num_frames_for
 from .track_frames import TrackFrames
-from .windows import audio_windows, frame_plan
-
-if TYPE_CHECKING:
-    from .regression_stream import RegressionStream
+from .windows import audio_windows
 
 log = logging.getLogger("a2x_core")
 
@@ -271,7 +272,7 @@ class RegressionModel:
     ) -> tuple[TrackFrames, np.ndarray]:
         """The post-network stages of one track (fresh state) and the skin PCA basis they
         decode with (only the solver's columns unless ``geometry``); shared by the offline run
-        and :class:`.regression_stream.RegressionStream` so that both compute the same frames."""
+        and the streams (:mod:`.stream`) so that both compute the same frames."""
         data = self.package.model_data
         params = settings.animator
         columns = None if geometry else self._mask_columns
@@ -294,30 +295,84 @@ class RegressionModel:
         )
         return np.concatenate([implicit, explicit], axis=1).astype(np.float32)
 
-    def _add_outputs(self, frames: TrackFrames, out: np.ndarray, skin_basis: np.ndarray) -> None:
-        """Split ``[n, result_size]`` network rows (skin PCA | tongue PCA | 15 jaw | 4 eyes),
-        decode them and run them through one track's post-network stages, in frame order."""
-        s_count = self.package.network_info.num_shapes_skin
-        jaw_at = s_count + self.package.network_info.num_shapes_tongue
-        frames.add(
-            pca_decode(out[:, :s_count], skin_basis),
-            pca_decode(out[:, s_count:jaw_at], self._tongue_basis),
-            out[:, jaw_at : jaw_at + 15],
-            out[:, jaw_at + 15 : jaw_at + 19],
+    def _prepare(self, options: InferenceOptions) -> _Run:
+        """The settings, solvers and prepared post-network stages of one run of ``options``."""
+        settings = self.settings(options.parameters)
+        fps = Fraction(options.fps)
+        dt = frame_dt(fps.numerator, fps.denominator)
+        skin_solver = BlendshapeSolver(self.package.skin.data, settings.skin)
+        tongue_solver = BlendshapeSolver(self.package.tongue.data, settings.tongue)
+        stages, skin_basis = self._track_stages(
+            settings, dt, skin_solver, tongue_solver, options.geometry
         )
+        return _Run(options, settings, fps, dt, stages, skin_basis)
 
-    def open_stream(self, options: InferenceOptions) -> RegressionStream:
+    def _open_track(
+        self, executor: Executor, audio: AudioAccumulator, run: _Run, chain: PostChain,
+        start_s: float,
+    ) -> Track:  # fmt: skip
+        """A track of ``run`` in ``executor``; its frames go to ``chain``."""
+        info = self.package.network_info
+        curve = explicit_emotion_curve(
+            run.options.emotions, self.emotion_names, info.default_emotion, start_s=start_s
+        )
+        state = _TrackState(run, curve, len(executor.tracks), len(self.emotion_names))
+        return executor.add(Track(audio, state, chain, chain.open_slot(run.stages)))
+
+    def open_stream(
+        self, options: InferenceOptions, executor: Executor | None = None
+    ) -> Stream:
         """A stream of pushed audio on this model: frames come out as soon as the network's
         look-ahead allows and equal :meth:`animate`'s frames of the whole clip
-        (:mod:`.regression_stream`, ``docs/streaming.md``).
+        (``docs/streaming.md``). Streams opened on one ``executor`` (:meth:`stream_executor`)
+        share its network calls.
 
         Raises:
             ParameterError: bad ``options.parameters``/emotions, or an option a stream cannot
                 honour (``geometry``).
         """
-        from .regression_stream import RegressionStream
+        if options.geometry:
+            raise ParameterError(
+                "geometry=True is not available on a stream yet",
+                hint="stream weights only, or run model.animate on the whole clip for geometry",
+            )
+        executor = executor or self.stream_executor()
+        step = executor.step
+        if not isinstance(step, RegressionStep) or step.model is not self:
+            raise ParameterError(
+                "the executor belongs to another model",
+                hint="open the stream with this model's stream_executor()",
+            )
+        run = self._prepare(options)
+        info = self.package.network_info
+        track = self._open_track(executor, AudioAccumulator(), run, HostChain(self._split_for(
+            run.skin_basis)), 0.0)  # fmt: skip
+        self._reserve_batch(max(1, int(self.frames_per_call)))  # TensorRT: one call's rows
+        return Stream(executor, track, self._stream_frames, info.buffer_len - info.buffer_ofs)
 
-        return RegressionStream(self, options)
+    def stream_executor(self) -> Executor:
+        """An executor for streams of this model (the CPU stages); streams opened on the same
+        executor share network calls."""
+        return Executor(RegressionStep(self, None, int(self.frames_per_call)))
+
+    def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
+        state: _TrackState = track.state
+        skin = block["skin"][:, self._skin_columns]
+        tongue = block["tongue"][:, self._tongue_columns]
+        explicit = state.take_explicit(len(skin))
+        step_s = state.run.fps.denominator / state.run.fps.numerator
+        return [
+            StreamFrame(
+                index=first + i,
+                time_s=(first + i) * step_s,
+                weights=np.ascontiguousarray(skin[i], dtype=np.float32),
+                tongue_weights=np.ascontiguousarray(tongue[i], dtype=np.float32),
+                jaw_transform=np.asarray(block["jaw"][i], dtype=np.float32),
+                eye_rotations=np.asarray(block["eyes"][i], dtype=np.float32),
+                emotions=np.asarray(explicit[i], dtype=np.float32),
+            )
+            for i in range(len(skin))
+        ]
 
     def animate(
         self,
@@ -327,76 +382,22 @@ class RegressionModel:
         cancel: CancelToken | None = None,
     ) -> list[AnimationResult]:
         """Animate several tracks as one batch; each result equals its one-track run."""
-        settings = self.settings(options.parameters)
-        info = self.package.network_info
-        params = settings.animator
-        fps = Fraction(options.fps)
-        dt = frame_dt(fps.numerator, fps.denominator)
-        skin_solver = BlendshapeSolver(self.package.skin.data, settings.skin)
-        tongue_solver = BlendshapeSolver(self.package.tongue.data, settings.tongue)
-        stages, skin_basis = self._track_stages(
-            settings, dt, skin_solver, tongue_solver, options.geometry
-        )
-
-        runs = []
-        for audio in tracks:
-            targets = frame_plan(len(audio.samples), fps)
-            curve = explicit_emotion_curve(
-                options.emotions, self.emotion_names, info.default_emotion, start_s=audio.start_s
-            )
-            explicit = curve.sample(targets)
-            runs.append(
-                _TrackRun(
-                    audio=audio,
-                    targets=targets,
-                    emotion_in=self._emotion_input(settings, explicit),
-                    explicit=explicit,
-                    frames=fresh(stages),
-                )
-            )
+        run = self._prepare(options)
         device = self.postprocess_device()
+        if device is None:
+            step = RegressionStep(self, None, int(self.frames_per_call))
+            chain: PostChain = HostChain(self._split_for(run.skin_basis))
+            self._reserve_batch(len(tracks) * step.units_per_call)
+        else:
+            step, chain = self._device_step(device, run, tracks)
+        executor = Executor(step)
+        opened = [self._open_track(executor, AudioAccumulator.whole(audio.samples), run, chain,
+                                   audio.start_s) for audio in tracks]  # fmt: skip
         if device is not None:
-            self._animate_device(device, runs, settings, dt, skin_solver, tongue_solver,
-                                 options.geometry, progress, cancel)  # fmt: skip
-            return self._results(runs, options, fps, settings, device)
-        total = sum(len(r.targets) for r in runs) or 1
-        done = 0
-        step = max(1, int(self.frames_per_call))
-        self._reserve_batch(len(runs) * step)
-        num_chunks = max((len(r.targets) + step - 1) // step for r in runs) if runs else 0
-        for chunk in range(num_chunks):
-            if cancel is not None:
-                cancel.check()
-            live = [r for r in runs if chunk * step < len(r.targets)]
-            audio_rows = np.zeros((len(live) * step, 1, info.buffer_len), dtype=np.float32)
-            emotion_rows = np.zeros((len(live) * step, 1, info.emotion_size), dtype=np.float32)
-            spans = []
-            for k, run in enumerate(live):
-                sl = slice(chunk * step, min((chunk + 1) * step, len(run.targets)))
-                n = sl.stop - sl.start
-                audio_rows[k * step : k * step + n, 0] = audio_windows(
-                    run.audio.samples, run.targets[sl], info.buffer_len, info.buffer_ofs,
-                    params["input_strength"],
-                )  # fmt: skip
-                emotion_rows[k * step : k * step + n, 0] = run.emotion_in[sl]
-                spans.append(n)
-            result = self._infer(audio_rows, emotion_rows)
-            for k, (run, n) in enumerate(zip(live, spans, strict=True)):
-                self._add_outputs(run.frames, result[k * step : k * step + n, 0], skin_basis)
-                done += n
-            if progress is not None:
-                progress(Progress(done / total, "Audio2Face-3D inference"))
-        return self._results(runs, options, fps, settings, None)
-
-    def _results(
-        self,
-        runs: list[_TrackRun],
-        options: InferenceOptions,
-        fps: Fraction,
-        settings: Settings,
-        device: str | None,
-    ) -> list[AnimationResult]:
-        effective = settings.to_dict(
+            step.prepare_device_inputs(executor.tracks)
+        total = sum(step.ready_units(t) for t in opened)
+        executor.run_ready(cancel, offline_progress(progress, total, "Audio2Face-3D inference"))
+        effective = run.settings.to_dict(
             {
                 "skin": self.package.skin.data.pose_names,
                 "tongue": self.package.tongue.data.pose_names,
@@ -405,7 +406,33 @@ class RegressionModel:
         effective["engine"] = self.engine.name  # which backend ran ("auto" resolves here)
         # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
         effective["postprocess"] = device or "numpy"
-        return [self._result(run, options, fps, effective) for run in runs]
+        return [
+            run.stages.result(
+                drain(track), audio, options, run.fps, model=self.name, version=self.version,
+                parameters=effective, skin_columns=self._skin_columns,
+                tongue_columns=self._tongue_columns, emotions=track.state.take_explicit(),
+                emotion_names=self.emotion_names,
+            )  # fmt: skip
+            for track, audio in zip(opened, tracks, strict=True)
+        ]
+
+    def _split_for(self, skin_basis: np.ndarray) -> RowSplit:
+        """Network rows ``[n, result_size]`` (skin PCA | tongue PCA | 15 jaw | 4 eyes) -> the
+        deltas the NumPy stages take (PCA decoded with ``skin_basis``)."""
+        info = self.package.network_info
+        s_count = info.num_shapes_skin
+        jaw_at = s_count + info.num_shapes_tongue
+        tongue_basis = self._tongue_basis
+
+        def split(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            return (
+                pca_decode(out[:, :s_count], skin_basis),
+                pca_decode(out[:, s_count:jaw_at], tongue_basis),
+                out[:, jaw_at : jaw_at + 15],
+                out[:, jaw_at + 15 : jaw_at + 19],
+            )
+
+        return split
 
     # ------------------------------------------------------------------------- device path
 
@@ -434,105 +461,33 @@ class RegressionModel:
         if rows > 0:
             self.engine.ensure_max_batch(min(TRT_MAX_BATCH, 1 << (int(rows) - 1).bit_length()))
 
-    def _animate_device(
-        self,
-        device: str,
-        runs: list[_TrackRun],
-        settings: Settings,
-        dt: np.float32,
-        skin_solver: BlendshapeSolver,
-        tongue_solver: BlendshapeSolver,
-        geometry: bool,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> None:
-        """Every track at once on ``device`` (:mod:`.postprocess_gpu`); fills the runs."""
-        from .postprocess_gpu import CompiledNetwork, DeviceInputs, DevicePipeline, same_device
+    def _device_step(
+        self, device: str, run: _Run, tracks: Sequence[Audio]
+    ) -> tuple[RegressionStep, PostChain]:
+        """The network step and the device chain of an offline run of ``tracks`` on ``device``
+        (:mod:`.postprocess_gpu`: every track at once, batched)."""
+        from .postprocess_gpu import DevicePipeline
 
-        info = self.package.network_info
-        params = settings.animator
-        lengths = np.array([len(r.targets) for r in runs], dtype=np.int64)
-        longest = int(lengths.max()) if len(runs) else 0
-        step = self.device_frames_per_call or min(
-            DEVICE_MAX_FRAMES, max(FRAMES_PER_CALL, DEVICE_ROWS_PER_CALL // max(1, len(runs)))
+        fps = run.fps
+        lengths = np.array([num_frames_for(len(a.samples), fps) for a in tracks], dtype=np.int64)
+        per_call = self.device_frames_per_call or min(
+            DEVICE_MAX_FRAMES, max(FRAMES_PER_CALL, DEVICE_ROWS_PER_CALL // max(1, len(tracks)))
         )
-        step = max(1, int(step))
+        stages = run.stages
         pipe = DevicePipeline(
-            device, params, self.package.model_data, self._skin_basis, self._tongue_basis,
-            skin_solver, tongue_solver, dt, lengths, geometry=geometry, cache=self._device_cache,
+            device, run.settings.animator, self.package.model_data, self._skin_basis,
+            self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, lengths,
+            geometry=run.options.geometry, cache=self._device_cache,
         )  # fmt: skip
-        torch = pipe.torch
-        engine = self.engine
-        caps = engine.capabilities
-        on_device = caps.device_tensors and same_device(torch, caps.device, pipe.device)
-        samples = [r.audio.samples for r in runs]
-        feeder = None
-        if on_device and DeviceInputs.nbytes(samples, info.buffer_len, info.buffer_ofs) <= (
-            DEVICE_AUDIO_BYTES
-        ):
-            feeder = DeviceInputs(
-                device, samples, [r.targets for r in runs], [r.emotion_in for r in runs],
-                info.buffer_len, info.buffer_ofs, params["input_strength"], longest,
-            )  # fmt: skip
-        else:
-            self._reserve_batch(len(runs) * step)
-        names = caps.device_inputs
-        network: Any = engine
-        if on_device and self.compile_network and pipe.device.type == "cuda":
-            key = ("compiled", id(engine))
-            if key not in self._device_cache:
-                self._device_cache[key] = CompiledNetwork(engine)
-            network = self._device_cache[key]
-        total = int(lengths.sum()) or 1
-        done = 0
-        for start in range(0, longest, step):
-            if cancel is not None:
-                cancel.check()
-            live_np = np.flatnonzero(lengths > start)
-            n = min(step, int(lengths[live_np].max()) - start)
-            everyone = len(live_np) == len(runs)
-            live = None if everyone else torch.as_tensor(live_np, device=pipe.device)
-            if feeder is not None:
-                audio_rows, emotion_rows = feeder.rows(live, start, n)
-                feeds = {"input": audio_rows, "emotion": emotion_rows}
-                result = network.run_device([feeds[name] for name in names])[0]
-            else:
-                audio_np, emotion_np = self._host_rows([runs[k] for k in live_np], start, n,
-                                                       params["input_strength"])  # fmt: skip
-                if on_device:
-                    feeds = {"input": torch.from_numpy(audio_np).to(pipe.device),
-                             "emotion": torch.from_numpy(emotion_np).to(pipe.device)}  # fmt: skip
-                    result = network.run_device([feeds[name] for name in names])[0]
-                else:
-                    result = torch.from_numpy(self._infer(audio_np, emotion_np))
-            pipe.step(result.reshape(len(live_np), n, -1), live, start)
-            done += int(np.minimum(lengths[live_np] - start, n).sum())
-            if progress is not None:
-                progress(Progress(done / total, "Audio2Face-3D inference"))
-        for run, out in zip(runs, pipe.finish(), strict=True):
-            frames = run.frames
-            frames.skin_w, frames.tongue_w = [out["skin"]], [out["tongue"]]
-            frames.jaw, frames.eye = [out["jaw"]], [out["eyes"]]
-            if geometry:
-                frames.skin_geo = [out["skin_geometry"]]
-                frames.tongue_geo = [out["tongue_geometry"]]
+        return RegressionStep(self, pipe, max(1, int(per_call))), DeviceChain(pipe)
 
-    def _host_rows(
-        self, runs: Sequence[_TrackRun], start: int, frames: int, strength: float
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Network inputs of frames ``start ..`` of ``runs`` built on the host (zero rows past
-        a track's end), ``frames`` rows per track."""
+    def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
+        """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
         info = self.package.network_info
-        audio_rows = np.zeros((len(runs) * frames, 1, info.buffer_len), dtype=np.float32)
-        emotion_rows = np.zeros((len(runs) * frames, 1, info.emotion_size), dtype=np.float32)
-        for k, run in enumerate(runs):
-            sl = slice(start, min(start + frames, len(run.targets)))
-            n = sl.stop - sl.start
-            audio_rows[k * frames : k * frames + n, 0] = audio_windows(
-                run.audio.samples, run.targets[sl], info.buffer_len, info.buffer_ofs, strength
-            )
-            emotion_rows[k * frames : k * frames + n, 0] = run.emotion_in[sl]
-        return audio_rows, emotion_rows
+        implicit = np.broadcast_to(
+            settings.implicit_emotion, (len(explicit), info.implicit_emotion_len)
+        )
+        return np.concatenate([implicit, explicit], axis=1).astype(np.float32)
 
     def _infer(self, audio_rows: np.ndarray, emotion_rows: np.ndarray) -> np.ndarray:
         limit = self.engine.max_batch or len(audio_rows)
@@ -545,23 +500,185 @@ class RegressionModel:
             parts.append(self.engine.run(feeds)["result"])
         return np.concatenate(parts) if len(parts) > 1 else parts[0]
 
-    def _result(
-        self, run: _TrackRun, options: InferenceOptions, fps: Fraction, effective: dict[str, Any]
-    ) -> AnimationResult:
-        return run.frames.result(
-            run.audio, options, fps, model=self.name, version=self.version,
-            parameters=effective, skin_columns=self._skin_columns,
-            tongue_columns=self._tongue_columns, emotions=run.explicit,
-            emotion_names=self.emotion_names,
-        )  # fmt: skip
-
 
 @dataclass
-class _TrackRun:
-    """One track's inputs, per-track stage state, and collected outputs."""
+class _Run:
+    """What every track of one options set shares: validated settings and prepared stages."""
 
-    audio: Audio
-    targets: np.ndarray
-    emotion_in: np.ndarray
-    explicit: np.ndarray
-    frames: TrackFrames  # post-network stages and outputs
+    options: InferenceOptions
+    settings: Settings
+    fps: Fraction
+    dt: np.float32
+    stages: TrackFrames  # prepared (never run): fresh() per track
+    skin_basis: np.ndarray  # the PCA basis the NumPy stages decode with
+
+
+class _TrackState:
+    """One track's feeds: its run, emotion curve, and the explicit emotion rows it was fed
+    (the result's ``emotions``), kept until handed out."""
+
+    def __init__(self, run: _Run, curve: EmotionCurve, index: int, width: int) -> None:
+        self.run = run
+        self.curve = curve
+        self.width = width  # explicit emotions per row
+        self.index = index  # position among an offline run's tracks (device inputs)
+        self._explicit: list[np.ndarray] = []
+
+    def targets(self, first: int, count: int) -> np.ndarray:
+        """Target samples of frames ``first .. first + count`` (:func:`.timing.frame_targets`)."""
+        fps = self.run.fps
+        index = np.arange(first, first + count, dtype=np.int64)
+        return (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
+
+    def explicit(self, targets: np.ndarray) -> np.ndarray:
+        rows = self.curve.sample(targets)
+        self._explicit.append(rows)
+        return rows
+
+    def take_explicit(self, count: int | None = None) -> np.ndarray:
+        """The explicit emotion rows of the next ``count`` frames handed out (all: None)."""
+        rows = (np.concatenate(self._explicit) if self._explicit
+                else np.zeros((0, self.width), np.float32))  # fmt: skip
+        count = len(rows) if count is None else count
+        rest = rows[count:]
+        self._explicit = [rest] if len(rest) else []
+        return rows[:count]
+
+
+class RegressionStep:
+    """The regression network as an executor step (:class:`.executor.ModelStep`): a unit is one
+    output frame; its window ``[t - buffer_ofs, t - buffer_ofs + buffer_len)`` around the frame's
+    target sample ``t`` must have arrived (or the clip ended: zeros past the end, as offline).
+    Each call holds ``units_per_call`` rows per track (a short span is padded with zero rows), so
+    the rows a frame gets do not depend on the other tracks or on how the audio was pushed.
+
+    ``pipeline`` None: host rows, the NumPy stages. Else the device run of an offline batch: its
+    :class:`.postprocess_gpu.DevicePipeline`, the rows built on the device where they fit
+    (:meth:`prepare_device_inputs`), the network's outputs never leaving the device.
+    """
+
+    def __init__(self, model: RegressionModel, pipeline: Any, units_per_call: int) -> None:
+        self.model = model
+        self.pipeline = pipeline
+        self.units_per_call = max(1, int(units_per_call))
+        info = model.package.network_info
+        self.buffer_len, self.buffer_ofs = int(info.buffer_len), int(info.buffer_ofs)
+        #: samples after a frame's target that its window needs (may be <= 0 for odd networks)
+        self.lookahead = self.buffer_len - self.buffer_ofs
+        self._feeder: Any = None
+        self._network: Any = model.engine
+        self._on_device = False
+
+    # ------------------------------------------------------------------------- ModelStep
+
+    def ready_units(self, track: Track) -> int:
+        fps = track.state.run.fps
+        received = track.audio.received
+        existing = num_frames_for(received, fps)
+        if track.audio.ended:
+            return existing
+        # window complete <=> t_k + lookahead <= received <=> t_k < received - lookahead + 1
+        return min(existing, num_frames_for(received - self.lookahead + 1, fps))
+
+    def keep_from(self, track: Track) -> int:
+        return max(0, int(track.state.targets(track.next_unit, 1)[0]) - self.buffer_ofs)
+
+    def run(self, spans: Sequence[Span]) -> list[ChainStep]:
+        if self.pipeline is not None:
+            return [self._run_device(spans)]
+        per_call = self.units_per_call
+        audio_rows, emotion_rows = self._host_rows(spans, per_call)
+        self.model._reserve_batch(len(audio_rows))
+        result = self.model._infer(audio_rows, emotion_rows)
+        rows = result.reshape(len(spans), per_call, -1)
+        groups: dict[int, list[int]] = {}
+        for g, span in enumerate(spans):
+            groups.setdefault(span.count, []).append(g)
+        return [
+            ChainStep(rows[members, :count], [spans[g].track for g in members],
+                      [spans[g].first for g in members])  # fmt: skip
+            for count, members in groups.items()
+        ]
+
+    # ------------------------------------------------------------------------- feeds
+
+    def _host_rows(self, spans: Sequence[Span], per_track: int) -> tuple[np.ndarray, np.ndarray]:
+        """Network inputs of ``spans`` built on the host, ``per_track`` rows per span (zero rows
+        past a span's count)."""
+        info = self.model.package.network_info
+        audio_rows = np.zeros((len(spans) * per_track, 1, self.buffer_len), dtype=np.float32)
+        emotion_rows = np.zeros((len(spans) * per_track, 1, info.emotion_size), dtype=np.float32)
+        for k, span in enumerate(spans):
+            state: _TrackState = span.track.state
+            targets = state.targets(span.first, span.count)
+            held, first_held = span.track.audio.view()
+            at = k * per_track
+            audio_rows[at : at + span.count, 0] = audio_windows(
+                held, targets - first_held, self.buffer_len, self.buffer_ofs,
+                state.run.settings.animator["input_strength"],
+            )  # fmt: skip
+            emotion_rows[at : at + span.count, 0] = self.model._emotion_input(
+                state.run.settings, state.explicit(targets)
+            )
+        return audio_rows, emotion_rows
+
+    def prepare_device_inputs(self, tracks: Sequence[Track]) -> None:
+        """Offline device run: upload every clip once and window it on the device
+        (:class:`.postprocess_gpu.DeviceInputs`) when the engine takes device tensors there and
+        the padded clips fit in :data:`DEVICE_AUDIO_BYTES`; compile the network if asked."""
+        from .postprocess_gpu import CompiledNetwork, DeviceInputs, same_device
+
+        model, pipe = self.model, self.pipeline
+        caps = model.engine.capabilities
+        self._on_device = caps.device_tensors and same_device(pipe.torch, caps.device, pipe.device)
+        samples = [t.audio.view()[0] for t in tracks]
+        if self._on_device and DeviceInputs.nbytes(samples, self.buffer_len, self.buffer_ofs) <= (
+            DEVICE_AUDIO_BYTES
+        ):
+            longest = max((self.ready_units(t) for t in tracks), default=0)
+            emotions, strength = [], 1.0
+            for t in tracks:
+                state: _TrackState = t.state
+                explicit = state.explicit(state.targets(0, self.ready_units(t)))
+                emotions.append(model._emotion_input(state.run.settings, explicit))
+                strength = state.run.settings.animator["input_strength"]
+            self._feeder = DeviceInputs(
+                str(pipe.device), samples, [t.state.targets(0, self.ready_units(t)) for t in tracks],
+                emotions, self.buffer_len, self.buffer_ofs, strength, longest,
+            )  # fmt: skip
+        else:
+            model._reserve_batch(len(tracks) * self.units_per_call)
+        if self._on_device and model.compile_network and pipe.device.type == "cuda":
+            key = ("compiled", id(model.engine))
+            if key not in model._device_cache:
+                model._device_cache[key] = CompiledNetwork(model.engine)
+            self._network = model._device_cache[key]
+
+    def _run_device(self, spans: Sequence[Span]) -> ChainStep:
+        """One call of an offline device run: every live track at the same frame (they advance
+        together), ``n`` rows each (a track past its end gets padding the pipeline drops)."""
+        torch = self.pipeline.torch
+        device = self.pipeline.device
+        start = spans[0].first
+        n = max(s.count for s in spans)
+        ids = [s.track.state.index for s in spans]
+        everyone = len(ids) == len(self.pipeline.lengths)
+        live = None if everyone else torch.as_tensor(np.asarray(ids, np.int64), device=device)
+        names = self.model.engine.capabilities.device_inputs
+        if self._feeder is not None:
+            audio_rows, emotion_rows = self._feeder.rows(live, start, n)
+            feeds = {"input": audio_rows, "emotion": emotion_rows}
+            result = self._network.run_device([feeds[name] for name in names])[0]
+        else:
+            audio_np, emotion_np = self._host_rows(
+                [Span(s.track, s.first, min(n, self.ready_units(s.track) - s.first)) for s in spans],
+                n,
+            )
+            if self._on_device:
+                feeds = {"input": torch.from_numpy(audio_np).to(device),
+                         "emotion": torch.from_numpy(emotion_np).to(device)}  # fmt: skip
+                result = self._network.run_device([feeds[name] for name in names])[0]
+            else:
+                result = torch.from_numpy(self.model._infer(audio_np, emotion_np))
+        tracks = [s.track for s in spans]
+        return ChainStep(result.reshape(len(spans), n, -1), tracks, [start] * len(spans))

@@ -83,6 +83,16 @@ class AudioAccumulator:
         self._resampler: Any = None
         self.ended = False  # flush() was called: no more audio comes
 
+    @classmethod
+    def whole(cls, samples: np.ndarray) -> AudioAccumulator:
+        """A closed clip's 16 kHz samples, held as they are (the offline run: no copy)."""
+        audio = cls()
+        audio._samples = np.asarray(samples, dtype=np.float32)
+        audio.received = len(audio._samples)
+        audio.rate = SAMPLE_RATE
+        audio.ended = True
+        return audio
+
     @property
     def buffered(self) -> int:
         """Samples held now (bounded on endless streams when the reader drops)."""

@@ -82,8 +82,28 @@ class TrackFrames:
             self.skin_geo.append(skin)
             self.tongue_geo.append(tongue)
 
+    def take_block(self) -> dict[str, np.ndarray] | None:
+        """The frames added since the last take as one :data:`.post_chain.FrameBlock` (None
+        when there are none); the filter/saccade/solver state stays."""
+        if not self.skin_w:
+            return None
+
+        def cat(parts: list[np.ndarray]) -> np.ndarray:
+            return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+        block = {"skin": cat(self.skin_w), "tongue": cat(self.tongue_w), "jaw": cat(self.jaw),
+                 "eyes": cat(self.eye)}  # fmt: skip
+        if self.keep_geometry:
+            block["skin_geometry"] = cat(self.skin_geo)
+            block["tongue_geometry"] = cat(self.tongue_geo)
+        for part in (self.skin_w, self.tongue_w, self.jaw, self.eye, self.skin_geo,
+                     self.tongue_geo):  # fmt: skip
+            part.clear()
+        return block
+
     def result(
         self,
+        block: Mapping[str, np.ndarray] | None,
         audio: Audio,
         options: InferenceOptions,
         fps: Fraction,
@@ -96,20 +116,26 @@ class TrackFrames:
         emotions: np.ndarray,
         emotion_names: tuple[str, ...],
     ) -> AnimationResult:
-        """The track's :class:`AnimationResult`: ARKit-52 and tongue-16 weights by name (the
-        solvers' columns), jaw matrices, eye rotations, the emotion input, optional geometry."""
+        """A track's :class:`AnimationResult` from its frames ``block`` (a
+        :data:`.post_chain.FrameBlock`; None = no frames): ARKit-52 and tongue-16 weights by
+        name (the solvers' columns), jaw matrices, eye rotations, the emotion input, optional
+        geometry. Called on the prepared stages (their sizes), not on a track's copy."""
+        block = block or {}
 
-        def cat(parts: list[np.ndarray], width: int | tuple[int, ...]) -> np.ndarray:
+        def get(key: str, width: int | tuple[int, ...]) -> np.ndarray:
             shape = width if isinstance(width, tuple) else (width,)
-            return np.concatenate(parts) if parts else np.zeros((0, *shape), dtype=np.float32)
+            value = block.get(key)
+            return np.zeros((0, *shape), np.float32) if value is None else value
 
-        skin_w = cat(self.skin_w, self.skin_solver.num_poses)
-        tongue_w = cat(self.tongue_w, self.tongue_solver.num_poses)
+        skin_w = get("skin", self.skin_solver.num_poses)
+        tongue_w = get("tongue", self.tongue_solver.num_poses)
         arrays: dict[str, np.ndarray] = {}
         if self.keep_geometry:
             skin_size, tongue_size = self.skin.neutral.size, self.neutral_tongue.size
-            arrays["skin_geometry"] = cat(self.skin_geo, skin_size).reshape(-1, skin_size // 3, 3)
-            arrays["tongue_geometry"] = cat(self.tongue_geo, tongue_size).reshape(
+            arrays["skin_geometry"] = get("skin_geometry", skin_size).reshape(
+                -1, skin_size // 3, 3
+            )
+            arrays["tongue_geometry"] = get("tongue_geometry", tongue_size).reshape(
                 -1, tongue_size // 3, 3
             )
         return AnimationResult(
@@ -125,8 +151,8 @@ class TrackFrames:
             parameters=parameters,
             tongue_weights=np.ascontiguousarray(tongue_w[:, tongue_columns], dtype=np.float32),
             tongue_names=TONGUE_16,
-            jaw_transforms=cat(self.jaw, (4, 4)),
-            eye_rotations=cat(self.eye, 6),
+            jaw_transforms=get("jaw", (4, 4)),
+            eye_rotations=get("eyes", 6),
             emotions=np.asarray(emotions, np.float32),
             emotion_names=emotion_names,
             arrays=arrays,

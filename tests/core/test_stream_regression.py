@@ -15,7 +15,8 @@ from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ParameterE
 from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
 from a2x_core.regression import RegressionModel
-from a2x_core.regression_stream import RegressionStream, StreamFrame
+from a2x_core.stream import Stream as RegressionStream
+from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import frame_targets
 from tests.a2f_folders import BUFFER_LEN, BUFFER_OFS, GeneratedModel, make_regression_folder
 from tests.conftest import SAMPLE
@@ -182,3 +183,76 @@ def test_bad_pushes_cancel_and_close(model: RegressionModel, speech: np.ndarray)
     assert closed.close() == []
     with pytest.raises(ParameterError, match="closed"):
         closed.push(speech[:10])
+
+
+class _CountingEngine:
+    """The model's real engine, counting the rows of each network call (no result changed)."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self.calls: list[int] = []
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+    def run(self, feeds):
+        self.calls.append(len(feeds["input"]))
+        return self._engine.run(feeds)
+
+
+def test_streams_on_one_executor_share_network_calls_and_keep_their_own_frames(
+    folder: GeneratedModel, speech: np.ndarray
+) -> None:
+    """Three streams with their own options, joining and leaving at different times and pushing
+    different chunk sizes, share one executor: each tick is one network call holding every
+    stream's ready frames, and each stream still gets its own offline frames."""
+    model = load_model(folder.model_json, backend="onnxruntime", threads=1)
+    assert isinstance(model, RegressionModel)
+    choices = [
+        InferenceOptions(fps=30, emotions=KEYS),
+        InferenceOptions(fps=60, parameters={"upper_face_smoothing": 0.01}),
+        InferenceOptions(fps=Fraction(30000, 1001), parameters={"skin.bsWeightMultipliers.jawOpen": 1.3}),
+    ]
+    clips = [speech, speech[4000:40000], speech[::-1].copy()]
+    offline = [model.animate([Audio(c)], o)[0] for c, o in zip(clips, choices, strict=True)]
+    counting = _CountingEngine(model.engine)
+    model.engine = counting
+    executor = model.stream_executor()
+    joins = [0, 3, 6]  # ticks at which each stream opens
+    streams: list = [None, None, None]
+    frames: list[list[StreamFrame]] = [[], [], []]
+    at = [0, 0, 0]
+    block = 1600  # 100 ms ticks
+    for tick in range(80):
+        for k in range(3):
+            if tick == joins[k]:
+                streams[k] = model.open_stream(choices[k], executor=executor)
+            s = streams[k]
+            if s is None or s.closed:
+                continue
+            size = block + 37 * k
+            s.feed(clips[k][at[k] : at[k] + size])
+            at[k] += size
+        calls_before = len(counting.calls)
+        executor.run_ready()
+        ready = sum(1 for s in streams if s is not None and not s.closed)
+        if ready > 1 and len(counting.calls) > calls_before:
+            # every stream with ready frames rode in the same call (16 rows each)
+            assert counting.calls[calls_before] % 16 == 0
+        for k, s in enumerate(streams):
+            if s is None or s.closed:
+                continue
+            frames[k] += s.pull()
+            if at[k] >= len(clips[k]):
+                frames[k] += s.close()
+    assert all(s is not None and s.closed for s in streams)
+    assert max(counting.calls) >= 3 * 16  # at least one call held all three streams
+    for got, want in zip(frames, offline, strict=True):
+        _assert_same_frames(got, want, atol=1e-5)
+    assert executor.tracks == []  # closed streams leave the executor
+
+
+def test_a_stream_of_another_model_is_refused(folder: GeneratedModel, model: RegressionModel) -> None:
+    other = load_model(folder.model_json, backend="onnxruntime", threads=1)
+    with pytest.raises(ParameterError, match="another model"):
+        model.open_stream(InferenceOptions(), executor=other.stream_executor())
