@@ -353,7 +353,7 @@ class RegressionModel:
     def stream_executor(self) -> Executor:
         """An executor for streams of this model (the CPU stages); streams opened on the same
         executor share network calls."""
-        return Executor(RegressionStep(self, None, int(self.frames_per_call)))
+        return Executor(RegressionStep(self, None, int(self.frames_per_call), pad=False))
 
     def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
         state: _TrackState = track.state
@@ -549,18 +549,24 @@ class RegressionStep:
     """The regression network as an executor step (:class:`.executor.ModelStep`): a unit is one
     output frame; its window ``[t - buffer_ofs, t - buffer_ofs + buffer_len)`` around the frame's
     target sample ``t`` must have arrived (or the clip ended: zeros past the end, as offline).
-    Each call holds ``units_per_call`` rows per track (a short span is padded with zero rows), so
-    the rows a frame gets do not depend on the other tracks or on how the audio was pushed.
+    Offline, each call holds ``units_per_call`` rows per track (a short span padded with zero
+    rows); a stream executor sends only the ready rows (``pad=False``): a frame's values then
+    differ from offline only by the float rounding of the batch it rode in (~1e-8).
 
     ``pipeline`` None: host rows, the NumPy stages. Else the device run of an offline batch: its
     :class:`.postprocess_gpu.DevicePipeline`, the rows built on the device where they fit
     (:meth:`prepare_device_inputs`), the network's outputs never leaving the device.
     """
 
-    def __init__(self, model: RegressionModel, pipeline: Any, units_per_call: int) -> None:
+    def __init__(
+        self, model: RegressionModel, pipeline: Any, units_per_call: int, *, pad: bool = True
+    ) -> None:
         self.model = model
         self.pipeline = pipeline
         self.units_per_call = max(1, int(units_per_call))
+        #: pad a short span to ``units_per_call`` zero rows (offline: every call's rows as
+        #: before); streams send only real rows, so compute follows the frames
+        self.pad = pad
         info = model.package.network_info
         self.buffer_len, self.buffer_ofs = int(info.buffer_len), int(info.buffer_ofs)
         #: samples after a frame's target that its window needs (may be <= 0 for odd networks)
@@ -586,33 +592,37 @@ class RegressionStep:
     def run(self, spans: Sequence[Span]) -> list[ChainStep]:
         if self.pipeline is not None:
             return [self._run_device(spans)]
-        per_call = self.units_per_call
-        audio_rows, emotion_rows = self._host_rows(spans, per_call)
+        width = self.units_per_call if self.pad else None
+        audio_rows, emotion_rows = self._host_rows(spans, width)
         self.model._reserve_batch(len(audio_rows))
-        result = self.model._infer(audio_rows, emotion_rows)
-        rows = result.reshape(len(spans), per_call, -1)
+        result = self.model._infer(audio_rows, emotion_rows).reshape(len(audio_rows), -1)
+        at = np.cumsum([0] + [width or s.count for s in spans])
         groups: dict[int, list[int]] = {}
         for g, span in enumerate(spans):
             groups.setdefault(span.count, []).append(g)
         return [
-            ChainStep(rows[members, :count], [spans[g].track for g in members],
-                      [spans[g].first for g in members])  # fmt: skip
+            ChainStep(np.stack([result[at[g] : at[g] + count] for g in members]),
+                      [spans[g].track for g in members], [spans[g].first for g in members])  # fmt: skip
             for count, members in groups.items()
         ]
 
     # ------------------------------------------------------------------------- feeds
 
-    def _host_rows(self, spans: Sequence[Span], per_track: int) -> tuple[np.ndarray, np.ndarray]:
-        """Network inputs of ``spans`` built on the host, ``per_track`` rows per span (zero rows
-        past a span's count)."""
+    def _host_rows(
+        self, spans: Sequence[Span], per_track: int | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Network inputs of ``spans`` built on the host: ``per_track`` rows per span (zero rows
+        past a span's count), or None: each span's own count of rows, back to back."""
         info = self.model.package.network_info
-        audio_rows = np.zeros((len(spans) * per_track, 1, self.buffer_len), dtype=np.float32)
-        emotion_rows = np.zeros((len(spans) * per_track, 1, info.emotion_size), dtype=np.float32)
-        for k, span in enumerate(spans):
+        widths = [per_track or s.count for s in spans]
+        rows = sum(widths)
+        audio_rows = np.zeros((rows, 1, self.buffer_len), dtype=np.float32)
+        emotion_rows = np.zeros((rows, 1, info.emotion_size), dtype=np.float32)
+        at = 0
+        for span, width in zip(spans, widths, strict=True):
             state: _TrackState = span.track.state
             targets = state.targets(span.first, span.count)
             held, first_held = span.track.audio.view()
-            at = k * per_track
             audio_rows[at : at + span.count, 0] = audio_windows(
                 held, targets - first_held, self.buffer_len, self.buffer_ofs,
                 state.run.settings.animator["input_strength"],
@@ -620,6 +630,7 @@ class RegressionStep:
             emotion_rows[at : at + span.count, 0] = self.model._emotion_input(
                 state.run.settings, state.explicit(targets)
             )
+            at += width
         return audio_rows, emotion_rows
 
     def prepare_device_inputs(self, tracks: Sequence[Track]) -> None:

@@ -205,7 +205,7 @@ def test_streams_on_one_executor_share_network_calls_and_keep_their_own_frames(
 ) -> None:
     """Three streams with their own options, joining and leaving at different times and pushing
     different chunk sizes, share one executor: each tick is one network call holding every
-    stream's ready frames, and each stream still gets its own offline frames."""
+    stream's ready frames (no padding rows), and each stream still gets its own offline frames."""
     model = load_model(folder.model_json, backend="onnxruntime", threads=1)
     assert isinstance(model, RegressionModel)
     choices = [
@@ -223,6 +223,7 @@ def test_streams_on_one_executor_share_network_calls_and_keep_their_own_frames(
     frames: list[list[StreamFrame]] = [[], [], []]
     at = [0, 0, 0]
     block = 1600  # 100 ms ticks
+    shared_ticks = 0  # ticks whose one call served all three streams
     for tick in range(80):
         for k in range(3):
             if tick == joins[k]:
@@ -235,18 +236,20 @@ def test_streams_on_one_executor_share_network_calls_and_keep_their_own_frames(
             at[k] += size
         calls_before = len(counting.calls)
         executor.run_ready()
-        ready = sum(1 for s in streams if s is not None and not s.closed)
-        if ready > 1 and len(counting.calls) > calls_before:
-            # every stream with ready frames rode in the same call (16 rows each)
-            assert counting.calls[calls_before] % 16 == 0
+        calls = len(counting.calls) - calls_before
+        assert calls <= 1  # one call per tick, whatever the number of streams with frames
+        served = 0
         for k, s in enumerate(streams):
             if s is None or s.closed:
                 continue
-            frames[k] += s.pull()
+            new = s.pull()
+            served += bool(new)
+            frames[k] += new
             if at[k] >= len(clips[k]):
                 frames[k] += s.close()
+        shared_ticks += served == 3 and calls == 1
     assert all(s is not None and s.closed for s in streams)
-    assert max(counting.calls) >= 3 * 16  # at least one call held all three streams
+    assert shared_ticks >= 5
     for got, want in zip(frames, offline, strict=True):
         _assert_same_frames(got, want, atol=1e-5)
     assert executor.tracks == []  # closed streams leave the executor
