@@ -87,6 +87,9 @@ class Executor:
     def __init__(self, step: ModelStep) -> None:
         self.step = step
         self.tracks: list[Track] = []
+        #: what the model kind shares between the tracks of one settings set (its prepared run
+        #: and chain), keyed by the kind
+        self.shared: dict[Any, Any] = {}
 
     def add(self, track: Track) -> Track:
         self.tracks.append(track)

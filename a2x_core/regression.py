@@ -309,12 +309,12 @@ class RegressionModel:
 
     def _open_track(
         self, executor: Executor, audio: AudioAccumulator, run: _Run, chain: PostChain,
-        start_s: float,
+        start_s: float, emotions: Any,
     ) -> Track:  # fmt: skip
-        """A track of ``run`` in ``executor``; its frames go to ``chain``."""
+        """A track of ``run`` in ``executor`` with its own emotion keys; frames go to ``chain``."""
         info = self.package.network_info
         curve = explicit_emotion_curve(
-            run.options.emotions, self.emotion_names, info.default_emotion, start_s=start_s
+            emotions, self.emotion_names, info.default_emotion, start_s=start_s
         )
         state = _TrackState(run, curve, len(executor.tracks), len(self.emotion_names))
         return executor.add(Track(audio, state, chain, chain.open_slot(run.stages)))
@@ -343,10 +343,15 @@ class RegressionModel:
                 "the executor belongs to another model",
                 hint="open the stream with this model's stream_executor()",
             )
-        run = self._prepare(options)
+        # streams of the same settings and rate share one run and one chain (its solver; on a
+        # device, its batched state); emotion keys stay per stream
+        key = ("regression", Fraction(options.fps), repr(sorted((options.parameters or {}).items())))
+        if key not in executor.shared:
+            run = self._prepare(options)
+            executor.shared[key] = (run, HostChain(self._split_for(run.skin_basis)))
+        run, chain = executor.shared[key]
         info = self.package.network_info
-        track = self._open_track(executor, AudioAccumulator(), run, HostChain(self._split_for(
-            run.skin_basis)), 0.0)  # fmt: skip
+        track = self._open_track(executor, AudioAccumulator(), run, chain, 0.0, options.emotions)
         self._reserve_batch(max(1, int(self.frames_per_call)))  # TensorRT: one call's rows
         return Stream(executor, track, self._stream_frames, info.buffer_len - info.buffer_ofs)
 
@@ -392,7 +397,7 @@ class RegressionModel:
             step, chain = self._device_step(device, run, tracks)
         executor = Executor(step)
         opened = [self._open_track(executor, AudioAccumulator.whole(audio.samples), run, chain,
-                                   audio.start_s) for audio in tracks]  # fmt: skip
+                                   audio.start_s, options.emotions) for audio in tracks]  # fmt: skip
         if device is not None:
             step.prepare_device_inputs(executor.tracks)
         total = sum(step.ready_units(t) for t in opened)

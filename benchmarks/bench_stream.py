@@ -1,0 +1,236 @@
+"""Streaming latency and load (issue 12 point 5): audio in -> frame out, and how many streams one
+machine sustains.
+
+For each model kind asked for (``--models``):
+
+- **latency**: one stream, 20 ms blocks (``--block-ms``) of real speech pushed at real-time pace
+  (``--no-pace``: as fast as possible) for ``--seconds``. Per frame: the *look-ahead* part = audio
+  that had to arrive after the frame's target sample before the push that returned it (the
+  model's window, plus the block's quantisation), in audio time; the *compute* part = wall time of
+  that push divided by the frames it returned (per frame), and the push's wall time itself; p50
+  and p99 of each.
+- **load**: N streams on one executor (shared network calls); every tick feeds each stream one
+  block, runs the executor once and pulls every stream. N is sustained when the p99 tick time
+  stays under the block's duration (the streams keep up with real time). N doubles until it
+  fails, then bisects; each trial runs ``--load-seconds`` of audio.
+
+Models: ``regression`` (Mark-sized folder around the architecture-faithful ~18.3 M-parameter
+network of ``a2f_network.py``, random weights; built once into ``--cache``), ``diffusion``
+(the ~same-size v3.0 network of ``diffusion_network.py`` in a generated folder) and ``default``
+(the embedded model), each where its streaming mode exists.
+
+Usage: python benchmarks/bench_stream.py [--models regression,default] [--fps 30,60]
+       [--seconds 60] [--device cpu|cuda] [--max-streams 4096] [--out results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import time
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+SAMPLE_RATE = 16000
+
+
+def speech(seconds: float) -> np.ndarray:
+    """Real speech (the repo's sample, looped) of ``seconds`` at 16 kHz."""
+    from a2x_core.audio import decode_audio
+
+    clip = decode_audio(REPO / "samples" / "jfk.flac").samples
+    reps = int(np.ceil(seconds * SAMPLE_RATE / len(clip)))
+    return np.tile(clip, reps)[: int(seconds * SAMPLE_RATE)]
+
+
+def percentiles(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return float("nan"), float("nan")
+    return float(np.percentile(values, 50)), float(np.percentile(values, 99))
+
+
+def latency(open_stream: Callable[[], Any], samples: np.ndarray, block: int, fps: Fraction,
+            pace: bool) -> dict[str, Any]:  # fmt: skip
+    """One stream at real-time pace; see the module docstring."""
+    stream = open_stream()
+    period = block / SAMPLE_RATE
+    lookahead_ms: list[float] = []
+    compute_ms: list[float] = []
+    push_ms: list[float] = []
+    frames = 0
+    t0 = time.perf_counter()
+    for i, at in enumerate(range(0, len(samples), block)):
+        if pace:
+            delay = t0 + (i + 1) * period - time.perf_counter()  # the block's last sample
+            if delay > 0:
+                time.sleep(delay)
+        start = time.perf_counter()
+        out = stream.push(samples[at : at + block])
+        spent = time.perf_counter() - start
+        push_ms.append(1e3 * spent)
+        received = stream.samples_received
+        for frame in out:
+            target = (frame.index * SAMPLE_RATE * fps.denominator) // fps.numerator
+            lookahead_ms.append(1e3 * (received - target) / SAMPLE_RATE)
+            compute_ms.append(1e3 * spent / len(out))
+        frames += len(out)
+    frames += len(stream.close())
+    return {
+        "frames": frames,
+        "stated_lookahead_ms": 1e3 * stream.lookahead_samples / SAMPLE_RATE,
+        "lookahead": percentiles(lookahead_ms),
+        "compute": percentiles(compute_ms),
+        "push": percentiles(push_ms),
+    }
+
+
+def load_trial(open_stream: Callable[[Any], Any], make_executor: Callable[[], Any],
+               samples: np.ndarray, block: int, streams: int, seconds: float) -> float:  # fmt: skip
+    """p99 tick time (s) of ``streams`` streams on one executor, ``seconds`` of audio each."""
+    executor = make_executor()
+    opened = [open_stream(executor) for _ in range(streams)]
+    ticks = []
+    offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
+    for tick in range(int(seconds * SAMPLE_RATE / block)):
+        start = time.perf_counter()
+        for k, stream in enumerate(opened):
+            at = (int(offsets[k]) + tick * block) % (len(samples) - block)
+            stream.feed(samples[at : at + block])
+        executor.run_ready()
+        for stream in opened:
+            stream.pull()
+        ticks.append(time.perf_counter() - start)
+    for stream in opened:
+        stream.cancel()
+    warm = ticks[len(ticks) // 10 :] or ticks  # the first ticks hold no frames yet (look-ahead)
+    return float(np.percentile(warm, 99))
+
+
+def sustained(trial: Callable[[int], float], period: float, limit: int,
+              budget_s: float) -> tuple[int, dict[int, float]]:  # fmt: skip
+    """Largest N with p99 tick <= period: doubling, then bisection, within ``budget_s``."""
+    seen: dict[int, float] = {}
+    good, bad = 0, None
+    n = 1
+    deadline = time.perf_counter() + budget_s
+    while n <= limit and time.perf_counter() < deadline:
+        seen[n] = trial(n)
+        if seen[n] <= period:
+            good = n
+            n *= 2
+        else:
+            bad = n
+            break
+    while bad is not None and bad - good > max(1, good // 8) and time.perf_counter() < deadline:
+        mid = (good + bad) // 2
+        seen[mid] = trial(mid)
+        if seen[mid] <= period:
+            good = mid
+        else:
+            bad = mid
+    return good, seen
+
+
+def regression_model(args: argparse.Namespace) -> Any:
+    from bench_regression import ensure_folder
+
+    from a2x_core.models import load_model
+
+    model_json = ensure_folder(args.cache / "regression")
+    if args.device == "cpu":
+        return load_model(model_json, backend="onnxruntime", threads=args.threads)
+    return load_model(model_json, backend="torch", device=args.device, precision=args.precision)
+
+
+def kinds(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
+    """Model kind -> loader; a kind without ``open_stream`` is reported as not streaming."""
+    loaders: dict[str, Callable[[], Any]] = {"regression": lambda: regression_model(args)}
+
+    def default() -> Any:
+        from a2x_core.models import load_model
+
+        return load_model("default")
+
+    loaders["default"] = default
+    return loaders
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="regression,default")
+    parser.add_argument("--fps", default="30,60")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--block-ms", type=float, default=20.0)
+    parser.add_argument("--no-pace", action="store_true")
+    parser.add_argument("--load-seconds", type=float, default=3.0)
+    parser.add_argument("--load-budget-s", type=float, default=240.0)
+    parser.add_argument("--max-streams", type=int, default=64)
+    parser.add_argument("--no-load", action="store_true")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    from a2x_core.options import InferenceOptions
+    from a2x_core.timing import parse_fps
+
+    block = int(round(args.block_ms * SAMPLE_RATE / 1000))
+    samples = speech(max(args.seconds, 10.0))
+    lines = [
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
+        f"{os.getloadavg()[0]:.2f}; device {args.device}; block {args.block_ms:g} ms; "
+        f"{'real-time pace' if not args.no_pace else 'no pacing'}",
+        "",
+        "| model | fps | look-ahead p50 / p99 (ms) | compute per frame p50 / p99 (ms) | "
+        "push p50 / p99 (ms) | streams sustained (p99 tick <= block) |",
+        "|---|---|---|---|---|---|",
+    ]
+    loaders = kinds(args)
+    for name in [m for m in args.models.split(",") if m]:
+        model = loaders[name]()
+        if not hasattr(model, "open_stream"):
+            lines.append(f"| {name} | - | does not stream yet | | | |")
+            continue
+        for fps_text in args.fps.split(","):
+            fps = parse_fps(fps_text)
+            options = InferenceOptions(fps=fps)
+            lat = latency(lambda m=model, o=options: m.open_stream(o),
+                          samples[: int(args.seconds * SAMPLE_RATE)], block, fps,
+                          not args.no_pace)  # fmt: skip
+            load = "-"
+            if not args.no_load and hasattr(model, "stream_executor"):
+                best, seen = sustained(
+                    lambda n, m=model, o=options: load_trial(
+                        lambda ex: m.open_stream(o, executor=ex), m.stream_executor, samples,
+                        block, n, args.load_seconds),
+                    block / SAMPLE_RATE, args.max_streams, args.load_budget_s,
+                )  # fmt: skip
+                tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
+                load = f"**{best}** (p99 tick by N: {tried})"
+            la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
+            lines.append(
+                f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "
+                f"{la[0]:.0f} / {la[1]:.0f} | {co[0]:.1f} / {co[1]:.1f} | "
+                f"{pu[0]:.1f} / {pu[1]:.1f} | {load} |"
+            )
+            print(lines[-1], flush=True)
+    text = "\n".join(lines)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
