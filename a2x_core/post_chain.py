@@ -88,28 +88,41 @@ class HostChain:
 class DeviceChain:
     """:class:`.postprocess_gpu.DevicePipeline` behind the chain interface: one pipeline for
     tracks that share one run's settings (its folded matrices and stacked solver), batched over
-    slots. ``pipeline`` is built by the model kind for the tracks it knows (offline: every clip,
-    with its length, so slot ``k`` is clip ``k``)."""
+    slots.
 
-    def __init__(self, pipeline: Any) -> None:
+    Offline (``streaming=False``) the pipeline was built for the run's clips with their lengths
+    (slot ``k`` is clip ``k``, every step one start for all) and hands its frames over at the end
+    (:meth:`.DevicePipeline.finish`, geometry included). Streaming, slots are added and released
+    as streams come and go, each row at its own frame, and :meth:`take` returns the frames
+    since the last take."""
+
+    def __init__(self, pipeline: Any, *, streaming: bool = False) -> None:
         self.pipeline = pipeline
-        self._count = len(pipeline.lengths)
+        self.streaming = streaming
+        self._count = 0 if streaming else len(pipeline.lengths)
         self._opened = 0
         self._torch = pipeline.torch
 
     def open_slot(self, stages: TrackFrames) -> int:
+        if self.streaming:
+            return int(self.pipeline.add_tracks(1)[0])
         if self._opened >= self._count:
             raise RuntimeError("the device pipeline was built for fewer tracks")
         self._opened += 1
         return self._opened - 1
 
     def release(self, slot: int) -> None:
-        """Nothing to free early: the pipeline's state is one tensor over its tracks."""
+        """Streaming: the slot's state is reset for reuse (its untaken frames dropped)."""
+        if self.streaming:
+            self.pipeline.release(slot)
 
     def step(self, rows: Any, slots: Sequence[int], starts: Sequence[int]) -> None:
+        if self.streaming:
+            self.pipeline.step(rows, list(slots), np.asarray(starts, np.int64))
+            return
         start = int(starts[0])
         if any(int(s) != start for s in starts):
-            raise RuntimeError("one device step needs one start frame for all its tracks")
+            raise RuntimeError("one offline device step needs one start frame for all its tracks")
         everyone = len(slots) == self._count and list(slots) == list(range(self._count))
         live = None if everyone else self._torch.as_tensor(
             np.asarray(slots, np.int64), device=self.pipeline.device
@@ -117,7 +130,9 @@ class DeviceChain:
         self.pipeline.step(rows, live, start)
 
     def take(self) -> dict[int, FrameBlock]:
-        """The whole run's frames (the offline pipeline hands them over at its end)."""
+        if self.streaming:
+            return {slot: {k: v for k, v in block.items() if k != "frames"}
+                    for slot, block in self.pipeline.take().items()}  # fmt: skip
         out = {}
         for slot, item in enumerate(self.pipeline.finish()):
             out[slot] = {

@@ -348,7 +348,7 @@ class RegressionModel:
         key = ("regression", Fraction(options.fps), repr(sorted((options.parameters or {}).items())))
         if key not in executor.shared:
             run = self._prepare(options)
-            executor.shared[key] = (run, HostChain(self._split_for(run.skin_basis)))
+            executor.shared[key] = (run, self._stream_chain(run, step.device))
         run, chain = executor.shared[key]
         info = self.package.network_info
         track = self._open_track(executor, AudioAccumulator(), run, chain, 0.0, options.emotions)
@@ -356,9 +356,30 @@ class RegressionModel:
         return Stream(executor, track, self._stream_frames, info.buffer_len - info.buffer_ofs)
 
     def stream_executor(self) -> Executor:
-        """An executor for streams of this model (the CPU stages); streams opened on the same
-        executor share network calls."""
-        return Executor(RegressionStep(self, None, int(self.frames_per_call), pad=False))
+        """An executor for streams of this model; streams opened on the same executor share
+        network calls (one call per :meth:`.executor.Executor.run_ready` round across every
+        stream with ready frames). The stages after the network run where :attr:`postprocess`
+        says (:meth:`postprocess_device`): NumPy per stream, or batched on a torch device."""
+        step = RegressionStep(self, None, int(self.frames_per_call), pad=False)
+        step.device = self.postprocess_device()
+        if step.device is not None:
+            step.prepare_stream_device()
+        return Executor(step)
+
+    def _stream_chain(self, run: _Run, device: str | None) -> PostChain:
+        """The chain the streams of ``run`` share: NumPy stages per stream, or one growable
+        :class:`.postprocess_gpu.DevicePipeline` batched over them."""
+        if device is None:
+            return HostChain(self._split_for(run.skin_basis))
+        from .postprocess_gpu import DevicePipeline
+
+        stages = run.stages
+        pipe = DevicePipeline(
+            device, run.settings.animator, self.package.model_data, self._skin_basis,
+            self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, None,
+            cache=self._device_cache,
+        )  # fmt: skip
+        return DeviceChain(pipe, streaming=True)
 
     def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
         state: _TrackState = track.state
@@ -576,9 +597,12 @@ class RegressionStep:
         self.buffer_len, self.buffer_ofs = int(info.buffer_len), int(info.buffer_ofs)
         #: samples after a frame's target that its window needs (may be <= 0 for odd networks)
         self.lookahead = self.buffer_len - self.buffer_ofs
+        #: torch device of the stages after the network on a stream executor (None: NumPy)
+        self.device: str | None = None
         self._feeder: Any = None
         self._network: Any = model.engine
         self._on_device = False
+        self._torch: Any = None
 
     # ------------------------------------------------------------------------- ModelStep
 
@@ -597,6 +621,8 @@ class RegressionStep:
     def run(self, spans: Sequence[Span]) -> list[ChainStep]:
         if self.pipeline is not None:
             return [self._run_device(spans)]
+        if self.device is not None:
+            return self._run_stream_device(spans)
         width = self.units_per_call if self.pad else None
         audio_rows, emotion_rows = self._host_rows(spans, width)
         self.model._reserve_batch(len(audio_rows))
@@ -669,6 +695,45 @@ class RegressionStep:
             if key not in model._device_cache:
                 model._device_cache[key] = CompiledNetwork(model.engine)
             self._network = model._device_cache[key]
+
+    def prepare_stream_device(self) -> None:
+        """Streams with the stages on :attr:`device`: the network's outputs stay there when the
+        engine takes device tensors on it."""
+        from .backends.torch_engine import import_torch
+        from .postprocess_gpu import same_device
+
+        torch = self._torch = import_torch()
+        caps = self.model.engine.capabilities
+        self._on_device = caps.device_tensors and same_device(
+            torch, caps.device, torch.device(self.device)
+        )
+
+    def _run_stream_device(self, spans: Sequence[Span]) -> list[ChainStep]:
+        """One call for streams at their own frames: host windows (only the ready rows), the
+        network (on the device where it can), rows grouped by count for the device chain."""
+        torch = self._torch
+        device = torch.device(self.device)
+        audio_np, emotion_np = self._host_rows(spans, None)
+        self.model._reserve_batch(len(audio_np))
+        if self._on_device:
+            names = self.model.engine.capabilities.device_inputs
+            feeds = {"input": torch.from_numpy(audio_np).to(device),
+                     "emotion": torch.from_numpy(emotion_np).to(device)}  # fmt: skip
+            result = self._network.run_device([feeds[name] for name in names])[0]
+        else:
+            result = torch.from_numpy(self.model._infer(audio_np, emotion_np)).to(device)
+        result = result.reshape(len(audio_np), -1)
+        at = np.cumsum([0] + [s.count for s in spans])
+        groups: dict[int, list[int]] = {}
+        for g, span in enumerate(spans):
+            groups.setdefault(span.count, []).append(g)
+        out = []
+        for count, members in groups.items():
+            index = at[members][:, None] + np.arange(count)[None, :]
+            rows = result[torch.as_tensor(index, device=result.device)]
+            out.append(ChainStep(rows, [spans[g].track for g in members],
+                                 [spans[g].first for g in members]))  # fmt: skip
+        return out
 
     def _run_device(self, spans: Sequence[Span]) -> ChainStep:
         """One call of an offline device run: every live track at the same frame (they advance
