@@ -52,6 +52,8 @@ from .postprocess import SkinAnimator
 _F32 = np.float32
 #: Jaw (15) and eyes (4) outputs after the PCA coefficients of the network result.
 JAW_SIZE, EYES_SIZE = 15, 4
+#: The outputs of a frame (:meth:`DevicePipeline.take`, :meth:`DevicePipeline.finish`).
+OUTPUT_NAMES = ("skin", "tongue", "jaw", "eyes")
 #: Largest intermediate of the optional geometry decode, in elements (tracks are grouped).
 GEOMETRY_BLOCK = 1 << 27
 #: Outputs kept on the device before they are copied to the host, in bytes.
@@ -534,8 +536,9 @@ class DevicePipeline:
         #: per chunk on the device: (live, release epoch, start(s), frames, packed rows)
         self._pending: list[tuple[Any, int, int | np.ndarray, int, Any]] = []
         self._pending_bytes = 0
-        #: per slot, the chunks on the host not yet taken: (first frame, rows [m, width])
-        self._chunks: dict[int, list[tuple[int, np.ndarray]]] = {}
+        #: per slot, its rows of the host chunks not yet taken: (first frame, frames, row, the
+        #: chunk's outputs split once per chunk -- skin, tongue, jaw, eyes, frame indices)
+        self._chunks: dict[int, list[tuple[int, int, int, tuple[np.ndarray, ...]]]] = {}
         self._free: list[int] = []  # released slots, reused first (smallest first)
         self._epoch = 0  # releases so far: a pending row older than its slot's release is dropped
         self._released_at = np.full(len(self._limits), -1, dtype=np.int64)
@@ -820,6 +823,8 @@ class DevicePipeline:
                               for *_, packed in self._pending])  # fmt: skip
             matrices = kabsch_transforms(torch, jaws, self.neutral_jaw, self.jaw_strength,
                                          self.jaw_offset).reshape(-1, 16)  # fmt: skip
+        ps = self.admm._solvers[0].num_poses
+        pt = self.admm._solvers[1].num_poses
         row = 0
         for live, epoch, starts, n, packed in self._pending:
             g = packed.shape[0]
@@ -827,38 +832,41 @@ class DevicePipeline:
             row += g * n
             host = torch.cat([packed[..., :at], jaw_m, packed[..., at + JAW_SIZE :]],
                              dim=-1).cpu().numpy()  # fmt: skip
-            slots = range(g) if live is None else live.cpu().tolist()
-            for k, slot in enumerate(slots):
-                if self._released_at[slot] >= epoch:
-                    continue  # the slot was released after this chunk: not its new stream's
-                start = starts if isinstance(starts, int) else int(starts[k])
-                m = self._kept(slot, start, n)
-                if m:
-                    self._chunks.setdefault(slot, []).append((start, host[k, :m]))
+            slots = np.arange(g) if live is None else live.cpu().numpy()
+            first = np.full(g, starts) if isinstance(starts, int) else starts
+            parts = (host[..., :ps], host[..., ps : ps + pt],
+                     host[..., ps + pt : ps + pt + 16].reshape(g, n, 4, 4), host[..., ps + pt + 16 :],
+                     first[:, None] + np.arange(n, dtype=np.int64))  # fmt: skip
+            limits = self._limits[slots]
+            kept = np.where(limits < 0, n, np.clip(limits - first, 0, n))
+            # rows of a slot released after this chunk are not its new stream's
+            keep = (self._released_at[slots] < epoch) & (kept > 0)
+            chunks = self._chunks
+            rows = zip(np.flatnonzero(keep).tolist(), slots[keep].tolist(), first[keep].tolist(),
+                       kept[keep].tolist(), strict=True)  # fmt: skip
+            for k, slot, start, m in rows:
+                chunks.setdefault(slot, []).append((start, m, k, parts))
         self._pending.clear()
         self._pending_bytes = 0
 
-    def _split(self, chunks: list[tuple[int, np.ndarray]], copy: bool) -> dict[str, np.ndarray]:
-        """A slot's chunks as named outputs (``copy``: contiguous arrays of their own, else views
-        of the chunks' host rows where one chunk holds them all)."""
-        ps = self.admm._solvers[0].num_poses
-        pt = self.admm._solvers[1].num_poses
-        if len(chunks) == 1:
-            rows = chunks[0][1]
-        elif chunks:
-            rows = np.concatenate([c for _, c in chunks])
+    def _split(self, chunks: list[tuple[int, int, int, tuple[np.ndarray, ...]]],
+               copy: bool) -> dict[str, np.ndarray]:  # fmt: skip
+        """A slot's chunk rows as named outputs (``copy``: contiguous arrays of their own, else
+        views of the host chunk where one chunk holds them all: a tick's take of many streams
+        is a few views per stream)."""
+        if len(chunks) == 1 and not copy:
+            _, m, k, (skin, tongue, jaw, eyes, frames) = chunks[0]
+            return {"skin": skin[k, :m], "tongue": tongue[k, :m], "jaw": jaw[k, :m],
+                    "eyes": eyes[k, :m], "frames": frames[k, :m]}  # fmt: skip
+        if chunks:
+            arrays = [np.concatenate([parts[i][k, :m] for _, m, k, parts in chunks])
+                      for i in range(len(OUTPUT_NAMES) + 1)]  # fmt: skip
         else:
-            rows = np.zeros((0, self._width()), np.float32)
-        frames = (np.concatenate([np.arange(s, s + len(c), dtype=np.int64) for s, c in chunks])
-                  if chunks else np.zeros(0, np.int64))  # fmt: skip
-        pick = np.ascontiguousarray if copy else np.asarray
-        return {
-            "skin": pick(rows[:, :ps]),
-            "tongue": pick(rows[:, ps : ps + pt]),
-            "jaw": pick(rows[:, ps + pt : ps + pt + 16]).reshape(-1, 4, 4),
-            "eyes": pick(rows[:, ps + pt + 16 :]),
-            "frames": frames,
-        }
+            ps = self.admm._solvers[0].num_poses
+            pt = self.admm._solvers[1].num_poses
+            shapes = ((0, ps), (0, pt), (0, 4, 4), (0, 6))
+            arrays = [*(np.zeros(shape, np.float32) for shape in shapes), np.zeros(0, np.int64)]
+        return dict(zip((*OUTPUT_NAMES, "frames"), arrays, strict=True))
 
     def take(self) -> dict[int, dict[str, np.ndarray]]:
         """The frames produced since the last take, per slot that has any (one batched Kabsch,
