@@ -30,6 +30,8 @@ from tests.conftest import SAMPLE  # noqa: E402
 
 #: Stream and offline runs of a track: the same float32 operations, grouped differently.
 ATOL = 1e-6
+#: Meshes (absolute coordinates) of both runs: float32 rounding of the coordinates.
+MESH_RTOL = 5e-7
 FPS = 30
 #: Seconds of the speech sample each track takes (different lengths, different content).
 CLIPS = ((0.0, 2.1), (1.5, 4.4), (3.0, 3.9), (5.2, 7.0), (6.0, 9.5))
@@ -78,10 +80,10 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Chain:
     return Chain(model, [out[k, : len(t)].copy() for k, t in enumerate(targets)], {})
 
 
-def _offline(chain: Chain, clip: int, chunk: int = 7) -> dict[str, np.ndarray]:
+def _offline(chain: Chain, clip: int, chunk: int = 7, geometry: bool = False) -> dict[str, np.ndarray]:
     """One track alone, offline: ``step(..., start=int)`` in chunks, then ``finish()``."""
     rows = chain.rows[clip]
-    pipe = chain.pipeline([len(rows)])
+    pipe = chain.pipeline([len(rows)], geometry=geometry)
     for start in range(0, len(rows), chunk):
         pipe.step(torch.from_numpy(rows[None, start : start + chunk]), None, start)
     return pipe.finish()[0]
@@ -218,10 +220,10 @@ def test_offline_rows_at_their_own_starts_are_cut_at_each_length(
     chain: Chain, alone: list[dict[str, np.ndarray]]
 ) -> None:
     """An offline pipeline (known lengths) stepped with one start per row and chunks padded
-    past a track's end: ``finish`` gives each track's frames, the padding cut."""
+    past a track's end: ``finish`` gives each track's frames and meshes, the padding cut."""
     clips = (2, 0, 3)
     lengths = [len(chain.rows[c]) for c in clips]
-    pipe = chain.pipeline(lengths)
+    pipe = chain.pipeline(lengths, geometry=True)
     offsets = (0, 4, 9)  # track k starts its frames `offsets[k]` ticks late
     chunk = 8
     for tick in range(max(lengths) // chunk + max(offsets) + 1):
@@ -238,6 +240,12 @@ def test_offline_rows_at_their_own_starts_are_cut_at_each_length(
     for k, out in enumerate(pipe.finish()):
         assert len(out["skin"]) == lengths[k]
         _assert_frames({name: [out[name]] for name in out}, alone[clips[k]], lengths[k])
+        meshes = _offline(chain, clips[k], chunk, geometry=True)
+        for name in ("skin_geometry", "tongue_geometry"):
+            assert out[name].shape == meshes[name].shape
+            # coordinates of ~20: the batched basis product may round the last bit differently
+            np.testing.assert_allclose(out[name], meshes[name], atol=ATOL, rtol=MESH_RTOL,
+                                       err_msg=name)  # fmt: skip
 
 
 def test_saccade_clock_extended_in_pieces_equals_one_run() -> None:
