@@ -27,6 +27,10 @@ the two), and the network's output never leaves it:
 - **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
   into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
   frame loop of a chunk is replayed as a CUDA graph.
+- **Tracks** are slots of the state tensors: offline the clips of a batch, streaming any number
+  of streams that join (:meth:`DevicePipeline.add_tracks`) and leave (``release``) while it
+  runs, each chunk's rows at their own frame positions, the frames handed out as they come
+  (``take``).
 
 All of it is float32 (TF32 off) except the folded matrices and Kabsch (float64).
 """
@@ -636,12 +640,12 @@ class DevicePipeline:
         return self._cascades[frames]
 
     @staticmethod
-    def _take(state: Any, live: Any, rows: int) -> Any:
+    def _state_rows(state: Any, live: Any, rows: int) -> Any:
         """The state rows of the chunk's tracks (``live`` None: the first ``rows`` slots)."""
         return state[:rows] if live is None else state[live]
 
     @staticmethod
-    def _put(state: Any, value: Any, live: Any) -> None:
+    def _store_rows(state: Any, value: Any, live: Any) -> None:
         if live is None:
             state[: len(value)] = value
         else:
@@ -660,13 +664,13 @@ class DevicePipeline:
         if first is True:
             state = x[:, :1].expand(g, 4, k)
         elif first is False:
-            state = self._take(stored, live, g)
+            state = self._state_rows(stored, live, g)
         else:
             state = torch.where(first[:, None, None], x[:, :1].expand(g, 4, k),
-                                self._take(stored, live, g))  # fmt: skip
+                                self._state_rows(stored, live, g))  # fmt: skip
         cascade, state_rows = self._cascade(n)
         y = torch.matmul(cascade, torch.cat([x, state], dim=1))  # [G, 2n + 2, K]
-        self._put(stored, y[:, state_rows], live)
+        self._store_rows(stored, y[:, state_rows], live)
         return y[:, :n], y[:, n + 1 : 2 * n + 1]
 
     # ------------------------------------------------------------------------- one chunk
@@ -745,11 +749,11 @@ class DevicePipeline:
             skin_atb = torch.matmul(upper, self.p_upper).add_(torch.matmul(lower, self.p_lower))
             tongue_atb = torch.matmul(tongue, self.p_tongue).add_(self.k_tongue)
             atb = torch.cat([skin_atb.add_(self.k_skin), tongue_atb], dim=-1)
-            prev = None if first is True else self._take(self._prev, live, g)
+            prev = None if first is True else self._state_rows(self._prev, live, g)
             if first is not True and first is not False:  # a fresh track has no previous frame
                 prev = torch.where(first[:, None], 0.0, prev)
             z, last = self.admm.solve_projected(atb, prev)
-            self._put(self._prev, last, live)
+            self._store_rows(self._prev, last, live)
             s2 = self._saccades(starts, n)  # [n, 2] or [G, n, 2]
             sacc = torch.cat([s2, s2], dim=-1) * self.saccade_strength
             values = self.eye_offsets + eyes * self.eyeballs + sacc  # [rx, ry, lx, ly]
