@@ -27,6 +27,10 @@ the two), and the network's output never leaves it:
 - **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
   into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
   frame loop of a chunk is replayed as a CUDA graph.
+- **Tracks** are slots of the state tensors: offline the clips of a batch, streaming any number
+  of streams that join (:meth:`DevicePipeline.add_tracks`) and leave (``release``) while it
+  runs, each chunk's rows at their own frame positions, the frames handed out as they come
+  (``take``).
 
 All of it is float32 (TF32 off) except the folded matrices and Kabsch (float64).
 """
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import heapq
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -51,10 +56,14 @@ from .postprocess import SkinAnimator
 _F32 = np.float32
 #: Jaw (15) and eyes (4) outputs after the PCA coefficients of the network result.
 JAW_SIZE, EYES_SIZE = 15, 4
+#: The outputs of a frame (:meth:`DevicePipeline.take`, :meth:`DevicePipeline.finish`).
+OUTPUT_NAMES = ("skin", "tongue", "jaw", "eyes")
 #: Largest intermediate of the optional geometry decode, in elements (tracks are grouped).
 GEOMETRY_BLOCK = 1 << 27
 #: Outputs kept on the device before they are copied to the host, in bytes.
 SINK_BYTES = 256 << 20
+#: Saccade-table rows computed at least at once when a stream outgrows them (~3 ms of host work).
+SACCADE_GROWTH = 1024
 def upload(torch: Any, array: np.ndarray, device: Any) -> Any:
     """A host array on ``device`` without waiting for the device: on CUDA through page-locked
     memory and an asynchronous copy (a plain copy from pageable memory waits for the stream)."""
@@ -132,24 +141,42 @@ def cascade_matrix(alpha_upper: float, alpha_lower: float, frames: int) -> np.nd
     return out
 
 
+class SaccadeClock:
+    """The rows of the saccade table frame after frame, with the float32 clock of
+    :class:`.postprocess.EyesAnimator` (``wrap(seed + live_time)``, ``live_time += dt * 30``
+    wrapped modulo the table): the same for every track, since all start from a reset.
+
+    The clock is a float32 recurrence (not periodic in general), so the rows are extended on
+    demand (:meth:`extend`) from where the last extension stopped: a stream's length is unknown.
+    """
+
+    def __init__(self, params: Mapping[str, Any], table_frames: int, dt: np.float32) -> None:
+        self.size = _F32(table_frames)
+        self.seed = _F32(params["eye_saccade_seed"])
+        self.increment = _F32(dt * _F32(30))
+        self.live = _F32(0)  # the clock before the next frame
+        self.frames = 0  # rows produced so far
+
+    def _wrap(self, value: np.float32) -> np.float32:
+        result = _F32(np.fmod(value, self.size))
+        return _F32(result + self.size) if result < 0 else result
+
+    def extend(self, frames: int) -> np.ndarray:
+        """The rows of the next ``frames`` frames (int64)."""
+        rows = np.empty(max(0, int(frames)), dtype=np.int64)
+        live, seed, increment, wrap = self.live, self.seed, self.increment, self._wrap
+        for i in range(len(rows)):
+            rows[i] = int(wrap(_F32(seed + live)))
+            live = wrap(_F32(live + increment))
+        self.live = live
+        self.frames += len(rows)
+        return rows
+
+
 def saccade_rows(params: Mapping[str, Any], table_frames: int, dt: np.float32, frames: int) -> np.ndarray:
-    """Row of the saccade table for each of a clip's first ``frames`` frames, with the float32
-    clock of :class:`.postprocess.EyesAnimator` (``wrap(seed + live_time)``, ``live_time += dt
-    * 30`` wrapped modulo the table): the same for every track, since all start from a reset."""
-    size = _F32(table_frames)
-    seed = _F32(params["eye_saccade_seed"])
-    increment = _F32(dt * _F32(30))
-
-    def wrap(value: np.float32) -> np.float32:
-        result = _F32(np.fmod(value, size))
-        return _F32(result + size) if result < 0 else result
-
-    rows = np.empty(frames, dtype=np.int64)
-    live = _F32(0)
-    for i in range(frames):
-        rows[i] = int(wrap(_F32(seed + live)))
-        live = wrap(_F32(live + increment))
-    return rows
+    """Row of the saccade table for each of a clip's first ``frames`` frames
+    (:class:`SaccadeClock` from a reset)."""
+    return SaccadeClock(params, table_frames, dt).extend(frames)
 
 
 def _solver_key(*solvers: BlendshapeSolver) -> str:
@@ -355,6 +382,13 @@ class DevicePipeline:
     coefficients (regression) or, with the basis None, the deltas themselves (diffusion, whose
     network predicts ``[3V]`` and ``[3VT]`` deltas).
 
+    Each track is a *slot* (a row of the state tensors). Offline, the slots are the clips of
+    ``lengths``; a streaming executor adds slots while the pipeline runs (:meth:`add_tracks`),
+    feeds each its own frame positions (:meth:`step` with one start per row), collects the
+    frames as they come (:meth:`take`) and frees a slot for the next stream (:meth:`release`).
+    Outputs are kept per slot as the chunks the device returned, so the two uses share one
+    storage: :meth:`take` hands out what is new, :meth:`finish` what was never taken.
+
     Args:
         device: torch device string ("cuda", "cuda:1", "cpu").
         params: the run's animator parameters (model_config.json keys, validated).
@@ -363,8 +397,10 @@ class DevicePipeline:
             rows hold the deltas (an identity basis, never built).
         skin_solver, tongue_solver: the run's prepared CPU solvers (configs, masks, matrices).
         dt: frame period (``frame_dt``).
-        lengths: frames of each track (a track ends when its frames end).
-        geometry: also decode the skin and tongue meshes (returned by :meth:`finish`).
+        lengths: frames of each track (a track's outputs end with its frames, whatever padding
+            its chunks carry); None = no tracks yet (streams: :meth:`add_tracks`).
+        geometry: also decode the skin and tongue meshes (returned by :meth:`finish`; offline
+            only: it needs ``lengths`` and refuses the streaming calls).
         cache: a dict kept by the caller between runs for the device copies of the bases.
         cuda_graphs: replay each chunk's solver frame loop as a CUDA graph (CUDA only).
     """
@@ -379,7 +415,7 @@ class DevicePipeline:
         skin_solver: BlendshapeSolver,
         tongue_solver: BlendshapeSolver,
         dt: np.float32,
-        lengths: Sequence[int],
+        lengths: Sequence[int] | None = None,
         *,
         geometry: bool = False,
         cache: dict[Any, Any] | None = None,
@@ -388,8 +424,14 @@ class DevicePipeline:
         torch = import_torch()
         self.torch = torch
         self.device = torch.device(device)
-        self.lengths = np.asarray(lengths, dtype=np.int64)
         self.geometry = bool(geometry)
+        if self.geometry and lengths is None:
+            raise ParameterError(
+                "geometry is decoded for offline runs only (the tracks' lengths are needed)",
+                hint="pass lengths, or run streams without geometry",
+            )
+        #: frames of each slot's track; -1: unknown (a stream: every frame it is given is kept)
+        self._limits = np.asarray([] if lengths is None else lengths, dtype=np.int64).reshape(-1)
         neutral_skin, neutral_tongue = _neutrals(data)
         #: columns of a row: skin, tongue (coefficients or deltas)
         self.s_width = neutral_skin.size if skin_basis is None else int(skin_basis.shape[0])
@@ -471,9 +513,9 @@ class DevicePipeline:
         self.eye_offsets = f32([params["right_eye_rot_x_offset"], params["right_eye_rot_y_offset"],
                                 params["left_eye_rot_x_offset"], params["left_eye_rot_y_offset"]])  # fmt: skip
         self.eyeballs, self.saccade_strength = p["eyeballs_strength"], p["saccade_strength"]
-        longest = int(self.lengths.max()) if len(self.lengths) else 0
-        self._saccade_rows = torch.as_tensor(saccade_rows(params, len(saccade), dt, longest),
-                                             device=dev)  # fmt: skip
+        self._saccade_clock = SaccadeClock(params, len(saccade), dt)
+        longest = int(self._limits.max()) if len(self._limits) else 0
+        self._saccade_rows = torch.as_tensor(self._saccade_clock.extend(longest), device=dev)
 
         # optional geometry (output only)
         if self.geometry:
@@ -490,17 +532,95 @@ class DevicePipeline:
     # ------------------------------------------------------------------------- state
 
     def reset(self) -> None:
-        """Fresh filter and solver state for every track; outputs cleared."""
-        tracks = len(self.lengths)
-        self._filters: Any = None  # [tracks, 4, S]: upper s1, s2, lower s1, s2 (coefficients)
-        self._geo_filters: Any = None  # [tracks, 4, 3V] with ``geometry``
-        self._prev = self.torch.zeros((tracks, self.admm.num_active), device=self.device)
-        self._outputs = np.zeros((tracks, int(self.lengths.max()) if tracks else 0,
-                                  self._width()), dtype=np.float32)  # fmt: skip
-        self._pending: list[tuple[Any, int, int, Any]] = []
+        """Fresh filter and solver state for every slot; outputs (taken or not) cleared."""
+        self._capacity = len(self._limits)  # rows of the state tensors (>= the slots)
+        self._filters: Any = None  # [capacity, 4, S]: upper s1, s2, lower s1, s2 (coefficients)
+        self._geo_filters: Any = None  # [capacity, 4, 3V] with ``geometry``
+        self._prev = self.torch.zeros((self._capacity, self.admm.num_active), device=self.device)
+        #: per chunk on the device: (live, release epoch, start(s), frames, packed rows)
+        self._pending: list[tuple[Any, int, int | np.ndarray, int, Any]] = []
         self._pending_bytes = 0
-        self._geo: dict[str, list[list[np.ndarray]]] = {"skin": [[] for _ in range(tracks)],
-                                                        "tongue": [[] for _ in range(tracks)]}  # fmt: skip
+        #: per slot, its rows of the host chunks not yet taken: (first frame, frames, row, the
+        #: chunk's outputs split once per chunk -- skin, tongue, jaw, eyes, frame indices)
+        self._chunks: dict[int, list[tuple[int, int, int, tuple[np.ndarray, ...]]]] = {}
+        self._free: list[int] = []  # released slots, reused first (smallest first)
+        self._epoch = 0  # releases so far: a pending row older than its slot's release is dropped
+        self._released_at = np.full(len(self._limits), -1, dtype=np.int64)
+        self._geo: dict[str, dict[int, list[np.ndarray]]] = {"skin": {}, "tongue": {}}
+
+    @property
+    def tracks(self) -> int:
+        """Slots, released ones included (the rows ``live=None`` means)."""
+        return len(self._limits)
+
+    def add_tracks(self, count: int) -> list[int]:
+        """Slots for ``count`` new streams (of unknown length): released slots first, then new
+        rows of the state tensors. Each starts fresh: its first chunk starts at frame 0.
+
+        Raises:
+            ParameterError: ``count`` is negative, or the pipeline decodes geometry.
+        """
+        self._streaming("add_tracks")
+        count = int(count)
+        if count < 0:
+            raise ParameterError(f"add_tracks: count must be >= 0, got {count}")
+        slots = [heapq.heappop(self._free) for _ in range(min(count, len(self._free)))]
+        fresh = count - len(slots)
+        if fresh:
+            first = self.tracks
+            self._limits = np.concatenate([self._limits, np.full(fresh, -1, np.int64)])
+            self._released_at = np.concatenate([self._released_at, np.full(fresh, -1, np.int64)])
+            self._grow(self.tracks)
+            slots.extend(range(first, first + fresh))
+        return slots
+
+    def release(self, slot: int) -> None:
+        """Free ``slot`` for a later :meth:`add_tracks`: its state is reset, and its frames not
+        yet taken (on the host or still on the device) are dropped -- :meth:`take` first to keep
+        them.
+
+        Raises:
+            ParameterError: ``slot`` is not a slot in use, or the pipeline decodes geometry.
+        """
+        self._streaming("release")
+        slot = int(slot)
+        if not 0 <= slot < self.tracks or slot in self._free:
+            raise ParameterError(
+                f"release: slot {slot} is not in use (slots in use: {self.tracks - len(self._free)}"
+                f" of {self.tracks})",
+                hint="release each slot returned by add_tracks once",
+            )
+        with self.torch.inference_mode():
+            for state in (self._filters, self._prev):
+                if state is not None:
+                    state[slot] = 0
+        self._chunks.pop(slot, None)
+        self._limits[slot] = -1
+        self._released_at[slot] = self._epoch
+        self._epoch += 1
+        heapq.heappush(self._free, slot)
+
+    def _streaming(self, call: str) -> None:
+        if self.geometry:
+            raise ParameterError(
+                f"{call}: geometry is decoded for offline runs only",
+                hint="build the pipeline without geometry for streams",
+            )
+
+    def _grow(self, rows: int) -> None:
+        """State tensors with room for ``rows`` slots (doubling: streams join one at a time)."""
+        if rows <= self._capacity:
+            return
+        capacity = max(rows, 2 * self._capacity)
+        torch = self.torch
+        for name in ("_filters", "_geo_filters", "_prev"):
+            state = getattr(self, name)
+            if state is not None:
+                grown = torch.zeros((capacity, *state.shape[1:]), dtype=state.dtype,
+                                    device=self.device)  # fmt: skip
+                grown[: len(state)] = state
+                setattr(self, name, grown)
+        self._capacity = capacity
 
     def _width(self) -> int:
         solvers = self.admm._solvers
@@ -520,35 +640,102 @@ class DevicePipeline:
         return self._cascades[frames]
 
     @staticmethod
-    def _take(state: Any, live: Any) -> Any:
-        return state if live is None else state[live]
+    def _state_rows(state: Any, live: Any, rows: int) -> Any:
+        """The state rows of the chunk's tracks (``live`` None: the first ``rows`` slots)."""
+        return state[:rows] if live is None else state[live]
 
-    def _put(self, name: str, value: Any, live: Any) -> None:
+    @staticmethod
+    def _store_rows(state: Any, value: Any, live: Any) -> None:
         if live is None:
-            setattr(self, name, value)
+            state[: len(value)] = value
         else:
-            getattr(self, name)[live] = value
+            state[live] = value
 
-    def _filter(self, x: Any, name: str, live: Any, first: bool) -> tuple[Any, Any]:
+    def _filter(self, x: Any, name: str, live: Any, first: Any) -> tuple[Any, Any]:
         """Both regions' second-stage outputs ``[G, n, K]`` for inputs ``x`` ``[G, n, K]``,
-        updating the states kept in attribute ``name``."""
+        updating the states kept in attribute ``name``. ``first``: True (every row's first
+        chunk: the states start from its first frame), False, or a bool tensor ``[G]``."""
         torch = self.torch
         g, n, k = x.shape
-        state = x[:, :1].expand(g, 4, k) if first else self._take(getattr(self, name), live)
+        stored = getattr(self, name)
+        if stored is None:
+            stored = torch.zeros((self._capacity, 4, k), device=self.device)
+            setattr(self, name, stored)
+        if first is True:
+            state = x[:, :1].expand(g, 4, k)
+        elif first is False:
+            state = self._state_rows(stored, live, g)
+        else:
+            state = torch.where(first[:, None, None], x[:, :1].expand(g, 4, k),
+                                self._state_rows(stored, live, g))  # fmt: skip
         cascade, state_rows = self._cascade(n)
         y = torch.matmul(cascade, torch.cat([x, state], dim=1))  # [G, 2n + 2, K]
-        if first and live is not None and getattr(self, name) is None:
-            setattr(self, name, torch.zeros((len(self.lengths), 4, k), device=self.device))
-        self._put(name, y[:, state_rows].contiguous(), live)
+        self._store_rows(stored, y[:, state_rows], live)
         return y[:, :n], y[:, n + 1 : 2 * n + 1]
 
     # ------------------------------------------------------------------------- one chunk
 
-    def step(self, result: Any, live: Any, start: int) -> None:
-        """Process network outputs ``[G, n, R]`` of frames ``start .. start + n`` of the tracks
-        ``live`` (an index tensor; None = every track). Chunks come in frame order; a track's
-        first chunk starts at frame 0."""
+    def _rows(self, live: Any, start: Any, rows: int) -> tuple[Any, int | np.ndarray, Any]:
+        """(index tensor or None, start: an int or ``[G]`` int64, first: True / False / a bool
+        tensor ``[G]``) of a chunk of ``rows`` rows; one start for all when they agree."""
+        if live is not None and not isinstance(live, self.torch.Tensor):
+            live = upload(self.torch, np.asarray(live, dtype=np.int64).reshape(-1), self.device)
+        count = self.tracks if live is None else len(live)
+        if count != rows:
+            raise ParameterError(
+                f"step: {rows} rows of results for {count} tracks",
+                hint="give one row of results per track of live (None: every slot)",
+            )
+        if isinstance(start, int | np.integer):
+            starts: int | np.ndarray = int(start)
+        else:
+            starts = np.asarray(start)
+            if starts.ndim != 1 or len(starts) != rows or not np.issubdtype(starts.dtype, np.integer):
+                raise ParameterError(
+                    f"step: start must be an int or one integer per row ({rows}), got "
+                    f"{starts.dtype} {starts.shape}",
+                    hint="pass each track's first frame of the chunk",
+                )
+            starts = starts.astype(np.int64)
+            if rows and (starts == starts[0]).all():
+                starts = int(starts[0])
+        lowest = starts if isinstance(starts, int) else int(starts.min(initial=0))
+        if lowest < 0:
+            raise ParameterError(f"step: start must be >= 0, got {lowest}")
+        if isinstance(starts, int):
+            return live, starts, starts == 0
+        firsts = starts == 0
+        if firsts.all() or not firsts.any():
+            return live, starts, bool(firsts.all())
+        return live, starts, upload(self.torch, firsts, self.device)
+
+    def _saccades(self, starts: int | np.ndarray, frames: int) -> Any:
+        """Saccade-table values ``[n, 2]`` (one start) or ``[G, n, 2]`` of the chunk's frames,
+        the table's rows extended when a track outgrows them."""
         torch = self.torch
+        stop = (starts if isinstance(starts, int) else int(starts.max())) + frames
+        have = len(self._saccade_rows)
+        if stop > have:
+            more = self._saccade_clock.extend(max(stop - have, SACCADE_GROWTH))
+            self._saccade_rows = torch.cat([self._saccade_rows,
+                                            torch.as_tensor(more, device=self.device)])  # fmt: skip
+        if isinstance(starts, int):
+            return self.saccade[self._saccade_rows[starts:stop]]
+        at = upload(torch, starts, self.device)[:, None] + torch.arange(frames, device=self.device)
+        return self.saccade[self._saccade_rows[at]]
+
+    def step(self, result: Any, live: Any, start: int | Sequence[int] | np.ndarray) -> None:
+        """Process network outputs ``[G, n, R]`` of the tracks ``live`` (an index tensor or a
+        host sequence of slots; None = every slot), row ``k`` holding frames ``start[k] ..
+        start[k] + n`` of its track (``start``: one int for all rows, or one per row). A track's
+        chunks come in frame order; its first chunk starts at frame 0 (filter states from that
+        frame, no temporal term), whatever the other rows' starts.
+
+        Raises:
+            ParameterError: ``result`` and ``live`` disagree in rows, or a bad ``start``.
+        """
+        torch = self.torch
+        live, starts, first = self._rows(live, start, int(result.shape[0]))
         with torch.inference_mode(), _strict_fp32(torch):
             result = result.to(self.device, torch.float32)
             g, n, _ = result.shape
@@ -558,30 +745,36 @@ class DevicePipeline:
             tongue = tongue_in if self.t_pick is None else tongue_in[..., self.t_pick]
             jaw = result[..., s + t : s + t + JAW_SIZE]
             eyes = result[..., s + t + JAW_SIZE : s + t + JAW_SIZE + EYES_SIZE]
-            first = start == 0
             upper, lower = self._filter(coeffs, "_filters", live, first)
             skin_atb = torch.matmul(upper, self.p_upper).add_(torch.matmul(lower, self.p_lower))
             tongue_atb = torch.matmul(tongue, self.p_tongue).add_(self.k_tongue)
             atb = torch.cat([skin_atb.add_(self.k_skin), tongue_atb], dim=-1)
-            prev = None if first else self._take(self._prev, live)
+            prev = None if first is True else self._state_rows(self._prev, live, g)
+            if first is not True and first is not False:  # a fresh track has no previous frame
+                prev = torch.where(first[:, None], 0.0, prev)
             z, last = self.admm.solve_projected(atb, prev)
-            self._put("_prev", last.clone(), live)
-            rows = self._saccade_rows[start : start + n]
-            s2 = self.saccade[rows]  # [n, 2]
-            sacc = torch.cat([s2, s2], dim=1) * self.saccade_strength
+            self._store_rows(self._prev, last, live)
+            s2 = self._saccades(starts, n)  # [n, 2] or [G, n, 2]
+            sacc = torch.cat([s2, s2], dim=-1) * self.saccade_strength
             values = self.eye_offsets + eyes * self.eyeballs + sacc  # [rx, ry, lx, ly]
             eyes6 = torch.nn.functional.pad(values.reshape(g, n, 2, 2), (0, 1)).reshape(g, n, 6)
             # the jaw's Kabsch (an SVD, which waits for the device) runs batched at the flush
             packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1), jaw, eyes6],
                                dim=-1)  # fmt: skip
-            self._pending.append((live, start, n, packed))
+            self._pending.append((live, self._epoch, starts, n, packed))
             self._pending_bytes += packed.numel() * 4
             if self.geometry:
-                self._decode_geometry(skin_in, tongue_in, live, start, first)
+                self._decode_geometry(skin_in, tongue_in, live, starts, first)
         if self._pending_bytes > SINK_BYTES:
             self._flush()
 
-    def _decode_geometry(self, coeffs: Any, tongue: Any, live: Any, start: int, first: bool) -> None:
+    def _kept(self, slot: int, start: int, frames: int) -> int:
+        """Frames of a chunk that belong to the slot's track (its length cuts the padding)."""
+        limit = int(self._limits[slot])
+        return frames if limit < 0 else max(0, min(frames, limit - start))
+
+    def _decode_geometry(self, coeffs: Any, tongue: Any, live: Any, starts: int | np.ndarray,
+                         first: Any) -> None:  # fmt: skip
         """Skin and tongue meshes of the chunk (spec §4 steps 3-5) into the host lists, in
         groups of tracks that keep the intermediates under :data:`GEOMETRY_BLOCK`. ``coeffs``
         and ``tongue`` are the rows' skin and tongue parts (coefficients or deltas)."""
@@ -590,15 +783,21 @@ class DevicePipeline:
         verts = self.g_size
         ss, us, ls = self.g_strengths
         group = max(1, GEOMETRY_BLOCK // ((3 * n + 6) * verts))
-        ids = (torch.arange(len(self.lengths), device=self.device) if live is None else live)
-        if first and (live is None or self._geo_filters is None):
-            self._geo_filters = torch.zeros((len(self.lengths), 4, verts), device=self.device)
+        ids = torch.arange(g, device=self.device) if live is None else live
+        if self._geo_filters is None:
+            self._geo_filters = torch.zeros((self._capacity, 4, verts), device=self.device)
         for at in range(0, g, group):
             part = ids[at : at + group]
             c = coeffs[at : at + group]
             deltas = c if self.g_basis is None else torch.matmul(c, self.g_basis)
             d = ss * deltas + self.g_eye + self.g_lip  # step 1, SDK order
-            state = d[:, :1].expand(-1, 4, -1) if first else self._geo_filters[part]
+            if first is True:
+                state = d[:, :1].expand(-1, 4, -1)
+            elif first is False:
+                state = self._geo_filters[part]
+            else:
+                state = torch.where(first[at : at + group, None, None], d[:, :1].expand(-1, 4, -1),
+                                    self._geo_filters[part])  # fmt: skip
             cascade, state_rows = self._cascade(n)
             y = torch.matmul(cascade, torch.cat([d, state], dim=1))
             self._geo_filters[part] = y[:, state_rows]
@@ -610,57 +809,95 @@ class DevicePipeline:
             tg = (tg.reshape(*tg.shape[:2], -1, 3) + self.g_toffset).reshape(tg.shape)
             skin_h, tongue_h = skin.cpu().numpy(), tg.cpu().numpy()
             for k, track in enumerate(part.tolist()):
-                m = max(0, min(n, int(self.lengths[track]) - start))
-                self._geo["skin"][track].append(skin_h[k, :m])
-                self._geo["tongue"][track].append(tongue_h[k, :m])
+                start = starts if isinstance(starts, int) else int(starts[at + k])
+                m = self._kept(track, start, n)
+                self._geo["skin"].setdefault(track, []).append(skin_h[k, :m])
+                self._geo["tongue"].setdefault(track, []).append(tongue_h[k, :m])
 
     def _flush(self) -> None:
         """The pending chunks' jaw transforms (one batched Kabsch), then their outputs copied to
-        the host array (one wait for the device)."""
+        the host and kept per slot (one wait for the device)."""
         if not self._pending:
             return
         torch = self.torch
-        width = self._outputs.shape[2]
+        width = self._width()
         at = width - 16 - 6  # the jaw's 15 values follow the pose weights
         with torch.inference_mode():
             jaws = torch.cat([packed[..., at : at + JAW_SIZE].reshape(-1, JAW_SIZE)
                               for *_, packed in self._pending])  # fmt: skip
             matrices = kabsch_transforms(torch, jaws, self.neutral_jaw, self.jaw_strength,
                                          self.jaw_offset).reshape(-1, 16)  # fmt: skip
+        ps = self.admm._solvers[0].num_poses
+        pt = self.admm._solvers[1].num_poses
         row = 0
-        for live, start, n, packed in self._pending:
+        for live, epoch, starts, n, packed in self._pending:
             g = packed.shape[0]
             jaw_m = matrices[row : row + g * n].reshape(g, n, 16)
             row += g * n
             host = torch.cat([packed[..., :at], jaw_m, packed[..., at + JAW_SIZE :]],
                              dim=-1).cpu().numpy()  # fmt: skip
-            stop = min(start + n, self._outputs.shape[1])
-            if live is None:
-                self._outputs[:, start:stop] = host[:, : stop - start]
-            else:
-                self._outputs[live.cpu().numpy(), start:stop] = host[:, : stop - start, :width]
+            slots = np.arange(g) if live is None else live.cpu().numpy()
+            first = np.full(g, starts) if isinstance(starts, int) else starts
+            parts = (host[..., :ps], host[..., ps : ps + pt],
+                     host[..., ps + pt : ps + pt + 16].reshape(g, n, 4, 4), host[..., ps + pt + 16 :],
+                     first[:, None] + np.arange(n, dtype=np.int64))  # fmt: skip
+            limits = self._limits[slots]
+            kept = np.where(limits < 0, n, np.clip(limits - first, 0, n))
+            # rows of a slot released after this chunk are not its new stream's
+            keep = (self._released_at[slots] < epoch) & (kept > 0)
+            chunks = self._chunks
+            rows = zip(np.flatnonzero(keep).tolist(), slots[keep].tolist(), first[keep].tolist(),
+                       kept[keep].tolist(), strict=True)  # fmt: skip
+            for k, slot, start, m in rows:
+                chunks.setdefault(slot, []).append((start, m, k, parts))
         self._pending.clear()
         self._pending_bytes = 0
 
+    def _split(self, chunks: list[tuple[int, int, int, tuple[np.ndarray, ...]]],
+               copy: bool) -> dict[str, np.ndarray]:  # fmt: skip
+        """A slot's chunk rows as named outputs (``copy``: contiguous arrays of their own, else
+        views of the host chunk where one chunk holds them all: a tick's take of many streams
+        is a few views per stream)."""
+        if len(chunks) == 1 and not copy:
+            _, m, k, (skin, tongue, jaw, eyes, frames) = chunks[0]
+            return {"skin": skin[k, :m], "tongue": tongue[k, :m], "jaw": jaw[k, :m],
+                    "eyes": eyes[k, :m], "frames": frames[k, :m]}  # fmt: skip
+        if chunks:
+            arrays = [np.concatenate([parts[i][k, :m] for _, m, k, parts in chunks])
+                      for i in range(len(OUTPUT_NAMES) + 1)]  # fmt: skip
+        else:
+            ps = self.admm._solvers[0].num_poses
+            pt = self.admm._solvers[1].num_poses
+            shapes = ((0, ps), (0, pt), (0, 4, 4), (0, 6))
+            arrays = [*(np.zeros(shape, np.float32) for shape in shapes), np.zeros(0, np.int64)]
+        return dict(zip((*OUTPUT_NAMES, "frames"), arrays, strict=True))
+
+    def take(self) -> dict[int, dict[str, np.ndarray]]:
+        """The frames produced since the last take, per slot that has any (one batched Kabsch,
+        one wait for the device): ``skin`` ``[n, P_skin]``, ``tongue`` ``[n, P_tongue]`` pose
+        weights, ``jaw`` ``[n, 4, 4]``, ``eyes`` ``[n, 6]`` (float32; views of the host copy)
+        and ``frames`` ``[n]``, the tracks' frame indices.
+
+        Raises:
+            ParameterError: the pipeline decodes geometry (offline only: :meth:`finish`).
+        """
+        self._streaming("take")
+        self._flush()
+        chunks, self._chunks = self._chunks, {}
+        return {slot: self._split(parts, copy=False) for slot, parts in chunks.items()}
+
     def finish(self) -> list[dict[str, np.ndarray]]:
-        """Every track's outputs: ``skin`` ``[frames, P_skin]``, ``tongue`` ``[frames, P_tongue]``
-        pose weights, ``jaw`` ``[frames, 4, 4]``, ``eyes`` ``[frames, 6]`` (float32), and with
+        """Every slot's outputs not yet taken (offline: every frame of each track): ``skin``
+        ``[frames, P_skin]``, ``tongue`` ``[frames, P_tongue]`` pose weights, ``jaw``
+        ``[frames, 4, 4]``, ``eyes`` ``[frames, 6]`` (float32), ``frames`` (indices), and with
         ``geometry`` ``skin_geometry`` / ``tongue_geometry`` ``[frames, 3V]``."""
         self._flush()
-        ps = self.admm._solvers[0].num_poses
-        pt = self.admm._solvers[1].num_poses
         out = []
-        for k, frames in enumerate(self.lengths.tolist()):
-            row = self._outputs[k, :frames]
-            item = {
-                "skin": np.ascontiguousarray(row[:, :ps]),
-                "tongue": np.ascontiguousarray(row[:, ps : ps + pt]),
-                "jaw": np.ascontiguousarray(row[:, ps + pt : ps + pt + 16]).reshape(-1, 4, 4),
-                "eyes": np.ascontiguousarray(row[:, ps + pt + 16 :]),
-            }
+        for slot in range(self.tracks):
+            item = self._split(self._chunks.pop(slot, []), copy=True)
             if self.geometry:
                 for name in ("skin", "tongue"):
-                    parts = self._geo[name][k]
+                    parts = self._geo[name].pop(slot, [])
                     size = self.g_size if name == "skin" else self.g_tsize
                     item[f"{name}_geometry"] = (np.concatenate(parts) if parts
                                                 else np.zeros((0, size), np.float32))  # fmt: skip
