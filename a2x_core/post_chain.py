@@ -99,7 +99,7 @@ class DeviceChain:
     def __init__(self, pipeline: Any, *, streaming: bool = False) -> None:
         self.pipeline = pipeline
         self.streaming = streaming
-        self._count = 0 if streaming else len(pipeline.lengths)
+        self._count = 0 if streaming else pipeline.tracks
         self._opened = 0
         self._torch = pipeline.torch
 

@@ -743,7 +743,7 @@ class RegressionStep:
         start = spans[0].first
         n = max(s.count for s in spans)
         ids = [s.track.state.index for s in spans]
-        everyone = len(ids) == len(self.pipeline.lengths)
+        everyone = len(ids) == self.pipeline.tracks
         live = None if everyone else torch.as_tensor(np.asarray(ids, np.int64), device=device)
         names = self.model.engine.capabilities.device_inputs
         if self._feeder is not None:
