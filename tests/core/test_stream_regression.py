@@ -259,3 +259,43 @@ def test_a_stream_of_another_model_is_refused(folder: GeneratedModel, model: Reg
     other = load_model(folder.model_json, backend="onnxruntime", threads=1)
     with pytest.raises(ParameterError, match="another model"):
         model.open_stream(InferenceOptions(), executor=other.stream_executor())
+
+
+def test_streams_on_a_torch_device_chain_equal_the_device_offline_run(
+    folder: GeneratedModel, speech: np.ndarray
+) -> None:
+    """With the stages after the network on a torch device (here torch on the CPU; the same
+    code on CUDA), streams joining at different times share one growable DevicePipeline, each
+    row at its own frame, and give the device offline run's frames."""
+    pytest.importorskip("torch")
+    model = load_model(folder.model_json, backend="onnxruntime", threads=1)
+    assert isinstance(model, RegressionModel)
+    model.postprocess = "cpu"
+    options = [InferenceOptions(fps=30, emotions=KEYS), InferenceOptions(fps=30)]
+    clips = [speech, speech[8000:30000]]
+    offline = [model.animate([Audio(c)], o)[0] for c, o in zip(clips, options, strict=True)]
+    assert offline[0].parameters["postprocess"] == "cpu"
+    executor = model.stream_executor()
+    first = model.open_stream(options[0], executor=executor)
+    got: list[list[StreamFrame]] = [[], []]
+    second = None
+    rng = np.random.default_rng(5)
+    at = [0, 0]
+    while not (first.closed and second is not None and second.closed):
+        if second is None and at[0] > 12000:
+            second = model.open_stream(options[1], executor=executor)
+        for k, stream in enumerate((first, second)):
+            if stream is None or stream.closed:
+                continue
+            size = int(rng.integers(1, 6000))
+            stream.feed(clips[k][at[k] : at[k] + size])
+            at[k] += size
+        executor.run_ready()
+        for k, stream in enumerate((first, second)):
+            if stream is None or stream.closed:
+                continue
+            got[k] += stream.pull()
+            if at[k] >= len(clips[k]):
+                got[k] += stream.close()
+    for frames, want in zip(got, offline, strict=True):
+        _assert_same_frames(frames, want, atol=1e-5)
