@@ -635,8 +635,9 @@ class EmotionModel:
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
     ) -> list[EmotionTrack]:
-        """:meth:`detect` of several clips at once: their windows share network calls (at most
-        :data:`WINDOWS_PER_CALL` windows per call in all); each track equals its :meth:`detect`.
+        """:meth:`detect` of several clips at once: their windows are packed into shared network
+        calls (:data:`WINDOWS_PER_CALL` windows each: the few windows of many short clips ride
+        in one call); each track equals its :meth:`detect`.
 
         Raises:
             As :meth:`detect`.
@@ -670,8 +671,7 @@ class EmotionModel:
         cancel: CancelToken | None,
     ) -> list[_EmotionTrackState]:
         """Every clip pushed whole and closed on one executor: logits and per-frame emotions."""
-        limit = self._windows_per_call(buffer_length)
-        step = EmotionStep(self, buffer_length, max(1, limit // max(1, len(clips))))
+        step = EmotionStep(self, buffer_length, self._windows_per_call(buffer_length))
         executor = Executor(step)
         chain = EmotionChain()
         tracks = [
@@ -881,9 +881,11 @@ class EmotionStep:
     inference; inference ``k`` reads ``buffer_length`` samples centred on the target of frame
     ``k * (inferences_to_skip + 1)`` (zeros outside the clip) and is ready once that window's
     end has arrived (or the clip ended). A call holds each track's next ready inferences, at
-    most ``units_per_call`` per track, run in engine calls of at most
-    :meth:`EmotionModel._windows_per_call` windows (the rows a window gets do not depend on
-    its neighbours: the classifier sees one window per row)."""
+    most ``units_per_call`` per track, packed track after track into engine calls of at most
+    :meth:`EmotionModel._windows_per_call` windows: the short tails of many clips or streams
+    ride in one call, and only one call's windows are in memory. Windows are not padded to a
+    fixed count: each row of the classifier reads its own window only, and padding would
+    multiply the cost of a stream's single window per call."""
 
     def __init__(self, model: EmotionModel, buffer_length: int, units_per_call: int) -> None:
         self.model = model
