@@ -1,7 +1,8 @@
 """The Python API that scripts and the DCC adapters use: load a model once, animate many clips.
 
-With an Audio2Emotion model, every clip's emotions are detected from its audio, mixed with any
-manual emotion keys (``options.emotion_mix``) and fed to the Audio2Face-3D model.
+With an Audio2Emotion model, every clip's emotions are detected from its audio (all clips in
+shared network calls), mixed with any manual emotion keys (``options.emotion_mix``) and fed to
+the Audio2Face-3D model as each clip's own emotion rows, all clips in one batch.
 """
 
 from __future__ import annotations

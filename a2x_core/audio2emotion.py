@@ -10,6 +10,13 @@ The frame rate is the caller's: the API runs it as NVIDIA's sample and Maya-ACE 
 skip 30) and the face model interpolates the keys at its own frames
 (``InferenceOptions.emotion_cadence``).
 
+The network runs on the one executor (:mod:`.executor`): :class:`EmotionStep` (a unit is one
+inference) feeds :class:`EmotionChain` (the post-processing per track). ``detect``/``detect_many``
+push whole clips and close them (their windows packed into shared calls);
+:meth:`EmotionModel.open_stream` pushes audio as it arrives and returns each frame as soon as its
+inference's window and its own target sample have arrived, equal to ``detect``'s row
+(``docs/streaming.md``).
+
 Manual emotion keys meet detected ones in :meth:`EmotionModel.mix`: "blend" makes them the
 per-frame preferred emotion of step 6 (the SDK's preferred-emotion accumulator), "override"
 replaces the detected curves of the emotions they name.
@@ -734,10 +741,11 @@ class EmotionModel:
         inferences_to_skip: int = 0,
         parameters: Mapping[str, Any] | None = None,
         executor: Executor | None = None,
-    ) -> Stream:
+    ) -> Stream[EmotionFrame]:
         """A stream of pushed audio: its ``push``/``pull``/``close`` return
-        :class:`EmotionFrame` s, each as soon as its inference's window has arrived, equal to
-        :meth:`detect`'s rows of the whole clip (``docs/streaming.md``). The smoothing state
+        :class:`EmotionFrame` s, each as soon as its inference's window and its own target
+        sample have arrived, equal to :meth:`detect`'s rows of the whole clip
+        (``docs/streaming.md``). The smoothing state
         carries across pushes; only the audio the next window reads is held.
 
         Args:

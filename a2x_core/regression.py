@@ -321,7 +321,7 @@ class RegressionModel:
 
     def open_stream(
         self, options: InferenceOptions, executor: Executor | None = None
-    ) -> Stream:
+    ) -> Stream[StreamFrame]:
         """A stream of pushed audio on this model: frames come out as soon as the network's
         look-ahead allows and equal :meth:`animate`'s frames of the whole clip
         (``docs/streaming.md``). Streams opened on one ``executor`` (:meth:`stream_executor`)
