@@ -1,7 +1,8 @@
 """The Python API that scripts and the DCC adapters use: load a model once, animate many clips.
 
-With an Audio2Emotion model, every clip's emotions are detected from its audio, mixed with any
-manual emotion keys (``options.emotion_mix``) and fed to the Audio2Face-3D model.
+With an Audio2Emotion model, every clip's emotions are detected from its audio (all clips in
+shared network calls), mixed with any manual emotion keys (``options.emotion_mix``) and fed to
+the Audio2Face-3D model as each clip's own emotion rows, all clips in one batch.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from .errors import ModelError, ParameterError
 from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
-from .options import DEFAULT_EMOTION_WINDOW, InferenceOptions, check_field_names
+from .options import DEFAULT_EMOTION_WINDOW, EmotionKey, InferenceOptions, check_field_names
 from .result import AnimationResult
 from .shaping import shape_weights
 
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from .audio2emotion import EmotionModel
 
 AudioSource = str | os.PathLike[str] | Audio
+
+#: Model kinds whose ``animate`` does not take ``track_emotions`` yet: with an emotion model
+#: their clips run one by one, each clip's keys as ``options.emotions``.
+PER_CLIP_EMOTION_KINDS = frozenset({"diffusion"})
 
 log = logging.getLogger("a2x_core")
 
@@ -231,8 +236,9 @@ class Animator:
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
     ) -> list[AnimationResult]:
-        """Detect, mix and animate clip by clip: each clip has its own emotion keys, and a
-        model's batch shares one ``options``.
+        """Detect every clip's emotions in shared Audio2Emotion calls, mix each with the manual
+        keys, then animate all clips in one batch with each clip's keys as its emotion rows
+        (``track_emotions``): the batch keeps one ``options``.
 
         Audio2Emotion runs at its own frames (``options.emotion_schedule()``); each of its
         frames becomes an emotion key at the frame's target sample, and the face model
@@ -243,34 +249,54 @@ class Animator:
         detector = self.emotion_model
         assert detector is not None
         emotion_fps, skip = opts.emotion_schedule()
-        results = []
-        span = 0.97 / max(len(tracks), 1)
-        for number, track in enumerate(tracks):
-            low = 0.02 + number * span
-            detected = detector.detect(
-                track, emotion_fps, buffer_length=opts.emotion_window,
-                inferences_to_skip=skip, parameters=opts.emotion_parameters,
-                progress=ProgressScale(progress, low, low + 0.3 * span), cancel=cancel,
-            )  # fmt: skip
-            used = detector.mix(detected, opts.emotions, opts.emotion_mix, opts.emotion_parameters)
-            run_opts = opts.with_changes(emotions=emotion_keys(used))
-            (result,) = self.model.animate(
-                [track], run_opts, ProgressScale(progress, low + 0.3 * span, low + span), cancel
-            )
+        detected = detector.detect_many(
+            tracks, emotion_fps, buffer_length=opts.emotion_window, inferences_to_skip=skip,
+            parameters=opts.emotion_parameters, progress=ProgressScale(progress, 0.02, 0.3),
+            cancel=cancel,
+        )  # fmt: skip
+        keys = [
+            emotion_keys(detector.mix(d, opts.emotions, opts.emotion_mix, opts.emotion_parameters))
+            for d in detected
+        ]
+        results = self._animate_with_keys(tracks, opts, keys, progress, cancel)
+        config = detector.settings(opts.emotion_parameters)
+        for result, found in zip(results, detected, strict=True):
             result.options = opts  # the caller's options (manual keys), not the per-frame keys
             result.detected_emotions = _in_order(
-                detected.at_frames(result.num_frames, result.fps), detected.names,
-                result.emotion_names,
-            )  # fmt: skip
+                found.at_frames(result.num_frames, result.fps), found.names, result.emotion_names
+            )
             result.parameters = {**result.parameters, "audio2emotion": {
                 "model": str(detector.package.model_json),
                 "cadence": opts.emotion_cadence,
                 "fps": f"{emotion_fps.numerator}/{emotion_fps.denominator}",
                 "inferences_to_skip": skip,
                 "window": opts.emotion_window,
-                "post_processing_config": detector.settings(opts.emotion_parameters).to_dict(
-                    detector.emotions),
+                "post_processing_config": config.to_dict(detector.emotions),
             }}  # fmt: skip
+        return results
+
+    def _animate_with_keys(
+        self,
+        tracks: Sequence[Audio],
+        opts: InferenceOptions,
+        keys: Sequence[tuple[EmotionKey, ...]],
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> list[AnimationResult]:
+        """One ``model.animate`` of every clip with its own emotion keys; clip by clip (the
+        keys as ``options.emotions``) for a model kind whose ``animate`` does not take
+        ``track_emotions`` yet (:data:`PER_CLIP_EMOTION_KINDS`)."""
+        if self.model.kind not in PER_CLIP_EMOTION_KINDS:
+            scale = ProgressScale(progress, 0.3, 0.99)
+            return self.model.animate(tracks, opts, scale, cancel, track_emotions=keys)
+        results = []
+        span = 0.69 / max(len(tracks), 1)
+        for number, (track, track_keys) in enumerate(zip(tracks, keys, strict=True)):
+            low = 0.3 + number * span
+            (result,) = self.model.animate(
+                [track], opts.with_changes(emotions=track_keys),
+                ProgressScale(progress, low, low + span), cancel,
+            )  # fmt: skip
             results.append(result)
         return results
 

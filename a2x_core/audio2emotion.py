@@ -10,6 +10,13 @@ The frame rate is the caller's: the API runs it as NVIDIA's sample and Maya-ACE 
 skip 30) and the face model interpolates the keys at its own frames
 (``InferenceOptions.emotion_cadence``).
 
+The network runs on the one executor (:mod:`.executor`): :class:`EmotionStep` (a unit is one
+inference) feeds :class:`EmotionChain` (the post-processing per track). ``detect``/``detect_many``
+push whole clips and close them (their windows packed into shared calls);
+:meth:`EmotionModel.open_stream` pushes audio as it arrives and returns each frame as soon as its
+inference's window and its own target sample have arrived, equal to ``detect``'s row
+(``docs/streaming.md``).
+
 Manual emotion keys meet detected ones in :meth:`EmotionModel.mix`: "blend" makes them the
 per-frame preferred emotion of step 6 (the SDK's preferred-emotion accumulator), "override"
 replaces the detected curves of the emotions they name.
@@ -20,10 +27,10 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -31,7 +38,8 @@ from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, TensorSpec
 from .emotion import A2F_EMOTIONS, EmotionCurve, explicit_emotion_curve, normalize_keys
 from .errors import ModelError, ModelPackageError, ParameterError
-from .jobs import CancelToken, Progress, ProgressCallback
+from .executor import ChainStep, Executor, Span, Track, drain, offline_progress
+from .jobs import CancelToken, ProgressCallback
 from .model_package import (
     _key,
     _read_json,
@@ -43,7 +51,11 @@ from .model_package import (
     range_text,
 )
 from .options import DEFAULT_EMOTION_WINDOW, EMOTION_MIX_MODES, EmotionKey
+from .post_chain import FrameBlock
+from .stream import Stream
+from .stream_audio import AudioAccumulator
 from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
+from .windows import audio_windows
 
 log = logging.getLogger("a2x_core")
 
@@ -563,6 +575,8 @@ class EmotionModel:
             "post_processing_config": p.config.to_dict(p.emotions),
         }
 
+    # ------------------------------------------------------------------------- detection
+
     def logits(
         self,
         audio: Audio,
@@ -579,21 +593,14 @@ class EmotionModel:
         them: ``start = target - buffer_length//2`` for ``target = floor(k*(skip+1)*16000/fps)``.
         ``progress`` gets the fraction of windows done; ``cancel`` is checked between calls.
         """
+        rate = parse_fps(fps)
+        (run,) = self._run_offline(
+            [audio], rate, buffer_length, inferences_to_skip, self.package.config, progress,
+            cancel,
+        )  # fmt: skip
         group = inferences_to_skip + 1
-        num_frames = num_frames_for(len(audio.samples), fps)
-        targets = frame_targets(num_frames, fps)[::group]
-        starts = targets - buffer_length // 2
-        engine = self.engine(buffer_length)
-        limit = min(engine.max_batch or WINDOWS_PER_CALL, WINDOWS_PER_CALL)
-        parts = [np.zeros((0, len(self.emotions)), np.float32)]
-        for lo in range(0, len(starts), limit):
-            if cancel is not None:
-                cancel.check()
-            windows = _windows(audio.samples, starts[lo : lo + limit], buffer_length)
-            parts.append(engine.run({"input_values": windows})["output"].astype(np.float32))
-            if progress is not None:
-                progress(Progress(min(lo + limit, len(starts)) / len(starts), "Audio2Emotion"))
-        return np.concatenate(parts), starts
+        targets = frame_targets(num_frames_for(len(audio.samples), rate), rate)[::group]
+        return run.logits, targets - buffer_length // 2
 
     def detect(
         self,
@@ -619,20 +626,155 @@ class EmotionModel:
             ParameterError: a bad window, skip count or override.
             CancelledError: ``cancel`` was set.
         """
+        return self.detect_many(
+            [audio], fps, buffer_length=buffer_length, inferences_to_skip=inferences_to_skip,
+            parameters=parameters, progress=progress, cancel=cancel,
+        )[0]  # fmt: skip
+
+    def detect_many(
+        self,
+        clips: Sequence[Audio],
+        fps: float | str | Fraction = 60,
+        *,
+        buffer_length: int = DEFAULT_BUFFER_LENGTH,
+        inferences_to_skip: int = 0,
+        parameters: Mapping[str, Any] | None = None,
+        progress: ProgressCallback | None = None,
+        cancel: CancelToken | None = None,
+    ) -> list[EmotionTrack]:
+        """:meth:`detect` of several clips at once: their windows are packed into shared network
+        calls (:data:`WINDOWS_PER_CALL` windows each: the few windows of many short clips ride
+        in one call); each track equals its :meth:`detect`.
+
+        Raises:
+            As :meth:`detect`.
+        """
         rate = parse_fps(fps)
         check_window(buffer_length, inferences_to_skip, rate)
-        self.settings(parameters)  # bad overrides fail before the network runs
-        logits, _ = self.logits(
-            audio, rate, buffer_length=buffer_length, inferences_to_skip=inferences_to_skip,
-            progress=progress, cancel=cancel,
-        )  # fmt: skip
-        num_frames = num_frames_for(len(audio.samples), rate)
-        track = EmotionTrack(
-            np.zeros((num_frames, len(A2F_EMOTIONS)), np.float32),
-            frame_targets(num_frames, rate), rate, audio.start_s, logits,
-            inferences_to_skip=inferences_to_skip,
-        )  # fmt: skip
-        return self.post_process(track, parameters)
+        config = self.settings(parameters)  # bad overrides fail before the network runs
+        runs = self._run_offline(
+            clips, rate, buffer_length, inferences_to_skip, config, progress, cancel
+        )
+        return [
+            EmotionTrack(
+                run.values,
+                frame_targets(len(run.values), rate),
+                rate,
+                audio.start_s,
+                run.logits,
+                inferences_to_skip=inferences_to_skip,
+            )
+            for audio, run in zip(clips, runs, strict=True)
+        ]
+
+    def _run_offline(
+        self,
+        clips: Sequence[Audio],
+        fps: Fraction,
+        buffer_length: int,
+        inferences_to_skip: int,
+        config: PostProcessConfig,
+        progress: ProgressCallback | None,
+        cancel: CancelToken | None,
+    ) -> list[_EmotionTrackState]:
+        """Every clip pushed whole and closed on one executor: logits and per-frame emotions."""
+        step = EmotionStep(self, buffer_length, self._windows_per_call(buffer_length))
+        executor = Executor(step)
+        chain = EmotionChain()
+        tracks = [
+            self._open_track(
+                executor,
+                AudioAccumulator.whole(audio.samples),
+                chain,
+                fps,
+                inferences_to_skip,
+                config,
+                keep_logits=True,
+            )
+            for audio in clips
+        ]
+        total = sum(step.ready_units(track) for track in tracks)
+        executor.run_ready(cancel, offline_progress(progress, total, "Audio2Emotion"))
+        for track in tracks:
+            block = drain(track)
+            if block is not None:
+                track.state.values = block["emotions"]
+        return [track.state for track in tracks]
+
+    def _windows_per_call(self, buffer_length: int) -> int:
+        """Windows per network call: :data:`WINDOWS_PER_CALL`, or fewer where the engine's
+        batch is limited (a TensorRT profile)."""
+        return min(self.engine(buffer_length).max_batch or WINDOWS_PER_CALL, WINDOWS_PER_CALL)
+
+    def _open_track(
+        self, executor: Executor, audio: AudioAccumulator, chain: EmotionChain, fps: Fraction,
+        inferences_to_skip: int, config: PostProcessConfig, *, keep_logits: bool,
+    ) -> Track:  # fmt: skip
+        """A track of ``executor`` whose emotion frames go to ``chain``."""
+        state = _EmotionTrackState(fps, inferences_to_skip + 1, len(self.emotions), keep_logits)
+        slot = chain.open_slot(
+            _EmotionSlot(
+                EmotionPostProcessor(config, fps.denominator / fps.numerator),
+                state.group,
+                lambda: num_frames_for(audio.received, fps),
+            )
+        )
+        return executor.add(Track(audio, state, chain, slot))
+
+    # ------------------------------------------------------------------------- streams
+
+    def stream_executor(self, buffer_length: int = DEFAULT_BUFFER_LENGTH) -> Executor:
+        """An executor for emotion streams of this model with windows of ``buffer_length``
+        samples; streams opened on the same executor share network calls.
+
+        Raises:
+            ParameterError: a bad ``buffer_length``.
+        """
+        check_buffer_length(buffer_length)
+        return Executor(EmotionStep(self, buffer_length, self._windows_per_call(buffer_length)))
+
+    def open_stream(
+        self,
+        fps: float | str | Fraction = 60,
+        *,
+        buffer_length: int = DEFAULT_BUFFER_LENGTH,
+        inferences_to_skip: int = 0,
+        parameters: Mapping[str, Any] | None = None,
+        executor: Executor | None = None,
+    ) -> Stream[EmotionFrame]:
+        """A stream of pushed audio: its ``push``/``pull``/``close`` return
+        :class:`EmotionFrame` s, each as soon as its inference's window and its own target
+        sample have arrived, equal to :meth:`detect`'s rows of the whole clip
+        (``docs/streaming.md``). The smoothing state
+        carries across pushes; only the audio the next window reads is held.
+
+        Args:
+            fps, buffer_length, inferences_to_skip, parameters: as :meth:`detect`.
+            executor: a :meth:`stream_executor` of this model with the same ``buffer_length``,
+                to share network calls with the streams already on it.
+
+        Raises:
+            ParameterError: a bad window, skip count or override; an executor of another model
+                or window.
+        """
+        rate = parse_fps(fps)
+        check_window(buffer_length, inferences_to_skip, rate)
+        config = self.settings(parameters)
+        executor = executor or self.stream_executor(buffer_length)
+        step = executor.step
+        if not isinstance(step, EmotionStep) or step.model is not self:
+            raise ParameterError(
+                "the executor belongs to another model",
+                hint="open the stream with this model's stream_executor()",
+            )
+        if step.buffer_length != buffer_length:
+            raise ParameterError(
+                f"buffer_length={buffer_length} differs from the executor's {step.buffer_length}",
+                hint="open the stream on a stream_executor(buffer_length) of its window",
+            )
+        track = self._open_track(executor, AudioAccumulator(), EmotionChain(), rate,
+                                 inferences_to_skip, config, keep_logits=False)  # fmt: skip
+        return Stream(executor, track, _emotion_frames, step.lookahead)
 
     def post_process(
         self,
@@ -696,6 +838,217 @@ class EmotionModel:
         return replace(track, values=values)
 
 
+# ----------------------------------------------------------------------------- on the executor
+
+
+@dataclass(frozen=True)
+class EmotionFrame:
+    """One finished frame of an emotion stream: row ``index`` of :meth:`EmotionModel.detect`'s
+    values for the whole clip.
+
+    Attributes:
+        index: frame number from the stream's start (0, 1, ...).
+        time_s: ``index / fps`` seconds after the stream's first sample.
+        emotions: float32 [10] in :attr:`names` order (A2F's explicit emotions).
+    """
+
+    index: int
+    time_s: float
+    emotions: np.ndarray
+    names: ClassVar[tuple[str, ...]] = A2F_EMOTIONS
+
+
+class _EmotionTrackState:
+    """One track's schedule (frame rate, frames per inference) and what it produced: the
+    logits of every inference (offline only: a stream keeps none) and, at the end, the values."""
+
+    def __init__(self, fps: Fraction, group: int, classes: int, keep_logits: bool) -> None:
+        self.fps = fps
+        self.group = group  # frames per inference (inferences_to_skip + 1)
+        self.keep_logits = keep_logits
+        self._logits: list[np.ndarray] = [np.zeros((0, classes), np.float32)]
+        self.values = np.zeros((0, len(A2F_EMOTIONS)), np.float32)
+
+    def window_targets(self, first: int, count: int) -> np.ndarray:
+        """Target samples of the first frames of inferences ``first .. first + count``."""
+        frames = np.arange(first, first + count, dtype=np.int64) * self.group
+        return (frames * (SAMPLE_RATE * self.fps.denominator)) // self.fps.numerator
+
+    def keep(self, logits: np.ndarray) -> None:
+        if self.keep_logits:
+            self._logits.append(logits)
+
+    @property
+    def logits(self) -> np.ndarray:
+        """``[inferences, C]`` logits kept so far."""
+        return np.concatenate(self._logits)
+
+
+class EmotionStep:
+    """The classifier as an executor step (:class:`.executor.ModelStep`): a unit is one
+    inference; inference ``k`` reads ``buffer_length`` samples centred on the target of frame
+    ``k * (inferences_to_skip + 1)`` (zeros outside the clip) and is ready once that window's
+    end has arrived (or the clip ended). A call holds each track's next ready inferences, at
+    most ``units_per_call`` per track, packed track after track into engine calls of at most
+    :meth:`EmotionModel._windows_per_call` windows: the short tails of many clips or streams
+    ride in one call, and only one call's windows are in memory. Windows are not padded to a
+    fixed count: each row of the classifier reads its own window only, and padding would
+    multiply the cost of a stream's single window per call."""
+
+    def __init__(self, model: EmotionModel, buffer_length: int, units_per_call: int) -> None:
+        self.model = model
+        self.buffer_length = int(buffer_length)
+        self.units_per_call = max(1, int(units_per_call))
+        self.engine = model.engine(self.buffer_length)
+        self.half = self.buffer_length // 2  # window start = target - half
+        #: samples after an inference's first frame's target that its window reads
+        self.lookahead = self.buffer_length - self.half
+
+    def ready_units(self, track: Track) -> int:
+        state: _EmotionTrackState = track.state
+        received = track.audio.received
+        if track.audio.ended:
+            frames = num_frames_for(received, state.fps)
+        else:  # window end t + lookahead <= received  <=>  t < received - lookahead + 1
+            frames = num_frames_for(received - self.lookahead + 1, state.fps)
+        return -(-frames // state.group)
+
+    def keep_from(self, track: Track) -> int:
+        state: _EmotionTrackState = track.state
+        return max(0, int(state.window_targets(track.next_unit, 1)[0]) - self.half)
+
+    def run(self, spans: Sequence[Span]) -> list[ChainStep]:
+        limit = self.model._windows_per_call(self.buffer_length)
+        outputs: list[list[np.ndarray]] = [[] for _ in spans]
+        batch: list[tuple[int, np.ndarray]] = []  # (span, its windows) of the next engine call
+        rows = 0
+        for g, span in enumerate(spans):
+            done = 0
+            while done < span.count:
+                take = min(span.count - done, limit - rows)
+                batch.append((g, self._windows(span, span.first + done, take)))
+                done += take
+                rows += take
+                if rows == limit:
+                    self._infer(batch, outputs)
+                    batch, rows = [], 0
+        if batch:
+            self._infer(batch, outputs)
+        by_count: dict[int, list[int]] = {}
+        logits = []
+        for g, span in enumerate(spans):
+            logits.append(np.concatenate(outputs[g]) if len(outputs[g]) > 1 else outputs[g][0])
+            span.track.state.keep(logits[g])
+            by_count.setdefault(span.count, []).append(g)
+        return [
+            ChainStep(
+                np.stack([logits[g] for g in members]),
+                [spans[g].track for g in members],
+                [spans[g].first for g in members],
+            )
+            for members in by_count.values()
+        ]
+
+    def _windows(self, span: Span, first: int, count: int) -> np.ndarray:
+        """``[count, buffer_length]`` windows of inferences ``first ..`` of ``span``'s track."""
+        targets = span.track.state.window_targets(first, count)
+        held, first_held = span.track.audio.view()
+        return audio_windows(held, targets - first_held, self.buffer_length, self.half)
+
+    def _infer(self, batch: list[tuple[int, np.ndarray]], outputs: list[list[np.ndarray]]) -> None:
+        """One engine call on ``batch`` (span index, windows); each span's logits appended."""
+        windows = np.concatenate([w for _, w in batch]) if len(batch) > 1 else batch[0][1]
+        logits = self.engine.run({"input_values": windows})["output"].astype(np.float32)
+        at = 0
+        for g, part in batch:
+            outputs[g].append(logits[at : at + len(part)])
+            at += len(part)
+
+
+@dataclass
+class _EmotionSlot:
+    """One track in an :class:`EmotionChain`: its post-processor (the smoothing state), frames
+    per inference, how many frames exist so far, and the logits not yet spent."""
+
+    processor: EmotionPostProcessor
+    group: int
+    frames_known: Callable[[], int]
+    pending: list[np.ndarray] = field(default_factory=list)  # logits rows of inferences ...
+    first_pending: int = 0  # ... from this inference on
+    next_frame: int = 0  # frames emitted so far
+
+
+class EmotionChain:
+    """The stage after the classifier, shaped as :class:`.post_chain.PostChain`: the rows of a
+    step are one slot's logits per inference; :meth:`take` repeats each inference's logits for
+    its ``inferences_to_skip + 1`` frames (as :meth:`EmotionModel.post_process`) and runs the
+    slot's :class:`EmotionPostProcessor` on every frame that exists so far (its target sample
+    has arrived), handing out ``{"emotions": [n, 10]}`` per slot."""
+
+    def __init__(self) -> None:
+        self._slots: dict[int, _EmotionSlot] = {}
+        self._next = 0
+
+    def open_slot(self, stages: _EmotionSlot) -> int:
+        slot = self._next
+        self._next += 1
+        stages.processor.reset()
+        self._slots[slot] = stages
+        return slot
+
+    def release(self, slot: int) -> None:
+        self._slots.pop(slot, None)
+
+    def step(self, rows: Any, slots: Sequence[int], starts: Sequence[int]) -> None:
+        rows = np.asarray(rows, np.float32)
+        for g, slot in enumerate(slots):
+            state = self._slots[slot]
+            if int(starts[g]) != state.first_pending + len(state.pending):
+                raise RuntimeError("emotion chain: inferences arrived out of order")
+            state.pending.extend(rows[g])
+
+    def take(self) -> dict[int, FrameBlock]:
+        out = {}
+        for slot, state in self._slots.items():
+            ran = (state.first_pending + len(state.pending)) * state.group
+            end = min(state.frames_known(), ran)
+            if end <= state.next_frame:
+                continue
+            values = [
+                state.processor.step(state.pending[i // state.group - state.first_pending])
+                for i in range(state.next_frame, end)
+            ]
+            state.next_frame = end
+            spent = end // state.group - state.first_pending  # inferences whose frames all left
+            del state.pending[:spent]
+            state.first_pending += spent
+            out[slot] = {"emotions": np.stack(values)}
+        return out
+
+
+def _emotion_frames(track: Track, block: FrameBlock, first: int) -> list[EmotionFrame]:
+    """A stream's finished rows as :class:`EmotionFrame` s (first index ``first``)."""
+    fps = track.state.fps
+    step_s = fps.denominator / fps.numerator
+    return [
+        EmotionFrame(first + i, (first + i) * step_s, np.asarray(row, np.float32))
+        for i, row in enumerate(block["emotions"])
+    ]
+
+
+def check_buffer_length(buffer_length: int, name: str = "buffer_length") -> None:
+    """The classifier window: an integer of at least 2 samples (spec §3).
+
+    Raises:
+        ParameterError: naming ``name``.
+    """
+    if isinstance(buffer_length, bool) or not isinstance(buffer_length, int) or buffer_length < 2:
+        raise ParameterError(
+            f"{name}={buffer_length!r} must be an integer >= 2 samples",
+            hint=f"use {DEFAULT_BUFFER_LENGTH} (3.75 s) as the SDK samples do",
+        )
+
+
 def check_window(
     buffer_length: int,
     inferences_to_skip: int,
@@ -710,11 +1063,7 @@ def check_window(
             ``("emotion_window", "emotion_skip")``).
     """
     window_name, skip_name = names
-    if isinstance(buffer_length, bool) or not isinstance(buffer_length, int) or buffer_length < 2:
-        raise ParameterError(
-            f"{window_name}={buffer_length!r} must be an integer >= 2 samples",
-            hint=f"use {DEFAULT_BUFFER_LENGTH} (3.75 s) as the SDK samples do",
-        )
+    check_buffer_length(buffer_length, window_name)
     if (
         isinstance(inferences_to_skip, bool)
         or not isinstance(inferences_to_skip, int)
@@ -728,17 +1077,6 @@ def check_window(
             f"{math.ceil(stride)} samples per inference, more than {window_name}={buffer_length}",
             hint=f"lower {skip_name} or raise {window_name}",
         )
-
-
-def _windows(samples: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
-    """``[len(starts), length]`` float32 windows, zero outside the audio (input strength 1)."""
-    out = np.zeros((len(starts), length), np.float32)
-    n = len(samples)
-    for row, start in enumerate(starts.tolist()):
-        lo, hi = max(start, 0), min(start + length, n)
-        if hi > lo:
-            out[row, lo - start : hi - start] = samples[lo:hi]
-    return out
 
 
 def emotion_keys(track: EmotionTrack) -> tuple[EmotionKey, ...]:

@@ -193,6 +193,53 @@ def explicit_emotion_curve(
     return EmotionCurve(np.asarray(stamps, dtype=np.int64), values)
 
 
+def track_emotion_keys(
+    track_emotions: Sequence[Sequence[EmotionKey]] | None,
+    default: Sequence[EmotionKey],
+    count: int,
+) -> list[Sequence[EmotionKey]]:
+    """The emotion keys of each of ``count`` tracks: ``track_emotions[k]`` (an animate call's
+    per-track keys, e.g. each clip's detected emotions), or ``default`` (``options.emotions``)
+    for every track without them. The keys themselves are checked where the curve is built
+    (:func:`explicit_emotion_curve`); here only their shape.
+
+    Raises:
+        ParameterError: ``track_emotions`` is not a sequence of one key sequence per track.
+    """
+    if track_emotions is None:
+        return [default] * count
+    if isinstance(track_emotions, str | bytes | Mapping) or not isinstance(
+        track_emotions, Sequence
+    ):
+        raise ParameterError(
+            f"track_emotions must be a sequence of emotion keys per track, found "
+            f"{_short(track_emotions)}",
+            hint="pass one tuple of (time_s, {name: value}) keys per track, or None",
+        )
+    if len(track_emotions) != count:
+        raise ParameterError(
+            f"track_emotions has {len(track_emotions)} entries for {count} tracks",
+            hint="pass one tuple of emotion keys per track, in the tracks' order",
+        )
+    for number, keys in enumerate(track_emotions):
+        if isinstance(keys, str | bytes | Mapping) or not isinstance(keys, Sequence):
+            raise ParameterError(
+                f"track_emotions[{number}] must be a sequence of (time_s, {{name: value}}) "
+                f"keys, found {_short(keys)}"
+            )
+        for key in keys:
+            if (
+                not isinstance(key, tuple | list)
+                or len(key) != 2
+                or not isinstance(key[1], Mapping)
+            ):
+                raise ParameterError(
+                    f"track_emotions[{number}] has the key {_short(key)}; a key is "
+                    "(time_s, {name: value})"
+                )
+    return list(track_emotions)
+
+
 # ----------------------------------------------------------------------------- CLI helpers
 
 

@@ -14,7 +14,7 @@ from .backends import EngineSettings
 from .errors import ModelError
 from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, ProgressCallback
-from .options import InferenceOptions
+from .options import EmotionKey, InferenceOptions
 from .result import AnimationResult
 
 log = logging.getLogger("a2x_core")
@@ -42,8 +42,16 @@ class AnimationModel(Protocol):
         options: InferenceOptions,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        *,
+        track_emotions: Sequence[tuple[EmotionKey, ...]] | None = None,
     ) -> list[AnimationResult]:
-        """Animate several tracks as one batch; results equal one-at-a-time runs."""
+        """Animate several tracks as one batch; results equal one-at-a-time runs.
+
+        ``track_emotions``: one tuple of emotion keys per track, used in place of
+        ``options.emotions`` for that track (each clip's detected emotions: the batch keeps one
+        ``options``); None = ``options.emotions`` for every track. A model without an emotion
+        input refuses keys (ParameterError).
+        """
         ...
 
 

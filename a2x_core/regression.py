@@ -30,7 +30,7 @@ import numpy as np
 from .audio import Audio
 from .backends import EngineSettings, InferenceEngine, regression_io
 from .blendshapes import BlendshapeSolver, frontal_columns
-from .emotion import EmotionCurve, explicit_emotion_curve
+from .emotion import EmotionCurve, explicit_emotion_curve, track_emotion_keys
 from .errors import ParameterError
 from .executor import ChainStep, Executor, Span, Track, drain, offline_progress
 from .jobs import CancelToken, ProgressCallback
@@ -43,7 +43,7 @@ from .model_package import (
     validate_animator_config,
 )
 from .names import ARKIT_52, TONGUE_16
-from .options import InferenceOptions
+from .options import EmotionKey, InferenceOptions
 from .post_chain import DeviceChain, FrameBlock, HostChain, PostChain, RowSplit
 from .postprocess import (
     EyesAnimator,
@@ -309,19 +309,19 @@ class RegressionModel:
 
     def _open_track(
         self, executor: Executor, audio: AudioAccumulator, run: _Run, chain: PostChain,
-        start_s: float, emotions: Any,
+        start_s: float, emotions: Sequence[EmotionKey],
     ) -> Track:  # fmt: skip
-        """A track of ``run`` in ``executor`` with its own emotion keys; frames go to ``chain``."""
+        """A track of ``run`` in ``executor`` with the explicit emotions of ``emotions`` (keys
+        in seconds of the source file); its frames go to ``chain``."""
         info = self.package.network_info
-        curve = explicit_emotion_curve(
-            emotions, self.emotion_names, info.default_emotion, start_s=start_s
-        )
+        curve = explicit_emotion_curve(emotions, self.emotion_names, info.default_emotion,
+                                       start_s=start_s)  # fmt: skip
         state = _TrackState(run, curve, len(executor.tracks), len(self.emotion_names))
         return executor.add(Track(audio, state, chain, chain.open_slot(run.stages)))
 
     def open_stream(
         self, options: InferenceOptions, executor: Executor | None = None
-    ) -> Stream:
+    ) -> Stream[StreamFrame]:
         """A stream of pushed audio on this model: frames come out as soon as the network's
         look-ahead allows and equal :meth:`animate`'s frames of the whole clip
         (``docs/streaming.md``). Streams opened on one ``executor`` (:meth:`stream_executor`)
@@ -406,8 +406,19 @@ class RegressionModel:
         options: InferenceOptions,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        *,
+        track_emotions: Sequence[tuple[EmotionKey, ...]] | None = None,
     ) -> list[AnimationResult]:
-        """Animate several tracks as one batch; each result equals its one-track run."""
+        """Animate several tracks as one batch; each result equals its one-track run.
+
+        ``track_emotions``: each track's own emotion keys (seconds of the source file), in place
+        of ``options.emotions`` (an emotion model's detected emotions per clip); None = the
+        options' keys for every track.
+
+        Raises:
+            ParameterError: bad options, or ``track_emotions`` not one key sequence per track.
+        """
+        emotions = track_emotion_keys(track_emotions, options.emotions, len(tracks))
         run = self._prepare(options)
         device = self.postprocess_device()
         if device is None:
@@ -418,7 +429,8 @@ class RegressionModel:
             step, chain = self._device_step(device, run, tracks)
         executor = Executor(step)
         opened = [self._open_track(executor, AudioAccumulator.whole(audio.samples), run, chain,
-                                   audio.start_s, options.emotions) for audio in tracks]  # fmt: skip
+                                   audio.start_s, keys)
+                  for audio, keys in zip(tracks, emotions, strict=True)]  # fmt: skip
         if device is not None:
             step.prepare_device_inputs(executor.tracks)
         total = sum(step.ready_units(t) for t in opened)

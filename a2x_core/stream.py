@@ -11,25 +11,27 @@ their :meth:`Stream.pull`); a server with many streams :meth:`Stream.feed` s eac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .executor import Executor, Track, drain
 from .post_chain import FrameBlock
-from .stream_audio import StreamFrame
 from .timing import SAMPLE_RATE
 
-#: Turns a track's finished frames (first index ``first``) into StreamFrames.
-FramesOf = Callable[[Track, FrameBlock, int], list[StreamFrame]]
+#: What a stream hands out per frame: :class:`.stream_audio.StreamFrame` for the face models,
+#: :class:`.audio2emotion.EmotionFrame` for Audio2Emotion.
+FrameT = TypeVar("FrameT")
+#: Turns a track's finished frames (first index ``first``) into frames.
+FramesOf = Callable[[Track, FrameBlock, int], list[FrameT]]
 
 
-class Stream:
+class Stream(Generic[FrameT]):
     """Pushed audio in, finished frames out; made by a model's ``open_stream``.
 
     Not thread-safe: push from one thread (or hold a lock around every stream of one executor).
     """
 
     def __init__(
-        self, executor: Executor, track: Track, frames_of: FramesOf, lookahead_samples: int
+        self, executor: Executor, track: Track, frames_of: FramesOf[FrameT], lookahead_samples: int
     ) -> None:
         self.executor = executor
         self.track = track
@@ -77,7 +79,7 @@ class Stream:
         self.track.life.check("push")
         self.track.audio.push(samples, sample_rate)
 
-    def push(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> list[StreamFrame]:
+    def push(self, samples: Any, sample_rate: int = SAMPLE_RATE) -> list[FrameT]:
         """Add audio (mono, or ``[n, channels]`` mixed down; float in [-1, 1] or integer PCM),
         run every stream of the executor as far as their audio allows, and return this stream's
         new frames in order; any number of samples, even 0. Raises as :meth:`feed`."""
@@ -85,7 +87,7 @@ class Stream:
         self.executor.run_ready()
         return self.pull()
 
-    def pull(self) -> list[StreamFrame]:
+    def pull(self) -> list[FrameT]:
         """The frames finished since the last push/pull, in order."""
         block = drain(self.track)
         if block is None:
@@ -94,7 +96,7 @@ class Stream:
         self._next_frame += len(frames)
         return frames
 
-    def close(self) -> list[StreamFrame]:
+    def close(self) -> list[FrameT]:
         """End of audio: flush the resampler and return every remaining frame (their windows
         zero-padded past the end as offline); then the stream holds nothing. Closing again
         returns ``[]``.

@@ -15,9 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..audio import SILENCE_PEAK, Audio
+from ..emotion import track_emotion_keys
+from ..errors import ParameterError
 from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
 from ..names import ARKIT_52
-from ..options import InferenceOptions
+from ..options import EmotionKey, InferenceOptions
 from ..result import AnimationResult
 from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
 from ..version import __version__
@@ -171,8 +173,20 @@ class DefaultLipSyncModel:
         options: InferenceOptions,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        *,
+        track_emotions: Sequence[tuple[EmotionKey, ...]] | None = None,
     ) -> list[AnimationResult]:
-        """Animate each track; tracks are independent, so batches equal single runs."""
+        """Animate each track; tracks are independent, so batches equal single runs.
+
+        Raises:
+            ParameterError: ``track_emotions`` holds keys (this model takes no emotion input;
+                None or empty tuples are accepted, as every model takes them).
+        """
+        if any(track_emotion_keys(track_emotions, (), len(tracks))):
+            raise ParameterError(
+                f"the {self.name} model takes no emotion input (track_emotions has keys)",
+                hint="use an Audio2Face-3D model for emotions, or pass track_emotions=None",
+            )
         results = []
         for k, audio in enumerate(tracks):
             scale = ProgressScale(progress, k / len(tracks), (k + 1) / len(tracks))
