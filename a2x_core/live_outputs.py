@@ -569,7 +569,8 @@ class JsonLinesSink:
     A file is written line by line, not atomically at close: JSON lines are read while they
     are written (``tail -f``, a FIFO, another process), and each line is one complete write, so
     an interrupted take still leaves whole frames. An existing file is refused unless
-    ``overwrite``; a complete take as one atomic file is what ``--record`` is for.
+    ``overwrite``; an existing FIFO or device is written to as it is (opening a FIFO waits
+    for its reader). A complete take as one atomic file is what ``--record`` is for.
     """
 
     option = "--jsonl"

@@ -5,9 +5,12 @@ a refused port."""
 from __future__ import annotations
 
 import json
+import os
 import socket
+import stat
 import struct
 import sys
+import threading
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -492,3 +495,25 @@ def test_a_host_name_goes_to_its_ipv4_address(receiver: socket.socket) -> None:
         assert sender.name == f"--vmc localhost:{receiver.getsockname()[1]}"
         sender.send(make_frame(0))
     assert decode_osc(receiver.recv(65536))[-1][0] == VMC_BLEND_APPLY
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_json_lines_into_a_named_pipe_reach_the_reader_frame_by_frame(tmp_path: Path) -> None:
+    """An existing FIFO is written to, not refused as an existing file nor replaced."""
+    fifo = tmp_path / "frames"
+    os.mkfifo(fifo)
+    received: list[dict] = []
+
+    def read() -> None:
+        with open(fifo, encoding="utf-8") as pipe:
+            received.extend(json.loads(line) for line in pipe)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    sink = JsonLinesSink(fifo)  # opening waits for the reader
+    for i in range(3):
+        sink.send(make_frame(i), 30)
+    sink.close()
+    reader.join(TIMEOUT_S)
+    assert [record["index"] for record in received] == [0, 1, 2]
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
