@@ -371,15 +371,30 @@ class RegressionModel:
         :class:`.postprocess_gpu.DevicePipeline` batched over them."""
         if device is None:
             return HostChain(self._split_for(run.skin_basis))
+        return DeviceChain(self._stream_pipeline(run, device), streaming=True)
+
+    def _stream_pipeline(self, run: _Run, device: str) -> Any:
+        """A growable device pipeline (no tracks yet) for streams of ``run``."""
         from .postprocess_gpu import DevicePipeline
 
         stages = run.stages
-        pipe = DevicePipeline(
+        return DevicePipeline(
             device, run.settings.animator, self.package.model_data, self._skin_basis,
             self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, None,
             cache=self._device_cache,
         )  # fmt: skip
-        return DeviceChain(pipe, streaming=True)
+
+    def stream_bank(self, options: InferenceOptions, *, max_push: int = 16000) -> Any:
+        """Many streams with the same ``options``, pushed together as arrays and run as one
+        batch on the torch device of :attr:`postprocess` (:mod:`.stream_bank`: a server's
+        tick loop for hundreds of streams).
+
+        Raises:
+            ParameterError: the stages run with NumPy (no torch device), or bad options.
+        """
+        from .stream_bank import RegressionStreamBank
+
+        return RegressionStreamBank(self, options, max_push=max_push)
 
     def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
         state: _TrackState = track.state

@@ -120,6 +120,24 @@ def load_trial(open_stream: Callable[[Any], Any], make_executor: Callable[[], An
     return float(np.percentile(warm, 99))
 
 
+def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+               seconds: float) -> float:  # fmt: skip
+    """p99 tick time (s) of ``streams`` streams in one stream bank (arrays in, arrays out)."""
+    bank = model.stream_bank(options, max_push=block)
+    slots = bank.open(streams)
+    offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
+    ticks = []
+    ar = np.arange(block)
+    for tick in range(int(seconds * SAMPLE_RATE / block)):
+        start = time.perf_counter()
+        at = (offsets + tick * block) % (len(samples) - block)
+        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        ticks.append(time.perf_counter() - start)
+    bank.cancel(slots)
+    warm = ticks[len(ticks) // 10 :] or ticks
+    return float(np.percentile(warm, 99))
+
+
 def sustained(trial: Callable[[int], float], period: float, limit: int,
               budget_s: float) -> tuple[int, dict[int, float]]:  # fmt: skip
     """Largest N with p99 tick <= period: doubling, then bisection, within ``budget_s``."""
@@ -180,6 +198,8 @@ def main() -> None:
     parser.add_argument("--load-budget-s", type=float, default=240.0)
     parser.add_argument("--max-streams", type=int, default=64)
     parser.add_argument("--no-load", action="store_true")
+    parser.add_argument("--bank", action="store_true", help="also the stream bank (torch device)")
+    parser.add_argument("--bank-max", type=int, default=8192)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=2)
@@ -222,7 +242,15 @@ def main() -> None:
                     block / SAMPLE_RATE, args.max_streams, args.load_budget_s,
                 )  # fmt: skip
                 tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
-                load = f"**{best}** (p99 tick by N: {tried})"
+                load = f"**{best}** streams (p99 tick by N: {tried})"
+                if args.bank and hasattr(model, "stream_bank"):
+                    best, seen = sustained(
+                        lambda n, m=model, o=options: bank_trial(m, o, samples, block, n,
+                                                                 args.load_seconds),
+                        block / SAMPLE_RATE, args.bank_max, args.load_budget_s,
+                    )  # fmt: skip
+                    tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
+                    load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
                 f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "

@@ -1,0 +1,346 @@
+"""Many equal streams of one regression model, stepped together on a torch device: the server
+side of "one batched call per tick across all live streams" (``docs/streaming.md``).
+
+A :class:`.stream.Stream` is one Python object per stream: every push walks its own audio,
+feeds and frames, which costs tens of microseconds per stream per tick. A server holding a
+thousand microphones needs the per-tick work to be array operations over all of them; a
+:class:`RegressionStreamBank` is that: every stream has the same options (rate, parameters,
+emotion keys), audio arrives as one ``[streams, samples]`` array per tick, and
+
+- the audio of every stream lives in one device ring ``[slots, L]`` (``L`` = the network's
+  window plus the longest push, rounded up), written with one scatter per tick;
+- the ready frames of every stream come from integer formulas over the slot arrays (the SDK's
+  target rule, the window's look-ahead), the windows from one gather on the device;
+- one network call holds every ready frame (rows padded to a power of two so that the engine's
+  CUDA graphs repeat), then the stages after it run in the regression model's growable
+  :class:`.postprocess_gpu.DevicePipeline`, one step per group of streams with the same number
+  of ready frames (groups padded to a power of two with scratch slots, for the same reason);
+- frames come back as arrays (:class:`BankFrames`), not per-frame objects.
+
+Frames equal the offline device run's (:meth:`.RegressionModel.animate` with the same
+``postprocess`` device) and a :class:`.stream.Stream`'s within float rounding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .emotion import explicit_emotion_curve
+from .errors import ParameterError
+from .options import InferenceOptions
+from .timing import SAMPLE_RATE
+
+if TYPE_CHECKING:
+    from .regression import RegressionModel
+
+#: Rows and groups are padded to powers of two from these sizes (repeated shapes: CUDA graphs).
+MIN_ROW_BUCKET = 16
+MIN_GROUP_BUCKET = 8
+
+
+@dataclass(frozen=True)
+class BankFrames:
+    """Frames of many streams as arrays, one row per frame (grouped by stream, each stream's
+    frames in order).
+
+    Attributes:
+        slots: int64 [F] the stream (slot) of each frame.
+        index: int64 [F] frame number from that stream's start.
+        time_s: float64 [F] ``index / fps``.
+        weights: float32 [F, 52] ARKit weights (:data:`.names.ARKIT_52` order).
+        tongue_weights: float32 [F, 16]; jaw_transforms: float32 [F, 4, 4];
+        eye_rotations: float32 [F, 6].
+    """
+
+    slots: np.ndarray
+    index: np.ndarray
+    time_s: np.ndarray
+    weights: np.ndarray
+    tongue_weights: np.ndarray
+    jaw_transforms: np.ndarray
+    eye_rotations: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    def of(self, slot: int) -> BankFrames:
+        """The frames of one stream."""
+        pick = self.slots == slot
+        return BankFrames(*(getattr(self, f)[pick] for f in self.__dataclass_fields__))
+
+
+def _bucket(count: int, least: int) -> int:
+    return max(least, 1 << max(0, int(count) - 1).bit_length())
+
+
+def _frames_for(samples: np.ndarray, fps: Fraction) -> np.ndarray:
+    """:func:`.timing.num_frames_for` over an array of sample counts."""
+    step = SAMPLE_RATE * fps.denominator
+    samples = np.asarray(samples, np.int64)
+    return np.where(samples > 0, (samples * fps.numerator - 1) // step + 1, 0)
+
+
+class RegressionStreamBank:
+    """See the module docstring. Made by :meth:`.RegressionModel.stream_bank`.
+
+    Not thread-safe: one thread pushes (a server's tick loop).
+    """
+
+    def __init__(
+        self, model: RegressionModel, options: InferenceOptions, *, max_push: int = 16000
+    ) -> None:
+        from .backends.torch_engine import import_torch
+        from .post_chain import DeviceChain
+        from .postprocess_gpu import same_device
+
+        device = model.postprocess_device()
+        if device is None:
+            raise ParameterError(
+                "a stream bank runs the stages after the network on a torch device, and this "
+                "model's postprocess is numpy",
+                hint="load the model with postprocess='cuda' (or 'cpu' for torch on the CPU), "
+                "or use model.open_stream on a stream_executor()",
+            )
+        if options.geometry:
+            raise ParameterError("geometry=True is not available on a stream bank",
+                                 hint="stream weights only")  # fmt: skip
+        if int(max_push) < 1:
+            raise ParameterError(f"max_push must be >= 1, got {max_push}")
+        torch = self.torch = import_torch()
+        self.model = model
+        self.options = options
+        self.device = torch.device(device)
+        run = model._prepare(options)
+        self._settings_run = run
+        self.fps = run.fps
+        info = model.package.network_info
+        self.buffer_len, self.buffer_ofs = int(info.buffer_len), int(info.buffer_ofs)
+        #: samples after a frame's target its window needs (the model's inherent latency)
+        self.lookahead_samples = self.buffer_len - self.buffer_ofs
+        self.max_push = int(max_push)
+        # the ring holds every sample a window of a not-yet-run frame can read after any push
+        self.ring_len = _bucket(self.buffer_len + self.max_push + 2, 1024)
+        self._chain = DeviceChain(model._stream_pipeline(run, device), streaming=True)
+        caps = model.engine.capabilities
+        self._on_device = caps.device_tensors and same_device(torch, caps.device, self.device)
+        curve = explicit_emotion_curve(options.emotions, model.emotion_names,
+                                       info.default_emotion, start_s=0.0)  # fmt: skip
+        self._curve = curve
+        self._implicit = np.asarray(run.settings.implicit_emotion, np.float32)
+        self._strength = float(run.settings.animator["input_strength"])
+        self._capacity = 0
+        self._ring: Any = torch.zeros((0, self.ring_len), device=self.device)
+        self._received = np.zeros(0, np.int64)
+        self._next = np.zeros(0, np.int64)
+        self._open = np.zeros(0, bool)
+        self._ended = np.zeros(0, bool)
+        self._scratch: list[int] = []  # chain slots that pad a group (their frames dropped)
+        self._arange = torch.arange(self.buffer_len, device=self.device)
+
+    # ------------------------------------------------------------------------- slots
+
+    @property
+    def open_streams(self) -> int:
+        return int(self._open.sum())
+
+    def open(self, count: int = 1) -> np.ndarray:
+        """``count`` new streams (fresh state, frame 0 at their first sample); their slot ids."""
+        slots = np.asarray(self._chain.pipeline.add_tracks(int(count)), np.int64)
+        if len(slots) and slots.max() >= self._capacity:
+            self._grow(int(slots.max()) + 1)
+        self._received[slots] = 0
+        self._next[slots] = 0
+        self._open[slots] = True
+        self._ended[slots] = False
+        if len(slots):
+            self._ring[self.torch.as_tensor(slots, device=self.device)] = 0.0
+        return slots
+
+    def _grow(self, needed: int) -> None:
+        size = _bucket(needed, 64)
+        extra = size - self._capacity
+        torch = self.torch
+        self._ring = torch.cat([self._ring, torch.zeros((extra, self.ring_len),
+                                                        device=self.device)])  # fmt: skip
+        self._received = np.concatenate([self._received, np.zeros(extra, np.int64)])
+        self._next = np.concatenate([self._next, np.zeros(extra, np.int64)])
+        self._open = np.concatenate([self._open, np.zeros(extra, bool)])
+        self._ended = np.concatenate([self._ended, np.zeros(extra, bool)])
+        self._capacity = size
+
+    def _check_slots(self, slots: Any, action: str) -> np.ndarray:
+        slots = np.asarray(slots, np.int64).reshape(-1)
+        bad = slots[(slots < 0) | (slots >= self._capacity)]
+        if len(bad) == 0:
+            bad = slots[~self._open[slots]]
+        if len(bad):
+            raise ParameterError(f"cannot {action}: stream {int(bad[0])} is not open",
+                                 hint="use the slot ids open() returned, until close()")  # fmt: skip
+        if len(np.unique(slots)) != len(slots):
+            raise ParameterError(f"cannot {action}: a stream is named twice in one call")
+        return slots
+
+    # ------------------------------------------------------------------------- audio in
+
+    def push(self, slots: Any, samples: Any) -> BankFrames:
+        """Append ``samples[k]`` (16 kHz float32, the same count for every stream of the call,
+        at most ``max_push``) to stream ``slots[k]``, run every frame the audio completed, and
+        return them.
+
+        Raises:
+            ParameterError: unknown/closed slots, a slot twice, a bad shape or too many samples.
+            AudioInvalidSamplesError: NaN/inf or values beyond +-1000.
+        """
+        from .audio import MAX_SAMPLE_MAGNITUDE
+        from .errors import AudioInvalidSamplesError
+
+        slots = self._check_slots(slots, "push")
+        data = np.asarray(samples, np.float32)
+        if data.ndim != 2 or len(data) != len(slots):
+            raise ParameterError(
+                f"samples have shape {data.shape}, expected ({len(slots)}, n): one row per slot"
+            )
+        n = data.shape[1]
+        if n > self.max_push:
+            raise ParameterError(f"{n} samples in one push exceed max_push={self.max_push}",
+                                 hint="push smaller blocks or make the bank with a larger "
+                                 "max_push")  # fmt: skip
+        if not np.all(np.abs(data) <= MAX_SAMPLE_MAGNITUDE):
+            raise AudioInvalidSamplesError(
+                "pushed samples are NaN, infinite or beyond +-1000", path="<stream bank>",
+                hint="push float samples in [-1, 1]",
+            )  # fmt: skip
+        if n and len(slots):
+            torch = self.torch
+            pos = (self._received[slots][:, None] + np.arange(n)[None, :]) % self.ring_len
+            rows = torch.as_tensor(slots, device=self.device)[:, None]
+            self._ring[rows, torch.as_tensor(pos, device=self.device)] = torch.as_tensor(
+                data, device=self.device
+            )
+            self._received[slots] += n
+        return self._tick()
+
+    def close(self, slots: Any) -> BankFrames:
+        """End of audio for ``slots``: their remaining frames (windows zero past the end, as
+        offline); then the slots are free for :meth:`open`."""
+        slots = self._check_slots(slots, "close")
+        self._ended[slots] = True
+        frames = self._tick()
+        for slot in slots.tolist():
+            self._chain.release(slot)
+        self._open[slots] = False
+        return frames
+
+    def cancel(self, slots: Any) -> None:
+        """Drop ``slots`` now (no more frames)."""
+        slots = self._check_slots(slots, "cancel")
+        for slot in slots.tolist():
+            self._chain.release(slot)
+        self._open[slots] = False
+
+    # ------------------------------------------------------------------------- one tick
+
+    def _ready(self) -> np.ndarray:
+        received = self._received
+        existing = _frames_for(received, self.fps)
+        complete = _frames_for(received - self.lookahead_samples + 1, self.fps)
+        ready = np.where(self._ended, existing, np.minimum(existing, complete))
+        return np.where(self._open, ready, 0)
+
+    def _tick(self) -> BankFrames:
+        torch = self.torch
+        counts = np.maximum(self._ready() - self._next, 0)
+        live = np.flatnonzero(counts)
+        if len(live) == 0:
+            return self._empty()
+        counts_live = counts[live]
+        slot_rows = np.repeat(live, counts_live)
+        first = self._next[live]
+        offsets = np.arange(len(slot_rows)) - np.repeat(np.cumsum(counts_live) - counts_live,
+                                                        counts_live)  # fmt: skip
+        index = np.repeat(first, counts_live) + offsets
+        fps = self.fps
+        targets = (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
+        # windows gathered on the device from the ring (zero before 0 and past the end)
+        rows_total = len(slot_rows)
+        padded = _bucket(rows_total, MIN_ROW_BUCKET)
+        start = torch.as_tensor(targets - self.buffer_ofs, device=self.device)
+        pos = start[:, None] + self._arange[None, :]
+        slot_t = torch.as_tensor(slot_rows, device=self.device)
+        end = torch.as_tensor(self._received[slot_rows], device=self.device)
+        audio = self._ring[slot_t[:, None], pos % self.ring_len]
+        audio = audio * ((pos >= 0) & (pos < end[:, None]))
+        if self._strength != 1.0:
+            audio = audio * np.float32(self._strength)
+        explicit = self._curve.sample(targets)
+        emotion = np.concatenate([np.broadcast_to(self._implicit, (rows_total, len(self._implicit))),
+                                  explicit], axis=1).astype(np.float32)  # fmt: skip
+        audio_in = torch.zeros((padded, 1, self.buffer_len), device=self.device)
+        audio_in[:rows_total, 0] = audio
+        emotion_in = torch.zeros((padded, 1, emotion.shape[1]), device=self.device)
+        emotion_in[:rows_total, 0] = torch.as_tensor(emotion, device=self.device)
+        result = self._network(audio_in, emotion_in)[:rows_total].reshape(rows_total, -1)
+        self._step_chain(result, live, counts_live, first)
+        self._next[live] += counts_live
+        return self._collect()
+
+    def _network(self, audio: Any, emotion: Any) -> Any:
+        model = self.model
+        if self._on_device:
+            names = model.engine.capabilities.device_inputs
+            feeds = {"input": audio, "emotion": emotion}
+            return model.engine.run_device([feeds[name] for name in names])[0]
+        out = model._infer(audio.cpu().numpy(), emotion.cpu().numpy())
+        return self.torch.from_numpy(out).to(self.device)
+
+    def _step_chain(self, result: Any, live: np.ndarray, counts: np.ndarray,
+                    first: np.ndarray) -> None:  # fmt: skip
+        """One chain step per group of streams with the same number of ready frames, padded
+        with scratch slots to a power of two (their rows repeat the group's first)."""
+        torch = self.torch
+        at = np.cumsum(counts) - counts
+        for count in np.unique(counts).tolist():
+            members = np.flatnonzero(counts == count)
+            groups = _bucket(len(members), MIN_GROUP_BUCKET)
+            pad = groups - len(members)
+            while len(self._scratch) < pad:
+                self._scratch.extend(self._chain.pipeline.add_tracks(pad - len(self._scratch)))
+            index = at[members][:, None] + np.arange(count)[None, :]
+            index = np.concatenate([index, np.repeat(index[:1], pad, axis=0)])
+            rows = result[torch.as_tensor(index, device=result.device)]
+            slots = np.concatenate([live[members], np.asarray(self._scratch[:pad], np.int64)])
+            starts = np.concatenate([first[members], np.ones(pad, np.int64)])
+            self._chain.step(rows, slots.tolist(), starts)
+
+    def _collect(self) -> BankFrames:
+        model = self.model
+        blocks = self._chain.take()
+        scratch = set(self._scratch)
+        parts = sorted((slot, b) for slot, b in blocks.items() if slot not in scratch)
+        if not parts:
+            return self._empty()
+        slots = np.concatenate([np.full(len(b["skin"]), s, np.int64) for s, b in parts])
+        # frames since the last take, per slot in order: their indices end at the slot's next
+        index = np.concatenate([self._next[s] - len(b["skin"]) + np.arange(len(b["skin"]))
+                                for s, b in parts])  # fmt: skip
+        skin = np.concatenate([b["skin"] for _, b in parts])
+        tongue = np.concatenate([b["tongue"] for _, b in parts])
+        fps = self.fps
+        return BankFrames(
+            slots=slots,
+            index=index,
+            time_s=index * (fps.denominator / fps.numerator),
+            weights=np.ascontiguousarray(skin[:, model._skin_columns], np.float32),
+            tongue_weights=np.ascontiguousarray(tongue[:, model._tongue_columns], np.float32),
+            jaw_transforms=np.concatenate([b["jaw"] for _, b in parts]).astype(np.float32),
+            eye_rotations=np.concatenate([b["eyes"] for _, b in parts]).astype(np.float32),
+        )
+
+    def _empty(self) -> BankFrames:
+        return BankFrames(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0),
+                          np.zeros((0, 52), np.float32), np.zeros((0, 16), np.float32),
+                          np.zeros((0, 4, 4), np.float32), np.zeros((0, 6), np.float32))  # fmt: skip
