@@ -138,6 +138,49 @@ def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, stream
     return float(np.percentile(warm, 99))
 
 
+def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+                   seconds: float) -> str:  # fmt: skip
+    """Where a bank's tick goes (device synchronised around each phase): p50/p99 ms of the
+    network call, the chain steps, the take, and the whole tick."""
+    import torch
+
+    bank = model.stream_bank(options, max_push=block)
+    sync = torch.cuda.synchronize if bank.device.type == "cuda" else (lambda: None)
+    spent: dict[str, list[float]] = {"network": [], "chain": [], "take": [], "tick": []}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*a: Any) -> Any:
+            sync()
+            t0 = time.perf_counter()
+            out = fn(*a)
+            sync()
+            spent[name].append(1e3 * (time.perf_counter() - t0))
+            return out
+
+        return wrapper
+
+    bank._network = timed("network", bank._network)
+    bank._step_chain = timed("chain", bank._step_chain)
+    bank._collect = timed("take", bank._collect)
+    slots = bank.open(streams)
+    offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
+    ar = np.arange(block)
+    for tick in range(int(seconds * SAMPLE_RATE / block)):
+        at = (offsets + tick * block) % (len(samples) - block)
+        sync()
+        t0 = time.perf_counter()
+        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        sync()
+        spent["tick"].append(1e3 * (time.perf_counter() - t0))
+    bank.cancel(slots)
+    parts = []
+    for name, values in spent.items():
+        warm = values[len(values) // 10 :] or values
+        p50, p99 = percentiles(warm)
+        parts.append(f"{name} {p50:.1f} / {p99:.1f}")
+    return f"bank of {streams}, p50 / p99 ms: " + ", ".join(parts)
+
+
 def sustained(trial: Callable[[int], float], period: float, limit: int,
               budget_s: float) -> tuple[int, dict[int, float]]:  # fmt: skip
     """Largest N with p99 tick <= period: doubling, then bisection, within ``budget_s``."""
@@ -200,6 +243,7 @@ def main() -> None:
     parser.add_argument("--no-load", action="store_true")
     parser.add_argument("--bank", action="store_true", help="also the stream bank (torch device)")
     parser.add_argument("--bank-max", type=int, default=8192)
+    parser.add_argument("--breakdown", default="", help="bank sizes to break down, e.g. 1,1024")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=2)
@@ -251,6 +295,9 @@ def main() -> None:
                     )  # fmt: skip
                     tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
                     load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
+            for n in [int(x) for x in args.breakdown.split(",") if x]:
+                lines.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
+                print(lines[-1], flush=True)
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
                 f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "
