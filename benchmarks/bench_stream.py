@@ -266,6 +266,7 @@ def main() -> None:
         "|---|---|---|---|---|---|",
     ]
     loaders = kinds(args)
+    notes: list[str] = []
     for name in [m for m in args.models.split(",") if m]:
         model = loaders[name]()
         if not hasattr(model, "open_stream"):
@@ -296,8 +297,8 @@ def main() -> None:
                     tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
                     load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
             for n in [int(x) for x in args.breakdown.split(",") if x]:
-                lines.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
-                print(lines[-1], flush=True)
+                notes.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
+                print(notes[-1], flush=True)
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
                 f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "
@@ -305,7 +306,7 @@ def main() -> None:
                 f"{pu[0]:.1f} / {pu[1]:.1f} | {load} |"
             )
             print(lines[-1], flush=True)
-    text = "\n".join(lines)
+    text = "\n".join(lines + ([""] + notes if notes else []))
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
