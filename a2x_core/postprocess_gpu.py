@@ -817,6 +817,17 @@ class DevicePipeline:
     def _flush(self) -> None:
         """The pending chunks' jaw transforms (one batched Kabsch), then their outputs copied to
         the host and kept per slot (one wait for the device)."""
+        chunks = self._chunks
+        for slots, first, kept, keep, parts in self._host_chunks():
+            rows = zip(np.flatnonzero(keep).tolist(), slots[keep].tolist(), first[keep].tolist(),
+                       kept[keep].tolist(), strict=True)  # fmt: skip
+            for k, slot, start, m in rows:
+                chunks.setdefault(slot, []).append((start, m, k, parts))
+
+    def _host_chunks(self) -> Iterator[tuple[np.ndarray, ...]]:
+        """Each pending chunk on the host (one batched Kabsch, one wait for the device): its
+        rows' slots, first frames, frames kept per row, rows kept, and the output parts
+        (skin, tongue, jaw [g, n, 4, 4], eyes, frame indices), each ``[g, n, ...]``."""
         if not self._pending:
             return
         torch = self.torch
@@ -830,7 +841,9 @@ class DevicePipeline:
         ps = self.admm._solvers[0].num_poses
         pt = self.admm._solvers[1].num_poses
         row = 0
-        for live, epoch, starts, n, packed in self._pending:
+        pending, self._pending = self._pending, []
+        self._pending_bytes = 0
+        for live, epoch, starts, n, packed in pending:
             g = packed.shape[0]
             jaw_m = matrices[row : row + g * n].reshape(g, n, 16)
             row += g * n
@@ -845,13 +858,36 @@ class DevicePipeline:
             kept = np.where(limits < 0, n, np.clip(limits - first, 0, n))
             # rows of a slot released after this chunk are not its new stream's
             keep = (self._released_at[slots] < epoch) & (kept > 0)
-            chunks = self._chunks
-            rows = zip(np.flatnonzero(keep).tolist(), slots[keep].tolist(), first[keep].tolist(),
-                       kept[keep].tolist(), strict=True)  # fmt: skip
-            for k, slot, start, m in rows:
-                chunks.setdefault(slot, []).append((start, m, k, parts))
-        self._pending.clear()
-        self._pending_bytes = 0
+            yield slots, first, kept, keep, parts
+
+    def take_rows(self) -> dict[str, np.ndarray]:
+        """Every frame since the last take as flat arrays, without per-slot work (a stream
+        bank's tick): ``slots`` and ``frames`` ``[F]`` (int64), ``skin``, ``tongue``, ``jaw``
+        ``[F, 4, 4]``, ``eyes``; rows of one slot in frame order, slots in chunk order.
+
+        Raises:
+            ParameterError: the pipeline decodes geometry (offline only: :meth:`finish`).
+        """
+        self._streaming("take_rows")
+        pieces: list[tuple[np.ndarray, ...]] = []
+        for slot, item in (self.take().items() if self._chunks else ()):
+            pieces.append((np.full(len(item["frames"]), slot, np.int64), item["frames"],
+                           item["skin"], item["tongue"], item["jaw"], item["eyes"]))  # fmt: skip
+        for slots, _first, kept, keep, parts in self._host_chunks():
+            n = parts[0].shape[1]
+            mask = keep[:, None] & (np.arange(n)[None, :] < kept[:, None])
+            skin, tongue, jaw, eyes, frames = (p[mask] for p in parts)
+            rows_slots = np.broadcast_to(slots[:, None], mask.shape)[mask]
+            pieces.append((rows_slots, frames, skin, tongue, jaw, eyes))
+        names = ("slots", "frames", "skin", "tongue", "jaw", "eyes")
+        if not pieces:
+            ps = self.admm._solvers[0].num_poses
+            pt = self.admm._solvers[1].num_poses
+            empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros((0, ps), np.float32),
+                     np.zeros((0, pt), np.float32), np.zeros((0, 4, 4), np.float32),
+                     np.zeros((0, 6), np.float32))  # fmt: skip
+            return dict(zip(names, empty, strict=True))
+        return {name: np.concatenate([p[i] for p in pieces]) for i, name in enumerate(names)}
 
     def _split(self, chunks: list[tuple[int, int, int, tuple[np.ndarray, ...]]],
                copy: bool) -> dict[str, np.ndarray]:  # fmt: skip

@@ -287,6 +287,18 @@ class RegressionModel:
         )  # fmt: skip
         return stages, self._skin_basis_for(columns)
 
+    def _device_network(self, device: Any) -> Any:
+        """What runs the network on ``device`` with device tensors: the engine, or with
+        :attr:`compile_network` on CUDA its ``torch.compile`` d replay (one per engine)."""
+        if not (self.compile_network and device.type == "cuda"):
+            return self.engine
+        from .postprocess_gpu import CompiledNetwork
+
+        key = ("compiled", id(self.engine))
+        if key not in self._device_cache:
+            self._device_cache[key] = CompiledNetwork(self.engine)
+        return self._device_cache[key]
+
     def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
         """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
         info = self.package.network_info
@@ -534,6 +546,18 @@ class RegressionModel:
         )  # fmt: skip
         return RegressionStep(self, pipe, max(1, int(per_call))), DeviceChain(pipe)
 
+    def _device_network(self, device: Any) -> Any:
+        """What runs the network on ``device`` with device tensors: the engine, or with
+        :attr:`compile_network` on CUDA its ``torch.compile`` d replay (one per engine)."""
+        if not (self.compile_network and device.type == "cuda"):
+            return self.engine
+        from .postprocess_gpu import CompiledNetwork
+
+        key = ("compiled", id(self.engine))
+        if key not in self._device_cache:
+            self._device_cache[key] = CompiledNetwork(self.engine)
+        return self._device_cache[key]
+
     def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
         """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
         info = self.package.network_info
@@ -695,7 +719,7 @@ class RegressionStep:
         """Offline device run: upload every clip once and window it on the device
         (:class:`.postprocess_gpu.DeviceInputs`) when the engine takes device tensors there and
         the padded clips fit in :data:`DEVICE_AUDIO_BYTES`; compile the network if asked."""
-        from .postprocess_gpu import CompiledNetwork, DeviceInputs, same_device
+        from .postprocess_gpu import DeviceInputs, same_device
 
         model, pipe = self.model, self.pipeline
         caps = model.engine.capabilities
@@ -717,11 +741,8 @@ class RegressionStep:
             )  # fmt: skip
         else:
             model._reserve_batch(len(tracks) * self.units_per_call)
-        if self._on_device and model.compile_network and pipe.device.type == "cuda":
-            key = ("compiled", id(model.engine))
-            if key not in model._device_cache:
-                model._device_cache[key] = CompiledNetwork(model.engine)
-            self._network = model._device_cache[key]
+        if self._on_device:
+            self._network = model._device_network(pipe.device)
 
     def prepare_stream_device(self) -> None:
         """Streams with the stages on :attr:`device`: the network's outputs stay there when the
@@ -734,6 +755,8 @@ class RegressionStep:
         self._on_device = caps.device_tensors and same_device(
             torch, caps.device, torch.device(self.device)
         )
+        if self._on_device:
+            self._network = self.model._device_network(torch.device(self.device))
 
     def _run_stream_device(self, spans: Sequence[Span]) -> list[ChainStep]:
         """One call for streams at their own frames: host windows (only the ready rows), the

@@ -127,6 +127,7 @@ class RegressionStreamBank:
         self._chain = DeviceChain(model._stream_pipeline(run, device), streaming=True)
         caps = model.engine.capabilities
         self._on_device = caps.device_tensors and same_device(torch, caps.device, self.device)
+        self._run_device = model._device_network(self.device) if self._on_device else None
         curve = explicit_emotion_curve(options.emotions, model.emotion_names,
                                        info.default_emotion, start_s=0.0)  # fmt: skip
         self._curve = curve
@@ -293,7 +294,7 @@ class RegressionStreamBank:
         if self._on_device:
             names = model.engine.capabilities.device_inputs
             feeds = {"input": audio, "emotion": emotion}
-            return model.engine.run_device([feeds[name] for name in names])[0]
+            return self._run_device.run_device([feeds[name] for name in names])[0]
         out = model._infer(audio.cpu().numpy(), emotion.cpu().numpy())
         return self.torch.from_numpy(out).to(self.device)
 
@@ -318,26 +319,23 @@ class RegressionStreamBank:
 
     def _collect(self) -> BankFrames:
         model = self.model
-        blocks = self._chain.take()
-        scratch = set(self._scratch)
-        parts = sorted((slot, b) for slot, b in blocks.items() if slot not in scratch)
-        if not parts:
+        rows = self._chain.pipeline.take_rows()
+        if self._scratch:
+            real = ~np.isin(rows["slots"], np.asarray(self._scratch, np.int64))
+            rows = {k: v[real] for k, v in rows.items()}
+        if not len(rows["slots"]):
             return self._empty()
-        slots = np.concatenate([np.full(len(b["skin"]), s, np.int64) for s, b in parts])
-        # frames since the last take, per slot in order: their indices end at the slot's next
-        index = np.concatenate([self._next[s] - len(b["skin"]) + np.arange(len(b["skin"]))
-                                for s, b in parts])  # fmt: skip
-        skin = np.concatenate([b["skin"] for _, b in parts])
-        tongue = np.concatenate([b["tongue"] for _, b in parts])
+        index = rows["frames"]
         fps = self.fps
         return BankFrames(
-            slots=slots,
+            slots=rows["slots"],
             index=index,
             time_s=index * (fps.denominator / fps.numerator),
-            weights=np.ascontiguousarray(skin[:, model._skin_columns], np.float32),
-            tongue_weights=np.ascontiguousarray(tongue[:, model._tongue_columns], np.float32),
-            jaw_transforms=np.concatenate([b["jaw"] for _, b in parts]).astype(np.float32),
-            eye_rotations=np.concatenate([b["eyes"] for _, b in parts]).astype(np.float32),
+            weights=np.ascontiguousarray(rows["skin"][:, model._skin_columns], np.float32),
+            tongue_weights=np.ascontiguousarray(rows["tongue"][:, model._tongue_columns],
+                                                np.float32),  # fmt: skip
+            jaw_transforms=np.asarray(rows["jaw"], np.float32),
+            eye_rotations=np.asarray(rows["eyes"], np.float32),
         )
 
     def _empty(self) -> BankFrames:

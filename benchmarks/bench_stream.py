@@ -214,7 +214,8 @@ def regression_model(args: argparse.Namespace) -> Any:
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
         return load_model(model_json, backend="onnxruntime", threads=args.threads)
-    return load_model(model_json, backend="torch", device=args.device, precision=args.precision)
+    return load_model(model_json, backend="torch", device=args.device, precision=args.precision,
+                      compile_network=args.compile)  # fmt: skip
 
 
 def kinds(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
@@ -246,6 +247,7 @@ def main() -> None:
     parser.add_argument("--breakdown", default="", help="bank sizes to break down, e.g. 1,1024")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
@@ -258,7 +260,8 @@ def main() -> None:
     samples = speech(max(args.seconds, 10.0))
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
-        f"{os.getloadavg()[0]:.2f}; device {args.device}; block {args.block_ms:g} ms; "
+        f"{os.getloadavg()[0]:.2f}; device {args.device} {args.precision}"
+        f"{' compiled' if args.compile else ''}; block {args.block_ms:g} ms; "
         f"{'real-time pace' if not args.no_pace else 'no pacing'}",
         "",
         "| model | fps | look-ahead p50 / p99 (ms) | compute per frame p50 / p99 (ms) | "
