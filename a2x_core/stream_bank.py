@@ -11,8 +11,8 @@ emotion keys), audio arrives as one ``[streams, samples]`` array per tick, and
   window plus the longest push, rounded up), written with one scatter per tick;
 - the ready frames of every stream come from integer formulas over the slot arrays (the SDK's
   target rule, the window's look-ahead), the windows from one gather on the device;
-- one network call holds every ready frame (rows padded to a power of two so that the engine's
-  CUDA graphs repeat), then the stages after it run in the regression model's growable
+- one network call holds every ready frame (rows padded to a few bucket sizes so that the
+  engine's CUDA graphs repeat), then the stages after it run in the regression model's growable
   :class:`.postprocess_gpu.DevicePipeline`, one step per group of streams with the same number
   of ready frames (groups padded to a power of two with scratch slots, for the same reason);
 - frames come back as arrays (:class:`BankFrames`), not per-frame objects.
@@ -37,7 +37,7 @@ from .timing import SAMPLE_RATE
 if TYPE_CHECKING:
     from .regression import RegressionModel
 
-#: Rows and groups are padded to powers of two from these sizes (repeated shapes: CUDA graphs).
+#: Smallest row and group buckets (padding to repeated shapes: CUDA graphs replay).
 MIN_ROW_BUCKET = 16
 MIN_GROUP_BUCKET = 8
 
@@ -75,6 +75,12 @@ class BankFrames:
 
 def _bucket(count: int, least: int) -> int:
     return max(least, 1 << max(0, int(count) - 1).bit_length())
+
+
+def _row_bucket(rows: int) -> int:
+    """Network rows padded to a power of two up to 256, then to a multiple of 256 (the
+    compiled network's pass): few distinct shapes, little padding at a thousand streams."""
+    return _bucket(rows, MIN_ROW_BUCKET) if rows <= 256 else -(-rows // 256) * 256
 
 
 def _frames_for(samples: np.ndarray, fps: Fraction) -> np.ndarray:
@@ -132,6 +138,12 @@ class RegressionStreamBank:
                                        info.default_emotion, start_s=0.0)  # fmt: skip
         self._curve = curve
         self._implicit = np.asarray(run.settings.implicit_emotion, np.float32)
+        self._emotion_width = len(self._implicit) + len(model.emotion_names)
+        #: the emotion row when no key changes it (no keys: the model's default emotion)
+        self._constant_emotion = None
+        if not options.emotions:
+            row = np.concatenate([self._implicit, curve.sample(np.zeros(1, np.int64))[0]])
+            self._constant_emotion = torch.as_tensor(row.astype(np.float32), device=self.device)
         self._strength = float(run.settings.animator["input_strength"])
         self._capacity = 0
         self._ring: Any = torch.zeros((0, self.ring_len), device=self.device)
@@ -217,11 +229,11 @@ class RegressionStreamBank:
             )  # fmt: skip
         if n and len(slots):
             torch = self.torch
-            pos = (self._received[slots][:, None] + np.arange(n)[None, :]) % self.ring_len
-            rows = torch.as_tensor(slots, device=self.device)[:, None]
-            self._ring[rows, torch.as_tensor(pos, device=self.device)] = torch.as_tensor(
-                data, device=self.device
-            )
+            # ring positions computed on the device from one small upload per push
+            where = torch.as_tensor(np.stack([slots, self._received[slots] % self.ring_len]),
+                                    device=self.device)  # fmt: skip
+            pos = (where[1][:, None] + torch.arange(n, device=self.device)[None, :]) % self.ring_len
+            self._ring[where[0][:, None], pos] = torch.as_tensor(data, device=self.device)
             self._received[slots] += n
         return self._tick()
 
@@ -253,7 +265,6 @@ class RegressionStreamBank:
         return np.where(self._open, ready, 0)
 
     def _tick(self) -> BankFrames:
-        torch = self.torch
         counts = np.maximum(self._ready() - self._next, 0)
         live = np.flatnonzero(counts)
         if len(live) == 0:
@@ -266,28 +277,38 @@ class RegressionStreamBank:
         index = np.repeat(first, counts_live) + offsets
         fps = self.fps
         targets = (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
-        # windows gathered on the device from the ring (zero before 0 and past the end)
         rows_total = len(slot_rows)
-        padded = _bucket(rows_total, MIN_ROW_BUCKET)
-        start = torch.as_tensor(targets - self.buffer_ofs, device=self.device)
-        pos = start[:, None] + self._arange[None, :]
-        slot_t = torch.as_tensor(slot_rows, device=self.device)
-        end = torch.as_tensor(self._received[slot_rows], device=self.device)
-        audio = self._ring[slot_t[:, None], pos % self.ring_len]
-        audio = audio * ((pos >= 0) & (pos < end[:, None]))
-        if self._strength != 1.0:
-            audio = audio * np.float32(self._strength)
-        explicit = self._curve.sample(targets)
-        emotion = np.concatenate([np.broadcast_to(self._implicit, (rows_total, len(self._implicit))),
-                                  explicit], axis=1).astype(np.float32)  # fmt: skip
-        audio_in = torch.zeros((padded, 1, self.buffer_len), device=self.device)
-        audio_in[:rows_total, 0] = audio
-        emotion_in = torch.zeros((padded, 1, emotion.shape[1]), device=self.device)
-        emotion_in[:rows_total, 0] = torch.as_tensor(emotion, device=self.device)
+        audio_in, emotion_in = self._inputs(slot_rows, targets)
         result = self._network(audio_in, emotion_in)[:rows_total].reshape(rows_total, -1)
         self._step_chain(result, live, counts_live, first)
         self._next[live] += counts_live
         return self._collect()
+
+    def _inputs(self, slot_rows: np.ndarray, targets: np.ndarray) -> tuple[Any, Any]:
+        """The network's ``input`` and ``emotion`` rows for frames at ``targets`` of the streams
+        ``slot_rows``, padded to a bucket: windows gathered on the device from the ring (zero
+        before the stream's start and past its end), emotion rows from the bank's keys."""
+        torch = self.torch
+        rows = len(slot_rows)
+        padded = _row_bucket(rows)
+        plan = torch.as_tensor(np.stack([slot_rows, targets - self.buffer_ofs,
+                                         self._received[slot_rows]]), device=self.device)  # fmt: skip
+        pos = plan[1][:, None] + self._arange[None, :]
+        audio_in = torch.zeros((padded, 1, self.buffer_len), device=self.device)
+        window = self._ring[plan[0][:, None], pos % self.ring_len]
+        window.masked_fill_((pos < 0) | (pos >= plan[2][:, None]), 0.0)
+        if self._strength != 1.0:
+            window.mul_(np.float32(self._strength))
+        audio_in[:rows, 0] = window
+        emotion_in = torch.zeros((padded, 1, self._emotion_width), device=self.device)
+        if self._constant_emotion is not None:
+            emotion_in[:rows, 0] = self._constant_emotion
+        else:
+            explicit = self._curve.sample(targets)
+            emotion = np.concatenate([np.broadcast_to(self._implicit, (rows, len(self._implicit))),
+                                      explicit], axis=1).astype(np.float32)  # fmt: skip
+            emotion_in[:rows, 0] = torch.as_tensor(emotion, device=self.device)
+        return audio_in, emotion_in
 
     def _network(self, audio: Any, emotion: Any) -> Any:
         model = self.model

@@ -146,7 +146,8 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
 
     bank = model.stream_bank(options, max_push=block)
     sync = torch.cuda.synchronize if bank.device.type == "cuda" else (lambda: None)
-    spent: dict[str, list[float]] = {"network": [], "chain": [], "take": [], "tick": []}
+    spent: dict[str, list[float]] = {"windows": [], "network": [], "chain": [], "take": [],
+                                     "tick": []}  # fmt: skip
 
     def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*a: Any) -> Any:
@@ -159,6 +160,7 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
 
         return wrapper
 
+    bank._inputs = timed("windows", bank._inputs)
     bank._network = timed("network", bank._network)
     bank._step_chain = timed("chain", bank._step_chain)
     bank._collect = timed("take", bank._collect)
