@@ -134,6 +134,11 @@ class FrameResampler:
         """Output frames emitted so far."""
         return self._next
 
+    @property
+    def held_frames(self) -> int:
+        """Network frames held for output frames still to come (bounded on endless streams)."""
+        return 0 if self._buffer is None else len(self._buffer)
+
     def end(self, net_count: int, out_count: int) -> None:
         """The clip ended: ``net_count`` network and ``out_count`` output frames in all."""
         self.net_count, self.count = int(net_count), int(out_count)
