@@ -17,6 +17,11 @@ The network runs at its own 60 fps. Other output rates are sampled from its fram
 interpolation at each output frame's target sample, before post-processing, which then runs at
 the output rate (``dt = 1/fps``); at 60 fps nothing is interpolated.
 
+The loop is the executor's (:mod:`.executor`): :class:`DiffusionStep` says which windows a
+track's audio allows and runs one window of every ready track per call; offline is every clip
+pushed whole and closed, a stream (:meth:`DiffusionModel.open_stream`) runs each window as soon
+as its audio has arrived, so its frames equal the offline run's.
+
 With the torch engine on CUDA the stages after the network run there too, batched over tracks
 (the regression model's :class:`.postprocess_gpu.DevicePipeline` with the deltas as its
 coefficients): the kept frames never leave the device, the interpolation is a gather and one
@@ -828,6 +833,8 @@ class DiffusionStep:
         return max(0, min(arrived, total - 1))
 
     def keep_from(self, track: Track) -> int:
+        if track.audio.ended:  # a closed clip is held whole (dropping would copy the rest)
+            return track.audio.first
         return max(0, self.model.window_start(track.next_unit))
 
     def run(self, spans: Sequence[Span]) -> list[ChainStep]:
