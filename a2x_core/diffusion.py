@@ -495,7 +495,7 @@ class DiffusionModel:
         have received before the frame comes out: the frame's network frame (the next one too
         where it interpolates between two) comes from a window that runs once its whole span has
         arrived (and a frame of the next window has: see :meth:`DiffusionStep.ready_units`).
-        12000 samples (0.75 s) at 60 and 30 fps for v3.0, 12266 where frames are interpolated."""
+        For v3.0: 12000 samples (0.75 s) at 60 and 24 fps, 11734 at 30, 12266 at 30000/1001."""
         info = self.package.network_info
         fps = Fraction(fps)
         # the output targets' pattern against the windows repeats every `period` output frames

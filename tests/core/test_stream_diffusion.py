@@ -225,13 +225,13 @@ def test_streams_on_the_torch_engine_share_calls_with_per_row_noise(
 
 
 def test_long_stream_keeps_less_than_one_window(model: DiffusionModel) -> None:
-    """An endless stream (two minutes, 0.25 s pushes) holds fewer than one window of audio and
+    """An endless stream (a minute, 0.25 s pushes) holds fewer than one window of audio and
     a few network frames after every push: only what the next window and output frame read."""
     stream = model.open_stream(InferenceOptions(fps=24))
     rng = np.random.default_rng(10)
     block = rng.uniform(-0.3, 0.3, 4000).astype(np.float32)
     returned = 0
-    pushes = 4 * 120
+    pushes = 4 * 60
     for push in range(pushes):
         returned += len(stream.push(np.roll(block, push * 37)))
         assert stream.buffered_samples < WINDOW, push
@@ -240,7 +240,7 @@ def test_long_stream_keeps_less_than_one_window(model: DiffusionModel) -> None:
     arrival = _arrival(pushes * 4000 * 24 // 16000, Fraction(24))
     assert returned == stream.frames_returned == np.count_nonzero(arrival <= pushes * 4000)
     tail = stream.close()
-    assert returned + len(tail) == 120 * 24
+    assert returned + len(tail) == 60 * 24
     assert stream.buffered_samples == 0
 
 
