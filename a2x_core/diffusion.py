@@ -17,6 +17,11 @@ The network runs at its own 60 fps. Other output rates are sampled from its fram
 interpolation at each output frame's target sample, before post-processing, which then runs at
 the output rate (``dt = 1/fps``); at 60 fps nothing is interpolated.
 
+The loop is the executor's (:mod:`.executor`): :class:`DiffusionStep` says which windows a
+track's audio allows and runs one window of every ready track per call; offline is every clip
+pushed whole and closed, a stream (:meth:`DiffusionModel.open_stream`) runs each window as soon
+as its audio has arrived, so its frames equal the offline run's.
+
 With the torch engine on CUDA the stages after the network run there too, batched over tracks
 (the regression model's :class:`.postprocess_gpu.DevicePipeline` with the deltas as its
 coefficients): the kept frames never leave the device, the interpolation is a gather and one
@@ -28,6 +33,7 @@ stages) or a torch device ("cuda", "cuda:1", "cpu").
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -43,22 +49,25 @@ from .diffusion_noise import GENERATORS, NoiseSource, noise_source
 from .diffusion_package import DiffusionPackage, Identity, load_diffusion_package
 from .emotion import EmotionCurve, explicit_emotion_curve
 from .errors import ParameterError
-from .jobs import CancelToken, Progress, ProgressCallback
+from .executor import ChainStep, Executor, Span, Track, drain, offline_progress
+from .jobs import CancelToken, ProgressCallback
 from .model_package import ANIMATOR_RANGES, BlendshapeConfig, range_text, validate_animator_config
 from .names import ARKIT_52, TONGUE_16
-from .options import InferenceOptions
+from .options import EmotionKey, InferenceOptions
+from .post_chain import DeviceChain, FrameBlock, HostChain, PostChain, RowSplit
 from .postprocess import EyesAnimator, SkinAnimator, frame_dt
 from .result import AnimationResult
 from .solver_settings import (
     SOLVERS,
-    fresh,
     is_solver_key,
     pose_index,
     solver_config,
     solver_parameter_ranges,
     solver_values,
 )
-from .timing import frame_targets, num_frames_for
+from .stream import Stream
+from .stream_audio import AudioAccumulator, StreamFrame
+from .timing import SAMPLE_RATE, frame_targets, num_frames_for
 from .track_frames import TrackFrames
 
 log = logging.getLogger("a2x_core")
@@ -104,55 +113,126 @@ class FrameResampler:
     Output frame ``i`` (target ``t``) takes network frames ``lo`` and ``lo + 1`` around ``t``
     with weight ``(t - T_lo) / (T_lo+1 - T_lo)``; at equal rates every weight is 0 and frames
     pass through unchanged. Past the last network frame the last one holds (weight 0).
+
+    ``net`` and ``out`` are either the target samples of a closed clip's frames (arrays) or
+    frame rates (Fractions, targets by the SDK's rule, computed as frames go): then the clip is
+    open until :meth:`end` says how many frames it has, and an output frame that may still read
+    a network frame that has not come waits for it (or for :meth:`end`). Only the network frames
+    that later output frames read are kept.
     """
 
-    def __init__(self, net_targets: np.ndarray, out_targets: np.ndarray) -> None:
-        self.net_count = len(net_targets)
-        self.count = len(out_targets)
-        last = max(self.net_count - 1, 0)
-        lo = np.searchsorted(net_targets, out_targets, side="right") - 1
-        self.lo = np.clip(lo, 0, last)
-        if self.net_count:
-            # 0 past the last network frame: that frame holds
-            span = net_targets[np.minimum(self.lo + 1, last)] - net_targets[self.lo]
-            weight = np.where(span > 0, (out_targets - net_targets[self.lo]) / np.maximum(span, 1),
-                              0.0)  # fmt: skip
-        else:
-            weight = np.zeros(self.count)
-        self.weight = weight.astype(np.float32)
-        #: the last network frame each output frame reads (non-decreasing)
-        self.needs = self.lo + (self.weight > 0)
+    def __init__(self, net: np.ndarray | Fraction, out: np.ndarray | Fraction) -> None:
+        self._net, self._out = net, out
+        #: frames of the clip (None while it is open)
+        self.net_count: int | None = None if isinstance(net, Fraction) else len(net)
+        self.count: int | None = None if isinstance(out, Fraction) else len(out)
         self._next = 0  # next output frame to emit
         self._base = 0  # network index of self._buffer[0]
         self._buffer: np.ndarray | None = None
 
-    def advance(self, end: int) -> slice:
+    @property
+    def ended(self) -> bool:
+        return self.net_count is not None and self.count is not None
+
+    @property
+    def emitted(self) -> int:
+        """Output frames emitted so far."""
+        return self._next
+
+    @property
+    def held_frames(self) -> int:
+        """Network frames held for output frames still to come (bounded on endless streams)."""
+        return 0 if self._buffer is None else len(self._buffer)
+
+    def end(self, net_count: int, out_count: int) -> None:
+        """The clip ended: ``net_count`` network and ``out_count`` output frames in all."""
+        self.net_count, self.count = int(net_count), int(out_count)
+
+    def plan(self, end: int) -> tuple[int, np.ndarray, np.ndarray]:
         """The output frames completed once the network frames before ``end`` are in (each
-        frame once, in order): :meth:`push` without the frames, for a caller that keeps them."""
-        stop = max(self._next, int(np.searchsorted(self.needs, end, side="left")))
-        done = slice(self._next, stop)
-        self._next = stop
-        return done
+        frame once, in order): their first index, each one's ``lo`` and weight. :meth:`push`
+        without the frames, for a caller that keeps them (the device path)."""
+        first = self._next
+        lo, weight = self._lo_weight(first, self._candidates(end))
+        needs = lo + (weight > 0)  # the last network frame each reads (non-decreasing)
+        done = int(np.searchsorted(needs, end, side="left"))
+        self._next = first + done
+        return first, lo[:done], weight[:done]
 
     def push(self, first: int, frames: np.ndarray) -> np.ndarray:
         """Add network frames ``first ...``; return the output frames now complete."""
-        if self._buffer is None:
+        if self._buffer is None or len(self._buffer) == 0:
             self._buffer, self._base = frames, first
         else:
             if first != self._base + len(self._buffer):
                 raise ValueError(f"network frame {first} pushed out of order")
             self._buffer = np.concatenate([self._buffer, frames])
-        pick = self.advance(self._base + len(self._buffer))
-        stop = pick.stop
-        lo = self.lo[pick] - self._base
-        w = self.weight[pick][:, None]
+        _, lo, weight = self.plan(self._base + len(self._buffer))
+        lo = lo - self._base
+        w = weight[:, None]
         hi = np.minimum(lo + 1, len(self._buffer) - 1)
         a = self._buffer[lo]
         out = a if not np.any(w) else (a + (self._buffer[hi] - a) * w).astype(np.float32)
-        if stop < len(self.lo):  # keep only what later output frames still read
-            drop = min(int(self.lo[stop]) - self._base, len(self._buffer))
+        # keep only what later output frames still read (from the next one's lo)
+        if self.count is not None and self._next >= self.count:
+            keep = self._base + len(self._buffer)
+        else:
+            keep = int(self._lo_of(self._out_targets(self._next))[0])
+        drop = min(keep - self._base, len(self._buffer))
+        if drop > 0:
             self._buffer, self._base = self._buffer[drop:], self._base + drop
         return out
+
+    # ------------------------------------------------------------------------- targets
+
+    def _net_targets(self, index: np.ndarray) -> np.ndarray:
+        if isinstance(self._net, Fraction):
+            return (index * (SAMPLE_RATE * self._net.denominator)) // self._net.numerator
+        return np.asarray(self._net)[index]
+
+    def _out_targets(self, first: int, count: int = 1) -> np.ndarray:
+        index = np.arange(first, first + count, dtype=np.int64)
+        if isinstance(self._out, Fraction):
+            return (index * (SAMPLE_RATE * self._out.denominator)) // self._out.numerator
+        return np.asarray(self._out)[index]
+
+    def _lo_of(self, targets: np.ndarray) -> np.ndarray:
+        """The last network frame at or before each target (at least 0; at most the last)."""
+        if isinstance(self._net, Fraction):
+            # floor(f * a / b) <= t  <=>  f <= ((t + 1) * b - 1) // a
+            net = self._net
+            lo = ((targets + 1) * net.numerator - 1) // (SAMPLE_RATE * net.denominator)
+        else:
+            lo = np.searchsorted(self._net, targets, side="right") - 1
+        lo = np.maximum(lo, 0)
+        return lo if self.net_count is None else np.minimum(lo, max(self.net_count - 1, 0))
+
+    def _candidates(self, end: int) -> int:
+        """Output frames from the next one whose ``lo`` is before network frame ``end`` (their
+        targets are before network frame ``end``'s)."""
+        if self.net_count == 0:
+            return 0
+        if self.ended and end >= int(self.net_count or 0):
+            stop = int(self.count or 0)
+        else:
+            limit = int(self._net_targets(np.array([end], np.int64))[0])
+            if isinstance(self._out, Fraction):
+                stop = num_frames_for(limit, self._out)  # frames with a target < limit
+            else:
+                stop = int(np.searchsorted(self._out, limit, side="left"))
+            if self.count is not None:
+                stop = min(stop, self.count)
+        return max(0, stop - self._next)
+
+    def _lo_weight(self, first: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+        out = self._out_targets(first, count)
+        lo = self._lo_of(out)
+        limit = np.iinfo(np.int64).max if self.net_count is None else self.net_count
+        has_next = lo + 1 < limit
+        at_lo = self._net_targets(lo)
+        span = np.where(has_next, self._net_targets(np.where(has_next, lo + 1, lo)) - at_lo, 0)
+        weight = np.where(span > 0, (out - at_lo) / np.maximum(span, 1), 0.0)
+        return lo, weight.astype(np.float32)
 
 
 class DiffusionModel:
@@ -177,7 +257,7 @@ class DiffusionModel:
             )
             for identity in package.identities
         }  # fmt: skip
-        self._device_noise: tuple[Any, Any] | None = None  # (draw key, tensor) for the torch engine
+        self._device_noise: dict[tuple[Any, ...], Any] = {}  # draws on the torch engine's device
         #: Where the stages after the network run: "auto", "numpy" or a torch device string.
         self.postprocess = "auto"
         self._device_cache: dict[Any, Any] = {}  # the device path's stacked solver
@@ -323,8 +403,140 @@ class DiffusionModel:
         options: InferenceOptions,
         progress: ProgressCallback | None = None,
         cancel: CancelToken | None = None,
+        *,
+        track_emotions: Sequence[tuple[EmotionKey, ...]] | None = None,
     ) -> list[AnimationResult]:
-        """Animate several tracks as one batch; each result equals its one-track run."""
+        """Animate several tracks as one batch; each result equals its one-track run.
+
+        ``track_emotions``: one tuple of emotion keys per track, replacing ``options.emotions``
+        for that track (the Animator's emotion model hands each clip its own curve).
+
+        Raises:
+            ParameterError: bad parameters or emotion keys; ``track_emotions`` not one per track.
+            ModelError: an unknown identity. EngineError: the noise generator cannot start.
+            CancelledError: ``cancel`` was set.
+        """
+        run = self._prepare(options)
+        keys_per_track = _emotions_per_track(options, tracks, track_emotions)
+        curves = [self._curve(keys, audio.start_s)
+                  for audio, keys in zip(tracks, keys_per_track, strict=True)]  # fmt: skip
+        if tracks:  # TensorRT: profile = tracks (a no-op where the batch is not fixed)
+            self.engine.ensure_max_batch(min(len(tracks), TRT_MAX_BATCH))
+        device = self.postprocess_device()
+        if device is None:
+            step = DiffusionStep(self)
+            chain: PostChain = HostChain(self._split_for(run.columns))
+        else:
+            step, chain = self._device_step(device, run, tracks)
+        executor = Executor(step)
+        opened = [self._open_track(executor, AudioAccumulator.whole(audio.samples), run, chain,
+                                   curve) for audio, curve in zip(tracks, curves, strict=True)]  # fmt: skip
+        total = sum(step.ready_units(t) for t in opened)
+        executor.run_ready(cancel, offline_progress(progress, total, "Audio2Face-3D diffusion"))
+        effective = run.settings.to_dict()
+        effective["noise_generator"] = run.noise.generator  # what drew ("auto" resolved)
+        effective["engine"] = self.engine.name
+        # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
+        effective["postprocess"] = device or "numpy"
+        identity = run.settings.identity
+        skin_columns, tongue_columns = self._columns[identity.name]
+        results = []
+        for track, audio in zip(opened, tracks, strict=True):
+            targets = frame_targets(num_frames_for(len(audio.samples), run.fps), run.fps)
+            results.append(run.stages.result(
+                drain(track), audio, options, run.fps, model=f"{self.name} ({identity.name})",
+                version=self.version, parameters=effective, skin_columns=skin_columns,
+                tongue_columns=tongue_columns, emotions=track.state.curve.sample(targets),
+                emotion_names=self.emotion_names,
+            ))  # fmt: skip
+        return results
+
+    # ------------------------------------------------------------------------- streams
+
+    def open_stream(self, options: InferenceOptions, executor: Executor | None = None) -> Stream:
+        """A stream of pushed audio on this model: frames come out as soon as the windows they
+        read have arrived (:meth:`lookahead_samples`) and equal :meth:`animate`'s frames of the
+        whole clip (``docs/streaming.md``). Streams opened on one ``executor``
+        (:meth:`stream_executor`) share its network calls, each at its own window. A stream
+        runs the NumPy stages after the network (the network itself on the model's engine).
+
+        Raises:
+            ParameterError: bad ``options.parameters``/emotions, ``geometry`` (not on a stream
+                yet), or an executor of another model.
+            ModelError: an unknown identity. EngineError: the noise generator cannot start.
+        """
+        if options.geometry:
+            raise ParameterError(
+                "geometry=True is not available on a stream yet",
+                hint="stream weights only, or run model.animate on the whole clip for geometry",
+            )
+        executor = executor or self.stream_executor()
+        step = executor.step
+        if not isinstance(step, DiffusionStep) or step.model is not self or step.pipeline:
+            raise ParameterError(
+                "the executor belongs to another model",
+                hint="open the stream with this model's stream_executor()",
+            )
+        run = self._prepare(options)
+        chain = HostChain(self._split_for(run.columns))
+        track = self._open_track(executor, AudioAccumulator(), run, chain,
+                                 self._curve(options.emotions, 0.0))  # fmt: skip
+        # TensorRT: one row per open stream in a call
+        self.engine.ensure_max_batch(min(len(executor.tracks), TRT_MAX_BATCH))
+        return Stream(executor, track, self._stream_frames, self.lookahead_samples(run.fps))
+
+    def stream_executor(self) -> Executor:
+        """An executor for streams of this model (the NumPy stages); streams opened on the same
+        executor share network calls."""
+        return Executor(DiffusionStep(self))
+
+    def lookahead_samples(self, fps: Fraction) -> int:
+        """The most samples after an output frame's target sample that a stream at ``fps`` must
+        have received before the frame comes out: the frame's network frame (the next one too
+        where it interpolates between two) comes from a window that runs once its whole span has
+        arrived (and a frame of the next window has: see :meth:`DiffusionStep.ready_units`).
+        For v3.0: 12000 samples (0.75 s) at 60 and 24 fps, 11734 at 30, 12266 at 30000/1001."""
+        info = self.package.network_info
+        fps = Fraction(fps)
+        # the output targets' pattern against the windows repeats every `period` output frames
+        cycle = info.stride * fps.numerator
+        period = cycle // math.gcd(cycle, SAMPLE_RATE * fps.denominator)
+        out = frame_targets(min(period, LOOKAHEAD_SCAN), fps)
+        net = info.fps
+        lo = ((out + 1) * net.numerator - 1) // (SAMPLE_RATE * net.denominator)
+        needs = lo + (out > frame_targets_of(lo, net))
+        window = (needs + info.leading_frames) // info.center_frames
+        arrive = np.maximum(window * info.stride - info.padding_left + info.buffer_len,
+                            frame_targets_of((window + 1) * info.center_frames
+                                             - info.leading_frames, net) + 1)  # fmt: skip
+        return int((arrive - out).max())
+
+    def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
+        state: _TrackState = track.state
+        fps = state.run.fps
+        skin_columns, tongue_columns = self._columns[state.run.settings.identity.name]
+        skin = block["skin"][:, skin_columns]
+        tongue = block["tongue"][:, tongue_columns]
+        index = np.arange(first, first + len(skin), dtype=np.int64)
+        explicit = state.curve.sample(frame_targets_of(index, fps))
+        step_s = fps.denominator / fps.numerator
+        return [
+            StreamFrame(
+                index=first + i,
+                time_s=(first + i) * step_s,
+                weights=np.ascontiguousarray(skin[i], dtype=np.float32),
+                tongue_weights=np.ascontiguousarray(tongue[i], dtype=np.float32),
+                jaw_transform=np.asarray(block["jaw"][i], dtype=np.float32),
+                eye_rotations=np.asarray(block["eyes"][i], dtype=np.float32),
+                emotions=np.asarray(explicit[i], dtype=np.float32),
+            )
+            for i in range(len(skin))
+        ]
+
+    # ------------------------------------------------------------------------- one run
+
+    def _prepare(self, options: InferenceOptions) -> _Run:
+        """The settings, noise and prepared post-network stages of one run of ``options``."""
         settings = self.settings(options.parameters, options.identity)
         info = self.package.network_info
         identity = settings.identity
@@ -343,64 +555,47 @@ class DiffusionModel:
             masked=columns is not None, keep_geometry=options.geometry,
         )  # fmt: skip
         noise_shape = (info.num_diffusion_steps + 1, info.frames, info.output_size)
-        shared_noise = noise_source(
+        noise = noise_source(
             settings.noise_generator, noise_shape, options.seed, settings.constant_noise
         )
-        runs = [self._track_run(audio, options, fps, stages) for audio in tracks]
-        if runs:  # TensorRT: profile = tracks (a no-op where the batch is not fixed)
-            self.engine.ensure_max_batch(min(len(runs), TRT_MAX_BATCH))
-        device = self.postprocess_device()
-        if device is not None:
-            self._animate_device(device, runs, identity, shared_noise, stages, dt,
-                                 options.geometry, progress, cancel)  # fmt: skip
-        else:
-            total = sum(r.num_windows for r in runs) or 1
-            done = 0
-            for window in range(max((r.num_windows for r in runs), default=0)):
-                if cancel is not None:
-                    cancel.check()
-                live = [r for r in runs if window < r.num_windows]
-                feeds = self._feeds(live, window, identity, params["input_strength"])
-                feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
-                centre, latents = self._infer(feeds, shared_noise, window)
-                for b, run in enumerate(live):
-                    run.latents = latents[:, :, b].copy()
-                    self._consume(run, window, centre[b], columns)
-                done += len(live)
-                if progress is not None:
-                    progress(Progress(done / total, "Audio2Face-3D diffusion"))
-        effective = settings.to_dict()
-        effective["noise_generator"] = shared_noise.generator  # what drew ("auto" resolved)
-        effective["engine"] = self.engine.name
-        # where the stages after the network ran, and which solver (BVLS on the CPU, ADMM there)
-        effective["postprocess"] = device or "numpy"
-        return [self._result(run, options, fps, effective, identity) for run in runs]
+        one_hot = np.zeros(len(info.identities), np.float32)
+        one_hot[identity.index] = 1.0
+        return _Run(options, settings, fps, dt, stages, noise, columns, one_hot)
 
-    def _track_run(
-        self, audio: Audio, options: InferenceOptions, fps: Fraction, stages: TrackFrames
-    ) -> _TrackRun:
+    def _curve(self, keys: Sequence[EmotionKey], start_s: float) -> EmotionCurve:
         info = self.package.network_info
-        n = len(audio.samples)
-        net_count = num_frames_for(n, info.fps)
-        out_targets = frame_targets(num_frames_for(n, fps), fps)
-        # the window holding the last kept frame (generated frame net_count - 1 + leading)
-        windows = 0 if net_count == 0 else (net_count - 1 + info.leading_frames) // info.center_frames + 1
-        curve = explicit_emotion_curve(
-            options.emotions, self.emotion_names, info.default_emotion, start_s=audio.start_s
-        )
+        return explicit_emotion_curve(keys, self.emotion_names, info.default_emotion,
+                                      start_s=start_s)  # fmt: skip
+
+    def _open_track(
+        self, executor: Executor, audio: AudioAccumulator, run: _Run, chain: PostChain,
+        curve: EmotionCurve,
+    ) -> Track:  # fmt: skip
+        """A track of ``run`` in ``executor`` (zero GRU state); its frames go to ``chain``."""
+        info = self.package.network_info
         latents = np.zeros(
             (info.num_diffusion_steps, info.num_gru_layers, info.gru_latent_dim), np.float32
         )
-        return _TrackRun(
-            audio=audio,
-            curve=curve,
-            num_windows=windows,
-            net_count=net_count,
-            resampler=FrameResampler(frame_targets(net_count, info.fps), out_targets),
-            explicit=curve.sample(out_targets),
-            latents=latents,
-            frames=fresh(stages),
-        )
+        state = _TrackState(run, curve, len(executor.tracks), latents,
+                            FrameResampler(info.fps, run.fps))  # fmt: skip
+        return executor.add(Track(audio, state, chain, chain.open_slot(run.stages)))
+
+    def _split_for(self, columns: np.ndarray | None) -> RowSplit:
+        """Prediction rows ``[n, output]`` (skin deltas | tongue deltas | 15 jaw | 4 eyes) ->
+        what the NumPy stages take (the skin's solver columns only, unless ``columns`` None)."""
+        info = self.package.network_info
+        skin_end = info.skin_size
+        tongue_end = skin_end + info.tongue_size
+
+        def split(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+            return (
+                rows[:, :skin_end] if columns is None else rows[:, columns],
+                rows[:, skin_end:tongue_end],
+                rows[:, tongue_end : tongue_end + 15],
+                rows[:, tongue_end + 15 : tongue_end + 19],
+            )
+
+        return split
 
     def window_frames(self, window: int) -> np.ndarray:
         """Network-rate frame index of each centre frame of ``window`` (negative = dropped)."""
@@ -412,28 +607,26 @@ class DiffusionModel:
         info = self.package.network_info
         return window * info.stride - info.padding_left
 
-    def _feeds(
-        self, live: list[_TrackRun], window: int, identity: Identity, input_strength: float
-    ) -> dict[str, np.ndarray]:
-        """The network inputs of ``window`` for the tracks ``live``, but the GRU state and noise;
-        the audio times ``input_strength``."""
+    def centre_targets(self, window: int) -> np.ndarray:
+        """Emotion targets of ``window``'s centre frames on the network-fps grid (negative
+        before 0)."""
         info = self.package.network_info
-        start = self.window_start(window)
-        # emotion targets of the centre frames on the network-fps grid (negative before 0)
-        targets = (self.window_frames(window) * info.buffer_len) // info.frames
-        one_hot = np.zeros(len(info.identities), np.float32)
-        one_hot[identity.index] = 1.0
-        return {
-            "window": np.stack([_window(r.audio.samples, start, info.buffer_len, input_strength)
-                                for r in live]),  # fmt: skip
-            "identity": np.broadcast_to(one_hot, (len(live), len(one_hot))).copy(),
-            "emotion": np.stack([r.curve.sample(targets) for r in live]).astype(np.float32),
-        }
+        return (self.window_frames(window) * info.buffer_len) // info.frames
+
+    def windows_for(self, num_samples: int) -> int:
+        """Windows of a closed clip of ``num_samples``: up to the one holding the last kept
+        network frame (generated frame ``net_count - 1 + leading``)."""
+        info = self.package.network_info
+        net_count = num_frames_for(num_samples, info.fps)
+        return 0 if net_count == 0 else (net_count - 1 + info.leading_frames) // info.center_frames + 1
+
+    # ------------------------------------------------------------------------- network
 
     def _infer(
-        self, feeds_all: dict[str, np.ndarray], noise: NoiseSource, window: int
+        self, feeds_all: dict[str, np.ndarray], draws: Sequence[tuple[NoiseSource, int]]
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Centre frames ``[rows, C, output]`` and output GRU state on the host, any engine."""
+        """Centre frames ``[rows, C, output]`` and output GRU state on the host, any engine;
+        ``draws``: each row's noise source and window."""
         info = self.package.network_info
         rows = len(feeds_all["window"])
         if self.engine.capabilities.device_tensors:
@@ -442,10 +635,16 @@ class DiffusionModel:
             torch, device = import_torch(), self.engine.capabilities.device
             tensors = {name: torch.from_numpy(np.ascontiguousarray(value)).to(device)
                        for name, value in feeds_all.items()}  # fmt: skip
-            centre, latents = self._infer_on_device(tensors, noise, window)
+            centre, latents = self._infer_on_device(tensors, draws)
             return centre.cpu().numpy(), latents.float().cpu().numpy()
-        draw = noise.window(window)
-        feeds_all["noise"] = np.broadcast_to(draw, (rows, *draw.shape))
+        by_key = {_draw_key(source, window): (source, window) for source, window in draws}
+        if len(by_key) == 1:  # every row the same draw: one array, broadcast
+            source, window = next(iter(by_key.values()))
+            draw = source.window(window)
+            feeds_all["noise"] = np.broadcast_to(draw, (rows, *draw.shape))
+        else:
+            arrays = {key: source.window(window) for key, (source, window) in by_key.items()}
+            feeds_all["noise"] = np.stack([arrays[_draw_key(s, w)] for s, w in draws])
         limit = self.engine.max_batch or rows
         predictions, latents = [], []
         for lo in range(0, rows, limit):
@@ -459,22 +658,31 @@ class DiffusionModel:
         return np.concatenate(predictions), np.concatenate(latents, axis=2)
 
     def _infer_on_device(
-        self, tensors: dict[str, Any], noise: NoiseSource, window: int
+        self, tensors: dict[str, Any], draws: Sequence[tuple[NoiseSource, int]]
     ) -> tuple[Any, Any]:
-        """The torch engine without host copies of the noise: every track of a window shares one
-        draw (64 MB at v3.0 size), uploaded once (once per run when constant) and broadcast over
-        the batch on the device. Device tensors in (but the noise) -> the centre frames
-        ``[rows, C, output]`` (float32) and the output GRU state, on the device."""
+        """The torch engine without host copies of the noise: each draw (64 MB at v3.0 size)
+        is uploaded once (once per run when constant) and, when every row has the same one,
+        broadcast over the batch on the device. Device tensors in (but the noise) -> the centre
+        frames ``[rows, C, output]`` (float32) and the output GRU state, on the device."""
         from .backends.torch_engine import import_torch
 
         engine, caps = self.engine, self.engine.capabilities
         torch = import_torch()
-        key = (*noise.key, None if noise.constant else window)
-        if self._device_noise is None or self._device_noise[0] != key:
-            self._device_noise = (key, noise.device_window(window, torch, caps.device))
+        keys = [_draw_key(source, window) for source, window in draws]
+        uploaded: dict[tuple[Any, ...], Any] = {}
+        for key, (source, window) in zip(keys, draws, strict=True):
+            if key not in uploaded:
+                kept = self._device_noise.get(key)
+                uploaded[key] = (kept if kept is not None
+                                 else source.device_window(window, torch, caps.device))  # fmt: skip
+        self._device_noise = uploaded  # the draws in use stay (a constant one for the run)
         rows = len(tensors["window"])
-        shared = self._device_noise[1]
-        tensors = {**tensors, "noise": shared.unsqueeze(0).expand(rows, *shared.shape)}
+        if len(uploaded) == 1:
+            shared = next(iter(uploaded.values()))
+            noise = shared.unsqueeze(0).expand(rows, *shared.shape)
+        else:
+            noise = torch.stack([uploaded[key] for key in keys])
+        tensors = {**tensors, "noise": noise}
         outs = dict(zip(caps.device_outputs,
                         engine.run_device([tensors[n] for n in caps.device_inputs]),
                         strict=True))  # fmt: skip
@@ -482,118 +690,24 @@ class DiffusionModel:
         centre = slice(info.left_truncate, info.left_truncate + info.center_frames)
         return outs["prediction"][:, centre].float(), outs["output_latents"]
 
-    def _consume(
-        self, run: _TrackRun, window: int, centre: np.ndarray, columns: np.ndarray | None
-    ) -> None:
-        """Keep the centre frames of one window that land inside the clip; post-process the
-        output frames they complete."""
-        info = self.package.network_info
-        frames = self.window_frames(window)
-        keep = (frames >= 0) & (frames < run.net_count)
-        if not keep.any():
-            return
-        ready = run.resampler.push(int(frames[keep][0]), np.asarray(centre[keep], np.float32))
-        if len(ready) == 0:
-            return
-        skin_end = info.skin_size
-        tongue_end = skin_end + info.tongue_size
-        run.frames.add(
-            ready[:, :skin_end] if columns is None else ready[:, columns],
-            ready[:, skin_end:tongue_end],
-            ready[:, tongue_end : tongue_end + 15],
-            ready[:, tongue_end + 15 : tongue_end + 19],
-        )
-
     # ------------------------------------------------------------------------- device path
 
-    def _animate_device(
-        self,
-        device: str,
-        runs: list[_TrackRun],
-        identity: Identity,
-        noise: NoiseSource,
-        stages: TrackFrames,
-        dt: np.float32,
-        geometry: bool,
-        progress: ProgressCallback | None,
-        cancel: CancelToken | None,
-    ) -> None:
-        """Every track at once, the stages after the network on ``device``
-        (:class:`.postprocess_gpu.DevicePipeline`, deltas in); fills the runs' outputs. With the
-        torch engine on that device the GRU state and the kept frames stay there."""
-        from .postprocess_gpu import DevicePipeline, same_device, upload
+    def _device_step(
+        self, device: str, run: _Run, tracks: Sequence[Audio]
+    ) -> tuple[DiffusionStep, PostChain]:
+        """The network step and the device chain of an offline run of ``tracks`` on ``device``
+        (:class:`.postprocess_gpu.DevicePipeline` with the deltas as its rows: every track at
+        once, batched)."""
+        from .postprocess_gpu import DevicePipeline
 
-        info = self.package.network_info
+        stages = run.stages
+        lengths = [num_frames_for(len(a.samples), run.fps) for a in tracks]
         pipe = DevicePipeline(
-            device, stages.params, identity.data, None, None, stages.skin_solver,
-            stages.tongue_solver, dt, [r.resampler.count for r in runs], geometry=geometry,
+            device, stages.params, run.settings.identity.data, None, None, stages.skin_solver,
+            stages.tongue_solver, run.dt, lengths, geometry=run.options.geometry,
             cache=self._device_cache,
         )  # fmt: skip
-        torch = pipe.torch
-        caps = self.engine.capabilities
-        on_device = caps.device_tensors and same_device(torch, caps.device, pipe.device)
-        resampler = _DeviceResampler(torch, pipe.device, runs)
-
-        def indices(values: list[int]) -> Any:
-            return upload(torch, np.asarray(values, np.int64), pipe.device)
-
-        total = sum(r.num_windows for r in runs) or 1
-        done = 0
-        with torch.inference_mode():
-            shape = (info.num_diffusion_steps, info.num_gru_layers, len(runs), info.gru_latent_dim)
-            latents = torch.zeros(shape, device=pipe.device) if on_device else None
-            for window in range(max((r.num_windows for r in runs), default=0)):
-                if cancel is not None:
-                    cancel.check()
-                ids = [k for k, r in enumerate(runs) if window < r.num_windows]
-                live = [runs[k] for k in ids]
-                feeds = self._feeds(live, window, identity, stages.params["input_strength"])
-                if latents is not None:
-                    everyone = len(ids) == len(runs)
-                    index = None if everyone else indices(ids)
-                    tensors = {name: upload(torch, value, pipe.device)
-                               for name, value in feeds.items()}  # fmt: skip
-                    tensors["input_latents"] = latents if everyone else latents[:, :, index]
-                    centre, out = self._infer_on_device(tensors, noise, window)
-                    # the engine's outputs may be a CUDA graph's, overwritten by the next call
-                    if everyone:
-                        latents.copy_(out)
-                    else:
-                        latents[:, :, index] = out.to(latents.dtype)
-                else:
-                    feeds["input_latents"] = np.stack([r.latents for r in live], axis=2)
-                    centre_host, out_host = self._infer(feeds, noise, window)
-                    for b, run in enumerate(live):
-                        run.latents = out_host[:, :, b].copy()
-                    centre = upload(torch, centre_host, pipe.device)
-                for start, tracks, rows in resampler.window(ids, self.window_frames(window), centre):
-                    pipe.step(rows, None if len(tracks) == len(runs) else indices(tracks), start)
-                done += len(ids)
-                if progress is not None:
-                    progress(Progress(done / total, "Audio2Face-3D diffusion"))
-        for run, out_track in zip(runs, pipe.finish(), strict=True):
-            frames = run.frames
-            frames.skin_w, frames.tongue_w = [out_track["skin"]], [out_track["tongue"]]
-            frames.jaw, frames.eye = [out_track["jaw"]], [out_track["eyes"]]
-            if geometry:
-                frames.skin_geo = [out_track["skin_geometry"]]
-                frames.tongue_geo = [out_track["tongue_geometry"]]
-
-    def _result(
-        self,
-        run: _TrackRun,
-        options: InferenceOptions,
-        fps: Fraction,
-        effective: dict[str, Any],
-        identity: Identity,
-    ) -> AnimationResult:
-        skin_columns, tongue_columns = self._columns[identity.name]
-        return run.frames.result(
-            run.frames.take_block(), run.audio, options, fps, model=f"{self.name} ({identity.name})",
-            version=self.version, parameters=effective, skin_columns=skin_columns,
-            tongue_columns=tongue_columns, emotions=run.explicit,
-            emotion_names=self.emotion_names,
-        )  # fmt: skip
+        return DiffusionStep(self, pipe), DeviceChain(pipe)
 
 
 def network_shapes(package: DiffusionPackage) -> dict[str, int]:
@@ -612,32 +726,255 @@ def network_shapes(package: DiffusionPackage) -> dict[str, int]:
     }
 
 
-def _window(
-    samples: np.ndarray, start: int, length: int, input_strength: float = 1.0
-) -> np.ndarray:
-    """``samples[start : start + length]``, zero outside the clip, times ``input_strength``
-    (skipped at exactly 1, as the SDK's ``AudioAccumulator::Read``)."""
-    out = np.zeros(length, np.float32)
-    lo, hi = max(start, 0), min(start + length, len(samples))
-    if hi > lo:
-        out[lo - start : hi - start] = samples[lo:hi]
-    if input_strength != 1.0:
-        out *= np.float32(input_strength)
-    return out
+def frame_targets_of(index: np.ndarray, fps: Fraction) -> np.ndarray:
+    """Target samples of frames ``index`` (any int64 array) at ``fps``: the SDK's rule of
+    :func:`.timing.frame_targets` for frames that do not start at 0."""
+    index = np.asarray(index, dtype=np.int64)
+    return (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
+
+
+def _draw_key(source: NoiseSource, window: int) -> tuple[Any, ...]:
+    """What identifies one row's noise: the source's draws and, unless constant, the window."""
+    return (*source.key, None if source.constant else int(window))
+
+
+def _emotions_per_track(
+    options: InferenceOptions,
+    tracks: Sequence[Audio],
+    track_emotions: Sequence[tuple[EmotionKey, ...]] | None,
+) -> list[Sequence[EmotionKey]]:
+    """Each track's emotion keys: ``track_emotions`` (one tuple per track) or
+    ``options.emotions`` for all.
+
+    Raises:
+        ParameterError: ``track_emotions`` does not hold one entry per track.
+    """
+    if track_emotions is None:
+        return [options.emotions] * len(tracks)
+    per_track = list(track_emotions)
+    if len(per_track) != len(tracks):
+        raise ParameterError(
+            f"track_emotions has {len(per_track)} entries for {len(tracks)} tracks",
+            hint="give one tuple of emotion keys per track, or None for options.emotions",
+        )
+    return per_track
+
+
+@dataclass
+class _Run:
+    """What every track of one options set shares: validated settings, the noise source and
+    the prepared (never run) post-network stages, fresh per track."""
+
+    options: InferenceOptions
+    settings: DiffusionSettings
+    fps: Fraction
+    dt: np.float32
+    stages: TrackFrames
+    noise: NoiseSource
+    columns: np.ndarray | None  # the skin solver's xyz columns (None: full geometry)
+    one_hot: np.ndarray  # the identity input
+
+
+class _TrackState:
+    """One track's feeds and carried state: its run, emotion curve, GRU state (host) and the
+    streaming resampler from network frames to output frames."""
+
+    def __init__(
+        self, run: _Run, curve: EmotionCurve, index: int, latents: np.ndarray,
+        resampler: FrameResampler,
+    ) -> None:  # fmt: skip
+        self.run = run
+        self.curve = curve
+        self.index = index  # position among an offline run's tracks (the device path's slot)
+        self.latents = latents  # [steps, layers, latent]; the device path keeps its own
+        self.resampler = resampler
+
+
+class DiffusionStep:
+    """The diffusion network as an executor step (:class:`.executor.ModelStep`): a unit is one
+    network window (1 s of audio, stride 0.5 s); each call runs the next window of every track
+    with a ready one (one per track: the GRU state carries from window to window), so tracks of
+    a stream executor may be at different windows. Each row gets its track's GRU state and its
+    own noise draw (the track's source at the track's window; with constant noise every row
+    shares one draw). The kept centre frames go through the track's streaming
+    :class:`FrameResampler` to the output rate, and the output frames they complete go to the
+    track's chain.
+
+    ``pipeline`` None: host rows, the NumPy stages. Else the device run of an offline batch
+    (:class:`.postprocess_gpu.DevicePipeline`): every track at the same window, the GRU state
+    and (with the torch engine there) the kept frames on the device, the output frames gathered
+    and interpolated there (:class:`_DeviceResampler`).
+    """
+
+    units_per_call = 1
+
+    def __init__(self, model: DiffusionModel, pipeline: Any = None) -> None:
+        self.model = model
+        self.pipeline = pipeline
+        info = model.package.network_info
+        self.info = info
+        self._device: _DeviceResampler | None = None
+        self._latents: Any = None  # [steps, layers, tracks, latent] on the device
+        self._on_device = False
+
+    # ------------------------------------------------------------------------- ModelStep
+
+    def ready_units(self, track: Track) -> int:
+        """Once the audio ended: the offline window count. Before: the windows whose whole span
+        has arrived, but not the last window of the audio so far (the clip may end inside it:
+        its output frames past the last network frame need to know; for v3.0 that window's
+        span never has arrived)."""
+        received = track.audio.received
+        total = self.model.windows_for(received)
+        if track.audio.ended:
+            return total
+        info = self.info
+        arrived = (received + info.padding_left - info.buffer_len) // info.stride + 1
+        return max(0, min(arrived, total - 1))
+
+    def keep_from(self, track: Track) -> int:
+        if track.audio.ended:  # a closed clip is held whole (dropping would copy the rest)
+            return track.audio.first
+        return max(0, self.model.window_start(track.next_unit))
+
+    def run(self, spans: Sequence[Span]) -> list[ChainStep]:
+        for span in spans:
+            self._end_if_closed(span.track)
+        if self.pipeline is not None:
+            return self._run_device(spans)
+        feeds = self._feeds(spans)
+        feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
+        centre, latents = self.model._infer(feeds, self._draws(spans))
+        steps = []
+        for b, span in enumerate(spans):
+            state: _TrackState = span.track.state
+            state.latents = latents[:, :, b].copy()
+            frames = self.model.window_frames(span.first)
+            keep = self._kept(state, frames)
+            if not keep.any():
+                continue
+            resampler = state.resampler
+            ready = resampler.push(int(frames[keep][0]), np.asarray(centre[b][keep], np.float32))
+            if len(ready):
+                steps.append(ChainStep(ready[None], [span.track], [resampler.emitted - len(ready)]))
+        return steps
+
+    # ------------------------------------------------------------------------- feeds
+
+    def _end_if_closed(self, track: Track) -> None:
+        """The track's audio ended: its resampler learns the clip's frame counts."""
+        state: _TrackState = track.state
+        if track.audio.ended and not state.resampler.ended:
+            n = track.audio.received
+            state.resampler.end(num_frames_for(n, self.info.fps), num_frames_for(n, state.run.fps))
+
+    @staticmethod
+    def _kept(state: _TrackState, frames: np.ndarray) -> np.ndarray:
+        """Which centre frames land in the clip (before the end: all of a ready window's)."""
+        net_count = state.resampler.net_count
+        return (frames >= 0) if net_count is None else (frames >= 0) & (frames < net_count)
+
+    def _feeds(self, spans: Sequence[Span]) -> dict[str, np.ndarray]:
+        """The network inputs of each span's window, but the GRU state and noise; the audio
+        times the track's ``input_strength``."""
+        model, length = self.model, self.info.buffer_len
+        windows, identities, emotions = [], [], []
+        for span in spans:
+            state: _TrackState = span.track.state
+            strength = state.run.settings.animator["input_strength"]
+            windows.append(span.track.audio.read(model.window_start(span.first), length, strength))
+            identities.append(state.run.one_hot)
+            emotions.append(state.curve.sample(model.centre_targets(span.first)))
+        return {
+            "window": np.stack(windows),
+            "identity": np.stack(identities),
+            "emotion": np.stack(emotions).astype(np.float32),
+        }
+
+    @staticmethod
+    def _draws(spans: Sequence[Span]) -> list[tuple[NoiseSource, int]]:
+        return [(span.track.state.run.noise, span.first) for span in spans]
+
+    # ------------------------------------------------------------------------- device path
+
+    def _run_device(self, spans: Sequence[Span]) -> list[ChainStep]:
+        """One window of an offline device run: every live track at the same window (they
+        advance together); a track's output frames to the pipeline in groups of one start."""
+        from .postprocess_gpu import same_device, upload
+
+        pipe, model, info = self.pipeline, self.model, self.info
+        torch = pipe.torch
+        count = len(pipe.lengths)
+        window = spans[0].first
+        if any(s.first != window for s in spans):
+            raise RuntimeError("an offline device run keeps every track at one window")
+
+        def indices(values: list[int]) -> Any:
+            return upload(torch, np.asarray(values, np.int64), pipe.device)
+
+        with torch.inference_mode():
+            if self._device is None:
+                caps = model.engine.capabilities
+                self._on_device = caps.device_tensors and same_device(torch, caps.device,
+                                                                      pipe.device)  # fmt: skip
+                fps = spans[0].track.state.run.fps
+                self._device = _DeviceResampler(torch, pipe.device, count,
+                                                (info.fps / fps).denominator != 1)  # fmt: skip
+                if self._on_device:
+                    shape = (info.num_diffusion_steps, info.num_gru_layers, count,
+                             info.gru_latent_dim)  # fmt: skip
+                    self._latents = torch.zeros(shape, device=pipe.device)
+            ids = [s.track.state.index for s in spans]
+            feeds = self._feeds(spans)
+            if self._on_device:
+                latents = self._latents
+                everyone = len(ids) == count
+                index = None if everyone else indices(ids)
+                tensors = {name: upload(torch, value, pipe.device)
+                           for name, value in feeds.items()}  # fmt: skip
+                tensors["input_latents"] = latents if everyone else latents[:, :, index]
+                centre, out = model._infer_on_device(tensors, self._draws(spans))
+                # the engine's outputs may be a CUDA graph's, overwritten by the next call
+                if everyone:
+                    latents.copy_(out)
+                else:
+                    latents[:, :, index] = out.to(latents.dtype)
+            else:
+                feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
+                centre_host, out_host = model._infer(feeds, self._draws(spans))
+                for b, span in enumerate(spans):
+                    span.track.state.latents = out_host[:, :, b].copy()
+                centre = upload(torch, centre_host, pipe.device)
+            frames = model.window_frames(window)
+            plans = []
+            for span in spans:
+                state: _TrackState = span.track.state
+                kept = frames[self._kept(state, frames)]
+                empty = np.zeros(0, np.int64)
+                plans.append(state.resampler.plan(int(kept[-1]) + 1) if len(kept)
+                             else (state.resampler.emitted, empty, empty.astype(np.float32)))  # fmt: skip
+            by_index = {s.track.state.index: s.track for s in spans}
+            return [ChainStep(rows, [by_index[k] for k in tracks], [start] * len(tracks))
+                    for start, tracks, rows in self._device.window(ids, frames, centre, plans)]  # fmt: skip
+
+
+#: Output frames scanned for a stream's look-ahead (the pattern's period; exact for every rate
+#: :func:`.timing.parse_fps` gives).
+LOOKAHEAD_SCAN = 1 << 21
 
 
 class _DeviceResampler:
     """:class:`FrameResampler` for the tracks of a device run: each track's resampler plans on
     the host which output frames a window completes; the frames are gathered and interpolated
     on the device, batched over tracks. Between windows it keeps each track's last network
-    frame, the only earlier frame a later output frame can read (when any weight is not 0)."""
+    frame, the only earlier frame a later output frame can read (when it ``interpolates``)."""
 
-    def __init__(self, torch: Any, device: Any, runs: list[_TrackRun]) -> None:
+    def __init__(self, torch: Any, device: Any, count: int, interpolates: bool) -> None:
         self.torch = torch
         self.device = device
-        self.runs = runs
+        self.count = count
         self.tail: Any = None  # [tracks, 1, R]
-        self.interpolates = any(bool(np.any(r.resampler.weight)) for r in runs)
+        self.interpolates = interpolates
 
     def upload(self, values: Any) -> Any:
         """Indices or weights on the device, without waiting for it."""
@@ -646,34 +983,35 @@ class _DeviceResampler:
         return upload(self.torch, np.asarray(values), self.device)
 
     def window(
-        self, ids: list[int], frames: np.ndarray, centre: Any
+        self,
+        ids: list[int],
+        frames: np.ndarray,
+        centre: Any,
+        plans: list[tuple[int, np.ndarray, np.ndarray]],
     ) -> list[tuple[int, list[int], Any]]:
         """Output frames completed by one window whose centre frames ``centre``
-        ``[len(ids), C, R]`` are network frames ``frames`` of the tracks ``ids``: (first output
-        frame, tracks, ``[G, n, R]``) for each set of tracks at the same first output frame (one
-        but where tracks end), a track with fewer than ``n`` frames padded with its last."""
+        ``[len(ids), C, R]`` are network frames ``frames`` of the tracks ``ids``, with each
+        track's plan (first output frame, ``lo``, weights; :meth:`FrameResampler.plan`):
+        (first output frame, tracks, ``[G, n, R]``) for each set of tracks at the same first
+        output frame (one but where tracks end), a track with fewer than ``n`` frames padded
+        with its last."""
         torch = self.torch
         base = int(frames[0]) - 1  # network frame at position 0 of [tail, centre]
-        groups: dict[int, list[tuple[int, int, slice]]] = {}
-        for b, k in enumerate(ids):
-            run = self.runs[k]
-            kept = frames[(frames >= 0) & (frames < run.net_count)]
-            ready = run.resampler.advance(int(kept[-1]) + 1) if len(kept) else slice(0, 0)
-            if ready.stop > ready.start:
-                groups.setdefault(ready.start, []).append((b, k, ready))
+        groups: dict[int, list[tuple[int, int, np.ndarray, np.ndarray]]] = {}
+        for b, (k, (first, lo, w)) in enumerate(zip(ids, plans, strict=True)):
+            if len(lo):
+                groups.setdefault(first, []).append((b, k, lo, w))
         out = []
         for start, members in groups.items():
-            width = max(r.stop - r.start for _, _, r in members)
+            width = max(len(lo) for _, _, lo, _ in members)
             pos = np.zeros((2, len(members), width), np.int64)  # lo, hi (hi = lo at weight 0)
             weight = np.zeros((len(members), width), np.float32)
-            for g, (_, k, ready) in enumerate(members):
-                plan = self.runs[k].resampler
-                lo, w = plan.lo[ready], plan.weight[ready]
+            for g, (_, _, lo, w) in enumerate(members):
                 n = len(lo)
                 pos[0, g, :n], pos[1, g, :n], weight[g, :n] = lo - base, lo + (w > 0) - base, w
                 pos[:, g, n:] = pos[:, g, n - 1 : n]
-            rows = [b for b, _, _ in members]
-            tracks = [k for _, k, _ in members]
+            rows = [b for b, _, _, _ in members]
+            tracks = [k for _, k, _, _ in members]
             src = centre if rows == list(range(len(centre))) else centre[self.upload(rows)]
             if pos.min() == 0:
                 src = torch.cat([self.tail[self.upload(tracks)], src], dim=1)
@@ -692,7 +1030,7 @@ class _DeviceResampler:
             out.append((start, tracks, picked))
         if self.interpolates:
             if self.tail is None:
-                self.tail = torch.zeros((len(self.runs), 1, centre.shape[-1]), device=centre.device)
+                self.tail = torch.zeros((self.count, 1, centre.shape[-1]), device=centre.device)
             self.tail[self.upload(ids)] = centre[:, -1:]
         return out
 
@@ -705,17 +1043,3 @@ def _stride(positions: np.ndarray) -> int:
     if step < 1 or not (positions == first).all() or not (np.diff(first) == step).all():
         return 0
     return step
-
-
-@dataclass
-class _TrackRun:
-    """One track's inputs, carried state (GRU latents, filters) and collected outputs."""
-
-    audio: Audio
-    curve: EmotionCurve
-    num_windows: int
-    net_count: int
-    resampler: FrameResampler
-    explicit: np.ndarray
-    latents: np.ndarray
-    frames: TrackFrames  # post-network stages and outputs

@@ -138,6 +138,7 @@ class DeviceChain:
             out[slot] = {
                 "skin": item["skin"], "tongue": item["tongue"], "jaw": item["jaw"],
                 "eyes": item["eyes"],
-                **{k: v.reshape(len(v), -1) for k, v in item.items() if k.endswith("geometry")},
+                **{k: v.reshape(len(v), int(np.prod(v.shape[1:]))) for k, v in item.items()
+                   if k.endswith("geometry")},  # (a track without frames has 0 rows)
             }  # fmt: skip
         return out

@@ -123,3 +123,35 @@ def test_default_noise_is_the_sdk_curand_stream_on_a_gpu(folder: Path) -> None:
         assert a.parameters["noise_generator"] == "curand" and c.parameters["noise_generator"] == "numpy"
         np.testing.assert_array_equal(a.weights, b.weights)
         assert np.abs(a.weights - c.weights).max() > 1e-4
+
+
+@pytest.mark.parametrize("fps", [60, 24])
+def test_streams_on_the_cuda_torch_engine_equal_the_offline_run(folder: Path, fps: int) -> None:
+    """Two streams on one executor, the network on CUDA (the NumPy stages after it, as every
+    stream), one joining a window later with per-window noise: each equals its offline run with
+    the NumPy stages."""
+    from a2x_core.diffusion import DiffusionModel
+
+    model = load_model(folder, backend="torch", device="cuda")
+    assert isinstance(model, DiffusionModel)
+    model.postprocess = "numpy"
+    options = [InferenceOptions(fps=fps, parameters={"constant_noise": False, "noise_generator": "numpy"}),
+               InferenceOptions(fps=fps, seed=4, parameters={"noise_generator": "numpy"})]  # fmt: skip
+    clips = _tracks()
+    offline = [model.animate([clip], o)[0] for clip, o in zip(clips, options, strict=True)]
+    executor = model.stream_executor()
+    first = model.open_stream(options[0], executor=executor)
+    got = [first.push(clips[0].samples[:9000]), []]
+    second = model.open_stream(options[1], executor=executor)
+    rest = clips[0].samples[9000:]
+    for at in range(0, max(len(rest), len(clips[1].samples)), 3000):
+        second.feed(clips[1].samples[at : at + 3000])
+        got[0] += first.push(rest[at : at + 3000])
+        got[1] += second.pull()
+    got[0] += first.close()
+    got[1] += second.close()
+    for frames, want in zip(got, offline, strict=True):
+        assert [f.index for f in frames] == list(range(want.num_frames))
+        np.testing.assert_allclose(np.stack([f.weights for f in frames]), want.weights, atol=1e-5)
+        np.testing.assert_allclose(np.stack([f.jaw_transform for f in frames]), want.jaw_transforms,
+                                   atol=1e-5)  # fmt: skip
