@@ -30,10 +30,6 @@ if TYPE_CHECKING:
 
 AudioSource = str | os.PathLike[str] | Audio
 
-#: Model kinds whose ``animate`` does not take ``track_emotions`` yet: with an emotion model
-#: their clips run one by one, each clip's keys as ``options.emotions``.
-PER_CLIP_EMOTION_KINDS = frozenset({"diffusion"})
-
 log = logging.getLogger("a2x_core")
 
 
@@ -283,22 +279,10 @@ class Animator:
         progress: ProgressCallback | None,
         cancel: CancelToken | None,
     ) -> list[AnimationResult]:
-        """One ``model.animate`` of every clip with its own emotion keys; clip by clip (the
-        keys as ``options.emotions``) for a model kind whose ``animate`` does not take
-        ``track_emotions`` yet (:data:`PER_CLIP_EMOTION_KINDS`)."""
-        if self.model.kind not in PER_CLIP_EMOTION_KINDS:
-            scale = ProgressScale(progress, 0.3, 0.99)
-            return self.model.animate(tracks, opts, scale, cancel, track_emotions=keys)
-        results = []
-        span = 0.69 / max(len(tracks), 1)
-        for number, (track, track_keys) in enumerate(zip(tracks, keys, strict=True)):
-            low = 0.3 + number * span
-            (result,) = self.model.animate(
-                [track], opts.with_changes(emotions=track_keys),
-                ProgressScale(progress, low, low + span), cancel,
-            )  # fmt: skip
-            results.append(result)
-        return results
+        """One ``model.animate`` of every clip with its own emotion keys (``track_emotions``),
+        so runs with an emotion model stay batched."""
+        scale = ProgressScale(progress, 0.3, 0.99)
+        return self.model.animate(tracks, opts, scale, cancel, track_emotions=keys)
 
     def animate(
         self,

@@ -477,8 +477,14 @@ class DiffusionModel:
                 "the executor belongs to another model",
                 hint="open the stream with this model's stream_executor()",
             )
-        run = self._prepare(options)
-        chain = HostChain(self._split_for(run.columns))
+        # streams of the same settings share one run (its noise source: the offline batch's
+        # rule) and one chain (on a device: one batched DevicePipeline); emotions stay per stream
+        key = ("diffusion", Fraction(options.fps), options.identity, options.seed,
+               repr(sorted((options.parameters or {}).items())))  # fmt: skip
+        if key not in executor.shared:
+            run = self._prepare(options)
+            executor.shared[key] = (run, self._stream_chain(run, step.device))
+        run, chain = executor.shared[key]
         track = self._open_track(executor, AudioAccumulator(), run, chain,
                                  self._curve(options.emotions, 0.0))  # fmt: skip
         # TensorRT: one row per open stream in a call
@@ -486,9 +492,26 @@ class DiffusionModel:
         return Stream(executor, track, self._stream_frames, self.lookahead_samples(run.fps))
 
     def stream_executor(self) -> Executor:
-        """An executor for streams of this model (the NumPy stages); streams opened on the same
-        executor share network calls."""
-        return Executor(DiffusionStep(self))
+        """An executor for streams of this model; streams opened on the same executor share
+        network calls. The stages after the network run where :attr:`postprocess` says
+        (:meth:`postprocess_device`): NumPy per stream, or batched on a torch device."""
+        step = DiffusionStep(self)
+        step.device = self.postprocess_device()
+        return Executor(step)
+
+    def _stream_chain(self, run: _Run, device: str | None) -> PostChain:
+        """The chain the streams of ``run`` share: NumPy stages per stream, or one growable
+        :class:`.postprocess_gpu.DevicePipeline` (deltas in) batched over them."""
+        if device is None:
+            return HostChain(self._split_for(run.columns))
+        from .postprocess_gpu import DevicePipeline
+
+        stages = run.stages
+        pipe = DevicePipeline(
+            device, stages.params, run.settings.identity.data, None, None, stages.skin_solver,
+            stages.tongue_solver, run.dt, None, cache=self._device_cache,
+        )  # fmt: skip
+        return DeviceChain(pipe, streaming=True)
 
     def lookahead_samples(self, fps: Fraction) -> int:
         """The most samples after an output frame's target sample that a stream at ``fps`` must
@@ -816,6 +839,8 @@ class DiffusionStep:
         self._device: _DeviceResampler | None = None
         self._latents: Any = None  # [steps, layers, tracks, latent] on the device
         self._on_device = False
+        #: torch device of the stages after the network on a stream executor (None: NumPy)
+        self.device: str | None = None
 
     # ------------------------------------------------------------------------- ModelStep
 
@@ -845,7 +870,7 @@ class DiffusionStep:
         feeds = self._feeds(spans)
         feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
         centre, latents = self.model._infer(feeds, self._draws(spans))
-        steps = []
+        groups: dict[int, list[tuple[Track, np.ndarray, int]]] = {}
         for b, span in enumerate(spans):
             state: _TrackState = span.track.state
             state.latents = latents[:, :, b].copy()
@@ -856,8 +881,12 @@ class DiffusionStep:
             resampler = state.resampler
             ready = resampler.push(int(frames[keep][0]), np.asarray(centre[b][keep], np.float32))
             if len(ready):
-                steps.append(ChainStep(ready[None], [span.track], [resampler.emitted - len(ready)]))
-        return steps
+                item = (span.track, ready, resampler.emitted - len(ready))
+                groups.setdefault(len(ready), []).append(item)
+        # one chain step per count of finished frames (a device chain batches the tracks)
+        return [ChainStep(np.stack([rows for _, rows, _ in items]), [t for t, _, _ in items],
+                          [start for _, _, start in items])  # fmt: skip
+                for items in groups.values()]
 
     # ------------------------------------------------------------------------- feeds
 
@@ -904,7 +933,7 @@ class DiffusionStep:
 
         pipe, model, info = self.pipeline, self.model, self.info
         torch = pipe.torch
-        count = len(pipe.lengths)
+        count = pipe.tracks
         window = spans[0].first
         if any(s.first != window for s in spans):
             raise RuntimeError("an offline device run keeps every track at one window")

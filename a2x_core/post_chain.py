@@ -118,6 +118,8 @@ class DeviceChain:
 
     def step(self, rows: Any, slots: Sequence[int], starts: Sequence[int]) -> None:
         if self.streaming:
+            if isinstance(rows, np.ndarray):  # host rows (a kind whose frames finish there)
+                rows = self._torch.from_numpy(np.ascontiguousarray(rows))
             self.pipeline.step(rows, list(slots), np.asarray(starts, np.int64))
             return
         start = int(starts[0])

@@ -152,7 +152,9 @@ class AudioAccumulator:
         """Forget samples before absolute ``index`` (no later read reaches them)."""
         drop = min(int(index) - self._first, len(self._samples))
         if drop > 0:
-            self._samples = self._samples[drop:].copy()
+            # a view, not a copy (a closed clip is read to its end without copying it again and
+            # again); the next push's concatenation releases the dropped samples
+            self._samples = self._samples[drop:]
             self._first += drop
 
     def clear(self) -> None:

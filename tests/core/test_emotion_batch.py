@@ -193,8 +193,7 @@ def test_the_default_model_refuses_emotion_rows(clips: list[Path]) -> None:
 def test_a_diffusion_run_with_an_emotion_model_equals_clip_by_clip(
     tmp_path: Path, a2e: Any, clips: list[Path]
 ) -> None:
-    """Diffusion too (batched once its animate takes ``track_emotions``; clip by clip until
-    then, :data:`a2x_core.api.PER_CLIP_EMOTION_KINDS`)."""
+    """Diffusion too: one batched ``animate`` with ``track_emotions``."""
     generated = make_diffusion_folder(tmp_path / "diffusion")
     detector = EmotionModel.load(a2e.model_json, EngineSettings("onnxruntime", threads=1))
     options = InferenceOptions(fps=30, emotions=RAMP, backend="onnxruntime", threads=1)

@@ -328,3 +328,39 @@ def test_the_streaming_resampler_equals_the_whole_clip_one(fps: Fraction) -> Non
         at += n
         assert streaming.held_frames <= n + 1
     np.testing.assert_array_equal(np.concatenate(got), expected)
+
+
+def test_streams_on_a_torch_device_chain_equal_the_device_offline_run(
+    generated: GeneratedDiffusion, speech: np.ndarray
+) -> None:
+    """With the stages after the network on a torch device (torch on the CPU here; the same
+    code on CUDA), two diffusion streams share one growable DevicePipeline (grouped by the
+    number of frames a window finished) and give the device offline run's frames."""
+    pytest.importorskip("torch")
+    model = load_model(generated.model_json, backend="onnxruntime", threads=1)
+    assert isinstance(model, DiffusionModel)
+    model.postprocess = "cpu"
+    options = InferenceOptions(fps=30, emotions=KEYS)
+    clips = [speech, speech[6000:40000]]
+    offline = [model.animate([Audio(c)], options)[0] for c in clips]
+    assert offline[0].parameters["postprocess"] == "cpu"
+    executor = model.stream_executor()
+    streams = [model.open_stream(options, executor=executor) for _ in clips]
+    got: list[list[StreamFrame]] = [[], []]
+    rng = np.random.default_rng(9)
+    at = [0, 0]
+    while not all(s.closed for s in streams):
+        for k, stream in enumerate(streams):
+            if not stream.closed:
+                size = int(rng.integers(1, 8000))
+                stream.feed(clips[k][at[k] : at[k] + size])
+                at[k] += size
+        executor.run_ready()
+        for k, stream in enumerate(streams):
+            if stream.closed:
+                continue
+            got[k] += stream.pull()
+            if at[k] >= len(clips[k]):
+                got[k] += stream.close()
+    for frames, want in zip(got, offline, strict=True):
+        _assert_same_frames(frames, want, atol=1e-5)
