@@ -5,6 +5,7 @@ without a GPU; the cuRAND tests also without CuPy)."""
 from __future__ import annotations
 
 import importlib.util
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -125,16 +126,21 @@ def test_default_noise_is_the_sdk_curand_stream_on_a_gpu(folder: Path) -> None:
         assert np.abs(a.weights - c.weights).max() > 1e-4
 
 
-@pytest.mark.parametrize("fps", [60, 24])
-def test_streams_on_the_cuda_torch_engine_equal_the_offline_run(folder: Path, fps: int) -> None:
-    """Two streams on one executor, the network on CUDA (the NumPy stages after it, as every
-    stream), one joining a window later with per-window noise: each equals its offline run with
-    the NumPy stages."""
+@pytest.mark.parametrize(
+    ("fps", "stages"), [(60, "numpy"), (24, "numpy"), (60, "cuda"), (24, "cuda"), (30, "cuda"),
+                        (Fraction(30000, 1001), "cuda")],  # fmt: skip
+)
+def test_streams_on_the_cuda_torch_engine_equal_the_offline_run(
+    folder: Path, fps: int | Fraction, stages: str
+) -> None:
+    """Two streams on one executor, the network on CUDA and the stages after it with NumPy or
+    on CUDA (one growable DevicePipeline), one joining a window later with per-window noise:
+    each equals its offline run with the same stages."""
     from a2x_core.diffusion import DiffusionModel
 
     model = load_model(folder, backend="torch", device="cuda")
     assert isinstance(model, DiffusionModel)
-    model.postprocess = "numpy"
+    model.postprocess = stages
     options = [InferenceOptions(fps=fps, parameters={"constant_noise": False, "noise_generator": "numpy"}),
                InferenceOptions(fps=fps, seed=4, parameters={"noise_generator": "numpy"})]  # fmt: skip
     clips = _tracks()
