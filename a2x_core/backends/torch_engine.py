@@ -1164,8 +1164,11 @@ class TorchEngine(InferenceEngine):
             captured = self._captured(batch, tensors)
             if captured is not None:
                 cuda_graph, static, outs = captured
-                for dst, src in zip(static, tensors, strict=True):
-                    dst.copy_(src)
+                # the static inputs are inference tensors when the capture ran inside
+                # inference mode (a caller's): update them in it too
+                with self.torch.inference_mode():
+                    for dst, src in zip(static, tensors, strict=True):
+                        dst.copy_(src)
                 cuda_graph.replay()
                 return outs
         return self.forward(*tensors)
