@@ -66,7 +66,7 @@ from .solver_settings import (
     solver_values,
 )
 from .stream import Stream
-from .stream_audio import AudioAccumulator, StreamFrame
+from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
 from .timing import SAMPLE_RATE, frame_targets, num_frames_for
 from .track_frames import TrackFrames
 
@@ -538,23 +538,9 @@ class DiffusionModel:
         state: _TrackState = track.state
         fps = state.run.fps
         skin_columns, tongue_columns = self._columns[state.run.settings.identity.name]
-        skin = block["skin"][:, skin_columns]
-        tongue = block["tongue"][:, tongue_columns]
-        index = np.arange(first, first + len(skin), dtype=np.int64)
+        index = np.arange(first, first + len(block["skin"]), dtype=np.int64)
         explicit = state.curve.sample(frame_targets_of(index, fps))
-        step_s = fps.denominator / fps.numerator
-        return [
-            StreamFrame(
-                index=first + i,
-                time_s=(first + i) * step_s,
-                weights=np.ascontiguousarray(skin[i], dtype=np.float32),
-                tongue_weights=np.ascontiguousarray(tongue[i], dtype=np.float32),
-                jaw_transform=np.asarray(block["jaw"][i], dtype=np.float32),
-                eye_rotations=np.asarray(block["eyes"][i], dtype=np.float32),
-                emotions=np.asarray(explicit[i], dtype=np.float32),
-            )
-            for i in range(len(skin))
-        ]
+        return stream_frames(block, first, fps, skin_columns, tongue_columns, explicit)
 
     # ------------------------------------------------------------------------- one run
 

@@ -32,7 +32,7 @@ from .backends import EngineSettings, InferenceEngine, regression_io
 from .blendshapes import BlendshapeSolver, frontal_columns
 from .emotion import EmotionCurve, explicit_emotion_curve, track_emotion_keys
 from .errors import ParameterError
-from .executor import ChainStep, Executor, Span, Track, drain, offline_progress
+from .executor import ChainStep, Executor, Span, Track, block_frames, drain, offline_progress
 from .jobs import CancelToken, ProgressCallback
 from .model_package import (
     ANIMATOR_RANGES,
@@ -61,7 +61,7 @@ from .solver_settings import (
     solver_values,
 )
 from .stream import Stream
-from .stream_audio import AudioAccumulator, StreamFrame
+from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
 from .timing import SAMPLE_RATE, num_frames_for
 from .track_frames import TrackFrames
 from .windows import audio_windows
@@ -287,18 +287,6 @@ class RegressionModel:
         )  # fmt: skip
         return stages, self._skin_basis_for(columns)
 
-    def _device_network(self, device: Any) -> Any:
-        """What runs the network on ``device`` with device tensors: the engine, or with
-        :attr:`compile_network` on CUDA its ``torch.compile`` d replay (one per engine)."""
-        if not (self.compile_network and device.type == "cuda"):
-            return self.engine
-        from .postprocess_gpu import CompiledNetwork
-
-        key = ("compiled", id(self.engine))
-        if key not in self._device_cache:
-            self._device_cache[key] = CompiledNetwork(self.engine)
-        return self._device_cache[key]
-
     def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
         """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
         info = self.package.network_info
@@ -410,22 +398,9 @@ class RegressionModel:
 
     def _stream_frames(self, track: Track, block: FrameBlock, first: int) -> list[StreamFrame]:
         state: _TrackState = track.state
-        skin = block["skin"][:, self._skin_columns]
-        tongue = block["tongue"][:, self._tongue_columns]
-        explicit = state.take_explicit(len(skin))
-        step_s = state.run.fps.denominator / state.run.fps.numerator
-        return [
-            StreamFrame(
-                index=first + i,
-                time_s=(first + i) * step_s,
-                weights=np.ascontiguousarray(skin[i], dtype=np.float32),
-                tongue_weights=np.ascontiguousarray(tongue[i], dtype=np.float32),
-                jaw_transform=np.asarray(block["jaw"][i], dtype=np.float32),
-                eye_rotations=np.asarray(block["eyes"][i], dtype=np.float32),
-                emotions=np.asarray(explicit[i], dtype=np.float32),
-            )
-            for i in range(len(skin))
-        ]
+        explicit = state.take_explicit(block_frames(block))
+        return stream_frames(block, first, state.run.fps, self._skin_columns,
+                             self._tongue_columns, explicit)  # fmt: skip
 
     def animate(
         self,

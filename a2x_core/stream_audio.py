@@ -12,6 +12,7 @@ settings (:func:`.audio.decode_audio`), whose output does not depend on how the 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
@@ -46,6 +47,34 @@ class StreamFrame:
     jaw_transform: np.ndarray
     eye_rotations: np.ndarray
     emotions: np.ndarray
+
+
+def stream_frames(
+    block: dict[str, np.ndarray],
+    first: int,
+    fps: Fraction,
+    skin_columns: np.ndarray,
+    tongue_columns: np.ndarray,
+    emotions: np.ndarray,
+) -> list[StreamFrame]:
+    """A face model's finished frames (a :data:`.post_chain.FrameBlock`, its first frame
+    ``first``) as StreamFrames: pose weights picked into ARKit-52 / tongue-16 order by the
+    model's columns, with each frame's emotion input."""
+    skin = block["skin"][:, skin_columns]
+    tongue = block["tongue"][:, tongue_columns]
+    step_s = fps.denominator / fps.numerator
+    return [
+        StreamFrame(
+            index=first + i,
+            time_s=(first + i) * step_s,
+            weights=np.ascontiguousarray(skin[i], dtype=np.float32),
+            tongue_weights=np.ascontiguousarray(tongue[i], dtype=np.float32),
+            jaw_transform=np.asarray(block["jaw"][i], dtype=np.float32),
+            eye_rotations=np.asarray(block["eyes"][i], dtype=np.float32),
+            emotions=np.asarray(emotions[i], dtype=np.float32),
+        )
+        for i in range(len(skin))
+    ]
 
 
 class StreamLife:
