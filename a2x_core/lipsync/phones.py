@@ -108,8 +108,14 @@ def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
 def decoder(kind: str) -> Any:
     """This process's pocketsphinx decoder of ``kind`` ("words", "fast", "align" or "phones"),
     created once per process."""
-    if kind in _DECODERS:
-        return _DECODERS[kind]
+    if kind not in _DECODERS:
+        _DECODERS[kind] = new_decoder(kind)
+    return _DECODERS[kind]
+
+
+def new_decoder(kind: str) -> Any:
+    """A fresh pocketsphinx decoder of ``kind`` (see :func:`decoder`); a stream owns one, as
+    its utterance lives across pushes."""
     try:
         from pocketsphinx import Decoder
     except ImportError as error:  # pragma: no cover - pocketsphinx is a hard dependency
@@ -127,7 +133,6 @@ def decoder(kind: str) -> Any:
         made = Decoder(loglevel="FATAL", lm=None, allphone=allphone, **PHONE_SEARCH)
     else:
         raise ValueError(f"unknown decoder kind {kind!r}; use words, fast, align or phones")
-    _DECODERS[kind] = made
     return made
 
 
@@ -143,12 +148,16 @@ def _label(name: str) -> str:
     return SILENCE if (name.startswith("+") or name == "SIL") else name
 
 
-def _decode(dec: Any, pcm: bytes) -> None:
+def _decode(dec: Any, pcm: bytes, cmn: str | None = None) -> None:
     # Live CMN carries over between utterances; a fresh feature front end makes every decode
-    # depend only on its own audio (so pieces and batches repeat exactly).
-    dec.reinit_feat()
+    # depend only on its own audio (so pieces and batches repeat exactly). A stream aligns
+    # short windows instead, with the cepstral mean its decoder has learnt so far (``cmn``):
+    # a window's own mean is a poor one.
+    dec.reinit_feat()  # also the noise estimate (remove_noise), which would carry over too
+    if cmn is not None:
+        dec.set_cmn(cmn)
     dec.start_utt()
-    dec.process_raw(pcm, full_utt=True)
+    dec.process_raw(pcm, full_utt=cmn is None)
     dec.end_utt()
 
 
@@ -177,16 +186,20 @@ def merge_silences(phones: list[Phone]) -> list[Phone]:
     return out
 
 
-def _align_pass(dec: Any, pcm: bytes, offset_s: float) -> list[Phone]:
+def _align_pass(dec: Any, pcm: bytes, offset_s: float, cmn: str | None = None) -> list[Phone]:
     """Phone-level second pass over the word alignment of the last decode."""
     dec.set_alignment()
-    _decode(dec, pcm)
+    _decode(dec, pcm, cmn)
     return _phones_from_alignment(dec, offset_s)
 
 
 @_exclusive
-def align_words(pcm: bytes, words: list[str], offset_s: float = 0.0) -> list[Phone]:
+def align_words(
+    pcm: bytes, words: list[str], offset_s: float = 0.0, cmn: str | None = None
+) -> list[Phone]:
     """Force ``pcm`` onto ``words`` (all in the dictionary; see :func:`prepare_words`).
+
+    ``cmn``: a cepstral mean to decode with (a stream's) instead of ``pcm``'s own.
 
     Raises:
         RuntimeError: pocketsphinx could not align (e.g. the words do not fit the audio).
@@ -196,12 +209,12 @@ def align_words(pcm: bytes, words: list[str], offset_s: float = 0.0) -> list[Pho
         return [Phone(SILENCE, offset_s, offset_s + total_s)]
     dec = decoder("align")
     dec.set_align_text(" ".join(words))
-    _decode(dec, pcm)
+    _decode(dec, pcm, cmn)
     if dec.hyp() is None:
         raise RuntimeError("forced alignment found no path through the words")
     segments = _segments(dec)
     try:
-        phones = _align_pass(dec, pcm, offset_s)
+        phones = _align_pass(dec, pcm, offset_s, cmn)
     except RuntimeError:
         # The phone pass of pocketsphinx 5.1.1 can fail to reach its final state
         # (cmusphinx/pocketsphinx#468); spread each word's phones over its word span instead.
