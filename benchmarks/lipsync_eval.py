@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/lipsync_eval.py [--data ../shared/data] [--fps 60] [--json OUT]
+        [--only CONFIG ...]
 
 1. ``speech_en`` (exact transcripts in ``transcripts.tsv``; ``.raw`` duplicates skipped): the
    reference phones are pocketsphinx's forced alignment of the exact transcript. Each
@@ -14,7 +15,9 @@ Usage::
    MediaPipe-tracked curve, at zero lag and at the best lag within +-10 frames.
 
 Every configuration runs on the same data in the same run: transcript (forced alignment),
-recognised (no transcript), fast, and an amplitude-only baseline whose jaw follows loudness.
+recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
+per-push compute time is reported too), fast, and an amplitude-only baseline whose jaw follows
+loudness. ``--only`` picks some of them.
 """
 
 from __future__ import annotations
