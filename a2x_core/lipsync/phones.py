@@ -148,16 +148,12 @@ def _label(name: str) -> str:
     return SILENCE if (name.startswith("+") or name == "SIL") else name
 
 
-def _decode(dec: Any, pcm: bytes, cmn: str | None = None) -> None:
+def _decode(dec: Any, pcm: bytes) -> None:
     # Live CMN carries over between utterances; a fresh feature front end makes every decode
-    # depend only on its own audio (so pieces and batches repeat exactly). A stream aligns
-    # short windows instead, with the cepstral mean its decoder has learnt so far (``cmn``):
-    # a window's own mean is a poor one.
-    dec.reinit_feat()  # also the noise estimate (remove_noise), which would carry over too
-    if cmn is not None:
-        dec.set_cmn(cmn)
+    # depend only on its own audio (so pieces and batches repeat exactly).
+    dec.reinit_feat()
     dec.start_utt()
-    dec.process_raw(pcm, full_utt=cmn is None)
+    dec.process_raw(pcm, full_utt=True)
     dec.end_utt()
 
 
@@ -186,20 +182,16 @@ def merge_silences(phones: list[Phone]) -> list[Phone]:
     return out
 
 
-def _align_pass(dec: Any, pcm: bytes, offset_s: float, cmn: str | None = None) -> list[Phone]:
+def _align_pass(dec: Any, pcm: bytes, offset_s: float) -> list[Phone]:
     """Phone-level second pass over the word alignment of the last decode."""
     dec.set_alignment()
-    _decode(dec, pcm, cmn)
+    _decode(dec, pcm)
     return _phones_from_alignment(dec, offset_s)
 
 
 @_exclusive
-def align_words(
-    pcm: bytes, words: list[str], offset_s: float = 0.0, cmn: str | None = None
-) -> list[Phone]:
+def align_words(pcm: bytes, words: list[str], offset_s: float = 0.0) -> list[Phone]:
     """Force ``pcm`` onto ``words`` (all in the dictionary; see :func:`prepare_words`).
-
-    ``cmn``: a cepstral mean to decode with (a stream's) instead of ``pcm``'s own.
 
     Raises:
         RuntimeError: pocketsphinx could not align (e.g. the words do not fit the audio).
@@ -209,12 +201,12 @@ def align_words(
         return [Phone(SILENCE, offset_s, offset_s + total_s)]
     dec = decoder("align")
     dec.set_align_text(" ".join(words))
-    _decode(dec, pcm, cmn)
+    _decode(dec, pcm)
     if dec.hyp() is None:
         raise RuntimeError("forced alignment found no path through the words")
     segments = _segments(dec)
     try:
-        phones = _align_pass(dec, pcm, offset_s, cmn)
+        phones = _align_pass(dec, pcm, offset_s)
     except RuntimeError:
         # The phone pass of pocketsphinx 5.1.1 can fail to reach its final state
         # (cmusphinx/pocketsphinx#468); spread each word's phones over its word span instead.

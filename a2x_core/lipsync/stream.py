@@ -196,6 +196,8 @@ class DefaultStream:
         self._decoder.set_cmn(_cmn_text(self._cmn))
         self._decoder.start_utt()
         self._shadow: Any = None  # a second decoder catching up (see WARMUP_FRAMES)
+        # ... taken now, not in the push that needs it (a new decoder loads the LM: ~0.3 s)
+        self._spare: Any = _take_decoder(self._kind)
         self._shadow_fed = 0
         self._utterance_start = 0  # absolute sample of the current utterance's start
         self._fed = 0  # samples fed to the decoder (a multiple of STEP until close)
@@ -305,6 +307,9 @@ class DefaultStream:
 
     def _release(self) -> None:
         self._drop_shadow()
+        if self._spare is not None:
+            _give_back(self._kind, self._spare)
+            self._spare = None
         self._audio.clear()
         self._done_phones, self._accents = [], []
         self._blinks.clear()
@@ -371,8 +376,8 @@ class DefaultStream:
         )
         self._decoder.set_cmn(_cmn_text(self._cmn))
         self._cmn_at = self._fed
-        if self._shadow is None and self._warming_up():
-            self._shadow = _take_decoder(self._kind)
+        if self._shadow is None and self._warming_up() and self._spare is not None:
+            self._shadow, self._spare = self._spare, None
             self._shadow.reinit_feat()
             self._shadow.set_cmn(_cmn_text(self._cmn))
             self._shadow.start_utt()
@@ -395,16 +400,17 @@ class DefaultStream:
             return
         self._update_cmn_sums()  # the old decoder's frames since the last update
         self._decoder.end_utt()
-        _give_back(self._kind, self._decoder)
-        self._decoder, self._shadow = self._shadow, None
+        self._spare, self._decoder, self._shadow = self._decoder, self._shadow, None
         self._decoder.set_cmn(_cmn_text(self._cmn))  # its frames are in the sums already
         self._cmn_at = self._fed
 
     def _drop_shadow(self) -> None:
         if self._shadow is not None:
             self._shadow.end_utt()
-            _give_back(self._kind, self._shadow)
-            self._shadow = None
+            self._spare, self._shadow = self._shadow, None
+        if self._spare is not None and self._cmn_frames >= WARMUP_FRAMES:
+            _give_back(self._kind, self._spare)  # the warm-up is over for good
+            self._spare = None
 
     def _finish_utterance(self) -> None:
         self._drop_shadow()
@@ -468,8 +474,7 @@ class DefaultStream:
             start = self._utterance_start + first * ph.FRAME_S * SAMPLE_RATE
             pcm = ph.to_pcm16(self._audio.read(round(start), round((last - first) * 160)))
             try:
-                cmn = _cmn_text(self._cmn)
-                phones = ph.align_words(pcm, words, offset + first * ph.FRAME_S, cmn)
+                phones = ph.align_words(pcm, words, offset + first * ph.FRAME_S)
             except RuntimeError:
                 phones = []
             self._aligned_key, self._aligned = key, phones
