@@ -183,3 +183,14 @@ def test_an_endless_stream_holds_bounded_state(
     count += len(stream.close())
     assert count == num_frames_for(len(audio), Fraction(30))
     assert longest <= ds.MAX_UTTERANCE_S * SAMPLE_RATE + ds.STEP
+
+
+def test_an_empty_stream_closes_with_no_frames_and_fast_mode_streams(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    empty = model.open_stream(InferenceOptions())
+    assert empty.push(np.zeros(0, np.float32)) == []
+    assert empty.close() == []
+    fast = model.open_stream(InferenceOptions(fast=True, fps=Fraction(24)))
+    frames = fast.push(speech[:SAMPLE_RATE]) + fast.close()
+    assert [f.index for f in frames] == list(range(num_frames_for(SAMPLE_RATE, Fraction(24))))
