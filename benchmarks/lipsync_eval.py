@@ -3,6 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/lipsync_eval.py [--data ../shared/data] [--fps 60] [--json OUT]
+        [--only CONFIG ...]
 
 1. ``speech_en`` (exact transcripts in ``transcripts.tsv``; ``.raw`` duplicates skipped): the
    reference phones are pocketsphinx's forced alignment of the exact transcript. Each
@@ -14,7 +15,9 @@ Usage::
    MediaPipe-tracked curve, at zero lag and at the best lag within +-10 frames.
 
 Every configuration runs on the same data in the same run: transcript (forced alignment),
-recognised (no transcript), fast, and an amplitude-only baseline whose jaw follows loudness.
+recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
+per-push compute time is reported too), fast, and an amplitude-only baseline whose jaw follows
+loudness. ``--only`` picks some of them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import argparse
 import csv
 import json
 import sys
+import time
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -146,12 +150,38 @@ def _configs(
         opts = InferenceOptions(fps=fps, blinks=False, transcript=transcript)
         return model.animate([audio], opts)[0].weights
 
+    def streamed(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
+        opts = InferenceOptions(fps=fps, blinks=False)
+        return stream_weights(model, audio, opts, PUSH_TIMES_MS)
+
     return {
         "transcript": with_transcript,
         "recognised": run(),
+        "streaming": streamed,
         "fast": run(fast=True),
         "loudness baseline": lambda audio, fps, transcript: baseline_weights(audio, fps),
     }
+
+
+#: The streaming configuration pushes real-time-sized blocks of this many samples (20 ms).
+PUSH_SAMPLES = 320
+#: Compute time of every streaming push (milliseconds), for the p50/p99 in the report.
+PUSH_TIMES_MS: list[float] = []
+
+
+def stream_weights(
+    model: DefaultLipSyncModel, audio: Audio, options: InferenceOptions, times_ms: list[float]
+) -> np.ndarray:
+    """Weights of the clip pushed through ``model.open_stream`` in 20 ms blocks, then closed;
+    the compute time of every push (not the close) is appended to ``times_ms``."""
+    stream = model.open_stream(options)
+    frames = []
+    for start in range(0, len(audio.samples), PUSH_SAMPLES):
+        began = time.perf_counter()
+        frames += stream.push(audio.samples[start : start + PUSH_SAMPLES])
+        times_ms.append(1e3 * (time.perf_counter() - began))
+    frames += stream.close()
+    return np.stack([f.weights for f in frames]) if frames else np.zeros((0, len(ARKIT_52)))
 
 
 def reference_phones(audio: Audio, transcript: str) -> list[ph.Phone]:
@@ -191,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", default="60", help="frame rate for the phone-class hits")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list every miss")
+    parser.add_argument("--only", nargs="+", metavar="CONFIG",
+                        help="run only these configurations (e.g. recognised streaming)")  # fmt: skip
     args = parser.parse_args(argv)
     speech = args.data / "speech_en"
     if not speech.is_dir():
@@ -199,6 +231,13 @@ def main(argv: list[str] | None = None) -> int:
     fps = Fraction(args.fps)
     model = DefaultLipSyncModel()
     configs = _configs(model)
+    if args.only:
+        unknown = set(args.only) - set(configs)
+        if unknown:
+            print(f"--only {', '.join(sorted(unknown))}: not one of {', '.join(configs)}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        configs = {name: configs[name] for name in configs if name in args.only}
     tally: dict[str, dict[str, list[bool]]] = {c: {} for c in configs}
     with open(speech / "transcripts.tsv", newline="", encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if not r["file"].endswith(".raw")]
@@ -229,6 +268,14 @@ def main(argv: list[str] | None = None) -> int:
             correlations[name] = jaw_correlation(pred, tracked, valid)
     report = {"tally": {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()},
               "jaw": correlations, "fps": str(fps), "tolerance_s": TOLERANCE_S}  # fmt: skip
+    if PUSH_TIMES_MS:
+        report["stream"] = {
+            "lookahead_s": model.stream_lookahead_s, "push_samples": PUSH_SAMPLES,
+            "pushes": len(PUSH_TIMES_MS),
+            "push_ms_p50": float(np.percentile(PUSH_TIMES_MS, 50)),
+            "push_ms_p99": float(np.percentile(PUSH_TIMES_MS, 99)),
+            "push_ms_max": float(np.max(PUSH_TIMES_MS)),
+        }  # fmt: skip
     print(markdown(report))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
@@ -248,6 +295,23 @@ def markdown(report: dict) -> str:
             cells.append(f"{100 * hit / total:.1f} %" if total else "-")
         label = f"{key} ({n})" + (" *false positive*" if key in FALSE_POSITIVES else "")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if "streaming" in configs and "recognised" in configs:
+        gaps = []
+        for key in first:
+            if key in FALSE_POSITIVES:
+                continue
+            (s_hit, s_n), (r_hit, r_n) = (
+                report["tally"][c][key] for c in ("streaming", "recognised")
+            )
+            gaps.append(f"{key} {100 * (s_hit / s_n - r_hit / r_n):+.1f}")
+        lines += ["", "streaming - recognised (points): " + ", ".join(gaps)]
+    if "stream" in report:
+        st = report["stream"]
+        lines.append(
+            f"streaming look-ahead {1e3 * st['lookahead_s']:.0f} ms; compute per "
+            f"{st['push_samples']}-sample push over {st['pushes']} pushes: p50 "
+            f"{st['push_ms_p50']:.2f} ms, p99 {st['push_ms_p99']:.2f} ms, max {st['push_ms_max']:.1f} ms"
+        )
     if report["jaw"]:
         lines += ["", "| jawOpen vs MediaPipe (30 fps) | r at lag 0 | best lag (frames) | r at best lag |",
                   "|---|---|---|---|"]  # fmt: skip

@@ -79,17 +79,23 @@ def _window(
 
 
 def apply_critical(
-    weights: np.ndarray, times_s: np.ndarray, track: VisemeTrack, table: VisemeTable
+    weights: np.ndarray,
+    times_s: np.ndarray,
+    track: VisemeTrack,
+    table: VisemeTable,
+    frame_s: float | None = None,
 ) -> None:
     """Pull critical channels onto their targets during their segments (in place).
 
     Ramps take ``table.ramp_s`` but at most half of the neighbouring segment, so that a short
-    vowel between two closures still opens.
+    vowel between two closures still opens. ``frame_s``: the frame period (default: read off
+    ``times_s``; a stream passes it, as it runs a frame or two at a time).
     """
     durations = track.end_s - track.start_s
     # At low frame rates a short closure can fall between two frames: widen its core to one
     # frame period so that some frame always shows it.
-    frame_s = float(times_s[1] - times_s[0]) if len(times_s) > 1 else 0.0
+    if frame_s is None:
+        frame_s = float(times_s[1] - times_s[0]) if len(times_s) > 1 else 0.0
     for s in np.flatnonzero(table.critical[track.viseme].any(axis=1)):
         v = track.viseme[s]
         before = durations[s - 1] if s > 0 else table.ramp_s

@@ -6,6 +6,8 @@ the output frame times by linear interpolation, so results do not depend on the 
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,9 +47,36 @@ def loudness_db(samples: np.ndarray) -> np.ndarray:
     window = np.hanning(400).astype(np.float32)
     out = np.empty(_hop_count(samples))
     for hops in _blocks(np.arange(len(out))):
-        frames = _frames(padded, 400, hops) * window
-        out[hops] = np.mean(frames.astype(np.float64) ** 2, axis=1) / 0.375
+        out[hops] = _power_of_frames(_frames(padded, 400, hops) * window)
     return 10.0 * np.log10(out + 1e-12)
+
+
+def _power_of_frames(windowed: np.ndarray) -> np.ndarray:
+    return np.mean(windowed.astype(np.float64) ** 2, axis=1) / 0.375
+
+
+#: Analysis frame lengths (samples, centred on their hop) of loudness, openness and F0.
+LEVEL_SIZE, OPENNESS_SIZE, F0_SIZE = 400, 512, 640
+
+
+def level_db_of_frames(frames: np.ndarray) -> np.ndarray:
+    """:func:`loudness_db` of ``[n, 400]`` analysis frames (for a stream's hops)."""
+    return 10.0 * np.log10(_power_of_frames(frames * np.hanning(400).astype(np.float32)) + 1e-12)
+
+
+def openness_of_frames(frames: np.ndarray) -> np.ndarray:
+    """:func:`openness` of ``[n, 512]`` analysis frames (for a stream's hops)."""
+    window = np.hanning(512).astype(np.float32)
+    freqs = np.fft.rfftfreq(512, 1.0 / SAMPLE_RATE)
+    band = (freqs >= 250) & (freqs <= 1100)
+    power = np.abs(np.fft.rfft(frames * window, axis=1)) ** 2
+    centroid = (power[:, band] @ freqs[band]) / np.maximum(power[:, band].sum(axis=1), 1e-12)
+    return np.clip((centroid - 350.0) / 400.0, 0.0, 1.0)
+
+
+def f0_of_frames(frames: np.ndarray) -> np.ndarray:
+    """F0 before the median filter of ``[n, 640]`` analysis frames (for a stream's hops)."""
+    return _f0_of_frames(frames)
 
 
 def normalised_loudness(db: np.ndarray, range_db: float = 30.0) -> np.ndarray:
@@ -75,13 +104,8 @@ def openness(samples: np.ndarray, level: np.ndarray | None = None) -> np.ndarray
     if len(selected) == 0:
         return out
     padded = _padded(samples, 512)
-    window = np.hanning(512).astype(np.float32)
-    freqs = np.fft.rfftfreq(512, 1.0 / SAMPLE_RATE)
-    band = (freqs >= 250) & (freqs <= 1100)
     for hops in _blocks(selected):
-        power = np.abs(np.fft.rfft(_frames(padded, 512, hops) * window, axis=1)) ** 2
-        centroid = (power[:, band] @ freqs[band]) / np.maximum(power[:, band].sum(axis=1), 1e-12)
-        out[hops] = np.clip((centroid - 350.0) / 400.0, 0.0, 1.0)
+        out[hops] = openness_of_frames(_frames(padded, 512, hops))
     return out
 
 
@@ -145,6 +169,10 @@ def at_times(signal: np.ndarray, times_s: np.ndarray) -> np.ndarray:
 # --- blinks ---------------------------------------------------------------------------------
 
 
+#: One blink: (onset_s, close_s, hold_s, open_s, depth).
+Blink = tuple[float, float, float, float, float]
+
+
 @dataclass(frozen=True)
 class BlinkStyle:
     """Blink statistics (Doughty 2001; Bentivoglio 1997: ~17 blinks/min in conversation).
@@ -166,35 +194,42 @@ class BlinkStyle:
     open_s: tuple[float, float] = (0.09, 0.13)
 
 
-def blink_onsets(
-    duration_s: float, seed: int, style: BlinkStyle = BlinkStyle()
-) -> list[tuple[float, float, float, float, float]]:
+def blink_onsets(duration_s: float, seed: int, style: BlinkStyle = BlinkStyle()) -> list[Blink]:
     """Blink events ``(onset_s, close_s, hold_s, open_s, depth)``, repeatable per seed."""
+    return list(itertools.takewhile(lambda e: e[0] < duration_s, blink_events(seed, style)))
+
+
+def blink_events(seed: int, style: BlinkStyle = BlinkStyle()) -> Iterator[Blink]:
+    """The endless blink sequence of ``seed`` in onset order (a stream draws from it as it
+    goes; :func:`blink_onsets` cuts it at a clip's end, with the same events)."""
     rng = np.random.default_rng([seed, 0xB11])
-    events = []
     t = float(rng.uniform(0.3, style.mean_interval_s))
     scale = style.mean_interval_s / style.shape
-    while t < duration_s:
+    while True:
         close, hold, opening = (
             float(rng.uniform(*r)) for r in (style.close_s, style.hold_s, style.open_s)
         )
         depth = float(rng.uniform(0.9, 1.0))
-        events.append((t, close, hold, opening, depth))
+        yield (t, close, hold, opening, depth)
         if rng.random() < style.double_p:
-            second = t + close + hold + opening + float(rng.uniform(0.05, 0.12))
-            if second < duration_s:
-                events.append((second, close, hold, opening, depth * float(rng.uniform(0.8, 1.0))))
-                t = second
+            # A double blink that would start past a clip's end is cut there by blink_onsets;
+            # the next single blink starts after it (min_interval_s) so it is past the end too.
+            t = t + close + hold + opening + float(rng.uniform(0.05, 0.12))
+            yield (t, close, hold, opening, depth * float(rng.uniform(0.8, 1.0)))
         t += max(style.min_interval_s, float(rng.gamma(style.shape, scale)))
-    return events
 
 
 def blink_curve(times_s: np.ndarray, seed: int, style: BlinkStyle = BlinkStyle()) -> np.ndarray:
     """eyeBlink weight at ``times_s`` (seconds from the clip start): fast ease-in close, short
     hold, slower ease-out open."""
-    out = np.zeros(len(times_s), np.float32)
     duration = float(times_s[-1]) + 1e-3 if len(times_s) else 0.0
-    for onset, close, hold, opening, depth in blink_onsets(duration, seed, style):
+    return blinks_at(times_s, blink_onsets(duration, seed, style))
+
+
+def blinks_at(times_s: np.ndarray, events: Iterable[Blink]) -> np.ndarray:
+    """eyeBlink weight at ``times_s`` of the given blink events."""
+    out = np.zeros(len(times_s), np.float32)
+    for onset, close, hold, opening, depth in events:
         # Only the frames of this blink (linear in the clip's length, not blinks x frames).
         lo, hi = np.searchsorted(times_s, [onset, onset + close + hold + opening])
         t = times_s[lo:hi] - onset

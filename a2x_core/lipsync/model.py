@@ -27,7 +27,8 @@ from . import expressions as ex
 from . import phones as ph
 from .coarticulation import apply_critical, blend
 from .parallel import Aligning, Decoding, cpu_count, stop_pending
-from .visemes import DEFAULT_TABLE, load_table, viseme_track
+from .stream import LOOKAHEAD_SAMPLES, DefaultStream
+from .visemes import DEFAULT_TABLE, VisemeTrack, load_table, viseme_track
 
 log = logging.getLogger("a2x_core")
 
@@ -166,6 +167,19 @@ class DefaultLipSyncModel:
                 "threads": f"worker processes for long clips (default {cpu_count()})",
             },
         }
+
+    #: Audio past a frame's time that a stream may need before the frame comes out (< 0.3 s;
+    #: :data:`.stream.LOOKAHEAD_SAMPLES`).
+    stream_lookahead_s = LOOKAHEAD_SAMPLES / SAMPLE_RATE
+
+    def open_stream(self, options: InferenceOptions) -> DefaultStream:
+        """A stream: push audio as it arrives, get each frame once the audio
+        :attr:`stream_lookahead_s` past it has arrived (``docs/streaming.md``).
+
+        Raises:
+            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live).
+        """
+        return DefaultStream(self, options)
 
     def animate(
         self,
@@ -336,23 +350,57 @@ class DefaultLipSyncModel:
             empty = np.zeros((0, len(ARKIT_52)), np.float32)
             return empty, np.zeros((0, len(self.table.names)), np.float32)
         track = viseme_track(phones, self.table)
-        weights, share = blend(times_s, track, self.table)
-        loud = ex.at_times(level, times_s)
-        from_phones = weights[:, _COL["jawOpen"]] * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
-        # The acoustic estimate, gated by voicing so that noise and breaths leave the jaw at
-        # rest, and averaged over 50 ms: the spectrum's frame-to-frame jitter is not jaw motion.
-        voicing = np.clip(2.0 * ex.moving_mean((f0 > 0).astype(np.float64), 15), 0.0, 1.0)
-        estimate = ex.moving_mean(level * opening * voicing, 5)
-        acoustic = JAW_ACOUSTIC_SCALE * ex.at_times(estimate, times_s + JAW_LEAD_S)
-        jaw = JAW_GAIN * ((1.0 - JAW_ACOUSTIC) * from_phones + JAW_ACOUSTIC * acoustic)
-        weights[:, _COL["jawOpen"]] = jaw
-        apply_critical(weights, times_s, track, self.table)
-        if options.blinks:
-            blink = ex.blink_curve(times_s, options.seed)
-            weights[:, _COL["eyeBlinkLeft"]] = np.maximum(weights[:, _COL["eyeBlinkLeft"]], blink)
-            weights[:, _COL["eyeBlinkRight"]] = np.maximum(weights[:, _COL["eyeBlinkRight"]], blink)
+        acoustic = acoustic_jaw(level, f0, opening)
+        weights, share = self.mouth(
+            times_s, track, ex.at_times(level, times_s), ex.at_times(acoustic, times_s + JAW_LEAD_S)
+        )
+        blink = ex.blink_curve(times_s, options.seed) if options.blinks else None
         brow = ex.brow_curve(times_s, ex.pitch_accents(f0, level))
-        weights[:, _COL["browInnerUp"]] = np.maximum(weights[:, _COL["browInnerUp"]], brow)
-        for side in ("browOuterUpLeft", "browOuterUpRight"):
-            weights[:, _COL[side]] = np.maximum(weights[:, _COL[side]], OUTER_BROW * brow)
-        return np.clip(weights, 0.0, 1.0).astype(np.float32), share
+        return add_eyes_and_brows(weights, blink, brow), share
+
+    def mouth(
+        self,
+        times_s: np.ndarray,
+        track: VisemeTrack,
+        loud: np.ndarray,
+        acoustic: np.ndarray,
+        frame_s: float | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The mouth and jaw at ``times_s`` from viseme segments, loudness and the acoustic
+        jaw estimate (both already read at the frame times; ``acoustic`` at ``t + JAW_LEAD_S``).
+
+        Shared by the offline run and the stream (:mod:`.stream`), which calls it on a few
+        frames at a time and so passes the frame period (``frame_s``) instead of letting
+        :func:`.apply_critical` read it off ``times_s``.
+        """
+        weights, share = blend(times_s, track, self.table)
+        from_phones = weights[:, _COL["jawOpen"]] * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
+        jaw = JAW_GAIN * (
+            (1.0 - JAW_ACOUSTIC) * from_phones + JAW_ACOUSTIC * (JAW_ACOUSTIC_SCALE * acoustic)
+        )
+        weights[:, _COL["jawOpen"]] = jaw
+        apply_critical(weights, times_s, track, self.table, frame_s)
+        return weights, share
+
+
+def acoustic_jaw(level: np.ndarray, f0: np.ndarray, opening: np.ndarray) -> np.ndarray:
+    """The acoustic jaw estimate on the 100 Hz grid (before ``JAW_ACOUSTIC_SCALE``).
+
+    Loudness x F1 openness, gated by voicing so that noise and breaths leave the jaw at rest,
+    and averaged over 50 ms: the spectrum's frame-to-frame jitter is not jaw motion.
+    """
+    voicing = np.clip(2.0 * ex.moving_mean((f0 > 0).astype(np.float64), 15), 0.0, 1.0)
+    return ex.moving_mean(level * opening * voicing, 5)
+
+
+def add_eyes_and_brows(
+    weights: np.ndarray, blink: np.ndarray | None, brow: np.ndarray
+) -> np.ndarray:
+    """Blinks (``None``: off) and the brow raise on top of the mouth, clipped to [0, 1]."""
+    for side in ("eyeBlinkLeft", "eyeBlinkRight"):
+        if blink is not None:
+            weights[:, _COL[side]] = np.maximum(weights[:, _COL[side]], blink)
+    weights[:, _COL["browInnerUp"]] = np.maximum(weights[:, _COL["browInnerUp"]], brow)
+    for side in ("browOuterUpLeft", "browOuterUpRight"):
+        weights[:, _COL[side]] = np.maximum(weights[:, _COL[side]], OUTER_BROW * brow)
+    return np.clip(weights, 0.0, 1.0).astype(np.float32)

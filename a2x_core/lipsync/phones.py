@@ -108,8 +108,14 @@ def _exclusive(func: Callable[_P, _R]) -> Callable[_P, _R]:
 def decoder(kind: str) -> Any:
     """This process's pocketsphinx decoder of ``kind`` ("words", "fast", "align" or "phones"),
     created once per process."""
-    if kind in _DECODERS:
-        return _DECODERS[kind]
+    if kind not in _DECODERS:
+        _DECODERS[kind] = new_decoder(kind)
+    return _DECODERS[kind]
+
+
+def new_decoder(kind: str) -> Any:
+    """A fresh pocketsphinx decoder of ``kind`` (see :func:`decoder`); a stream owns one, as
+    its utterance lives across pushes."""
     try:
         from pocketsphinx import Decoder
     except ImportError as error:  # pragma: no cover - pocketsphinx is a hard dependency
@@ -127,7 +133,6 @@ def decoder(kind: str) -> Any:
         made = Decoder(loglevel="FATAL", lm=None, allphone=allphone, **PHONE_SEARCH)
     else:
         raise ValueError(f"unknown decoder kind {kind!r}; use words, fast, align or phones")
-    _DECODERS[kind] = made
     return made
 
 

@@ -1,0 +1,196 @@
+"""Streaming on the embedded default model (issue 12 point 4): real speech pushed in random
+chunks gives the same frames however it is cut, as many as offline, each out no later than the
+stated look-ahead after its time, with typed errors, cancel and bounded memory."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ParameterError
+from a2x_core.lipsync import stream as ds
+from a2x_core.lipsync.model import DefaultLipSyncModel
+from a2x_core.names import ARKIT_52
+from a2x_core.options import InferenceOptions
+from a2x_core.stream_audio import StreamFrame
+from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
+from tests.conftest import SHARED
+
+JAW = ARKIT_52.index("jawOpen")
+
+
+@pytest.fixture(scope="module")
+def model() -> DefaultLipSyncModel:
+    return DefaultLipSyncModel()
+
+
+@pytest.fixture(scope="module")
+def speech() -> np.ndarray:
+    """A TIMIT sentence (2.9 s, 16 kHz): "She had your dark suit in greasy wash water..."."""
+    clip = SHARED / "data" / "speech_en" / "timit_sample_LDC93S1.wav"
+    if not clip.is_file():
+        pytest.skip("../shared/data is absent")
+    return decode_audio(clip).samples
+
+
+def _chunk_sizes(seed: int, total: int, longest: int = 2 * SAMPLE_RATE) -> list[int]:
+    """Seeded chunk sizes from 1 sample to ``longest`` (log-uniform), adding up to ``total``."""
+    rng = np.random.default_rng(seed)
+    sizes = [1, 1, 2]
+    while sum(sizes) < total:
+        sizes.append(int(np.exp(rng.uniform(0.0, np.log(longest)))))
+    sizes[-1] -= sum(sizes) - total
+    return [s for s in sizes if s > 0]
+
+
+def _stream(
+    model: DefaultLipSyncModel, samples: np.ndarray, sizes: list[int], options: InferenceOptions
+) -> tuple[list[StreamFrame], list[tuple[int, int, list[StreamFrame]]]]:
+    """All frames, and (samples received before, after, frames returned) for every push."""
+    stream = model.open_stream(options)
+    pushes, frames, at = [], [], 0
+    for size in sizes:
+        before = stream.samples_received
+        out = stream.push(samples[at : at + size])
+        at += size
+        pushes.append((before, stream.samples_received, out))
+        frames += out
+    frames += stream.close()
+    return frames, pushes
+
+
+@pytest.mark.parametrize("fps", [Fraction(60), Fraction(30000, 1001)])
+def test_chunking_never_changes_the_frames_and_each_is_out_within_the_lookahead(
+    model: DefaultLipSyncModel, speech: np.ndarray, fps: Fraction
+) -> None:
+    options = InferenceOptions(fps=fps, seed=3)
+    speech = speech[: 2 * SAMPLE_RATE]  # "She had your dark suit": enough, and fast
+    steady, _ = _stream(model, speech, [320] * (len(speech) // 320 + 1), options)
+    frames, pushes = _stream(model, speech, _chunk_sizes(11, len(speech)), options)
+    count = num_frames_for(len(speech), fps)
+    assert [f.index for f in frames] == list(range(count))  # the offline count, in order
+    assert [f.time_s for f in frames] == pytest.approx([k / fps for k in range(count)])
+    # The stream works in fixed 20 ms steps: how the audio is cut changes nothing.
+    np.testing.assert_array_equal(
+        np.stack([f.weights for f in frames]), np.stack([f.weights for f in steady])
+    )
+    targets = frame_targets(count, fps)
+    for before, after, out in pushes:
+        for frame in out:
+            target = int(targets[frame.index])
+            # not before the audio up to t + COMMIT arrived, and not after t + LOOKAHEAD had
+            assert after >= target + ds.COMMIT_SAMPLES
+            assert before < target + ds.LOOKAHEAD_SAMPLES
+    assert model.stream_lookahead_s == ds.LOOKAHEAD_SAMPLES / SAMPLE_RATE <= 0.3
+    frame = frames[0]
+    assert frame.weights.shape == (52,) and frame.weights.dtype == np.float32
+    np.testing.assert_array_equal(frame.jaw_transform, np.eye(4, dtype=np.float32))
+    assert not frame.tongue_weights.any() and not frame.eye_rotations.any()
+
+
+def test_streamed_animation_follows_the_offline_one(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    """The stream animates the same speech: its jaw tracks offline's, lips close on /d/ /s/
+    alike (not a constant pose), and every weight stays in [0, 1]."""
+    options = InferenceOptions(fps=Fraction(60), blinks=False)
+    frames, _ = _stream(model, speech, _chunk_sizes(5, len(speech)), options)
+    streamed = np.stack([f.weights for f in frames])
+    offline = model.animate([audio_from_array(speech, SAMPLE_RATE)], options)[0].weights
+    assert streamed.shape == offline.shape
+    assert 0.0 <= streamed.min() and streamed.max() <= 1.0
+    assert np.corrcoef(streamed[:, JAW], offline[:, JAW])[0, 1] > 0.8
+    assert streamed[:, JAW].std() > 0.05
+
+
+def test_other_rates_and_channels_are_mixed_and_resampled(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    import soxr
+
+    stereo = np.stack([speech, 0.5 * speech], axis=1)
+    at_44k = soxr.resample(stereo, SAMPLE_RATE, 44100)
+    stream = model.open_stream(InferenceOptions(fps=Fraction(30)))
+    frames = []
+    for start in range(0, len(at_44k), 4410):
+        frames += stream.push(at_44k[start : start + 4410], 44100)
+    frames += stream.close()
+    assert [f.index for f in frames] == list(range(num_frames_for(stream.samples_received, 30)))
+    assert abs(stream.samples_received - len(speech)) <= 2
+
+
+def test_bad_options_and_pushes_raise_typed_errors(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    with pytest.raises(ParameterError, match="transcript"):
+        model.open_stream(InferenceOptions(transcript="she had your dark suit"))
+    with pytest.raises(ParameterError, match="start_s"):
+        model.open_stream(InferenceOptions(start_s=1.0))
+    stream = model.open_stream(InferenceOptions())
+    stream.push(speech[:8000])
+    bad = speech[8000:9000].copy()
+    bad[10] = np.nan
+    with pytest.raises(AudioInvalidSamplesError):
+        stream.push(bad)
+    assert stream.samples_received == 8000  # the bad block left the stream as it was
+    with pytest.raises(ParameterError, match="sample_rate"):
+        stream.push(speech[8000:9000], 44100)
+    frames = stream.push(speech[8000:]) + stream.close()
+    assert frames[-1].index == num_frames_for(len(speech), Fraction(60)) - 1
+    assert stream.close() == []
+    with pytest.raises(ParameterError, match="closed"):
+        stream.push(speech[:100])
+
+
+def test_cancel_drops_everything_and_later_calls_raise(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    stream = model.open_stream(InferenceOptions())
+    stream.push(speech[:16000])
+    stream.cancel()
+    assert stream.closed and stream.buffered_samples == 0
+    with pytest.raises(CancelledError):
+        stream.push(speech[:100])
+    with pytest.raises(CancelledError):
+        stream.close()
+    stream.cancel()  # a second cancel is harmless
+
+
+@pytest.mark.slow
+def test_an_endless_stream_holds_bounded_state(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    """Two minutes: 27 s of speech without a pause (cut at MAX_UTTERANCE_S), then quiet
+    room noise with the sentence every 30 s; pushed in 1 s blocks, checked after each."""
+    rng = np.random.default_rng(0)
+    talk = np.tile(speech, int(np.ceil(27 * SAMPLE_RATE / len(speech))))[: 27 * SAMPLE_RATE]
+    room = (1e-3 * rng.standard_normal(93 * SAMPLE_RATE)).astype(np.float32)
+    for start in range(0, len(room) - len(speech), 30 * SAMPLE_RATE):
+        room[start : start + len(speech)] += speech
+    audio = np.concatenate([talk, room])
+    stream = model.open_stream(InferenceOptions(fps=Fraction(30)))
+    count, longest = 0, 0
+    for start in range(0, len(audio), SAMPLE_RATE):
+        count += len(stream.push(audio[start : start + SAMPLE_RATE]))
+        held = stream.held
+        longest = max(longest, held["utterance_samples"])
+        assert held["samples"] <= 2 * SAMPLE_RATE  # history + look-ahead + one push
+        assert held["hops"] <= 200 and held["phones"] <= 100
+        assert held["accents"] <= 10 and held["blinks"] <= 10
+    count += len(stream.close())
+    assert count == num_frames_for(len(audio), Fraction(30))
+    assert longest <= ds.MAX_UTTERANCE_S * SAMPLE_RATE + ds.STEP
+
+
+def test_an_empty_stream_closes_with_no_frames_and_fast_mode_streams(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    empty = model.open_stream(InferenceOptions())
+    assert empty.push(np.zeros(0, np.float32)) == []
+    assert empty.close() == []
+    fast = model.open_stream(InferenceOptions(fast=True, fps=Fraction(24)))
+    frames = fast.push(speech[:SAMPLE_RATE]) + fast.close()
+    assert [f.index for f in frames] == list(range(num_frames_for(SAMPLE_RATE, Fraction(24))))
