@@ -183,6 +183,22 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
     return f"bank of {streams}, p50 / p99 ms: " + ", ".join(parts)
 
 
+def network_baseline(model: Any, repeat: int = 20) -> str:
+    """The same run's baseline: the regression network alone, one frame per call (what each
+    frame of a 20 ms-block stream costs at least), on this machine as loaded now."""
+    rows = {"input": np.zeros((1, 1, 8320), np.float32),
+            "emotion": np.zeros((1, 1, 26), np.float32)}  # fmt: skip
+    for _ in range(3):
+        model.engine.run(rows)
+    spent = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        model.engine.run(rows)
+        spent.append(1e3 * (time.perf_counter() - start))
+    p50, p99 = percentiles(spent)
+    return f"baseline, same run: the network alone, 1 frame per call: p50 {p50:.1f} / p99 {p99:.1f} ms"
+
+
 def sustained(trial: Callable[[int], float], period: float, limit: int,
               budget_s: float) -> tuple[int, dict[int, float]]:  # fmt: skip
     """Largest N with p99 tick <= period: doubling, then bisection, within ``budget_s``."""
@@ -326,6 +342,9 @@ def main() -> None:
                     load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
             for n in [int(x) for x in args.breakdown.split(",") if x]:
                 notes.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
+                print(notes[-1], flush=True)
+            if name == "regression" and args.device == "cpu":
+                notes.append(network_baseline(model))
                 print(notes[-1], flush=True)
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
