@@ -17,7 +17,7 @@ each push runs what became ready for *every* open track in shared calls.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -202,11 +202,3 @@ def offline_progress(
         progress(Progress(min(done / max(total, 1), 1.0), label))
 
     return report
-
-
-def iterate_blocks(tracks: Sequence[Track]) -> Iterator[tuple[Track, FrameBlock]]:
-    """Each track with its waiting frames, emptied (tracks without frames skipped)."""
-    for track in tracks:
-        block = drain(track)
-        if block is not None:
-            yield track, block

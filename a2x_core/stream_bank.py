@@ -121,7 +121,6 @@ class RegressionStreamBank:
         self.options = options
         self.device = torch.device(device)
         run = model._prepare(options)
-        self._settings_run = run
         self.fps = run.fps
         info = model.package.network_info
         self.buffer_len, self.buffer_ofs = int(info.buffer_len), int(info.buffer_ofs)
