@@ -6,6 +6,8 @@ from .errors import A2XError
 from .models import load_model
 from .options import InferenceOptions
 from .result import AnimationResult
+from .stream import Stream
+from .stream_audio import StreamFrame
 from .version import __version__
 
 __all__ = [
@@ -14,6 +16,8 @@ __all__ = [
     "Animator",
     "Audio",
     "InferenceOptions",
+    "Stream",
+    "StreamFrame",
     "__version__",
     "animate",
     "decode_audio",
