@@ -16,11 +16,15 @@ from a2x_core.diffusion import DiffusionModel, FrameResampler
 from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ModelError, ParameterError
 from a2x_core.models import load_model
 from a2x_core.options import InferenceOptions
-from a2x_core.stream import Stream
 from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import SAMPLE
-from tests.core.test_stream_regression import KEYS, _assert_same_frames, _chunk_sizes
+from tests.core.test_stream_regression import (
+    KEYS,
+    _assert_same_frames,
+    _chunk_sizes,
+    _push_in_chunks,
+)
 from tests.diffusion_folders import CENTER, FRAMES, LEFT, GeneratedDiffusion, make_diffusion_folder
 
 #: The folder's windows (spec §3): 1 s long, 0.5 s apart, window w ends at sample 8000 w; its
@@ -46,21 +50,6 @@ def model(generated: GeneratedDiffusion) -> DiffusionModel:
 def speech() -> np.ndarray:
     """Three seconds of real speech at 16 kHz."""
     return decode_audio(SAMPLE, start_s=0.5, end_s=3.5).samples
-
-
-def _push_in_chunks(
-    stream: Stream, samples: np.ndarray, sizes: list[int], rate: int = 16000
-) -> tuple[list[StreamFrame], list[tuple[int, int]]]:
-    """All frames of the stream, and (16 kHz samples received, frames returned) after each push."""
-    frames: list[StreamFrame] = []
-    progress = []
-    start = 0
-    for size in sizes:
-        frames += stream.push(samples[start : start + size], rate)
-        start += size
-        progress.append((stream.samples_received, len(frames)))
-    frames += stream.close()
-    return frames, progress
 
 
 def _arrival(num_frames: int, fps: Fraction) -> np.ndarray:
