@@ -321,10 +321,10 @@ def _animate(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace) -> int:
     """Source → stream → outputs until the audio ends or Ctrl-C; then the tail frames, the
-    record and the summary. Exit 0 at the end of the audio; an interrupt keeps the CLI's codes
-    (130 Ctrl-C, 143 SIGTERM) after the same clean stop, the record written."""
+    record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
+    the CLI's codes (130, 143) after the same clean stop, with the record written."""
     from .exporters import check_output_path, write_result
-    from .live import StatusLine, open_source, run_live, summary_lines, take_result
+    from .live import StatusLine, StopSignals, open_source, run_live, summary_lines, take_result
     from .live_outputs import (
         LIVELINK_DEFAULT_PORT,
         VMC_DEFAULT_PORT,
@@ -359,22 +359,20 @@ def _live(args: argparse.Namespace) -> int:
         raise
     stream = model.open_stream(options)
     fps = options.fps
-    with FanOut(sinks) as fanout:
+    with StopSignals() as stop, FanOut(sinks) as fanout:
         status = StatusLine(sys.stderr, enabled=not args.quiet)
-        frames, stats, interrupt = run_live(stream, blocks, fanout, fps, status)
-    if args.record is not None:
-        result = take_result(frames, model, options, fps,
-                             audio_path=args.source if args.source not in (None, "-") else "",
-                             duration_s=stats.received_s)  # fmt: skip
-        written = write_result(result, args.record, overwrite=args.overwrite)
-        if not args.quiet:
-            print(f"live: recorded {written}", file=sys.stderr)
+        frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        if args.record is not None:
+            result = take_result(frames, model, options, fps,
+                                 audio_path=args.source if args.source not in (None, "-") else "",
+                                 duration_s=stats.received_s)  # fmt: skip
+            written = write_result(result, args.record, overwrite=args.overwrite)
+            if not args.quiet:
+                print(f"live: recorded {written}", file=sys.stderr)
     if not args.quiet:
         for line in summary_lines(stats, fanout):
             print(line, file=sys.stderr)
-    if interrupt is not None:
-        raise interrupt
-    return 0
+    return stop.exit_code or 0
 
 
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:

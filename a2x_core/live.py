@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import queue
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -135,7 +137,10 @@ def microphone_blocks(device: str | None = None) -> Iterator[Block]:
     with sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
                         blocksize=int(round(BLOCK_S * rate)), callback=on_audio):  # fmt: skip
         while True:
-            yield blocks.get(), rate
+            try:
+                yield blocks.get(timeout=STATUS_PERIOD_S), rate
+            except queue.Empty:  # an empty block: the loop still sees a stop in time
+                yield np.zeros(0, dtype=np.float32), rate
 
 
 def open_source(source: str | None, *, device: str | None = None, real_time: bool = True,
@@ -205,12 +210,41 @@ class StatusLine:
             self.stream.flush()
 
 
+class StopSignals:
+    """While a take runs, the first Ctrl-C (SIGINT) or SIGTERM asks the loop to stop after the
+    block in hand, so a push is never cut in half; a second one raises KeyboardInterrupt at
+    once (a source that waits forever, e.g. a silent pipe). Only in the main thread."""
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        if self.received is not None:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    @property
+    def exit_code(self) -> int | None:
+        """128 + the signal (130 Ctrl-C, 143 SIGTERM), as the CLI's cancelled runs; None
+        when the audio ended by itself."""
+        return None if self.received is None else 128 + self.received
+
+
 def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
-             status: StatusLine) -> tuple[list[Any], LiveStats, BaseException | None]:  # fmt: skip
-    """Push every block, send each finished frame to ``fanout``; on the end of the audio or
-    an interrupt, close the stream and send its tail. Returns ``(frames, stats, interrupt)``:
-    the KeyboardInterrupt (or SIGTERM's subclass) that stopped it, else None, so the caller
-    still writes the take before it exits with the interrupt's code.
+             status: StatusLine, stop: StopSignals) -> tuple[list[Any], LiveStats]:  # fmt: skip
+    """Push every block, send each finished frame to ``fanout``, until the audio ends or
+    ``stop`` hears a signal; then close the stream and send its tail.
 
     Latency of a frame = audio received so far − the frame's audio time + the push's compute:
     on a real-time source, how long after its sound arrived the frame went out.
@@ -228,7 +262,6 @@ def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
             stats.frames = len(frames)
             stats.jaw_open = float(new[-1].weights[_JAW_OPEN])
 
-    interrupted: BaseException | None = None
     try:
         for samples, rate in blocks:
             started = time.perf_counter()
@@ -237,8 +270,8 @@ def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
             stats.level_db = _level_db(np.asarray(samples, dtype=np.float32))
             deliver(new, time.perf_counter() - started)
             status.show(stats)
-    except KeyboardInterrupt as stop:  # Ctrl-C, or SIGTERM (cli.Terminated): stop cleanly
-        interrupted = stop
+            if stop.received is not None:
+                break
     finally:
         close = getattr(blocks, "close", None)
         if close is not None:
@@ -246,7 +279,7 @@ def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
     deliver(stream.close(), None)
     status.show(stats, force=True)
     status.end()
-    return frames, stats, interrupted
+    return frames, stats
 
 
 def take_result(frames: Sequence[Any], model: Any, options: Any, fps: Fraction,

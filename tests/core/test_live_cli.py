@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -16,7 +17,14 @@ import numpy as np
 import pytest
 
 from a2x_core.audio import decode_audio
-from a2x_core.live_outputs import LIVELINK_PACKET_NAMES, decode_livelink
+from a2x_core.live_outputs import (
+    LIVELINK_PACKET_NAMES,
+    PERFECT_SYNC_52,
+    VMC_BLEND_APPLY,
+    VMC_BLEND_VALUE,
+    decode_livelink,
+    decode_osc,
+)
 from a2x_core.names import ARKIT_52
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli
@@ -43,6 +51,7 @@ class _Listener:
 
     def __init__(self) -> None:
         self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # VMC: ~2.5 kB/frame
         self.socket.bind(("127.0.0.1", 0))
         self.socket.settimeout(0.2)
         self.port = self.socket.getsockname()[1]
@@ -54,7 +63,7 @@ class _Listener:
     def _run(self) -> None:
         while not self._stop.is_set():
             try:
-                self.packets.append(self.socket.recv(2048))
+                self.packets.append(self.socket.recv(65536))
             except TimeoutError:
                 continue
 
@@ -86,14 +95,15 @@ def test_default_model_file_source_jsonl_and_record(tmp_path: Path) -> None:
 def test_regression_record_equals_animate_and_livelink_packets(
     tmp_path: Path, regression_json: Path
 ) -> None:
-    listener = _Listener()
+    listener, vmc = _Listener(), _Listener()
     take = tmp_path / "take.json"
     try:
         done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--model",
                        str(regression_json), "--engine", "onnxruntime", "--fps", "30",
-                       "--livelink", f"127.0.0.1:{listener.port}", "--record", str(take))  # fmt: skip
+                       "--livelink", f"127.0.0.1:{listener.port}", "--record", str(take),
+                       "--vmc", f"127.0.0.1:{vmc.port}")  # fmt: skip
     finally:
-        packets = listener.close()
+        packets, bundles = listener.close(), vmc.close()
     assert done.returncode == 0, done.stderr
     recorded = _weights(take)
     offline = _animate(tmp_path, str(SAMPLE), "--model", str(regression_json), "--fps", "30")
@@ -107,6 +117,13 @@ def test_regression_record_equals_animate_and_livelink_packets(
         row = recorded[d["frame_number"]]
         for name in LIVELINK_PACKET_NAMES[:52]:
             assert d["curves"][name] == pytest.approx(row[column[name.lower()]], abs=1e-6)
+    assert len(bundles) == len(recorded)
+    for index in (0, len(bundles) // 2, len(bundles) - 1):
+        messages = decode_osc(bundles[index])
+        values = {args[0]: args[1] for address, _, args in messages if address == VMC_BLEND_VALUE}
+        assert list(values) == list(PERFECT_SYNC_52) and messages[-1][0] == VMC_BLEND_APPLY
+        for name, value in values.items():
+            assert value == pytest.approx(recorded[index, column[name.lower()]], abs=1e-6)
 
 
 def test_stdin_pcm_equals_the_same_raw_file(tmp_path: Path, regression_json: Path) -> None:
@@ -127,6 +144,39 @@ def test_stdin_pcm_equals_the_same_raw_file(tmp_path: Path, regression_json: Pat
     offline = _animate(tmp_path, str(raw), "--raw-rate", "16000", "--raw-format", "s16le",
                        "--model", str(regression_json), "--fps", "30")  # fmt: skip
     assert len(jsonl.read_text().splitlines()) == len(recorded) == len(offline)
+    assert np.abs(recorded - offline).max() <= 1e-5
+
+
+def test_ctrl_c_stops_cleanly_with_the_tail_and_the_record(
+    tmp_path: Path, regression_json: Path
+) -> None:
+    """Real-time pace, SIGINT once frames flow: the stream is closed (its tail frames sent), the
+    take written, exit 130; the take equals the offline run of the audio received."""
+    jsonl, take = tmp_path / "frames.jsonl", tmp_path / "take.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2x_core", "live", "--source", str(SAMPLE), "--model",
+         str(regression_json), "--engine", "onnxruntime", "--fps", "30", "--jsonl", str(jsonl),
+         "--record", str(take)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        while process.poll() is None and (
+            not jsonl.exists() or len(jsonl.read_text().splitlines()) < 15
+        ):
+            threading.Event().wait(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    received = float(stderr.split(" frames from ")[1].split(" s of audio")[0])
+    assert 0 < received < 10  # stopped well before the clip's 11 s
+    recorded = _weights(take)
+    assert len(jsonl.read_text().splitlines()) == len(recorded)
+    offline = _animate(tmp_path, str(SAMPLE), "--end", f"{received:.2f}", "--model",
+                       str(regression_json), "--fps", "30")  # fmt: skip
+    assert recorded.shape == offline.shape
     assert np.abs(recorded - offline).max() <= 1e-5
 
 
