@@ -1,4 +1,4 @@
-"""The ``a2x`` command line: ``animate``, ``info``, ``models``.
+"""The ``a2x`` command line: ``animate``, ``live``, ``info``, ``models``.
 
 Bad input never shows a traceback: every :class:`A2XError` becomes one line on stderr and
 exit code 2 (130 when cancelled with Ctrl-C, 143 on SIGTERM, 141 when stdout's reader has gone,
@@ -106,6 +106,8 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="'default' or PATH/model.json")
     info.add_argument("--json", action="store_true", help="print JSON")
 
+    _add_live_parser(commands)
+
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
 
@@ -113,6 +115,54 @@ def _build_parser() -> argparse.ArgumentParser:
 
     engines_cli.add_parser(commands)
     return parser
+
+
+def _add_live_parser(commands: Any) -> None:
+    """``a2x live``: the model options are animate's (same names, same parsing in ``_options``);
+    the ones a stream does not use keep animate's defaults."""
+    from .live_outputs import LIVELINK_DEFAULT_PORT, VMC_DEFAULT_PORT
+
+    live = commands.add_parser("live", help="animate a microphone, a file at real-time pace or "
+                               "stdin PCM, to Live Link Face / VMC / JSON lines")  # fmt: skip
+    live.add_argument("--source", metavar="FILE|-", help="an audio file played at real-time "
+                      "pace, or - for headerless PCM on stdin (default: the microphone)")  # fmt: skip
+    live.add_argument("--device", dest="input_device", metavar="NAME",
+                      help="microphone: the input device (default: the system's)")  # fmt: skip
+    live.add_argument("--as-fast-as-possible", action="store_true",
+                      help="--source FILE: push blocks without waiting for the clock (tests)")
+    live.add_argument("--raw-rate", type=int, metavar="HZ", help="--source -: its sample rate")
+    live.add_argument("--raw-format", metavar="FORMAT",
+                      help="--source -: its sample format, e.g. s16le, f32le")  # fmt: skip
+    live.add_argument("--model", default="default",
+                      help="'default' or PATH/model.json of an Audio2Face-3D model")
+    live.add_argument("--fps", default="60", help="frame rate, N or N/D (default 60)")
+    live.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
+                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")
+    live.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                      help="override a model parameter (repeatable)")
+    live.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
+    live.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
+    live.add_argument("--engine", "--backend", dest="backend", default="auto",
+                      choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
+    live.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    live.add_argument("--livelink", action="append", default=[], metavar="HOST[:PORT]",
+                      help=f"send Live Link Face packets (Unreal; default port "
+                      f"{LIVELINK_DEFAULT_PORT}; repeatable)")  # fmt: skip
+    live.add_argument("--vmc", action="append", default=[], metavar="HOST[:PORT]",
+                      help=f"send VMC/OSC blend shapes (default port {VMC_DEFAULT_PORT}; "
+                      "repeatable)")  # fmt: skip
+    live.add_argument("--jsonl", metavar="-|FILE", help="one JSON object per frame and line")
+    live.add_argument("--record", type=Path, metavar="TAKE",
+                      help="write the whole take when it stops (.json, .csv, .npz; atomic)")
+    live.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    live.add_argument("-q", "--quiet", action="store_true", help="no status line, no summary")
+    live.set_defaults(
+        audio=[], transcript=None, transcript_file=None, start=None, end=None, fast=False,
+        strength=1.0, smoothing=0.0, emotion_file=None, emotion_model=None,
+        emotion_window=60000, emotion_cadence="sdk", emotion_skip=None, emotion_mix="blend",
+        emotion_param=[], identity=None, geometry=False, device="auto", precision="fp32",
+        compile_network=False,
+    )  # fmt: skip
 
 
 class _ProgressBar:
@@ -269,6 +319,62 @@ def _animate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _live(args: argparse.Namespace) -> int:
+    """Source → stream → outputs until the audio ends or Ctrl-C; then the tail frames, the
+    record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
+    the CLI's codes (130, 143) after the same clean stop, with the record written."""
+    from .exporters import check_output_path, write_result
+    from .live import StatusLine, StopSignals, open_source, run_live, summary_lines, take_result
+    from .live_outputs import (
+        LIVELINK_DEFAULT_PORT,
+        VMC_DEFAULT_PORT,
+        FanOut,
+        JsonLinesSink,
+        LiveLinkFaceSender,
+        VmcSender,
+        parse_endpoint,
+    )  # fmt: skip
+    from .models import load_model
+
+    options = _options(args)
+    if args.record is not None:
+        check_output_path(args.record, overwrite=args.overwrite)
+    blocks = open_source(args.source, device=args.input_device,
+                         real_time=not args.as_fast_as_possible,
+                         raw_rate=args.raw_rate, raw_format=args.raw_format)  # fmt: skip
+    endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
+                 for text in args.livelink]  # fmt: skip
+    endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
+    model = load_model(args.model, backend=options.backend, threads=options.threads,
+                       device=options.device, precision=options.precision)  # fmt: skip
+    sinks: list[Any] = []
+    try:
+        for endpoint, sender in endpoints:
+            sinks.append(sender(endpoint.host, endpoint.port))
+        if args.jsonl is not None:
+            sinks.append(JsonLinesSink(args.jsonl, overwrite=args.overwrite))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    stream = model.open_stream(options)
+    fps = options.fps
+    with StopSignals() as stop, FanOut(sinks) as fanout:
+        status = StatusLine(sys.stderr, enabled=not args.quiet)
+        frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        if args.record is not None:
+            result = take_result(frames, model, options, fps,
+                                 audio_path=args.source if args.source not in (None, "-") else "",
+                                 duration_s=stats.received_s)  # fmt: skip
+            written = write_result(result, args.record, overwrite=args.overwrite)
+            if not args.quiet:
+                print(f"live: recorded {written}", file=sys.stderr)
+    if not args.quiet:
+        for line in summary_lines(stats, fanout):
+            print(line, file=sys.stderr)
+    return stop.exit_code or 0
+
+
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:
     """``(warning, line to print)`` for each distinct warning, once; with several clips, a
     warning raised by only some of them names them."""
@@ -379,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from . import engines_cli
 
-    handlers = {"animate": _animate, "info": _info, "models": _models, "engines": engines_cli.run}
+    handlers = {"animate": _animate, "live": _live, "info": _info, "models": _models, "engines": engines_cli.run}
     with _cli_process_state(getattr(args, "quiet", False)):
         try:
             code = handlers[args.command](args)

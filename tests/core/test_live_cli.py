@@ -1,0 +1,210 @@
+"""``a2x live`` end to end in subprocesses: the file source (the microphone's code path) at
+full speed, stdin PCM, Live Link packets on a loopback socket, the recorded take against
+``a2x animate`` of the same audio, and the typed errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from a2x_core.audio import decode_audio
+from a2x_core.live_outputs import (
+    LIVELINK_PACKET_NAMES,
+    PERFECT_SYNC_52,
+    VMC_BLEND_APPLY,
+    VMC_BLEND_VALUE,
+    decode_livelink,
+    decode_osc,
+)
+from a2x_core.names import ARKIT_52
+from tests.a2f_folders import make_regression_folder
+from tests.conftest import REPO, SAMPLE, run_cli
+
+
+@pytest.fixture(scope="module")
+def regression_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_regression_folder(tmp_path_factory.mktemp("live") / "model", seed=3).model_json
+
+
+def _weights(path: Path) -> np.ndarray:
+    return np.asarray(json.loads(path.read_text())["weightMat"], dtype=np.float64)
+
+
+def _animate(tmp_path: Path, *args: str) -> np.ndarray:
+    out = tmp_path / "offline.json"
+    done = run_cli("animate", *args, "-o", str(out), "-q", "--engine", "onnxruntime")
+    assert done.returncode == 0, done.stderr
+    return _weights(out)
+
+
+class _Listener:
+    """A UDP socket on 127.0.0.1 that collects every datagram on a thread while the CLI runs."""
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)  # VMC: ~2.5 kB/frame
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.settimeout(0.2)
+        self.port = self.socket.getsockname()[1]
+        self.packets: list[bytes] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.packets.append(self.socket.recv(65536))
+            except TimeoutError:
+                continue
+
+    def close(self) -> list[bytes]:
+        self._stop.set()
+        self._thread.join()
+        self.socket.close()
+        return self.packets
+
+
+@pytest.mark.slow
+def test_default_model_file_source_jsonl_and_record(tmp_path: Path) -> None:
+    jsonl, take = tmp_path / "frames.jsonl", tmp_path / "take.json"
+    done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--jsonl", str(jsonl),
+                   "--record", str(take), "--fps", "30")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    recorded = _weights(take)
+    assert [line["index"] for line in lines] == list(range(len(lines)))
+    assert len(recorded) == len(lines)
+    assert lines[-1]["time_s"] == pytest.approx((len(lines) - 1) / 30)
+    # The default model's stream differs from its offline run in values, not in frame count.
+    assert len(_animate(tmp_path, str(SAMPLE), "--fps", "30")) == len(lines)
+    assert np.allclose([line["weights"]["jawOpen"] for line in lines],
+                       recorded[:, ARKIT_52.index("jawOpen")], atol=1e-6)  # fmt: skip
+    assert "latency p50" in done.stderr and f"{len(lines)} sent" in done.stderr
+
+
+def test_regression_record_equals_animate_and_livelink_packets(
+    tmp_path: Path, regression_json: Path
+) -> None:
+    listener, vmc = _Listener(), _Listener()
+    take = tmp_path / "take.json"
+    try:
+        done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--model",
+                       str(regression_json), "--engine", "onnxruntime", "--fps", "30",
+                       "--livelink", f"127.0.0.1:{listener.port}", "--record", str(take),
+                       "--vmc", f"127.0.0.1:{vmc.port}")  # fmt: skip
+    finally:
+        packets, bundles = listener.close(), vmc.close()
+    assert done.returncode == 0, done.stderr
+    recorded = _weights(take)
+    offline = _animate(tmp_path, str(SAMPLE), "--model", str(regression_json), "--fps", "30")
+    assert recorded.shape == offline.shape
+    assert np.abs(recorded - offline).max() <= 1e-5
+    decoded = [decode_livelink(packet) for packet in packets]
+    assert [d["frame_number"] for d in decoded] == list(range(len(recorded)))
+    assert {(d["rate_numerator"], d["rate_denominator"]) for d in decoded} == {(30, 1)}
+    column = {name.lower(): i for i, name in enumerate(ARKIT_52)}
+    for d in decoded[::25]:
+        row = recorded[d["frame_number"]]
+        for name in LIVELINK_PACKET_NAMES[:52]:
+            assert d["curves"][name] == pytest.approx(row[column[name.lower()]], abs=1e-6)
+    assert len(bundles) == len(recorded)
+    for index in (0, len(bundles) // 2, len(bundles) - 1):
+        messages = decode_osc(bundles[index])
+        values = {args[0]: args[1] for address, _, args in messages if address == VMC_BLEND_VALUE}
+        assert list(values) == list(PERFECT_SYNC_52) and messages[-1][0] == VMC_BLEND_APPLY
+        for name, value in values.items():
+            assert value == pytest.approx(recorded[index, column[name.lower()]], abs=1e-6)
+
+
+def test_stdin_pcm_equals_the_same_raw_file(tmp_path: Path, regression_json: Path) -> None:
+    pcm = (np.clip(decode_audio(SAMPLE).samples[:48000], -1, 1) * 32767).astype("<i2").tobytes()
+    raw = tmp_path / "speech.raw"
+    raw.write_bytes(pcm)
+    jsonl, take = tmp_path / "frames.jsonl", tmp_path / "take.npz"
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--source", "-", "--raw-rate", "16000",
+         "--raw-format", "s16le", "--model", str(regression_json), "--engine", "onnxruntime",
+         "--fps", "30", "--jsonl", str(jsonl), "--record", str(take)],
+        input=pcm, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    with np.load(take) as arrays:
+        recorded = arrays["weights"]
+    offline = _animate(tmp_path, str(raw), "--raw-rate", "16000", "--raw-format", "s16le",
+                       "--model", str(regression_json), "--fps", "30")  # fmt: skip
+    assert len(jsonl.read_text().splitlines()) == len(recorded) == len(offline)
+    assert np.abs(recorded - offline).max() <= 1e-5
+
+
+def test_ctrl_c_stops_cleanly_with_the_tail_and_the_record(
+    tmp_path: Path, regression_json: Path
+) -> None:
+    """Real-time pace, SIGINT once frames flow: the stream is closed (its tail frames sent), the
+    take written, exit 130; the take equals the offline run of the audio received."""
+    jsonl, take = tmp_path / "frames.jsonl", tmp_path / "take.json"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2x_core", "live", "--source", str(SAMPLE), "--model",
+         str(regression_json), "--engine", "onnxruntime", "--fps", "30", "--jsonl", str(jsonl),
+         "--record", str(take)],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        while process.poll() is None and (
+            not jsonl.exists() or len(jsonl.read_text().splitlines()) < 15
+        ):
+            threading.Event().wait(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, stderr
+    received = float(stderr.split(" frames from ")[1].split(" s of audio")[0])
+    assert 0 < received < 10  # stopped well before the clip's 11 s
+    recorded = _weights(take)
+    assert len(jsonl.read_text().splitlines()) == len(recorded)
+    offline = _animate(tmp_path, str(SAMPLE), "--end", f"{received:.2f}", "--model",
+                       str(regression_json), "--fps", "30")  # fmt: skip
+    assert recorded.shape == offline.shape
+    assert np.abs(recorded - offline).max() <= 1e-5
+
+
+def test_bad_input_is_a_typed_error_and_nothing_is_clobbered(tmp_path: Path) -> None:
+    done = run_cli("live", "--source", "-", "--raw-format", "s16le")
+    assert done.returncode == 2 and "--raw-rate is missing" in done.stderr
+    done = run_cli("live", "--source", "-", "--raw-rate", "16000", "--raw-format", "s17le")
+    assert done.returncode == 2 and "s17le" in done.stderr
+    take = tmp_path / "take.json"
+    take.write_text("the artist's take")
+    done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--record", str(take))
+    assert done.returncode == 2 and str(take) in done.stderr
+    assert take.read_text() == "the artist's take"
+    done = run_cli("live", "--source", str(tmp_path / "missing.wav"), "--as-fast-as-possible")
+    assert done.returncode == 2 and "missing.wav" in done.stderr
+
+
+def _sounddevice_usable() -> bool:
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        return False
+    return True
+
+
+@pytest.mark.skipif(_sounddevice_usable(), reason="sounddevice and PortAudio are installed here")
+def test_microphone_without_portaudio_says_what_to_install() -> None:
+    done = run_cli("live", "--jsonl", "-")
+    assert done.returncode == 2
+    assert "libportaudio2" in done.stderr and "a2x[live]" in done.stderr
+    assert "Traceback" not in done.stderr
