@@ -54,7 +54,7 @@ from .options import DEFAULT_EMOTION_WINDOW, EMOTION_MIX_MODES, EmotionKey
 from .post_chain import FrameBlock
 from .stream import Stream
 from .stream_audio import AudioAccumulator
-from .timing import SAMPLE_RATE, frame_targets, num_frames_for, parse_fps
+from .timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for, parse_fps
 from .windows import audio_windows
 
 log = logging.getLogger("a2x_core")
@@ -871,8 +871,7 @@ class _EmotionTrackState:
 
     def window_targets(self, first: int, count: int) -> np.ndarray:
         """Target samples of the first frames of inferences ``first .. first + count``."""
-        frames = np.arange(first, first + count, dtype=np.int64) * self.group
-        return (frames * (SAMPLE_RATE * self.fps.denominator)) // self.fps.numerator
+        return frame_targets_of(np.arange(first, first + count) * self.group, self.fps)
 
     def keep(self, logits: np.ndarray) -> None:
         if self.keep_logits:

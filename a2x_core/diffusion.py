@@ -67,7 +67,7 @@ from .solver_settings import (
 )
 from .stream import Stream
 from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
-from .timing import SAMPLE_RATE, frame_targets, num_frames_for
+from .timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for
 from .track_frames import TrackFrames
 
 log = logging.getLogger("a2x_core")
@@ -733,13 +733,6 @@ def network_shapes(package: DiffusionPackage) -> dict[str, int]:
         "latent": info.gru_latent_dim,
         "output_size": info.output_size,
     }
-
-
-def frame_targets_of(index: np.ndarray, fps: Fraction) -> np.ndarray:
-    """Target samples of frames ``index`` (any int64 array) at ``fps``: the SDK's rule of
-    :func:`.timing.frame_targets` for frames that do not start at 0."""
-    index = np.asarray(index, dtype=np.int64)
-    return (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
 
 
 def _draw_key(source: NoiseSource, window: int) -> tuple[Any, ...]:

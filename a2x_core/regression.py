@@ -62,7 +62,7 @@ from .solver_settings import (
 )
 from .stream import Stream
 from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
-from .timing import SAMPLE_RATE, num_frames_for
+from .timing import frame_targets_of, num_frames_for
 from .track_frames import TrackFrames
 from .windows import audio_windows
 
@@ -578,9 +578,7 @@ class _TrackState:
 
     def targets(self, first: int, count: int) -> np.ndarray:
         """Target samples of frames ``first .. first + count`` (:func:`.timing.frame_targets`)."""
-        fps = self.run.fps
-        index = np.arange(first, first + count, dtype=np.int64)
-        return (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
+        return frame_targets_of(np.arange(first, first + count), self.run.fps)
 
     def explicit(self, targets: np.ndarray) -> np.ndarray:
         rows = self.curve.sample(targets)

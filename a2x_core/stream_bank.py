@@ -24,7 +24,6 @@ Frames equal the offline device run's (:meth:`.RegressionModel.animate` with the
 from __future__ import annotations
 
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +31,7 @@ import numpy as np
 from .emotion import explicit_emotion_curve
 from .errors import ParameterError
 from .options import InferenceOptions
-from .timing import SAMPLE_RATE
+from .timing import frame_targets_of, num_frames_for
 
 if TYPE_CHECKING:
     from .regression import RegressionModel
@@ -81,13 +80,6 @@ def _row_bucket(rows: int) -> int:
     """Network rows padded to a power of two up to 256, then to a multiple of 256 (the
     compiled network's pass): few distinct shapes, little padding at a thousand streams."""
     return _bucket(rows, MIN_ROW_BUCKET) if rows <= 256 else -(-rows // 256) * 256
-
-
-def _frames_for(samples: np.ndarray, fps: Fraction) -> np.ndarray:
-    """:func:`.timing.num_frames_for` over an array of sample counts."""
-    step = SAMPLE_RATE * fps.denominator
-    samples = np.asarray(samples, np.int64)
-    return np.where(samples > 0, (samples * fps.numerator - 1) // step + 1, 0)
 
 
 class RegressionStreamBank:
@@ -258,8 +250,8 @@ class RegressionStreamBank:
 
     def _ready(self) -> np.ndarray:
         received = self._received
-        existing = _frames_for(received, self.fps)
-        complete = _frames_for(received - self.lookahead_samples + 1, self.fps)
+        existing = num_frames_for(received, self.fps)
+        complete = num_frames_for(received - self.lookahead_samples + 1, self.fps)
         ready = np.where(self._ended, existing, np.minimum(existing, complete))
         return np.where(self._open, ready, 0)
 
@@ -274,8 +266,7 @@ class RegressionStreamBank:
         offsets = np.arange(len(slot_rows)) - np.repeat(np.cumsum(counts_live) - counts_live,
                                                         counts_live)  # fmt: skip
         index = np.repeat(first, counts_live) + offsets
-        fps = self.fps
-        targets = (index * (SAMPLE_RATE * fps.denominator)) // fps.numerator
+        targets = frame_targets_of(index, self.fps)
         rows_total = len(slot_rows)
         audio_in, emotion_in = self._inputs(slot_rows, targets)
         result = self._network(audio_in, emotion_in)[:rows_total].reshape(rows_total, -1)

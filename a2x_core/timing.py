@@ -7,6 +7,7 @@ Frame ``i`` of a clip at ``fps = num/den`` targets audio sample ``floor(i * 1600
 from __future__ import annotations
 
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -57,16 +58,24 @@ def parse_fps(value: str | float | int | Fraction, *, parameter: str = "fps") ->
 
 def frame_targets(num_frames: int, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Target sample index of each frame: ``floor(i * sample_rate * den / num)``, exact in int64."""
-    i = np.arange(num_frames, dtype=np.int64)
-    return (i * (sample_rate * fps.denominator)) // fps.numerator
+    return frame_targets_of(np.arange(num_frames, dtype=np.int64), fps, sample_rate)
 
 
-def num_frames_for(num_samples: int, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> int:
-    """Frames of a closed clip: every ``i`` whose target sample is ``< num_samples`` (SDK rule)."""
-    if num_samples <= 0:
-        return 0
+def frame_targets_of(index: Any, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """:func:`frame_targets` of the frames ``index`` (any int array: a stream's next frames)."""
+    index = np.asarray(index, dtype=np.int64)
+    return (index * (sample_rate * fps.denominator)) // fps.numerator
+
+
+def num_frames_for(num_samples: Any, fps: Fraction, sample_rate: int = SAMPLE_RATE) -> Any:
+    """Frames of a closed clip: every ``i`` whose target sample is ``< num_samples`` (SDK rule).
+    An int in, an int out; an int64 array of sample counts in, one count per element out."""
     # largest i with floor(i*sr*den/num) <= num_samples-1  <=>  i*sr*den < num_samples*num
     step = sample_rate * fps.denominator
+    if isinstance(num_samples, np.ndarray):
+        return np.where(num_samples > 0, (num_samples * fps.numerator - 1) // step + 1, 0)
+    if num_samples <= 0:
+        return 0
     return (num_samples * fps.numerator - 1) // step + 1
 
 

@@ -37,7 +37,7 @@ from ..errors import ParameterError
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..stream_audio import AudioAccumulator, StreamFrame, StreamLife
-from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
+from ..timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for
 from . import expressions as ex
 from . import phones as ph
 from .visemes import viseme_track
@@ -593,7 +593,7 @@ class DefaultStream:
         if due <= first:
             return []
         index = np.arange(first, due, dtype=np.int64)
-        targets = (index * (SAMPLE_RATE * self.fps.denominator)) // self.fps.numerator
+        targets = frame_targets_of(index, self.fps)
         times = targets / SAMPLE_RATE
         known = self._f0_done - self._hop0
         level, f0 = self._level[:known], self._f0[:known]
