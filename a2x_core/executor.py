@@ -38,7 +38,6 @@ class Track:
         self.slot = slot
         self.next_unit = 0  # first network unit not yet run
         self.blocks: list[FrameBlock] = []  # finished frames not yet handed out
-        self.frames_out = 0  # frames finished so far (the next frame's index)
         self.life = StreamLife()
 
 
@@ -146,7 +145,7 @@ class Executor:
             tracks = [chain_step.tracks[g] for g in rows_of]
             rows = chain_step.rows
             if len(rows_of) != len(chain_step.tracks):
-                rows = rows[_index(rows, rows_of)]
+                rows = rows[row_index(rows, rows_of)]
             starts = [chain_step.starts[g] for g in rows_of]
             tracks[0].chain.step(rows, [t.slot for t in tracks], starts)
 
@@ -157,14 +156,13 @@ class Executor:
         for key, chain in chains.items():
             for slot, block in chain.take().items():
                 track = by_slot.get((key, slot))
-                count = block_frames(block)
-                if track is not None and count:
+                if track is not None and block_frames(block):
                     track.blocks.append(block)
-                    track.frames_out += count
 
 
-def _index(rows: Any, picks: list[int]) -> Any:
-    """An index for ``rows[...]`` picking ``picks`` (a tensor's device for torch rows)."""
+def row_index(rows: Any, picks: Any) -> Any:
+    """An index for ``rows[...]`` picking ``picks`` (ints, or an int array of any shape) of a
+    NumPy array or a torch tensor (on the tensor's device)."""
     device = getattr(rows, "device", None)
     if device is None or isinstance(rows, np.ndarray):
         return np.asarray(picks, np.int64)

@@ -32,7 +32,16 @@ from .backends import EngineSettings, InferenceEngine, regression_io
 from .blendshapes import BlendshapeSolver, frontal_columns
 from .emotion import EmotionCurve, explicit_emotion_curve, track_emotion_keys
 from .errors import ParameterError
-from .executor import ChainStep, Executor, Span, Track, block_frames, drain, offline_progress
+from .executor import (
+    ChainStep,
+    Executor,
+    Span,
+    Track,
+    block_frames,
+    drain,
+    offline_progress,
+    row_index,
+)
 from .jobs import CancelToken, ProgressCallback
 from .model_package import (
     ANIMATOR_RANGES,
@@ -287,6 +296,22 @@ class RegressionModel:
         )  # fmt: skip
         return stages, self._skin_basis_for(columns)
 
+    def _infer_on(self, device: Any, audio: Any, emotion: Any, on_device: bool) -> Any:
+        """The network's output rows as a torch tensor on ``device``: fed as tensors there
+        when the engine takes device tensors on it (``on_device``; the compiled network where
+        asked), else through the engine's host call. ``audio``/``emotion``: host arrays or
+        tensors."""
+        from .backends.torch_engine import import_torch
+
+        torch = import_torch()
+        if on_device:
+            names = self.engine.capabilities.device_inputs
+            feeds = {"input": torch.as_tensor(audio, device=device),
+                     "emotion": torch.as_tensor(emotion, device=device)}  # fmt: skip
+            return self._device_network(device).run_device([feeds[n] for n in names])[0]
+        host = [x if isinstance(x, np.ndarray) else x.cpu().numpy() for x in (audio, emotion)]
+        return torch.from_numpy(self._infer(*host)).to(device)
+
     def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:
         """The network's ``[n, 26]`` emotion rows: the implicit DB row, then the explicit values."""
         info = self.package.network_info
@@ -371,17 +396,18 @@ class RegressionModel:
         :class:`.postprocess_gpu.DevicePipeline` batched over them."""
         if device is None:
             return HostChain(self._split_for(run.skin_basis))
-        return DeviceChain(self._stream_pipeline(run, device), streaming=True)
+        return DeviceChain(self._device_pipeline(run, device), streaming=True)
 
-    def _stream_pipeline(self, run: _Run, device: str) -> Any:
-        """A growable device pipeline (no tracks yet) for streams of ``run``."""
+    def _device_pipeline(self, run: _Run, device: str, lengths: Any = None) -> Any:
+        """The stages after the network of ``run`` on ``device``, batched over tracks: for the
+        clips of an offline run (their frame counts ``lengths``), or growable for streams."""
         from .postprocess_gpu import DevicePipeline
 
         stages = run.stages
         return DevicePipeline(
             device, run.settings.animator, self.package.model_data, self._skin_basis,
-            self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, None,
-            cache=self._device_cache,
+            self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, lengths,
+            geometry=run.options.geometry, cache=self._device_cache,
         )  # fmt: skip
 
     def stream_bank(self, options: InferenceOptions, *, max_push: int = 16000) -> Any:
@@ -506,19 +532,11 @@ class RegressionModel:
     ) -> tuple[RegressionStep, PostChain]:
         """The network step and the device chain of an offline run of ``tracks`` on ``device``
         (:mod:`.postprocess_gpu`: every track at once, batched)."""
-        from .postprocess_gpu import DevicePipeline
-
-        fps = run.fps
-        lengths = np.array([num_frames_for(len(a.samples), fps) for a in tracks], dtype=np.int64)
+        lengths = np.array([num_frames_for(len(a.samples), run.fps) for a in tracks], np.int64)
         per_call = self.device_frames_per_call or min(
             DEVICE_MAX_FRAMES, max(FRAMES_PER_CALL, DEVICE_ROWS_PER_CALL // max(1, len(tracks)))
         )
-        stages = run.stages
-        pipe = DevicePipeline(
-            device, run.settings.animator, self.package.model_data, self._skin_basis,
-            self._tongue_basis, stages.skin_solver, stages.tongue_solver, run.dt, lengths,
-            geometry=run.options.geometry, cache=self._device_cache,
-        )  # fmt: skip
+        pipe = self._device_pipeline(run, device, lengths)
         return RegressionStep(self, pipe, max(1, int(per_call))), DeviceChain(pipe)
 
     def _device_network(self, device: Any) -> Any:
@@ -624,7 +642,6 @@ class RegressionStep:
         #: torch device of the stages after the network on a stream executor (None: NumPy)
         self.device: str | None = None
         self._feeder: Any = None
-        self._network: Any = model.engine
         self._on_device = False
         self._torch: Any = None
 
@@ -651,15 +668,7 @@ class RegressionStep:
         audio_rows, emotion_rows = self._host_rows(spans, width)
         self.model._reserve_batch(len(audio_rows))
         result = self.model._infer(audio_rows, emotion_rows).reshape(len(audio_rows), -1)
-        at = np.cumsum([0] + [width or s.count for s in spans])
-        groups: dict[int, list[int]] = {}
-        for g, span in enumerate(spans):
-            groups.setdefault(span.count, []).append(g)
-        return [
-            ChainStep(np.stack([result[at[g] : at[g] + count] for g in members]),
-                      [spans[g].track for g in members], [spans[g].first for g in members])  # fmt: skip
-            for count, members in groups.items()
-        ]
+        return _by_count(spans, result, [width or s.count for s in spans])
 
     # ------------------------------------------------------------------------- feeds
 
@@ -714,8 +723,6 @@ class RegressionStep:
             )  # fmt: skip
         else:
             model._reserve_batch(len(tracks) * self.units_per_call)
-        if self._on_device:
-            self._network = model._device_network(pipe.device)
 
     def prepare_stream_device(self) -> None:
         """Streams with the stages on :attr:`device`: the network's outputs stay there when the
@@ -728,35 +735,15 @@ class RegressionStep:
         self._on_device = caps.device_tensors and same_device(
             torch, caps.device, torch.device(self.device)
         )
-        if self._on_device:
-            self._network = self.model._device_network(torch.device(self.device))
 
     def _run_stream_device(self, spans: Sequence[Span]) -> list[ChainStep]:
         """One call for streams at their own frames: host windows (only the ready rows), the
         network (on the device where it can), rows grouped by count for the device chain."""
-        torch = self._torch
-        device = torch.device(self.device)
         audio_np, emotion_np = self._host_rows(spans, None)
         self.model._reserve_batch(len(audio_np))
-        if self._on_device:
-            names = self.model.engine.capabilities.device_inputs
-            feeds = {"input": torch.from_numpy(audio_np).to(device),
-                     "emotion": torch.from_numpy(emotion_np).to(device)}  # fmt: skip
-            result = self._network.run_device([feeds[name] for name in names])[0]
-        else:
-            result = torch.from_numpy(self.model._infer(audio_np, emotion_np)).to(device)
-        result = result.reshape(len(audio_np), -1)
-        at = np.cumsum([0] + [s.count for s in spans])
-        groups: dict[int, list[int]] = {}
-        for g, span in enumerate(spans):
-            groups.setdefault(span.count, []).append(g)
-        out = []
-        for count, members in groups.items():
-            index = at[members][:, None] + np.arange(count)[None, :]
-            rows = result[torch.as_tensor(index, device=result.device)]
-            out.append(ChainStep(rows, [spans[g].track for g in members],
-                                 [spans[g].first for g in members]))  # fmt: skip
-        return out
+        result = self.model._infer_on(self._torch.device(self.device), audio_np, emotion_np,
+                                      self._on_device)  # fmt: skip
+        return _by_count(spans, result.reshape(len(audio_np), -1), [s.count for s in spans])
 
     def _run_device(self, spans: Sequence[Span]) -> ChainStep:
         """One call of an offline device run: every live track at the same frame (they advance
@@ -768,21 +755,29 @@ class RegressionStep:
         ids = [s.track.state.index for s in spans]
         everyone = len(ids) == self.pipeline.tracks
         live = None if everyone else torch.as_tensor(np.asarray(ids, np.int64), device=device)
-        names = self.model.engine.capabilities.device_inputs
         if self._feeder is not None:
-            audio_rows, emotion_rows = self._feeder.rows(live, start, n)
-            feeds = {"input": audio_rows, "emotion": emotion_rows}
-            result = self._network.run_device([feeds[name] for name in names])[0]
+            audio, emotion = self._feeder.rows(live, start, n)
         else:
-            audio_np, emotion_np = self._host_rows(
+            audio, emotion = self._host_rows(
                 [Span(s.track, s.first, min(n, self.ready_units(s.track) - s.first)) for s in spans],
                 n,
             )
-            if self._on_device:
-                feeds = {"input": torch.from_numpy(audio_np).to(device),
-                         "emotion": torch.from_numpy(emotion_np).to(device)}  # fmt: skip
-                result = self._network.run_device([feeds[name] for name in names])[0]
-            else:
-                result = torch.from_numpy(self.model._infer(audio_np, emotion_np))
+        result = self.model._infer_on(device, audio, emotion, self._on_device)
         tracks = [s.track for s in spans]
         return ChainStep(result.reshape(len(spans), n, -1), tracks, [start] * len(spans))
+
+
+def _by_count(spans: Sequence[Span], result: Any, widths: Sequence[int]) -> list[ChainStep]:
+    """Network rows ``result`` (back to back: ``widths[g]`` rows from span ``g``, its first
+    ``count`` real) as one :class:`.executor.ChainStep` per count of frames, ``[G, count, R]``
+    (host arrays or device tensors alike)."""
+    at = np.cumsum([0, *widths])
+    groups: dict[int, list[int]] = {}
+    for g, span in enumerate(spans):
+        groups.setdefault(span.count, []).append(g)
+    steps = []
+    for count, members in groups.items():
+        index = at[members][:, None] + np.arange(count)[None, :]
+        steps.append(ChainStep(result[row_index(result, index)], [spans[g].track for g in members],
+                               [spans[g].first for g in members]))  # fmt: skip
+    return steps
