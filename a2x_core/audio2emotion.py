@@ -52,7 +52,7 @@ from .model_package import (
 )
 from .options import DEFAULT_EMOTION_WINDOW, EMOTION_MIX_MODES, EmotionKey
 from .post_chain import FrameBlock
-from .stream import Stream
+from .stream import Stream, check_executor
 from .stream_audio import AudioAccumulator
 from .timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for, parse_fps
 from .windows import audio_windows
@@ -761,12 +761,8 @@ class EmotionModel:
         check_window(buffer_length, inferences_to_skip, rate)
         config = self.settings(parameters)
         executor = executor or self.stream_executor(buffer_length)
+        check_executor(executor, self, EmotionStep)
         step = executor.step
-        if not isinstance(step, EmotionStep) or step.model is not self:
-            raise ParameterError(
-                "the executor belongs to another model",
-                hint="open the stream with this model's stream_executor()",
-            )
         if step.buffer_length != buffer_length:
             raise ParameterError(
                 f"buffer_length={buffer_length} differs from the executor's {step.buffer_length}",

@@ -65,7 +65,7 @@ from .solver_settings import (
     solver_parameter_ranges,
     solver_values,
 )
-from .stream import Stream
+from .stream import Stream, face_stream_executor
 from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
 from .timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for
 from .track_frames import TrackFrames
@@ -465,18 +465,8 @@ class DiffusionModel:
                 yet), or an executor of another model.
             ModelError: an unknown identity. EngineError: the noise generator cannot start.
         """
-        if options.geometry:
-            raise ParameterError(
-                "geometry=True is not available on a stream yet",
-                hint="stream weights only, or run model.animate on the whole clip for geometry",
-            )
-        executor = executor or self.stream_executor()
+        executor = face_stream_executor(self, options, executor, DiffusionStep)
         step = executor.step
-        if not isinstance(step, DiffusionStep) or step.model is not self or step.pipeline:
-            raise ParameterError(
-                "the executor belongs to another model",
-                hint="open the stream with this model's stream_executor()",
-            )
         # streams of the same settings share one run (its noise source: the offline batch's
         # rule) and one chain (on a device: one batched DevicePipeline); emotions stay per stream
         key = ("diffusion", Fraction(options.fps), options.identity, options.seed,

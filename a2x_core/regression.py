@@ -69,7 +69,7 @@ from .solver_settings import (
     solver_parameter_ranges,
     solver_values,
 )
-from .stream import Stream
+from .stream import Stream, face_stream_executor
 from .stream_audio import AudioAccumulator, StreamFrame, stream_frames
 from .timing import frame_targets_of, num_frames_for
 from .track_frames import TrackFrames
@@ -356,18 +356,8 @@ class RegressionModel:
             ParameterError: bad ``options.parameters``/emotions, or an option a stream cannot
                 honour (``geometry``).
         """
-        if options.geometry:
-            raise ParameterError(
-                "geometry=True is not available on a stream yet",
-                hint="stream weights only, or run model.animate on the whole clip for geometry",
-            )
-        executor = executor or self.stream_executor()
+        executor = face_stream_executor(self, options, executor, RegressionStep)
         step = executor.step
-        if not isinstance(step, RegressionStep) or step.model is not self:
-            raise ParameterError(
-                "the executor belongs to another model",
-                hint="open the stream with this model's stream_executor()",
-            )
         # streams of the same settings and rate share one run and one chain (its solver; on a
         # device, its batched state); emotion keys stay per stream
         key = ("regression", Fraction(options.fps), repr(sorted((options.parameters or {}).items())))

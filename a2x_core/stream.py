@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from .errors import ParameterError
 from .executor import Executor, Track, drain
 from .post_chain import FrameBlock
 from .timing import SAMPLE_RATE
@@ -125,3 +126,38 @@ class Stream(Generic[FrameT]):
         self.executor.remove(self.track)
         self.track.audio.clear()
         self.track.blocks.clear()
+
+
+def check_executor(executor: Executor, model: Any, step_type: type) -> None:
+    """Refuse an executor that does not run ``model``'s streams: another model's or kind's, or
+    an offline run's (whose step holds a device pipeline sized for its clips).
+
+    Raises:
+        ParameterError: naming the fix.
+    """
+    step = executor.step
+    if (not isinstance(step, step_type) or getattr(step, "model", None) is not model
+            or getattr(step, "pipeline", None) is not None):  # fmt: skip
+        raise ParameterError(
+            "the executor belongs to another model",
+            hint="open the stream with this model's stream_executor()",
+        )
+
+
+def face_stream_executor(model: Any, options: Any, executor: Executor | None,
+                         step_type: type) -> Executor:  # fmt: skip
+    """The executor a new stream of an Audio2Face model joins (a new one of its own when
+    None), after the checks every face model's stream makes.
+
+    Raises:
+        ParameterError: ``geometry`` (not streamed), or an executor :func:`check_executor`
+            refuses.
+    """
+    if options.geometry:
+        raise ParameterError(
+            "geometry=True is not available on a stream yet",
+            hint="stream weights only, or run model.animate on the whole clip for geometry",
+        )
+    executor = executor or model.stream_executor()
+    check_executor(executor, model, step_type)
+    return executor
