@@ -128,6 +128,9 @@ def _add_live_parser(commands: Any) -> None:
                       "pace, or - for headerless PCM on stdin (default: the microphone)")  # fmt: skip
     live.add_argument("--device", dest="input_device", metavar="NAME",
                       help="microphone: the input device (default: the system's)")  # fmt: skip
+    live.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="stop after this much audio (default: the end of the source, or "
+                      "Ctrl-C)")  # fmt: skip
     live.add_argument("--as-fast-as-possible", action="store_true",
                       help="--source FILE: push blocks without waiting for the clock (tests)")
     live.add_argument("--raw-rate", type=int, metavar="HZ", help="--source -: its sample rate")
@@ -324,7 +327,15 @@ def _live(args: argparse.Namespace) -> int:
     record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
     the CLI's codes (130, 143) after the same clean stop, with the record written."""
     from .exporters import check_output_path, write_result
-    from .live import StatusLine, StopSignals, open_source, run_live, summary_lines, take_result
+    from .live import (
+        StatusLine,
+        StopSignals,
+        first_seconds,
+        open_source,
+        run_live,
+        summary_lines,
+        take_result,
+    )  # fmt: skip
     from .live_outputs import (
         LIVELINK_DEFAULT_PORT,
         VMC_DEFAULT_PORT,
@@ -342,6 +353,9 @@ def _live(args: argparse.Namespace) -> int:
     blocks = open_source(args.source, device=args.input_device,
                          real_time=not args.as_fast_as_possible,
                          raw_rate=args.raw_rate, raw_format=args.raw_format)  # fmt: skip
+    source = blocks
+    if args.duration is not None:
+        blocks = first_seconds(blocks, args.duration)
     endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
                  for text in args.livelink]  # fmt: skip
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
@@ -372,6 +386,9 @@ def _live(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in summary_lines(stats, fanout):
             print(line, file=sys.stderr)
+        if getattr(source, "dropped_s", 0.0) > 0:
+            print(f"live: warning: {source.dropped_s:.2f} s of microphone input dropped (the model "
+                  "ran slower than real time; try --fps 30 or a faster --engine)", file=sys.stderr)
     return stop.exit_code or 0
 
 

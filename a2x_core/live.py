@@ -33,6 +33,8 @@ BLOCK_S = 0.02
 #: Bytes per sample of each soundfile subtype of :data:`.audio.RAW_FORMATS`.
 _SUBTYPE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
                   "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
+#: Audio a microphone may queue ahead of the loop before new blocks are dropped, in seconds.
+MICROPHONE_QUEUE_S = 10.0
 #: How often the terminal status line is redrawn, in seconds.
 STATUS_PERIOD_S = 0.1
 _JAW_OPEN = ARKIT_52.index("jawOpen")
@@ -119,28 +121,78 @@ def _sounddevice() -> Any:
     return sounddevice
 
 
-def microphone_blocks(device: str | None = None) -> Iterator[Block]:
-    """The default (or the named) input device at its own rate, mono, in 20 ms blocks; the
-    audio callback only queues, the loop does the work."""
-    sd = _sounddevice()
-    try:
-        info = sd.query_devices(device, kind="input")
-    except (ValueError, sd.PortAudioError) as error:
-        raise ParameterError(f"--device {device or '(default)'}: no such input device ({error})",
-                             hint="python -m sounddevice lists the devices") from None  # fmt: skip
-    rate = int(info["default_samplerate"])
-    blocks: queue.Queue[np.ndarray] = queue.Queue()
+class Microphone:
+    """The default (or the named) input device at its own rate, mono, as an iterator of 20 ms
+    blocks. The audio callback only queues; when the loop falls more than
+    :data:`MICROPHONE_QUEUE_S` behind (a model slower than real time), new blocks are dropped and
+    counted in :attr:`dropped_s` instead of growing memory without end."""
 
-    def on_audio(data: np.ndarray, frames: int, when: object, status: object) -> None:
-        blocks.put(data[:, 0].copy())
+    def __init__(self, device: str | None = None) -> None:
+        sd = _sounddevice()
+        try:
+            info = sd.query_devices(device, kind="input")
+        except (ValueError, sd.PortAudioError) as error:
+            raise ParameterError(f"--device {device or '(default)'}: no such input device "
+                                 f"({error})", hint="python -m sounddevice lists the devices"
+                                 ) from None  # fmt: skip
+        self.rate = int(info["default_samplerate"])
+        self.name = str(info["name"])
+        block = int(round(BLOCK_S * self.rate))
+        self._blocks: queue.Queue[np.ndarray] = queue.Queue(
+            maxsize=max(1, int(MICROPHONE_QUEUE_S / BLOCK_S)))
+        self.dropped_s = 0.0
+        self._stream = sd.InputStream(device=device, channels=1, samplerate=self.rate,
+                                      dtype="float32", blocksize=block, callback=self._on_audio)  # fmt: skip
 
-    with sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
-                        blocksize=int(round(BLOCK_S * rate)), callback=on_audio):  # fmt: skip
-        while True:
-            try:
-                yield blocks.get(timeout=STATUS_PERIOD_S), rate
-            except queue.Empty:  # an empty block: the loop still sees a stop in time
-                yield np.zeros(0, dtype=np.float32), rate
+    def _on_audio(self, data: np.ndarray, frames: int, when: object, status: object) -> None:
+        try:
+            self._blocks.put_nowait(data[:, 0].copy())
+        except queue.Full:
+            self.dropped_s += frames / self.rate
+
+    def __iter__(self) -> Microphone:
+        return self
+
+    def __next__(self) -> Block:
+        if self._stream.closed:
+            raise StopIteration
+        if not self._stream.active:  # capture starts with the first block asked for, not
+            self._stream.start()  # while the model loads
+        try:
+            return self._blocks.get(timeout=STATUS_PERIOD_S), self.rate
+        except queue.Empty:  # an empty block: the loop still sees a stop in time
+            return np.zeros(0, dtype=np.float32), self.rate
+
+    def close(self) -> None:
+        """Stop and close the device (idempotent)."""
+        if not self._stream.closed:
+            self._stream.stop()
+            self._stream.close()
+
+
+def first_seconds(blocks: Iterator[Block], seconds: float) -> Iterator[Block]:
+    """``--duration``: the first ``seconds`` of ``blocks`` (the last block cut to the sample),
+    then the source is closed (a microphone stops)."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ParameterError(f"--duration {seconds}: must be a positive number of seconds")
+
+    def limited() -> Iterator[Block]:
+        taken = 0.0
+        try:
+            for samples, rate in blocks:
+                wanted = int(round((seconds - taken) * rate))
+                if wanted <= len(samples):
+                    if wanted > 0:
+                        yield samples[:wanted], rate
+                    return
+                taken += len(samples) / rate
+                yield samples, rate
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    return limited()
 
 
 def open_source(source: str | None, *, device: str | None = None, real_time: bool = True,
@@ -157,8 +209,7 @@ def open_source(source: str | None, *, device: str | None = None, real_time: boo
         if device is not None:
             raise ParameterError("--device picks a microphone; it does not apply with --source")
         return file_blocks(source, real_time=real_time)
-    _sounddevice()  # fail now, before the model loads
-    return microphone_blocks(device)
+    return Microphone(device)  # the device is checked now, before the model loads
 
 
 # ---------------------------------------------------------------------------------------------
