@@ -67,22 +67,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
     run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
-    run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
-                     "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
-    run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
-                     help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
-    run.add_argument("--emotion-cadence", choices=("sdk", "per-frame"), default="sdk",
-                     help="when Audio2Emotion runs: sdk = at 30 fps, skip 30, as NVIDIA's sample "
-                     "and Maya-ACE (default); per-frame = at --fps, one inference per frame")  # fmt: skip
-    run.add_argument("--emotion-skip", type=int, default=None, metavar="N",
-                     help="frames that reuse one Audio2Emotion inference "
-                     "(default: 30 with --emotion-cadence sdk, 0 with per-frame)")  # fmt: skip
+    _add_emotion_model_arguments(run)
     run.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
                      help="--emotion with --emotion-model: blend = A2E's preferred emotion "
                      "(default), override = replaces the detected emotions it names")  # fmt: skip
-    run.add_argument("--emotion-param", action="append", default=[], metavar="KEY=VALUE",
-                     help="override an Audio2Emotion post_processing_config key, "
-                     "e.g. emotion_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--identity", metavar="NAME",
                      help="diffusion models: the identity to animate (default: the first)")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -117,6 +105,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_emotion_model_arguments(run: Any) -> None:
+    """Audio2Emotion's options, the same for ``animate`` and ``live``."""
+    run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
+                     "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
+    run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
+                     help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
+    run.add_argument("--emotion-cadence", choices=("sdk", "per-frame"), default="sdk",
+                     help="when Audio2Emotion runs: sdk = at 30 fps, skip 30, as NVIDIA's sample "
+                     "and Maya-ACE (default); per-frame = at --fps, one inference per frame")  # fmt: skip
+    run.add_argument("--emotion-skip", type=int, default=None, metavar="N",
+                     help="frames that reuse one Audio2Emotion inference "
+                     "(default: 30 with --emotion-cadence sdk, 0 with per-frame)")  # fmt: skip
+    run.add_argument("--emotion-param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an Audio2Emotion post_processing_config key, "
+                     "e.g. emotion_strength=1.0 (repeatable)")  # fmt: skip
+
+
 def _add_live_parser(commands: Any) -> None:
     """``a2x live``: the model options are animate's (same names, same parsing in ``_options``);
     the ones a stream does not use keep animate's defaults."""
@@ -143,6 +148,7 @@ def _add_live_parser(commands: Any) -> None:
                       help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")
     live.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                       help="override a model parameter (repeatable)")
+    _add_emotion_model_arguments(live)
     live.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
     live.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     live.add_argument("--engine", "--backend", dest="backend", default="auto",
@@ -161,9 +167,7 @@ def _add_live_parser(commands: Any) -> None:
     live.add_argument("-q", "--quiet", action="store_true", help="no status line, no summary")
     live.set_defaults(
         audio=[], transcript=None, transcript_file=None, start=None, end=None, fast=False,
-        strength=1.0, smoothing=0.0, emotion_file=None, emotion_model=None,
-        emotion_window=60000, emotion_cadence="sdk", emotion_skip=None, emotion_mix="blend",
-        emotion_param=[], identity=None, geometry=False, device="auto", precision="fp32",
+        strength=1.0, smoothing=0.0, emotion_file=None, emotion_mix="blend", identity=None, geometry=False, device="auto", precision="fp32",
         compile_network=False,
     )  # fmt: skip
 
@@ -326,6 +330,7 @@ def _live(args: argparse.Namespace) -> int:
     """Source → stream → outputs until the audio ends or Ctrl-C; then the tail frames, the
     record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
     the CLI's codes (130, 143) after the same clean stop, with the record written."""
+    from .api import Animator
     from .exporters import check_output_path, write_result
     from .live import (
         StatusLine,
@@ -345,7 +350,6 @@ def _live(args: argparse.Namespace) -> int:
         VmcSender,
         parse_endpoint,
     )  # fmt: skip
-    from .models import load_model
 
     options = _options(args)
     if args.record is not None:
@@ -359,8 +363,8 @@ def _live(args: argparse.Namespace) -> int:
     endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
                  for text in args.livelink]  # fmt: skip
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
-    model = load_model(args.model, backend=options.backend, threads=options.threads,
-                       device=options.device, precision=options.precision)  # fmt: skip
+    animator = Animator(args.model, options, emotion_model=args.emotion_model)
+    model = animator.model
     sinks: list[Any] = []
     try:
         for endpoint, sender in endpoints:
@@ -371,7 +375,7 @@ def _live(args: argparse.Namespace) -> int:
         for sink in sinks:
             sink.close()
         raise
-    stream = model.open_stream(options)
+    stream = animator.open_stream()
     fps = options.fps
     with StopSignals() as stop, FanOut(sinks) as fanout:
         status = StatusLine(sys.stderr, enabled=not args.quiet)

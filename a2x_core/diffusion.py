@@ -612,6 +612,24 @@ class DiffusionModel:
         info = self.package.network_info
         return (self.window_frames(window) * info.buffer_len) // info.frames
 
+    def stream_audio_for_emotions(self, last_key: int) -> int:
+        """How many samples a stream may hold when its emotion keys reach sample ``last_key``:
+        up to just before the first window whose centre frames read the curve past it
+        (:class:`.emotion_stream.EmotionDrivenStream` holds the rest back)."""
+        info = self.package.network_info
+
+        def last_centre(window: int) -> int:
+            return int(self.centre_targets(window).max())
+
+        window = max(0, (last_key - last_centre(0)) // info.stride)
+        while window > 0 and last_centre(window) > last_key:
+            window -= 1
+        while last_centre(window) <= last_key:
+            window += 1
+        # `window` is the first that reads past the keys: it runs once (ready_units) this many
+        # samples have arrived
+        return info.buffer_len - info.padding_left + window * info.stride - 1
+
     def windows_for(self, num_samples: int) -> int:
         """Windows of a closed clip of ``num_samples``: up to the one holding the last kept
         network frame (generated frame ``net_count - 1 + leading``)."""

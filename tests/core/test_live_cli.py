@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from a2x_core.audio import decode_audio
 from a2x_core.live_outputs import (
@@ -26,6 +27,7 @@ from a2x_core.live_outputs import (
     decode_osc,
 )
 from a2x_core.names import ARKIT_52
+from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli
 
@@ -180,6 +182,27 @@ def test_ctrl_c_stops_cleanly_with_the_tail_and_the_record(
     assert np.abs(recorded - offline).max() <= 1e-5
 
 
+def test_emotion_model_take_equals_animate(tmp_path: Path, regression_json: Path) -> None:
+    """--emotion-model on a live take: Audio2Emotion streams beside the face and its keys
+    drive it as offline (the face waits for them)."""
+    a2e = make_emotion_folder(tmp_path / "a2e").model_json
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, decode_audio(SAMPLE).samples[:64000], 16000, subtype="FLOAT")
+    take = tmp_path / "take.npz"
+    common = ("--model", str(regression_json), "--emotion-model", str(a2e), "--fps", "30")
+    done = run_cli("live", "--source", str(clip), "--as-fast-as-possible", "--engine",
+                   "onnxruntime", "--record", str(take), *common)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with np.load(take) as arrays:
+        recorded, emotions = arrays["weights"], arrays["emotions"]
+    offline = _animate(tmp_path, str(clip), *common)
+    assert recorded.shape == offline.shape
+    assert np.abs(recorded - offline).max() <= 1e-5
+    assert np.ptp(emotions, axis=0).max() > 0.01  # detected, not the default
+    done = run_cli("live", "--source", str(clip), "--emotion", "joy=1", *common)
+    assert done.returncode == 2 and "--emotion" in done.stderr
+
+
 def test_bad_input_is_a_typed_error_and_nothing_is_clobbered(tmp_path: Path) -> None:
     done = run_cli("live", "--source", "-", "--raw-format", "s16le")
     assert done.returncode == 2 and "--raw-rate is missing" in done.stderr
@@ -242,7 +265,6 @@ def test_microphone_path_through_portaudio_equals_animate(
 ) -> None:
     """The real microphone code (PortAudio input stream, callback, queue) on a virtual ALSA
     device: 3 s captured at the device's 44.1 kHz equal ``a2x animate`` of the same samples."""
-    import soundfile as sf
     import soxr
 
     speech = soxr.resample(decode_audio(SAMPLE).samples[:64000], 16000, 44100).astype(np.float32)
@@ -256,7 +278,7 @@ def test_microphone_path_through_portaudio_equals_animate(
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     captured = tmp_path / "captured.wav"
-    sf.write(captured, speech[:3 * 44100], 44100, subtype="FLOAT")
+    soundfile.write(captured, speech[:3 * 44100], 44100, subtype="FLOAT")
     with np.load(take) as arrays:
         recorded = arrays["weights"]
     offline = _animate(tmp_path, str(captured), "--model", str(regression_json), "--fps", "30")
