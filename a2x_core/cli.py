@@ -161,6 +161,11 @@ def _add_live_parser(commands: Any) -> None:
                       help=f"send VMC/OSC blend shapes (default port {VMC_DEFAULT_PORT}; "
                       "repeatable)")  # fmt: skip
     live.add_argument("--jsonl", metavar="-|FILE", help="one JSON object per frame and line")
+    live.add_argument("--delay-audio", nargs="?", const="auto", metavar="MS",
+                      help="play the input back delayed (default: the model's look-ahead + 50 "
+                      "ms) so lips and sound arrive together")  # fmt: skip
+    live.add_argument("--audio-out", metavar="NAME",
+                      help="--delay-audio: the output device (default: the system's)")
     live.add_argument("--record", type=Path, metavar="TAKE",
                       help="write the whole take when it stops (.json, .csv, .npz; atomic)")
     live.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -377,9 +382,16 @@ def _live(args: argparse.Namespace) -> int:
         raise
     stream = animator.open_stream()
     fps = options.fps
+    playback = _delayed_playback(args, stream)
+    if playback is not None:
+        blocks = playback.tee(blocks)
     with StopSignals() as stop, FanOut(sinks) as fanout:
         status = StatusLine(sys.stderr, enabled=not args.quiet)
-        frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        try:
+            frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        finally:
+            if playback is not None:
+                playback.close()
         if args.record is not None:
             result = take_result(frames, model, options, fps,
                                  audio_path=args.source if args.source not in (None, "-") else "",
@@ -390,10 +402,33 @@ def _live(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in summary_lines(stats, fanout):
             print(line, file=sys.stderr)
+        if playback is not None:
+            print(f"live: input played back {playback.delay_s * 1000:.0f} ms late"
+                  + (f" (stopped: {playback.error})" if playback.error else ""), file=sys.stderr)
         if getattr(source, "dropped_s", 0.0) > 0:
             print(f"live: warning: {source.dropped_s:.2f} s of microphone input dropped (the model "
                   "ran slower than real time; try --fps 30 or a faster --engine)", file=sys.stderr)
     return stop.exit_code or 0
+
+
+def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
+    """``--delay-audio [MS]``: a :class:`.live_playback.DelayedPlayback` (default delay: the
+    stream's look-ahead plus one block and a typical compute time), or None."""
+    from .live_playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
+
+    if args.delay_audio is None:
+        if args.audio_out is not None:
+            raise ParameterError("--audio-out applies with --delay-audio")
+        return None
+    if args.delay_audio == "auto":
+        delay_s = stream.lookahead_samples / 16000 + DEFAULT_EXTRA_DELAY_S
+    else:
+        try:
+            delay_s = float(args.delay_audio) / 1000
+        except ValueError:
+            raise ParameterError(f"--delay-audio {args.delay_audio!r}: not a number of "
+                                 "milliseconds", hint="e.g. --delay-audio 350") from None  # fmt: skip
+    return DelayedPlayback(delay_s, args.audio_out)
 
 
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:

@@ -284,3 +284,25 @@ def test_microphone_path_through_portaudio_equals_animate(
     offline = _animate(tmp_path, str(captured), "--model", str(regression_json), "--fps", "30")
     assert recorded.shape == offline.shape == (90, 52)
     assert np.abs(recorded - offline).max() <= 1e-5
+
+
+def test_delay_audio_plays_the_input_late_on_an_output_device(tmp_path: Path) -> None:
+    """--delay-audio through PortAudio on a virtual ALSA speaker: what was played is the
+    input after exactly the asked delay of silence, and the take ran as usual."""
+    env = virtual_sound_devices(tmp_path / "home", np.zeros(16, np.float32))
+    clip = tmp_path / "clip.wav"
+    speech = decode_audio(SAMPLE).samples[:32000]
+    soundfile.write(clip, speech, 16000, subtype="FLOAT")
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--source", str(clip), "--as-fast-as-possible",
+         "--delay-audio", "250", "--audio-out", "a2xspk", "--jsonl", str(tmp_path / "f.jsonl")],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "played back 250 ms late" in done.stderr
+    played = np.frombuffer((tmp_path / "home" / "speaker.raw").read_bytes(), dtype="<f4")
+    assert len(played) >= 4000 + len(speech)
+    assert not played[:4000].any()
+    np.testing.assert_array_equal(played[4000:4000 + len(speech)], speech)
+    done = run_cli("live", "--source", str(clip), "--audio-out", "a2xspk")
+    assert done.returncode == 2 and "--delay-audio" in done.stderr
