@@ -19,8 +19,12 @@ network of ``a2f_network.py``, random weights; built once into ``--cache``), ``d
 (the full-scale v3.0 network of ``diffusion_network.py`` in a generated folder with v3.0's
 vertex counts) and ``default`` (the embedded model), each where its streaming mode exists.
 
+- **live** (``--live``): ``a2x live``'s path: the file source at real-time pace, the stream, the
+  Live Link Face sender and a UDP socket on 127.0.0.1; p50/p99 of packet arrival − the time its
+  audio arrived.
+
 Usage: python benchmarks/bench_stream.py [--models regression,default] [--fps 30,60]
-       [--seconds 60] [--device cpu|cuda] [--max-streams 4096] [--out results.md]
+       [--seconds 60] [--device cpu|cuda] [--max-streams 4096] [--live] [--out results.md]
 """
 
 from __future__ import annotations
@@ -96,6 +100,66 @@ def latency(open_stream: Callable[[], Any], samples: np.ndarray, block: int, fps
         "compute": percentiles(compute_ms),
         "push": percentiles(push_ms),
     }
+
+
+def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
+              emotion_model: Any = None) -> dict[str, Any]:  # fmt: skip
+    """``a2x live``'s path end to end (issue 13 point 4): a WAV of ``samples`` through the file
+    source at real-time pace, the model's stream, the Live Link Face sender, a UDP socket on
+    127.0.0.1. Per frame: packet arrival (wall) − when its audio time arrived (the source's
+    start + the frame's time): look-ahead + compute + output, as a viewer sees it."""
+    import socket
+    import tempfile
+    import threading
+
+    import soundfile
+
+    from a2x_core.api import Animator
+    from a2x_core.live import StatusLine, StopSignals, file_blocks, run_live
+    from a2x_core.live_outputs import FanOut, LiveLinkFaceSender, decode_livelink
+
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(0.2)
+    arrivals: dict[int, float] = {}
+    done = threading.Event()
+
+    def listen() -> None:
+        while not done.is_set():
+            try:
+                packet = receiver.recv(65536)
+            except TimeoutError:
+                continue
+            arrivals[decode_livelink(packet)["frame_number"]] = time.monotonic()
+
+    animator = Animator(model, options, emotion_model=emotion_model)
+    warm = animator.open_stream()  # engine sessions warm before the clock starts
+    for at in range(0, 2 * SAMPLE_RATE, 320):
+        warm.push(samples[at : at + 320])
+    warm.cancel()
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = Path(tmp) / "speech.wav"
+        soundfile.write(clip, samples, SAMPLE_RATE, subtype="FLOAT")
+        stream = animator.open_stream()
+        sender = LiveLinkFaceSender("127.0.0.1", receiver.getsockname()[1])
+        with StopSignals() as stop, FanOut([sender]) as fanout:
+            start = time.monotonic()  # file_blocks starts its clock at the first block
+            frames, _ = run_live(stream, file_blocks(clip), fanout, fps,
+                                 StatusLine(sys.stderr, enabled=False), stop)  # fmt: skip
+        time.sleep(0.3)
+    done.set()
+    listener.join()
+    receiver.close()
+    step = fps.denominator / fps.numerator
+    # the tail (frames of close(), after the audio ended) is not live latency
+    live = [i for i in arrivals if i * step < len(samples) / SAMPLE_RATE - 1.0]
+    latencies = [1e3 * (arrivals[i] - (start + i * step)) for i in live]
+    return {"frames": len(frames), "received": len(arrivals), "lost": len(frames) - len(arrivals),
+            "lookahead_ms": 1e3 * stream.lookahead_samples / SAMPLE_RATE,
+            "latency": percentiles(latencies)}  # fmt: skip
 
 
 def load_trial(open_stream: Callable[[Any], Any], make_executor: Callable[[], Any],
@@ -283,6 +347,8 @@ def main() -> None:
     parser.add_argument("--load-budget-s", type=float, default=240.0)
     parser.add_argument("--max-streams", type=int, default=64)
     parser.add_argument("--no-load", action="store_true")
+    parser.add_argument("--live", action="store_true",
+                        help="also a2x live's path: file at real-time pace -> Live Link UDP")
     parser.add_argument("--bank", action="store_true", help="also the stream bank (torch device)")
     parser.add_argument("--bank-max", type=int, default=8192)
     parser.add_argument("--breakdown", default="", help="bank sizes to break down, e.g. 1,1024")
@@ -345,6 +411,17 @@ def main() -> None:
                 print(notes[-1], flush=True)
             if name == "regression" and args.device == "cpu":
                 notes.append(network_baseline(model))
+                print(notes[-1], flush=True)
+            if args.live:
+                result = live_path(model, options, samples[: int(args.seconds * SAMPLE_RATE)], fps)
+                p50, p99 = result["latency"]
+                notes.append(
+                    f"live path, {name} at {fps_text} fps, {args.seconds:g} s of speech at "
+                    f"real-time pace -> Live Link UDP on 127.0.0.1: end-to-end latency p50 "
+                    f"{p50:.0f} ms, p99 {p99:.0f} ms (look-ahead "
+                    f"{result['lookahead_ms']:.0f} ms; p99 − look-ahead "
+                    f"{p99 - result['lookahead_ms']:.0f} ms); {result['received']} of "
+                    f"{result['frames']} packets received")  # fmt: skip
                 print(notes[-1], flush=True)
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
