@@ -107,6 +107,11 @@ class LiveSession:
     def recorded_frames(self) -> int:
         return len(self._recorded)
 
+    @property
+    def recorded_from(self) -> int | None:
+        """Index of the first recorded frame (0: the take starts with the audio), or None."""
+        return self._recorded[0].index if self._recorded else None
+
     def _join(self, timeout: float | None) -> None:
         if self._thread is None:
             return

@@ -24,7 +24,7 @@ def test_install_and_enable(blender) -> None:
 
 def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
     out = blender.run("draw_panels")
-    assert out["draws"] == 70 and out["props"] > 150 and out["operators"] > 30
+    assert out["draws"] == 80 and out["props"] > 150 and out["operators"] > 30
 
 
 def test_target_and_mapping_rows_add_and_remove(blender) -> None:
@@ -161,6 +161,25 @@ def test_emotion_model_settings_reach_the_core(blender, generated_models) -> Non
 
     out = blender.run("emotion_model", python=sys.executable, **generated_models)
     assert out["frames"] == 45  # 1.5 s at 30 fps
+
+
+@pytest.fixture(scope="module")
+def live_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """2 s of real speech (JFK), which Live plays at real-time pace."""
+    import soundfile
+
+    from a2x_core.audio import decode_audio
+
+    clip = tmp_path_factory.mktemp("live") / "speech.wav"
+    soundfile.write(clip, decode_audio(SAMPLE, start_s=0.3, end_s=2.3).samples, 16000)
+    return str(clip)
+
+
+def test_live_preview_drives_shape_keys_and_record_bakes_the_take(
+    blender, generated_models, live_clip
+) -> None:
+    out = blender.run("live", a2f=generated_models["a2f"], audio=live_clip)
+    assert out["frames"] == 60 and out["shown"] > 10  # 2.0 s at 30 fps
 
 
 @pytest.fixture(scope="module")
