@@ -10,6 +10,7 @@ raised again by :meth:`LiveSession.stop`) instead of dying silently on the threa
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -154,3 +155,146 @@ class LiveSession:
         duration_s = self.stats.received_s if whole else len(frames) / float(fps)
         return take_result(frames, self.model, self.options, fps, audio_path=self.audio_path,
                            duration_s=duration_s)  # fmt: skip
+
+
+class WorkerLiveSession:
+    """:class:`LiveSession`'s interface over the external runtime (``python -m
+    a2x_core.worker``, its ``live`` request): the model and the source run there, the frames
+    come back as events, drained by :meth:`latest` on the poller's thread (no thread here).
+
+    Args:
+        python: the external runtime's interpreter.
+        model: "default" or a model.json path, as the worker loads it.
+        options: the stream's options.
+        source: ``{"file": path, "real_time": True}`` or ``{"device": name or None}``.
+        record, audio_path: as for :class:`LiveSession`.
+        env: the worker's environment (default: this process's).
+    """
+
+    def __init__(self, python: str, model: str, options: Any, source: dict[str, Any], *,
+                 record: bool = False, audio_path: str = "",
+                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+        from .worker import WorkerJob, options_to_json
+
+        request = {"command": "live", "model": str(model), "options": options_to_json(options),
+                   "source": dict(source)}  # fmt: skip
+        session = self
+
+        class LiveJob(WorkerJob):
+            """The worker client, with the live events handed to the session."""
+
+            def _handle(self, event: dict[str, Any]) -> None:
+                if not session._handle(event):
+                    super()._handle(event)
+
+        self.job = LiveJob(python, request, env=env)
+        self.options = options
+        self.audio_path = audio_path
+        self.recording = record
+        self.stats = LiveStats()
+        self.state = "loading"
+        self.error: BaseException | None = None
+        self.model: Any = None
+        self._latest: Any = None
+        self._recorded: list[Any] = []
+        self._cancelled = False
+
+    def start(self) -> WorkerLiveSession:
+        self.job.start()
+        return self
+
+    def _handle(self, event: dict[str, Any]) -> bool:
+        """Take a live event (True); others (progress, error, end) are the job's (False)."""
+        from types import SimpleNamespace
+
+        from .worker import frame_from_json
+
+        kind = event.get("event")
+        if kind == "frames":
+            frames = [frame_from_json(f) for f in event.get("frames", [])]
+            self.stats.received_s = float(event.get("received_s", self.stats.received_s))
+            self.stats.latencies_s.extend(float(t) for t in event.get("latencies_s", []))
+            self.stats.count(frames, None)
+            if frames:
+                if self.recording:
+                    self._recorded.extend(frames)
+                self._latest = frames[-1]
+        elif kind == "live":
+            summary = event.get("model", {})
+            self.model = SimpleNamespace(name=summary.get("name", ""),
+                                         version=summary.get("version", ""),
+                                         emotion_names=tuple(summary.get("emotion_names", ())))  # fmt: skip
+            self.state = "running"
+        elif kind == "live_end":
+            self.state = "ended"
+        else:
+            return False
+        return True
+
+    def _drain(self) -> None:
+        """Handle every event that arrived; a finished worker's error ends the session."""
+        if self.state in ("failed", "cancelled"):
+            return
+        try:
+            self.job.poll()
+        except CancelledError as error:
+            if self._cancelled:
+                self.state = "cancelled"
+            else:
+                self.error, self.state = error, "failed"
+        except Exception as error:  # noqa: BLE001 - kept for the UI, raised by stop()
+            self.error, self.state = error, "failed"
+
+    @property
+    def alive(self) -> bool:
+        self._drain()
+        return not self.job.done
+
+    def latest(self) -> Any:
+        """The newest frame, None before the first; reads the events that arrived, never
+        waits for more."""
+        self._drain()
+        return self._latest
+
+    @property
+    def recorded_frames(self) -> int:
+        return len(self._recorded)
+
+    @property
+    def recorded_from(self) -> int | None:
+        return self._recorded[0].index if self._recorded else None
+
+    def _wait(self, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.alive:
+            if deadline is not None and time.monotonic() > deadline:
+                self.job.cancel()
+                raise EngineError(f"the external runtime's Live did not stop within {timeout} s",
+                                  hint="it was cancelled; see its output")  # fmt: skip
+            time.sleep(0.01)
+
+    def stop(self, timeout: float | None = 30.0) -> Any:
+        """As :meth:`LiveSession.stop`: a ``stop`` line, the tail frames, the take."""
+        proc = self.job._proc
+        if proc is not None and proc.stdin is not None and not self.job.done:
+            try:
+                proc.stdin.write("stop\n")
+                proc.stdin.flush()
+            except OSError:
+                pass  # the worker is gone already: its error or end is read below
+        self._wait(timeout)
+        if self.error is not None:
+            raise self.error
+        if self.state == "cancelled":
+            raise CancelledError("live session cancelled")
+        return self.take()
+
+    def cancel(self, timeout: float | None = 30.0) -> None:
+        """As :meth:`LiveSession.cancel`: the worker is told to stop now and waited for."""
+        self._cancelled = True
+        self.job.cancel()
+        self._wait(timeout)
+        if self.state not in ("failed",):
+            self.state = "cancelled"
+
+    take = LiveSession.take  # the same take from the same fields

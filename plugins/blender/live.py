@@ -32,6 +32,9 @@ from .session import (
 TICK_S = 1 / 60
 
 _ACTIVE: LivePreview | None = None
+#: How to get a microphone when Blender's own Python has no sounddevice/PortAudio.
+MICROPHONE_HINT = ("set an external runtime in the add-on preferences (a Python with "
+                   "pip install 'a2x[live]'; on Linux also libportaudio2), or use a Live file")  # fmt: skip
 
 
 @dataclass
@@ -118,11 +121,10 @@ def _live_options(context: bpy.types.Context, model: str, warnings: list[str]) -
     )
 
 
-def _source(settings: Any, real_time: bool) -> tuple[Any, str]:
-    """The audio blocks of the panel's live source and the file they come from ("" for a
-    microphone); a missing file or microphone support fails here, before anything starts."""
+def _source(settings: Any, real_time: bool) -> dict[str, Any]:
+    """The panel's live source in the worker's wire form (``{"file": path, "real_time": b}``
+    or ``{"device": name or None}``); a missing file fails here, before anything starts."""
     from a2x_core.audio import check_audio_path
-    from a2x_core.live import open_source
 
     if settings.live_source == "FILE":
         chosen = settings.live_file or settings.audio_path
@@ -130,9 +132,37 @@ def _source(settings: Any, real_time: bool) -> tuple[Any, str]:
             raise _error("no audio file for Live", "pick a Live file (or the panel's audio file)")
         path = bpy.path.abspath(chosen)
         check_audio_path(path)
-        return open_source(path, real_time=real_time), path
-    device = settings.live_device.strip() or None
-    return open_source(None, device=device), ""
+        return {"file": path, "real_time": real_time}
+    return {"device": settings.live_device.strip() or None}
+
+
+def _session(context: bpy.types.Context, model: str, options: Any, source: dict[str, Any],
+             record: bool) -> Any:  # fmt: skip
+    """A live session where the bake would run: inside Blender, or in the external runtime
+    when the preferences name one (the model and the microphone are then that Python's)."""
+    from a2x_core.errors import ParameterError
+    from a2x_core.live import open_source
+    from a2x_core.live_session import LiveSession, WorkerLiveSession
+
+    audio_path = source.get("file") or ""
+    prefs = preferences.get(context)
+    if prefs is not None and prefs.external_python:
+        python = bpy.path.abspath(prefs.external_python)
+        return WorkerLiveSession(python, model, options, source, record=record,
+                                 audio_path=audio_path)  # fmt: skip
+    try:
+        blocks = open_source(source.get("file"), device=source.get("device"),
+                             real_time=source.get("real_time", True))  # fmt: skip
+    except ParameterError:
+        if "file" in source:
+            raise
+        raise _error("the microphone needs the sounddevice package and the PortAudio library, "
+                     "which Blender's Python lacks", MICROPHONE_HINT) from None  # fmt: skip
+
+    def load() -> Any:
+        return _animator(model, options).model
+
+    return LiveSession(load, options, blocks, record=record, audio_path=audio_path)
 
 
 def start(context: bpy.types.Context, real_time: bool = True) -> LivePreview:
@@ -142,8 +172,6 @@ def start(context: bpy.types.Context, real_time: bool = True) -> LivePreview:
         A2XError: with the fix: no target, no matching shape, no audio source, an Action of
             the artist's in the way of Record (as for a bake).
     """
-    from a2x_core.live_session import LiveSession
-
     global _ACTIVE
     if _ACTIVE is not None:
         raise _error("Live is already running", "press Stop first")
@@ -157,17 +185,12 @@ def start(context: bpy.types.Context, real_time: bool = True) -> LivePreview:
         for key in keys:
             _refuse_artist_action(key)
     model = model_spec(context)
+    if model != "default":
+        model = bpy.path.abspath(model)
     options = _live_options(context, model, warnings)
-    prefs = preferences.get(context)
-    if prefs is not None and prefs.external_python:
-        warnings.append("Live runs the model inside Blender: the external runtime serves bakes")
-    blocks, audio_path = _source(settings, real_time)
-
-    def load() -> Any:
-        return _animator(model, options).model
-
-    session = LiveSession(load, options, blocks, record=settings.live_record,
-                          audio_path=audio_path)  # fmt: skip
+    source = _source(settings, real_time)
+    session = _session(context, model, options, source, settings.live_record)
+    audio_path = source.get("file") or ""
     preview = LivePreview(
         session=session, scene_name=context.scene.name, model=model,
         key_names=[k.name for k in keys],

@@ -1197,12 +1197,14 @@ def _live_threads() -> list:
     return [t for t in threading.enumerate() if t.name == "a2x-live"]
 
 
-def _drive_live(live, until: str, timeout: float = 60.0) -> list:  # noqa: ANN001
+def _drive_live(live, until, timeout: float = 60.0) -> list:  # noqa: ANN001
     """Run Live's timer function by hand (timers do not tick in background mode) until the
-    session reaches ``until``; returns (frame, {shape: value}) for every frame shown."""
+    session reaches the state ``until`` (or ``until(session)`` is true); returns (frame,
+    {shape: value}) for every frame shown."""
     shown, last = [], None
     deadline = time.monotonic() + timeout
-    while live.active() is not None and live.active().session.state != until:
+    done = until if callable(until) else (lambda session: session.state == until)
+    while live.active() is not None and not done(live.active().session):
         assert time.monotonic() < deadline, "Live did not get there in time"
         assert live.tick() == live.TICK_S
         frame = live.active()._shown
@@ -1293,6 +1295,53 @@ def scenario_live() -> dict:
     assert not [t for t in key.animation_data.nla_tracks if t.name == "a2x"]
     assert key.animation_data.action.name == mine_name
     return {"frames": take.num_frames, "shown": len(shown)}
+
+
+def scenario_live_external() -> dict:
+    """Live through the external runtime, as a bake goes when the preferences name one: a
+    file, then that Python's microphone (an ALSA file-plugin device, see test_addon.py)."""
+    from a2x_core.names import ARKIT_52
+
+    live = addon().live
+    os.environ["PYTHONPATH"] = ARGS["repo"]  # the worker imports this tree's a2x_core
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.external_python = ARGS["python"]
+    obj, settings = _a2f_scene(ARGS)
+    key = obj.data.shape_keys
+    jaw = styled_names()["jawOpen"]
+    settings.live_source, settings.live_file, settings.live_record = "FILE", ARGS["audio"], True
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    session = live.active().session
+    assert type(session).__name__ == "WorkerLiveSession"
+    shown = _drive_live(live, "ended")
+    assert len(shown) > 10 and len({round(v[jaw], 6) for _, v in shown}) > 5
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    take = session.take()
+    assert take.num_frames == 60 == session.stats.frames, take.num_frames
+    curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
+    np.testing.assert_allclose(keys_of(curve)[:, 1], take.weights[:, ARKIT_52.index("jawOpen")],
+                               atol=1e-6)  # fmt: skip
+    assert not _live_threads() and session.job._proc.returncode == 0
+    out = {"frames": take.num_frames}
+    if not ARGS.get("mic_home"):
+        return out
+
+    os.environ["HOME"] = ARGS["mic_home"]  # where the worker's ALSA finds the .asoundrc
+    settings.live_source, settings.live_device = "MICROPHONE", "a2xmic"
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    session = live.active().session
+    shown = _drive_live(live, lambda s: s.stats.frames >= 90 or s.state == "failed")
+    assert session.error is None, session.error
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    take = session.take()
+    assert take.num_frames >= 90 and take.audio_path == ""
+    curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
+    keyed = keys_of(curve)
+    assert keyed.shape[0] == take.num_frames
+    speech = keyed[:60, 1]
+    assert speech.max() - speech.min() > 0.01, "the jaw moves with the device's speech"
+    out["microphone_frames"] = take.num_frames
+    return out
 
 
 def main() -> int:

@@ -182,6 +182,40 @@ def test_live_preview_drives_shape_keys_and_record_bakes_the_take(
     assert out["frames"] == 60 and out["shown"] > 10  # 2.0 s at 30 fps
 
 
+def _alsa_microphone(home: Path, clip: str) -> str | None:
+    """A HOME whose ``.asoundrc`` makes ALSA device ``a2xmic`` read ``clip`` (float32 at the
+    device's 44.1 kHz; not paced, zeros after it): a microphone for PortAudio without one.
+    None when this Python has no sounddevice/PortAudio (the worker would have none)."""
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError):
+        return None
+    import numpy as np
+    import soxr
+
+    from a2x_core.audio import decode_audio
+
+    raw = home / "mic.raw"
+    samples = soxr.resample(decode_audio(clip).samples, 16000, 44100).astype("<f4")
+    raw.write_bytes(np.ascontiguousarray(samples).tobytes())
+    (home / ".asoundrc").write_text(
+        f'pcm.a2xmic {{ type file; slave.pcm "null"; file "/dev/null"; infile "{raw}"; '
+        'format "raw" }\n', encoding="utf-8",
+    )  # fmt: skip
+    return str(home)
+
+
+def test_live_through_the_external_runtime_file_and_microphone(
+    blender, generated_models, live_clip, tmp_path: Path
+) -> None:
+    import sys
+
+    out = blender.run("live_external", a2f=generated_models["a2f"], audio=live_clip,
+                      python=sys.executable, repo=str(REPO),
+                      mic_home=_alsa_microphone(tmp_path, live_clip))  # fmt: skip
+    assert out["frames"] == 60
+
+
 @pytest.fixture(scope="module")
 def diffusion_model(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A generated Audio2Face-3D v3.0 diffusion folder (Claire, James, Mark) and a 1 s clip."""

@@ -4,6 +4,8 @@ frame for a poller, stop/cancel leaving no thread behind, and errors surfaced, n
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -17,12 +19,12 @@ import soundfile
 from a2x_core.audio import Audio, decode_audio
 from a2x_core.errors import AudioInvalidSamplesError, AudioNotFoundError, CancelledError, ModelError
 from a2x_core.live import file_blocks
-from a2x_core.live_session import LiveSession
+from a2x_core.live_session import LiveSession, WorkerLiveSession
 from a2x_core.models import load_model
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from tests.a2f_folders import make_regression_folder
-from tests.conftest import SAMPLE
+from tests.conftest import REPO, SAMPLE
 
 FPS = Fraction(30)
 
@@ -179,3 +181,62 @@ def test_a_model_that_fails_to_load_is_surfaced_and_closes_the_source(
         session.stop()
     with pytest.raises(StopIteration):
         next(blocks)  # closed: nothing more is read from it
+
+
+# --------------------------------------------------------------------------- external runtime
+
+
+def _worker_session(model_json: str, source: dict, **kwargs) -> WorkerLiveSession:  # noqa: ANN003
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    return WorkerLiveSession(sys.executable, model_json, _options(), source, env=env, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def regression_json(tmp_path_factory: pytest.TempPathFactory) -> str:
+    folder = make_regression_folder(tmp_path_factory.mktemp("live_worker") / "model", seed=5)
+    return str(folder.model_json)
+
+
+def test_external_runtime_take_equals_the_offline_run(regression, regression_json, clip) -> None:
+    session = _worker_session(regression_json, {"file": str(clip), "real_time": False},
+                              record=True, audio_path=str(clip)).start()  # fmt: skip
+    deadline = time.monotonic() + 60
+    while session.alive:
+        assert time.monotonic() < deadline
+        session.latest()
+        time.sleep(0.01)
+    assert session.state == "ended", session.error
+    take = session.stop()
+    offline = regression.animate([Audio(decode_audio(clip).samples)], _options())[0]
+    assert take.num_frames == offline.num_frames == session.stats.frames
+    np.testing.assert_allclose(take.weights, offline.weights, atol=1e-5)
+    np.testing.assert_array_equal(session.latest().weights, take.weights[-1])
+    assert take.model == regression.name and take.audio_path == str(clip)
+    assert len(session.stats.latencies_s) > 0 and session.job._proc.returncode == 0
+
+
+def test_external_runtime_stop_sends_the_tail_and_cancel_ends_the_worker(
+    regression_json, clip
+) -> None:
+    session = _worker_session(regression_json, {"file": str(clip)}, record=True).start()
+    _wait_until(lambda: session.latest() is not None)
+    take = session.stop()
+    assert session.state == "ended" and not session.alive
+    assert 0 < take.num_frames == session.stats.frames
+    assert len(session.stats.latencies_s) < take.num_frames  # the tail came after the stop
+    assert session.stats.received_s < 2.5
+
+    session = _worker_session(regression_json, {"file": str(clip)}).start()
+    _wait_until(lambda: session.latest() is not None)
+    session.cancel()
+    assert session.state == "cancelled" and session.job._proc.poll() is not None
+    with pytest.raises(CancelledError):
+        session.stop()
+
+
+def test_external_runtime_errors_keep_their_type(regression_json, tmp_path: Path) -> None:
+    session = _worker_session(regression_json, {"file": str(tmp_path / "gone.wav")}).start()
+    _wait_until(lambda: not session.alive)
+    assert session.state == "failed" and isinstance(session.error, AudioNotFoundError)
+    with pytest.raises(AudioNotFoundError, match="gone.wav"):
+        session.stop()
