@@ -175,6 +175,8 @@ class A2X_OT_bake(Operator):
         reason = ""
         if context.window_manager.a2x_job.running:
             reason = "A bake is running; Esc or Cancel stops it"
+        elif live.active() is not None:
+            reason = "Live is running; Stop it first"
         elif context.area is not None and context.area.type == "VIEW_3D":
             reason = _panel_reason(context)
         if reason:

@@ -1241,6 +1241,7 @@ def scenario_live() -> dict:
     assert bpy.ops.a2x.live_start() == {"FINISHED"}
     assert bpy.context.window_manager.a2x_live.running
     assert not bpy.ops.a2x.live_start.poll() and bpy.ops.a2x.live_stop.poll()
+    assert not bpy.ops.a2x.bake.poll(), "no bake while Live drives the keys"
     session = live.active().session
     rows = live.active().rows(settings)[0]
     shown = _drive_live(live, "ended")
@@ -1259,6 +1260,22 @@ def scenario_live() -> dict:
     assert owned_actions() == [] and key.animation_data is None
     assert not _live_threads() and not bpy.app.timers.is_registered(live.tick)
     assert not state.running and "recorded 0" in state.message
+
+    # a source that fails on the session's thread ends Live at the next tick, values restored
+    broken = os.path.join(tempfile.mkdtemp(), "broken.wav")
+    with open(broken, "wb") as handle:
+        handle.write(b"RIFF not really a wave file" * 10)
+    settings.live_file = broken
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    deadline = time.monotonic() + 30
+    while live.tick() is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert live.active() is None and not state.running and not _live_threads()
+    assert "broken.wav" in state.message and state.message.startswith("Live stopped"), state.message
+    assert {b.name: b.value for b in key.key_blocks} == before
+    assert not bpy.ops.a2x.live_stop.poll() and bpy.ops.a2x.live_start.poll()
+    settings.live_file = ARGS["audio"]
 
     # Record: an Action of the artist's is in the way unless the take goes to an NLA strip
     artist_keys(key, jaw)
