@@ -263,6 +263,8 @@ def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken,
     from .api import Animator
 
     command = request.get("command", "animate")
+    if command == "live":
+        _live_source(request)
     options = options_from_json(request.get("options", {}))
     model_spec = request.get("model", "default")
     channel.send("progress", fraction=0.0, stage="loading model")
@@ -288,17 +290,23 @@ def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken,
         channel.send("result", index=index, result=result_to_json(result))
 
 
+def _live_source(request: dict[str, Any]) -> dict[str, Any]:
+    """A live request's source object, checked before the model loads."""
+    source = request.get("source")
+    if not isinstance(source, dict):
+        raise ParameterError(f"the worker's live request needs a source object, found "
+                             f"{_short(source)}", hint='send "source": {"file": "/path/clip.wav"}'
+                             ' or {"device": null}')  # fmt: skip
+    return source
+
+
 def _serve_live(request: dict[str, Any], model: Any, options: InferenceOptions,
                 channel: _Channel, token: CancelToken, stop: threading.Event) -> None:  # fmt: skip
     """A live request: the source through the model's stream (:func:`.live.pump`, the loop
     of ``a2x live``), each push's frames as one event, until the audio ends or ``stop``."""
     from .live import LiveStats, open_source, pump, pump_tail
 
-    source = request.get("source")
-    if not isinstance(source, dict):
-        raise ParameterError(f"the worker's live request needs a source object, found "
-                             f"{_short(source)}", hint='send "source": {"file": "/path/clip.wav"}'
-                             ' or {"device": null}')  # fmt: skip
+    source = _live_source(request)
     path, device = source.get("file"), source.get("device")
     blocks = open_source(str(path) if path else None, device=device or None,
                          real_time=bool(source.get("real_time", True)))  # fmt: skip
