@@ -188,6 +188,9 @@ def start(context: bpy.types.Context, real_time: bool = True) -> LivePreview:
     if model != "default":
         model = bpy.path.abspath(model)
     options = _live_options(context, model, warnings)
+    if model != "default" and settings.emotion_model_path.strip():
+        warnings.append("Live uses the emotion sliders; the Emotion Model (Audio2Emotion) "
+                        "applies to bakes only")  # fmt: skip
     source = _source(settings, real_time)
     session = _session(context, model, options, source, settings.live_record)
     audio_path = source.get("file") or ""
