@@ -178,9 +178,7 @@ def test_a_source_error_is_surfaced(regression, tmp_path: Path) -> None:
         session.stop()
 
 
-def test_a_model_that_fails_to_load_is_surfaced_and_closes_the_source(
-    clip, tmp_path: Path
-) -> None:
+def test_a_model_that_fails_to_load_is_surfaced_and_closes_the_source(clip, tmp_path: Path) -> None:
     blocks = file_blocks(clip, real_time=False)
     session = LiveSession(lambda: load_model(str(tmp_path / "none" / "model.json")), _options(),
                           blocks).start()  # fmt: skip
