@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -226,6 +226,15 @@ class LiveStats:
     level_db: float = -math.inf
     jaw_open: float = 0.0
 
+    def count(self, new: Sequence[Any], compute_s: float | None) -> None:
+        """Count one push's frames; ``compute_s`` (None for the tail, which no sound waits
+        for) adds their latencies."""
+        if compute_s is not None:
+            self.latencies_s.extend(self.received_s - f.time_s + compute_s for f in new)
+        if new:
+            self.frames += len(new)
+            self.jaw_open = float(new[-1].weights[_JAW_OPEN])
+
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q)) * 1000 if self.latencies_s else math.nan
 
@@ -292,42 +301,60 @@ class StopSignals:
         return None if self.received is None else 128 + self.received
 
 
-def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
-             status: StatusLine, stop: StopSignals) -> tuple[list[Any], LiveStats]:  # fmt: skip
-    """Push every block, send each finished frame to ``fanout``, until the audio ends or
-    ``stop`` hears a signal; then close the stream and send its tail.
+def pump(stream: Any, blocks: Iterator[Block], stats: LiveStats,
+         on_frames: Callable[[Sequence[Any]], None], should_stop: Callable[[], bool],
+         after_block: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """The live loop of ``a2x live`` and of :class:`.live_session.LiveSession`: push every
+    block, count it in ``stats``, hand each push's frames to ``on_frames``, until the audio
+    ends or ``should_stop()`` (asked after every block); the source is closed on the way out
+    (a microphone's InputStream stops there), even when it or the model raised.
 
     Latency of a frame = audio received so far − the frame's audio time + the push's compute:
-    on a real-time source, how long after its sound arrived the frame went out.
+    on a real-time source, how long after its sound arrived the frame went out. The stream is
+    left open: :func:`pump_tail` sends its tail, or the caller cancels it.
     """
-    frames: list[Any] = []
-    stats = LiveStats()
-
-    def deliver(new: Sequence[Any], compute_s: float | None) -> None:
-        for frame in new:
-            fanout.send(frame, fps)
-            if compute_s is not None:
-                stats.latencies_s.append(stats.received_s - frame.time_s + compute_s)
-        if new:
-            frames.extend(new)
-            stats.frames = len(frames)
-            stats.jaw_open = float(new[-1].weights[_JAW_OPEN])
-
     try:
         for samples, rate in blocks:
             started = time.perf_counter()
             new = stream.push(samples, rate)
             stats.received_s += len(samples) / rate
             stats.level_db = _level_db(np.asarray(samples, dtype=np.float32))
-            deliver(new, time.perf_counter() - started)
-            status.show(stats)
-            if stop.received is not None:
+            stats.count(new, time.perf_counter() - started)
+            if new:
+                on_frames(new)
+            if after_block is not None:
+                after_block()
+            if should_stop():
                 break
     finally:
         close = getattr(blocks, "close", None)
         if close is not None:
-            close()  # a microphone's InputStream stops here
-    deliver(stream.close(), None)
+            close()
+
+
+def pump_tail(stream: Any, stats: LiveStats, on_frames: Callable[[Sequence[Any]], None]) -> None:
+    """Close the stream and hand on its tail frames (the look-ahead's last frames)."""
+    tail = stream.close()
+    stats.count(tail, None)
+    if tail:
+        on_frames(tail)
+
+
+def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
+             status: StatusLine, stop: StopSignals) -> tuple[list[Any], LiveStats]:  # fmt: skip
+    """``a2x live``'s take: :func:`pump` every block to ``fanout`` until the audio ends or
+    ``stop`` hears a signal, then the stream's tail; returns every frame and the stats."""
+    frames: list[Any] = []
+    stats = LiveStats()
+
+    def deliver(new: Sequence[Any]) -> None:
+        for frame in new:
+            fanout.send(frame, fps)
+        frames.extend(new)
+
+    pump(stream, blocks, stats, deliver, lambda: stop.received is not None,
+         after_block=lambda: status.show(stats))  # fmt: skip
+    pump_tail(stream, stats, deliver)
     status.show(stats, force=True)
     status.end()
     return frames, stats
