@@ -560,5 +560,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.exit_code
 
 
+def console_main() -> int:
+    """``a2x`` as a process of its own (the console script, ``python -m a2x_core``): ``main``,
+    then its helper processes stopped and reaped, so that none outlives the command in its
+    process group (an orphan left to a container's init may stay a zombie)."""
+    try:
+        return main()
+    finally:
+        _reap_child_processes()
+
+
+def _reap_child_processes() -> None:
+    """Join the default model's decoder workers and stop multiprocessing's resource tracker."""
+    parallel = sys.modules.get("a2x_core.lipsync.parallel")
+    if parallel is not None:
+        with contextlib.suppress(Exception):
+            parallel.shutdown()
+    tracker = sys.modules.get("multiprocessing.resource_tracker")
+    stop = getattr(getattr(tracker, "_resource_tracker", None), "_stop", None)
+    if stop is not None:
+        with contextlib.suppress(Exception):
+            stop()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -105,3 +105,29 @@ def test_silent_clip_warns_and_rests(tmp_path: Path) -> None:
     assert "silent" in proc.stderr
     weights = np.array(json.loads(out.read_text())["weightMat"])
     assert weights[:, ARKIT_52.index("jawOpen")].max() < 0.05
+
+
+def _processes_in_group(pgid: int) -> list[str]:
+    """Processes (zombies too) of process group ``pgid``, read from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
+            found.append(f"{stat.parent.name} {fields[0]}")
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc (Linux)")
+def test_the_command_leaves_no_process_behind(tmp_path: Path) -> None:
+    """An 11 s clip is decoded by worker processes; when ``a2x`` returns, none of them (nor
+    multiprocessing's resource tracker) is left in its process group, running or zombie."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "a2x_core", "animate", str(SAMPLE), "--model", "default", "-q",
+         "-o", str(tmp_path / "out.json")],
+        cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True,
+    )  # fmt: skip
+    assert process.wait(timeout=300) == 0
+    assert _processes_in_group(process.pid) == []
