@@ -101,6 +101,10 @@ class ModelHub:
     # ------------------------------------------------------------------------- slots
 
     @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
     def active_streams(self) -> int:
         return self._slots
 
