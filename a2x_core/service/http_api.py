@@ -236,7 +236,7 @@ async def _websocket_stream(socket: Any, hub: ModelHub, token: str | None) -> No
     try:
         handle, opened = hub.open(hub.options_for({}, ()),
                                   lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
-                                  number)  # fmt: skip
+                                  number, rate)  # fmt: skip
         await asyncio.wrap_future(opened)
         await socket.send_json({"type": "header", "fps": float(hub.fps), "rate": rate,
                                 "blendshape_names": list(NIM_BLENDSHAPE_NAMES)})  # fmt: skip

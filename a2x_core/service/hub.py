@@ -53,6 +53,21 @@ class Limits:
     max_rate: int = 144_000
 
 
+#: Samples per stream-bank push (the bank's ``max_push``): a client message longer than this
+#: is pushed in several bank ticks.
+BANK_PUSH = 1600
+
+
+@dataclass(frozen=True)
+class ServiceFrame:
+    """A frame of a bank stream, with the fields the transports read (as a StreamFrame)."""
+
+    index: int
+    time_s: float
+    weights: np.ndarray
+    emotions: np.ndarray
+
+
 @dataclass(eq=False)
 class StreamHandle:
     """One client's stream in the hub; every method only queues a command (any thread)."""
@@ -63,6 +78,17 @@ class StreamHandle:
     stream: Any = None
     emotions: list[EmotionKey] = field(default_factory=list)
     done: bool = False
+    slot: int | None = None  # its slot when the stream lives in the hub's stream bank
+    pending: list[np.ndarray] = field(default_factory=list)  # bank: audio not pushed yet
+    buffered: int = 0
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` pending samples (bank streams)."""
+        data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        head, rest = data[:count], data[count:]
+        self.pending = [rest] if len(rest) else []
+        self.buffered -= len(head)
+        return head
 
     def push(self, samples: np.ndarray, rate: int, emotions: Sequence[EmotionKey] = ()) -> None:
         """Queue audio (and emotion keys that arrived with it) for the worker."""
@@ -81,12 +107,22 @@ class ModelHub:
     """One loaded model, its stream executor, the worker thread, the stream slots."""
 
     def __init__(self, model: Any, fps: Fraction | int | str = 30, limits: Limits | None = None,
-                 base_options: InferenceOptions | None = None) -> None:  # fmt: skip
+                 base_options: InferenceOptions | None = None, bank: bool = True) -> None:  # fmt: skip
         self.model = model
         self.limits = limits or Limits()
         self.base_options = (base_options or InferenceOptions()).with_changes(fps=fps)
         self.fps: Fraction = self.base_options.fps
         self.executor = model.stream_executor() if hasattr(model, "stream_executor") else None
+        #: streams with the service's own options at 16 kHz (no header parameters, no timed
+        #: emotions: the NIM's common case) live in one stream bank when the model's stages run
+        #: on a torch device: a round is then array operations, not one object per stream
+        self.bank = None
+        if bank and hasattr(model, "stream_bank"):
+            try:
+                self.bank = model.stream_bank(self.base_options, max_push=BANK_PUSH)
+            except A2XError:  # NumPy stages (CPU engine): per-object streams on the executor
+                self.bank = None
+        self._by_slot: dict[int, StreamHandle] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._commands: list[tuple[Any, ...]] = []
@@ -133,14 +169,14 @@ class ModelHub:
 
     # ------------------------------------------------------------------------- streams
 
-    def open(self, options: InferenceOptions, deliver: Deliver,
-             number: int) -> tuple[StreamHandle, Future[None]]:  # fmt: skip
-        """Open a stream with ``options`` on the worker thread; the future ends when it is open
-        (or holds the model's refusal: an A2XError such as a ParameterError naming the
-        parameter)."""
+    def open(self, options: InferenceOptions, deliver: Deliver, number: int,
+             rate: int = 16000) -> tuple[StreamHandle, Future[None]]:  # fmt: skip
+        """Open a stream with ``options`` (audio at ``rate``) on the worker thread; the future
+        ends when it is open (or holds the model's refusal: an A2XError such as a
+        ParameterError naming the parameter)."""
         handle = StreamHandle(self, deliver, number, emotions=list(options.emotions))
         opened: Future[None] = Future()
-        self._submit(("open", handle, options, opened))
+        self._submit(("open", handle, options, opened, rate))
         return handle, opened
 
     def options_for(self, parameters: dict[str, Any], emotions: Sequence[EmotionKey]) -> InferenceOptions:
@@ -187,12 +223,18 @@ class ModelHub:
         """Every waiting command, then one executor run for all fed streams, then the frames."""
         fed: list[StreamHandle] = []
         closing: list[StreamHandle] = []
+        bank_fed: list[StreamHandle] = []
+        bank_closing: list[StreamHandle] = []
         for command in commands:
             kind, handle = command[0], command[1]
             try:
                 if kind == "open":
-                    self._open(handle, command[2], command[3])
-                elif handle.done or handle.stream is None:
+                    self._open(handle, *command[2:])
+                elif handle.done:
+                    continue
+                elif handle.slot is not None:
+                    self._bank_command(handle, command, bank_fed, bank_closing)
+                elif handle.stream is None:
                     continue
                 elif kind == "push":
                     frames = self._feed(handle, *command[2:])
@@ -220,6 +262,8 @@ class ModelHub:
             for handle in fed:
                 if not handle.done:
                     handle.deliver(("frames", handle.stream.pull()))
+        if bank_fed or bank_closing:
+            self._bank_round(bank_fed, bank_closing)
         for handle in closing:
             if handle.done:
                 continue
@@ -232,9 +276,13 @@ class ModelHub:
             self._handles.discard(handle)
             handle.deliver(("closed", tail))
 
-    def _open(self, handle: StreamHandle, options: InferenceOptions, opened: Future[None]) -> None:
+    def _open(self, handle: StreamHandle, options: InferenceOptions, opened: Future[None],
+              rate: int) -> None:  # fmt: skip
         try:
-            if self.executor is not None:
+            if self.bank is not None and rate == 16000 and options == self.base_options:
+                handle.slot = int(self.bank.open(1)[0])
+                self._by_slot[handle.slot] = handle
+            elif self.executor is not None:
                 handle.stream = self.model.open_stream(options, executor=self.executor)
             else:
                 handle.stream = self.model.open_stream(options)
@@ -258,12 +306,90 @@ class ModelHub:
         handle.stream.feed(samples, rate)
         return []
 
+    # ------------------------------------------------------------------------- stream bank
+
+    def _bank_command(self, handle: StreamHandle, command: tuple[Any, ...],
+                      fed: list[StreamHandle], closing: list[StreamHandle]) -> None:  # fmt: skip
+        kind = command[0]
+        if kind == "push":
+            samples, rate, emotions = command[2:]
+            if emotions:
+                raise ParameterError("timed emotions must come with the first audio here",
+                                     hint="send every emotion key with the first chunk")  # fmt: skip
+            data = np.asarray(samples)
+            if data.dtype.kind == "i":  # integer PCM as the streams read it (x / 2^(bits-1))
+                data = data.astype(np.float32) / (float(np.iinfo(data.dtype).max) + 1.0)
+            handle.pending.append(np.asarray(data, np.float32))
+            handle.buffered += len(data)
+            if handle not in fed:
+                fed.append(handle)
+        elif kind == "close":
+            closing.append(handle)
+        elif kind == "cancel":
+            self._drop(handle, None)
+
+    def _bank_round(self, fed: list[StreamHandle], closing: list[StreamHandle]) -> None:
+        """Push every bank stream's pending audio (streams with the same count together, at
+        most BANK_PUSH per push), close the ending ones in one call, deliver by slot."""
+        bank = self.bank
+        assert bank is not None
+        out: dict[int, list[ServiceFrame]] = {}
+        try:
+            while ready := [h for h in fed if h.buffered > 0 and not h.done]:
+                groups: dict[int, list[StreamHandle]] = {}
+                for handle in ready:
+                    groups.setdefault(min(handle.buffered, BANK_PUSH), []).append(handle)
+                for count, handles in groups.items():
+                    block = np.stack([h.take(count) for h in handles])
+                    self._bank_frames(bank.push([h.slot for h in handles], block), out)
+                self.rounds += 1
+            ending = [h for h in closing if not h.done]
+            if ending:
+                self._bank_frames(bank.close([h.slot for h in ending]), out)
+        except Exception as error:  # the shared call failed: every stream in it hears it
+            log.exception("the stream bank failed")
+            for handle in {*fed, *closing}:
+                self._drop(handle, f"the model failed: {error}")
+            return
+        for handle in ending:
+            handle.done = True
+            self._handles.discard(handle)
+            self._by_slot.pop(handle.slot, None)
+            handle.deliver(("closed", out.pop(handle.slot, [])))
+        for slot, frames in out.items():
+            handle = self._by_slot.get(slot)
+            if handle is not None and not handle.done:
+                handle.deliver(("frames", frames))
+
+    def _bank_frames(self, frames: Any, out: dict[int, list[ServiceFrame]]) -> None:
+        if not len(frames.slots):
+            return
+        emotions = self._default_emotions()
+        order = np.argsort(frames.slots, kind="stable")
+        slots, index, times = frames.slots[order], frames.index[order], frames.time_s[order]
+        weights = frames.weights[order]
+        for k in range(len(order)):
+            out.setdefault(int(slots[k]), []).append(
+                ServiceFrame(int(index[k]), float(times[k]), weights[k], emotions))
+
+    def _default_emotions(self) -> np.ndarray:
+        info = getattr(getattr(self.model, "package", None), "network_info", None)
+        default = getattr(info, "default_emotion", None)
+        return np.zeros(len(self.model.emotion_names), np.float32) if default is None else \
+            np.asarray(default, np.float32)  # fmt: skip
+
     def _drop(self, handle: StreamHandle, message: str | None) -> None:
         """Cancel a stream; tell its client why (None: the client left, tell nobody)."""
         if handle.done:
             return
         handle.done = True
         self._handles.discard(handle)
+        if handle.slot is not None:
+            self._by_slot.pop(handle.slot, None)
+            try:
+                self.bank.cancel([handle.slot])
+            except Exception:  # already closed: nothing more to free
+                log.debug("cancel of bank slot %s failed", handle.slot, exc_info=True)
         if handle.stream is not None:
             try:
                 handle.stream.cancel()

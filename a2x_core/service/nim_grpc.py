@@ -213,7 +213,7 @@ class NimService:
             if keys and not self.hub.model.emotion_names:
                 call.plan.notes.append(f"timed emotions not applied: the {self.hub.model.name} "
                                        "model takes no emotion input")  # fmt: skip
-            handle, opened = self.hub.open(options, deliver, number)
+            handle, opened = self.hub.open(options, deliver, number, rate)
             call.handle = handle
             await asyncio.wrap_future(opened)
             keys = []

@@ -295,3 +295,41 @@ def test_default_model_serves_the_frames_of_a2x_animate(
     assert weights[:, jaw].max() <= 0.5 + 1e-6 and weights[:, jaw].max() > 0
     np.testing.assert_allclose(weights[:, wide], 1.0)  # offset 2, clamped to 1
     assert bytes(reply.echo) == pcm.tobytes() and reply.smoothed_emotions == []
+
+
+@pytest.mark.slow
+def test_stream_bank_serves_plain_nim_streams(folder: GeneratedModel, clip: tuple[Path, np.ndarray]) -> None:
+    """With the stages on a torch device (here torch on the CPU), plain 16 kHz streams (no
+    header parameters, no timed emotions) run in the model's stream bank: each client gets the
+    device offline run's frames; a stream with emotions still runs (per-object stream)."""
+    pytest.importorskip("torch")
+    from a2x_core.audio import Audio
+    from a2x_core.options import InferenceOptions
+
+    _, pcm = clip
+    bank_model = load_model(folder.model_json, backend="onnxruntime", threads=1)
+    bank_model.postprocess = "cpu"
+    clips = [np.roll(pcm, 2203 * k)[: 16000 * 2 + 517 * k] for k in range(4)]
+    offline = bank_model.animate([Audio(c.astype(np.float32) / 32768) for c in clips],
+                                 InferenceOptions(fps=FPS))  # fmt: skip
+    with running_server(bank_model, fps=FPS) as server:
+        assert server.hub.bank is not None
+        replies: dict[int, wire.Reply] = {}
+
+        def client(k: int) -> None:
+            replies[k] = wire.run_stream(wire.channel(server.grpc_port),
+                                         wire.sample_client_requests(16000, clips[k].tobytes()))  # fmt: skip
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        with_emotions = wire.run_stream(wire.channel(server.grpc_port),
+                                        wire.sample_client_requests(16000, clips[0].tobytes(), EMOTIONS))  # fmt: skip
+        assert wait_for(lambda: server.hub.active_streams == 0 and not server.hub._by_slot)
+    for k, result in enumerate(offline):
+        assert replies[k].status[0] == SUCCESS
+        assert bytes(replies[k].echo) == clips[k].tobytes()
+        np.testing.assert_allclose(np.stack(replies[k].weights), result.weights, atol=1e-5)
+    assert with_emotions.status[0] == SUCCESS and len(with_emotions.weights) == offline[0].num_frames
