@@ -250,11 +250,14 @@ class NimService:
         return out
 
 
-async def add_health(server: Any) -> Any:
+async def add_health(server: Any) -> Any | None:
     """``grpc.health.v1.Health`` serving "" and the controller service; returns the servicer
     (set NOT_SERVING on it when stopping)."""
-    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-
+    try:
+        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+    except ImportError:  # the serve extra names it; without it the service still runs
+        log.warning("grpcio-health-checking is not installed: no grpc.health.v1.Health service")
+        return None
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     for name in ("", m.SERVICE_NAME):
