@@ -194,8 +194,11 @@ def load(args: argparse.Namespace) -> Any:
     else:
         model_json = args.model
     if args.device == "cpu" or args.model == "default":
-        return load_model(model_json, backend="onnxruntime" if args.model != "default" else "auto",
-                          threads=args.threads)  # fmt: skip
+        model = load_model(model_json, backend="onnxruntime" if args.model != "default" else "auto",
+                           threads=args.threads)  # fmt: skip
+        if args.postprocess:  # torch stages on the CPU: the hub's stream-bank path
+            model.postprocess = args.postprocess
+        return model
     return load_model(model_json, backend="torch", device=args.device, precision=args.precision)
 
 
@@ -210,6 +213,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--postprocess", default="", help="cpu: torch stages on the CPU, so that "
+                        "plain streams run in the stream bank as on a GPU")  # fmt: skip
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--stop-when-failing", action="store_true",
                         help="stop after the first N whose p99 latency exceeds look-ahead + 50 ms")

@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from ..errors import A2XError, ParameterError
 from ..names import ARKIT_52
 from ..version import __version__
-from .hub import NIM_BLENDSHAPE_NAMES, ModelHub, ServiceBusyError
+from .hub import NIM_BLENDSHAPE_NAMES, ModelHub, ServiceBusyError, mailbox_for
 from .nim_grpc import bearer_ok
 
 #: Suffixes an upload's file name may lend to the server's file (decoders sniff the content;
@@ -229,13 +229,13 @@ async def _websocket_stream(socket: Any, hub: ModelHub, token: str | None) -> No
     except ServiceBusyError as error:
         await _ws_fail(socket, 1013, str(error))
         return
-    loop = asyncio.get_running_loop()
+    mailbox = mailbox_for(asyncio.get_running_loop())
     queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     handle = None
     reader = None
     try:
         handle, opened = hub.open(hub.options_for({}, ()),
-                                  lambda item: loop.call_soon_threadsafe(queue.put_nowait, item),
+                                  lambda item: mailbox.post(queue, item),
                                   number, rate)  # fmt: skip
         await asyncio.wrap_future(opened)
         await socket.send_json({"type": "header", "fps": float(hub.fps), "rate": rate,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -56,6 +57,10 @@ class Limits:
 #: Samples per stream-bank push (the bank's ``max_push``): a client message longer than this
 #: is pushed in several bank ticks.
 BANK_PUSH = 1600
+#: Bank pushes are whole blocks of this many samples (20 ms), so that streams whose clients
+#: send the usual chunk sizes (20/40 ms, 1 s) share one tick per round even when a slow round
+#: let different amounts pile up; a remainder waits for the next message (or the end).
+BANK_BLOCK = 320
 
 
 @dataclass(frozen=True)
@@ -334,16 +339,20 @@ class ModelHub:
         bank = self.bank
         assert bank is not None
         out: dict[int, list[ServiceFrame]] = {}
+        ending = [h for h in closing if not h.done]
         try:
-            while ready := [h for h in fed if h.buffered > 0 and not h.done]:
+            while ready := [h for h in {*fed, *ending} if not h.done and (
+                    h.buffered >= BANK_BLOCK or (h in ending and h.buffered > 0))]:  # fmt: skip
                 groups: dict[int, list[StreamHandle]] = {}
                 for handle in ready:
-                    groups.setdefault(min(handle.buffered, BANK_PUSH), []).append(handle)
+                    count = min(handle.buffered, BANK_PUSH)
+                    if count >= BANK_BLOCK:
+                        count -= count % BANK_BLOCK
+                    groups.setdefault(count, []).append(handle)
                 for count, handles in groups.items():
                     block = np.stack([h.take(count) for h in handles])
                     self._bank_frames(bank.push([h.slot for h in handles], block), out)
                 self.rounds += 1
-            ending = [h for h in closing if not h.done]
             if ending:
                 self._bank_frames(bank.close([h.slot for h in ending]), out)
         except Exception as error:  # the shared call failed: every stream in it hears it
@@ -397,6 +406,44 @@ class ModelHub:
                 log.debug("cancel of stream %s failed", handle.number, exc_info=True)
         if message is not None:
             handle.deliver(("error", message))
+
+
+class LoopMailbox:
+    """Hands the worker's deliveries to an asyncio loop with one wake-up per batch (one
+    ``call_soon_threadsafe`` per round, not one per stream: a round may serve hundreds)."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self._items: list[tuple[Any, Delivery]] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, queue: Any, item: Delivery) -> None:
+        """``queue.put_nowait(item)`` on the loop (from any thread)."""
+        with self._lock:
+            self._items.append((queue, item))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[Any, LoopMailbox] = weakref.WeakKeyDictionary()
+
+
+def mailbox_for(loop: Any) -> LoopMailbox:
+    """The loop's mailbox (made on first use)."""
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = LoopMailbox(loop)
+    return box
 
 
 def replace_emotion_curve(model: Any, stream: Any, keys: Sequence[EmotionKey]) -> None:

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import A2XError
 from . import nim_messages as m
-from .hub import NIM_BLENDSHAPE_NAMES, ModelHub, ServiceBusyError, StreamHandle
+from .hub import NIM_BLENDSHAPE_NAMES, ModelHub, ServiceBusyError, StreamHandle, mailbox_for
 from .nim_header import HeaderPlan, plan_header
 
 log = logging.getLogger("a2x_core")
@@ -154,10 +154,10 @@ class NimService:
     async def _read(self, incoming: AsyncIterator[Any], call: _Call, number: int) -> None:
         """Client messages into the hub until end of audio; protocol faults end the call."""
         limits = self.hub.limits
-        loop = asyncio.get_running_loop()
+        mailbox = mailbox_for(asyncio.get_running_loop())
 
         def deliver(item: tuple[str, Any]) -> None:
-            loop.call_soon_threadsafe(call.queue.put_nowait, item)
+            mailbox.post(call.queue, item)
 
         def fail(message: str) -> None:
             call.queue.put_nowait(("error", message))
