@@ -136,6 +136,50 @@ def client_process(port: int, streams: int, seconds: float, chunk: int, start: f
     out.put([r if isinstance(r, dict) else {"error": repr(r)} for r in results])
 
 
+def upload_process(port: int, uploads: int, wav: bytes, start: float, out: Any) -> None:
+    """``uploads`` concurrent POST /v1/animate (format npz) of one clip; each one's latency."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    def one(_: int) -> dict[str, Any]:
+        with httpx.Client(timeout=600) as client:
+            time.sleep(max(0.0, start - time.time()))
+            began = time.time()
+            answer = client.post(f"http://127.0.0.1:{port}/v1/animate?format=npz", content=wav)
+            return {"latency": time.time() - began, "ok": answer.status_code == 200,
+                    "code": answer.status_code, "bytes": len(answer.content)}  # fmt: skip
+
+    try:
+        with ThreadPoolExecutor(uploads) as pool:
+            out.put(list(pool.map(one, range(uploads))))
+    except BaseException as error:
+        out.put([{"error": repr(error)}] * uploads)
+        raise
+
+
+def upload_trial(port: int, n: int, args: argparse.Namespace, wav: bytes) -> dict[str, Any]:
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    procs = min(args.client_procs, n)
+    start = time.time() + 3.0
+    shares = [n // procs + (1 if k < n % procs else 0) for k in range(procs)]
+    workers = [ctx.Process(target=upload_process, args=(port, share, wav, start, queue))
+               for share in shares]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    results: list[dict[str, Any]] = []
+    for _ in workers:
+        results += queue.get(timeout=600)
+    wall = time.time() - start
+    for worker in workers:
+        worker.join(30)
+    latencies = [r["latency"] for r in results if r.get("ok")]
+    return {"n": n, "p50": np.percentile(latencies, 50) if latencies else float("nan"),
+            "p99": np.percentile(latencies, 99) if latencies else float("nan"),
+            "per_s": len(latencies) / wall, "failed": n - len(latencies)}  # fmt: skip
+
+
 # ----------------------------------------------------------------------------- trials
 
 
@@ -205,7 +249,7 @@ def load(args: argparse.Namespace) -> Any:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="regression")
-    parser.add_argument("--streams", default="1,4,16,64")
+    parser.add_argument("--streams", default="1,4,16,64", help="gRPC stream counts ('' = none)")
     parser.add_argument("--seconds", type=float, default=6.0)
     parser.add_argument("--chunk-ms", type=float, default=40.0)
     parser.add_argument("--fps", type=float, default=30.0)
@@ -218,6 +262,8 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--stop-when-failing", action="store_true",
                         help="stop after the first N whose p99 latency exceeds look-ahead + 50 ms")
+    parser.add_argument("--uploads", default="", help="also N concurrent HTTP uploads of a "
+                        "--seconds clip to /v1/animate, e.g. 1,4,16,64")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.chunk = int(round(args.chunk_ms * RATE / 1000))
@@ -226,9 +272,11 @@ def main() -> None:
     from a2x_core.service.server import ServeConfig, ServiceServer
 
     model = load(args)
-    counts = [int(n) for n in args.streams.split(",")]
-    hub = ModelHub(model, fps=int(args.fps), limits=Limits(max_streams=max(counts) + 8))
-    server = ServiceServer(hub, ServeConfig(grpc_port=0, http_port=None)).start()
+    counts = [int(n) for n in args.streams.split(",") if n]
+    uploads = [int(n) for n in args.uploads.split(",") if n]
+    hub = ModelHub(model, fps=int(args.fps),
+                   limits=Limits(max_streams=max(counts + uploads) + 8))  # fmt: skip
+    server = ServiceServer(hub, ServeConfig(grpc_port=0, http_port=0 if uploads else None)).start()
     pcm = speech(args.seconds)
     reference = model.open_stream(hub.base_options)
     expected = len(reference.push(pcm, RATE)) + len(reference.close())
@@ -259,6 +307,23 @@ def main() -> None:
                   json.dumps(result["errors"]) if result["errors"] else "", flush=True)
             if args.stop_when_failing and result["delay_p99"] > 50:
                 break
+        if uploads:
+            import io
+
+            import soundfile
+
+            buffer = io.BytesIO()
+            soundfile.write(buffer, pcm, RATE, format="WAV", subtype="PCM_16")
+            lines += ["", f"HTTP uploads: N concurrent `POST /v1/animate?format=npz` of a "
+                      f"{args.seconds:g} s clip (the server animates one upload at a time)", "",
+                      "| uploads | latency p50 / p99 (s) | uploads/s | failed |",
+                      "|---|---|---|---|"]  # fmt: skip
+            print("\n".join(lines[-5:]), flush=True)
+            for n in uploads:
+                result = upload_trial(server.http_port, n, args, buffer.getvalue())
+                lines.append(f"| {n} | {result['p50']:.2f} / {result['p99']:.2f} | "
+                             f"{result['per_s']:.2f} | {result['failed']} |")  # fmt: skip
+                print(lines[-1], flush=True)
     finally:
         server.stop(grace=2.0)
     if args.out:
