@@ -42,7 +42,8 @@ def bearer_ok(metadata: Any, token: str | None) -> bool:
     for key, value in metadata or ():
         if key.lower() == "authorization" and isinstance(value, str):
             scheme, _, given = value.partition(" ")
-            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), token):
+            if scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(),
+                                                                  token.encode()):  # fmt: skip
                 return True
     return False
 

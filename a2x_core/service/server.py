@@ -6,6 +6,7 @@ then cancels the rest and ends the model's worker."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
 import tempfile
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import A2XError, ParameterError
 from .hub import ModelHub
 from .nim_grpc import NimService, add_health
 
@@ -70,6 +72,13 @@ class ServiceServer:
             asyncio.set_event_loop(self._loop)
             try:
                 self._loop.run_until_complete(self._start())
+            except SystemExit:  # uvicorn's own exit when it cannot bind
+                if self._http_task is not None and self._http_task.done():
+                    with contextlib.suppress(BaseException):
+                        self._http_task.exception()  # retrieved: no "never retrieved" noise
+                started.set_exception(_cannot_listen(
+                    f"{self.config.host}:{self.config.http_port}", "--http-port"))  # fmt: skip
+                return
             except BaseException as error:
                 started.set_exception(error)
                 return
@@ -93,13 +102,16 @@ class ServiceServer:
             self._grpc.add_generic_rpc_handlers((NimService(self.hub, cfg.token).handler(),))
             self._health = await add_health(self._grpc)
             address = f"{_bracketed(cfg.host)}:{cfg.grpc_port}"
-            if cfg.tls_cert is not None:
-                credentials = grpc.ssl_server_credentials(
-                    [(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())]
-                )
-                self.grpc_port = self._grpc.add_secure_port(address, credentials)
-            else:
-                self.grpc_port = self._grpc.add_insecure_port(address)
+            try:
+                if cfg.tls_cert is not None:
+                    credentials = grpc.ssl_server_credentials(
+                        [(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())]
+                    )
+                    self.grpc_port = self._grpc.add_secure_port(address, credentials)
+                else:
+                    self.grpc_port = self._grpc.add_insecure_port(address)
+            except RuntimeError:  # grpc's "Failed to bind"
+                raise _cannot_listen(address, "--grpc-port") from None
             await self._grpc.start()
         if cfg.http_port is not None:
             import uvicorn
@@ -113,9 +125,10 @@ class ServiceServer:
             self._http.install_signal_handlers = lambda: None  # the CLI owns the signals
             self._http_task = asyncio.ensure_future(self._http.serve())
             while not self._http.started:
-                if self._http_task.done():
-                    self._http_task.result()  # raises the bind error
-                    raise OSError(f"the HTTP server did not start on port {cfg.http_port}")
+                if self._http_task.done():  # uvicorn logs the bind error and exits its task
+                    if self._grpc is not None:
+                        await self._grpc.stop(0)
+                    raise _cannot_listen(f"{cfg.host}:{cfg.http_port}", "--http-port")
                 await asyncio.sleep(0.01)
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
 
@@ -146,6 +159,11 @@ class ServiceServer:
                 await asyncio.wait_for(self._http_task, grace + 1)
             except (TimeoutError, asyncio.CancelledError):
                 pass
+
+
+def _cannot_listen(address: str, flag: str) -> A2XError:
+    return ParameterError(f"cannot listen on {address}: the port is taken or the address is not "
+                          "this machine's", hint=f"choose another {flag} or --host")  # fmt: skip
 
 
 def _bracketed(host: str) -> str:

@@ -108,13 +108,20 @@ def test_sigterm_lets_running_streams_finish_and_a_restart_serves(folder: Genera
 
 
 def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = str(taken.getsockname()[1])
     for args, expected in ((["--grpc-port", "0", "--http-port", "0"], "nothing to serve"),
+                           (["--grpc-port", busy, "--http-port", "0"], "port is taken"),
+                           (["--grpc-port", "0", "--http-port", busy], "choose another --http-port"),
                            (["--tls-cert", str(tmp_path / "c.pem")], "both --tls-cert"),
                            (["--grpc-port", "70000"], "not a port"),
                            (["--max-streams", "0"], "must be > 0")):  # fmt: skip
         done = run_cli("serve", *args, timeout=60)
         assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
+    taken.close()
 
 
 def test_loopback_addresses() -> None:
