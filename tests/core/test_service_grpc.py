@@ -333,3 +333,24 @@ def test_stream_bank_serves_plain_nim_streams(folder: GeneratedModel, clip: tupl
         assert bytes(replies[k].echo) == clips[k].tobytes()
         np.testing.assert_allclose(np.stack(replies[k].weights), result.weights, atol=1e-5)
     assert with_emotions.status[0] == SUCCESS and len(with_emotions.weights) == offline[0].num_frames
+
+
+def test_diffusion_model_serves_the_frames_of_animate(tmp_path: Path, clip: tuple[Path, np.ndarray]) -> None:
+    """A diffusion model behind the same service: the sample-client sequence gives
+    ``model.animate``'s frames (same fps, same timed emotions)."""
+    from a2x_core.audio import Audio
+    from a2x_core.options import InferenceOptions
+    from tests.diffusion_folders import make_diffusion_folder
+
+    _, pcm = clip
+    model = load_model(make_diffusion_folder(tmp_path / "diffusion").model_json,
+                       backend="onnxruntime", threads=1)  # fmt: skip
+    keys = tuple((t, e) for t, e in EMOTIONS)
+    want = model.animate([Audio(pcm.astype(np.float32) / 32768)],
+                         InferenceOptions(fps=FPS, emotions=keys))[0]  # fmt: skip
+    with running_server(model, fps=FPS) as server:
+        reply = wire.run_stream(wire.channel(server.grpc_port),
+                                wire.sample_client_requests(16000, pcm.tobytes(), EMOTIONS))  # fmt: skip
+    assert reply.status[0] == SUCCESS, reply.status
+    np.testing.assert_allclose(np.stack(reply.weights), want.weights, atol=1e-5)
+    assert bytes(reply.echo) == pcm.tobytes()
