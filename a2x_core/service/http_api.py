@@ -66,11 +66,17 @@ def make_app(hub: ModelHub, *, token: str | None = None, temp_dir: Path) -> Any:
             raise HttpError(413, f"the request is {int(declared)} bytes, more than the "
                             f"{limits.max_request_bytes} this server takes")  # fmt: skip
         body = bytearray()
-        async for part in request.stream():
+        parts = request.stream().__aiter__()
+        while True:  # a client that stalls mid-upload loses its slot after the idle timeout
+            try:
+                part = await asyncio.wait_for(parts.__anext__(), limits.idle_timeout_s)
+            except StopAsyncIteration:
+                return bytes(body)
+            except TimeoutError:
+                raise HttpError(408, f"the upload stalled for {limits.idle_timeout_s:g} s") from None
             body += part
             if len(body) > limits.max_request_bytes:
                 raise HttpError(413, f"the request is more than {limits.max_request_bytes} bytes")
-        return bytes(body)
 
     async def upload(request: Request) -> tuple[bytes, str, dict[str, list[str]]]:
         """(audio bytes, the upload's file suffix, form fields) of a multipart or raw body."""

@@ -162,3 +162,17 @@ def test_websocket_stream_and_busy_refusal(server: object, model: object, wav: P
     np.testing.assert_allclose([f["weights"] for f in frames],
                                [e.weights for e in expected], atol=2e-6)  # fmt: skip
     assert wait_for(lambda: server.hub.active_streams == 0)
+
+
+def test_a_stalled_upload_times_out_and_frees_its_slot(model: object, wav: Path) -> None:
+    import socket
+
+    with running_server(model, grpc=False, http=True, max_streams=1, idle_timeout_s=0.3) as server:
+        with socket.create_connection(("127.0.0.1", server.http_port), timeout=10) as raw:
+            raw.sendall(b"POST /v1/animate HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\nRIFF")
+            answer = raw.recv(4096).decode()  # the server gives up on the rest of the body
+        assert " 408 " in answer.splitlines()[0] and "stalled" in answer
+        assert wait_for(lambda: server.hub.active_streams == 0)
+        done = httpx.post(f"http://127.0.0.1:{server.http_port}/v1/animate",
+                          content=wav.read_bytes(), timeout=60)  # fmt: skip
+        assert done.status_code == 200
