@@ -1,4 +1,4 @@
-"""The ``a2x`` command line: ``animate``, ``live``, ``info``, ``models``.
+"""The ``a2x`` command line: ``animate``, ``live``, ``serve``, ``info``, ``models``.
 
 Bad input never shows a traceback: every :class:`A2XError` becomes one line on stderr and
 exit code 2 (130 when cancelled with Ctrl-C, 143 on SIGTERM, 141 when stdout's reader has gone,
@@ -95,6 +95,7 @@ def _build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print JSON")
 
     _add_live_parser(commands)
+    _add_serve_parser(commands)
 
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
@@ -175,6 +176,39 @@ def _add_live_parser(commands: Any) -> None:
         strength=1.0, smoothing=0.0, emotion_file=None, emotion_mix="blend", identity=None, geometry=False, device="auto", precision="fp32",
         compile_network=False,
     )  # fmt: skip
+
+
+def _add_serve_parser(commands: Any) -> None:
+    """``a2x serve``: the NIM-compatible gRPC service and the HTTP API (docs/service.md)."""
+    serve = commands.add_parser("serve", help="serve a model: NIM-compatible gRPC "
+                                "(Audio2Face-3D clients) and an HTTP API")  # fmt: skip
+    serve.add_argument("--model", default="default",
+                       help="'default' or PATH/model.json of an Audio2Face-3D model")
+    serve.add_argument("--fps", default="30", help="output frame rate, N or N/D (default 30)")
+    serve.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    serve.add_argument("--grpc-port", type=int, default=52000,
+                       help="NIM gRPC port (default 52000, the NIM's); 0 = no gRPC")
+    serve.add_argument("--http-port", type=int, default=8000,
+                       help="HTTP port (default 8000); 0 = no HTTP")
+    serve.add_argument("--token", default=os.environ.get("A2X_SERVE_TOKEN"),
+                       help="require 'authorization: Bearer TOKEN' on every call "
+                       "(default: $A2X_SERVE_TOKEN, else none)")  # fmt: skip
+    serve.add_argument("--tls-cert", type=Path, help="gRPC over TLS: the server certificate (PEM)")
+    serve.add_argument("--tls-key", type=Path, help="gRPC over TLS: the private key (PEM)")
+    serve.add_argument("--max-streams", type=int, default=10,
+                       help="concurrent streams and uploads (default 10, as the NIM)")
+    serve.add_argument("--idle-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="end a stream that sends nothing this long (default 30)")
+    serve.add_argument("--max-stream-seconds", type=float, default=300.0,
+                       help="longest audio per stream (default 300, as the NIM)")
+    serve.add_argument("--max-request-mb", type=float, default=64.0,
+                       help="largest HTTP upload in MB (default 64)")
+    serve.add_argument("--engine", "--backend", dest="backend", default="auto",
+                       choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
+    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
+    serve.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    serve.add_argument("-q", "--quiet", action="store_true", help="no start-up lines")
 
 
 class _ProgressBar:
@@ -431,6 +465,66 @@ def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
     return DelayedPlayback(delay_s, args.audio_out)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    """Load the model once, serve until Ctrl-C/SIGTERM, then stop gracefully: no new calls,
+    running ones get a few seconds to finish (exit 130/143 as the other commands)."""
+    from .models import load_model
+    from .options import InferenceOptions
+    from .service.hub import Limits, ModelHub
+    from .service.server import ServeConfig, ServiceServer, is_loopback
+
+    for flag, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
+        if not 0 <= port <= 65535:
+            raise ParameterError(f"{flag} {port} is not a port", hint="use 1..65535, or 0 to turn it off")
+    if args.grpc_port == 0 and args.http_port == 0:
+        raise ParameterError("--grpc-port 0 and --http-port 0 leave nothing to serve")
+    if (args.tls_cert is None) != (args.tls_key is None):
+        raise ParameterError("TLS needs both --tls-cert and --tls-key")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path is not None and not path.is_file():
+            raise ParameterError(f"{flag} {path} is not a file", hint="give the PEM file's path")
+    if args.max_streams < 1 or args.idle_timeout <= 0 or args.max_stream_seconds <= 0 \
+            or args.max_request_mb <= 0:  # fmt: skip
+        raise ParameterError("--max-streams, --idle-timeout, --max-stream-seconds and "
+                             "--max-request-mb must be > 0")  # fmt: skip
+    if args.token is not None and not args.token.strip():
+        raise ParameterError("--token is empty", hint="give a secret, or leave --token out")
+    options = InferenceOptions(fps=args.fps, backend=args.backend, device=args.device,
+                               threads=args.threads)  # fmt: skip
+    model = load_model(args.model, backend=options.backend, threads=options.threads,
+                       device=options.device)  # fmt: skip
+    limits = Limits(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,
+                    max_stream_s=args.max_stream_seconds,
+                    max_request_bytes=int(args.max_request_mb * (1 << 20)))  # fmt: skip
+    hub = ModelHub(model, fps=options.fps, limits=limits, base_options=options)
+    config = ServeConfig(host=args.host, grpc_port=args.grpc_port or None,
+                         http_port=args.http_port or None, token=args.token,
+                         tls_cert=args.tls_cert, tls_key=args.tls_key)  # fmt: skip
+    if not is_loopback(args.host):
+        log.warning("listening on %s: other machines can reach this server%s", args.host,
+                    "" if args.token else "; set --token (and --tls-cert/--tls-key for gRPC)")  # fmt: skip
+    server = ServiceServer(hub, config)
+    try:
+        server.start()
+    except BaseException:
+        hub.stop()
+        raise
+    if not args.quiet:
+        if server.grpc_port:
+            print(f"a2x serve: gRPC (NIM ProcessAudioStream + health) on {args.host}:{server.grpc_port}"
+                  f"{' (TLS)' if args.tls_cert else ''}", file=sys.stderr)  # fmt: skip
+        if server.http_port:
+            print(f"a2x serve: HTTP on http://{args.host}:{server.http_port} (API docs at /docs)",
+                  file=sys.stderr)  # fmt: skip
+        print(f"a2x serve: {model.name} ({model.kind}) at {options.fps} fps; Ctrl-C stops",
+              file=sys.stderr, flush=True)  # fmt: skip
+    try:
+        while True:
+            threading.Event().wait(0.5)
+    finally:
+        server.stop(grace=5.0)
+
+
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:
     """``(warning, line to print)`` for each distinct warning, once; with several clips, a
     warning raised by only some of them names them."""
@@ -542,6 +636,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import engines_cli
 
     handlers = {"animate": _animate, "live": _live, "info": _info, "models": _models, "engines": engines_cli.run}
+    handlers["serve"] = _serve
     with _cli_process_state(getattr(args, "quiet", False)):
         try:
             code = handlers[args.command](args)

@@ -1,0 +1,463 @@
+"""The model a service shares between all its clients, and the one thread that runs it.
+
+An :class:`.executor.Executor` is not thread-safe, and streams on one executor share their
+network calls only when one owner feeds them all and runs the executor once per round. So every
+client stream (gRPC, WebSocket) is a :class:`StreamHandle` whose pushes go to the hub's command
+queue; the hub's worker thread takes every command waiting, feeds each stream, runs the
+executor once (one batched network call for all streams with ready frames) and hands each
+stream its frames through the stream's ``deliver`` callback (the transports turn that into
+their own queues). The default model has no executor: its streams are pushed one by one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from ..errors import A2XError, ParameterError
+from ..names import ARKIT_52
+from ..options import EmotionKey, InferenceOptions
+
+log = logging.getLogger("a2x_core")
+
+#: What a stream's ``deliver`` receives: ("frames", [StreamFrame]), ("closed", [StreamFrame])
+#: (the tail; the stream is done), or ("error", message) (the stream is cancelled).
+Delivery = tuple[str, Any]
+Deliver = Callable[[Delivery], None]
+
+#: ARKit names as the NIM's header lists them: capitalised (``EyeBlinkLeft`` .. ``TongueOut``).
+NIM_BLENDSHAPE_NAMES: tuple[str, ...] = tuple(n[0].upper() + n[1:] for n in ARKIT_52)
+
+
+class ServiceBusyError(A2XError):
+    """Every stream slot (``--max-streams``) is taken; the client should retry later."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one client may ask of the service (the NIM's defaults where it has them)."""
+
+    max_streams: int = 10  # NIM ``stream_number``
+    max_message_s: float = 10.0  # NIM ``max_audio_buffer_size_second`` (one message)
+    max_stream_s: float = 300.0  # NIM ``max_audio_clip_size_second``
+    idle_timeout_s: float = 30.0  # NIM ``max_wait_time_idle_ms``
+    max_request_bytes: int = 64 << 20  # one HTTP upload
+    min_rate: int = 16_000  # NIM: 16 000 .. 144 000 Hz
+    max_rate: int = 144_000
+
+
+#: Samples per stream-bank push (the bank's ``max_push``): a client message longer than this
+#: is pushed in several bank ticks.
+BANK_PUSH = 1600
+#: Bank pushes are whole blocks of this many samples (20 ms), so that streams whose clients
+#: send the usual chunk sizes (20/40 ms, 1 s) share one tick per round even when a slow round
+#: let different amounts pile up; a remainder waits for the next message (or the end).
+BANK_BLOCK = 320
+
+
+@dataclass(frozen=True)
+class ServiceFrame:
+    """A frame of a bank stream, with the fields the transports read (as a StreamFrame)."""
+
+    index: int
+    time_s: float
+    weights: np.ndarray
+    emotions: np.ndarray
+
+
+@dataclass(eq=False)
+class StreamHandle:
+    """One client's stream in the hub; every method only queues a command (any thread)."""
+
+    hub: ModelHub
+    deliver: Deliver
+    number: int
+    stream: Any = None
+    emotions: list[EmotionKey] = field(default_factory=list)
+    done: bool = False
+    slot: int | None = None  # its slot when the stream lives in the hub's stream bank
+    pending: list[np.ndarray] = field(default_factory=list)  # bank: audio not pushed yet
+    buffered: int = 0
+
+    def take(self, count: int) -> np.ndarray:
+        """The next ``count`` pending samples (bank streams)."""
+        data = np.concatenate(self.pending) if len(self.pending) > 1 else self.pending[0]
+        head, rest = data[:count], data[count:]
+        self.pending = [rest] if len(rest) else []
+        self.buffered -= len(head)
+        return head
+
+    def push(self, samples: np.ndarray, rate: int, emotions: Sequence[EmotionKey] = ()) -> None:
+        """Queue audio (and emotion keys that arrived with it) for the worker."""
+        self.hub._submit(("push", self, samples, rate, tuple(emotions)))
+
+    def close(self) -> None:
+        """End of audio: the worker delivers the tail frames as ("closed", frames)."""
+        self.hub._submit(("close", self))
+
+    def cancel(self) -> None:
+        """The client went away: drop the stream (no more deliveries)."""
+        self.hub._submit(("cancel", self))
+
+
+class ModelHub:
+    """One loaded model, its stream executor, the worker thread, the stream slots."""
+
+    def __init__(self, model: Any, fps: Fraction | int | str = 30, limits: Limits | None = None,
+                 base_options: InferenceOptions | None = None, bank: bool = True) -> None:  # fmt: skip
+        self.model = model
+        self.limits = limits or Limits()
+        self.base_options = (base_options or InferenceOptions()).with_changes(fps=fps)
+        self.fps: Fraction = self.base_options.fps
+        self.executor = model.stream_executor() if hasattr(model, "stream_executor") else None
+        #: streams with the service's own options at 16 kHz (no header parameters, no timed
+        #: emotions: the NIM's common case) live in one stream bank when the model's stages run
+        #: on a torch device: a round is then array operations, not one object per stream
+        self.bank = None
+        if bank and hasattr(model, "stream_bank"):
+            try:
+                self.bank = model.stream_bank(self.base_options, max_push=BANK_PUSH)
+            except A2XError:  # NumPy stages (CPU engine): per-object streams on the executor
+                self.bank = None
+        self._by_slot: dict[int, StreamHandle] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._commands: list[tuple[Any, ...]] = []
+        self._slots = 0
+        self._opened = 0
+        self._stopping = False
+        self._handles: set[StreamHandle] = set()
+        self.rounds = 0  # worker rounds run (one executor call set each): for monitoring
+        self._thread = threading.Thread(target=self._run, name="a2x-serve-model", daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------------- slots
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping
+
+    @property
+    def active_streams(self) -> int:
+        return self._slots
+
+    def reserve(self) -> int:
+        """Take a stream slot (the caller must :meth:`release` it).
+
+        Raises:
+            ServiceBusyError: ``max_streams`` are already taken.
+        """
+        with self._lock:
+            if self._stopping:
+                raise ServiceBusyError("the service is stopping", hint="retry on a restarted server")
+            if self._slots >= self.limits.max_streams:
+                raise ServiceBusyError(
+                    f"the service already runs its maximum of {self.limits.max_streams} streams",
+                    hint="retry when a stream has ended, or start a2x serve with a larger "
+                    "--max-streams",
+                )
+            self._slots += 1
+            self._opened += 1
+            return self._opened
+
+    def release(self) -> None:
+        with self._lock:
+            self._slots = max(0, self._slots - 1)
+
+    # ------------------------------------------------------------------------- streams
+
+    def open(self, options: InferenceOptions, deliver: Deliver, number: int,
+             rate: int = 16000) -> tuple[StreamHandle, Future[None]]:  # fmt: skip
+        """Open a stream with ``options`` (audio at ``rate``) on the worker thread; the future
+        ends when it is open (or holds the model's refusal: an A2XError such as a
+        ParameterError naming the parameter)."""
+        handle = StreamHandle(self, deliver, number, emotions=list(options.emotions))
+        opened: Future[None] = Future()
+        self._submit(("open", handle, options, opened, rate))
+        return handle, opened
+
+    def options_for(self, parameters: dict[str, Any], emotions: Sequence[EmotionKey]) -> InferenceOptions:
+        """The service's options with one stream's parameters and emotion keys (the default
+        model takes no emotion input: its keys are dropped, and reported by the transport)."""
+        if not self.model.emotion_names:
+            emotions = ()
+        return self.base_options.with_changes(parameters=parameters, emotions=tuple(emotions))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Cancel every stream and end the worker."""
+        with self._lock:
+            self._stopping = True
+            self._wake.notify()
+        self._thread.join(timeout)
+
+    def _submit(self, command: tuple[Any, ...]) -> None:
+        with self._lock:
+            self._commands.append(command)
+            self._wake.notify()
+
+    # ------------------------------------------------------------------------- worker
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._commands and not self._stopping:
+                    self._wake.wait()
+                if self._stopping:
+                    commands, self._commands = self._commands, []
+                    for command in commands:
+                        if command[0] == "open":
+                            command[3].set_exception(ServiceBusyError("the service is stopping"))
+                    break
+                commands, self._commands = self._commands, []
+            try:
+                self._round(commands)
+            except Exception:  # never let the worker die: every other client depends on it
+                log.exception("a service round failed")
+        for handle in list(self._handles):
+            self._drop(handle, "the service is stopping")
+
+    def _round(self, commands: list[tuple[Any, ...]]) -> None:
+        """Every waiting command, then one executor run for all fed streams, then the frames."""
+        fed: list[StreamHandle] = []
+        closing: list[StreamHandle] = []
+        bank_fed: list[StreamHandle] = []
+        bank_closing: list[StreamHandle] = []
+        for command in commands:
+            kind, handle = command[0], command[1]
+            try:
+                if kind == "open":
+                    self._open(handle, *command[2:])
+                elif handle.done:
+                    continue
+                elif handle.slot is not None:
+                    self._bank_command(handle, command, bank_fed, bank_closing)
+                elif handle.stream is None:
+                    continue
+                elif kind == "push":
+                    frames = self._feed(handle, *command[2:])
+                    if self.executor is None:
+                        handle.deliver(("frames", frames))
+                    elif handle not in fed:
+                        fed.append(handle)
+                elif kind == "close":
+                    closing.append(handle)
+                elif kind == "cancel":
+                    self._drop(handle, None)
+            except A2XError as error:
+                self._drop(handle, str(error))
+            except Exception as error:  # a bug must not take the other streams down
+                log.exception("stream %s failed", handle.number)
+                self._drop(handle, f"internal error: {type(error).__name__}: {error}")
+        if fed:
+            self.rounds += 1
+            try:
+                self.executor.run_ready()
+            except Exception as error:  # the shared call failed: every fed stream hears it
+                log.exception("the model's network call failed")
+                for handle in fed:
+                    self._drop(handle, f"the model failed: {error}")
+            for handle in fed:
+                if not handle.done:
+                    handle.deliver(("frames", handle.stream.pull()))
+        if bank_fed or bank_closing:
+            self._bank_round(bank_fed, bank_closing)
+        for handle in closing:
+            if handle.done:
+                continue
+            try:
+                tail = handle.stream.close()
+            except A2XError as error:
+                self._drop(handle, str(error))
+                continue
+            handle.done = True
+            self._handles.discard(handle)
+            handle.deliver(("closed", tail))
+
+    def _open(self, handle: StreamHandle, options: InferenceOptions, opened: Future[None],
+              rate: int) -> None:  # fmt: skip
+        try:
+            if self.bank is not None and rate == 16000 and options == self.base_options:
+                handle.slot = int(self.bank.open(1)[0])
+                self._by_slot[handle.slot] = handle
+            elif self.executor is not None:
+                handle.stream = self.model.open_stream(options, executor=self.executor)
+            else:
+                handle.stream = self.model.open_stream(options)
+        except BaseException as error:
+            handle.done = True
+            opened.set_exception(error)
+            return
+        self._handles.add(handle)
+        opened.set_result(None)
+
+    def _feed(self, handle: StreamHandle, samples: np.ndarray, rate: int,
+              emotions: tuple[EmotionKey, ...]) -> list[Any]:  # fmt: skip
+        """Add a push's audio: the default model's frames at once, an executor's stream waits
+        for the round's one executor run."""
+        if emotions and self.model.emotion_names:
+            # keys arriving later apply to the frames not computed yet, as in the NIM
+            handle.emotions.extend(emotions)
+            replace_emotion_curve(self.model, handle.stream, handle.emotions)
+        if self.executor is None:
+            return list(handle.stream.push(samples, rate))
+        handle.stream.feed(samples, rate)
+        return []
+
+    # ------------------------------------------------------------------------- stream bank
+
+    def _bank_command(self, handle: StreamHandle, command: tuple[Any, ...],
+                      fed: list[StreamHandle], closing: list[StreamHandle]) -> None:  # fmt: skip
+        kind = command[0]
+        if kind == "push":
+            samples, rate, emotions = command[2:]
+            if emotions:
+                raise ParameterError("timed emotions must come with the first audio here",
+                                     hint="send every emotion key with the first chunk")  # fmt: skip
+            data = np.asarray(samples)
+            if data.dtype.kind == "i":  # integer PCM as the streams read it (x / 2^(bits-1))
+                data = data.astype(np.float32) / (float(np.iinfo(data.dtype).max) + 1.0)
+            handle.pending.append(np.asarray(data, np.float32))
+            handle.buffered += len(data)
+            if handle not in fed:
+                fed.append(handle)
+        elif kind == "close":
+            closing.append(handle)
+        elif kind == "cancel":
+            self._drop(handle, None)
+
+    def _bank_round(self, fed: list[StreamHandle], closing: list[StreamHandle]) -> None:
+        """Push every bank stream's pending audio (streams with the same count together, at
+        most BANK_PUSH per push), close the ending ones in one call, deliver by slot."""
+        bank = self.bank
+        assert bank is not None
+        out: dict[int, list[ServiceFrame]] = {}
+        ending = [h for h in closing if not h.done]
+        try:
+            while ready := [h for h in {*fed, *ending} if not h.done and (
+                    h.buffered >= BANK_BLOCK or (h in ending and h.buffered > 0))]:  # fmt: skip
+                groups: dict[int, list[StreamHandle]] = {}
+                for handle in ready:
+                    count = min(handle.buffered, BANK_PUSH)
+                    if count >= BANK_BLOCK:
+                        count -= count % BANK_BLOCK
+                    groups.setdefault(count, []).append(handle)
+                for count, handles in groups.items():
+                    block = np.stack([h.take(count) for h in handles])
+                    self._bank_frames(bank.push([h.slot for h in handles], block), out)
+                self.rounds += 1
+            if ending:
+                self._bank_frames(bank.close([h.slot for h in ending]), out)
+        except Exception as error:  # the shared call failed: every stream in it hears it
+            log.exception("the stream bank failed")
+            for handle in {*fed, *closing}:
+                self._drop(handle, f"the model failed: {error}")
+            return
+        for handle in ending:
+            handle.done = True
+            self._handles.discard(handle)
+            self._by_slot.pop(handle.slot, None)
+            handle.deliver(("closed", out.pop(handle.slot, [])))
+        for slot, frames in out.items():
+            handle = self._by_slot.get(slot)
+            if handle is not None and not handle.done:
+                handle.deliver(("frames", frames))
+
+    def _bank_frames(self, frames: Any, out: dict[int, list[ServiceFrame]]) -> None:
+        if not len(frames.slots):
+            return
+        emotions = self._default_emotions()
+        order = np.argsort(frames.slots, kind="stable")
+        slots, index, times = frames.slots[order], frames.index[order], frames.time_s[order]
+        weights = frames.weights[order]
+        for k in range(len(order)):
+            out.setdefault(int(slots[k]), []).append(
+                ServiceFrame(int(index[k]), float(times[k]), weights[k], emotions))
+
+    def _default_emotions(self) -> np.ndarray:
+        info = getattr(getattr(self.model, "package", None), "network_info", None)
+        default = getattr(info, "default_emotion", None)
+        return np.zeros(len(self.model.emotion_names), np.float32) if default is None else \
+            np.asarray(default, np.float32)  # fmt: skip
+
+    def _drop(self, handle: StreamHandle, message: str | None) -> None:
+        """Cancel a stream; tell its client why (None: the client left, tell nobody)."""
+        if handle.done:
+            return
+        handle.done = True
+        self._handles.discard(handle)
+        if handle.slot is not None:
+            self._by_slot.pop(handle.slot, None)
+            try:
+                self.bank.cancel([handle.slot])
+            except Exception:  # already closed: nothing more to free
+                log.debug("cancel of bank slot %s failed", handle.slot, exc_info=True)
+        if handle.stream is not None:
+            try:
+                handle.stream.cancel()
+            except Exception:  # already closed or broken: nothing more to free
+                log.debug("cancel of stream %s failed", handle.number, exc_info=True)
+        if message is not None:
+            handle.deliver(("error", message))
+
+
+class LoopMailbox:
+    """Hands the worker's deliveries to an asyncio loop with one wake-up per batch (one
+    ``call_soon_threadsafe`` per round, not one per stream: a round may serve hundreds)."""
+
+    def __init__(self, loop: Any) -> None:
+        self.loop = loop
+        self._items: list[tuple[Any, Delivery]] = []
+        self._lock = threading.Lock()
+        self._scheduled = False
+
+    def post(self, queue: Any, item: Delivery) -> None:
+        """``queue.put_nowait(item)`` on the loop (from any thread)."""
+        with self._lock:
+            self._items.append((queue, item))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        with self._lock:
+            items, self._items = self._items, []
+            self._scheduled = False
+        for queue, item in items:
+            queue.put_nowait(item)
+
+
+_MAILBOXES: weakref.WeakKeyDictionary[Any, LoopMailbox] = weakref.WeakKeyDictionary()
+
+
+def mailbox_for(loop: Any) -> LoopMailbox:
+    """The loop's mailbox (made on first use)."""
+    box = _MAILBOXES.get(loop)
+    if box is None:
+        box = _MAILBOXES[loop] = LoopMailbox(loop)
+    return box
+
+
+def replace_emotion_curve(model: Any, stream: Any, keys: Sequence[EmotionKey]) -> None:
+    """Give an Audio2Face stream the explicit-emotion curve of all ``keys`` so far; the frames
+    already computed keep the emotions they had.
+
+    Raises:
+        ParameterError: bad keys (unknown emotion, out of range), named by the model's checks.
+    """
+    from ..emotion import explicit_emotion_curve
+
+    state = getattr(getattr(stream, "track", None), "state", None)
+    if state is None or not hasattr(state, "curve"):
+        raise ParameterError("this model's streams take emotion keys only with the first audio")
+    ordered = sorted(keys, key=lambda key: key[0])
+    info = model.package.network_info
+    state.curve = explicit_emotion_curve(ordered, model.emotion_names, info.default_emotion)

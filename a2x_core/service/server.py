@@ -1,0 +1,170 @@
+"""The servers of ``a2x serve`` on one asyncio loop in a background thread: the NIM gRPC
+service (+ health) and the HTTP API. ``start()`` returns once both listen (ports resolved when
+0 was asked); ``stop()`` refuses new calls, lets running ones finish for ``grace`` seconds,
+then cancels the rest and ends the model's worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import tempfile
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import A2XError, ParameterError
+from .hub import ModelHub
+from .nim_grpc import NimService, add_health
+
+log = logging.getLogger("a2x_core")
+
+#: gRPC's own cap on one message: above the largest audio message the limits allow (10 s at
+#: 144 kHz, 2.9 MB), so that a too-long message gets the service's clear Status, not a bare
+#: RESOURCE_EXHAUSTED.
+GRPC_MAX_MESSAGE_BYTES = 8 << 20
+
+
+@dataclass
+class ServeConfig:
+    host: str = "127.0.0.1"
+    grpc_port: int | None = 52000  # None: no gRPC
+    http_port: int | None = 8000  # None: no HTTP
+    token: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class ServiceServer:
+    """gRPC and HTTP around one :class:`ModelHub`."""
+
+    def __init__(self, hub: ModelHub, config: ServeConfig) -> None:
+        self.hub = hub
+        self.config = config
+        self.grpc_port: int | None = None
+        self.http_port: int | None = None
+        self.temp_dir = Path(tempfile.mkdtemp(prefix="a2x-serve-"))
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._grpc: Any = None
+        self._health: Any = None
+        self._http: Any = None
+        self._http_task: Any = None
+
+    def start(self, timeout: float = 60.0) -> ServiceServer:
+        started: Future[None] = Future()
+        self._loop = asyncio.new_event_loop()
+
+        def run() -> None:
+            assert self._loop is not None
+            asyncio.set_event_loop(self._loop)
+            try:
+                self._loop.run_until_complete(self._start())
+            except SystemExit:  # uvicorn's own exit when it cannot bind
+                if self._http_task is not None and self._http_task.done():
+                    with contextlib.suppress(BaseException):
+                        self._http_task.exception()  # retrieved: no "never retrieved" noise
+                started.set_exception(_cannot_listen(
+                    f"{self.config.host}:{self.config.http_port}", "--http-port"))  # fmt: skip
+                return
+            except BaseException as error:
+                started.set_exception(error)
+                return
+            started.set_result(None)
+            self._loop.run_forever()
+
+        self._thread = threading.Thread(target=run, name="a2x-serve-io", daemon=True)
+        self._thread.start()
+        started.result(timeout)
+        return self
+
+    async def _start(self) -> None:
+        import grpc
+
+        cfg = self.config
+        if cfg.grpc_port is not None:
+            self._grpc = grpc.aio.server(options=[
+                ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ])  # fmt: skip
+            self._grpc.add_generic_rpc_handlers((NimService(self.hub, cfg.token).handler(),))
+            self._health = await add_health(self._grpc)
+            address = f"{_bracketed(cfg.host)}:{cfg.grpc_port}"
+            try:
+                if cfg.tls_cert is not None:
+                    credentials = grpc.ssl_server_credentials(
+                        [(Path(cfg.tls_key).read_bytes(), Path(cfg.tls_cert).read_bytes())]
+                    )
+                    self.grpc_port = self._grpc.add_secure_port(address, credentials)
+                else:
+                    self.grpc_port = self._grpc.add_insecure_port(address)
+            except RuntimeError:  # grpc's "Failed to bind"
+                raise _cannot_listen(address, "--grpc-port") from None
+            await self._grpc.start()
+        if cfg.http_port is not None:
+            import uvicorn
+
+            from .http_api import make_app
+
+            app = make_app(self.hub, token=cfg.token, temp_dir=self.temp_dir)
+            config = uvicorn.Config(app, host=cfg.host, port=cfg.http_port, log_level="warning",
+                                    lifespan="off", ws_max_size=1 << 20)  # fmt: skip
+            self._http = uvicorn.Server(config)
+            self._http.install_signal_handlers = lambda: None  # the CLI owns the signals
+            self._http_task = asyncio.ensure_future(self._http.serve())
+            while not self._http.started:
+                if self._http_task.done():  # uvicorn logs the bind error and exits its task
+                    if self._grpc is not None:
+                        await self._grpc.stop(0)
+                    raise _cannot_listen(f"{cfg.host}:{cfg.http_port}", "--http-port")
+                await asyncio.sleep(0.01)
+            self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Stop both servers and the model's worker; the temp dir goes too."""
+        if self._loop is not None and self._thread is not None and self._thread.is_alive():
+            future = asyncio.run_coroutine_threadsafe(self._stop(grace), self._loop)
+            try:
+                future.result(grace + 10)
+            except Exception:  # stopping anyway
+                log.debug("service stop", exc_info=True)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+        self.hub.stop()
+        import shutil
+
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+    async def _stop(self, grace: float) -> None:
+        if self._health is not None:
+            await self._health.enter_graceful_shutdown()
+        if self._http is not None:
+            self._http.should_exit = True
+        if self._grpc is not None:
+            await self._grpc.stop(grace)
+        if self._http_task is not None:
+            try:
+                await asyncio.wait_for(self._http_task, grace + 1)
+            except (TimeoutError, asyncio.CancelledError):
+                pass
+
+
+def _cannot_listen(address: str, flag: str) -> A2XError:
+    return ParameterError(f"cannot listen on {address}: the port is taken or the address is not "
+                          "this machine's", hint=f"choose another {flag} or --host")  # fmt: skip
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
