@@ -185,6 +185,10 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--model", default="default",
                        help="'default' or PATH/model.json of an Audio2Face-3D model")
     serve.add_argument("--fps", default="30", help="output frame rate, N or N/D (default 30)")
+    serve.add_argument("--emotion-model", metavar="PATH",
+                       help="Audio2Emotion model.json: detect each stream's emotions from its "
+                       "audio, as the NIM does (the header's emotion_post_processing_params "
+                       "apply to it)")  # fmt: skip
     serve.add_argument("--host", default="127.0.0.1",
                        help="address to listen on (default 127.0.0.1: this machine only)")
     serve.add_argument("--grpc-port", type=int, default=52000,
@@ -496,7 +500,13 @@ def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,
                     max_stream_s=args.max_stream_seconds,
                     max_request_bytes=int(args.max_request_mb * (1 << 20)))  # fmt: skip
-    hub = ModelHub(model, fps=options.fps, limits=limits, base_options=options)
+    emotion_model = None
+    if args.emotion_model is not None:
+        from .api import Animator
+
+        emotion_model = Animator(model, options, emotion_model=args.emotion_model).emotion_model
+    hub = ModelHub(model, fps=options.fps, limits=limits, base_options=options,
+                   emotion_model=emotion_model)  # fmt: skip
     config = ServeConfig(host=args.host, grpc_port=args.grpc_port or None,
                          http_port=args.http_port or None, token=args.token,
                          tls_cert=args.tls_cert, tls_key=args.tls_key)  # fmt: skip

@@ -112,8 +112,12 @@ class ModelHub:
     """One loaded model, its stream executor, the worker thread, the stream slots."""
 
     def __init__(self, model: Any, fps: Fraction | int | str = 30, limits: Limits | None = None,
-                 base_options: InferenceOptions | None = None, bank: bool = True) -> None:  # fmt: skip
+                 base_options: InferenceOptions | None = None, bank: bool = True,
+                 emotion_model: Any = None) -> None:  # fmt: skip
         self.model = model
+        #: an Audio2Emotion model (``--emotion-model``): each stream's emotions are detected
+        #: from its audio (:class:`..emotion_stream.EmotionDrivenStream`), as the NIM runs A2E
+        self.emotion_model = emotion_model
         self.limits = limits or Limits()
         self.base_options = (base_options or InferenceOptions()).with_changes(fps=fps)
         self.fps: Fraction = self.base_options.fps
@@ -122,7 +126,7 @@ class ModelHub:
         #: emotions: the NIM's common case) live in one stream bank when the model's stages run
         #: on a torch device: a round is then array operations, not one object per stream
         self.bank = None
-        if bank and hasattr(model, "stream_bank"):
+        if bank and emotion_model is None and hasattr(model, "stream_bank"):
             try:
                 self.bank = model.stream_bank(self.base_options, max_push=BANK_PUSH)
             except A2XError:  # NumPy stages (CPU engine): per-object streams on the executor
@@ -184,12 +188,24 @@ class ModelHub:
         self._submit(("open", handle, options, opened, rate))
         return handle, opened
 
-    def options_for(self, parameters: dict[str, Any], emotions: Sequence[EmotionKey]) -> InferenceOptions:
+    def options_for(self, parameters: dict[str, Any], emotions: Sequence[EmotionKey],
+                    emotion_parameters: dict[str, Any] | None = None) -> InferenceOptions:  # fmt: skip
         """The service's options with one stream's parameters and emotion keys (the default
-        model takes no emotion input: its keys are dropped, and reported by the transport)."""
-        if not self.model.emotion_names:
+        model takes no emotion input, and with an emotion model the emotions are detected:
+        then the keys are dropped, and reported by the transport) and, with an emotion model,
+        its ``post_processing_config`` overrides."""
+        if not self.model.emotion_names or self.emotion_model is not None:
             emotions = ()
-        return self.base_options.with_changes(parameters=parameters, emotions=tuple(emotions))
+        changes: dict[str, Any] = {"parameters": parameters, "emotions": tuple(emotions)}
+        if self.emotion_model is not None and emotion_parameters:
+            changes["emotion_parameters"] = dict(emotion_parameters)
+        return self.base_options.with_changes(**changes)
+
+    @property
+    def _direct(self) -> bool:
+        """Streams whose push returns their frames (no shared executor round): the default
+        model's, and emotion-driven ones (their face stream runs its executor itself)."""
+        return self.executor is None or self.emotion_model is not None
 
     def stop(self, timeout: float = 10.0) -> None:
         """Cancel every stream and end the worker."""
@@ -243,7 +259,7 @@ class ModelHub:
                     continue
                 elif kind == "push":
                     frames = self._feed(handle, *command[2:])
-                    if self.executor is None:
+                    if self._direct:
                         handle.deliver(("frames", frames))
                     elif handle not in fed:
                         fed.append(handle)
@@ -287,6 +303,11 @@ class ModelHub:
             if self.bank is not None and rate == 16000 and options == self.base_options:
                 handle.slot = int(self.bank.open(1)[0])
                 self._by_slot[handle.slot] = handle
+            elif self.emotion_model is not None:
+                from ..emotion_stream import EmotionDrivenStream
+
+                handle.stream = EmotionDrivenStream(self.model, self.emotion_model, options,
+                                                    self.executor)  # fmt: skip
             elif self.executor is not None:
                 handle.stream = self.model.open_stream(options, executor=self.executor)
             else:
@@ -302,11 +323,11 @@ class ModelHub:
               emotions: tuple[EmotionKey, ...]) -> list[Any]:  # fmt: skip
         """Add a push's audio: the default model's frames at once, an executor's stream waits
         for the round's one executor run."""
-        if emotions and self.model.emotion_names:
+        if emotions and self.model.emotion_names and self.emotion_model is None:
             # keys arriving later apply to the frames not computed yet, as in the NIM
             handle.emotions.extend(emotions)
             replace_emotion_curve(self.model, handle.stream, handle.emotions)
-        if self.executor is None:
+        if self._direct:
             return list(handle.stream.push(samples, rate))
         handle.stream.feed(samples, rate)
         return []

@@ -112,7 +112,8 @@ class NimService:
                          "(AudioStream.audio_stream_header)")  # fmt: skip
             return
         try:
-            plan = plan_header(first.audio_stream_header, self.hub.model, limits)
+            plan = plan_header(first.audio_stream_header, self.hub.model, limits,
+                               self.hub.emotion_model)  # fmt: skip
             number = self.hub.reserve()
         except (A2XError, ServiceBusyError) as error:
             yield status(m.ERROR, str(error))
@@ -210,8 +211,12 @@ class NimService:
                 raise ParameterError(f"emotion time_code={time_code} must be seconds >= 0")
         call.new_keys.extend(keys)
         if call.handle is None:
-            options = self.hub.options_for(call.plan.parameters, keys)
-            if keys and not self.hub.model.emotion_names:
+            options = self.hub.options_for(call.plan.parameters, keys,
+                                           call.plan.emotion_parameters)  # fmt: skip
+            if keys and self.hub.emotion_model is not None:
+                call.plan.notes.append("timed emotions not applied: the emotions are detected "
+                                       "by the Audio2Emotion model (--emotion-model)")  # fmt: skip
+            elif keys and not self.hub.model.emotion_names:
                 call.plan.notes.append(f"timed emotions not applied: the {self.hub.model.name} "
                                        "model takes no emotion input")  # fmt: skip
             handle, opened = self.hub.open(options, deliver, number, rate)

@@ -12,8 +12,10 @@ How the NIM's header fields become a2x's (``docs/service.md``):
   applied to its output weights (``w * m + o``). ``enable_clamping_bs_weight`` clamps the
   output weights to [0, 1].
 - Timed emotions are the model's explicit emotion keys (seconds from the first sample).
-- ``emotion_post_processing_params`` and ``emotion_params`` configure the NIM's Audio2Emotion
-  stage, which ``a2x serve`` does not run: they are accepted and reported in the final status.
+- ``emotion_post_processing_params`` configure the NIM's Audio2Emotion stage: with
+  ``a2x serve --emotion-model`` they are that model's ``post_processing_config`` overrides
+  (same names) and the client's timed emotions are reported as not applied (the emotions are
+  detected); without one they are accepted and reported in the final status.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ class HeaderPlan:
     offsets: np.ndarray | None = None
     clamp: bool = False
     notes: list[str] = field(default_factory=list)
+    #: with an emotion model: its ``post_processing_config`` overrides from the header
+    emotion_parameters: dict[str, Any] = field(default_factory=dict)
 
     def shape(self, weights: np.ndarray) -> np.ndarray:
         """The output weights as the header asks (output multipliers/offsets, clamping)."""
@@ -86,7 +90,7 @@ def check_audio_header(audio_header: Any, limits: Limits) -> int:
     return rate
 
 
-def plan_header(header: Any, model: Any, limits: Limits) -> HeaderPlan:
+def plan_header(header: Any, model: Any, limits: Limits, emotion_model: Any = None) -> HeaderPlan:
     """Read a ``controller.v1.AudioStreamHeader`` for ``model``.
 
     Raises:
@@ -109,11 +113,18 @@ def plan_header(header: Any, model: Any, limits: Limits) -> HeaderPlan:
                           f"{', '.join(ignored)}")  # fmt: skip
     _plan_blendshapes(plan, header.blendshape_params, bool(known))
     pp = header.emotion_post_processing_params
-    set_pp = [f.name for f, _ in pp.ListFields()]
-    if set_pp or header.emotion_params.ListFields():
+    set_pp = {f.name: value for f, value in pp.ListFields()}
+    if emotion_model is not None:
+        # the NIM's EmotionPostProcessingParameters are post_processing_config keys of the
+        # same names; the emotion model checks them (a bad one is a Status ERROR naming it)
+        plan.emotion_parameters = set_pp
+        emotion_model.settings(set_pp, label="emotion_post_processing_params")
+        if header.emotion_params.ListFields():
+            plan.notes.append("emotion_params not applied")
+    elif set_pp or header.emotion_params.ListFields():
         plan.notes.append(
-            "emotion_post_processing_params/emotion_params not applied (a2x serve runs no "
-            "Audio2Emotion stage; timed emotions drive the model directly)"
+            "emotion_post_processing_params/emotion_params not applied (no Audio2Emotion "
+            "model: start a2x serve with --emotion-model; timed emotions drive the model)"
         )
     return plan
 

@@ -354,3 +354,33 @@ def test_diffusion_model_serves_the_frames_of_animate(tmp_path: Path, clip: tupl
     assert reply.status[0] == SUCCESS, reply.status
     np.testing.assert_allclose(np.stack(reply.weights), want.weights, atol=1e-5)
     assert bytes(reply.echo) == pcm.tobytes()
+
+
+def test_an_emotion_model_detects_each_streams_emotions_as_animate_does(
+    model: object, folder: GeneratedModel, clip: tuple[Path, np.ndarray], tmp_path: Path
+) -> None:
+    """``a2x serve --emotion-model``: Audio2Emotion runs on each stream's audio (as the NIM's
+    A2E stage), the header's emotion_post_processing_params are its config overrides, the
+    client's timed emotions are reported as not applied; frames equal ``a2x animate
+    --emotion-model`` with the same overrides."""
+    from a2x_core.audio2emotion import EmotionModel
+    from tests.a2e_folders import make_emotion_folder
+
+    a2e = make_emotion_folder(tmp_path / "a2e").model_json
+    wav, pcm = clip
+    with running_server(model, fps=FPS, emotion_model=EmotionModel.load(a2e)) as started:
+        reply = wire.run_stream(wire.channel(started.grpc_port),
+                                wire.sample_client_requests(16000, pcm.tobytes(), EMOTIONS))  # fmt: skip
+    assert reply.status[0] == SUCCESS and "timed emotions not applied" in reply.status[1]
+    out = tmp_path / "ref.npz"
+    # the test header sets emotion_contrast 1.0 and live_blend_coef 0.7
+    done = run_cli("animate", str(wav), "--model", str(folder.model_json), "--fps", str(FPS),
+                   "--engine", "onnxruntime", "--threads", "1", "--emotion-model", str(a2e),
+                   "--emotion-param", "emotion_contrast=1.0", "--emotion-param",
+                   "live_blend_coef=0.7", "-o", str(out), "-q")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ref = np.load(out)
+    weights = np.stack(reply.weights)
+    assert weights.shape == ref["weights"].shape
+    np.testing.assert_allclose(weights, ref["weights"], atol=1e-5)
+    assert np.ptp(ref["emotions"], axis=0).max() > 0.01  # detected emotions that vary
