@@ -178,8 +178,9 @@ def worker_pids() -> list[int]:
     return [p.pid for p in list(processes.values()) if p.pid is not None]
 
 
-def abort() -> None:
-    """Kill the workers now, without waiting for the pieces they decode (cancel, SIGTERM).
+def abort(join_s: float = 1.0) -> None:
+    """Kill the workers now, without waiting for the pieces they decode (cancel, SIGTERM),
+    and reap each (waiting at most ``join_s`` for it).
 
     The next call starts a fresh pool (a second or two).
     """
@@ -195,7 +196,7 @@ def abort() -> None:
             pass
     pool.shutdown(wait=False, cancel_futures=True)
     for process in processes:
-        process.join(timeout=1.0)
+        process.join(timeout=join_s)
 
 
 def stop_pending() -> None:

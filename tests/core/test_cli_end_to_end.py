@@ -112,11 +112,13 @@ def _processes_in_group(pgid: int) -> list[str]:
     found = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
+            text = stat.read_text()
         except OSError:  # gone meanwhile
             continue
-        if int(fields[2]) == pgid:  # fields: state, ppid, pgrp, ...
-            found.append(f"{stat.parent.name} {fields[0]}")
+        name, rest = text.split("(", 1)[1].rsplit(")", 1)
+        fields = rest.split()  # state, ppid, pgrp, ...
+        if int(fields[2]) == pgid:
+            found.append(f"{stat.parent.name} {name} {fields[0]} ppid {fields[1]}")
     return found
 
 
