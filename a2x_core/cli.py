@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -667,8 +668,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def console_main() -> int:
     """``a2x`` as a process of its own (the console script, ``python -m a2x_core``): ``main``,
-    then its helper processes stopped and reaped, so that none outlives the command in its
-    process group (an orphan left to a container's init may stay a zombie)."""
+    then its worker processes stopped and reaped, so that none outlives the command (an orphan
+    left to a container's init may stay a zombie)."""
     try:
         return main()
     finally:
@@ -676,16 +677,30 @@ def console_main() -> int:
 
 
 def _reap_child_processes() -> None:
-    """Join the default model's decoder workers and stop multiprocessing's resource tracker."""
+    """Kill and join the default model's (idle) decoder workers; reap exited children."""
     parallel = sys.modules.get("a2x_core.lipsync.parallel")
     if parallel is not None:  # idle by now: killed and joined at once (a clean shutdown
         with contextlib.suppress(Exception):  # waits ~0.6 s for each to notice)
             parallel.abort(join_s=10.0)
-    tracker = sys.modules.get("multiprocessing.resource_tracker")
-    stop = getattr(getattr(tracker, "_resource_tracker", None), "_stop", None)
-    if stop is not None:
-        with contextlib.suppress(Exception):
-            stop()
+    # multiprocessing's resource tracker is left to exit after this process (it watches for
+    # that; stopping it earlier makes the interpreter's shutdown start a new one)
+    _wait_for_children(2.0)
+
+
+def _wait_for_children(seconds: float) -> None:
+    """Reap every child that has exited or exits within ``seconds`` (POSIX)."""
+    if not hasattr(os, "WNOHANG"):
+        return
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:  # no children left
+            return
+        if pid == 0:  # some still running
+            if time.monotonic() > deadline:
+                return
+            time.sleep(0.01)
 
 
 if __name__ == "__main__":
