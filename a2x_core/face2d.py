@@ -257,8 +257,10 @@ def _draw_mouth(image: YuvImage, px, g, drop: float, jaw_side: float, tongue) ->
     centre = MOUTH_Y - _sided(t, corner["Left"][1], corner["Right"][1])
     middle = (1.0 - t**2) ** 0.7
     jaw_gap = 0.85 * JAW_DROP * max(0.0, g("jawOpen") - g("mouthClose"))
-    lower_down = _sided(-np.abs(t) + 1, g("mouthLowerDownLeft"), g("mouthLowerDownRight"))
-    upper_up = _sided(-np.abs(t) + 1, g("mouthUpperUpLeft"), g("mouthUpperUpRight"))
+    # lowerDown/upperUp bare the teeth on their side, most between the middle and the corner
+    side_hump = np.sin(np.pi * np.abs(t)) ** 0.5
+    lower_down = np.where(t >= 0, g("mouthLowerDownLeft"), g("mouthLowerDownRight")) * side_hump
+    upper_up = np.where(t >= 0, g("mouthUpperUpLeft"), g("mouthUpperUpRight")) * side_hump
     round_gap = 0.05 * funnel + 0.012 * pucker
     upper_inner = (centre - middle * (0.35 * jaw_gap + round_gap + 0.02 * g("mouthShrugUpper"))
                    - 0.07 * upper_up * middle - 0.02 * (g("noseSneerLeft") + g("noseSneerRight")) * middle)  # fmt: skip
