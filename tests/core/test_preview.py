@@ -53,8 +53,24 @@ def _decode(path: Path) -> tuple[list[np.ndarray], float, float, float, float]:
 
 
 def test_preview_has_both_streams_in_sync_and_the_mouth_follows_jaw_open(take) -> None:
-    lumas, rate, video_s, audio_s, audio_start = _decode(take["mp4"])
-    result = read_result(take["npz"])
+    _assert_synced_and_mouth_moves(take["mp4"], read_result(take["npz"]))
+
+
+@pytest.mark.slow
+def test_demo_command_writes_a_playable_demo_mp4(tmp_path: Path) -> None:
+    """``make demo``'s command line (the whole 11 s sample) gives out/demo/demo.mp4 as checked
+    above."""
+    demo = tmp_path / "demo"
+    demo.mkdir()
+    proc = run_cli("animate", str(SAMPLE), "--model", "default", "--fps", "60", "--overwrite",
+                   "-o", str(demo / "demo.json"), "-o", str(demo / "demo.csv"),
+                   "--plot", str(demo / "demo.png"), "--preview", str(demo / "demo.mp4"), "-q")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    _assert_synced_and_mouth_moves(demo / "demo.mp4", read_result(demo / "demo.json"))
+
+
+def _assert_synced_and_mouth_moves(video: Path, result) -> None:
+    lumas, rate, video_s, audio_s, audio_start = _decode(video)
     frame_s = 1 / rate
     assert abs(video_s - result.duration_s) <= frame_s, (video_s, result.duration_s)
     # AAC frames hold 1024 samples: the decoded track may end up to one AAC frame late
