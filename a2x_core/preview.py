@@ -371,21 +371,60 @@ def _encode(av, temp: Path, results: Sequence[AnimationResult], labels: Sequence
         audio = container.add_stream("aac", rate=AUDIO_RATE)
         audio.layout = "stereo" if sound.shape[1] == 2 else "mono"
         _mux_audio(av, container, audio, sound)
-        for i, t in enumerate(times):
-            for panel, (weights, tongue) in zip(panels, tracks, strict=True):
-                panel.face.draw(canvas, background, weights[i],
-                                None if tongue is None else tongue[i])  # fmt: skip
-                _draw_tape(canvas, panel, t)
-            frame = av.VideoFrame.from_ndarray(canvas.data, format="yuv420p")
-            frame.pts = i
-            for packet in video.encode(frame):
-                container.mux(packet)
-            if progress is not None and i % 30 == 0:
-                progress(i / frames)
-        for packet in video.encode():
-            container.mux(packet)
+        with _Encoder(container, video) as encoder:
+            for i, t in enumerate(times):
+                for panel, (weights, tongue) in zip(panels, tracks, strict=True):
+                    panel.face.draw(canvas, background, weights[i],
+                                    None if tongue is None else tongue[i])  # fmt: skip
+                    _draw_tape(canvas, panel, t)
+                frame = av.VideoFrame.from_ndarray(canvas.data, format="yuv420p")
+                frame.pts = i
+                encoder.put(frame)
+                if progress is not None and i % 30 == 0:
+                    progress(i / frames)
     finally:
         container.close()
+
+
+class _Encoder:
+    """Encodes and muxes frames on a second thread (PyAV lets go of the GIL inside FFmpeg), so
+    that drawing the next frame and encoding this one share the two cores."""
+
+    def __init__(self, container, stream) -> None:
+        import queue
+        import threading
+
+        self.container, self.stream = container, stream
+        self.frames: queue.Queue = queue.Queue(maxsize=8)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="a2x-preview-encoder", daemon=True)
+
+    def __enter__(self) -> _Encoder:
+        self.thread.start()
+        return self
+
+    def put(self, frame) -> None:
+        if self.error is not None:
+            raise self.error
+        self.frames.put(frame)
+
+    def _run(self) -> None:
+        try:
+            while (frame := self.frames.get()) is not None:
+                for packet in self.stream.encode(frame):
+                    self.container.mux(packet)
+            for packet in self.stream.encode():
+                self.container.mux(packet)
+        except BaseException as error:  # handed to the drawing thread
+            self.error = error
+            while self.frames.get() is not None:  # unblock a waiting put
+                pass
+
+    def __exit__(self, kind: object, error: object, traceback: object) -> None:
+        self.frames.put(None)
+        self.thread.join()
+        if self.error is not None and kind is None:
+            raise self.error
 
 
 def _draw_tape(canvas: YuvImage, panel: _Panel, t: float) -> None:

@@ -40,6 +40,7 @@ class YuvImage:
         self.y = self.data[:height]
         self.u = self.data[height:height + quarter].reshape(height // 2, width // 2)
         self.v = self.data[height + quarter:].reshape(height // 2, width // 2)
+        self.uv = self.data[height:].reshape(2, height // 2, width // 2)  # both chroma planes
         self.fill_rect(0, 0, width, height, rgb)
 
     @classmethod
@@ -99,8 +100,7 @@ class YuvImage:
         _blend(self.y[y0:y1, x0:x1], cover, y)
         half = cover[0::2, 0::2] + cover[1::2, 0::2] + cover[0::2, 1::2] + cover[1::2, 1::2]
         half *= 0.25
-        _blend(self.u[y0 // 2:y1 // 2, x0 // 2:x1 // 2], half, u)
-        _blend(self.v[y0 // 2:y1 // 2, x0 // 2:x1 // 2], half, v)
+        _blend(self.uv[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2], half, _CHROMA[rgb])
 
 
 def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -125,13 +125,17 @@ def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 _COLOUR_CACHE: dict[tuple[int, int, int], tuple[float, float, float]] = {}
 
 
+_CHROMA: dict[tuple[int, int, int], np.ndarray] = {}
+
+
 def _yuv_of(rgb: tuple[int, int, int]) -> tuple[float, float, float]:
     if rgb not in _COLOUR_CACHE:
         _COLOUR_CACHE[rgb] = tuple(float(c) for c in rgb_to_yuv(rgb))  # type: ignore[assignment]
+        _CHROMA[rgb] = np.array(_COLOUR_CACHE[rgb][1:], dtype=np.float32).reshape(2, 1, 1)
     return _COLOUR_CACHE[rgb]
 
 
-def _blend(plane: np.ndarray, cover: np.ndarray, value: float) -> None:
+def _blend(plane: np.ndarray, cover: np.ndarray, value: float | np.ndarray) -> None:
     """``plane += cover * (value - plane)``, rounded back into the uint8 plane."""
     mixed = plane.astype(np.float32)
     mixed += cover * (value - mixed)
