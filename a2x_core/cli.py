@@ -111,6 +111,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_live_parser(commands)
     _add_preview_parser(commands)
+    _add_render_parser(commands)
 
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
@@ -438,6 +439,49 @@ def _preview(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_render_parser(commands: Any) -> None:
+    """``a2x render``: the take on the user's rig, rendered by headless Blender."""
+    render = commands.add_parser("render", help="bake a clip onto your rig in headless Blender "
+                                 "and render the scene's camera to an MP4 with sound")  # fmt: skip
+    render.add_argument("input", metavar="CLIP|RESULT",
+                        help="an audio clip (animated with --model first) or an a2x result")
+    render.add_argument("--blend", type=Path, required=True, help="the scene with the rig")
+    render.add_argument("--object", dest="objects", action="append", required=True,
+                        metavar="NAME", help="the mesh with ARKit-named shape keys (repeatable)")
+    render.add_argument("-o", "--output", type=Path, required=True, metavar="VIDEO.mp4")
+    render.add_argument("--export-fbx", type=Path, metavar="TAKE.fbx",
+                        help="also export the baked objects with their shape-key animation")
+    render.add_argument("--engine", default="workbench", choices=("workbench", "eevee", "cycles"),
+                        help="render engine (default workbench; the scene's other settings are kept)")
+    render.add_argument("--start-frame", type=int, help="scene frame of the audio's start "
+                        "(default: the scene's first frame)")  # fmt: skip
+    render.add_argument("--resolution-percentage", type=int, metavar="PCT",
+                        help="render at this share of the scene's resolution")
+    render.add_argument("--blender", metavar="PATH", help="a blender executable or a Python with "
+                        "bpy (default: $A2X_BLENDER, else blender on the PATH)")  # fmt: skip
+    render.add_argument("--model", default="default",
+                        help="model for CLIP inputs: 'default' or PATH/model.json")
+    render.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    render.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .preview import load_for_preview
+    from .render import RenderRequest, check_outputs, check_request, render_take
+
+    request = RenderRequest(blend=args.blend, objects=args.objects, engine=args.engine,
+                            start_frame=args.start_frame, blender=args.blender,
+                            resolution_percentage=args.resolution_percentage)  # fmt: skip
+    check_request(request)
+    check_outputs(args.output, args.export_fbx, overwrite=args.overwrite)
+    result = load_for_preview(args.input, model=args.model)
+    written = render_take(result, request, args.output, fbx=args.export_fbx, overwrite=args.overwrite)
+    if not args.quiet:
+        for path in written:
+            print(path)
+    return 0
+
+
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:
     """``(warning, line to print)`` for each distinct warning, once; with several clips, a
     warning raised by only some of them names them."""
@@ -548,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from . import engines_cli
 
-    handlers = {"animate": _animate, "live": _live, "preview": _preview, "info": _info, "models": _models, "engines": engines_cli.run}
+    handlers = {"animate": _animate, "live": _live, "preview": _preview, "render": _render, "info": _info, "models": _models, "engines": engines_cli.run}
     with _cli_process_state(getattr(args, "quiet", False)):
         try:
             code = handlers[args.command](args)
