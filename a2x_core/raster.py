@@ -165,9 +165,10 @@ def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int) -> np.
         weights=np.concatenate([direction * (1.0 - part), direction * part]),
         minlength=rows * stride,
     ).reshape(rows, stride)
-    winding = np.cumsum(cells[:, :width], axis=1)
-    inside = np.minimum(np.abs(winding), 1.0).astype(np.float32)
-    rows_of = inside.reshape(height, SUBSAMPLES, width)
+    winding = np.cumsum(cells[:, :width], axis=1, dtype=np.float32)
+    np.abs(winding, out=winding)
+    np.minimum(winding, 1.0, out=winding)  # nonzero rule: any winding is inside
+    rows_of = winding.reshape(height, SUBSAMPLES, width)
     total = rows_of[:, 0].copy()
     for k in range(1, SUBSAMPLES):
         total += rows_of[:, k]
