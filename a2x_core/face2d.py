@@ -125,8 +125,8 @@ class FaceDrawer:
             for side, suffix in ((1, "Left"), (-1, "Right")):
                 _eye_shapes(groups, self.px, g, side, suffix)
                 _brow_shapes(groups, self.px, g, side, suffix)
-            for colour in ("sclera", "iris", "pupil", "skin", "lash", "skin_shade", "brow"):
-                image.fill(groups[colour], COLOURS[colour])
+            order = ("sclera", "iris", "pupil", "skin", "lash", "skin_shade", "brow")
+            image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
 
         def base() -> None:
             _draw_jaw(image, self.px, drop, jaw_side, g("cheekPuff"))
@@ -228,8 +228,7 @@ def _draw_nose(image: YuvImage, px, g) -> None:
         if sneer > 0.02:
             creases.append(px(stroke(np.array([[0.03, 0.07], [0.07, 0.1], [0.1, 0.12]])
                                      * [side, 1], 0.012 * min(1.0, 2 * sneer))))  # fmt: skip
-    image.fill(nostrils, COLOURS["nostril"])
-    image.fill(wings + creases, COLOURS["skin_shade"])
+    image.fill_layers([(nostrils, COLOURS["nostril"]), (wings + creases, COLOURS["skin_shade"])])
 
 
 def _sided(t: np.ndarray, left: float, right: float) -> np.ndarray:
@@ -277,31 +276,33 @@ def _draw_mouth(image: YuvImage, px, g, drop: float, jaw_side: float, tongue) ->
     upper = np.stack([x, upper_inner], axis=1)
     lower = np.stack([lower_inner_x, lower_inner], axis=1)
     gap = lower_inner - upper_inner
+    layers: list[tuple[list[np.ndarray], tuple[int, int, int]]] = []
     if gap.max() > 0.004:
-        image.fill(px(np.concatenate([upper, lower[::-1]])), COLOURS["cavity"])
-        _draw_tongue_inside(image, px, lower, upper_inner, tongue)
+        layers.append(([px(np.concatenate([upper, lower[::-1]]))], COLOURS["cavity"]))
+        layers.append(([px(_tongue_inside(lower, upper_inner, tongue))], COLOURS["tongue"]))
         teeth_top = upper_inner + np.minimum(0.055 * middle, gap)
         teeth_low = lower_inner - np.minimum(0.035 * middle, np.maximum(gap - 0.055 * middle, 0))
-        image.fill([px(np.concatenate([upper, np.stack([x, teeth_top], 1)[::-1]])),
-                    px(np.concatenate([np.stack([lower_inner_x, teeth_low], 1), lower[::-1]]))],
-                   COLOURS["teeth"])  # fmt: skip
+        layers.append(([px(np.concatenate([upper, np.stack([x, teeth_top], 1)[::-1]])),
+                        px(np.concatenate([np.stack([lower_inner_x, teeth_low], 1), lower[::-1]]))],
+                       COLOURS["teeth"]))  # fmt: skip
     upper_outer = np.stack([x, upper_inner - upper_thick], axis=1)
     lower_outer = np.stack([lower_inner_x, lower_inner + lower_thick], axis=1)
-    image.fill([px(np.concatenate([upper_outer, upper[::-1]])),
-                px(np.concatenate([lower, lower_outer[::-1]]))], COLOURS["lips"])
-    image.fill(px(stroke(upper, 0.01)), COLOURS["lip_line"])
+    layers.append(([px(np.concatenate([upper_outer, upper[::-1]])),
+                    px(np.concatenate([lower, lower_outer[::-1]]))], COLOURS["lips"]))  # fmt: skip
+    layers.append(([px(stroke(upper, 0.01))], COLOURS["lip_line"]))
     tongue_out = g("tongueOut")
     if tongue_out > 0.01:
-        tip_y = lower_inner[len(t) // 2] + 0.02 + 0.09 * tongue_out
-        image.fill(px(ellipse(lower_inner_x[len(t) // 2], tip_y, 0.1 + 0.03 * tongue_out,
-                              0.03 + 0.07 * tongue_out, 20)), COLOURS["tongue"])  # fmt: skip
-        image.fill(px(stroke(np.array([[lower_inner_x[len(t) // 2], tip_y - 0.05],
-                                       [lower_inner_x[len(t) // 2], tip_y + 0.03]]), 0.008)),
-                   COLOURS["cavity"], alpha=0.5)  # fmt: skip
+        tip_x, tip_y = lower_inner_x[len(t) // 2], lower_inner[len(t) // 2] + 0.02 + 0.09 * tongue_out
+        layers.append(([px(ellipse(tip_x, tip_y, 0.1 + 0.03 * tongue_out, 0.03 + 0.07 * tongue_out,
+                                   20))], COLOURS["tongue"]))  # fmt: skip
+        layers.append(([px(stroke(np.array([[tip_x, tip_y - 0.05], [tip_x, tip_y + 0.03]]),
+                                  0.008))], COLOURS["cavity"]))  # fmt: skip
+    image.fill_layers(layers)
 
 
-def _draw_tongue_inside(image: YuvImage, px, lower: np.ndarray, upper_y: np.ndarray, tongue) -> None:
-    """The tongue's back in the lower mouth; Audio2Face's tongue poses lift, drop or slide it."""
+def _tongue_inside(lower: np.ndarray, upper_y: np.ndarray, tongue: np.ndarray | None) -> np.ndarray:
+    """The tongue's back in the lower mouth (a polygon); Audio2Face's tongue poses lift, drop
+    or slide it."""
     lift, slide = 0.0, 0.0
     if tongue is not None:
         k = np.clip(np.asarray(tongue, dtype=np.float64), 0.0, 1.0)
@@ -313,7 +314,7 @@ def _draw_tongue_inside(image: YuvImage, px, lower: np.ndarray, upper_y: np.ndar
     height = np.clip((0.05 + lift) * (1 - t**2) * np.exp(-((t - slide * 4) ** 2) / 0.6), 0, None)
     top_y = np.maximum(lower[:, 1] - height, upper_y)
     top = np.stack([lower[:, 0], top_y], axis=1)
-    image.fill(px(np.concatenate([top, lower[::-1]])), COLOURS["tongue"])
+    return np.concatenate([top, lower[::-1]])
 
 
 def _eye_shapes(groups: dict[str, list[np.ndarray]], px, g, side: int, suffix: str) -> None:

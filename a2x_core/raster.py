@@ -80,8 +80,20 @@ class YuvImage:
              alpha: float = 1.0) -> None:
         """Blend the union of the closed polygons ``shapes`` (each ``[N, 2]`` pixel x, y) in
         colour ``rgb``. Several shapes of one colour in one call cost little more than one."""
-        polygons = [shapes] if isinstance(shapes, np.ndarray) else shapes
-        start, end = _edges(polygons)
+        self.fill_layers([(shapes, rgb)], alpha)
+
+    def fill_layers(self, layers: list[tuple[np.ndarray | list[np.ndarray], tuple[int, int, int]]],
+                    alpha: float = 1.0) -> None:  # fmt: skip
+        """:meth:`fill` each ``(shapes, rgb)`` in turn, the later over the earlier. Layers that
+        overlap (the parts of a mouth) share one coverage pass over their common box: most of
+        a fill's cost is per call, not per pixel."""
+        starts, ends, tags = [], [], []
+        for index, (shapes, _) in enumerate(layers):
+            start, end = _edges([shapes] if isinstance(shapes, np.ndarray) else shapes)
+            starts.append(start)
+            ends.append(end)
+            tags.append(np.full(len(start), index, dtype=np.int64))
+        start, end, tag = np.concatenate(starts), np.concatenate(ends), np.concatenate(tags)
         if not len(start):
             return
         both = np.concatenate([start, end])
@@ -93,14 +105,17 @@ class YuvImage:
         if x1 <= x0 or y1 <= y0:
             return
         offset = np.array([x0, y0], dtype=np.float32)
-        cover = coverage(start - offset, end - offset, x1 - x0, y1 - y0)
+        covers = coverage(start - offset, end - offset, x1 - x0, y1 - y0, tag, len(layers))
         if alpha != 1.0:
-            cover *= alpha
-        y, u, v = _yuv_of(rgb)
-        _blend(self.y[y0:y1, x0:x1], cover, y)
-        half = cover[0::2, 0::2] + cover[1::2, 0::2] + cover[0::2, 1::2] + cover[1::2, 1::2]
-        half *= 0.25
-        _blend(self.uv[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2], half, _CHROMA[rgb])
+            covers *= alpha
+        plane_y = self.y[y0:y1, x0:x1]
+        plane_uv = self.uv[:, y0 // 2:y1 // 2, x0 // 2:x1 // 2]
+        for cover, (_, rgb) in zip(covers, layers, strict=True):
+            y, _, _ = _yuv_of(rgb)
+            _blend(plane_y, cover, y)
+            half = cover[0::2, 0::2] + cover[1::2, 0::2] + cover[0::2, 1::2] + cover[1::2, 1::2]
+            half *= 0.25
+            _blend(plane_uv, half, _CHROMA[rgb])
 
 
 def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -143,10 +158,13 @@ def _blend(plane: np.ndarray, cover: np.ndarray, value: float | np.ndarray) -> N
     plane[:] = mixed
 
 
-def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``[height, width]`` share (0..1) of each pixel inside the edges ``start -> end``."""
+def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int,
+             layer: np.ndarray | None = None, layers: int = 1) -> np.ndarray:
+    """``[layers, height, width]`` share (0..1) of each pixel inside the edges ``start -> end``
+    of each layer (``layer``: each edge's layer; None: all in layer 0)."""
     keep = start[:, 1] != end[:, 1]
     start, end = start[keep], end[keep]
+    layer = np.zeros(len(start), dtype=np.int64) if layer is None else layer[keep]
     rows = height * SUBSAMPLES
     sample_y = (np.arange(rows, dtype=np.float32) + 0.5) / SUBSAMPLES
     ya, yb = start[:, 1], end[:, 1]
@@ -160,18 +178,19 @@ def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int) -> np.
     whole = np.floor(x).astype(np.int64)
     part = x - whole
     stride = width + 2
+    cell = (layer[edge] * rows + row) * stride + whole
     cells = np.bincount(
-        np.concatenate([row * stride + whole, row * stride + whole + 1]),
+        np.concatenate([cell, cell + 1]),
         weights=np.concatenate([direction * (1.0 - part), direction * part]),
-        minlength=rows * stride,
-    ).reshape(rows, stride)
+        minlength=layers * rows * stride,
+    ).reshape(layers * rows, stride)
     winding = np.cumsum(cells[:, :width], axis=1, dtype=np.float32)
     np.abs(winding, out=winding)
     np.minimum(winding, 1.0, out=winding)  # nonzero rule: any winding is inside
-    rows_of = winding.reshape(height, SUBSAMPLES, width)
-    total = rows_of[:, 0].copy()
+    rows_of = winding.reshape(layers, height, SUBSAMPLES, width)
+    total = rows_of[:, :, 0].copy()
     for k in range(1, SUBSAMPLES):
-        total += rows_of[:, k]
+        total += rows_of[:, :, k]
     total *= 1.0 / SUBSAMPLES
     return total
 
