@@ -40,9 +40,9 @@ TAPE_SHARE = 0.36
 LEGEND_WIDTH = 150
 #: Sample rate of the muxed AAC track.
 AUDIO_RATE = 48000
-#: x264 settings: ultrafast keeps encoding under a third of the frame time; crf 20 keeps the
-#: flat colours and the text clean.
-X264_OPTIONS = {"preset": "ultrafast", "crf": "20"}
+#: x264 settings: encoding is the preview's largest cost, so the fastest preset; crf 23
+#: (x264's default) keeps the flat colours and the text clean and costs ~15 % less than 20.
+X264_OPTIONS = {"preset": "ultrafast", "crf": "23"}
 
 
 def _import_av():
