@@ -19,31 +19,61 @@ av = pytest.importorskip("av")
 
 pytestmark = [pytest.mark.slow, pytest.mark.blender, pytest.mark.shared]
 
-#: A test scene: the head (Workbench, small frame), a camera in front of its mouth.
+#: A test scene: the head (Workbench, small frame), a camera in front of its mouth. The
+#: Rocketbox head is an FBX; the VRoid head is one OBJ per ARKit shape (same vertex order),
+#: turned from OBJ's Y-up to Blender's Z-up as Blender's OBJ importer does.
 MAKE_SCENE = """
-import bpy, math, sys
+import bpy, json, math, os, sys
 import numpy as np
 from mathutils import Vector
-fbx, out = sys.argv[1], sys.argv[2]
+source, out = sys.argv[1], sys.argv[2]
 bpy.ops.wm.read_factory_settings(use_empty=True)
 scene = bpy.context.scene
-bpy.ops.import_scene.fbx(filepath=fbx)
+
+def obj_vertices(path):
+    with open(path, encoding="utf-8") as handle:
+        rows = [line.split()[1:4] for line in handle if line.startswith("v ")]
+    xyz = np.array(rows, dtype=np.float64)
+    return np.stack([xyz[:, 0], -xyz[:, 2], xyz[:, 1]], axis=1)
+
+if source.endswith(".fbx"):
+    bpy.ops.import_scene.fbx(filepath=source)
+    face = max((o for o in bpy.data.objects if getattr(o.data, "shape_keys", None)),
+               key=lambda o: len(o.data.shape_keys.key_blocks))
+    jaw_name = "AK_25_JawOpen"
+else:
+    scene.render.fps = 30
+    with open(os.path.join(source, "_neutral.obj"), encoding="utf-8") as handle:
+        faces = [[int(p.split("/")[0]) - 1 for p in line.split()[1:]]
+                 for line in handle if line.startswith("f ")]
+    mesh = bpy.data.meshes.new("VRoidFace")
+    mesh.from_pydata(obj_vertices(os.path.join(source, "_neutral.obj")).tolist(), [], faces)
+    face = bpy.data.objects.new("VRoidFace", mesh)
+    scene.collection.objects.link(face)
+    face.shape_key_add(name="Basis")
+    for name in sorted(n[:-4] for n in os.listdir(source) if n.endswith(".obj") and n[0] != "_"):
+        block = face.shape_key_add(name=name, from_mix=False)
+        block.data.foreach_set("co", obj_vertices(os.path.join(source, name + ".obj")).ravel())
+    jaw_name = "jawOpen"
 scene.render.engine = "BLENDER_WORKBENCH"
 scene.render.resolution_x, scene.render.resolution_y = 320, 240
-face = max((o for o in bpy.data.objects if getattr(o.data, "shape_keys", None)),
-           key=lambda o: len(o.data.shape_keys.key_blocks))
 key = face.data.shape_keys
 basis = np.array([v.co[:] for v in key.reference_key.data])
-jaw = np.array([v.co[:] for v in key.key_blocks["AK_25_JawOpen"].data])
-mouth = face.matrix_world @ Vector(basis[np.linalg.norm(jaw - basis, axis=1) > 1e-4].mean(axis=0))
+jaw = np.array([v.co[:] for v in key.key_blocks[jaw_name].data])
+moving = np.linalg.norm(jaw - basis, axis=1) > 1e-4 * max(1e-9, np.abs(jaw - basis).max())
+mouth = face.matrix_world @ Vector(basis[moving].mean(axis=0))
+height = float(np.ptp(basis[:, 2])) * max(face.matrix_world.to_scale())
 camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
 scene.collection.objects.link(camera)
-camera.location = mouth + Vector((0.0, -0.35, 0.04))
+distance = 0.35 if source.endswith(".fbx") else 1.4 * height
+camera.location = mouth + Vector((0.0, -distance, 0.1 * distance))
 camera.rotation_euler = (math.pi / 2, 0.0, 0.0)
 scene.camera = camera
 bpy.ops.wm.save_as_mainfile(filepath=out)
-print("A2X_SCENE " + json.dumps({"face": face.name, "fps": scene.render.fps / scene.render.fps_base}))
-""".replace("import bpy, math, sys", "import bpy, json, math, sys")
+print("A2X_SCENE " + json.dumps({"face": face.name, "jaw": jaw_name,
+                                 "fps": scene.render.fps / scene.render.fps_base}))
+"""
+
 
 #: Reads an FBX back: the face's shape keys and how many of them are animated.
 READ_FBX = """
@@ -60,7 +90,7 @@ for layer in getattr(action, "layers", []):
             curves.extend(bag.fcurves)
 if not curves:
     curves = list(action.fcurves)
-jaw = [c for c in curves if c.data_path == 'key_blocks["AK_25_JawOpen"].value']
+jaw = [c for c in curves if c.data_path == 'key_blocks["%s"].value' % sys.argv[2]]
 values = [jaw[0].evaluate(f) for f in range(1, 40)] if jaw else []
 print("A2X_FBX " + json.dumps({"curves": len(curves), "jaw_max": max(values, default=0)}))
 """
@@ -84,15 +114,23 @@ def _run_bpy(python: str, script: Path, *args: str, mark: str) -> dict:
     return json.loads(lines[-1][len(mark):])
 
 
-def test_render_bakes_a_rocketbox_head_and_renders_it_with_sound(shared_data, tmp_path: Path) -> None:
-    fbx = shared_data / "head_mesh" / "rocketbox_headbox" / "Male_Adult_03_facial.fbx"
-    if not fbx.exists():
-        pytest.skip(f"{fbx} is absent")
+HEADS = {
+    "rocketbox": "rocketbox_headbox/Male_Adult_03_facial.fbx",
+    "vroid": "voice2motion_vroid_head/shape_keys",
+}
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_render_bakes_a_real_head_and_renders_it_with_sound(shared_data, tmp_path: Path,
+                                                            head: str) -> None:  # fmt: skip
+    source = shared_data / "head_mesh" / HEADS[head]
+    if not source.exists():
+        pytest.skip(f"{source} is absent")
     python = _bpy_python()
     maker = tmp_path / "make_scene.py"
     maker.write_text(MAKE_SCENE)
     blend = tmp_path / "head.blend"
-    scene = _run_bpy(python, maker, str(fbx), str(blend), mark="A2X_SCENE ")
+    scene = _run_bpy(python, maker, str(source), str(blend), mark="A2X_SCENE ")
     before = blend.read_bytes()
 
     take = tmp_path / "line.json"
@@ -122,7 +160,7 @@ def test_render_bakes_a_rocketbox_head_and_renders_it_with_sound(shared_data, tm
 
     reader = tmp_path / "read_fbx.py"
     reader.write_text(READ_FBX)
-    animated = _run_bpy(python, reader, str(take_fbx), mark="A2X_FBX ")
+    animated = _run_bpy(python, reader, str(take_fbx), scene["jaw"], mark="A2X_FBX ")
     # the FBX exporter drops the curves that never move (the default model keeps e.g. the
     # eye looks at 0); the lip curves are there, jawOpen with its motion
     assert animated["curves"] >= 10 and animated["jaw_max"] > 0.2, animated
