@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_TRANSCRIPT := And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.
 
-.PHONY: demo test test-all lint bench fuzz clean gltf-validator
+.PHONY: demo test test-all lint bench fuzz clean portaudio gltf-validator
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +16,19 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 	$(PIP) install -e ".[plot,preview]"
 	touch $@
 
-# Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff).
+# Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff) and the live
+# extra (sounddevice) for the microphone tests.
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install -e ".[test,plot,preview]"
+	$(PIP) install -e ".[test,plot,live,preview]"
 	touch $@
+
+# PortAudio, the C library under sounddevice (a2x live's microphone): Debian's libportaudio2,
+# installed where this user may (root with apt); elsewhere the microphone tests skip and say so.
+portaudio:
+	@ldconfig -p | grep -q 'libportaudio\.so\.2' || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q libportaudio2 >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libportaudio2 >/dev/null 2>&1; }; }; } || \
+	  echo "note: libportaudio2 not installed (needs root and apt); the microphone tests will skip"
 
 # PyTorch for the torch-engine tests: the project's machines carry the CPU build of 2.13.0 as a
 # local wheel (pip's find-links); a plain `pip install torch` elsewhere pulls several GB of CUDA.
@@ -53,7 +62,7 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) gltf-validator lint
+TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) portaudio gltf-validator lint
 
 # The fast tier: every module, the fuzz sample and a Blender smoke test; tests marked
 # `slow` (long clips, whole-pipeline sweeps, the Blender tier) run only in test-all.

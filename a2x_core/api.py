@@ -295,6 +295,25 @@ class Animator:
         """Animate one clip (a path or decoded :class:`Audio`)."""
         return self.animate_many([source], options, progress, cancel, **changes)[0]
 
+    def open_stream(self, options: InferenceOptions | None = None, executor: Any = None) -> Any:
+        """A stream of pushed audio on this animator's model (``docs/streaming.md``): with an
+        emotion model, an :class:`.emotion_stream.EmotionDrivenStream` whose frames equal
+        :meth:`animate`'s; ``executor`` shares network calls with other streams of the model
+        (Audio2Face-3D models).
+
+        Raises:
+            ParameterError: an option the stream cannot honour.
+        """
+        options = self.options if options is None else options
+        if self.emotion_model is not None:
+            from .emotion_stream import EmotionDrivenStream
+
+            self._check_emotion_options(options)
+            return EmotionDrivenStream(self.model, self.emotion_model, options, executor)
+        if executor is None:
+            return self.model.open_stream(options)
+        return self.model.open_stream(options, executor)
+
     def start(self, sources: Sequence[AudioSource], options: InferenceOptions | None = None) -> Job[list[AnimationResult]]:
         """Run :meth:`animate_many` on a worker thread; poll the returned job from a UI."""
         return Job(lambda progress, cancel: self.animate_many(sources, options, progress, cancel)).start()

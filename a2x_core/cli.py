@@ -70,22 +70,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
     run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
-    run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
-                     "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
-    run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
-                     help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
-    run.add_argument("--emotion-cadence", choices=("sdk", "per-frame"), default="sdk",
-                     help="when Audio2Emotion runs: sdk = at 30 fps, skip 30, as NVIDIA's sample "
-                     "and Maya-ACE (default); per-frame = at --fps, one inference per frame")  # fmt: skip
-    run.add_argument("--emotion-skip", type=int, default=None, metavar="N",
-                     help="frames that reuse one Audio2Emotion inference "
-                     "(default: 30 with --emotion-cadence sdk, 0 with per-frame)")  # fmt: skip
+    _add_emotion_model_arguments(run)
     run.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
                      help="--emotion with --emotion-model: blend = A2E's preferred emotion "
                      "(default), override = replaces the detected emotions it names")  # fmt: skip
-    run.add_argument("--emotion-param", action="append", default=[], metavar="KEY=VALUE",
-                     help="override an Audio2Emotion post_processing_config key, "
-                     "e.g. emotion_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--identity", metavar="NAME",
                      help="diffusion models: the identity to animate (default: the first)")  # fmt: skip
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -122,6 +110,23 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_emotion_model_arguments(run: Any) -> None:
+    """Audio2Emotion's options, the same for ``animate`` and ``live``."""
+    run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
+                     "each clip's emotions from its audio (Audio2Face-3D models)")  # fmt: skip
+    run.add_argument("--emotion-window", type=int, default=60000, metavar="SAMPLES",
+                     help="Audio2Emotion window in 16 kHz samples (default 60000 = 3.75 s)")  # fmt: skip
+    run.add_argument("--emotion-cadence", choices=("sdk", "per-frame"), default="sdk",
+                     help="when Audio2Emotion runs: sdk = at 30 fps, skip 30, as NVIDIA's sample "
+                     "and Maya-ACE (default); per-frame = at --fps, one inference per frame")  # fmt: skip
+    run.add_argument("--emotion-skip", type=int, default=None, metavar="N",
+                     help="frames that reuse one Audio2Emotion inference "
+                     "(default: 30 with --emotion-cadence sdk, 0 with per-frame)")  # fmt: skip
+    run.add_argument("--emotion-param", action="append", default=[], metavar="KEY=VALUE",
+                     help="override an Audio2Emotion post_processing_config key, "
+                     "e.g. emotion_strength=1.0 (repeatable)")  # fmt: skip
+
+
 def _add_live_parser(commands: Any) -> None:
     """``a2x live``: the model options are animate's (same names, same parsing in ``_options``);
     the ones a stream does not use keep animate's defaults."""
@@ -133,6 +138,9 @@ def _add_live_parser(commands: Any) -> None:
                       "pace, or - for headerless PCM on stdin (default: the microphone)")  # fmt: skip
     live.add_argument("--device", dest="input_device", metavar="NAME",
                       help="microphone: the input device (default: the system's)")  # fmt: skip
+    live.add_argument("--duration", type=float, metavar="SECONDS",
+                      help="stop after this much audio (default: the end of the source, or "
+                      "Ctrl-C)")  # fmt: skip
     live.add_argument("--as-fast-as-possible", action="store_true",
                       help="--source FILE: push blocks without waiting for the clock (tests)")
     live.add_argument("--raw-rate", type=int, metavar="HZ", help="--source -: its sample rate")
@@ -145,6 +153,7 @@ def _add_live_parser(commands: Any) -> None:
                       help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")
     live.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                       help="override a model parameter (repeatable)")
+    _add_emotion_model_arguments(live)
     live.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
     live.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     live.add_argument("--engine", "--backend", dest="backend", default="auto",
@@ -157,15 +166,18 @@ def _add_live_parser(commands: Any) -> None:
                       help=f"send VMC/OSC blend shapes (default port {VMC_DEFAULT_PORT}; "
                       "repeatable)")  # fmt: skip
     live.add_argument("--jsonl", metavar="-|FILE", help="one JSON object per frame and line")
+    live.add_argument("--delay-audio", nargs="?", const="auto", metavar="MS",
+                      help="play the input back delayed (default: the model's look-ahead + 50 "
+                      "ms) so lips and sound arrive together")  # fmt: skip
+    live.add_argument("--audio-out", metavar="NAME",
+                      help="--delay-audio: the output device (default: the system's)")
     live.add_argument("--record", type=Path, metavar="TAKE",
                       help="write the whole take when it stops (.json, .csv, .npz; atomic)")
     live.add_argument("--overwrite", action="store_true", help="replace existing output files")
     live.add_argument("-q", "--quiet", action="store_true", help="no status line, no summary")
     live.set_defaults(
         audio=[], transcript=None, transcript_file=None, start=None, end=None, fast=False,
-        strength=1.0, smoothing=0.0, emotion_file=None, emotion_model=None,
-        emotion_window=60000, emotion_cadence="sdk", emotion_skip=None, emotion_mix="blend",
-        emotion_param=[], identity=None, geometry=False, device="auto", precision="fp32",
+        strength=1.0, smoothing=0.0, emotion_file=None, emotion_mix="blend", identity=None, geometry=False, device="auto", precision="fp32",
         compile_network=False,
     )  # fmt: skip
 
@@ -336,8 +348,17 @@ def _live(args: argparse.Namespace) -> int:
     """Source → stream → outputs until the audio ends or Ctrl-C; then the tail frames, the
     record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
     the CLI's codes (130, 143) after the same clean stop, with the record written."""
+    from .api import Animator
     from .exporters import check_output_path, write_result
-    from .live import StatusLine, StopSignals, open_source, run_live, summary_lines, take_result
+    from .live import (
+        StatusLine,
+        StopSignals,
+        first_seconds,
+        open_source,
+        run_live,
+        summary_lines,
+        take_result,
+    )  # fmt: skip
     from .live_outputs import (
         LIVELINK_DEFAULT_PORT,
         VMC_DEFAULT_PORT,
@@ -347,7 +368,6 @@ def _live(args: argparse.Namespace) -> int:
         VmcSender,
         parse_endpoint,
     )  # fmt: skip
-    from .models import load_model
 
     options = _options(args)
     if args.record is not None:
@@ -355,11 +375,14 @@ def _live(args: argparse.Namespace) -> int:
     blocks = open_source(args.source, device=args.input_device,
                          real_time=not args.as_fast_as_possible,
                          raw_rate=args.raw_rate, raw_format=args.raw_format)  # fmt: skip
+    source = blocks
+    if args.duration is not None:
+        blocks = first_seconds(blocks, args.duration)
     endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
                  for text in args.livelink]  # fmt: skip
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
-    model = load_model(args.model, backend=options.backend, threads=options.threads,
-                       device=options.device, precision=options.precision)  # fmt: skip
+    animator = Animator(args.model, options, emotion_model=args.emotion_model)
+    model = animator.model
     sinks: list[Any] = []
     try:
         for endpoint, sender in endpoints:
@@ -370,11 +393,18 @@ def _live(args: argparse.Namespace) -> int:
         for sink in sinks:
             sink.close()
         raise
-    stream = model.open_stream(options)
+    stream = animator.open_stream()
     fps = options.fps
+    playback = _delayed_playback(args, stream)
+    if playback is not None:
+        blocks = playback.tee(blocks)
     with StopSignals() as stop, FanOut(sinks) as fanout:
         status = StatusLine(sys.stderr, enabled=not args.quiet)
-        frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        try:
+            frames, stats = run_live(stream, blocks, fanout, fps, status, stop)
+        finally:
+            if playback is not None:
+                playback.close()
         if args.record is not None:
             result = take_result(frames, model, options, fps,
                                  audio_path=args.source if args.source not in (None, "-") else "",
@@ -385,6 +415,12 @@ def _live(args: argparse.Namespace) -> int:
     if not args.quiet:
         for line in summary_lines(stats, fanout):
             print(line, file=sys.stderr)
+        if playback is not None:
+            print(f"live: input played back {playback.delay_s * 1000:.0f} ms late"
+                  + (f" (stopped: {playback.error})" if playback.error else ""), file=sys.stderr)
+        if getattr(source, "dropped_s", 0.0) > 0:
+            print(f"live: warning: {source.dropped_s:.2f} s of microphone input dropped (the model "
+                  "ran slower than real time; try --fps 30 or a faster --engine)", file=sys.stderr)
     return stop.exit_code or 0
 
 
@@ -480,6 +516,26 @@ def _render(args: argparse.Namespace) -> int:
         for path in written:
             print(path)
     return 0
+
+
+def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
+    """``--delay-audio [MS]``: a :class:`.live_playback.DelayedPlayback` (default delay: the
+    stream's look-ahead plus one block and a typical compute time), or None."""
+    from .live_playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
+
+    if args.delay_audio is None:
+        if args.audio_out is not None:
+            raise ParameterError("--audio-out applies with --delay-audio")
+        return None
+    if args.delay_audio == "auto":
+        delay_s = stream.lookahead_samples / 16000 + DEFAULT_EXTRA_DELAY_S
+    else:
+        try:
+            delay_s = float(args.delay_audio) / 1000
+        except ValueError:
+            raise ParameterError(f"--delay-audio {args.delay_audio!r}: not a number of "
+                                 "milliseconds", hint="e.g. --delay-audio 350") from None  # fmt: skip
+    return DelayedPlayback(delay_s, args.audio_out)
 
 
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:

@@ -107,6 +107,25 @@ class DiffusionSettings:
         return out
 
 
+def _torch_cat(a: Any, b: Any) -> Any:
+    from .backends.torch_engine import import_torch
+
+    return import_torch().cat([a, b])
+
+
+def _device_lerp(buffer: Any, lo: np.ndarray, hi: np.ndarray, w: np.ndarray) -> Any:
+    """:meth:`FrameResampler.push`'s interpolation on the buffer's torch device (float32)."""
+    from .backends.torch_engine import import_torch
+
+    torch = import_torch()
+    index = torch.as_tensor(lo, device=buffer.device)
+    a = buffer.index_select(0, index)
+    if not np.any(w):
+        return a
+    b = buffer.index_select(0, torch.as_tensor(hi, device=buffer.device))
+    return a + (b - a) * torch.as_tensor(w, device=buffer.device)
+
+
 class FrameResampler:
     """Network-rate frames in, output-rate frames out, streaming (linear in target samples).
 
@@ -159,20 +178,27 @@ class FrameResampler:
         self._next = first + done
         return first, lo[:done], weight[:done]
 
-    def push(self, first: int, frames: np.ndarray) -> np.ndarray:
-        """Add network frames ``first ...``; return the output frames now complete."""
+    def push(self, first: int, frames: Any) -> Any:
+        """Add network frames ``first ...`` (a NumPy array, or a torch tensor kept on its
+        device: a stream on the GPU); return the output frames now complete, of the same
+        kind."""
+        on_host = isinstance(frames, np.ndarray)
         if self._buffer is None or len(self._buffer) == 0:
             self._buffer, self._base = frames, first
         else:
             if first != self._base + len(self._buffer):
                 raise ValueError(f"network frame {first} pushed out of order")
-            self._buffer = np.concatenate([self._buffer, frames])
+            self._buffer = (np.concatenate([self._buffer, frames]) if on_host
+                            else _torch_cat(self._buffer, frames))  # fmt: skip
         _, lo, weight = self.plan(self._base + len(self._buffer))
         lo = lo - self._base
         w = weight[:, None]
         hi = np.minimum(lo + 1, len(self._buffer) - 1)
-        a = self._buffer[lo]
-        out = a if not np.any(w) else (a + (self._buffer[hi] - a) * w).astype(np.float32)
+        if on_host:
+            a = self._buffer[lo]
+            out = a if not np.any(w) else (a + (self._buffer[hi] - a) * w).astype(np.float32)
+        else:
+            out = _device_lerp(self._buffer, lo, hi, w)
         # keep only what later output frames still read (from the next one's lo)
         if self.count is not None and self._next >= self.count:
             keep = self._base + len(self._buffer)
@@ -612,6 +638,24 @@ class DiffusionModel:
         info = self.package.network_info
         return (self.window_frames(window) * info.buffer_len) // info.frames
 
+    def stream_audio_for_emotions(self, last_key: int) -> int:
+        """How many samples a stream may hold when its emotion keys reach sample ``last_key``:
+        up to just before the first window whose centre frames read the curve past it
+        (:class:`.emotion_stream.EmotionDrivenStream` holds the rest back)."""
+        info = self.package.network_info
+
+        def last_centre(window: int) -> int:
+            return int(self.centre_targets(window).max())
+
+        window = max(0, (last_key - last_centre(0)) // info.stride)
+        while window > 0 and last_centre(window) > last_key:
+            window -= 1
+        while last_centre(window) <= last_key:
+            window += 1
+        # `window` is the first that reads past the keys: it runs once (ready_units) this many
+        # samples have arrived
+        return info.buffer_len - info.padding_left + window * info.stride - 1
+
     def windows_for(self, num_samples: int) -> int:
         """Windows of a closed clip of ``num_samples``: up to the one holding the last kept
         network frame (generated frame ``net_count - 1 + leading``)."""
@@ -810,6 +854,7 @@ class DiffusionStep:
         self._on_device = False
         #: torch device of the stages after the network on a stream executor (None: NumPy)
         self.device: str | None = None
+        self._stream_on_device: bool | None = None  # streams: network rows stay on the device
 
     # ------------------------------------------------------------------------- ModelStep
 
@@ -837,25 +882,69 @@ class DiffusionStep:
         if self.pipeline is not None:
             return self._run_device(spans)
         feeds = self._feeds(spans)
-        feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
-        centre, latents = self.model._infer(feeds, self._draws(spans))
-        groups: dict[int, list[tuple[Track, np.ndarray, int]]] = {}
+        if self._streams_on_device():
+            centre, latents, stack = self._infer_stream_rows(spans, feeds)
+        else:
+            feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
+            centre, latents = self.model._infer(feeds, self._draws(spans))
+            stack = np.stack
+        groups: dict[int, list[tuple[Track, Any, int]]] = {}
         for b, span in enumerate(spans):
             state: _TrackState = span.track.state
-            state.latents = latents[:, :, b].copy()
+            state.latents = latents[:, :, b].copy() if stack is np.stack else latents[:, :, b]
             frames = self.model.window_frames(span.first)
             keep = self._kept(state, frames)
             if not keep.any():
                 continue
             resampler = state.resampler
-            ready = resampler.push(int(frames[keep][0]), np.asarray(centre[b][keep], np.float32))
+            kept = np.flatnonzero(keep)
+            rows = (np.asarray(centre[b][keep], np.float32) if stack is np.stack
+                    else centre[b, int(kept[0]):int(kept[-1]) + 1])  # fmt: skip
+            ready = resampler.push(int(frames[kept[0]]), rows)
             if len(ready):
                 item = (span.track, ready, resampler.emitted - len(ready))
                 groups.setdefault(len(ready), []).append(item)
         # one chain step per count of finished frames (a device chain batches the tracks)
-        return [ChainStep(np.stack([rows for _, rows, _ in items]), [t for t, _, _ in items],
+        return [ChainStep(stack([rows for _, rows, _ in items]), [t for t, _, _ in items],
                           [start for _, _, start in items])  # fmt: skip
                 for items in groups.values()]
+
+    def _streams_on_device(self) -> bool:
+        """Streams whose stages run on the engine's own torch device keep the GRU state, the
+        centre frames and the resampling there (no host round trip of 24k-vertex frames)."""
+        if self.device is None:
+            return False
+        if self._stream_on_device is None:
+            from .backends.torch_engine import import_torch
+            from .postprocess_gpu import same_device
+
+            caps = self.model.engine.capabilities
+            self._stream_on_device = bool(caps.device_tensors) and same_device(
+                import_torch(), caps.device, self.device)  # fmt: skip
+        return self._stream_on_device
+
+    def _infer_stream_rows(self, spans: Sequence[Span], feeds: dict[str, np.ndarray]
+                           ) -> tuple[Any, Any, Any]:  # fmt: skip
+        """The network on the device for streams: each track's GRU state as a device tensor
+        (uploaded once from its host zeros), centre frames and new state left on the device."""
+        from .backends.torch_engine import import_torch
+        from .postprocess_gpu import upload
+
+        torch = import_torch()
+        device = self.model.engine.capabilities.device
+        tensors = {name: upload(torch, value, device) for name, value in feeds.items()}
+        states = []
+        for span in spans:
+            state: _TrackState = span.track.state
+            if isinstance(state.latents, np.ndarray):
+                state.latents = upload(torch, state.latents, device)
+            states.append(state.latents)
+        tensors["input_latents"] = torch.stack(states, dim=2)
+        with torch.inference_mode():
+            centre, latents = self.model._infer_on_device(tensors, self._draws(spans))
+            # the engine's outputs may be a CUDA graph's, overwritten by the next call; the
+            # resamplers keep centre frames across calls
+            return centre.clone(), latents.clone(), torch.stack
 
     # ------------------------------------------------------------------------- feeds
 

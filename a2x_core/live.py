@@ -15,7 +15,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,6 +33,8 @@ BLOCK_S = 0.02
 #: Bytes per sample of each soundfile subtype of :data:`.audio.RAW_FORMATS`.
 _SUBTYPE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
                   "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
+#: Audio a microphone may queue ahead of the loop before new blocks are dropped, in seconds.
+MICROPHONE_QUEUE_S = 10.0
 #: How often the terminal status line is redrawn, in seconds.
 STATUS_PERIOD_S = 0.1
 _JAW_OPEN = ARKIT_52.index("jawOpen")
@@ -119,28 +121,78 @@ def _sounddevice() -> Any:
     return sounddevice
 
 
-def microphone_blocks(device: str | None = None) -> Iterator[Block]:
-    """The default (or the named) input device at its own rate, mono, in 20 ms blocks; the
-    audio callback only queues, the loop does the work."""
-    sd = _sounddevice()
-    try:
-        info = sd.query_devices(device, kind="input")
-    except (ValueError, sd.PortAudioError) as error:
-        raise ParameterError(f"--device {device or '(default)'}: no such input device ({error})",
-                             hint="python -m sounddevice lists the devices") from None  # fmt: skip
-    rate = int(info["default_samplerate"])
-    blocks: queue.Queue[np.ndarray] = queue.Queue()
+class Microphone:
+    """The default (or the named) input device at its own rate, mono, as an iterator of 20 ms
+    blocks. The audio callback only queues; when the loop falls more than
+    :data:`MICROPHONE_QUEUE_S` behind (a model slower than real time), new blocks are dropped and
+    counted in :attr:`dropped_s` instead of growing memory without end."""
 
-    def on_audio(data: np.ndarray, frames: int, when: object, status: object) -> None:
-        blocks.put(data[:, 0].copy())
+    def __init__(self, device: str | None = None) -> None:
+        sd = _sounddevice()
+        try:
+            info = sd.query_devices(device, kind="input")
+        except (ValueError, sd.PortAudioError) as error:
+            raise ParameterError(f"--device {device or '(default)'}: no such input device "
+                                 f"({error})", hint="python -m sounddevice lists the devices"
+                                 ) from None  # fmt: skip
+        self.rate = int(info["default_samplerate"])
+        self.name = str(info["name"])
+        block = int(round(BLOCK_S * self.rate))
+        self._blocks: queue.Queue[np.ndarray] = queue.Queue(
+            maxsize=max(1, int(MICROPHONE_QUEUE_S / BLOCK_S)))
+        self.dropped_s = 0.0
+        self._stream = sd.InputStream(device=device, channels=1, samplerate=self.rate,
+                                      dtype="float32", blocksize=block, callback=self._on_audio)  # fmt: skip
 
-    with sd.InputStream(device=device, channels=1, samplerate=rate, dtype="float32",
-                        blocksize=int(round(BLOCK_S * rate)), callback=on_audio):  # fmt: skip
-        while True:
-            try:
-                yield blocks.get(timeout=STATUS_PERIOD_S), rate
-            except queue.Empty:  # an empty block: the loop still sees a stop in time
-                yield np.zeros(0, dtype=np.float32), rate
+    def _on_audio(self, data: np.ndarray, frames: int, when: object, status: object) -> None:
+        try:
+            self._blocks.put_nowait(data[:, 0].copy())
+        except queue.Full:
+            self.dropped_s += frames / self.rate
+
+    def __iter__(self) -> Microphone:
+        return self
+
+    def __next__(self) -> Block:
+        if self._stream.closed:
+            raise StopIteration
+        if not self._stream.active:  # capture starts with the first block asked for, not
+            self._stream.start()  # while the model loads
+        try:
+            return self._blocks.get(timeout=STATUS_PERIOD_S), self.rate
+        except queue.Empty:  # an empty block: the loop still sees a stop in time
+            return np.zeros(0, dtype=np.float32), self.rate
+
+    def close(self) -> None:
+        """Stop and close the device (idempotent)."""
+        if not self._stream.closed:
+            self._stream.stop()
+            self._stream.close()
+
+
+def first_seconds(blocks: Iterator[Block], seconds: float) -> Iterator[Block]:
+    """``--duration``: the first ``seconds`` of ``blocks`` (the last block cut to the sample),
+    then the source is closed (a microphone stops)."""
+    if not (seconds > 0 and math.isfinite(seconds)):
+        raise ParameterError(f"--duration {seconds}: must be a positive number of seconds")
+
+    def limited() -> Iterator[Block]:
+        taken = 0.0
+        try:
+            for samples, rate in blocks:
+                wanted = int(round((seconds - taken) * rate))
+                if wanted <= len(samples):
+                    if wanted > 0:
+                        yield samples[:wanted], rate
+                    return
+                taken += len(samples) / rate
+                yield samples, rate
+        finally:
+            close = getattr(blocks, "close", None)
+            if close is not None:
+                close()
+
+    return limited()
 
 
 def open_source(source: str | None, *, device: str | None = None, real_time: bool = True,
@@ -157,8 +209,7 @@ def open_source(source: str | None, *, device: str | None = None, real_time: boo
         if device is not None:
             raise ParameterError("--device picks a microphone; it does not apply with --source")
         return file_blocks(source, real_time=real_time)
-    _sounddevice()  # fail now, before the model loads
-    return microphone_blocks(device)
+    return Microphone(device)  # the device is checked now, before the model loads
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,6 +225,15 @@ class LiveStats:
     latencies_s: list[float] = field(default_factory=list)
     level_db: float = -math.inf
     jaw_open: float = 0.0
+
+    def count(self, new: Sequence[Any], compute_s: float | None) -> None:
+        """Count one push's frames; ``compute_s`` (None for the tail, which no sound waits
+        for) adds their latencies."""
+        if compute_s is not None:
+            self.latencies_s.extend(self.received_s - f.time_s + compute_s for f in new)
+        if new:
+            self.frames += len(new)
+            self.jaw_open = float(new[-1].weights[_JAW_OPEN])
 
     def percentile_ms(self, q: float) -> float:
         return float(np.percentile(self.latencies_s, q)) * 1000 if self.latencies_s else math.nan
@@ -241,42 +301,60 @@ class StopSignals:
         return None if self.received is None else 128 + self.received
 
 
-def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
-             status: StatusLine, stop: StopSignals) -> tuple[list[Any], LiveStats]:  # fmt: skip
-    """Push every block, send each finished frame to ``fanout``, until the audio ends or
-    ``stop`` hears a signal; then close the stream and send its tail.
+def pump(stream: Any, blocks: Iterator[Block], stats: LiveStats,
+         on_frames: Callable[[Sequence[Any]], None], should_stop: Callable[[], bool],
+         after_block: Callable[[], None] | None = None) -> None:  # fmt: skip
+    """The live loop of ``a2x live`` and of :class:`.live_session.LiveSession`: push every
+    block, count it in ``stats``, hand each push's frames to ``on_frames``, until the audio
+    ends or ``should_stop()`` (asked after every block); the source is closed on the way out
+    (a microphone's InputStream stops there), even when it or the model raised.
 
     Latency of a frame = audio received so far − the frame's audio time + the push's compute:
-    on a real-time source, how long after its sound arrived the frame went out.
+    on a real-time source, how long after its sound arrived the frame went out. The stream is
+    left open: :func:`pump_tail` sends its tail, or the caller cancels it.
     """
-    frames: list[Any] = []
-    stats = LiveStats()
-
-    def deliver(new: Sequence[Any], compute_s: float | None) -> None:
-        for frame in new:
-            fanout.send(frame, fps)
-            if compute_s is not None:
-                stats.latencies_s.append(stats.received_s - frame.time_s + compute_s)
-        if new:
-            frames.extend(new)
-            stats.frames = len(frames)
-            stats.jaw_open = float(new[-1].weights[_JAW_OPEN])
-
     try:
         for samples, rate in blocks:
             started = time.perf_counter()
             new = stream.push(samples, rate)
             stats.received_s += len(samples) / rate
             stats.level_db = _level_db(np.asarray(samples, dtype=np.float32))
-            deliver(new, time.perf_counter() - started)
-            status.show(stats)
-            if stop.received is not None:
+            stats.count(new, time.perf_counter() - started)
+            if new:
+                on_frames(new)
+            if after_block is not None:
+                after_block()
+            if should_stop():
                 break
     finally:
         close = getattr(blocks, "close", None)
         if close is not None:
-            close()  # a microphone's InputStream stops here
-    deliver(stream.close(), None)
+            close()
+
+
+def pump_tail(stream: Any, stats: LiveStats, on_frames: Callable[[Sequence[Any]], None]) -> None:
+    """Close the stream and hand on its tail frames (the look-ahead's last frames)."""
+    tail = stream.close()
+    stats.count(tail, None)
+    if tail:
+        on_frames(tail)
+
+
+def run_live(stream: Any, blocks: Iterator[Block], fanout: Any, fps: Fraction,
+             status: StatusLine, stop: StopSignals) -> tuple[list[Any], LiveStats]:  # fmt: skip
+    """``a2x live``'s take: :func:`pump` every block to ``fanout`` until the audio ends or
+    ``stop`` hears a signal, then the stream's tail; returns every frame and the stats."""
+    frames: list[Any] = []
+    stats = LiveStats()
+
+    def deliver(new: Sequence[Any]) -> None:
+        for frame in new:
+            fanout.send(frame, fps)
+        frames.extend(new)
+
+    pump(stream, blocks, stats, deliver, lambda: stop.received is not None,
+         after_block=lambda: status.show(stats))  # fmt: skip
+    pump_tail(stream, stats, deliver)
     status.show(stats, force=True)
     status.end()
     return frames, stats

@@ -370,6 +370,13 @@ class RegressionModel:
         self._reserve_batch(max(1, int(self.frames_per_call)))  # TensorRT: one call's rows
         return Stream(executor, track, self._stream_frames, info.buffer_len - info.buffer_ofs)
 
+    def stream_audio_for_emotions(self, last_key: int) -> int:
+        """How many samples a stream may hold when its emotion keys reach sample ``last_key``:
+        a frame is computed once its look-ahead has arrived, so no frame past the keys runs
+        (:class:`.emotion_stream.EmotionDrivenStream` holds the rest back)."""
+        info = self.package.network_info
+        return last_key + info.buffer_len - info.buffer_ofs
+
     def stream_executor(self) -> Executor:
         """An executor for streams of this model; streams opened on the same executor share
         network calls (one call per :meth:`.executor.Executor.run_ready` round across every

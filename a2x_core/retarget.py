@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -282,6 +283,21 @@ def plan_bake(
         stacked = resample(np.stack([columns[n] for n in names], axis=1), times, whole / float(fps))
         columns = {n: stacked[:, i] for i, n in enumerate(names)}
         frames = float(start_frame) + whole
+    channels, sources, missing = map_columns(columns, targets)
+    return BakePlan(frames, channels, sources, missing)
+
+
+def map_columns(
+    columns: Mapping[str, np.ndarray], targets: Sequence[ShapeTarget]
+) -> tuple[dict[str, np.ndarray], dict[str, str], list[str]]:
+    """The mapping table applied to source curves (any number of frames): each enabled row's
+    ``curve * multiplier + offset`` by target, its source by target, and the sources the
+    model does not give. One rule for a bake (:func:`plan_bake`) and a live frame
+    (:func:`frame_values`).
+
+    Raises:
+        ParameterError: a row names a source that is not a pose name at all.
+    """
     channels: dict[str, np.ndarray] = {}
     sources: dict[str, str] = {}
     missing: list[str] = []
@@ -302,7 +318,18 @@ def plan_bake(
             values = values + np.float32(row.offset)
         channels[row.target] = values.astype(np.float32, copy=False)
         sources[row.target] = row.source
-    return BakePlan(frames, channels, sources, sorted(set(missing)))
+    return channels, sources, sorted(set(missing))
+
+
+def frame_values(frame: Any, targets: Sequence[ShapeTarget]) -> dict[str, float]:
+    """One live frame (a ``StreamFrame``) through the mapping table: target shape → value,
+    exactly the value a bake of the same frame keys."""
+    columns = {name: frame.weights[i : i + 1] for i, name in enumerate(ARKIT_52)}
+    tongue = getattr(frame, "tongue_weights", None)
+    if tongue is not None:
+        columns.update({name: tongue[i : i + 1] for i, name in enumerate(TONGUE_16)})
+    channels, _, _ = map_columns(columns, targets)
+    return {target: float(values[0]) for target, values in channels.items()}
 
 
 def targets_from_rows(rows: Iterable[Mapping[str, object]]) -> list[ShapeTarget]:

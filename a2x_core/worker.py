@@ -6,7 +6,7 @@ over pipes, with no network listener.
 
 Protocol (version 2), UTF-8 JSON, one object per line:
 
-* stdin, first line: the request, ``{"protocol": 2, "command": "animate" | "info",
+* stdin, first line: the request, ``{"protocol": 2, "command": "animate" | "info" | "live",
   "model": "default" | "/path/model.json", "emotion_model": null | "/path/a2e/model.json",
   "audio": ["clip.wav", ...], "options": {...}}``; ``options`` holds
   :class:`~a2x_core.options.InferenceOptions` fields in the form
@@ -14,9 +14,17 @@ Protocol (version 2), UTF-8 JSON, one object per line:
   ``emotion_model`` (an Audio2Emotion model.json) detects each clip's emotions, as
   ``Animator(..., emotion_model=...)`` does. Version 1 requests (no ``emotion_model``) are
   still served; a version 1 worker refuses version 2 requests with the fix.
+* ``live`` (a live preview, :class:`~a2x_core.live_session.WorkerLiveSession`) also takes
+  ``"source": {"file": path, "real_time": true}`` or ``{"device": name | null}`` (a
+  microphone of the worker's machine) and streams instead of answering once:
+  ``{"event": "live", "model": {...}}`` (:func:`model_summary`) when the stream is open,
+  then per push with frames ``{"event": "frames", "frames": [...], "received_s": s,
+  "latencies_s": [...]}`` (:func:`frame_to_json`; no latencies for the tail), until the
+  audio ends or a ``stop`` line, then the stream's tail and ``{"event": "live_end", ...}``.
 * stdin afterwards: the client keeps it open while it waits. Closing it (EOF) or writing a
   ``cancel`` line cancels the work between units; the worker then answers with a
   ``CancelledError`` error event and exits with code 130. Terminating the process works too.
+  A ``stop`` line ends a ``live`` request cleanly (tail frames, then ``done``).
 * stdout: ``{"event": "hello", "protocol": 1, "version": ...}``, then any number of
   ``{"event": "progress", "fraction": f, "stage": s}``, then either one
   ``{"event": "result", "index": i, "result": {...}}`` per clip (weights, tongue weights, eye
@@ -151,6 +159,23 @@ def result_from_json(data: dict[str, Any], options: InferenceOptions) -> Animati
     )
 
 
+def frame_to_json(frame: Any) -> dict[str, Any]:
+    """A stream frame (:class:`~a2x_core.stream_audio.StreamFrame`) in wire form."""
+    return {"index": int(frame.index), "time_s": float(frame.time_s),
+            **{name: _array_to_json(getattr(frame, name)) for name in _FRAME_ARRAYS}}  # fmt: skip
+
+
+def frame_from_json(data: dict[str, Any]) -> Any:
+    from .stream_audio import StreamFrame
+
+    arrays = {name: _array_from_json(data[name]) for name in _FRAME_ARRAYS}
+    return StreamFrame(index=int(data["index"]), time_s=float(data["time_s"]), **arrays)
+
+
+#: The arrays of a stream frame, as they travel.
+_FRAME_ARRAYS = ("weights", "tongue_weights", "jaw_transform", "eye_rotations", "emotions")
+
+
 def model_summary(model: Any) -> dict[str, Any]:
     """What an adapter shows about a loaded model: name, kind, version, the emotions it
     accepts and, for diffusion models, its identities (``[]`` for other kinds)."""
@@ -183,11 +208,15 @@ class _Channel:
             self._out.flush()
 
 
-def _watch_stdin(stream: IO[str], token: CancelToken) -> None:
-    """Cancel on EOF or a ``cancel`` line: the client closed the pipe or asked to stop."""
+def _watch_stdin(stream: IO[str], token: CancelToken, stop: threading.Event) -> None:
+    """Cancel on EOF or a ``cancel`` line: the client closed the pipe or asked to stop; a
+    ``stop`` line ends a live request cleanly (its tail is still sent)."""
     for line in stream:
-        if line.strip().lower() == "cancel":
+        word = line.strip().lower()
+        if word == "cancel":
             break
+        if word == "stop":
+            stop.set()
     token.cancel()
 
 
@@ -229,10 +258,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else f"{text[:40]}…({len(text)} characters)"
 
 
-def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> None:
+def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken,
+           stop: threading.Event | None = None) -> None:  # fmt: skip
     from .api import Animator
 
     command = request.get("command", "animate")
+    if command == "live":
+        _live_source(request)
     options = options_from_json(request.get("options", {}))
     model_spec = request.get("model", "default")
     channel.send("progress", fraction=0.0, stage="loading model")
@@ -240,8 +272,12 @@ def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> No
     if command == "info":
         channel.send("info", info=model_summary(animator.model))
         return
+    if command == "live":
+        _serve_live(request, animator.model, options, channel, token, stop or threading.Event())
+        return
     if command != "animate":
-        raise ParameterError(f"unknown worker command {command!r}", hint="use animate or info")
+        raise ParameterError(f"unknown worker command {command!r}",
+                             hint="use animate, info or live")  # fmt: skip
     audio = request.get("audio") or []
     if not audio:
         raise ParameterError("the worker request names no audio", hint="pass audio: [paths]")
@@ -252,6 +288,45 @@ def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken) -> No
     results = animator.animate_many([str(a) for a in audio], options, progress, token)
     for index, result in enumerate(results):
         channel.send("result", index=index, result=result_to_json(result))
+
+
+def _live_source(request: dict[str, Any]) -> dict[str, Any]:
+    """A live request's source object, checked before the model loads."""
+    source = request.get("source")
+    if not isinstance(source, dict):
+        raise ParameterError(f"the worker's live request needs a source object, found "
+                             f"{_short(source)}", hint='send "source": {"file": "/path/clip.wav"}'
+                             ' or {"device": null}')  # fmt: skip
+    return source
+
+
+def _serve_live(request: dict[str, Any], model: Any, options: InferenceOptions,
+                channel: _Channel, token: CancelToken, stop: threading.Event) -> None:  # fmt: skip
+    """A live request: the source through the model's stream (:func:`.live.pump`, the loop
+    of ``a2x live``), each push's frames as one event, until the audio ends or ``stop``."""
+    from .live import LiveStats, open_source, pump, pump_tail
+
+    source = _live_source(request)
+    path, device = source.get("file"), source.get("device")
+    blocks = open_source(str(path) if path else None, device=device or None,
+                         real_time=bool(source.get("real_time", True)))  # fmt: skip
+    stream = model.open_stream(options)
+    channel.send("live", model=model_summary(model))
+    stats = LiveStats()
+
+    def send(frames: Sequence[Any], latencies: list[float]) -> None:
+        channel.send("frames", frames=[frame_to_json(f) for f in frames],
+                     received_s=stats.received_s, latencies_s=latencies)  # fmt: skip
+
+    try:
+        pump(stream, blocks, stats, lambda new: send(new, stats.latencies_s[-len(new):]),
+             lambda: stop.is_set() or token.cancelled)  # fmt: skip
+        token.check()
+        pump_tail(stream, stats, lambda tail: send(tail, []))
+    except BaseException:
+        stream.cancel()
+        raise
+    channel.send("live_end", frames=stats.frames, received_s=stats.received_s)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -265,8 +340,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         request = _read_request(line)
         for path in request.get("audio") or []:
             check_audio_path(path)  # a missing clip is reported even if stdin closes next
-        threading.Thread(target=_watch_stdin, args=(sys.stdin, token), daemon=True).start()
-        _serve(request, channel, token)
+        stop = threading.Event()
+        threading.Thread(target=_watch_stdin, args=(sys.stdin, token, stop), daemon=True).start()
+        _serve(request, channel, token, stop)
     except A2XError as error:
         channel.send("error", type=type(error).__name__, message=str(error))
         return error.exit_code

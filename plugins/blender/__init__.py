@@ -12,20 +12,21 @@ import sys
 if "bake" in locals():  # "Reload Scripts": pick up edited modules
     import importlib
 
-    for _module in (bake, session, properties, preferences, operators, panels):  # noqa: F821
+    for _module in (bake, session, live, properties, preferences, operators, panels):  # noqa: F821
         importlib.reload(_module)
 
 import bpy
 from bpy.app.handlers import persistent
 
-from . import bake, operators, panels, preferences, properties, session  # noqa: F401 - reloaded above
+from . import bake, live, operators, panels, preferences, properties, session  # noqa: F401 - reloaded above
 
 classes = properties.classes + preferences.classes + operators.classes + panels.classes
 
 
 @persistent
 def _on_load(_dummy: object) -> None:
-    """A freshly loaded file has no running bake; refresh the model list."""
+    """A freshly loaded file has no running bake or Live; refresh the model list."""
+    live.end(cancel=True, restore=False)  # its shape keys went with the file that was closed
     wm = bpy.context.window_manager
     if wm is not None and hasattr(wm, "a2x_job"):
         wm.a2x_job.running = False
@@ -44,6 +45,7 @@ def register() -> None:
 
 
 def unregister() -> None:
+    live.end(cancel=True)  # no thread or timer outlives the add-on
     if _on_load in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load)
     properties.unregister()

@@ -18,7 +18,7 @@ import bpy
 from bpy.props import BoolProperty, EnumProperty, IntProperty, StringProperty
 from bpy.types import Operator
 
-from . import bake, preferences
+from . import bake, live, preferences
 from .session import (
     VALUE_ARGUMENTS,
     BakeSession,
@@ -175,6 +175,8 @@ class A2X_OT_bake(Operator):
         reason = ""
         if context.window_manager.a2x_job.running:
             reason = "A bake is running; Esc or Cancel stops it"
+        elif live.active() is not None:
+            reason = "Live is running; Stop it first"
         elif context.area is not None and context.area.type == "VIEW_3D":
             reason = _panel_reason(context)
         if reason:
@@ -315,6 +317,92 @@ class A2X_OT_cancel(Operator):
 
     def execute(self, context: bpy.types.Context) -> set[str]:
         context.window_manager.a2x_job.cancel_requested = True
+        return {"FINISHED"}
+
+
+# --------------------------------------------------------------------------- live preview
+
+
+class A2X_OT_live_start(Operator):
+    """Drive the face's shape keys live from the microphone or a file at real-time pace"""
+
+    bl_idname = "a2x.live_start"
+    bl_label = "Live"
+    bl_options = {"REGISTER"}
+
+    real_time: BoolProperty(  # type: ignore[valid-type]
+        name="Real Time", default=True, options={"SKIP_SAVE", "HIDDEN"},
+        description="Play a Live file at real-time pace (off: as fast as the model runs)",
+    )  # fmt: skip
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        reason = ""
+        if live.active() is not None:
+            reason = "Live is running; Stop ends it"
+        elif context.window_manager.a2x_job.running:
+            reason = "A bake is running"
+        if reason:
+            cls.poll_message_set(reason)
+        return not reason
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        try:
+            preview = live.start(context, real_time=self.real_time)
+        except Exception as error:  # noqa: BLE001 - reported, never a traceback dialog
+            context.window_manager.a2x_live.message = _failure(error)
+            self.report({"ERROR"}, context.window_manager.a2x_live.message)
+            return {"CANCELLED"}
+        for warning in preview.warnings:
+            self.report({"WARNING"}, warning)
+        _redraw(context)
+        return {"FINISHED"}
+
+
+class A2X_OT_live_stop(Operator):
+    """Stop Live: the shape keys get their values back; with Record on, the take is baked as
+    an a2x Action (undoable)"""
+
+    bl_idname = "a2x.live_stop"
+    bl_label = "Stop"
+    bl_options = {"REGISTER"}  # the bake's undo step is pushed by undo_step()
+
+    _from_ui: bool = False
+
+    @classmethod
+    def poll(cls, context: bpy.types.Context) -> bool:
+        if live.active() is None:
+            cls.poll_message_set("Live is not running")
+            return False
+        return True
+
+    def invoke(self, context: bpy.types.Context, event: Any) -> set[str]:
+        self._from_ui = True
+        return self.execute(context)
+
+    def execute(self, context: bpy.types.Context) -> set[str]:
+        state = context.window_manager.a2x_live
+        try:
+            preview, take = live.stop(context)
+        except Exception as error:  # noqa: BLE001 - the source's or the model's error
+            state.message = f"Live stopped: {_failure(error)}"
+            self.report({"ERROR"}, state.message)
+            _redraw(context)
+            return {"CANCELLED"}
+        if preview is None:
+            return {"CANCELLED"}
+        state.message = live.take_summary(preview, take)
+        self.report({"INFO"}, state.message)
+        if take is not None and take.num_frames:
+            try:
+                with undo_step("Live Take", from_ui=self._from_ui):
+                    lines = live.bake_take(context, preview, take)
+            except Exception as error:  # noqa: BLE001
+                state.message = f"the take was not baked: {_failure(error)}"
+                self.report({"ERROR"}, state.message)
+                return {"CANCELLED"}
+            state.message = _report(self, lines)
+        _redraw(context)
         return {"FINISHED"}
 
 
@@ -706,6 +794,8 @@ class A2X_OT_model_info(Operator):
 classes = (
     A2X_OT_bake,
     A2X_OT_cancel,
+    A2X_OT_live_start,
+    A2X_OT_live_stop,
     A2X_OT_sound_strip,
     A2X_OT_clear,
     A2X_OT_target_add,

@@ -138,6 +138,39 @@ class A2X_PT_main(_A2XPanel, Panel):
                 layout.label(text=state.message, icon="INFO")
 
 
+class A2X_PT_live(_A2XPanel, Panel):
+    """Live preview: the source, Live/Stop, Record, and what the running Live shows."""
+
+    bl_label = "Live"
+    bl_parent_id = "A2X_PT_main"
+
+    def draw(self, context: bpy.types.Context) -> None:
+        layout = self.layout
+        settings = context.scene.a2x
+        live = context.window_manager.a2x_live
+        col = layout.column()
+        col.enabled = not live.running
+        col.row().prop(settings, "live_source", expand=True)
+        if settings.live_source == "MICROPHONE":
+            col.prop(settings, "live_device", text="Device")
+        else:
+            col.prop(settings, "live_file", text="")
+        row = layout.row(align=True)
+        row.scale_y = 1.4
+        if live.running:
+            row.operator("a2x.live_stop", icon="PAUSE")
+        else:
+            row.operator("a2x.live_start", icon="PLAY")
+        row.prop(settings, "live_record", toggle=True, icon="REC")
+        if live.running:
+            layout.label(text=f"{live.state}: {live.frames} frames, latency "
+                         f"{live.latency_ms:.0f} ms", icon="TIME")  # fmt: skip
+            if settings.live_record:
+                layout.label(text=f"Recording: {live.recorded} frames", icon="REC")
+        elif live.message:
+            layout.label(text=live.message, icon="INFO")
+
+
 class A2X_PT_targets(_A2XPanel, Panel):
     bl_label = "Targets"
     bl_parent_id = "A2X_PT_main"
@@ -269,6 +302,7 @@ classes = (
     A2X_UL_targets,
     A2X_UL_mapping,
     A2X_PT_main,
+    A2X_PT_live,
     A2X_PT_targets,
     A2X_PT_mapping,
     A2X_PT_timing,

@@ -225,6 +225,35 @@ class A2XSettings(PropertyGroup):
                ("BEZIER", "Bezier", "Smooth curves through the keys"),
                ("CONSTANT", "Constant", "Hold each key until the next")],
     )  # fmt: skip
+    live_source: EnumProperty(  # type: ignore[valid-type]
+        name="Live Source", default="MICROPHONE",
+        items=[("MICROPHONE", "Microphone", "An input device (the default one, or the named one)"),
+               ("FILE", "File", "An audio file played at real-time pace, as a microphone would")],
+    )  # fmt: skip
+    live_device: StringProperty(  # type: ignore[valid-type]
+        name="Device", description="Input device name, or part of it (empty = the system's "
+        "default input; python -m sounddevice lists them)",
+    )  # fmt: skip
+    live_file: StringProperty(  # type: ignore[valid-type]
+        name="Live File", subtype="FILE_PATH",
+        description="Audio file Live plays at real-time pace (empty = the panel's audio file)",
+    )  # fmt: skip
+    live_record: BoolProperty(  # type: ignore[valid-type]
+        name="Record", default=False,
+        description="Keep the frames Live shows and bake them as an a2x Action when Live stops "
+        "(undoable; never replaces an Action of yours)",
+    )  # fmt: skip
+
+
+class A2XLiveState(PropertyGroup):
+    """The running live preview, as the panel shows it (not saved with files)."""
+
+    running: BoolProperty(default=False)  # type: ignore[valid-type]
+    state: StringProperty(name="State")  # type: ignore[valid-type]
+    frames: IntProperty(name="Frames")  # type: ignore[valid-type]
+    recorded: IntProperty(name="Recorded Frames")  # type: ignore[valid-type]
+    latency_ms: FloatProperty(name="Latency (ms)")  # type: ignore[valid-type]
+    message: StringProperty(name="Last Live")  # type: ignore[valid-type]
 
 
 class A2XJobState(PropertyGroup):
@@ -247,6 +276,7 @@ classes = (
     A2XEmotion,
     A2XModelEntry,
     A2XSettings,
+    A2XLiveState,
     A2XJobState,
 )
 
@@ -254,10 +284,12 @@ classes = (
 def register() -> None:
     bpy.types.Scene.a2x = PointerProperty(type=A2XSettings)
     bpy.types.WindowManager.a2x_job = PointerProperty(type=A2XJobState)
+    bpy.types.WindowManager.a2x_live = PointerProperty(type=A2XLiveState)
     bpy.types.WindowManager.a2x_models = CollectionProperty(type=A2XModelEntry)
 
 
 def unregister() -> None:
     del bpy.types.WindowManager.a2x_models
+    del bpy.types.WindowManager.a2x_live
     del bpy.types.WindowManager.a2x_job
     del bpy.types.Scene.a2x

@@ -264,27 +264,8 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
     transcript = settings.transcript_text.as_string() if settings.transcript_text else ""
     transcript = argument("transcript") or transcript or settings.transcript
     emotion_model = _emotion_model(settings, argument("emotion_model"), model)
-    stale = []
-    emotions: tuple = ()
-    if settings.use_emotions and len(settings.emotions):
-        if settings.model_info_for == model:
-            sliders = {e.name: float(e.value) for e in settings.emotions}
-            if emotion_model and settings.emotion_mix == "OVERRIDE":  # only those set replace
-                sliders = {name: value for name, value in sliders.items() if value > 0}
-            emotions = ((0.0, sliders),) if sliders else ()
-        else:
-            stale.append("emotion sliders")
-    identity = None
-    if argument("identity"):
-        identity = argument("identity")
-    elif settings.model_kind == "diffusion" and len(settings.identities):
-        if settings.model_info_for == model:
-            identity = settings.identity if settings.identity != properties.NO_IDENTITY else None
-        else:
-            stale.append("identity list")
-    if stale:
-        warnings.append(f"the {' and '.join(stale)} were loaded for another model; press "
-                        "'Load Model Info' to use them with this one")  # fmt: skip
+    emotions, identity = emotions_and_identity(settings, model, emotion_model, warnings,
+                                               argument("identity") or None)  # fmt: skip
     emotion_fields: dict[str, Any] = {}
     if emotion_model:
         emotion_fields = {"emotion_window": settings.emotion_window,
@@ -325,6 +306,32 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         object_names=[[o.name for o in objects if o.data.shape_keys == k] for k in keys],
         notes=notes,
     )
+
+
+def emotions_and_identity(settings: Any, model: str, emotion_model: str, warnings: list[str],
+                          identity: str | None = None) -> tuple[tuple, str | None]:  # fmt: skip
+    """The panel's emotion sliders (as ``InferenceOptions.emotions``) and diffusion identity
+    for ``model``; lists loaded for another model are left out with a warning. ``identity``
+    (an operator's argument) wins over the panel's."""
+    stale = []
+    emotions: tuple = ()
+    if settings.use_emotions and len(settings.emotions):
+        if settings.model_info_for == model:
+            sliders = {e.name: float(e.value) for e in settings.emotions}
+            if emotion_model and settings.emotion_mix == "OVERRIDE":  # only those set replace
+                sliders = {name: value for name, value in sliders.items() if value > 0}
+            emotions = ((0.0, sliders),) if sliders else ()
+        else:
+            stale.append("emotion sliders")
+    if identity is None and settings.model_kind == "diffusion" and len(settings.identities):
+        if settings.model_info_for == model:
+            identity = settings.identity if settings.identity != properties.NO_IDENTITY else None
+        else:
+            stale.append("identity list")
+    if stale:
+        warnings.append(f"the {' and '.join(stale)} were loaded for another model; press "
+                        "'Load Model Info' to use them with this one")  # fmt: skip
+    return emotions, identity
 
 
 #: The operator's ``emotion_model`` value that means "no emotion model" ("" = the panel's).

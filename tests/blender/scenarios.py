@@ -625,8 +625,8 @@ def scenario_draw_panels() -> dict:
     settings.model_path = "//claire/model.json"
     counts = {"props": 0, "operators": 0, "draws": 0}
     states = [
-        {"audio_source": "FILE", "model": "DEFAULT"},
-        {"audio_source": "STRIP", "model": "FOLDER"},
+        {"audio_source": "FILE", "model": "DEFAULT", "live_source": "FILE"},
+        {"audio_source": "STRIP", "model": "FOLDER", "live_source": "MICROPHONE"},
         {"audio_source": "FILE", "model": "FILE"},
         {"model": "FILE", "model_kind": "diffusion", "emotion_model_path": "//a2e/model.json",
          "model_info_for": bpy.path.abspath("//claire/model.json")},
@@ -637,6 +637,8 @@ def scenario_draw_panels() -> dict:
             setattr(settings, name, value)
         for running in (False, True):
             context.window_manager.a2x_job.running = running
+            context.window_manager.a2x_live.running = running
+            settings.live_record = running
             for cls in package.panels.classes:
                 holder = types.SimpleNamespace(layout=RecordingLayout(counts), filter_name="")
                 if issubclass(cls, bpy.types.UIList):
@@ -660,6 +662,7 @@ def scenario_draw_panels() -> dict:
 
     package.preferences.A2XPreferences.draw(PrefsView(), context)
     context.window_manager.a2x_job.running = False
+    context.window_manager.a2x_live.running = False
     # a greyed-out button explains itself; from a script the bake stays available
     assert not bpy.ops.a2x.cancel.poll() and bpy.ops.a2x.bake.poll()
     assert obj.name
@@ -1186,6 +1189,176 @@ def scenario_script_defaults() -> dict:
     op.emotion_model = "none"
     assert ops.session.gather_request(bpy.context, op).emotion_model == ""
     return {"defaults": {k: v for k, v in defaults.items()}}
+
+
+def _live_threads() -> list:
+    import threading
+
+    return [t for t in threading.enumerate() if t.name == "a2x-live"]
+
+
+def _drive_live(live, until, timeout: float = 60.0) -> list:  # noqa: ANN001
+    """Run Live's timer function by hand (timers do not tick in background mode) until the
+    session reaches the state ``until`` (or ``until(session)`` is true); returns (frame,
+    {shape: value}) for every frame shown."""
+    shown, last = [], None
+    deadline = time.monotonic() + timeout
+    done = until if callable(until) else (lambda session: session.state == until)
+    while live.active() is not None and not done(live.active().session):
+        assert time.monotonic() < deadline, "Live did not get there in time"
+        assert live.tick() == live.TICK_S
+        frame = live.active()._shown
+        if frame is not None and frame is not last:
+            key = bpy.data.objects["Face"].data.shape_keys
+            shown.append((frame, {b.name: b.value for b in key.key_blocks}))
+            last = frame
+        time.sleep(0.005)
+    assert live.tick() == live.TICK_S  # the last frame (the tail) is shown too
+    return shown
+
+
+def scenario_live() -> dict:
+    """Live with the file source: the timer function sets the shape keys to each new frame
+    through the mapping, Stop puts the values back; Record bakes the take as an a2x Action
+    (undoable), beside an Action of the artist's, which stays untouched."""
+    from a2x_core.audio import decode_audio
+    from a2x_core.names import ARKIT_52
+    from a2x_core.retarget import frame_values
+    from a2x_core.timing import num_frames_for
+
+    live = addon().live
+    obj, settings = _a2f_scene(ARGS)
+    settings.live_source, settings.live_file = "FILE", ARGS["audio"]
+    assert bpy.ops.a2x.mapping_auto() == {"FINISHED"}
+    row = next(r for r in settings.mapping if r.source == "jawOpen")
+    row.multiplier, row.offset = 0.5, 0.1  # the current mapping, not plain names
+    key = obj.data.shape_keys
+    jaw = row.target
+    key.key_blocks[jaw].value = 0.3  # the artist's pose before Live
+    key.key_blocks["custom_wrinkle"].value = 0.7
+    before = {b.name: b.value for b in key.key_blocks}
+
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    assert bpy.context.window_manager.a2x_live.running
+    assert not bpy.ops.a2x.live_start.poll() and bpy.ops.a2x.live_stop.poll()
+    assert not bpy.ops.a2x.bake.poll(), "no bake while Live drives the keys"
+    session = live.active().session
+    rows = live.active().rows(settings)[0]
+    shown = _drive_live(live, "ended")
+    assert len(shown) > 10, len(shown)
+    jaw_values = []
+    for frame, values in shown:
+        expected = frame_values(frame, rows)
+        assert abs(values[jaw] - min(1.0, max(0.0, expected[jaw]))) < 1e-6, (values[jaw], expected)
+        assert values["custom_wrinkle"] == before["custom_wrinkle"]  # not in the mapping
+        jaw_values.append(values[jaw])
+    assert max(jaw_values) - min(jaw_values) > 0.01, "the jaw should move with the speech"
+    state = bpy.context.window_manager.a2x_live
+    assert state.frames == session.stats.frames and state.latency_ms != 0.0
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    assert {b.name: b.value for b in key.key_blocks} == before, "Stop puts the values back"
+    assert owned_actions() == [] and key.animation_data is None
+    assert not _live_threads() and not bpy.app.timers.is_registered(live.tick)
+    assert not state.running and "recorded 0" in state.message
+
+    # a source that fails on the session's thread ends Live at the next tick, values restored
+    broken = os.path.join(tempfile.mkdtemp(), "broken.wav")
+    with open(broken, "wb") as handle:
+        handle.write(b"RIFF not really a wave file" * 10)
+    settings.live_file = broken
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    deadline = time.monotonic() + 30
+    while live.tick() is not None:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert live.active() is None and not state.running and not _live_threads()
+    assert "broken.wav" in state.message and state.message.startswith("Live stopped"), state.message
+    assert {b.name: b.value for b in key.key_blocks} == before
+    assert not bpy.ops.a2x.live_stop.poll() and bpy.ops.a2x.live_start.poll()
+    settings.live_file = ARGS["audio"]
+
+    # Record: an Action of the artist's is in the way unless the take goes to an NLA strip
+    artist_keys(key, jaw)
+    mine = key.animation_data.action
+    mine_name = mine.name
+    mine_keys = [keys_of(fc).tolist() for fc in fcurves_of(key, mine)]
+    settings.live_record = True
+    expect_error(lambda: bpy.ops.a2x.live_start(), "never modifies")
+    assert live.active() is None and not _live_threads()
+    settings.use_nla, settings.start_frame = True, 5
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    session = live.active().session
+    _drive_live(live, "ended")
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    take = session.take()
+    samples = len(decode_audio(ARGS["audio"]).samples)
+    assert take.num_frames == num_frames_for(samples, take.fps) and take.fps == 30
+    assert take.num_frames == session.stats.frames
+    assert key.animation_data.action == mine, "the artist's Action stays active"
+    assert [keys_of(fc).tolist() for fc in fcurves_of(key, mine)] == mine_keys
+    strip = next(t for t in key.animation_data.nla_tracks if t.name == "a2x").strips[0]
+    assert strip.action.get("a2x_owner") == "a2x" and int(strip.frame_start) == 5
+    baked = next(fc for fc in fcurves_of(key, strip.action) if fc.data_path == path_of(jaw))
+    keys = keys_of(baked)
+    expected = take.weights[:, ARKIT_52.index("jawOpen")] * 0.5 + 0.1
+    np.testing.assert_array_equal(keys[:, 0], 5 + np.arange(take.num_frames))
+    np.testing.assert_allclose(keys[:, 1], expected, atol=1e-6)
+    assert addon().bake.owned_sound_strip(bpy.context.scene) is not None  # a whole file
+    assert not _live_threads()
+
+    bpy.ops.ed.undo()  # the take is one undo step
+    key = bpy.data.objects["Face"].data.shape_keys
+    assert owned_actions() == [], owned_actions()
+    assert not [t for t in key.animation_data.nla_tracks if t.name == "a2x"]
+    assert key.animation_data.action.name == mine_name
+    return {"frames": take.num_frames, "shown": len(shown)}
+
+
+def scenario_live_external() -> dict:
+    """Live through the external runtime, as a bake goes when the preferences name one: a
+    file, then that Python's microphone (an ALSA file-plugin device, see test_addon.py)."""
+    from a2x_core.names import ARKIT_52
+
+    live = addon().live
+    os.environ["PYTHONPATH"] = ARGS["repo"]  # the worker imports this tree's a2x_core
+    prefs = bpy.context.preferences.addons[MODULE].preferences
+    prefs.external_python = ARGS["python"]
+    obj, settings = _a2f_scene(ARGS)
+    key = obj.data.shape_keys
+    jaw = styled_names()["jawOpen"]
+    settings.live_source, settings.live_file, settings.live_record = "FILE", ARGS["audio"], True
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    session = live.active().session
+    assert type(session).__name__ == "WorkerLiveSession"
+    shown = _drive_live(live, "ended")
+    assert len(shown) > 10 and len({round(v[jaw], 6) for _, v in shown}) > 5
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    take = session.take()
+    assert take.num_frames == 60 == session.stats.frames, take.num_frames
+    curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
+    np.testing.assert_allclose(keys_of(curve)[:, 1], take.weights[:, ARKIT_52.index("jawOpen")],
+                               atol=1e-6)  # fmt: skip
+    assert not _live_threads() and session.job._proc.returncode == 0
+    out = {"frames": take.num_frames}
+    if not ARGS.get("mic_home"):
+        return out
+
+    os.environ["HOME"] = ARGS["mic_home"]  # where the worker's ALSA finds the .asoundrc
+    settings.live_source, settings.live_device = "MICROPHONE", "a2xmic"
+    assert bpy.ops.a2x.live_start() == {"FINISHED"}
+    session = live.active().session
+    shown = _drive_live(live, lambda s: s.stats.frames >= 90 or s.state == "failed")
+    assert session.error is None, session.error
+    assert bpy.ops.a2x.live_stop() == {"FINISHED"}
+    take = session.take()
+    assert take.num_frames >= 90 and take.audio_path == ""
+    curve = next(fc for fc in fcurves_of(key) if fc.data_path == path_of(jaw))
+    keyed = keys_of(curve)
+    assert keyed.shape[0] == take.num_frames
+    speech = keyed[:60, 1]
+    assert speech.max() - speech.min() > 0.01, "the jaw moves with the device's speech"
+    out["microphone_frames"] = take.num_frames
+    return out
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
 from a2x_core.audio import decode_audio
 from a2x_core.live_outputs import (
@@ -26,6 +27,7 @@ from a2x_core.live_outputs import (
     decode_osc,
 )
 from a2x_core.names import ARKIT_52
+from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli
 
@@ -180,6 +182,27 @@ def test_ctrl_c_stops_cleanly_with_the_tail_and_the_record(
     assert np.abs(recorded - offline).max() <= 1e-5
 
 
+def test_emotion_model_take_equals_animate(tmp_path: Path, regression_json: Path) -> None:
+    """--emotion-model on a live take: Audio2Emotion streams beside the face and its keys
+    drive it as offline (the face waits for them)."""
+    a2e = make_emotion_folder(tmp_path / "a2e").model_json
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, decode_audio(SAMPLE).samples[:64000], 16000, subtype="FLOAT")
+    take = tmp_path / "take.npz"
+    common = ("--model", str(regression_json), "--emotion-model", str(a2e), "--fps", "30")
+    done = run_cli("live", "--source", str(clip), "--as-fast-as-possible", "--engine",
+                   "onnxruntime", "--record", str(take), *common)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    with np.load(take) as arrays:
+        recorded, emotions = arrays["weights"], arrays["emotions"]
+    offline = _animate(tmp_path, str(clip), *common)
+    assert recorded.shape == offline.shape
+    assert np.abs(recorded - offline).max() <= 1e-5
+    assert np.ptp(emotions, axis=0).max() > 0.01  # detected, not the default
+    done = run_cli("live", "--source", str(clip), "--emotion", "joy=1", *common)
+    assert done.returncode == 2 and "--emotion" in done.stderr
+
+
 def test_bad_input_is_a_typed_error_and_nothing_is_clobbered(tmp_path: Path) -> None:
     done = run_cli("live", "--source", "-", "--raw-format", "s16le")
     assert done.returncode == 2 and "--raw-rate is missing" in done.stderr
@@ -202,9 +225,84 @@ def _sounddevice_usable() -> bool:
     return True
 
 
-@pytest.mark.skipif(_sounddevice_usable(), reason="sounddevice and PortAudio are installed here")
-def test_microphone_without_portaudio_says_what_to_install() -> None:
-    done = run_cli("live", "--jsonl", "-")
+def test_microphone_without_portaudio_says_what_to_install(tmp_path: Path) -> None:
+    """sounddevice raises OSError at import when the PortAudio library is missing; a module of
+    that name doing the same stands in for a machine without it (this one has it)."""
+    (tmp_path / "sounddevice.py").write_text("raise OSError('PortAudio library not found')\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--jsonl", "-"], capture_output=True,
+        text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=f"{tmp_path}{os.pathsep}{REPO}"),
+        timeout=120,
+    )  # fmt: skip
     assert done.returncode == 2
     assert "libportaudio2" in done.stderr and "a2x[live]" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+#: ALSA's file plugin as PortAudio devices: ``a2xmic`` captures the bytes of ``infile`` (as
+#: fast as they are read: the null slave has no clock), ``a2xspk`` writes what is played.
+_ASOUNDRC = """
+pcm.a2xmic {{ type file; slave.pcm "null"; file "/dev/null"; infile "{mic}"; format "raw" }}
+pcm.a2xspk {{ type file; slave.pcm "null"; file "{speaker}"; format "raw" }}
+"""
+
+
+def virtual_sound_devices(home: Path, mic_samples: np.ndarray) -> dict[str, str]:
+    """An environment whose ALSA configuration (``$HOME/.asoundrc``) holds a virtual
+    microphone playing ``mic_samples`` (float32 at the device's 44.1 kHz) and a virtual speaker
+    writing ``home/speaker.raw``; skips when PortAudio is not installed."""
+    if not _sounddevice_usable():
+        pytest.skip("sounddevice/PortAudio not installed (make test installs libportaudio2)")
+    home.mkdir(parents=True, exist_ok=True)
+    mic = home / "mic.raw"
+    mic.write_bytes(np.asarray(mic_samples, dtype="<f4").tobytes())
+    (home / ".asoundrc").write_text(_ASOUNDRC.format(mic=mic, speaker=home / "speaker.raw"))
+    return dict(os.environ, HOME=str(home), PYTHONPATH=str(REPO))
+
+
+def test_microphone_path_through_portaudio_equals_animate(
+    tmp_path: Path, regression_json: Path
+) -> None:
+    """The real microphone code (PortAudio input stream, callback, queue) on a virtual ALSA
+    device: 3 s captured at the device's 44.1 kHz equal ``a2x animate`` of the same samples."""
+    import soxr
+
+    speech = soxr.resample(decode_audio(SAMPLE).samples[:64000], 16000, 44100).astype(np.float32)
+    env = virtual_sound_devices(tmp_path / "home", speech)
+    take = tmp_path / "take.npz"
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--device", "a2xmic", "--duration", "3",
+         "--model", str(regression_json), "--engine", "onnxruntime", "--fps", "30",
+         "--record", str(take)],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    captured = tmp_path / "captured.wav"
+    soundfile.write(captured, speech[:3 * 44100], 44100, subtype="FLOAT")
+    with np.load(take) as arrays:
+        recorded = arrays["weights"]
+    offline = _animate(tmp_path, str(captured), "--model", str(regression_json), "--fps", "30")
+    assert recorded.shape == offline.shape == (90, 52)
+    assert np.abs(recorded - offline).max() <= 1e-5
+
+
+def test_delay_audio_plays_the_input_late_on_an_output_device(tmp_path: Path) -> None:
+    """--delay-audio through PortAudio on a virtual ALSA speaker: what was played is the
+    input after exactly the asked delay of silence, and the take ran as usual."""
+    env = virtual_sound_devices(tmp_path / "home", np.zeros(16, np.float32))
+    clip = tmp_path / "clip.wav"
+    speech = decode_audio(SAMPLE).samples[:32000]
+    soundfile.write(clip, speech, 16000, subtype="FLOAT")
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--source", str(clip), "--as-fast-as-possible",
+         "--delay-audio", "250", "--audio-out", "a2xspk", "--jsonl", str(tmp_path / "f.jsonl")],
+        capture_output=True, text=True, cwd=REPO, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "played back 250 ms late" in done.stderr
+    played = np.frombuffer((tmp_path / "home" / "speaker.raw").read_bytes(), dtype="<f4")
+    assert len(played) >= 4000 + len(speech)
+    assert not played[:4000].any()
+    np.testing.assert_array_equal(played[4000:4000 + len(speech)], speech)
+    done = run_cli("live", "--source", str(clip), "--audio-out", "a2xspk")
+    assert done.returncode == 2 and "--delay-audio" in done.stderr

@@ -11,11 +11,12 @@ import pytest
 
 from a2x_core import AnimationResult
 from a2x_core.errors import ParameterError
-from a2x_core.names import ARKIT_52
+from a2x_core.names import ARKIT_52, TONGUE_16
 from a2x_core.retarget import (
     ShapeTarget,
     auto_map,
     format_fps,
+    frame_values,
     plan_bake,
     region_of,
     scene_fps,
@@ -159,6 +160,27 @@ def test_plan_bake_places_keys_and_shapes_values() -> None:
     assert plan.frame_range == (5.0, 14.0)
     flat = plan.interleaved("Jaw")
     assert flat.dtype == np.float32 and flat[0] == 5 and np.isclose(flat[1], 0.35)
+
+
+def test_a_live_frame_gets_the_value_a_bake_keys_for_it() -> None:
+    from a2x_core.stream_audio import StreamFrame
+
+    rng = np.random.default_rng(3)
+    result = AnimationResult(weights=rng.random((6, 52), dtype=np.float32), fps=Fraction(30),
+                             tongue_weights=rng.random((6, 16), dtype=np.float32),
+                             tongue_names=TONGUE_16)  # fmt: skip
+    rows = [ShapeTarget("Jaw", "jawOpen", multiplier=0.5, offset=0.1), ShapeTarget("Teeth", "jawOpen"),
+            ShapeTarget("Off", "cheekPuff", enabled=False), ShapeTarget("Tip", "tongueTipUp")]  # fmt: skip
+    plan = plan_bake(result, rows, Fraction(30), start_frame=1)
+    for i in range(6):
+        frame = StreamFrame(index=i, time_s=i / 30, weights=result.weights[i],
+                            tongue_weights=result.tongue_weights[i], jaw_transform=np.eye(4),
+                            eye_rotations=np.zeros(6), emotions=np.zeros(10))  # fmt: skip
+        values = frame_values(frame, rows)
+        assert set(values) == {"Jaw", "Teeth", "Tip"}
+        assert all(values[t] == float(plan.channels[t][i]) for t in values)
+    with pytest.raises(ParameterError, match="not a pose name"):
+        frame_values(frame, [ShapeTarget("x", "smirk")])
 
 
 def test_plan_bake_unknown_source_is_an_error() -> None:

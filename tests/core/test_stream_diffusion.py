@@ -319,14 +319,18 @@ def test_the_streaming_resampler_equals_the_whole_clip_one(fps: Fraction) -> Non
     np.testing.assert_array_equal(np.concatenate(got), expected)
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "torch"])
 def test_streams_on_a_torch_device_chain_equal_the_device_offline_run(
-    generated: GeneratedDiffusion, speech: np.ndarray
+    generated: GeneratedDiffusion, speech: np.ndarray, backend: str
 ) -> None:
     """With the stages after the network on a torch device (torch on the CPU here; the same
     code on CUDA), two diffusion streams share one growable DevicePipeline (grouped by the
-    number of frames a window finished) and give the device offline run's frames."""
+    number of frames a window finished) and give the device offline run's frames. On the
+    torch engine the network's rows stay on that device too: GRU state, centre frames and the
+    resampling (``DiffusionStep._infer_stream_rows``)."""
     pytest.importorskip("torch")
-    model = load_model(generated.model_json, backend="onnxruntime", threads=1)
+    engine = {"threads": 1} if backend == "onnxruntime" else {"device": "cpu"}
+    model = load_model(generated.model_json, backend=backend, **engine)
     assert isinstance(model, DiffusionModel)
     model.postprocess = "cpu"
     options = InferenceOptions(fps=30, emotions=KEYS)
@@ -353,3 +357,4 @@ def test_streams_on_a_torch_device_chain_equal_the_device_offline_run(
                 got[k] += stream.close()
     for frames, want in zip(got, offline, strict=True):
         _assert_same_frames(frames, want, atol=1e-5)
+    assert executor.step._streams_on_device() is (backend == "torch")
