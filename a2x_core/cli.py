@@ -328,9 +328,15 @@ def _animate(args: argparse.Namespace) -> int:
 
                 stage_plot(staged, results[0], tracks[0], args.plot)
             if args.preview is not None:
+                from .jobs import Progress
                 from .preview import stage_preview
 
-                stage_preview(staged, args.preview, results[:1], audio=args.audio[0])
+                preview_bar = _ProgressBar(enabled=not args.quiet)
+                try:
+                    stage_preview(staged, args.preview, results[:1], audio=args.audio[0],
+                                  progress=lambda done: preview_bar(Progress(done, "rendering preview")))  # fmt: skip
+                finally:
+                    preview_bar.close()
             written = staged.commit()
     except BaseException:
         remove_empty_folders(created)
