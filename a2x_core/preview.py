@@ -371,13 +371,14 @@ def _encode(av, temp: Path, results: Sequence[AnimationResult], labels: Sequence
         audio = container.add_stream("aac", rate=AUDIO_RATE)
         audio.layout = "stereo" if sound.shape[1] == 2 else "mono"
         _mux_audio(av, container, audio, sound)
+        pool = _FramePool(av, width, height, _Encoder.QUEUE + 2)
         with _Encoder(container, video) as encoder:
             for i, t in enumerate(times):
                 for panel, (weights, tongue) in zip(panels, tracks, strict=True):
                     panel.face.draw(canvas, background, weights[i],
                                     None if tongue is None else tongue[i])  # fmt: skip
                     _draw_tape(canvas, panel, t)
-                frame = av.VideoFrame.from_ndarray(canvas.data, format="yuv420p")
+                frame = pool.next_frame(canvas)
                 frame.pts = i
                 encoder.put(frame)
                 if progress is not None and i % 30 == 0:
@@ -386,16 +387,45 @@ def _encode(av, temp: Path, results: Sequence[AnimationResult], labels: Sequence
         container.close()
 
 
+class _FramePool:
+    """PyAV frames reused in turn: a new 720p frame per picture costs more (allocation and
+    page faults) than copying the canvas into one already there. ``size`` must exceed the
+    frames the encoder may still hold (its queue and the one it encodes): x264 copies a
+    frame's pixels during ``encode``, so a frame is free again once encoded."""
+
+    def __init__(self, av, width: int, height: int, size: int) -> None:
+        self.frames = [av.VideoFrame(width, height, "yuv420p") for _ in range(size)]
+        self.views = []
+        for frame in self.frames:
+            planes = []
+            for plane, rows, columns in zip(frame.planes, (height, height // 2, height // 2),
+                                            (width, width // 2, width // 2), strict=True):  # fmt: skip
+                flat = np.frombuffer(plane, dtype=np.uint8)
+                planes.append(flat[:rows * plane.line_size].reshape(rows, plane.line_size)[:, :columns])
+            self.views.append(planes)
+        self.turn = 0
+
+    def next_frame(self, canvas: YuvImage):
+        index = self.turn % len(self.frames)
+        self.turn += 1
+        for view, plane in zip(self.views[index], (canvas.y, canvas.u, canvas.v), strict=True):
+            np.copyto(view, plane)
+        return self.frames[index]
+
+
 class _Encoder:
     """Encodes and muxes frames on a second thread (PyAV lets go of the GIL inside FFmpeg), so
     that drawing the next frame and encoding this one share the two cores."""
+
+    #: Frames waiting for the encoder at most (the drawing thread then waits).
+    QUEUE = 8
 
     def __init__(self, container, stream) -> None:
         import queue
         import threading
 
         self.container, self.stream = container, stream
-        self.frames: queue.Queue = queue.Queue(maxsize=8)
+        self.frames: queue.Queue = queue.Queue(maxsize=self.QUEUE)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="a2x-preview-encoder", daemon=True)
 
