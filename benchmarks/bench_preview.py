@@ -88,16 +88,17 @@ def split(results: list, fps: Fraction, width: int, height: int) -> None:
         for t in times:
             panel.tape.window(t)
     drawn, draw_s, handoff_s = [], 0.0, 0.0
+    pool = preview._FramePool(av, width, height, 10)
     for i, t in enumerate(times[:MAX_SPLIT_FRAMES]):
         cpu = time.process_time()
         for panel, (weights, tongue) in zip(panels, tracks, strict=True):
             panel.face.draw(canvas, background, weights[i], None if tongue is None else tongue[i])
             preview._draw_tape(canvas, panel, t)
         middle = time.process_time()
-        frame = av.VideoFrame.from_ndarray(canvas.data, format="yuv420p")
+        pool.next_frame(canvas)  # what a run hands to the encoder
         handoff_s += time.process_time() - middle
         draw_s += middle - cpu
-        drawn.append(frame)
+        drawn.append(av.VideoFrame.from_ndarray(canvas.data, format="yuv420p"))  # kept, untimed
     frames = len(drawn)
     draw_ms = draw_s / frames * 1000
     handoff_ms = handoff_s / frames * 1000
