@@ -117,16 +117,16 @@ class FaceDrawer:
         def g(name: str) -> float:
             return float(w[POSE[name]])
 
-        jaw_side = 0.12 * (g("jawLeft") - g("jawRight"))
+        jaw_side = JAW_SIDE * (g("jawLeft") - g("jawRight"))
         drop = JAW_DROP * g("jawOpen") + 0.03 * g("jawForward")
 
         def eyes() -> None:
-            groups: dict[str, list[np.ndarray]] = {}
-            for side, suffix in ((1, "Left"), (-1, "Right")):
+            order = ("sclera", "iris", "pupil", "skin", "lash", "skin_shade", "brow")
+            for side, suffix in ((1, "Left"), (-1, "Right")):  # one box per eye: half the area
+                groups: dict[str, list[np.ndarray]] = {}
                 _eye_shapes(groups, self.px, g, side, suffix)
                 _brow_shapes(groups, self.px, g, side, suffix)
-            order = ("sclera", "iris", "pupil", "skin", "lash", "skin_shade", "brow")
-            image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
+                image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
 
         def base() -> None:
             _draw_jaw(image, self.px, drop, jaw_side, g("cheekPuff"))
@@ -182,16 +182,26 @@ def jaw_outline(drop: float = 0.0, jaw_side: float = 0.0, puff: float = 0.0) -> 
     return np.stack([x, y], axis=1)
 
 
-def _shrunk_jaw(x_scale: float, y_scale: float) -> np.ndarray:
-    """The rest outline pulled towards the middle: inside every pose's outline."""
+#: Farthest the chin moves sideways (jawLeft/jawRight at 1), in face units.
+JAW_SIDE = 0.12
+
+
+def _shrunk_jaw(margin: float) -> np.ndarray:
+    """The rest outline pulled in by as much as jawLeft/jawRight can move each point sideways
+    (more at the chin, nothing at the hinges) plus ``margin``: inside every pose's outline
+    (the jaw only drops and the cheeks only bulge), yet close to it, so that the ring drawn
+    over it each frame is thin and cheap."""
     rest = jaw_outline()
-    return np.stack([rest[:, 0] * x_scale, 0.06 + (rest[:, 1] - 0.06) * y_scale], axis=1)
+    s = np.sin(_U)
+    x = np.sign(rest[:, 0]) * np.maximum(np.abs(rest[:, 0]) - JAW_SIDE * s**2 - margin, 0.0)
+    y = 0.06 + (rest[:, 1] - 0.06) * (1.0 - margin - 0.03 * s)
+    return np.stack([x, y], axis=1)
 
 
 #: What the background holds of the lower face, and the inner edge of the ring drawn over it
 #: each frame (a little further in, so that no anti-aliased seam shows between the two).
-_STATIC_JAW = _shrunk_jaw(0.8, 0.84)
-_RING_INNER = _shrunk_jaw(0.76, 0.8)
+_STATIC_JAW = _shrunk_jaw(0.01)
+_RING_INNER = _shrunk_jaw(0.03)
 _RING_CHUNK = 6  # outline points per ring piece: small pieces have small bounding boxes
 
 
