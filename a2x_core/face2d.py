@@ -65,18 +65,32 @@ def draw_static_head(image: YuvImage, cx: float, cy: float, scale: float) -> Non
                COLOURS["hair"])  # fmt: skip
 
 
+#: Farthest each cached pose moves anything, in face units: the caches' keys step each weight
+#: by about one pixel of that travel (finer steps would only add misses).
+TRAVEL: dict[str, float] = {
+    **{f"eyeBlink{s}": 0.10 for s in ("Left", "Right")},
+    **{f"eyeLook{d}{s}": 0.085 for d in ("In", "Out") for s in ("Left", "Right")},
+    **{f"eyeLook{d}{s}": 0.05 for d in ("Up", "Down") for s in ("Left", "Right")},
+    **{f"eyeSquint{s}": 0.045 for s in ("Left", "Right")},
+    **{f"eyeWide{s}": 0.035 for s in ("Left", "Right")},
+    **{f"browDown{s}": 0.07 for s in ("Left", "Right")},
+    "browInnerUp": 0.09,
+    **{f"browOuterUp{s}": 0.09 for s in ("Left", "Right")},
+    **{f"cheekSquint{s}": 0.07 for s in ("Left", "Right")},
+    "jawOpen": JAW_DROP, "jawForward": 0.03, "jawLeft": 0.12, "jawRight": 0.12, "cheekPuff": 0.13,
+    **{f"mouthSmile{s}": 0.04 for s in ("Left", "Right")},
+    **{f"noseSneer{s}": 0.05 for s in ("Left", "Right")},
+}  # fmt: skip
 #: Poses that move only the eye region (eyes, lids, brows).
-_EYE_POSES = [POSE[n] for n in ARKIT_52 if n.startswith(("eye", "brow", "cheekSquint"))]
+_EYE_POSES = [n for n in ARKIT_52 if n.startswith(("eye", "brow", "cheekSquint"))]
 #: Poses that move the lower face's skin (jaw line, cheeks, nose), not the lips.
-_BASE_POSES = [POSE[n] for n in ("jawOpen", "jawForward", "jawLeft", "jawRight", "cheekPuff",
-                                 "cheekSquintLeft", "cheekSquintRight", "mouthSmileLeft",
-                                 "mouthSmileRight", "noseSneerLeft", "noseSneerRight")]  # fmt: skip
+_BASE_POSES = ["jawOpen", "jawForward", "jawLeft", "jawRight", "cheekPuff", "cheekSquintLeft",
+               "cheekSquintRight", "mouthSmileLeft", "mouthSmileRight", "noseSneerLeft",
+               "noseSneerRight"]  # fmt: skip
 #: Regions in face units (x0, y0, x1, y1): the eyes and brows, and below them the lower face
 #: (everything the jaw, cheeks, nose and mouth can reach); nothing else moves.
 _EYE_REGION = (-0.64, -0.62, 0.64, 0.04)
 _BASE_REGION = (-1.1, 0.04, 1.1, 1.56)
-#: Steps per unit weight of the cache keys: a step moves a lid or the chin by about a pixel.
-_KEY_STEPS = 64
 
 _Patch = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -93,6 +107,9 @@ class FaceDrawer:
         self.base_box = self._box(_BASE_REGION, size)
         self.cache_size = cache_size
         self._caches: tuple[dict[bytes, _Patch], dict[bytes, _Patch]] = ({}, {})
+        self._keys = [(np.array([POSE[n] for n in names]),
+                       np.array([max(1.0, np.ceil(TRAVEL[n] * scale)) for n in names]))
+                      for names in (_EYE_POSES, _BASE_POSES)]  # fmt: skip
 
     def _box(self, region: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = region
@@ -133,17 +150,19 @@ class FaceDrawer:
             _draw_cheeks(image, self.px, g)
             _draw_nose(image, self.px, g)
 
-        self._cached(0, self.eye_box, w[_EYE_POSES], image, background, eyes)
-        self._cached(1, self.base_box, w[_BASE_POSES], image, background, base)
+        self._cached(0, self.eye_box, w, image, background, eyes)
+        self._cached(1, self.base_box, w, image, background, base)
         _draw_mouth(image, self.px, g, drop, jaw_side, tongue)
 
-    def _cached(self, which: int, box: tuple[int, int, int, int], poses: np.ndarray,
+    def _cached(self, which: int, box: tuple[int, int, int, int], weights: np.ndarray,
                 image: YuvImage, background: YuvImage, draw) -> None:  # fmt: skip
-        """Paste the region's pixels for these poses, drawing them (over the background) once."""
+        """Paste the region's pixels for its poses' weights, drawing them (over the
+        background) once per key: each weight in steps of about a pixel of its travel."""
         x0, y0, x1, y1 = box
         planes = ((image.y, 1), (image.u, 2), (image.v, 2))
         cache = self._caches[which]
-        key = np.round(poses * _KEY_STEPS).astype(np.int8).tobytes()
+        columns, steps = self._keys[which]
+        key = np.round(weights[columns] * steps).astype(np.int16).tobytes()
         patch = cache.get(key)
         if patch is None:
             image.copy_region(background, x0, y0, x1, y1)
