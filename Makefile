@@ -5,21 +5,21 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_TRANSCRIPT := And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.
 
-.PHONY: demo test test-all lint bench fuzz clean portaudio
+.PHONY: demo test test-all lint bench fuzz clean portaudio gltf-validator
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# Runtime install (+ plot extra for the demo); redone only when pyproject.toml changes.
+# Runtime install (+ the plot and preview extras for the demo); redone only when pyproject.toml changes.
 $(VENV)/.stamp-base: pyproject.toml | $(PY)
-	$(PIP) install -e ".[plot]"
+	$(PIP) install -e ".[plot,preview]"
 	touch $@
 
 # Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff), the live
 # extra (sounddevice) for the microphone tests and the serve extra (gRPC, FastAPI).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install -e ".[test,plot,live,serve]"
+	$(PIP) install -e ".[test,plot,live,serve,preview]"
 	touch $@
 
 # PortAudio, the C library under sounddevice (a2x live's microphone): Debian's libportaudio2,
@@ -48,15 +48,21 @@ BPY_VENVS := .venv-bpy50 .venv-bpy45
 	.venv-bpy45/bin/python -m pip --disable-pip-version-check -q install "bpy==4.5.*"
 	touch $@
 
+# The Khronos glTF Validator for the glTF export tests (node + npm; skipped without node).
+tests/node_modules/gltf-validator/package.json:
+	npm install --no-save --no-package-lock --prefix tests gltf-validator
+gltf-validator: $(if $(shell command -v npm),tests/node_modules/gltf-validator/package.json)
+
 demo: $(VENV)/.stamp-base
 	mkdir -p out/demo
 	$(VENV)/bin/a2x animate samples/jfk.flac --model default --fps 60 --overwrite \
-		-o out/demo/demo.json -o out/demo/demo.csv --plot out/demo/demo.png
+		-o out/demo/demo.json -o out/demo/demo.csv --plot out/demo/demo.png \
+		--preview out/demo/demo.mp4
 
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) portaudio lint
+TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) portaudio gltf-validator lint
 
 # The fast tier: every module, the fuzz sample and a Blender smoke test; tests marked
 # `slow` (long clips, whole-pipeline sweeps, the Blender tier) run only in test-all.

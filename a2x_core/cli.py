@@ -55,6 +55,9 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--start", type=float, help="start of the part to animate, in seconds")
     run.add_argument("--end", type=float, help="end of the part to animate, in seconds")
     run.add_argument("--plot", type=Path, help="also write a PNG of the main curves (one clip only)")
+    run.add_argument("--preview", type=Path, metavar="VIDEO.mp4",
+                     help="also write a preview video: a face driven by the curves, the curves "
+                     "and phones below, the clip's sound (one clip only)")  # fmt: skip
     run.add_argument("--format", choices=("json", "csv", "npz"), default="json",
                      help="file format when -o is a folder (default json)")  # fmt: skip
     run.add_argument("--fast", action="store_true", help="faster, slightly less accurate lip-sync")
@@ -97,6 +100,8 @@ def _build_parser() -> argparse.ArgumentParser:
 
     _add_live_parser(commands)
     _add_serve_parser(commands)
+    _add_preview_parser(commands)
+    _add_render_parser(commands)
 
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
@@ -300,6 +305,10 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
             raise ParameterError("the same -o is given twice", hint="name each output once")
         for path in paths:
             check_output_path(path, overwrite=args.overwrite)
+        if getattr(args, "preview", None) is not None:
+            from .preview import check_preview_path
+
+            check_preview_path(args.preview, overwrite=args.overwrite)
         if args.plot is not None:
             if args.plot.suffix.lower() != ".png":
                 raise OutputError("--plot writes a PNG", path=args.plot, hint="name it *.png")
@@ -312,8 +321,8 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
                              f"{Path(files[0]).suffix.lower().lstrip('.')}")  # fmt: skip
     if len(args.output) != 1:
         raise ParameterError("several clips need exactly one output folder", hint="use -o out/")
-    if args.plot is not None:
-        raise ParameterError("--plot applies to one clip with a file output")
+    if args.plot is not None or args.preview is not None:
+        raise ParameterError("--plot and --preview apply to one clip with a file output")
     output = Path(args.output[0])
     stems = [Path(a).stem for a in args.audio]
     duplicates = {s for s in stems if stems.count(s) > 1}
@@ -357,6 +366,16 @@ def _animate(args: argparse.Namespace) -> int:
                 from .plot import stage_plot
 
                 stage_plot(staged, results[0], tracks[0], args.plot)
+            if args.preview is not None:
+                from .jobs import Progress
+                from .preview import stage_preview
+
+                preview_bar = _ProgressBar(enabled=not args.quiet)
+                try:
+                    stage_preview(staged, args.preview, results[:1], audio=args.audio[0],
+                                  progress=lambda done: preview_bar(Progress(done, "rendering preview")))  # fmt: skip
+                finally:
+                    preview_bar.close()
             written = staged.commit()
     except BaseException:
         remove_empty_folders(created)
@@ -448,6 +467,100 @@ def _live(args: argparse.Namespace) -> int:
             print(f"live: warning: {source.dropped_s:.2f} s of microphone input dropped (the model "
                   "ran slower than real time; try --fps 30 or a faster --engine)", file=sys.stderr)
     return stop.exit_code or 0
+
+
+def _add_preview_parser(commands: Any) -> None:
+    """``a2x preview``: a video of a clip (animated now) or of a take animated earlier."""
+    preview = commands.add_parser("preview", help="render a preview video (MP4 with sound) of "
+                                  "a clip or of a result file, to judge lip sync by eye")  # fmt: skip
+    preview.add_argument("input", metavar="CLIP|RESULT",
+                         help="an audio clip (animated with --model first) or an a2x result "
+                         "(.json, or .npz, which also keeps the phones and words)")  # fmt: skip
+    preview.add_argument("-o", "--output", type=Path, required=True, metavar="VIDEO.mp4")
+    preview.add_argument("--compare", metavar="RESULT|CLIP",
+                         help="a second result (or clip) shown side by side, e.g. another "
+                         "model or other options on the same audio")  # fmt: skip
+    preview.add_argument("--audio", metavar="FILE",
+                         help="the sound to mux (default: the clip the result names)")
+    preview.add_argument("--model", default="default",
+                         help="model for CLIP inputs: 'default' or PATH/model.json")
+    preview.add_argument("--video-fps", default="30", help="frame rate of the video (default 30)")
+    preview.add_argument("--size", default="1280x720", help="video size WxH (default 1280x720)")
+    preview.add_argument("--overwrite", action="store_true", help="replace an existing video")
+    preview.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from fractions import Fraction
+
+    from .preview import check_preview_path, load_for_preview, write_preview
+
+    check_preview_path(args.output, overwrite=args.overwrite)
+    try:
+        width, height = (int(v) for v in args.size.lower().split("x"))
+        fps = Fraction(args.video_fps)
+    except (ValueError, ZeroDivisionError):
+        raise ParameterError(f"--size {args.size} / --video-fps {args.video_fps}: expected WxH "
+                             "and N or N/D", hint="e.g. --size 1280x720 --video-fps 30") from None  # fmt: skip
+    if fps <= 0 or fps > 120:
+        raise ParameterError(f"--video-fps {args.video_fps}: must be above 0 and at most 120")
+    inputs = [args.input] + ([args.compare] if args.compare else [])
+    results = [load_for_preview(item, model=args.model) for item in inputs]
+    bar = _ProgressBar(enabled=not args.quiet)
+    try:
+        from .jobs import Progress
+
+        write_preview(args.output, results, audio=args.audio, fps=fps, size=(width, height),
+                      overwrite=args.overwrite,
+                      progress=lambda done: bar(Progress(done, "rendering preview")))  # fmt: skip
+    finally:
+        bar.close()
+    if not args.quiet:
+        print(args.output)
+    return 0
+
+
+def _add_render_parser(commands: Any) -> None:
+    """``a2x render``: the take on the user's rig, rendered by headless Blender."""
+    render = commands.add_parser("render", help="bake a clip onto your rig in headless Blender "
+                                 "and render the scene's camera to an MP4 with sound")  # fmt: skip
+    render.add_argument("input", metavar="CLIP|RESULT",
+                        help="an audio clip (animated with --model first) or an a2x result")
+    render.add_argument("--blend", type=Path, required=True, help="the scene with the rig")
+    render.add_argument("--object", dest="objects", action="append", required=True,
+                        metavar="NAME", help="the mesh with ARKit-named shape keys (repeatable)")
+    render.add_argument("-o", "--output", type=Path, required=True, metavar="VIDEO.mp4")
+    render.add_argument("--export-fbx", type=Path, metavar="TAKE.fbx",
+                        help="also export the baked objects with their shape-key animation")
+    render.add_argument("--engine", default="workbench", choices=("workbench", "eevee", "cycles"),
+                        help="render engine (default workbench; the scene's other settings are kept)")
+    render.add_argument("--start-frame", type=int, help="scene frame of the audio's start "
+                        "(default: the scene's first frame)")  # fmt: skip
+    render.add_argument("--resolution-percentage", type=int, metavar="PCT",
+                        help="render at this share of the scene's resolution")
+    render.add_argument("--blender", metavar="PATH", help="a blender executable or a Python with "
+                        "bpy (default: $A2X_BLENDER, else blender on the PATH)")  # fmt: skip
+    render.add_argument("--model", default="default",
+                        help="model for CLIP inputs: 'default' or PATH/model.json")
+    render.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    render.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .preview import load_for_preview
+    from .render import RenderRequest, check_outputs, check_request, render_take
+
+    request = RenderRequest(blend=args.blend, objects=args.objects, engine=args.engine,
+                            start_frame=args.start_frame, blender=args.blender,
+                            resolution_percentage=args.resolution_percentage)  # fmt: skip
+    check_request(request)
+    check_outputs(args.output, args.export_fbx, overwrite=args.overwrite)
+    result = load_for_preview(args.input, model=args.model)
+    written = render_take(result, request, args.output, fbx=args.export_fbx, overwrite=args.overwrite)
+    if not args.quiet:
+        for path in written:
+            print(path)
+    return 0
 
 
 def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
@@ -646,7 +759,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from . import engines_cli
 
-    handlers = {"animate": _animate, "live": _live, "info": _info, "models": _models, "engines": engines_cli.run}
+    handlers = {"animate": _animate, "live": _live, "preview": _preview, "render": _render, "info": _info, "models": _models, "engines": engines_cli.run}
     handlers["serve"] = _serve
     with _cli_process_state(getattr(args, "quiet", False)):
         try:

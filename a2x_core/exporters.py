@@ -3,7 +3,10 @@
 - ``.json``: the Audio2Face blendshape export layout (``exportFps``, ``trackPath``, ``numPoses``,
   ``numFrames``, ``facsNames``, ``weightMat``) plus an ``a2x`` object with provenance;
 - ``.csv``: Live Link Face CSV, header and column order as a real iPhone take;
-- ``.npz``: every array of the run.
+- ``.npz``: every array of the run;
+- ``.usda``/``.usdc``/``.usd``: a UsdSkel blend-shape animation with the clip as audio
+  (:mod:`.usd_export`, needs usd-core);
+- ``.gltf``/``.glb``: glTF 2.0 morph-target weight animation (:mod:`.gltf_export`).
 
 Every write goes to a hidden temporary file beside its target first (``.NAME.PID-XXXXXXXX.tmp``)
 and is published only when every output of the run is complete (:class:`OutputSet`): a failed or
@@ -37,7 +40,7 @@ from .names import ARKIT_52, LIVE_LINK_FACE_52, LIVE_LINK_FACE_ROTATIONS
 from .result import AnimationResult
 from .version import __version__
 
-FORMATS = (".json", ".csv", ".npz")
+FORMATS = (".json", ".csv", ".npz", ".usda", ".usdc", ".usd", ".gltf", ".glb")
 
 
 def _read_umask() -> int:
@@ -439,10 +442,35 @@ def write_npz(result: AnimationResult, path: Path) -> None:
         np.savez_compressed(handle, **arrays)
 
 
+def _usd_writer(suffix: str) -> Callable[[AnimationResult, Path], None]:
+    """A writer for one USD extension (imported on use: usd-core is an extra)."""
+
+    def write(result: AnimationResult, path: Path) -> None:
+        from .usd_export import write_usd
+
+        write_usd(result, path, suffix=suffix)
+
+    return write
+
+
+def _gltf_writer(binary: bool) -> Callable[[AnimationResult, Path], None]:
+    def write(result: AnimationResult, path: Path) -> None:
+        from .gltf_export import write_gltf
+
+        write_gltf(result, path, binary=binary)
+
+    return write
+
+
 WRITERS: dict[str, Callable[[AnimationResult, Path], None]] = {
     ".json": write_json,
     ".csv": write_csv,
     ".npz": write_npz,
+    ".usda": _usd_writer(".usda"),
+    ".usdc": _usd_writer(".usdc"),
+    ".usd": _usd_writer(".usd"),
+    ".gltf": _gltf_writer(binary=False),
+    ".glb": _gltf_writer(binary=True),
 }
 
 
@@ -573,3 +601,63 @@ def arkit_weights_from(names: list[str], weights: np.ndarray) -> np.ndarray:
         if canon is not None:
             out[:, ARKIT_52.index(canon)] = weights[:, column]
     return out
+
+
+#: Arrays of an NPZ export that :func:`read_result` puts back into the result's fields; the
+#: rest (phones, loudness, geometry...) go back into ``arrays``.
+_NPZ_FIELDS = {"weights", "names", "times_s", "fps", "a2x_json", "tongue_weights", "tongue_names",
+               "jaw_transforms", "eye_rotations", "emotions", "emotion_names", "detected_emotions"}
+
+
+def read_result(path: str | os.PathLike[str]) -> AnimationResult:
+    """An :class:`AnimationResult` back from one of a2x's ``.json`` or ``.npz`` exports (or an
+    Audio2Face blendshape JSON): what ``a2x preview`` and the USD/glTF writers need to work
+    on a take animated earlier. Only NPZ keeps the phones and words."""
+    from fractions import Fraction
+
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if suffix == ".json":
+        names, weights, fps = read_a2f_json(file)
+        data = json.loads(file.read_text(encoding="utf-8"))
+        block = data.get("a2x") or {}
+        block["trackPath"] = data.get("trackPath", "")
+        arrays: dict[str, np.ndarray] = {}
+    elif suffix == ".npz":
+        try:
+            with np.load(file, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            weights = np.asarray(arrays["weights"], dtype=np.float32)
+            names = [str(n) for n in arrays["names"]]
+            fps = float(Fraction(int(arrays["fps"][0]), int(arrays["fps"][1])))
+            block = json.loads(str(arrays.get("a2x_json", "{}")))
+        except (OSError, ValueError, KeyError, IndexError) as error:
+            raise OutputError(f"is not an a2x NPZ export ({error})", path=file,
+                              hint="export it again with a2x animate -o take.npz") from None  # fmt: skip
+    else:
+        raise OutputError(f"cannot read a result from {suffix or '(no extension)'} files",
+                          path=file, hint="give an a2x .json or .npz export")  # fmt: skip
+    rate = Fraction(str(block["fps"])) if "fps" in block else Fraction(fps).limit_denominator(1001)
+    frames = weights.shape[0]
+    tongue_names = tuple(block.get("tongueNames", arrays.get("tongue_names", ())))
+    tongue = block.get("tongueWeightMat", arrays.get("tongue_weights"))
+
+    def optional(key: str, name: str) -> np.ndarray | None:
+        value = block.get(key, arrays.get(name))
+        return None if value is None else np.asarray(value, dtype=np.float32)
+
+    return AnimationResult(
+        weights=arkit_weights_from(names, weights),
+        fps=rate,
+        audio_path=str(block.get("trackPath", "")),
+        start_s=float(block.get("startSeconds", 0.0)),
+        duration_s=float(block.get("durationSeconds", frames / float(rate))),
+        model=str(block.get("model", "unknown")),
+        model_version=str(block.get("modelVersion", "")),
+        tongue_weights=None if tongue is None else np.asarray(tongue, dtype=np.float32),
+        tongue_names=tuple(str(n) for n in tongue_names),
+        jaw_transforms=optional("jawTransforms", "jaw_transforms"),
+        eye_rotations=optional("eyeRotations", "eye_rotations"),
+        arrays={k: v for k, v in arrays.items() if k not in _NPZ_FIELDS},
+        warnings=list(block.get("warnings", [])),
+    )
