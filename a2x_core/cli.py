@@ -459,8 +459,8 @@ def _batch(args: argparse.Namespace) -> int:
         object_name=args.object_name, chunk=args.chunk or (32 if gpu else 1),
         blender={"python": args.blender_python, "exe": args.blender_exe}, retries=args.retries,
     )  # fmt: skip
-    make_output_folder(args.output)
     plan = plan_batch(clips, settings)
+    make_output_folder(args.output)
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm

@@ -19,6 +19,7 @@ and print ``A2X_BAKE {json}`` on success.
 
 from __future__ import annotations
 
+import glob
 import importlib.util
 import json
 import os
@@ -103,6 +104,7 @@ def bake_with_blender(blend: dict[str, Any], result: Any, blender: dict[str, Any
 
     request = {**blend, "result": result_to_json(result), "overwrite": overwrite,
                "options": _options_json(result)}  # fmt: skip
+    _remove_dead_temps(Path(blend["output"]))
     python, exe = blender.get("python"), blender.get("exe")
     if not python and not exe:
         if importlib.util.find_spec("bpy") is None:
@@ -135,6 +137,16 @@ def bake_with_blender(blend: dict[str, Any], result: Any, blender: dict[str, Any
                     if "A2X_BAKE_ERROR " in ln), " | ".join(error_lines[-3:]))  # fmt: skip
     raise ParameterError(f"Blender bake failed (exit {proc.returncode}): {message}",
                          path=blend["scene"])  # fmt: skip
+
+
+def _remove_dead_temps(target: Path) -> None:
+    """The temporary copies a killed Blender left for this clip (its PID no longer runs)."""
+    from a2x_core.exporters import _pid_alive
+
+    for stale in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp.blend"):
+        pid = stale.name[len(target.stem) + 2 : -len(".tmp.blend")]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            stale.unlink(missing_ok=True)
 
 
 def _options_json(result: Any) -> dict[str, Any]:

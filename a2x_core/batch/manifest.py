@@ -184,6 +184,9 @@ def _check_unique(clips: list[Clip]) -> None:
     seen: dict[str, str] = {}
     for clip in clips:
         key = clip.name.casefold()  # one file on case-insensitive file systems
+        if key == "report":
+            raise ParameterError(f"{clip.row}: the output name 'report' is the batch report's",
+                                 hint="give the clip another 'output' name")  # fmt: skip
         if key in seen:
             raise ParameterError(f"{seen[key]} and {clip.row} both write {clip.name!r}",
                                  hint="give one of them another 'output' name")  # fmt: skip

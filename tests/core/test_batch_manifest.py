@@ -62,6 +62,7 @@ def test_jsonl_manifest_and_folder(tmp_path: Path) -> None:
     ("audio,fps\na.wav,-5\n", "takes.csv:2: fps"),
     ("audio,output\na.wav,../up\n", "not a plain file name"),
     ("audio\n", "lists no clip"),
+    ("audio,output\na.wav,Report\n", "the batch report's"),
 ])  # fmt: skip
 def test_bad_manifest_is_refused_naming_the_row(tmp_path: Path, text: str, expected: str) -> None:
     manifest = tmp_path / "takes.csv"
