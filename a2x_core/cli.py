@@ -198,8 +198,8 @@ def _add_batch_parser(commands: Any) -> None:
     batch.add_argument("--threads", type=int, help="CPU threads for inference per worker")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
-                       help="local cluster of N worker processes (default: one per core, or "
-                       "one per GPU with --device cuda and dask-cuda installed)")  # fmt: skip
+                       help="local cluster of N worker processes (default: one per core; with "
+                       "--device cuda one per GPU where dask-cuda is installed, else one)")  # fmt: skip
     where.add_argument("--scheduler", metavar="tcp://HOST:8786",
                        help="an existing Dask cluster (workers need a2x installed and the "
                        "audio and OUTDIR paths)")  # fmt: skip

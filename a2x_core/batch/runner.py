@@ -192,8 +192,9 @@ def _early_row(entry: dict[str, Any], status: str, error: str) -> dict[str, Any]
 def open_client(workers: int | None = None, scheduler: str | None = None,
                 gpu: bool = False) -> Iterator[Any]:  # fmt: skip
     """A Dask client: of an existing cluster (``scheduler``), else of a local one with
-    ``workers`` single-threaded processes (default: one per core; with ``gpu`` and dask-cuda
-    installed, one per GPU). Closed, with its cluster, on the way out (Ctrl-C included)."""
+    ``workers`` single-threaded processes (default: one per core; with ``gpu``, one per GPU
+    where dask-cuda is installed, else one). Closed, with its cluster, on the way out
+    (Ctrl-C included)."""
     distributed = require_dask()
     import dask
 
@@ -203,7 +204,7 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
     with dask.config.set(DASK_CONFIG), _restore_level(quiet, level):
         if scheduler:
             try:
-                client = distributed.Client(scheduler, timeout="20s")
+                client = distributed.Client(scheduler, timeout="10s")
             except (OSError, TimeoutError) as error:
                 raise ParameterError(f"cannot reach the Dask scheduler {scheduler} ({error})",
                                      hint="start it with `dask scheduler`, workers with "
@@ -236,9 +237,11 @@ def _local_cluster(distributed: Any, workers: int | None, gpu: bool) -> Any:
     common = {"threads_per_worker": 1, "dashboard_address": None, "silence_logs": logging.ERROR,
               "scheduler_kwargs": {"dashboard": False}}
     if gpu and workers is None:
-        with contextlib.suppress(ImportError):
+        try:
             from dask_cuda import LocalCUDACluster
-
+        except ImportError:
+            workers = 1  # without dask-cuda every worker would land on the same GPU
+        else:
             return LocalCUDACluster(**common)
     return distributed.LocalCluster(n_workers=workers or os.cpu_count() or 1, processes=True,
                                     **common)  # fmt: skip

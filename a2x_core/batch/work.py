@@ -42,6 +42,22 @@ def warm_model(spec: str, engine: dict[str, Any]) -> Any:
     return model
 
 
+def _allow_child_processes() -> None:
+    """Let the default model start its decoder pool inside a daemonic ``dask worker``.
+
+    ``dask worker`` runs its worker processes as daemons (the local cluster of ``a2x batch``
+    does not: ``distributed.worker.daemon`` False), and multiprocessing refuses children to a
+    daemon, because they would outlive it. The decoder pool's processes end with their parent
+    by themselves (``lipsync/parallel.py``: PR_SET_PDEATHSIG or a watcher thread), so the flag
+    is dropped for this process rather than animating with other settings than ``a2x animate``.
+    """
+    import multiprocessing
+
+    config = getattr(multiprocessing.current_process(), "_config", None)
+    if isinstance(config, dict) and config.get("daemon"):
+        config["daemon"] = False
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -55,6 +71,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     """
     from ..worker import options_from_json
 
+    _allow_child_processes()
     rows: dict[str, dict[str, Any]] = {}
     try:
         model = warm_model(task["model"], task["engine"])

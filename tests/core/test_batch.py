@@ -199,3 +199,58 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     skipped = {r["clip"] for r in report["clips"] if r["status"] == "skipped"}
     assert finished <= skipped and report["summary"]["done"] == 14 - len(skipped)
     assert len(_visible_files(out)) == 14 + 2 and not _temporaries(out)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_existing_cluster_through_scheduler_address(tmp_path: Path) -> None:
+    """``--scheduler tcp://…``: a cluster started the documented way (``dask scheduler``,
+    ``dask worker``, each its own process) runs the batch; the cluster outlives the client."""
+    cut_clips(tmp_path / "in", 3, seconds=0.5)
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    logs = open(tmp_path / "cluster.log", "w")  # noqa: SIM115 - closed below
+    processes = [subprocess.Popen([*dask_cli, "--host", "127.0.0.1", "--port", address.rsplit(":", 1)[1],
+                                   "--no-dashboard"], env=_env(), stdout=logs, stderr=logs,
+                                  start_new_session=True)]  # fmt: skip
+    try:
+        processes.append(subprocess.Popen(
+            [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+             "--no-dashboard"], env=_env(), stdout=logs, stderr=logs, start_new_session=True,
+        ))  # fmt: skip
+        out = tmp_path / "out"
+        proc = run_cli("batch", str(tmp_path / "in"), "-o", str(out), "--scheduler", address,
+                       timeout=200)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr + (tmp_path / "cluster.log").read_text()[-2000:]
+        report = json.loads((out / "report.json").read_text())
+        assert report["summary"]["done"] == 3
+        assert all(p.poll() is None for p in processes)  # the user's cluster keeps running
+        workers = {row["worker"] for row in report["clips"]}
+        assert len(workers) == 1  # the one `dask worker` (a process of its nanny)
+    finally:
+        for process in reversed(processes):
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        logs.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
+    cut_clips(tmp_path, 1)
+    proc = run_cli("batch", str(tmp_path), "-o", str(tmp_path / "out"), "--scheduler",
+                   f"tcp://127.0.0.1:{_free_port()}", timeout=120)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the Dask scheduler" in proc.stderr and "Traceback" not in proc.stderr
