@@ -190,7 +190,10 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True
     finished = {r["clip"] for r in report["clips"] if r["status"] == "done"}
-    assert 3 <= len(finished) < 14 and report["summary"]["cancelled"] == 14 - len(finished)
+    # a clip whose files were published while its row was on the way counts as cancelled
+    # here (its record decides the next run); at least the first ones came back
+    assert 1 <= len(finished) < 14 and report["summary"]["cancelled"] == 14 - len(finished)
+    assert {f"{name}.json" for name in finished} <= _visible_files(out)
     for name in _visible_files(out) - {"report.csv", "report.json"}:
         json.loads((out / name).read_text())  # every output present is complete
     again = run_cli("batch", str(tmp_path / "in"), "-o", str(out), "--workers", "1", timeout=240)
