@@ -443,9 +443,13 @@ def _batch(args: argparse.Namespace) -> int:
     skipped, 1 when any failed, 130 on Ctrl-C (the report says which clips were cancelled)."""
     from .batch.manifest import read_clips
     from .batch.runner import BatchSettings, open_client, plan_batch, require_dask, run_batch
-    from .exporters import make_output_folder
+    from .exporters import make_output_folder, remove_empty_folders
 
     require_dask()
+    for flag, value, least in (("--workers", args.workers, 1), ("--chunk", args.chunk, 1),
+                               ("--retries", args.retries, 0)):  # fmt: skip
+        if value is not None and value < least:
+            raise ParameterError(f"{flag} must be at least {least}, found {value}")
     options = _options(args)
     clips = read_clips(args.source)
     if args.blend is not None and not args.blend.is_file():
@@ -460,7 +464,7 @@ def _batch(args: argparse.Namespace) -> int:
         blender={"python": args.blender_python, "exe": args.blender_exe}, retries=args.retries,
     )  # fmt: skip
     plan = plan_batch(clips, settings)
-    make_output_folder(args.output)
+    created = make_output_folder(args.output)
     bar = None
     if not args.quiet and sys.stderr.isatty():
         from tqdm import tqdm
@@ -483,6 +487,9 @@ def _batch(args: argparse.Namespace) -> int:
 
             rows = [plan.rows[name] for name in plan.order]
             write_report(args.output, rows, {"interrupted": False})
+    except BaseException:
+        remove_empty_folders(created)  # e.g. no scheduler: no empty OUTDIR left behind
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -205,10 +205,10 @@ def open_client(workers: int | None = None, scheduler: str | None = None,
         if scheduler:
             try:
                 client = distributed.Client(scheduler, timeout="10s")
-            except (OSError, TimeoutError) as error:
+            except (OSError, TimeoutError, ValueError) as error:
                 raise ParameterError(f"cannot reach the Dask scheduler {scheduler} ({error})",
-                                     hint="start it with `dask scheduler`, workers with "
-                                     "`dask worker tcp://HOST:8786`") from None  # fmt: skip
+                                     hint="give tcp://HOST:PORT of a running `dask scheduler` "
+                                     "(workers: `dask worker tcp://HOST:8786`)") from None  # fmt: skip
             cluster = None
         else:
             cluster = _local_cluster(distributed, workers, gpu)

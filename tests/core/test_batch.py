@@ -257,3 +257,4 @@ def test_unreachable_scheduler_is_a_clear_error(tmp_path: Path) -> None:
                    f"tcp://127.0.0.1:{_free_port()}", timeout=120)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "cannot reach the Dask scheduler" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()  # nothing written, no folder left behind
