@@ -1,4 +1,5 @@
-"""The ``a2x`` command line: ``animate``, ``live``, ``serve``, ``info``, ``models``.
+"""The ``a2x`` command line: ``animate``, ``live``, ``serve``, ``batch``, ``preview``, ``render``,
+``info``, ``models``.
 
 Bad input never shows a traceback: every :class:`A2XError` becomes one line on stderr and
 exit code 2 (130 when cancelled with Ctrl-C, 143 on SIGTERM, 141 when stdout's reader has gone,
@@ -102,6 +103,9 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_serve_parser(commands)
     _add_preview_parser(commands)
     _add_render_parser(commands)
+
+
+    _add_batch_parser(commands)
 
     models = commands.add_parser("models", help="list available models")
     models.add_argument("dirs", nargs="*", type=Path, help="extra folders to search for model.json")
@@ -219,6 +223,68 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
     serve.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
     serve.add_argument("-q", "--quiet", action="store_true", help="no start-up lines")
+
+
+def _add_batch_parser(commands: Any) -> None:
+    """``a2x batch``: the model options are animate's (same names, parsed by ``_options``);
+    a manifest row can change the model, transcript, identity, emotions and fps per clip."""
+    batch = commands.add_parser("batch", help="animate a manifest or folder of clips on a Dask "
+                                "cluster (local or remote); resumable, with a report")  # fmt: skip
+    batch.add_argument("source", metavar="MANIFEST|FOLDER",
+                       help="a .csv or .jsonl manifest (columns: audio, output, model, "
+                       "transcript, identity, emotions, fps, rig) or a folder of audio files")  # fmt: skip
+    batch.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
+                       help="output folder: one file per clip and format, report.csv/.json")  # fmt: skip
+    batch.add_argument("--format", action="append", choices=("json", "csv", "npz"),
+                       help="output format (repeatable; default json)")
+    batch.add_argument("--model", default="default",
+                       help="the model of rows without one: 'default' or PATH/model.json")
+    batch.add_argument("--fps", default="60", help="frame rate of rows without one (default 60)")
+    batch.add_argument("--fast", action="store_true", help="faster, slightly less accurate lip-sync")
+    batch.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
+    batch.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier")
+    batch.add_argument("--smoothing", type=float, default=0.0, help="extra smoothing in seconds")
+    batch.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
+    batch.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
+                       help="emotion input of rows without one (repeatable)")
+    batch.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a model parameter (repeatable)")
+    batch.add_argument("--engine", "--backend", dest="backend", default="auto",
+                       choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
+    batch.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    batch.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
+                       help="GPU engines only")  # fmt: skip
+    batch.add_argument("--threads", type=int, help="CPU threads for inference per worker")
+    where = batch.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="local cluster of N worker processes (default: one per core; with "
+                       "--device cuda one per GPU where dask-cuda is installed, else one)")  # fmt: skip
+    where.add_argument("--scheduler", metavar="tcp://HOST:8786",
+                       help="an existing Dask cluster (workers need a2x installed and the "
+                       "audio and OUTDIR paths)")  # fmt: skip
+    batch.add_argument("--chunk", type=int, metavar="N",
+                       help="clips per task, animated in one batched call (default 1 on CPU, "
+                       "32 with --device cuda)")  # fmt: skip
+    batch.add_argument("--retries", type=int, default=1,
+                       help="re-runs of a task that raised (default 1)")
+    batch.add_argument("--blend", type=Path, metavar="SCENE.blend",
+                       help="also bake each clip into its own copy of this scene, OUTDIR/CLIP.blend")
+    batch.add_argument("--object", dest="object_name", metavar="NAME",
+                       help="--blend: the object with the shape keys (or a 'rig' column)")
+    blender = batch.add_mutually_exclusive_group()
+    blender.add_argument("--blender-python", metavar="PYTHON",
+                         help="--blend: a Python with the bpy module (Blender as a module)")
+    blender.add_argument("--blender-exe", metavar="BLENDER",
+                         help="--blend: Blender's binary, run in background mode")
+    batch.add_argument("--overwrite", action="store_true",
+                       help="redo every clip and replace files no batch wrote")
+    batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    batch.set_defaults(
+        audio=[], transcript=None, transcript_file=None, start=None, end=None, emotion_file=None,
+        emotion_model=None, emotion_window=60000, emotion_cadence="sdk", emotion_skip=None,
+        emotion_mix="blend", emotion_param=[], identity=None, geometry=False,
+        compile_network=False,
+    )  # fmt: skip
 
 
 class _ProgressBar:
@@ -649,6 +715,74 @@ def _serve(args: argparse.Namespace) -> int:
         server.stop(grace=5.0)
 
 
+def _batch(args: argparse.Namespace) -> int:
+    """Manifest → plan (skip what is done) → Dask → report. Exit 0 when every clip is done or
+    skipped, 1 when any failed, 130 on Ctrl-C (the report says which clips were cancelled)."""
+    from .batch.manifest import read_clips
+    from .batch.runner import BatchSettings, open_client, plan_batch, require_dask, run_batch
+    from .exporters import make_output_folder, remove_empty_folders
+
+    require_dask()
+    for flag, value, least in (("--workers", args.workers, 1), ("--chunk", args.chunk, 1),
+                               ("--retries", args.retries, 0)):  # fmt: skip
+        if value is not None and value < least:
+            raise ParameterError(f"{flag} must be at least {least}, found {value}")
+    options = _options(args)
+    clips = read_clips(args.source)
+    if args.blend is not None and not args.blend.is_file():
+        raise ParameterError("no such scene", path=args.blend, hint="pass an existing .blend")
+    gpu = str(args.device).startswith("cuda")
+    settings = BatchSettings(
+        outdir=args.output, formats=tuple(f".{f}" for f in dict.fromkeys(args.format or ["json"])),
+        model=args.model, options=options, overwrite=args.overwrite, blend=args.blend,
+        engine={"backend": args.backend, "device": args.device, "precision": args.precision,
+                "threads": args.threads},
+        object_name=args.object_name, chunk=args.chunk or (32 if gpu else 1),
+        blender={"python": args.blender_python, "exe": args.blender_exe}, retries=args.retries,
+    )  # fmt: skip
+    plan = plan_batch(clips, settings)
+    created = make_output_folder(args.output)
+    bar = None
+    if not args.quiet and sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(clips), initial=len(plan.rows), unit="clip", file=sys.stderr,
+                   dynamic_ncols=True)  # fmt: skip
+
+    def progress(rows: dict[str, Any]) -> None:
+        if bar is not None:
+            failed = sum(1 for r in rows.values() if r["status"] == "failed")
+            bar.set_postfix_str(f"{failed} failed", refresh=False)
+            bar.update(len(rows) - bar.n)
+
+    try:
+        if plan.tasks:
+            with open_client(args.workers, args.scheduler, gpu) as client:
+                rows = run_batch(plan, client, settings, progress)
+        else:  # everything done already: no cluster to start
+            from .batch.report import write_report
+
+            rows = [plan.rows[name] for name in plan.order]
+            write_report(args.output, rows, {"interrupted": False})
+    except BaseException:
+        remove_empty_folders(created)  # e.g. no scheduler: no empty OUTDIR left behind
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    from .batch.report import summary
+
+    counts = summary(rows)
+    if not args.quiet:
+        for row in rows:
+            if row["status"] == "failed":
+                print(f"a2x: {row['clip']}: failed: {row['error']}", file=sys.stderr)
+        print(f"a2x batch: {counts['done']} done, {counts['skipped']} skipped, "
+              f"{counts['failed']} failed; report in {args.output / 'report.csv'}",
+              file=sys.stderr)  # fmt: skip
+    return 1 if counts["failed"] else 0
+
+
 def _warning_lines(results: Sequence[Any], clips: Sequence[str]) -> list[tuple[str, str]]:
     """``(warning, line to print)`` for each distinct warning, once; with several clips, a
     warning raised by only some of them names them."""
@@ -759,7 +893,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from . import engines_cli
 
-    handlers = {"animate": _animate, "live": _live, "preview": _preview, "render": _render, "info": _info, "models": _models, "engines": engines_cli.run}
+    handlers = {"animate": _animate, "live": _live, "batch": _batch, "preview": _preview, "render": _render, "info": _info, "models": _models, "engines": engines_cli.run}
     handlers["serve"] = _serve
     with _cli_process_state(getattr(args, "quiet", False)):
         try:

@@ -122,13 +122,16 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(path: Path) -> list[Path]:
+def remove_stale_temps(path: Path, *, recent: bool = False) -> list[Path]:
     """Remove the temporary files that a killed a2x process left for ``path``.
 
     Only names of our own pattern (``.NAME.PID-XXXXXXXX.tmp`` beside ``path``) are touched, and
     only those last modified before this process started whose writer is no longer running, so
-    that a run in progress (its file grows, its PID lives) keeps its file. Returns the removed
-    paths. Backups of replaced outputs (``.bak``) are never removed: they may be an artist's file.
+    that a run in progress (its file grows, its PID lives) keeps its file. ``recent`` drops the
+    age rule, for a caller that knows no other process may write ``path`` now (``a2x batch``'s
+    retry of a clip whose worker was killed, in a worker that started earlier). Returns the
+    removed paths. Backups of replaced outputs (``.bak``) are never removed: they may be an
+    artist's file.
     """
     folder = _folder_of(path)
     stem = _temp_stem(path)
@@ -147,7 +150,7 @@ def remove_stale_temps(path: Path) -> list[Path]:
         except OSError:
             continue
         pid = match.group("pid")
-        if info.st_mtime >= _PROCESS_START or (pid is not None and _pid_alive(int(pid))):
+        if (info.st_mtime >= _PROCESS_START and not recent) or (pid is not None and _pid_alive(int(pid))):
             continue
         with contextlib.suppress(OSError):
             candidate.unlink()

@@ -1,0 +1,185 @@
+"""``a2x batch`` scaling (issue 15 point 5): clips/s with 1 and 2 Dask workers, and a GPU worker
+running many clips per batched call, against one process looping ``Animator.animate``.
+
+Clips: ``--clips`` (default 200) real-speech clips of 1.0-2.0 s cut from samples/jfk.flac,
+written once into ``--cache``. Models: ``default`` (the embedded model) and ``regression`` (the
+Mark-sized folder of ``bench_regression.py``: 272 skin / 10 tongue PCA shapes, 61,520 vertices,
+the ~18.3 M-parameter network with random weights; built once, needs torch) and
+``regression-small`` (the tests' generated folder: what the pipeline around the network costs).
+
+Rows:
+- ``loop``: one process, the model loaded once, ``animate`` + JSON write per clip (what a
+  script looping ``a2x animate`` pays at best: no process start per clip);
+- ``batch N``: ``plan_batch`` + ``run_batch`` on a local cluster of N single-threaded workers
+  (``--chunk`` clips per task), cluster start-up reported apart (``start s``), every output
+  written and recorded as in the CLI.
+
+Cost per hour of audio = machine price per hour × wall seconds per second of audio
+(``--price``: USD per hour of the machine, an assumption the table states).
+
+Usage: python benchmarks/bench_batch.py [--clips 200] [--models default,regression]
+       [--workers 1,2] [--device cpu|cuda] [--chunk 1] [--price 0.10] [--out results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def make_clips(folder: Path, count: int) -> list[Path]:
+    """``count`` clips of 1.0-2.0 s of real speech (cached)."""
+    import numpy as np
+    import soundfile as sf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"clip{i:04d}.wav" for i in range(count)]
+    if all(p.exists() for p in paths):
+        return paths
+    data, rate = sf.read(REPO / "samples" / "jfk.flac", dtype="float32")
+    rng = np.random.default_rng(0)
+    for path in paths:
+        length = rng.uniform(1.0, 2.0)
+        start = rng.uniform(0.0, len(data) / rate - length)
+        sf.write(path, data[int(start * rate) : int((start + length) * rate)], rate)
+    return paths
+
+
+def audio_seconds(paths: list[Path]) -> float:
+    import soundfile as sf
+
+    return sum(sf.info(p).duration for p in paths)
+
+
+def model_spec(name: str, cache: Path) -> str:
+    """``default``; ``regression``: the Mark-sized folder; ``regression-small``: the tests'
+    generated folder (6 PCA shapes, 90 vertices, an affine network: the pipeline's own cost)."""
+    if name == "default":
+        return "default"
+    if name == "regression-small":
+        from tests.a2f_folders import make_regression_folder
+
+        folder = cache / "regression-small"
+        if not (folder / "model.json").exists():
+            make_regression_folder(folder)
+        return str(folder / "model.json")
+    from bench_regression import ensure_folder
+
+    return str(ensure_folder(cache / "regression"))
+
+
+def engine_of(args: argparse.Namespace) -> dict[str, Any]:
+    if args.device == "cpu":
+        return {"backend": "onnxruntime", "device": "cpu", "threads": 1}
+    return {"backend": "torch", "device": args.device, "precision": args.precision}
+
+
+def loop_row(spec: str, clips: list[Path], out: Path, args: argparse.Namespace) -> float:
+    """One process looping animate + write over every clip; returns wall seconds."""
+    from a2x_core.api import Animator
+    from a2x_core.exporters import write_result
+    from a2x_core.models import load_model
+
+    engine = engine_of(args)
+    if spec == "default":
+        engine = {"threads": engine.get("threads")}
+    animator = Animator(load_model(spec, **engine))
+    animator.animate(clips[0])  # warm: sessions, caches, CUDA context
+    began = time.perf_counter()
+    for clip in clips:
+        write_result(animator.animate(clip), out / f"{clip.stem}.json")
+    return time.perf_counter() - began
+
+
+def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
+              args: argparse.Namespace) -> tuple[float, float]:  # fmt: skip
+    """``run_batch`` on a local cluster; returns (start-up s, wall s of the run)."""
+    from a2x_core.batch.manifest import Clip
+    from a2x_core.batch.runner import BatchSettings, open_client, plan_batch, run_batch
+
+    engine = engine_of(args)
+    if spec == "default":
+        engine = {"backend": "auto", "threads": engine.get("threads")}
+    settings = BatchSettings(outdir=out, model=spec, engine=engine, chunk=args.chunk)
+    plan = plan_batch([Clip(row=str(p), audio=p, name=p.stem) for p in clips], settings)
+    began = time.perf_counter()
+    with open_client(workers=workers, gpu=args.device != "cpu") as client:
+        client.run(_warm, spec, engine, str(clips[0]))  # every worker warm before the clock
+        started = time.perf_counter() - began
+        began = time.perf_counter()
+        rows = run_batch(plan, client, settings)
+        wall = time.perf_counter() - began
+    failed = [r for r in rows if r["status"] != "done"]
+    if failed:
+        raise SystemExit(f"{len(failed)} clips failed: {failed[0]['error']}")
+    return started, wall
+
+
+def _warm(spec: str, engine: dict[str, Any], clip: str) -> None:
+    """Load the model and animate one clip (sessions, decoders, CUDA context), as the loop
+    row's warm-up does."""
+    from a2x_core.api import Animator
+    from a2x_core.batch.work import warm_model
+
+    Animator(warm_model(spec, engine)).animate(clip)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clips", type=int, default=200)
+    parser.add_argument("--models", default="default,regression")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--chunk", type=int, default=1)
+    parser.add_argument("--no-loop", action="store_true", help="skip the looping-process row")
+    parser.add_argument("--price", type=float, default=0.10, help="USD per machine hour")
+    parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_batch"))
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+
+    clips = make_clips(args.cache / "clips", args.clips)
+    seconds = audio_seconds(clips)
+    lines = [f"{platform.node()} ({os.cpu_count()} cores), {args.device}, {len(clips)} clips, "
+             f"{seconds:.0f} s of audio, chunk {args.chunk}, price ${args.price}/h", "",
+             "| model | run | start s | wall s | clips/s | speed-up | $ per hour of audio |",
+             "|---|---|---|---|---|---|---|"]  # fmt: skip
+    print("\n".join(lines), flush=True)
+    for name in args.models.split(","):
+        spec = model_spec(name, args.cache)
+        runs: list[tuple[str, float, float]] = []
+        if not args.no_loop:
+            out = args.cache / "out" / f"{name}-loop"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            runs.append(("loop (1 process)", 0.0, loop_row(spec, clips, out, args)))
+        for workers in (int(w) for w in args.workers.split(",")):
+            out = args.cache / "out" / f"{name}-{workers}"
+            shutil.rmtree(out, ignore_errors=True)
+            out.mkdir(parents=True)
+            start, wall = batch_row(spec, clips, out, workers, args)
+            runs.append((f"batch, {workers} worker{'s' if workers > 1 else ''}", start, wall))
+        base = runs[0][2]
+        for label, start, wall in runs:
+            cost = args.price * wall / seconds  # $/h × (wall h / audio h)
+            line = (f"| {name} | {label} | {start:.1f} | {wall:.1f} | {len(clips) / wall:.2f} | "
+                    f"{base / wall:.2f}× | {cost:.4f} |")  # fmt: skip
+            lines.append(line)
+            print(line, flush=True)
+    if args.out is not None:
+        with open(args.out, "a", encoding="utf-8") as handle:
+            handle.write("\n".join(lines) + "\n\n")
+
+
+if __name__ == "__main__":
+    main()
