@@ -22,7 +22,23 @@ from .live import Block, LiveStats, pump, pump_tail, take_result
 STATES = ("loading", "running", "ended", "failed", "cancelled")
 
 
-class LiveSession:
+class _RecordedTake:
+    """What both sessions keep of a take: the frames recorded, the newest frame."""
+
+    _recorded: list[Any]
+    _latest: Any
+
+    @property
+    def recorded_frames(self) -> int:
+        return len(self._recorded)
+
+    @property
+    def recorded_from(self) -> int | None:
+        """Index of the first recorded frame (0: the take starts with the audio), or None."""
+        return self._recorded[0].index if self._recorded else None
+
+
+class LiveSession(_RecordedTake):
     """Audio blocks → a model's stream on a thread of its own; poll it, stop it for the take.
 
     Args:
@@ -104,15 +120,6 @@ class LiveSession:
         """The newest frame (a ``StreamFrame``), None before the first; never blocks."""
         return self._latest
 
-    @property
-    def recorded_frames(self) -> int:
-        return len(self._recorded)
-
-    @property
-    def recorded_from(self) -> int | None:
-        """Index of the first recorded frame (0: the take starts with the audio), or None."""
-        return self._recorded[0].index if self._recorded else None
-
     def _join(self, timeout: float | None) -> None:
         if self._thread is None:
             return
@@ -157,7 +164,7 @@ class LiveSession:
                            duration_s=duration_s)  # fmt: skip
 
 
-class WorkerLiveSession:
+class WorkerLiveSession(_RecordedTake):
     """:class:`LiveSession`'s interface over the external runtime (``python -m
     a2x_core.worker``, its ``live`` request): the model and the source run there, the frames
     come back as events, drained by :meth:`latest` on the poller's thread (no thread here).
@@ -255,14 +262,6 @@ class WorkerLiveSession:
         waits for more."""
         self._drain()
         return self._latest
-
-    @property
-    def recorded_frames(self) -> int:
-        return len(self._recorded)
-
-    @property
-    def recorded_from(self) -> int | None:
-        return self._recorded[0].index if self._recorded else None
 
     def _wait(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

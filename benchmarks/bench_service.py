@@ -49,13 +49,10 @@ RATE = 16000
 
 
 def speech(seconds: float) -> np.ndarray:
-    """Real speech (the repo's sample, looped) as int16 at 16 kHz."""
-    from a2x_core.audio import decode_audio
+    """Real speech (``bench_stream.speech``: the repo's sample, looped) as int16 at 16 kHz."""
+    from bench_stream import speech as float_speech
 
-    clip = decode_audio(REPO / "samples" / "jfk.flac").samples
-    reps = int(np.ceil(seconds * RATE / len(clip)))
-    samples = np.tile(clip, reps)[: int(seconds * RATE)]
-    return (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    return (np.clip(float_speech(seconds), -1, 1) * 32767).astype("<i2")
 
 
 # ----------------------------------------------------------------------------- clients
