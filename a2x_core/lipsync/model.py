@@ -118,15 +118,21 @@ def _not_english(text: str, words: list[str]) -> str:
     foreign = [t for t in tokens if not t.isascii()]
     if not tokens:
         return ""
-    if not words:
-        return (f"the transcript has no English words ({' '.join(foreign[:4])} ...); "
-                f"recognised the speech instead, and {ENGLISH_ONLY}")  # fmt: skip
     unknown = [t for t in tokens if t.isascii()
                and not all(ph.in_dictionary(w) for w in ph.normalise_transcript(t))]  # fmt: skip
     share = (len(foreign) + len(unknown)) / len(tokens)
     if share <= NOT_ENGLISH_SHARE:
         return ""
-    return (f"{share:.0%} of the transcript's words are not English; {ENGLISH_ONLY}")
+    return (f"{share:.0%} of the transcript's words are not English (aligned with guessed "
+            f"pronunciations: rough lip-sync); {ENGLISH_ONLY}")  # fmt: skip
+
+
+def exported_words(phones: list[ph.Phone], aligned: bool) -> np.ndarray:
+    """The ``phone_words`` array: a word only where the model has evidence for it, i.e. the
+    user's transcript aligned to the audio. Recognised words are left out ("" per phone): the
+    English recogniser invents English words for other languages and mishears some English,
+    and an exported word reads as a fact. The phones themselves are kept."""
+    return np.array([p.word if aligned else "" for p in phones], dtype=str)
 
 
 class DefaultLipSyncModel:
@@ -309,7 +315,7 @@ class DefaultLipSyncModel:
         weights, share = self.curves(phones, times, level, f0, opening, options)
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
-            "phone_words": np.array([p.word for p in phones]),
+            "phone_words": exported_words(phones, aligned),
             "phone_start_s": np.array([p.start_s for p in phones]) + audio.start_s,
             "phone_end_s": np.array([p.end_s for p in phones]) + audio.start_s,
             "loudness": ex.at_times(level, times),
