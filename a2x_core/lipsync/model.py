@@ -17,6 +17,7 @@ import numpy as np
 from ..audio import SILENCE_PEAK, Audio
 from ..emotion import track_emotion_keys
 from ..errors import ParameterError
+from ..head_motion import head_and_gaze, head_style
 from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
 from ..names import ARKIT_52
 from ..options import EmotionKey, InferenceOptions
@@ -170,6 +171,7 @@ class DefaultLipSyncModel:
                 "fast": "harder pruning, no phone alignment pass: ~2x faster, less exact (previews)",
                 "seed": "blink pattern",
                 "blinks": "procedural blinks on/off",
+                "head_motion": "amplitude of the voice-driven head motion and gaze (0 = none)",
                 "threads": f"worker processes for long clips (default {cpu_count()})",
             },
         }
@@ -313,6 +315,7 @@ class DefaultLipSyncModel:
             cancel.check()
         progress(Progress(0.8, "animating"))
         weights, share = self.curves(phones, times, level, f0, opening, options)
+        head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
             "phone_words": exported_words(phones, aligned),
@@ -334,6 +337,8 @@ class DefaultLipSyncModel:
             model_version=self.version,
             options=options,
             parameters={"fast": options.fast, "transcript": options.transcript is not None},
+            head_rotations=head,
+            eye_rotations=eyes,
             arrays=arrays,
             warnings=warnings,
         )
