@@ -306,3 +306,133 @@ def add_head_motion(result, samples: np.ndarray, seed: int = 0, amplitude: float
     if result.eye_rotations is None:
         result.eye_rotations = eyes
     return result
+
+
+# --- a face that looks alive (issue 17 point 4) ----------------------------------------------
+
+#: Left/right pairs that real faces move unequally (blinks stay symmetric: a real blink closes
+#: both lids; mouthLeft/Right and the eye-look shapes are directions, not sides of one shape).
+ASYMMETRIC = ("browDown", "browOuterUp", "cheekSquint", "eyeSquint", "eyeWide", "mouthDimple",
+              "mouthFrown", "mouthLowerDown", "mouthPress", "mouthSmile", "mouthStretch",
+              "mouthUpperUp", "noseSneer")  # fmt: skip
+
+
+#: Shapes that move with others in real faces (target, source stems, gain): eyes widen with a
+#: raised brow, the chin rises (shrug) and the cheeks fill a little while lips press, the
+#: dimples follow the lip corners' stretch, the jaw comes forward for /f v/, the nose and the
+#: brows take a little of a squint. Sources named without a side are the mean of both sides.
+COUPLINGS: tuple[tuple[str, str, float], ...] = (
+    ("eyeWide", "browInnerUp", 0.5),
+    ("mouthShrugLower", "mouthPress", 0.6),
+    ("cheekPuff", "mouthPress", 0.15),
+    ("mouthDimple", "mouthStretch", 0.4),
+    ("jawForward", "mouthRollLower", 0.15),
+    ("noseSneer", "eyeSquint", 0.3),
+    ("browDown", "eyeSquint", 0.2),
+)
+
+
+@dataclass(frozen=True)
+class FaceStyle:
+    """Amplitudes of :func:`alive_face` (set against real captures: docs/quality.md).
+
+    Attributes:
+        asymmetry: typical left/right gain difference (a speaker's constant lean plus slow
+            wander; mean-preserving, so the pair's average is unchanged).
+        squint: eyeSquint at rest and its rise with loudness (cheekSquint follows at
+            ``cheek``): faces squint a little while they speak and emphasise.
+        lip_drop: mouthLowerDown per unit of lip parting (jawOpen - mouthClose): the lower
+            lip follows the jaw down.
+        look_deg: gaze angle that makes an eye-look shape 1.
+        lateral: mouth and jaw sideways shift per unit of the left/right lean while speaking.
+    """
+
+    asymmetry: float = 0.16
+    squint: tuple[float, float] = (0.1, 0.26)
+    cheek: float = 0.8
+    lip_drop: float = 0.9
+    look_deg: float = 25.0
+    lateral: float = 0.12
+
+
+def _col(name: str) -> int:
+    from .names import ARKIT_52
+
+    return ARKIT_52.index(name)
+
+
+def alive_face(
+    weights: np.ndarray,
+    times_s: np.ndarray,
+    loud: np.ndarray,
+    eyes: np.ndarray | None,
+    seed: int,
+    style: FaceStyle = FaceStyle(),
+) -> np.ndarray:
+    """``weights`` (ARKit-52, in place and returned) made less switched: left/right differ,
+    the lower lip drops with the jaw, eyes squint a little with speech, and the eye-look
+    shapes follow the gaze (``eyes``: Audio2Face eye rotations, degrees). Every term is a
+    function of the frame's own time, loudness and gaze: a stream computes the same frames.
+    The pair means of mouthPress, mouthLowerDown and mouthUpperUp are kept where the lips
+    close (what a closure reads), so lip closures stay closures."""
+    if len(times_s) == 0:
+        return weights
+    lean = Drift(seed, (style.asymmetry,) * 3, (0.02, 0.12)).at(times_s)[:, 0]
+    bias = style.asymmetry * (2.0 * _unit(seed, 0xA5) - 1.0)
+    gain = np.clip(0.6 * bias + 0.8 * lean, -0.45, 0.45)
+    jaw, close = weights[:, _col("jawOpen")], weights[:, _col("mouthClose")]
+    parted = np.clip(jaw - close, 0.0, 1.0)
+    for side in ("Left", "Right"):
+        drop = _col(f"mouthLowerDown{side}")
+        weights[:, drop] = np.maximum(weights[:, drop], style.lip_drop * parted)
+    speaking = np.clip(np.asarray(loud, np.float64), 0.0, 1.0)
+    squint = style.squint[0] + style.squint[1] * speaking
+    for side in ("Left", "Right"):
+        eye, cheek = _col(f"eyeSquint{side}"), _col(f"cheekSquint{side}")
+        weights[:, eye] = np.maximum(weights[:, eye], squint)
+        weights[:, cheek] = np.maximum(weights[:, cheek], style.cheek * squint)
+    for target, source, factor in COUPLINGS:
+        value = factor * _stem_mean(weights, source)
+        for column in _stem_columns(target):
+            weights[:, column] = np.maximum(weights[:, column], value)
+    # The mouth and jaw lean sideways with the speaker's lean, while speaking.
+    side = style.lateral * gain * speaking
+    for stem, scale in (("mouth", 1.0), ("jaw", 0.5)):
+        left, right = _col(f"{stem}Left"), _col(f"{stem}Right")
+        weights[:, left] = np.maximum(weights[:, left], scale * np.clip(side, 0.0, 1.0))
+        weights[:, right] = np.maximum(weights[:, right], scale * np.clip(-side, 0.0, 1.0))
+    for stem in ASYMMETRIC:
+        left, right = _col(f"{stem}Left"), _col(f"{stem}Right")
+        mean = 0.5 * (weights[:, left] + weights[:, right])
+        # At most the headroom of either side, so clipping never changes the pair's mean.
+        room = np.minimum(1.0 - mean, mean)
+        delta = np.clip(gain * mean, -room, room)
+        weights[:, left], weights[:, right] = mean + delta, mean - delta
+    if eyes is not None:
+        _eye_look(weights, np.asarray(eyes, np.float64), style.look_deg)
+    return np.clip(weights, 0.0, 1.0).astype(np.float32)
+
+
+def _stem_columns(stem: str) -> list[int]:
+    """Columns of a shape with sides (``eyeWide`` → both) or without (``cheekPuff``)."""
+    from .names import ARKIT_52
+
+    return [i for i, n in enumerate(ARKIT_52) if n in (stem, f"{stem}Left", f"{stem}Right")]
+
+
+def _stem_mean(weights: np.ndarray, stem: str) -> np.ndarray:
+    return weights[:, _stem_columns(stem)].mean(axis=1)
+
+
+def _eye_look(weights: np.ndarray, eyes: np.ndarray, full_deg: float) -> None:
+    """Eye-look shapes from Audio2Face eye rotations (x = pitch > 0 down, y = yaw > 0 to the
+    face's left): each eye looks out on its own side, in on the other."""
+    for side, pitch, yaw in (("Right", eyes[:, 0], eyes[:, 1]), ("Left", eyes[:, 3], eyes[:, 4])):
+        towards_left = np.clip(yaw / full_deg, 0.0, 1.0)
+        towards_right = np.clip(-yaw / full_deg, 0.0, 1.0)
+        out, inward = (towards_left, towards_right) if side == "Left" else (towards_right, towards_left)
+        pairs = {"Out": out, "In": inward, "Down": np.clip(pitch / full_deg, 0.0, 1.0),
+                 "Up": np.clip(-pitch / full_deg, 0.0, 1.0)}  # fmt: skip
+        for direction, value in pairs.items():
+            column = _col(f"eyeLook{direction}{side}")
+            weights[:, column] = np.maximum(weights[:, column], value)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..head_motion import HeadMotion, head_style
+from ..head_motion import HeadMotion, alive_face, head_style
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..stream_audio import AudioAccumulator, StreamFrame, StreamLife
@@ -610,6 +610,8 @@ class DefaultStream:
         weights = add_eyes_and_brows(weights, blink, brow)
         self._head.add_hops(self._level, self._hop0, final=final, not_before_s=float(times[0]))
         head, eyes = self._head.at(times)
+        weights = alive_face(weights, times, self._at(level, times, self._hop0), eyes,
+                             self.options.seed)  # fmt: skip
         self._next_frame = due
         step_s = self.fps.denominator / self.fps.numerator
         zeros_tongue = np.zeros(len(TONGUE_16), np.float32)

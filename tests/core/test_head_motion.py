@@ -108,7 +108,9 @@ def test_the_default_model_writes_head_and_eyes_to_every_export(
     result.save(tmp_path / "take.npz")
     assert np.array_equal(np.load(tmp_path / "take.npz")["head_rotations"], head)
     off = model.animate([audio], InferenceOptions(fps=30, seed=4, head_motion=0))[0]
-    assert not off.head_rotations.any() and np.array_equal(off.weights, result.weights)
+    assert not off.head_rotations.any() and not off.eye_rotations.any()
+    mouth = [i for i, n in enumerate(result.names) if not n.startswith("eyeLook")]
+    assert np.array_equal(off.weights[:, mouth], result.weights[:, mouth])  # only the eyes
     with pytest.raises(ParameterError, match="head_motion"):
         InferenceOptions(head_motion=5)
 
@@ -174,3 +176,34 @@ def test_any_result_gets_head_motion_from_its_audio(timit: np.ndarray) -> None:
     add_head_motion(result, timit, seed=2)
     assert result.head_rotations.shape == (frames, 3) and result.head_rotations.any()
     assert result.eye_rotations is eyes  # the model's own eyes are kept
+
+
+def test_the_face_is_not_switched_but_closures_stay_closed(
+    model: DefaultLipSyncModel, timit: np.ndarray
+) -> None:
+    """Issue 17 point 4: left and right differ, squints and eye looks move, few shapes stay
+    dead; the pair means that a lip closure reads (press) are those of a symmetric face."""
+    from a2x_core.head_motion import alive_face
+    from a2x_core.names import ARKIT_52
+
+    col = {n: i for i, n in enumerate(ARKIT_52)}
+    result = model.animate([audio_from_array(timit)], InferenceOptions(fps=30, seed=2))[0]
+    w = result.weights
+    assert np.abs(w[:, col["mouthSmileLeft"]] - w[:, col["mouthSmileRight"]]).max() > 0.01
+    assert np.allclose(w[:, col["eyeBlinkLeft"]], w[:, col["eyeBlinkRight"]])  # blinks: both
+    assert w[:, col["eyeSquintLeft"]].min() > 0.05
+    alive = ("noseSneerLeft", "browDownRight", "cheekSquintLeft", "eyeWideLeft", "mouthDimpleLeft",
+             "jawForward")  # all never above 0.01 before (issue 17 point 4)
+    assert all(np.percentile(w[:, col[n]], 99) > 0.01 for n in alive), w[:, [col[n] for n in alive]].max(0)
+    # In place on a symmetric face: press means kept, the gaze drives the eye-look shapes.
+    face = np.zeros((4, 52), np.float32)
+    face[:, col["mouthPressLeft"]] = face[:, col["mouthPressRight"]] = 0.55
+    face[:, col["jawOpen"]] = face[:, col["mouthClose"]] = 0.2  # lips together
+    eyes = np.zeros((4, 6), np.float32)
+    eyes[:, 1] = eyes[:, 4] = 10.0  # both eyes to the face's left
+    out = alive_face(face.copy(), np.arange(4) / 30, np.ones(4), eyes, seed=9)
+    press = out[:, [col["mouthPressLeft"], col["mouthPressRight"]]]
+    assert np.allclose(press.mean(axis=1), 0.55, atol=1e-6) and not np.allclose(press[:, 0], 0.55)
+    assert np.allclose(out[:, col["jawOpen"]] - out[:, col["mouthClose"]], 0.0)
+    assert (out[:, col["eyeLookOutLeft"]] > 0.3).all() and (out[:, col["eyeLookInRight"]] > 0.3).all()
+    assert (out[:, col["eyeLookOutRight"]] == 0).all()
