@@ -386,7 +386,8 @@ def alive_face(
         drop = _col(f"mouthLowerDown{side}")
         weights[:, drop] = np.maximum(weights[:, drop], style.lip_drop * parted)
     speaking = np.clip(np.asarray(loud, np.float64), 0.0, 1.0)
-    squint = style.squint[0] + style.squint[1] * speaking
+    # Gated by the voice: a silent face stays at rest (only the gaze lives on).
+    squint = style.squint[0] * np.clip(4.0 * speaking, 0.0, 1.0) + style.squint[1] * speaking
     for side in ("Left", "Right"):
         eye, cheek = _col(f"eyeSquint{side}"), _col(f"cheekSquint{side}")
         weights[:, eye] = np.maximum(weights[:, eye], squint)
