@@ -437,3 +437,32 @@ def _eye_look(weights: np.ndarray, eyes: np.ndarray, full_deg: float) -> None:
         for direction, value in pairs.items():
             column = _col(f"eyeLook{direction}{side}")
             weights[:, column] = np.maximum(weights[:, column], value)
+
+
+#: The jaw, a heavy articulator, moves at most this fast (jawOpen per second): 0.19 per frame at
+#: 30 fps, below the real captures' largest frame-to-frame change, 0.2 (docs/quality.md).
+JAW_SPEED = 5.7
+#: ... when it opens: faster, as a slower rise lowered short vowels' peaks (an open-vowel hit
+#: lost in benchmarks/lipsync_eval.py); the big jumps are closings into lip closures.
+JAW_RISE_SPEED = 12.0
+
+
+def limit_jaw(weights: np.ndarray, frame_s: float, previous: float | None = None) -> float:
+    """Limit jawOpen's speed to :data:`JAW_SPEED` (in place, one causal pass from
+    ``previous``, the last frame's jawOpen, so a stream continues where it stopped); where
+    the lips close (mouthClose > 0) mouthClose moves with the jaw, so that jawOpen -
+    mouthClose (lips together) is unchanged. Returns the last frame's jawOpen."""
+    jaw_col, close_col = _col("jawOpen"), _col("mouthClose")
+    jaw = weights[:, jaw_col].astype(np.float64)
+    if len(jaw) == 0:
+        return 0.0 if previous is None else previous
+    down, up = JAW_SPEED * frame_s, JAW_RISE_SPEED * frame_s
+    out = np.empty_like(jaw)
+    last = jaw[0] if previous is None else previous
+    for k, target in enumerate(jaw):
+        last = last + min(max(target - last, -down), up)
+        out[k] = last
+    close = weights[:, close_col].astype(np.float64)
+    moved = np.where(close > 0, np.clip(close + out - jaw, 0.0, out), close)
+    weights[:, jaw_col], weights[:, close_col] = out, moved
+    return float(out[-1])

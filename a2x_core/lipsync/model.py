@@ -17,7 +17,7 @@ import numpy as np
 from ..audio import SILENCE_PEAK, Audio
 from ..emotion import track_emotion_keys
 from ..errors import ParameterError
-from ..head_motion import alive_face, head_and_gaze, head_style
+from ..head_motion import alive_face, head_and_gaze, head_style, limit_jaw
 from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
 from ..names import ARKIT_52
 from ..options import EmotionKey, InferenceOptions
@@ -317,6 +317,7 @@ class DefaultLipSyncModel:
         weights, share = self.curves(phones, times, level, f0, opening, options)
         head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
         weights = alive_face(weights, times, ex.at_times(level, times), eyes, options.seed)
+        limit_jaw(weights, float(fps.denominator / fps.numerator))
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
             "phone_words": exported_words(phones, aligned),

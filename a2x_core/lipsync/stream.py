@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ParameterError
-from ..head_motion import HeadMotion, alive_face, head_style
+from ..head_motion import HeadMotion, alive_face, head_style, limit_jaw
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..stream_audio import AudioAccumulator, StreamFrame, StreamLife
@@ -224,6 +224,7 @@ class DefaultStream:
         )
         self._blinks: deque[ex.Blink] = deque()
         self._head = HeadMotion(options.seed, head_style(options))
+        self._last_jaw: float | None = None  # the last frame's jawOpen (speed limit)
 
     # ------------------------------------------------------------------------- public
 
@@ -612,6 +613,7 @@ class DefaultStream:
         head, eyes = self._head.at(times)
         weights = alive_face(weights, times, self._at(level, times, self._hop0), eyes,
                              self.options.seed)  # fmt: skip
+        self._last_jaw = limit_jaw(weights, self._frame_s, self._last_jaw)
         self._next_frame = due
         step_s = self.fps.denominator / self.fps.numerator
         zeros_tongue = np.zeros(len(TONGUE_16), np.float32)

@@ -207,3 +207,25 @@ def test_the_face_is_not_switched_but_closures_stay_closed(
     assert np.allclose(out[:, col["jawOpen"]] - out[:, col["mouthClose"]], 0.0)
     assert (out[:, col["eyeLookOutLeft"]] > 0.3).all() and (out[:, col["eyeLookInRight"]] > 0.3).all()
     assert (out[:, col["eyeLookOutRight"]] == 0).all()
+
+
+def test_the_jaw_moves_no_faster_than_a_jaw_and_closures_stay_closed() -> None:
+    from a2x_core.head_motion import JAW_RISE_SPEED, JAW_SPEED, limit_jaw
+    from a2x_core.names import ARKIT_52
+
+    jaw, close = ARKIT_52.index("jawOpen"), ARKIT_52.index("mouthClose")
+    w = np.zeros((8, 52), np.float32)
+    w[:, jaw] = [0.0, 0.7, 0.7, 0.3, 0.3, 0.6, 0.0, 0.0]
+    w[4, close] = 0.28  # a closure: lips together at jaw 0.3
+    parted = w[:, jaw] - w[:, close]
+    whole = w.copy()
+    last = limit_jaw(whole, 1 / 30)
+    assert -np.diff(whole[:, jaw]).max() <= JAW_SPEED / 30 + 1e-6
+    assert np.diff(whole[:, jaw]).max() <= JAW_RISE_SPEED / 30 + 1e-6
+    assert np.allclose((whole[:, jaw] - whole[:, close])[4], parted[4], atol=1e-6)
+    assert last == pytest.approx(float(whole[-1, jaw]))
+    # In two calls (a stream's batches) with the last jaw carried over: the same frames.
+    first, second = w[:3].copy(), w[3:].copy()
+    carried = limit_jaw(first, 1 / 30)
+    limit_jaw(second, 1 / 30, carried)
+    assert np.allclose(np.concatenate([first, second]), whole)
