@@ -350,7 +350,7 @@ class FaceStyle:
     asymmetry: float = 0.16
     squint: tuple[float, float] = (0.1, 0.26)
     cheek: float = 0.8
-    lip_drop: float = 0.9
+    lip_drop: float = 1.1
     look_deg: float = 25.0
     lateral: float = 0.12
 
