@@ -60,8 +60,9 @@ class InferenceOptions:
         smoothing_s: extra zero-phase smoothing of the output curves, in seconds (0 = none);
             lip closures and blinks keep their unsmoothed peaks (0.02-0.05 takes out jitter).
         blinks: add procedural blinks (default model) where the model has none of its own.
-        head_motion: amplitude of the voice-driven head motion and gaze (default model;
-            ``head_rotations`` and ``eye_rotations``): 1 = natural, 0 = none, up to 3.
+        head_motion: amplitude of the voice-driven head motion and gaze
+            (``head_rotations``; the default model's ``eye_rotations`` too; Audio2Face-3D
+            results keep their own eyes): 1 = natural, 0 = none, up to 3.
         parameters: model-specific overrides by name, e.g. ``{"input_strength": 1.0}`` for an
             Audio2Face model (its ``model_config.json`` and blendshape-config keys).
         emotions: emotion keys for models that take an emotion input; one key = constant.

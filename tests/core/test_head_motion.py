@@ -229,3 +229,21 @@ def test_the_jaw_moves_no_faster_than_a_jaw_and_closures_stay_closed() -> None:
     carried = limit_jaw(first, 1 / 30)
     limit_jaw(second, 1 / 30, carried)
     assert np.allclose(np.concatenate([first, second]), whole)
+
+
+def test_an_audio2face_model_gets_the_head_motion_too(tmp_path: Path, timit: np.ndarray) -> None:
+    """Models that move no head get the voice-driven one through the Animator; their own eye
+    rotations are kept; ``head_motion=0`` leaves the head out."""
+    pytest.importorskip("onnx", reason="the test model folder is written with onnx")
+    from a2x_core.api import Animator
+    from tests.a2f_folders import make_regression_folder
+
+    model = make_regression_folder(tmp_path / "mark").model_json
+    audio = audio_from_array(timit[: SAMPLE_RATE * 2])
+    result = Animator(str(model), InferenceOptions(fps=30)).animate(audio)
+    assert result.head_rotations is not None and result.head_rotations.shape == (60, 3)
+    assert np.abs(result.head_rotations).max() > 0
+    assert result.eye_rotations is not None
+    still = Animator(str(model), InferenceOptions(fps=30, head_motion=0)).animate(audio)
+    assert still.head_rotations is None
+    assert np.array_equal(still.eye_rotations, result.eye_rotations)
