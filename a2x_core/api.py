@@ -18,6 +18,7 @@ import numpy as np
 from .audio import Audio, check_audio_path, decode_audio, trim_audio
 from .backends import EngineSettings, InferenceEngine
 from .errors import ModelError, ParameterError
+from .head_motion import add_head_motion
 from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
 from .models import AnimationModel, load_model
@@ -200,6 +201,10 @@ class Animator:
             ) from None
         for track, result in zip(tracks, results, strict=True):
             result.weights = shape_weights(result.weights, result.fps, opts.strength, opts.smoothing_s)
+            if result.head_rotations is None and opts.head_motion > 0:
+                # Models that move no head (Audio2Face-3D) get the default model's, from the
+                # voice (their own eye rotations are kept).
+                add_head_motion(result, track.samples, opts.seed, opts.head_motion)
             bad = result.non_finite_arrays()
             if bad:  # never hand NaN to an exporter or a rig
                 raise ModelError(

@@ -69,6 +69,9 @@ def _build_parser() -> argparse.ArgumentParser:
                      "(p b m, f v) and blinks are kept at any value, the rest softens: "
                      "0.02-0.05 takes out jitter, beyond 0.1 vowels blur into each other")  # fmt: skip
     run.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
+    run.add_argument("--head-motion", type=float, default=1.0, metavar="AMOUNT",
+                     help="voice-driven head motion and gaze of the default model: 1 natural "
+                     "(default), 0 none, up to 3")  # fmt: skip
     run.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                      help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")  # fmt: skip
     run.add_argument("--emotion-file", type=Path, help="emotion track file (JSON or CSV)")
@@ -162,6 +165,8 @@ def _add_live_parser(commands: Any) -> None:
     _add_emotion_model_arguments(live)
     live.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
     live.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
+    live.add_argument("--head-motion", type=float, default=1.0, metavar="AMOUNT",
+                      help="head motion and gaze amplitude (default model; 0 = none)")
     live.add_argument("--engine", "--backend", dest="backend", default="auto",
                       choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
     live.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
@@ -338,6 +343,7 @@ def _options(args: argparse.Namespace) -> Any:
         fps=args.fps, start_s=args.start, end_s=args.end, transcript=transcript, fast=args.fast,
         seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
         blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
+        head_motion=getattr(args, "head_motion", 1.0),
         geometry=args.geometry, backend=args.backend, threads=args.threads,
         device=args.device, precision=args.precision, identity=args.identity,
         compile_network=args.compile_network,

@@ -364,6 +364,8 @@ def a2x_block(result: AnimationResult) -> dict[str, Any]:
         block["jawTransforms"] = _finite_list(result.jaw_transforms)
     if result.eye_rotations is not None:
         block["eyeRotations"] = _finite_list(result.eye_rotations)
+    if result.head_rotations is not None:
+        block["headRotations"] = _finite_list(result.head_rotations)
     if result.emotions is not None:
         block["emotionNames"] = list(result.emotion_names)
         block["emotions"] = _finite_list(result.emotions)
@@ -403,8 +405,9 @@ def live_link_timecode(frame: int, fps_nominal: int) -> str:
 def live_link_rows(result: AnimationResult) -> tuple[list[str], np.ndarray]:
     """Header and ``[frames, 61]`` values in Live Link Face column order.
 
-    Head rotations are 0 (a2x does not animate the head). Eye yaw/pitch come from
-    ``eye_rotations`` (degrees, converted to the radians Live Link Face uses) when present.
+    Head yaw/pitch/roll come from ``head_rotations`` (radians, as Live Link Face writes them)
+    and eye yaw/pitch from ``eye_rotations`` (degrees, converted to radians) when present;
+    else 0.
     """
     header = ["Timecode", "BlendShapeCount", *LIVE_LINK_FACE_52, *LIVE_LINK_FACE_ROTATIONS]
     index = {name.lower(): i for i, name in enumerate(result.names)}
@@ -418,6 +421,9 @@ def live_link_rows(result: AnimationResult) -> tuple[list[str], np.ndarray]:
         # columns 52..60: HeadYaw, HeadPitch, HeadRoll, LeftEye Yaw/Pitch/Roll, RightEye Yaw/Pitch/Roll
         values[:, 55], values[:, 56] = eyes[:, 4], eyes[:, 3]
         values[:, 58], values[:, 59] = eyes[:, 1], eyes[:, 0]
+    if result.head_rotations is not None:
+        head = np.asarray(result.head_rotations, dtype=np.float64)
+        values[:, 52], values[:, 53], values[:, 54] = head[:, 1], head[:, 0], head[:, 2]
     return header, values
 
 

@@ -377,6 +377,7 @@ def take_result(frames: Sequence[Any], model: Any, options: Any, fps: Fraction,
         tongue_weights=stacked("tongue_weights", (len(TONGUE_16),)), tongue_names=TONGUE_16,
         jaw_transforms=stacked("jaw_transform", (4, 4)),
         eye_rotations=stacked("eye_rotations", (6,)),
+        head_rotations=stacked("head_rotation", (3,)),
         emotions=stacked("emotions", (len(emotion_names),))[:, :len(emotion_names)]
         if emotion_names else None,
         emotion_names=emotion_names,

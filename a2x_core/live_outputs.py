@@ -68,12 +68,17 @@ LIVELINK_PACKET_NAMES: tuple[str, ...] = (
 #: Head and eye curves of the packet: (index in ``StreamFrame.eye_rotations``, factor). Unreal's
 #: ARKit code sends rotations as degrees / 180 ("map the -180..180 range to -1..1",
 #: AppleARKitConversion.h ``ToBlendShapeMap``); Audio2Face gives per eye (x = pitch, y = yaw, 0)
-#: in degrees, right eye first. Signs are Audio2Face's. The head is not animated: 0.
+#: in degrees, right eye first. Signs are Audio2Face's. The head: :data:`LIVELINK_HEAD_SOURCES`.
 LIVELINK_ROTATION_SOURCES: dict[str, tuple[int, float] | None] = {
     "HeadYaw": None, "HeadPitch": None, "HeadRoll": None,
     "LeftEyeYaw": (4, 1 / 180), "LeftEyePitch": (3, 1 / 180), "LeftEyeRoll": (5, 1 / 180),
     "RightEyeYaw": (1, 1 / 180), "RightEyePitch": (0, 1 / 180), "RightEyeRoll": (2, 1 / 180),
 }  # fmt: skip
+
+#: Head curves of the packet: index in ``StreamFrame.head_rotation`` (pitch, yaw, roll,
+#: radians; :mod:`.head_motion`), sent as degrees / 180 like the eyes.
+LIVELINK_HEAD_SOURCES: dict[str, int] = {"HeadPitch": 0, "HeadYaw": 1, "HeadRoll": 2}
+_RADIANS_TO_PACKET = 180.0 / math.pi / 180.0
 
 #: The 52 PerfectSync BlendShapeClip names VMC apps look up (VMagicMirror, VSeeFace, Warudo):
 #: the ARKit names with a capital first letter, ``EyeBlinkLeft`` .. ``TongueOut``.
@@ -93,7 +98,7 @@ VMC_TIME = "/VMC/Ext/T"
 OSC_IMMEDIATELY = 1
 
 #: The optional blocks of a JSON line, each named by the attribute of the frame it reads.
-JSONL_EXTRAS: tuple[str, ...] = ("tongue", "jaw", "eyes", "emotions")
+JSONL_EXTRAS: tuple[str, ...] = ("tongue", "jaw", "eyes", "head", "emotions")
 
 
 def _name_index(source: Sequence[str], wanted: Sequence[str]) -> np.ndarray:
@@ -310,6 +315,10 @@ def livelink_values(frame: Frame) -> np.ndarray:
         source = LIVELINK_ROTATION_SOURCES[name]
         if source is not None and eyes.size == 6:
             values[k] = eyes[source[0]] * source[1]
+    head = np.asarray(getattr(frame, "head_rotation", np.zeros(3)), np.float64).reshape(-1)
+    if head.size == 3:
+        for name, index in LIVELINK_HEAD_SOURCES.items():
+            values[52 + LIVE_LINK_FACE_ROTATIONS.index(name)] = head[index] * _RADIANS_TO_PACKET
     return values
 
 
@@ -544,7 +553,8 @@ def _named(names: Sequence[str], array: np.ndarray) -> dict[str, Any] | list[Any
 def frame_record(frame: Frame, include: Sequence[str] = ()) -> dict[str, Any]:
     """The JSON object of one frame: ``index``, ``time_s``, ``weights`` by ARKit name, and the
     blocks of ``include`` (:data:`JSONL_EXTRAS`): ``tongue`` by name, ``jaw`` (4x4 rows),
-    ``eyes`` ({"right": [x, y, z], "left": [...]}, degrees), ``emotions`` by name."""
+    ``eyes`` ({"right": [x, y, z], "left": [...]}, degrees), ``head`` ({"pitch", "yaw", "roll"},
+    radians), ``emotions`` by name."""
     record: dict[str, Any] = {
         "index": int(frame.index),
         "time_s": round(float(frame.time_s), 9),
@@ -557,6 +567,9 @@ def frame_record(frame: Frame, include: Sequence[str] = ()) -> dict[str, Any]:
     if "eyes" in include:
         eyes = _json_numbers(np.asarray(frame.eye_rotations).reshape(2, 3))
         record["eyes"] = {"right": eyes[0], "left": eyes[1]}
+    if "head" in include:
+        record["head"] = _named(("pitch", "yaw", "roll"),
+                                getattr(frame, "head_rotation", np.zeros(3)))  # fmt: skip
     if "emotions" in include:
         record["emotions"] = _named(A2F_EMOTIONS, frame.emotions)
     return record

@@ -60,6 +60,9 @@ class InferenceOptions:
         smoothing_s: extra zero-phase smoothing of the output curves, in seconds (0 = none);
             lip closures and blinks keep their unsmoothed peaks (0.02-0.05 takes out jitter).
         blinks: add procedural blinks (default model) where the model has none of its own.
+        head_motion: amplitude of the voice-driven head motion and gaze
+            (``head_rotations``; the default model's ``eye_rotations`` too; Audio2Face-3D
+            results keep their own eyes): 1 = natural, 0 = none, up to 3.
         parameters: model-specific overrides by name, e.g. ``{"input_strength": 1.0}`` for an
             Audio2Face model (its ``model_config.json`` and blendshape-config keys).
         emotions: emotion keys for models that take an emotion input; one key = constant.
@@ -100,6 +103,7 @@ class InferenceOptions:
     strength: float = 1.0
     smoothing_s: float = 0.0
     blinks: bool = True
+    head_motion: float = 1.0
     parameters: Mapping[str, Any] = field(default_factory=dict)
     emotions: tuple[EmotionKey, ...] = ()
     geometry: bool = False
@@ -142,6 +146,11 @@ class InferenceOptions:
                 f"smoothing_s={self.smoothing_s} is out of range", hint="use 0..1 seconds"
             )
         object.__setattr__(self, "strength", strength)
+        head = _real("head_motion", self.head_motion, "a number in 0..3")
+        if not (math.isfinite(head) and 0 <= head <= 3):
+            raise ParameterError(f"head_motion={self.head_motion} is out of range",
+                                 hint="use 0 (none) .. 3; 1 is natural")  # fmt: skip
+        object.__setattr__(self, "head_motion", head)
         object.__setattr__(self, "smoothing_s", smoothing)
         for name in ("fast", "blinks", "geometry", "compile_network"):
             value = getattr(self, name)

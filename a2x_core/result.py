@@ -32,6 +32,8 @@ class AnimationResult:
         tongue_weights: ``[frames, 16]`` tongue weights (Audio2Face models), else None.
         jaw_transforms: ``[frames, 4, 4]`` row-major jaw matrices, else None.
         eye_rotations: ``[frames, 6]`` = right eye (x, y, 0), left eye (x, y, 0), else None.
+        head_rotations: ``[frames, 3]`` head (pitch, yaw, roll) in radians (pitch > 0 = chin
+            down, yaw > 0 = to the face's left; ARKit's axes: :mod:`.head_motion`), else None.
         emotions: ``[frames, 10]`` explicit emotion input per frame (in ``emotion_names``
             order; with an emotion model: after mixing with manual keys), else None.
         detected_emotions: ``[frames, 10]`` what the emotion model detected (Audio2Emotion's
@@ -55,6 +57,7 @@ class AnimationResult:
     tongue_names: tuple[str, ...] = ()
     jaw_transforms: np.ndarray | None = None
     eye_rotations: np.ndarray | None = None
+    head_rotations: np.ndarray | None = None
     emotions: np.ndarray | None = None
     emotion_names: tuple[str, ...] = ()
     detected_emotions: np.ndarray | None = None
@@ -120,6 +123,7 @@ class AnimationResult:
             "tongue_weights": self.tongue_weights,
             "jaw_transforms": self.jaw_transforms,
             "eye_rotations": self.eye_rotations,
+            "head_rotations": self.head_rotations,
             "emotions": self.emotions,
             "detected_emotions": self.detected_emotions,
         }

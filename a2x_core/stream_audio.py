@@ -11,7 +11,7 @@ settings (:func:`.audio.decode_audio`), whose output does not depend on how the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -38,6 +38,8 @@ class StreamFrame:
         jaw_transform: float32 [4, 4] lower-teeth transform (``M[:3, 3]`` = translation).
         eye_rotations: float32 [6] (right x, y, 0, left x, y, 0) in degrees.
         emotions: float32 [10] emotion input of this frame (the model's order).
+        head_rotation: float32 [3] head (pitch, yaw, roll) in radians (zeros where the model
+            moves no head; :mod:`.head_motion`).
     """
 
     index: int
@@ -47,6 +49,7 @@ class StreamFrame:
     jaw_transform: np.ndarray
     eye_rotations: np.ndarray
     emotions: np.ndarray
+    head_rotation: np.ndarray = field(default_factory=lambda: np.zeros(3, np.float32))
 
 
 def stream_frames(

@@ -129,6 +129,7 @@ def result_to_json(result: AnimationResult) -> dict[str, Any]:
         "tongue_weights": _array_to_json(result.tongue_weights),
         "tongue_names": list(result.tongue_names),
         "eye_rotations": _array_to_json(result.eye_rotations),
+        "head_rotations": _array_to_json(result.head_rotations),
         "emotions": _array_to_json(result.emotions),
         "detected_emotions": _array_to_json(result.detected_emotions),
         "emotion_names": list(result.emotion_names),
@@ -152,6 +153,7 @@ def result_from_json(data: dict[str, Any], options: InferenceOptions) -> Animati
         tongue_weights=_array_from_json(data.get("tongue_weights")),
         tongue_names=tuple(data.get("tongue_names", ())),
         eye_rotations=_array_from_json(data.get("eye_rotations")),
+        head_rotations=_array_from_json(data.get("head_rotations")),
         emotions=_array_from_json(data.get("emotions")),
         detected_emotions=_array_from_json(data.get("detected_emotions")),
         emotion_names=tuple(data.get("emotion_names", ())),
@@ -168,12 +170,13 @@ def frame_to_json(frame: Any) -> dict[str, Any]:
 def frame_from_json(data: dict[str, Any]) -> Any:
     from .stream_audio import StreamFrame
 
-    arrays = {name: _array_from_json(data[name]) for name in _FRAME_ARRAYS}
+    arrays = {name: _array_from_json(data[name]) for name in _FRAME_ARRAYS if name in data}
     return StreamFrame(index=int(data["index"]), time_s=float(data["time_s"]), **arrays)
 
 
 #: The arrays of a stream frame, as they travel.
-_FRAME_ARRAYS = ("weights", "tongue_weights", "jaw_transform", "eye_rotations", "emotions")
+_FRAME_ARRAYS = ("weights", "tongue_weights", "jaw_transform", "eye_rotations", "emotions",
+                 "head_rotation")  # fmt: skip
 
 
 def model_summary(model: Any) -> dict[str, Any]:

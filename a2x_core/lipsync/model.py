@@ -17,6 +17,7 @@ import numpy as np
 from ..audio import SILENCE_PEAK, Audio
 from ..emotion import track_emotion_keys
 from ..errors import ParameterError
+from ..head_motion import alive_face, head_and_gaze, head_style, limit_jaw
 from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
 from ..names import ARKIT_52
 from ..options import EmotionKey, InferenceOptions
@@ -118,15 +119,21 @@ def _not_english(text: str, words: list[str]) -> str:
     foreign = [t for t in tokens if not t.isascii()]
     if not tokens:
         return ""
-    if not words:
-        return (f"the transcript has no English words ({' '.join(foreign[:4])} ...); "
-                f"recognised the speech instead, and {ENGLISH_ONLY}")  # fmt: skip
     unknown = [t for t in tokens if t.isascii()
                and not all(ph.in_dictionary(w) for w in ph.normalise_transcript(t))]  # fmt: skip
     share = (len(foreign) + len(unknown)) / len(tokens)
     if share <= NOT_ENGLISH_SHARE:
         return ""
-    return (f"{share:.0%} of the transcript's words are not English; {ENGLISH_ONLY}")
+    return (f"{share:.0%} of the transcript's words are not English (aligned with guessed "
+            f"pronunciations: rough lip-sync); {ENGLISH_ONLY}")  # fmt: skip
+
+
+def exported_words(phones: list[ph.Phone], aligned: bool) -> np.ndarray:
+    """The ``phone_words`` array: a word only where the model has evidence for it, i.e. the
+    user's transcript aligned to the audio. Recognised words are left out ("" per phone): the
+    English recogniser invents English words for other languages and mishears some English,
+    and an exported word reads as a fact. The phones themselves are kept."""
+    return np.array([p.word if aligned else "" for p in phones], dtype=str)
 
 
 class DefaultLipSyncModel:
@@ -164,6 +171,7 @@ class DefaultLipSyncModel:
                 "fast": "harder pruning, no phone alignment pass: ~2x faster, less exact (previews)",
                 "seed": "blink pattern",
                 "blinks": "procedural blinks on/off",
+                "head_motion": "amplitude of the voice-driven head motion and gaze (0 = none)",
                 "threads": f"worker processes for long clips (default {cpu_count()})",
             },
         }
@@ -307,9 +315,12 @@ class DefaultLipSyncModel:
             cancel.check()
         progress(Progress(0.8, "animating"))
         weights, share = self.curves(phones, times, level, f0, opening, options)
+        head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
+        weights = alive_face(weights, times, ex.at_times(level, times), eyes, options.seed)
+        limit_jaw(weights, float(fps.denominator / fps.numerator))
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
-            "phone_words": np.array([p.word for p in phones]),
+            "phone_words": exported_words(phones, aligned),
             "phone_start_s": np.array([p.start_s for p in phones]) + audio.start_s,
             "phone_end_s": np.array([p.end_s for p in phones]) + audio.start_s,
             "loudness": ex.at_times(level, times),
@@ -328,6 +339,8 @@ class DefaultLipSyncModel:
             model_version=self.version,
             options=options,
             parameters={"fast": options.fast, "transcript": options.transcript is not None},
+            head_rotations=head,
+            eye_rotations=eyes,
             arrays=arrays,
             warnings=warnings,
         )

@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
+from dataclasses import replace
 from itertools import pairwise
 from typing import Any
 
@@ -441,7 +442,10 @@ class Aligning:
                 f"clip ({spans}); those were recognised instead — check that the text matches "
                 "the audio"
             )
-        return ph.merge_silences([p for phones, _ in parts for p in phones])
+        # Only the transcript's words are evidence: a recognised piece keeps its phones but
+        # not the recogniser's words (English guesses; invented ones for other languages).
+        return ph.merge_silences([p if aligned else replace(p, word="")
+                                  for phones, aligned in parts for p in phones])  # fmt: skip
 
 
 def plan_pieces(

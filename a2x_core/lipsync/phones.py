@@ -21,6 +21,7 @@ import logging
 import os
 import re
 import threading
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache, wraps
@@ -308,20 +309,47 @@ def number_words(n: int) -> list[str]:
     raise ValueError(n)  # unreachable
 
 
+#: Han (CJK) ideographs: written without spaces, one syllable each, so each is a word.
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+
+
 def normalise_transcript(text: str) -> list[str]:
-    """Lower-case words for alignment: numbers spelled out, punctuation dropped, ``&`` → and."""
+    """Lower-case words for alignment: numbers spelled out, punctuation dropped, ``&`` → and.
+
+    Letters of any script are kept (``für``, ``бедняга``); Han characters, written without
+    spaces, become one word each (one syllable).
+    """
     text = text.lower().replace("&", " and ").replace("%", " percent ")
     text = re.sub(r"[\u2018\u2019`]", "'", text)
+    text = re.sub(f"([{_HAN}])", r" \1 ", text)
     words: list[str] = []
-    for token in re.findall(r"[a-z0-9']+", re.sub(r"[-_/]", " ", text)):
+    for token in re.findall(r"(?:[^\W_]|')+", re.sub(r"[-_/]", " ", text)):
         for part in re.split(r"(\d+)", token.strip("'")):
-            if part.isdigit():
+            if part.isdecimal():
                 words += (
                     number_words(int(part)) if len(part) < 10 else [_ONES[int(c)] for c in part]
                 )
             elif part.strip("'"):
                 words.append(part.strip("'"))
     return words
+
+
+@lru_cache(maxsize=1)
+def _transliteration() -> tuple[dict[str, str], str]:
+    table = json.loads((_DATA / "transliteration.json").read_text(encoding="utf-8"))
+    return table["letters"], table["han_syllable"]
+
+
+def transliterate(word: str) -> str:
+    """``word`` (lower case, any script) spelled with a-z for :func:`letter_to_sound`:
+    table letters (Cyrillic, Greek, umlauts), then accents dropped (``é`` → ``e``), then each
+    Han character as one open syllable (no pinyin without a dictionary)."""
+    letters, han = _transliteration()
+    spelled = "".join(letters.get(c, c) for c in word)
+    plain = "".join(
+        c for c in unicodedata.normalize("NFKD", spelled) if not unicodedata.combining(c)
+    )
+    return re.sub(f"[{_HAN}]", han, plain)
 
 
 @lru_cache(maxsize=1)
@@ -332,7 +360,7 @@ def _letter_rules() -> list[tuple[str, str]]:
 
 def letter_to_sound(word: str) -> str:
     """A rough pronunciation for a word missing from the dictionary (greedy grapheme rules)."""
-    letters = re.sub(r"[^a-z]", "", word.lower())
+    letters = re.sub(r"[^a-z]", "", transliterate(word.lower()))
     if len(letters) > 3 and letters.endswith("e") and letters[-2] not in "aeiouy":
         letters = letters[:-1]  # silent final e
     phones: list[str] = []

@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ParameterError
+from ..head_motion import HeadMotion, alive_face, head_style, limit_jaw
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..stream_audio import AudioAccumulator, StreamFrame, StreamLife
@@ -222,6 +223,8 @@ class DefaultStream:
             ex.blink_events(options.seed) if options.blinks else None
         )
         self._blinks: deque[ex.Blink] = deque()
+        self._head = HeadMotion(options.seed, head_style(options))
+        self._last_jaw: float | None = None  # the last frame's jawOpen (speed limit)
 
     # ------------------------------------------------------------------------- public
 
@@ -606,6 +609,11 @@ class DefaultStream:
         blink = self._blinks_at(times) if self._blink_source is not None else None
         brow = ex.brow_curve(times, self._accents)
         weights = add_eyes_and_brows(weights, blink, brow)
+        self._head.add_hops(self._level, self._hop0, final=final, not_before_s=float(times[0]))
+        head, eyes = self._head.at(times)
+        weights = alive_face(weights, times, self._at(level, times, self._hop0), eyes,
+                             self.options.seed)  # fmt: skip
+        self._last_jaw = limit_jaw(weights, self._frame_s, self._last_jaw)
         self._next_frame = due
         step_s = self.fps.denominator / self.fps.numerator
         zeros_tongue = np.zeros(len(TONGUE_16), np.float32)
@@ -616,8 +624,9 @@ class DefaultStream:
                 weights=weights[i],
                 tongue_weights=zeros_tongue.copy(),
                 jaw_transform=_JAW.copy(),
-                eye_rotations=np.zeros(6, np.float32),
+                eye_rotations=eyes[i],
                 emotions=np.zeros(0, np.float32),
+                head_rotation=head[i],
             )  # fmt: skip
             for i, k in enumerate(index)
         ]

@@ -523,3 +523,119 @@ def move_sound_strip(scene: bpy.types.Scene, start_frame: int) -> None:
 def extend_frame_range(scene: bpy.types.Scene, last_frame: float) -> None:
     """Grow ``scene.frame_end`` to cover the bake; never shrink it."""
     scene.frame_end = max(scene.frame_end, int(math.ceil(last_frame)))
+
+
+# --------------------------------------------------------------------------- head motion
+
+#: Curves of the head bake: (data path suffix, index, source column of ``head_rotations``,
+#: sign). ``head_rotations`` are (pitch, yaw, roll) about ARKit's face axes (x: the face's
+#: left, y: up, z: forward). A Blender object faces -Y with Z up: pitch turns about +X, yaw
+#: about +Z, roll about the forward axis -Y. A head bone points up (local Y) with local Z
+#: forward: (pitch, yaw, roll) about its (X, Y, Z).
+HEAD_OBJECT_CHANNELS = (("delta_rotation_euler", 0, 0, 1.0), ("delta_rotation_euler", 1, 2, -1.0),
+                        ("delta_rotation_euler", 2, 1, 1.0))  # fmt: skip
+HEAD_BONE_CHANNELS = (("rotation_euler", 0, 0, 1.0), ("rotation_euler", 1, 1, 1.0),
+                      ("rotation_euler", 2, 2, 1.0))  # fmt: skip
+HEAD_PART = "head"
+
+
+def plan_head(result: AnimationResult, fps: Fraction, start_frame: float) -> BakePlan | None:
+    """The head rotation curves placed like the shape keys; None when the result has none."""
+    from a2x_core.result import AnimationResult as Result
+    from a2x_core.retarget import ShapeTarget, plan_bake
+
+    head = getattr(result, "head_rotations", None)
+    if head is None or result.num_frames == 0:
+        return None
+    names = ("pitch", "yaw", "roll")
+    curves = Result(weights=np.asarray(head, np.float32), fps=result.fps, names=names,
+                    start_s=result.start_s, duration_s=result.duration_s)  # fmt: skip
+    return plan_bake(curves, [ShapeTarget(n, n) for n in names], fps, start_frame)
+
+
+def _head_channels(
+    obj: bpy.types.Object, bone: str, plan: BakePlan
+) -> list[tuple[str, str, np.ndarray, int]]:
+    """(data path, group, values, array index) of the head curves on ``obj`` or its bone."""
+    columns = [plan.channels[n] for n in ("pitch", "yaw", "roll")]
+    if not bone:
+        return [(path, "a2x Head", sign * columns[src], index)
+                for path, index, src, sign in HEAD_OBJECT_CHANNELS]  # fmt: skip
+    pose_bone = obj.pose.bones[bone]
+    prefix = pose_bone.path_from_id()
+    if pose_bone.rotation_mode == "QUATERNION":
+        # Small rotations composed X, Y, Z (as Euler 'XYZ'), as a unit quaternion.
+        from mathutils import Euler
+
+        rows = np.array([Euler(angles, "XYZ").to_quaternion()[:]
+                         for angles in zip(*columns, strict=True)])  # fmt: skip
+        return [(f"{prefix}.rotation_quaternion", "a2x Head", rows[:, k], k) for k in range(4)]
+    return [(f"{prefix}.{path}", "a2x Head", sign * columns[src], index)
+            for path, index, src, sign in HEAD_BONE_CHANNELS]  # fmt: skip
+
+
+def remove_head(obj: bpy.types.Object) -> list[bpy.types.Action]:
+    """Take the add-on's head strips off ``obj`` (emotion strips and the artist's stay)."""
+    ad = obj.animation_data
+    dropped: list[bpy.types.Action] = []
+    if ad is None:
+        return dropped
+    for track in list(ad.nla_tracks):
+        if not track.name.startswith(NLA_TRACK_NAME):
+            continue
+        for strip in list(track.strips):
+            if is_owned(strip.action) and strip.action.get("a2x_part") == HEAD_PART:
+                dropped.append(strip.action)
+                track.strips.remove(strip)
+        if len(track.strips) == 0:
+            ad.nla_tracks.remove(track)
+    return dropped
+
+
+def bake_head(
+    obj: bpy.types.Object,
+    plan: BakePlan,
+    bone: str = "",
+    interpolation: str = "LINEAR",
+    metadata: dict[str, object] | None = None,
+) -> tuple[str, int]:
+    """Key the voice-driven head motion on ``obj`` (``delta_rotation_euler``: on top of the
+    artist's own rotation) or on its pose bone ``bone`` (rotation, in the bone's rotation
+    mode), in an add-on-owned Action played from the object's NLA track "a2x"; a re-bake
+    replaces only that. Returns (action name, curves).
+
+    Raises:
+        KeyError: ``bone`` is not a pose bone of ``obj``.
+    """
+    if bone and (obj.pose is None or bone not in obj.pose.bones):
+        raise KeyError(f"{obj.name!r} has no bone {bone!r}")
+    old = remove_head(obj)
+    channels = _head_channels(obj, bone, plan)
+    action, slot, fcurves, groups = _owned_action(
+        f"a2x_{obj.name}_head", "OBJECT", "a2x head", {**(metadata or {}), "part": HEAD_PART}
+    )
+    written = 0
+    for path, group, values, index in channels:
+        written += _write_indexed(fcurves, groups, plan.frames, path, index, group, values,
+                                  interpolation)  # fmt: skip
+    _add_strip(obj, action, slot, *plan.frame_range, action.name).blend_type = "COMBINE"
+    _forget(old)
+    return action.name, written
+
+
+def _write_indexed(
+    fcurves: bpy.types.bpy_prop_collection, groups: bpy.types.bpy_prop_collection,
+    frames: np.ndarray, path: str, index: int, group: str, values: np.ndarray, interpolation: str,
+) -> int:  # fmt: skip
+    """One F-curve of an array property (``rotation_euler[index]``), all keys at once."""
+    fcurve = fcurves.new(path, index=index)
+    existing = groups.get(group) if hasattr(groups, "get") else None
+    fcurve.group = existing or groups.new(group)
+    co = np.empty(frames.size * 2, dtype=np.float32)
+    co[0::2], co[1::2] = frames, values
+    points = fcurve.keyframe_points
+    points.add(frames.size)
+    points.foreach_set("co", co)
+    points.foreach_set("interpolation", [_INTERPOLATION[interpolation]] * frames.size)
+    fcurve.update()
+    return 1

@@ -259,6 +259,15 @@ class A2X_PT_timing(_A2XPanel, Panel):
         layout.prop(settings, "interpolation")
         layout.prop(settings, "transcript")
         layout.prop(settings, "transcript_text", text="Transcript Text")
+        layout.separator()
+        layout.prop(settings, "key_head")
+        col = layout.column()
+        col.active = settings.key_head
+        col.prop(settings, "head_object")
+        head = settings.head_object
+        if head is not None and head.type == "ARMATURE":
+            col.prop_search(settings, "head_bone", head.data, "bones")
+        col.prop(settings, "head_motion")
 
 
 class A2X_PT_emotions(_A2XPanel, Panel):

@@ -210,6 +210,24 @@ class A2XSettings(PropertyGroup):
         "a2x_emotion_<name> (and a2x_emotion_detected_<name>) of the target objects, played "
         "from their NLA track 'a2x'",
     )  # fmt: skip
+    key_head: BoolProperty(  # type: ignore[valid-type]
+        name="Key Head Motion", default=False,
+        description="Also key the voice-driven head motion (nods, drift; default model) on "
+        "the Head object (as a delta rotation, on top of yours) or its Bone, played from its "
+        "NLA track 'a2x'",
+    )  # fmt: skip
+    head_object: PointerProperty(  # type: ignore[valid-type]
+        name="Head", type=bpy.types.Object,
+        description="The object to turn (an armature with Bone set, or any object)",
+    )  # fmt: skip
+    head_bone: StringProperty(  # type: ignore[valid-type]
+        name="Bone", default="",
+        description="The head bone of the Head armature (empty: turn the object itself)",
+    )  # fmt: skip
+    head_motion: FloatProperty(  # type: ignore[valid-type]
+        name="Head Amount", default=1.0, min=0.0, max=3.0,
+        description="Amplitude of the head motion and gaze (1 = natural, 0 = none)",
+    )  # fmt: skip
     use_nla: BoolProperty(  # type: ignore[valid-type]
         name="Bake to NLA Strip", default=False,
         description="Put the bake on an NLA strip and leave the active Action alone "

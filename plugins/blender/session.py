@@ -55,6 +55,8 @@ class BakeRequest:
     emotion_model: str = ""  # Audio2Emotion model.json ("" = none)
     key_emotions: bool = False
     object_names: list[list[str]] = field(default_factory=list)  # targets per shape-key block
+    head_object: str = ""  # key the head motion on this object ("" = off)
+    head_bone: str = ""  # ... on this pose bone of it
     notes: list[str] = field(default_factory=list)  # reported as INFO lines
 
     def cache_key(self) -> tuple:
@@ -283,8 +285,17 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         identity=identity,
         backend=prefs.backend if prefs else "auto",
         threads=(prefs.threads or None) if prefs else None,
+        head_motion=settings.head_motion,
         **emotion_fields,
     )
+    head_object = settings.head_object if settings.key_head else None
+    if settings.key_head and head_object is None:
+        raise _error("'Key Head Motion' is ticked but no Head object is chosen",
+                     "pick the head (object or armature) in Timing and Shaping, or untick it")  # fmt: skip
+    head_bone = settings.head_bone.strip() if head_object is not None else ""
+    if head_bone and (head_object.pose is None or head_bone not in head_object.pose.bones):
+        raise _error(f"{head_object.name!r} has no bone {head_bone!r}",
+                     "pick the head bone of the Head armature, or leave Bone empty")  # fmt: skip
     return BakeRequest(
         scene_name=scene.name,
         audio_path=audio,
@@ -305,6 +316,8 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         key_emotions=values.key_emotions,
         object_names=[[o.name for o in objects if o.data.shape_keys == k] for k in keys],
         notes=notes,
+        head_object=head_object.name if head_object is not None else "",
+        head_bone=head_bone,
     )
 
 
@@ -454,6 +467,23 @@ class BakeSession:
         if self.job is not None:
             self.job.cancel()
 
+    def _bake_head(self, result: Any) -> list[tuple[str, str]]:
+        """Key the head motion when asked (report lines)."""
+        req = self.request
+        if not req.head_object:
+            return []
+        obj = bpy.data.objects.get(req.head_object)
+        if obj is None:
+            raise _error(f"the Head object {req.head_object!r} is gone", "pick it again")
+        plan = bake.plan_head(result, req.fps, req.start_frame)
+        if plan is None:
+            return [("WARNING", f"the {result.model or req.model} model gives no head motion "
+                     "to key; 'Key Head Motion' needs the default model")]  # fmt: skip
+        name, curves = bake.bake_head(obj, plan, req.head_bone, req.interpolation,
+                                      {"audio": req.audio_path, "model": req.model})  # fmt: skip
+        where = f"{obj.name}:{req.head_bone}" if req.head_bone else obj.name
+        return [("INFO", f"a2x: head motion, {curves} curves on {where} (NLA strip {name})")]
+
     def apply(self) -> list[tuple[str, str]]:
         """Bake the finished result; returns report lines as (level, text)."""
         from a2x_core.retarget import plan_bake
@@ -509,6 +539,7 @@ class BakeSession:
             baked.append(done)
             lines.extend(("WARNING", w) for w in done.warnings)
             last_frame = max(last_frame, done.frame_range[1])
+        lines += self._bake_head(result)
         if req.add_sound_strip:
             bake.sync_sound_strip(scene, req.audio_path, req.start_frame)
         bake.extend_frame_range(scene, last_frame)

@@ -799,6 +799,81 @@ def scenario_key_emotions() -> dict:
     return {"emotion_curves": len(wanted), "keys": n}
 
 
+def scenario_key_head() -> dict:
+    """'Key Head Motion' (off by default): the head rotations become keys on the Head object
+    (delta rotation, on top of the artist's keyed rotation) or on a head bone (in its rotation
+    mode), in an add-on-owned Action on the NLA track "a2x"; a re-bake replaces only that;
+    a missing bone is a clear error."""
+    from mathutils import Euler
+
+    set_fps(30)
+    obj = make_face()
+    scene = bpy.context.scene
+    settings = scene.a2x
+    assert not settings.key_head, "off by default"
+    settings.audio_path = write_wav(os.path.join(tempfile.mkdtemp(), "line.wav"), 2.0)
+    settings.targets.add().object = obj
+    head = bpy.data.objects.new("Head", None)
+    scene.collection.objects.link(head)
+    head.rotation_euler = (0.1, 0.0, 0.0)
+    head.keyframe_insert("rotation_euler", frame=1)  # the artist's own Action
+    mine = head.animation_data.action
+    settings.key_head, settings.head_object = True, head
+    ops = addon().session
+    request = ops.gather_request(bpy.context, None)
+    assert request.head_object == "Head" and request.options.head_motion == 1.0
+    session = ops.BakeSession(request)
+    result = synthetic_result(40, request.fps)
+    t = np.arange(40) / 30.0
+    result.head_rotations = np.stack([0.05 * np.sin(3 * t), 0.1 * np.cos(2 * t), 0.02 * t],
+                                     axis=1).astype(np.float32)  # fmt: skip
+    session.results = [result]
+    lines = session.apply()
+    assert any("head motion" in text for _, text in lines), lines
+    (strip,) = a2x_strips(head)
+    assert strip.action.get("a2x_part") == "head" and strip.action.get("a2x_owner") == "a2x"
+    assert head.animation_data.action == mine, "the artist's Action stays active"
+    start = request.start_frame
+    for k in (0, 7, 30):
+        scene.frame_set(start + k)
+        pitch, yaw, roll = result.head_rotations[k]
+        assert np.allclose(head.delta_rotation_euler[:], (pitch, -roll, yaw), atol=1e-5), k
+        assert math.isclose(head.rotation_euler.x, 0.1, abs_tol=1e-6)
+    session.apply()  # re-bake: one head strip, the old Action gone
+    assert len(a2x_strips(head)) == 1 and len([a for a in owned_actions() if "head" in a]) == 1
+
+    # a head bone in quaternion mode
+    armature = bpy.data.armatures.new("Rig")
+    rig = bpy.data.objects.new("Rig", armature)
+    scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = armature.edit_bones.new("head")
+    bone.head, bone.tail = (0.0, 0.0, 1.5), (0.0, 0.0, 1.7)
+    bpy.ops.object.mode_set(mode="OBJECT")
+    settings.head_object, settings.head_bone = rig, "head"
+    session = ops.BakeSession(ops.gather_request(bpy.context, None))
+    session.results = [result]
+    session.apply()
+    scene.frame_set(start + 7)
+    want = Euler(tuple(float(v) for v in result.head_rotations[7]), "XYZ").to_quaternion()
+    got = rig.pose.bones["head"].rotation_quaternion
+    assert abs(abs(want.dot(got)) - 1.0) < 1e-5, (want, got)
+
+    from a2x_core.errors import ParameterError
+
+    settings.head_bone = "neck"
+    for text in ("no bone 'neck'", "no Head object"):
+        try:
+            ops.gather_request(bpy.context, None)
+        except ParameterError as error:
+            assert text in str(error), error
+        else:
+            raise AssertionError(f"expected an error mentioning {text!r}")
+        settings.head_bone, settings.head_object = "", None
+    return {"head_curves": 3, "bone_curves": 4}
+
+
 def _a2f_scene(args: dict) -> tuple:
     """A face, the panel on a generated Audio2Face-3D model.json and Audio2Emotion model."""
     set_fps(30)

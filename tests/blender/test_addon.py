@@ -135,6 +135,11 @@ def test_key_emotions_as_custom_properties(blender) -> None:
     assert blender.run("key_emotions")["emotion_curves"] == 20
 
 
+def test_key_head_motion_on_an_object_and_a_bone(blender) -> None:
+    out = blender.run("key_head")
+    assert (out["head_curves"], out["bone_curves"]) == (3, 4)
+
+
 @pytest.fixture(scope="module")
 def generated_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     """A generated Audio2Face-3D regression model, an Audio2Emotion model and a 1.5 s clip."""

@@ -43,6 +43,24 @@ def test_transcripts_are_normalised_for_the_dictionary() -> None:
     assert ph.number_words(1961) == ["one", "thousand", "nine", "hundred", "sixty", "one"]
 
 
+def test_transcripts_in_any_script_keep_their_words() -> None:
+    """Umlauts do not split German words; Cyrillic is kept; Han characters are one word each."""
+    assert ph.normalise_transcript("Das schwarze Stück Papier, Größe!") == [
+        "das", "schwarze", "stück", "papier", "größe"]  # fmt: skip
+    assert ph.normalise_transcript("Бедняга ребят — на его месте") == [
+        "бедняга", "ребят", "на", "его", "месте"]  # fmt: skip
+    assert ph.normalise_transcript("广州市 房地产。") == ["广", "州", "市", "房", "地", "产"]
+    # Their guessed pronunciations keep the lip shapes that matter: bilabials and rounding.
+    assert ph.letter_to_sound("бедняга").split()[0] == "B"
+    assert ph.letter_to_sound("papier").split()[0] == "P"
+    assert "UW" in ph.letter_to_sound("stück").split()
+    assert ph.letter_to_sound("广") != ""
+    dec = ph.decoder("align")
+    words, warnings = ph.prepare_words(["месте", "广"], dec)
+    assert dec.lookup_word("месте").startswith("M") and dec.lookup_word("广")
+    assert "месте" in warnings[0]
+
+
 def test_unknown_words_get_a_pronunciation_and_a_warning() -> None:
     dec = ph.decoder("align")
     words, warnings = ph.prepare_words(["hello", "thereunder", "zorblax"], dec)

@@ -20,6 +20,7 @@ from a2x_core.audio import audio_from_array, decode_audio
 from a2x_core.cli import _build_parser
 from a2x_core.lipsync import expressions as ex
 from a2x_core.lipsync import parallel
+from a2x_core.lipsync import phones as ph
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
@@ -331,16 +332,21 @@ def _non_english() -> list[tuple[Path, str]]:
     return [(NON_EN / row[0], row[2]) for row in rows if row and (NON_EN / row[0]).exists()]
 
 
-def test_a_non_english_transcript_says_the_model_is_english_only() -> None:
+def test_a_non_english_transcript_is_aligned_and_says_the_model_is_english_only() -> None:
+    """Russian and Mandarin transcripts are kept (they used to be discarded as "no words") and
+    aligned with guessed pronunciations; the exported words are the transcript's own."""
     model = DefaultLipSyncModel()
     clips = _non_english()
     assert clips
     for path, transcript in clips:  # Russian, Mandarin
         audio = decode_audio(path)
         result = model.animate([audio], InferenceOptions(fps=30, transcript=transcript))[0]
-        assert any("no English words" in w and "English-only" in w for w in result.warnings), (
+        assert any("not English" in w and "English-only" in w for w in result.warnings), (
             path.name, result.warnings)  # fmt: skip
+        assert not any("recognised the speech instead" in w for w in result.warnings)
         assert result.weights.shape[0] > 0
+        words = [w for w in result.arrays["phone_words"] if w]
+        assert words and set(words) <= set(ph.normalise_transcript(transcript)), path.name
     english = model.animate([decode_audio(SAMPLE, end_s=3.0)],
                             InferenceOptions(transcript="And so my fellow Americans"))[0]  # fmt: skip
     assert not any("English" in w for w in english.warnings)

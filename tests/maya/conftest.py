@@ -53,7 +53,11 @@ class FakeRunner:
         cancel.check()
         if self.error is not None:
             raise self.error
-        return make_result(self.frames, self.fps, start_s=inputs.start_s, emotions=self.emotions)
+        result = make_result(self.frames, self.fps, start_s=inputs.start_s, emotions=self.emotions)
+        if getattr(self, "head", False):  # head rotation i/1000, 2i/1000, -i/1000 radians
+            i = np.arange(self.frames, dtype=np.float32)[:, None]
+            result.head_rotations = i * np.array([1.0, 2.0, -1.0], np.float32) / 1000.0
+        return result
 
 
 @pytest.fixture

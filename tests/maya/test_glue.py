@@ -309,6 +309,27 @@ def test_bake_emotion_node_choices_and_errors(loaded, wav: Path, runner: FakeRun
     assert "head.a2x_emotion_joy" not in scene.curves
 
 
+def test_bake_keys_the_head_motion_as_degree_attributes(loaded, wav: Path, runner: FakeRunner) -> None:  # noqa: ANN001
+    scene, _ = loaded
+    scene.add_blendshape("bs", {0: "jawOpen"}, mesh="head")
+    player = _run(scene, "a2xCreatePlayer", {"audio": str(wav)}, ["bs"]).result
+    plain = _run(scene, "a2xBake", {"keyHead": True}, [player])  # a model without a head
+    assert any("gives no head motion" in m for kind, m in scene.messages if kind == "warning")
+    plain.undoIt()
+    runner.head = True
+    scene.nodes[player]["attrs"]["skinStrength"] = 0.9  # a new track, now with a head
+    bake = _run(scene, "a2xBake", {"keyHead": True, "emotionNode": "head"}, [player])
+    extra = scene.nodes["head"]["extra_attrs"]
+    assert extra["a2x_head_yaw"] == (-45.0, 45.0) and "head.a2x_head_pitch" in bake.result
+    frames, yaw = scene.curves["head.a2x_head_yaw"]
+    weight_frames, _ = scene.curves["bs.weight[0]"]
+    assert np.array_equal(frames, weight_frames)
+    assert yaw[12] == pytest.approx(np.degrees(2 * 15 / 1000), abs=1e-4)  # track frame 15
+    assert not any(k.startswith("a2x_emotion") for k in extra), "only what was asked"
+    bake.undoIt()
+    assert "head.a2x_head_yaw" not in scene.curves
+
+
 def test_real_models_with_an_emotion_model_through_the_engine(tmp_path: Path) -> None:
     pytest.importorskip("onnx", reason="the test model folders are written with onnx")
     import soundfile

@@ -102,6 +102,29 @@ def emotion_attribute_curves(result: AnimationResult) -> dict[str, np.ndarray]:
     return out
 
 
+#: ``a2xBake -keyHead``: the head rotation curves as keyable attributes in degrees (pitch > 0 =
+#: chin down, yaw > 0 = to the face's left, roll about the face's forward axis: ARKit's axes,
+#: which are Maya's for a character facing +Z, so they drive a head joint's rotateX/Y/Z as
+#: they are). Attributes, not the joint's own rotation: the artist's animation stays theirs.
+HEAD_ATTRIBUTES = ("a2x_head_pitch", "a2x_head_yaw", "a2x_head_roll")
+HEAD_RANGE_DEG = 45.0
+
+
+def plan_head_keys(result: AnimationResult, fps: Fraction, offset_s: float) -> list[CurveKeys]:
+    """Keys for the head rotation (degrees) on the weights' scene frames; [] without one."""
+    head = getattr(result, "head_rotations", None)
+    if head is None or result.num_frames == 0:
+        return []
+    stacked = AnimationResult(
+        weights=np.degrees(np.asarray(head, np.float64)).astype(np.float32), fps=result.fps,
+        names=HEAD_ATTRIBUTES, start_s=result.start_s, duration_s=result.duration_s,
+    )  # fmt: skip
+    rows = [ShapeTarget(target=n, source=n) for n in HEAD_ATTRIBUTES]
+    plan = plan_bake(stacked, rows, fps, audio_start_frame(offset_s, result.start_s, fps))
+    frames = plan.frames.astype(np.float64)
+    return [CurveKeys(n, frames, plan.channels[n].astype(np.float64)) for n in HEAD_ATTRIBUTES]
+
+
 def plan_emotion_keys(result: AnimationResult, fps: Fraction, offset_s: float) -> list[CurveKeys]:
     """Keys for the emotion curves, on the same scene frames as the weights (``plug`` is the
     attribute name; the command puts it on the chosen node)."""

@@ -26,7 +26,7 @@ from .attributes import (
     TONGUE_OFFSETS,
     all_aliases,
 )
-from .bake import plan_emotion_keys, plan_frames, plan_keys
+from .bake import HEAD_RANGE_DEG, plan_emotion_keys, plan_frames, plan_head_keys, plan_keys
 from .connect import ConnectionPlan, Link, plan_connections
 from .engine import PlayerEngine
 from .parameters import PlayerInputs, attribute_defaults_for_model
@@ -64,9 +64,10 @@ SPECS: tuple[CommandSpec, ...] = (
     CommandSpec(
         "a2xBake",
         (("-dp", "-deletePlayer", "bool"), ("-ke", "-keyEmotions", "bool"),
-         ("-en", "-emotionNode", "string")),  # fmt: skip
+         ("-en", "-emotionNode", "string"), ("-kh", "-keyHead", "bool")),  # fmt: skip
         "Key the blendShape weights a player drives over the audio's range (and, with "
-        "-keyEmotions, the emotion curves as a2x_emotion_* attributes).",
+        "-keyEmotions, the emotion curves as a2x_emotion_* attributes; with -keyHead, the "
+        "head motion as a2x_head_pitch/yaw/roll degrees, on the same node).",
     ),
     CommandSpec("a2xLoadModelDefaults", (), "Reset face/tongue attributes to the model's."),
 )
@@ -238,6 +239,7 @@ def bake_player(
     on_progress: Callable[[Progress], bool] | None = None,
     key_emotions: bool = False,
     emotion_node: str = "",
+    key_head: bool = False,
 ) -> Outcome:
     """Key every blendShape weight the player drives, over the whole audio, in one undo.
 
@@ -252,7 +254,8 @@ def bake_player(
         raise A2XError(
             f"{player} drives no blendShape weight", hint="connect it first (a2xConnectPlayer)"
         )
-    node = emotion_target(player, links, emotion_node, delete_player) if key_emotions else ""
+    node = (emotion_target(player, links, emotion_node, delete_player)
+            if key_emotions or key_head else "")  # fmt: skip
     if node and not scene.exists(node):
         raise ParameterError(f"-emotionNode {node!r} does not exist", hint="name an existing node")
     fps = scene.scene_fps() or FALLBACK_FPS
@@ -268,9 +271,13 @@ def bake_player(
             _sample(scene, mult_plug, frames, 1.0), _sample(scene, off_plug, frames, 0.0)
         )
     plan, curves = plan_keys(result, links, fps, inputs.offset_s, controls)
-    emotions = plan_emotion_keys(result, fps, inputs.offset_s) if node else []
+    emotions = plan_emotion_keys(result, fps, inputs.offset_s) if key_emotions else []
+    head = plan_head_keys(result, fps, inputs.offset_s) if key_head else []
     warnings = list(result.warnings)
-    if node and not emotions:
+    if key_head and not head:
+        warnings.append(f"{player}: the {result.model or inputs.model} model gives no head "
+                        "motion to key (-keyHead needs the default model)")  # fmt: skip
+    if key_emotions and not emotions:
         warnings.append(f"{player}: the {result.model or inputs.model} model gives no emotion "
                         "curves to key (-keyEmotions needs an Audio2Face-3D model)")  # fmt: skip
     edit = scene.begin_edit()
@@ -281,6 +288,9 @@ def bake_player(
     for curve in emotions:
         edit.add_attr(node, curve.plug, 0.0, 1.0)
         edit.key_curve(f"{node}.{curve.plug}", curve.frames.tolist(), curve.values.tolist())
+    for curve in head:
+        edit.add_attr(node, curve.plug, -HEAD_RANGE_DEG, HEAD_RANGE_DEG)
+        edit.key_curve(f"{node}.{curve.plug}", curve.frames.tolist(), curve.values.tolist())
     if delete_player:
         edit.delete_node(player)
     edit.do_it()
@@ -288,7 +298,9 @@ def bake_player(
     info = [f"{player}: baked {len(curves)} weight(s), frames {first:g}-{last:g}"]
     if emotions:
         info.append(f"{player}: keyed {len(emotions)} emotion curve(s) as a2x_emotion_* on {node}")
-    plugs = [c.plug for c in curves] + [f"{node}.{c.plug}" for c in emotions]
+    if head:
+        info.append(f"{player}: keyed the head motion as a2x_head_* (degrees) on {node}")
+    plugs = [c.plug for c in curves] + [f"{node}.{c.plug}" for c in [*emotions, *head]]
     return Outcome(edit, plugs, warnings, info)
 
 

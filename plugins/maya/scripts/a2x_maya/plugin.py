@@ -80,7 +80,8 @@ class Runtime:
                 return bake_player(scene, player, delete_player=bool(flags.get("deletePlayer")),
                                    engine=self.engine_of(player), on_progress=self._bake_progress,
                                    key_emotions=bool(flags.get("keyEmotions")),
-                                   emotion_node=flags.get("emotionNode", ""))  # fmt: skip
+                                   emotion_node=flags.get("emotionNode", ""),
+                                   key_head=bool(flags.get("keyHead")))  # fmt: skip
             finally:
                 scene.progress_end()
         if name == "a2xLoadModelDefaults":
