@@ -184,6 +184,9 @@ def _add_live_parser(commands: Any) -> None:
                       help="--delay-audio: the output device (default: the system's)")
     live.add_argument("--record", type=Path, metavar="TAKE",
                       help="write the whole take when it stops (.json, .csv, .npz; atomic)")
+    live.add_argument("--preview", type=Path, metavar="VIDEO.mp4",
+                      help="when it stops, also write a preview video of the take with its "
+                      "sound (the preview extra)")  # fmt: skip
     live.add_argument("--overwrite", action="store_true", help="replace existing output files")
     live.add_argument("-q", "--quiet", action="store_true", help="no status line, no summary")
     live.set_defaults(
@@ -475,6 +478,7 @@ def _live(args: argparse.Namespace) -> int:
         run_live,
         summary_lines,
         take_result,
+        tee_blocks,
     )  # fmt: skip
     from .live_outputs import (
         LIVELINK_DEFAULT_PORT,
@@ -489,12 +493,19 @@ def _live(args: argparse.Namespace) -> int:
     options = _options(args)
     if args.record is not None:
         check_output_path(args.record, overwrite=args.overwrite)
+    if args.preview is not None:
+        from .preview import check_preview_path
+
+        check_preview_path(args.preview, overwrite=args.overwrite)
     blocks = open_source(args.source, device=args.input_device,
                          real_time=not args.as_fast_as_possible,
                          raw_rate=args.raw_rate, raw_format=args.raw_format)  # fmt: skip
     source = blocks
     if args.duration is not None:
         blocks = first_seconds(blocks, args.duration)
+    heard: list[tuple[Any, int]] = []  # the take's sound, for --preview
+    if args.preview is not None:
+        blocks = tee_blocks(blocks, lambda samples, rate: heard.append((samples, rate)))
     endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
                  for text in args.livelink]  # fmt: skip
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
@@ -522,13 +533,15 @@ def _live(args: argparse.Namespace) -> int:
         finally:
             if playback is not None:
                 playback.close()
+        result = take_result(frames, model, options, fps,
+                             audio_path=args.source if args.source not in (None, "-") else "",
+                             duration_s=stats.received_s)  # fmt: skip
         if args.record is not None:
-            result = take_result(frames, model, options, fps,
-                                 audio_path=args.source if args.source not in (None, "-") else "",
-                                 duration_s=stats.received_s)  # fmt: skip
             written = write_result(result, args.record, overwrite=args.overwrite)
             if not args.quiet:
                 print(f"live: recorded {written}", file=sys.stderr)
+        if args.preview is not None:
+            _live_preview(args, result, heard)
     if not args.quiet:
         for line in summary_lines(stats, fanout):
             print(line, file=sys.stderr)
@@ -633,6 +646,29 @@ def _render(args: argparse.Namespace) -> int:
         for path in written:
             print(path)
     return 0
+
+
+def _live_preview(args: argparse.Namespace, result: Any, heard: list[tuple[Any, int]]) -> None:
+    """``live --preview``: the take's video with the sound that was heard (kept in memory
+    while the take ran: 64 kB per second at 16 kHz), written atomically."""
+    import tempfile
+
+    import numpy as np
+    import soundfile
+
+    from .preview import write_preview
+
+    if result.num_frames == 0 or not heard:
+        print("live: no frames, no preview written", file=sys.stderr)
+        return
+    rate = heard[0][1]
+    sound = np.concatenate([np.asarray(samples, np.float32).reshape(-1) for samples, _ in heard])
+    with tempfile.TemporaryDirectory(prefix="a2x-live-") as folder:
+        wav = Path(folder) / "take.wav"
+        soundfile.write(wav, sound, rate, subtype="FLOAT")
+        written = write_preview(args.preview, [result], audio=wav, overwrite=args.overwrite)
+    if not args.quiet:
+        print(f"live: preview {written}", file=sys.stderr)
 
 
 def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:

@@ -65,6 +65,19 @@ def file_blocks(path: str | Path, *, real_time: bool = True) -> Iterator[Block]:
         yield block, SAMPLE_RATE
 
 
+def tee_blocks(blocks: Iterator[Block], on_block: Any) -> Iterator[Block]:
+    """``blocks`` unchanged, each also handed to ``on_block(samples, rate)`` (playback, a
+    copy for the take's preview); closing the result closes ``blocks`` (a microphone stops)."""
+    try:
+        for samples, rate in blocks:
+            on_block(samples, rate)
+            yield samples, rate
+    finally:
+        close = getattr(blocks, "close", None)
+        if close is not None:
+            close()
+
+
 def check_raw_input(raw_rate: Any, raw_format: str | None) -> tuple[int, str]:
     """``--raw-rate`` and ``--raw-format`` of ``--source -``, checked as ``animate`` checks
     them for a headerless file."""

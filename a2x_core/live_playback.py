@@ -84,14 +84,9 @@ class DelayedPlayback:
 
     def tee(self, blocks: Iterator[tuple[np.ndarray, int]]) -> Iterator[tuple[np.ndarray, int]]:
         """``blocks`` unchanged, each also fed to the playback; closing it closes ``blocks``."""
-        try:
-            for samples, rate in blocks:
-                self.feed(samples, rate)
-                yield samples, rate
-        finally:
-            close = getattr(blocks, "close", None)
-            if close is not None:
-                close()
+        from .live import tee_blocks
+
+        return tee_blocks(blocks, self.feed)
 
     def close(self, timeout_s: float | None = None) -> None:
         """Play what is queued (the last ``delay_s`` of the take), then close the device;

@@ -306,3 +306,31 @@ def test_delay_audio_plays_the_input_late_on_an_output_device(tmp_path: Path) ->
     np.testing.assert_array_equal(played[4000:4000 + len(speech)], speech)
     done = run_cli("live", "--source", str(clip), "--audio-out", "a2xspk")
     assert done.returncode == 2 and "--delay-audio" in done.stderr
+
+
+def test_preview_of_a_take_has_the_sound_that_was_heard(tmp_path: Path) -> None:
+    """``live --preview``: an MP4 of the take with both streams, as long as the audio heard
+    (here stdin PCM: no file the preview could take the sound from)."""
+    av = pytest.importorskip("av")
+    pcm = (np.clip(decode_audio(SAMPLE).samples[:40000], -1, 1) * 32767).astype("<i2").tobytes()
+    video = tmp_path / "take.mp4"
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--source", "-", "--raw-rate", "16000",
+         "--raw-format", "s16le", "--fps", "30", "--preview", str(video)],
+        input=pcm, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr.decode()
+    with av.open(str(video)) as container:
+        assert container.streams.video and container.streams.audio
+        audio = container.streams.audio[0]
+        heard = sum(frame.samples for frame in container.decode(audio=0)) / audio.rate
+    assert heard == pytest.approx(2.5, abs=0.05)
+    video.write_bytes(b"the artist's cut")
+    done = subprocess.run(
+        [sys.executable, "-m", "a2x_core", "live", "--source", "-", "--raw-rate", "16000",
+         "--raw-format", "s16le", "--preview", str(video)],
+        input=pcm, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)),
+        timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and video.read_bytes() == b"the artist's cut"
