@@ -23,10 +23,22 @@ STATES = ("loading", "running", "ended", "failed", "cancelled")
 
 
 class _RecordedTake:
-    """What both sessions keep of a take: the frames recorded, the newest frame."""
+    """What both sessions keep of a take: its state, the frames recorded, the newest frame."""
 
     _recorded: list[Any]
     _latest: Any
+
+    def _begin(self, options: Any, audio_path: str, record: bool) -> None:
+        self.options = options
+        self.audio_path = audio_path
+        #: Frames are kept for the take while this is True.
+        self.recording = record
+        self.stats = LiveStats()
+        self.state = "loading"
+        #: What ended the session when ``state == "failed"`` (also raised by :meth:`stop`).
+        self.error: BaseException | None = None
+        self._latest = None
+        self._recorded = []
 
     @property
     def recorded_frames(self) -> int:
@@ -54,17 +66,8 @@ class LiveSession(_RecordedTake):
                  record: bool = False, audio_path: str = "") -> None:  # fmt: skip
         self._model_or_loader = model
         self.model: Any = None if callable(model) and not hasattr(model, "open_stream") else model
-        self.options = options
-        self.audio_path = audio_path
-        #: Frames are kept for the take while this is True.
-        self.recording = record
-        self.stats = LiveStats()
-        self.state = "loading"
-        #: What ended the session when ``state == "failed"`` (also raised by :meth:`stop`).
-        self.error: BaseException | None = None
+        self._begin(options, audio_path, record)
         self._blocks = blocks
-        self._latest: Any = None
-        self._recorded: list[Any] = []
         self._stop = threading.Event()
         self._cancel = threading.Event()
         self._thread: threading.Thread | None = None
@@ -195,15 +198,8 @@ class WorkerLiveSession(_RecordedTake):
                     super()._handle(event)
 
         self.job = LiveJob(python, request, env=env)
-        self.options = options
-        self.audio_path = audio_path
-        self.recording = record
-        self.stats = LiveStats()
-        self.state = "loading"
-        self.error: BaseException | None = None
+        self._begin(options, audio_path, record)
         self.model: Any = None
-        self._latest: Any = None
-        self._recorded: list[Any] = []
         self._cancelled = False
 
     def start(self) -> WorkerLiveSession:
