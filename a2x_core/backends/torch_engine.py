@@ -64,6 +64,17 @@ def cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def row_bucket(rows: int, limit: int) -> int:
+    """The row count a CUDA call of ``rows`` runs at: powers of two up to 256, then multiples
+    of 256 (at most ``limit``). CUDA graphs (:data:`MAX_GRAPHS`) and cuDNN's algorithm choice
+    are per shape; an offline batch whose tracks end one by one would otherwise make a new
+    shape, and pay a capture or a timing run, on almost every call."""
+    if rows <= 0:
+        return rows
+    bucket = 1 << (rows - 1).bit_length() if rows <= 256 else -(-rows // 256) * 256
+    return max(rows, min(bucket, limit))
+
+
 @contextlib.contextmanager
 def _math_mode(torch: Any, precision: str) -> Iterator[None]:
     """TF32 on for "tf32" only; restored afterwards (the flags are process-global)."""
@@ -1146,10 +1157,27 @@ class TorchEngine(InferenceEngine):
     def run_device(self, tensors: Sequence[Any]) -> list[Any]:
         """One batch of device tensors (file input order) -> outputs, replaying a CUDA graph when
         enabled. Outputs of a replayed graph are reused by the next replay: copy to keep them.
-        Batches above :attr:`chunk` run chunk by chunk along each tensor's batch axis."""
+        Batches above :attr:`chunk` run chunk by chunk along each tensor's batch axis. On CUDA a
+        batch runs padded with zero rows to its :func:`row_bucket` (rows are independent), so
+        that calls of varying sizes reuse a few shapes."""
         tensors = list(tensors)
         in_axes, out_axes = self._batch_axes()
         batch = int(tensors[0].shape[in_axes[0]])
+        if self.device.type == "cuda" and batch <= (self.chunk or batch):
+            padded = row_bucket(batch, self.chunk or batch)
+            if padded != batch:
+                torch = self.torch
+                grown = []
+                for x, ax in zip(tensors, in_axes, strict=True):
+                    shape = list(x.shape)
+                    shape[ax] = padded - batch
+                    grown.append(torch.cat([x, x.new_zeros(shape)], dim=ax))
+                outs = self._run_rows(grown, in_axes, out_axes, padded)
+                return [o.narrow(ax, 0, batch) for o, ax in zip(outs, out_axes, strict=True)]
+        return self._run_rows(tensors, in_axes, out_axes, batch)
+
+    def _run_rows(self, tensors: list[Any], in_axes: list[int], out_axes: list[int],
+                  batch: int) -> list[Any]:  # fmt: skip
         if self.chunk is not None and batch > self.chunk:
             parts = []
             for i in range(0, batch, self.chunk):

@@ -380,3 +380,15 @@ def test_channels_last_instance_norm_matches_torch(precision: str, tmp_path: Pat
             got = fn([xl.half()] + [graph.consts[n] for n in ins[1:]], attrs, ins)
             assert got.dtype == torch.float16
             np.testing.assert_allclose(got.float().numpy(), expected.numpy(), atol=1e-2, rtol=0)
+
+
+def test_row_buckets_are_few_and_never_smaller() -> None:
+    """CUDA calls run padded to a bucket: every count maps to one at least as large, within the
+    limit, and 1..2048 rows use few distinct shapes (graphs and cuDNN timings are per shape)."""
+    from a2x_core.backends.torch_engine import row_bucket
+
+    buckets = {row_bucket(n, 2048) for n in range(1, 2049)}
+    assert all(row_bucket(n, 2048) >= n for n in range(1, 2049))
+    assert max(buckets) == 2048 and len(buckets) <= 16
+    assert row_bucket(300, 2048) == 512 and row_bucket(200, 2048) == 256
+    assert row_bucket(700, 600) == 700  # above the limit: as it is (run in chunks)
