@@ -16,7 +16,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -675,13 +674,14 @@ def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
     """``--delay-audio [MS]``: a :class:`.live_playback.DelayedPlayback` (default delay: the
     stream's look-ahead plus one block and a typical compute time), or None."""
     from .live_playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
+    from .timing import SAMPLE_RATE
 
     if args.delay_audio is None:
         if args.audio_out is not None:
             raise ParameterError("--audio-out applies with --delay-audio")
         return None
     if args.delay_audio == "auto":
-        delay_s = stream.lookahead_samples / 16000 + DEFAULT_EXTRA_DELAY_S
+        delay_s = stream.lookahead_samples / SAMPLE_RATE + DEFAULT_EXTRA_DELAY_S
     else:
         try:
             delay_s = float(args.delay_audio) / 1000
@@ -972,24 +972,18 @@ def _reap_child_processes() -> None:
         with contextlib.suppress(Exception):  # waits ~0.6 s for each to notice)
             parallel.abort(join_s=10.0)
     # multiprocessing's resource tracker is left to exit after this process (it watches for
-    # that; stopping it earlier makes the interpreter's shutdown start a new one)
-    _wait_for_children(2.0)
+    # that; stopping it earlier makes the interpreter's shutdown start a new one): only
+    # children that have exited already are reaped, nothing is waited for
+    _reap_exited_children()
 
 
-def _wait_for_children(seconds: float) -> None:
-    """Reap every child that has exited or exits within ``seconds`` (POSIX)."""
+def _reap_exited_children() -> None:
+    """Collect every child that has exited (POSIX); returns at once."""
     if not hasattr(os, "WNOHANG"):
         return
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:  # no children left
-            return
-        if pid == 0:  # some still running
-            if time.monotonic() > deadline:
-                return
-            time.sleep(0.01)
+    with contextlib.suppress(ChildProcessError):  # no children left
+        while os.waitpid(-1, os.WNOHANG)[0] != 0:
+            pass
 
 
 if __name__ == "__main__":
