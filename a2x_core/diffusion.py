@@ -882,7 +882,8 @@ class DiffusionStep:
         if self.pipeline is not None:
             return self._run_device(spans)
         feeds = self._feeds(spans)
-        if self._streams_on_device():
+        on_device = self._streams_on_device()
+        if on_device:
             centre, latents, stack = self._infer_stream_rows(spans, feeds)
         else:
             feeds["input_latents"] = np.stack([s.track.state.latents for s in spans], axis=2)
@@ -891,15 +892,16 @@ class DiffusionStep:
         groups: dict[int, list[tuple[Track, Any, int]]] = {}
         for b, span in enumerate(spans):
             state: _TrackState = span.track.state
-            state.latents = latents[:, :, b].copy() if stack is np.stack else latents[:, :, b]
+            # the device rows are a clone of the call's outputs already: views suffice
+            state.latents = latents[:, :, b] if on_device else latents[:, :, b].copy()
             frames = self.model.window_frames(span.first)
             keep = self._kept(state, frames)
             if not keep.any():
                 continue
             resampler = state.resampler
-            kept = np.flatnonzero(keep)
-            rows = (np.asarray(centre[b][keep], np.float32) if stack is np.stack
-                    else centre[b, int(kept[0]):int(kept[-1]) + 1])  # fmt: skip
+            kept = np.flatnonzero(keep)  # contiguous: the window's frames inside the clip
+            rows = (centre[b, int(kept[0]):int(kept[-1]) + 1] if on_device
+                    else np.asarray(centre[b][keep], np.float32))  # fmt: skip
             ready = resampler.push(int(frames[kept[0]]), rows)
             if len(ready):
                 item = (span.track, ready, resampler.emitted - len(ready))

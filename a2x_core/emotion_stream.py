@@ -139,7 +139,11 @@ class EmotionDrivenStream:
             emotion_frames = []
         if final:
             emotion_frames += self.emotion_stream.close()
-        self._add_keys(emotion_frames)
+        if emotion_frames:
+            self._add_keys(emotion_frames)
+            self._prune_keys()
+            self._state.curve = EmotionCurve(np.array(self._key_times),
+                                             np.stack(self._key_values))  # fmt: skip
         if final:
             frames = self._feed_face(received)
             frames += self.face.close()
@@ -148,7 +152,6 @@ class EmotionDrivenStream:
             allowed = self._audio_for_emotions(self._key_times[-1]) if self._key_times else 0
             frames = self._feed_face(min(received, allowed))
         self._audio.drop_before(self._face_sent)
-        self._prune_keys()
         return frames
 
     def _feed_face(self, until: int) -> list[StreamFrame]:
@@ -161,8 +164,6 @@ class EmotionDrivenStream:
     def _add_keys(self, emotion_frames: list[Any]) -> None:
         """Each emotion frame becomes a key at its target sample, clipped to [0, 1] as the
         offline binding (``audio2emotion.emotion_keys``) clips it."""
-        if not emotion_frames:
-            return
         targets = frame_targets_of(np.array([f.index for f in emotion_frames]), self._emotion_fps)
         for target, frame in zip(targets.tolist(), emotion_frames, strict=True):
             row = self._default.copy()
@@ -172,16 +173,14 @@ class EmotionDrivenStream:
                     row[column] = values[source]
             self._key_times.append(int(target))
             self._key_values.append(row)
-        self._state.curve = EmotionCurve(np.array(self._key_times), np.stack(self._key_values))
 
     def _prune_keys(self) -> None:
         """Keep the keys the face's next frames can still read: from the last key at or
-        before the next frame's target on (bounded memory on endless streams)."""
+        before its next frame's target on (bounded memory on endless streams); run before the
+        face is fed, so that target is the earliest any new frame reads."""
         if len(self._key_times) < 3:
             return
         next_target = int(frame_targets_of(np.array([self.face.frames_returned]), self.fps)[0])
         keep_from = int(np.searchsorted(self._key_times, next_target, side="right")) - 1
         if keep_from > 0:
             del self._key_times[:keep_from], self._key_values[:keep_from]
-            self._state.curve = EmotionCurve(np.array(self._key_times),
-                                             np.stack(self._key_values))  # fmt: skip

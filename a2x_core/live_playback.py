@@ -52,7 +52,9 @@ class DelayedPlayback:
 
     def _start(self, rate: int) -> None:
         self._rate = rate
-        self._queue = queue.Queue(maxsize=max(4, int(QUEUE_S * 50)))
+        from .live import BLOCK_S
+
+        self._queue = queue.Queue(maxsize=max(4, int(QUEUE_S / BLOCK_S)))  # source blocks
         stream = self._sd.OutputStream(device=self.device, samplerate=rate, channels=1,
                                        dtype="float32")  # fmt: skip
         self._queue.put(np.zeros(int(round(self.delay_s * rate)), dtype=np.float32))

@@ -27,6 +27,7 @@ class _RecordedTake:
 
     _recorded: list[Any]
     _latest: Any
+    model: Any  # the loaded model (None until it is)
 
     def _begin(self, options: Any, audio_path: str, record: bool) -> None:
         self.options = options
@@ -39,6 +40,25 @@ class _RecordedTake:
         self.error: BaseException | None = None
         self._latest = None
         self._recorded = []
+
+    def _result(self) -> Any:
+        """After a stop: the session's error, a cancel, or the take."""
+        if self.error is not None:
+            raise self.error
+        if self.state == "cancelled":
+            raise CancelledError("live session cancelled")
+        return self.take()
+
+    def take(self) -> Any:
+        """The recorded frames so far as an AnimationResult (times from the first one)."""
+        if self.model is None:
+            raise EngineError("the live session's model never loaded", hint="see its error")
+        frames = list(self._recorded)
+        fps = self.options.fps
+        whole = bool(frames) and frames[0].index == 0 and len(frames) == self.stats.frames
+        duration_s = self.stats.received_s if whole else len(frames) / float(fps)
+        return take_result(frames, self.model, self.options, fps, audio_path=self.audio_path,
+                           duration_s=duration_s)  # fmt: skip
 
     @property
     def recorded_frames(self) -> int:
@@ -142,11 +162,7 @@ class LiveSession(_RecordedTake):
         """
         self._stop.set()
         self._join(timeout)
-        if self.error is not None:
-            raise self.error
-        if self.state == "cancelled":
-            raise CancelledError("live session cancelled")
-        return self.take()
+        return self._result()
 
     def cancel(self, timeout: float | None = 30.0) -> None:
         """Stop without a tail or a take (a file load, the add-on unregistering); waits for
@@ -154,18 +170,6 @@ class LiveSession(_RecordedTake):
         self._cancel.set()
         self._stop.set()
         self._join(timeout)
-
-    def take(self) -> Any:
-        """The recorded frames so far as an AnimationResult (times from the first one)."""
-        if self.model is None:
-            raise EngineError("the live session's model never loaded", hint="see its error")
-        frames = list(self._recorded)
-        fps = self.options.fps
-        whole = bool(frames) and frames[0].index == 0 and len(frames) == self.stats.frames
-        duration_s = self.stats.received_s if whole else len(frames) / float(fps)
-        return take_result(frames, self.model, self.options, fps, audio_path=self.audio_path,
-                           duration_s=duration_s)  # fmt: skip
-
 
 class WorkerLiveSession(_RecordedTake):
     """:class:`LiveSession`'s interface over the external runtime (``python -m
@@ -278,11 +282,7 @@ class WorkerLiveSession(_RecordedTake):
             except OSError:
                 pass  # the worker is gone already: its error or end is read below
         self._wait(timeout)
-        if self.error is not None:
-            raise self.error
-        if self.state == "cancelled":
-            raise CancelledError("live session cancelled")
-        return self.take()
+        return self._result()
 
     def cancel(self, timeout: float | None = 30.0) -> None:
         """As :meth:`LiveSession.cancel`: the worker is told to stop now and waited for."""
@@ -291,5 +291,3 @@ class WorkerLiveSession(_RecordedTake):
         self._wait(timeout)
         if self.state not in ("failed",):
             self.state = "cancelled"
-
-    take = LiveSession.take  # the same take from the same fields
