@@ -304,20 +304,25 @@ class Animator:
         """A stream of pushed audio on this animator's model (``docs/streaming.md``): with an
         emotion model, an :class:`.emotion_stream.EmotionDrivenStream` whose frames equal
         :meth:`animate`'s; ``executor`` shares network calls with other streams of the model
-        (Audio2Face-3D models).
+        (Audio2Face-3D models), whose frames gain the voice-driven head motion as offline
+        (:mod:`.head_stream`; ``head_motion=0`` turns it off).
 
         Raises:
             ParameterError: an option the stream cannot honour.
         """
+        from .head_stream import with_head_motion
+
         options = self.options if options is None else options
         if self.emotion_model is not None:
             from .emotion_stream import EmotionDrivenStream
 
             self._check_emotion_options(options)
-            return EmotionDrivenStream(self.model, self.emotion_model, options, executor)
-        if executor is None:
-            return self.model.open_stream(options)
-        return self.model.open_stream(options, executor)
+            stream = EmotionDrivenStream(self.model, self.emotion_model, options, executor)
+        elif executor is None:
+            stream = self.model.open_stream(options)
+        else:
+            stream = self.model.open_stream(options, executor)
+        return with_head_motion(stream, self.model, options)
 
     def start(self, sources: Sequence[AudioSource], options: InferenceOptions | None = None) -> Job[list[AnimationResult]]:
         """Run :meth:`animate_many` on a worker thread; poll the returned job from a UI."""

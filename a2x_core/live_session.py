@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .errors import CancelledError, EngineError
+from .head_stream import with_head_motion
 from .live import Block, LiveStats, pump, pump_tail, take_result
 
 #: States of a session, in order: ``loading`` (the model loads on the thread), ``running``,
@@ -107,7 +108,8 @@ class LiveSession(_RecordedTake):
         try:
             if self.model is None:
                 self.model = self._model_or_loader()
-            stream = self.model.open_stream(self.options)
+            stream = with_head_motion(self.model.open_stream(self.options), self.model,
+                                      self.options)
             if self._cancel.is_set():
                 raise CancelledError("live session cancelled")
             self.state = "running"

@@ -313,7 +313,9 @@ def _serve_live(request: dict[str, Any], model: Any, options: InferenceOptions,
     path, device = source.get("file"), source.get("device")
     blocks = open_source(str(path) if path else None, device=device or None,
                          real_time=bool(source.get("real_time", True)))  # fmt: skip
-    stream = model.open_stream(options)
+    from .head_stream import with_head_motion
+
+    stream = with_head_motion(model.open_stream(options), model, options)
     channel.send("live", model=model_summary(model))
     stats = LiveStats()
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soxr
 
 from a2x_core.audio import audio_from_array, decode_audio
 from a2x_core.errors import ParameterError
@@ -247,3 +248,49 @@ def test_an_audio2face_model_gets_the_head_motion_too(tmp_path: Path, timit: np.
     still = Animator(str(model), InferenceOptions(fps=30, head_motion=0)).animate(audio)
     assert still.head_rotations is None
     assert np.array_equal(still.eye_rotations, result.eye_rotations)
+
+
+def test_an_audio2face_stream_moves_the_head_as_its_offline_run(
+    tmp_path: Path, timit: np.ndarray
+) -> None:
+    """Live (``Animator.open_stream``, so ``a2x live`` and Live Link) an Audio2Face-3D model's
+    frames carry the voice-driven head: the face is the bare stream's, the head follows the
+    offline head within a few degrees (the stream normalises loudness by its levels so far),
+    pushes of any size at 44.1 kHz, bounded memory, and no more than half a loudness frame
+    of extra look-ahead."""
+    pytest.importorskip("onnx", reason="the test model folder is written with onnx")
+    from a2x_core.api import Animator
+    from a2x_core.head_stream import HeadMotionStream
+    from tests.a2f_folders import make_regression_folder
+
+    model_json = make_regression_folder(tmp_path / "mark").model_json
+    options = InferenceOptions(fps=30, seed=5)
+    animator = Animator(str(model_json), options)
+    offline = animator.animate(audio_from_array(timit))
+    loud = soxr.resample(timit, SAMPLE_RATE, 44100)  # the speech as a 44.1 kHz source sends it
+    stream = animator.open_stream()
+    bare = animator.model.open_stream(options)
+    assert isinstance(stream, HeadMotionStream)
+    assert stream.lookahead_samples - bare.lookahead_samples <= ex.LEVEL_SIZE // 2
+    rng = np.random.default_rng(2)
+    frames, plain, start, most = [], [], 0, 0
+    while start < len(loud):
+        size = int(rng.integers(1, 30000))
+        frames += stream.push(loud[start : start + size], 44100)
+        plain += bare.push(loud[start : start + size], 44100)
+        most = max(most, stream.buffered_samples)
+        start += size
+    frames += stream.close()
+    plain += bare.close()
+    assert [f.index for f in frames] == list(range(len(plain)))
+    assert np.array_equal(np.stack([f.weights for f in frames]), np.stack([f.weights for f in plain]))
+    assert np.array_equal(np.stack([f.eye_rotations for f in frames]),
+                          np.stack([f.eye_rotations for f in plain]))  # fmt: skip
+    head = np.stack([f.head_rotation for f in frames])
+    reference = offline.head_rotations[: len(head)]
+    assert np.degrees(np.abs(head)).max() > 0.5
+    assert np.degrees(np.abs(head - reference)).max() < 4.0
+    assert most < 2 * SAMPLE_RATE  # holds about a window, not the take
+    off = Animator(str(model_json), InferenceOptions(fps=30, head_motion=0)).open_stream()
+    assert not isinstance(off, HeadMotionStream)
+    stream.cancel()
