@@ -155,7 +155,7 @@ def _plan_blendshapes(plan: HeaderPlan, params: Any, has_solver: bool) -> None:
     if not has_solver and (params.bs_weight_multipliers or params.bs_weight_offsets):
         plan.multipliers, plan.offsets = output["bsWeightMultipliers"], output["bsWeightOffsets"]
     if unknown:
-        plan.notes.append(f"blendshape_params names not known: {', '.join(unknown)}")
+        plan.notes.append(f"blendshape_params names not known: {', '.join(dict.fromkeys(unknown))}")
 
 
 def _check_finite(name: str, value: float) -> None:
