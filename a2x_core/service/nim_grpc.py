@@ -256,16 +256,25 @@ class NimService:
         return out
 
 
-async def add_health(server: Any) -> Any | None:
-    """``grpc.health.v1.Health`` serving "" and the controller service; returns the servicer
-    (set NOT_SERVING on it when stopping)."""
+async def add_health(server: Any, serving: bool = True) -> Any | None:
+    """``grpc.health.v1.Health`` for "" and the controller service, SERVING (or NOT_SERVING
+    until :func:`set_health`); returns the servicer (set NOT_SERVING on it when stopping)."""
     try:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health, health_pb2_grpc
     except ImportError:  # the serve extra names it; without it the service still runs
         log.warning("grpcio-health-checking is not installed: no grpc.health.v1.Health service")
         return None
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    for name in ("", m.SERVICE_NAME):
-        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await set_health(servicer, serving)
     return servicer
+
+
+async def set_health(servicer: Any, serving: bool) -> None:
+    """SERVING or NOT_SERVING for "" and the controller service."""
+    from grpc_health.v1 import health_pb2
+
+    status = health_pb2.HealthCheckResponse.SERVING if serving else \
+        health_pb2.HealthCheckResponse.NOT_SERVING  # fmt: skip
+    for name in ("", m.SERVICE_NAME):
+        await servicer.set(name, status)
