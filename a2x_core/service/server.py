@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import sys
 import tempfile
 import threading
 from concurrent.futures import Future
@@ -39,6 +40,11 @@ class ServeConfig:
     #: listen with SO_REUSEPORT (gRPC and HTTP): the processes of ``--processes N`` share the
     #: ports; off for one process, so that a taken port is an error, not a silent share
     reuse_port: bool = False
+    #: the interpreter's GIL switch interval while serving (None: Python's 5 ms). The model's
+    #: thread releases the GIL in every torch call and GPU wait; with the I/O thread busy
+    #: (hundreds of streams) each release cost it up to a whole interval to get the GIL back,
+    #: which made a bank tick several times slower in the server than alone
+    switch_interval_s: float | None = 0.0005
     #: health SERVING from the start; a group's process starts NOT_SERVING and turns SERVING
     #: when the parent says every process is ready (:meth:`ServiceServer.set_serving`)
     serving: bool = True
@@ -68,10 +74,14 @@ class ServiceServer:
         self._health: Any = None
         self._http: Any = None
         self._http_task: Any = None
+        self._switch_interval: float | None = None  # Python's, restored at stop
 
     def start(self, timeout: float = 60.0) -> ServiceServer:
         started: Future[None] = Future()
         self.hub.serving = self.config.serving
+        if self.config.switch_interval_s is not None and self._switch_interval is None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self.config.switch_interval_s)
         self._loop = asyncio.new_event_loop()
 
         def run() -> None:
@@ -170,6 +180,9 @@ class ServiceServer:
         import shutil
 
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     async def _stop(self, grace: float) -> None:
         if self._health is not None:
