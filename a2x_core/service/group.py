@@ -77,7 +77,11 @@ def child_main(index: int, build: Callable[..., Any], build_args: tuple[Any, ...
             conn.send(("failed", str(error) if isinstance(error, A2XError) else
                        f"{type(error).__name__}: {error}"))  # fmt: skip
         sys.exit(1)
-    conn.send(("ready", os.getpid()))
+    try:
+        conn.send(("ready", os.getpid()))
+    except OSError:  # the parent went away while the model loaded
+        server.stop(grace=0.0)
+        return
     grace = 5.0
     try:
         while True:
@@ -135,6 +139,10 @@ class ServerGroup:
         """
         if self.processes < 1:
             raise ParameterError(f"--processes {self.processes} must be >= 1")
+        if not sys.platform.startswith("linux"):
+            raise ParameterError("--processes N > 1 needs Linux: the processes share the ports "
+                                 "through SO_REUSEPORT, which only Linux spreads over them",
+                                 hint="run one process per port elsewhere")  # fmt: skip
         for flag, port in self.ports.items():
             _check_free(self.host, port, flag)
         self._ctx = multiprocessing.get_context("spawn")

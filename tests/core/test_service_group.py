@@ -6,6 +6,7 @@ streams finish, no process left)."""
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 import socket
@@ -166,6 +167,12 @@ def test_two_processes_serve_concurrent_clients_the_frames_of_animate(
         assert reply.status is not None and reply.status[0] == SUCCESS, reply.status
         assert bytes(reply.echo) == clip[1]
         np.testing.assert_allclose(np.stack(reply.weights), reference, atol=1e-5)
+    # HTTP is served by the processes too: an upload gets animate's frames
+    upload = urllib.request.Request(f"http://127.0.0.1:{group.http_port}/v1/animate?format=npz",
+                                    data=clip[0].read_bytes(), method="POST")  # fmt: skip
+    with urllib.request.urlopen(upload, timeout=60) as answer:
+        weights = np.load(io.BytesIO(answer.read()))["weights"]
+    np.testing.assert_allclose(weights, reference, atol=1e-5)
 
 
 def test_max_streams_counts_every_process(group: Group, clip: tuple[Path, bytes]) -> None:
