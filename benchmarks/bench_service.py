@@ -469,6 +469,7 @@ def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.N
             if args.profile and processes == 1 else None  # fmt: skip
         for n in counts:
             rounds_before = hub.rounds if hub is not None else 0
+            bank_before = hub.bank_seconds if hub is not None else 0.0
             cpu_before = process_cpu(pids)
             if sampler is not None:
                 with sampler:
@@ -487,7 +488,12 @@ def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.N
             lines.append(line)
             if args.out:  # every row survives a later failure or time-out
                 args.out.write_text("\n".join(lines) + "\n")
-            rounds = f"(hub rounds {hub.rounds - rounds_before})" if hub is not None else ""
+            rounds = ""
+            if hub is not None:  # bank iterations and their mean time inside the server
+                iterations = hub.rounds - rounds_before
+                busy = hub.bank_seconds - bank_before
+                rounds = (f"(hub rounds {iterations}, bank {busy:.1f} s = "
+                          f"{1e3 * busy / max(iterations, 1):.1f} ms per round)")  # fmt: skip
             print(line, rounds, json.dumps(result["errors"]) if result["errors"] else "",
                   flush=True)  # fmt: skip
             if args.stop_when_failing and result["delay_p99"] > 50:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -145,6 +146,9 @@ class ModelHub:
         self._stopping = False
         self._handles: set[StreamHandle] = set()
         self.rounds = 0  # worker rounds run (one executor call set each): for monitoring
+        #: wall seconds the worker spent in the stream bank (pushes and closes): for
+        #: monitoring (with ``rounds``: how long one bank iteration takes inside the server)
+        self.bank_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="a2x-serve-model", daemon=True)
         self._thread.start()
 
@@ -293,7 +297,9 @@ class ModelHub:
                 if not handle.done:
                     handle.deliver(("frames", handle.stream.pull()))
         if bank_fed or bank_closing:
+            began = time.perf_counter()
             self._bank_round(bank_fed, bank_closing)
+            self.bank_seconds += time.perf_counter() - began
         for handle in closing:
             if handle.done:
                 continue
