@@ -229,6 +229,12 @@ def _add_serve_parser(commands: Any) -> None:
                        choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
     serve.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    serve.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
+                       help="GPU engines only; fp32 (default) matches the CPU exactly")
+    serve.add_argument("--processes", type=int, default=1, metavar="N",
+                       help="N server processes on the same ports (SO_REUSEPORT; each loads "
+                       "the model; --max-streams counts them all): one Python process "
+                       "delivers a few thousand frames/s")  # fmt: skip
     serve.add_argument("-q", "--quiet", action="store_true", help="no start-up lines")
 
 
@@ -694,10 +700,7 @@ def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
 def _serve(args: argparse.Namespace) -> int:
     """Load the model once, serve until Ctrl-C/SIGTERM, then stop gracefully: no new calls,
     running ones get a few seconds to finish (exit 130/143 as the other commands)."""
-    from .models import load_model
-    from .options import InferenceOptions
-    from .service.hub import Limits, ModelHub
-    from .service.server import ServeConfig, ServiceServer, is_loopback
+    from .service.server import is_loopback
 
     for flag, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
         if not 0 <= port <= 65535:
@@ -715,10 +718,40 @@ def _serve(args: argparse.Namespace) -> int:
                              "--max-request-mb must be > 0")  # fmt: skip
     if args.token is not None and not args.token.strip():
         raise ParameterError("--token is empty", hint="give a secret, or leave --token out")
+    if args.processes < 1:
+        raise ParameterError(f"--processes {args.processes} must be >= 1")
+    if not is_loopback(args.host):
+        log.warning("listening on %s: other machines can reach this server%s", args.host,
+                    "" if args.token else "; set --token (and --tls-cert/--tls-key for gRPC)")  # fmt: skip
+    if args.processes > 1:
+        return _serve_group(args)
+    server = _serve_server(args)
+    try:
+        server.start()
+    except BaseException:
+        server.hub.stop()
+        raise
+    if not args.quiet:
+        _print_serving(args, server.grpc_port, server.http_port, server.hub)
+    try:
+        while True:
+            threading.Event().wait(0.5)
+    finally:
+        server.stop(grace=5.0)
+
+
+def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
+    """The model loaded, its hub and an unstarted ServiceServer for ``args`` (``slots``: the
+    shared stream count of a ``--processes`` group: then the ports are shared)."""
+    from .models import load_model
+    from .options import InferenceOptions
+    from .service.hub import Limits, ModelHub
+    from .service.server import ServeConfig, ServiceServer
+
     options = InferenceOptions(fps=args.fps, backend=args.backend, device=args.device,
-                               threads=args.threads)  # fmt: skip
+                               threads=args.threads, precision=args.precision)  # fmt: skip
     model = load_model(args.model, backend=options.backend, threads=options.threads,
-                       device=options.device)  # fmt: skip
+                       device=options.device, precision=args.precision)  # fmt: skip
     limits = Limits(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,
                     max_stream_s=args.max_stream_seconds,
                     max_request_bytes=int(args.max_request_mb * (1 << 20)))  # fmt: skip
@@ -728,33 +761,44 @@ def _serve(args: argparse.Namespace) -> int:
 
         emotion_model = Animator(model, options, emotion_model=args.emotion_model).emotion_model
     hub = ModelHub(model, fps=options.fps, limits=limits, base_options=options,
-                   emotion_model=emotion_model)  # fmt: skip
+                   emotion_model=emotion_model, shared_slots=slots)  # fmt: skip
     config = ServeConfig(host=args.host, grpc_port=args.grpc_port or None,
                          http_port=args.http_port or None, token=args.token,
-                         tls_cert=args.tls_cert, tls_key=args.tls_key)  # fmt: skip
-    if not is_loopback(args.host):
-        log.warning("listening on %s: other machines can reach this server%s", args.host,
-                    "" if args.token else "; set --token (and --tls-cert/--tls-key for gRPC)")  # fmt: skip
-    server = ServiceServer(hub, config)
+                         tls_cert=args.tls_cert, tls_key=args.tls_key,
+                         reuse_port=slots is not None, serving=slots is None)  # fmt: skip
+    return ServiceServer(hub, config)
+
+
+def _serve_group(args: argparse.Namespace) -> int:
+    """``--processes N``: N servers on the same ports, started, watched and stopped together
+    (docs/service.md, "Several processes")."""
+    from .service.group import ServerGroup
+
+    ports = {flag: port for flag, port in (("--grpc-port", args.grpc_port),
+                                          ("--http-port", args.http_port)) if port}  # fmt: skip
+    group = ServerGroup(args.processes, _serve_server, (args,), args.host, ports)
+    group.start()
     try:
-        server.start()
-    except BaseException:
-        hub.stop()
-        raise
-    if not args.quiet:
-        if server.grpc_port:
-            print(f"a2x serve: gRPC (NIM ProcessAudioStream + health) on {args.host}:{server.grpc_port}"
-                  f"{' (TLS)' if args.tls_cert else ''}", file=sys.stderr)  # fmt: skip
-        if server.http_port:
-            print(f"a2x serve: HTTP on http://{args.host}:{server.http_port} (API docs at /docs)",
-                  file=sys.stderr)  # fmt: skip
-        print(f"a2x serve: {model.name} ({model.kind}) at {options.fps} fps; Ctrl-C stops",
-              file=sys.stderr, flush=True)  # fmt: skip
-    try:
+        if not args.quiet:
+            _print_serving(args, args.grpc_port, args.http_port, None)
         while True:
-            threading.Event().wait(0.5)
+            group.poll(0.5)
     finally:
-        server.stop(grace=5.0)
+        group.stop(grace=5.0)
+
+
+def _print_serving(args: argparse.Namespace, grpc_port: int | None, http_port: int | None,
+                   hub: Any) -> None:  # fmt: skip
+    if grpc_port:
+        print(f"a2x serve: gRPC (NIM ProcessAudioStream + health) on {args.host}:{grpc_port}"
+              f"{' (TLS)' if args.tls_cert else ''}", file=sys.stderr)  # fmt: skip
+    if http_port:
+        print(f"a2x serve: HTTP on http://{args.host}:{http_port} (API docs at /docs)",
+              file=sys.stderr)  # fmt: skip
+    what = f"{hub.model.name} ({hub.model.kind})" if hub is not None else args.model
+    where = f" in {args.processes} processes" if args.processes > 1 else ""
+    print(f"a2x serve: {what} at {args.fps} fps{where}; Ctrl-C stops", file=sys.stderr,
+          flush=True)  # fmt: skip
 
 
 def _batch(args: argparse.Namespace) -> int:

@@ -22,8 +22,13 @@ Models: ``regression`` (Mark-sized folder around the ~18.3 M-parameter network o
 the torch engine), ``small`` (the tests' tiny regression folder: the cost of the service
 itself), ``default`` (the embedded model), or a model.json path.
 
+``--processes 1,4`` runs every N against one server process (in this process) and then
+against ``a2x serve --processes 4``'s group (the same ``ServerGroup``, children on one port);
+``--profile`` samples the one-process server's threads (where its time goes).
+
 Usage: python benchmarks/bench_service.py [--model regression] [--streams 1,4,16,64]
-       [--seconds 6] [--chunk-ms 40] [--client-procs 2] [--device cpu|cuda] [--out res.md]
+       [--seconds 6] [--chunk-ms 40] [--client-procs 2] [--device cpu|cuda]
+       [--processes 1,4] [--profile] [--out res.md]
 """
 
 from __future__ import annotations
@@ -64,7 +69,11 @@ async def _one_stream(port: int, pcm: np.ndarray, chunk: int, start: float, fps:
 
     from a2x_core.service import nim_messages as m
 
-    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+    # a connection of its own, as a separate NIM client has: grpc shares one connection
+    # between the channels of a process otherwise (its global subchannel pool), which put all
+    # of a client process's streams on one server process of a --processes group
+    options = [("grpc.use_local_subchannel_pool", 1)]
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}", options=options) as channel:
         call = channel.stream_stream("/" + m.SERVICE_NAME + "/" + m.METHOD_NAME,
                                      request_serializer=m.AudioStream.SerializeToString,
                                      response_deserializer=m.AnimationDataStream.FromString)  # fmt: skip
@@ -177,6 +186,95 @@ def upload_trial(port: int, n: int, args: argparse.Namespace, wav: bytes) -> dic
             "per_s": len(latencies) / wall, "failed": n - len(latencies)}  # fmt: skip
 
 
+# ----------------------------------------------------------------------------- profile
+
+
+def thread_cpu() -> dict[str, float]:
+    """CPU seconds (user + system) of each thread of this process, by name (Python's thread
+    names, else the kernel's: grpc's own threads), summed per name; Linux only."""
+    import threading
+
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[str, float] = {}
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1: stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        name = names.get(int(task.name), comm)
+        out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / tick
+    return out
+
+
+class StackSampler:
+    """Where the server's threads spend their time: every ``interval`` s, the Python stack of
+    each named thread (``sys._current_frames``), counted per function inclusively (on the stack)
+    and exclusively (the innermost frame). Works on threads that do not cooperate (the hub's
+    worker, grpc.aio's loop) at ~2 % overhead; C time (grpc core, torch, protobuf) counts for
+    the Python frame that called it."""
+
+    def __init__(self, names: tuple[str, ...], interval: float = 0.002) -> None:
+        import collections
+        import threading
+
+        self.names, self.interval = names, interval
+        self.inclusive: dict[str, Any] = {n: collections.Counter() for n in names}
+        self.exclusive: dict[str, Any] = {n: collections.Counter() for n in names}
+        self.samples = dict.fromkeys(names, 0)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="a2x-bench-sampler", daemon=True)
+
+    def __enter__(self) -> StackSampler:
+        self._cpu_before = thread_cpu()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        after = thread_cpu()
+        self.cpu = {k: v - self._cpu_before.get(k, 0.0) for k, v in after.items()}
+
+    def _run(self) -> None:
+        import threading
+
+        while not self._stop.wait(self.interval):
+            ids = {t.ident: t.name for t in threading.enumerate() if t.name in self.names}
+            for ident, frame in sys._current_frames().items():
+                name = ids.get(ident)
+                if name is None:
+                    continue
+                self.samples[name] += 1
+                seen = set()
+                leaf = True
+                while frame is not None:
+                    code = frame.f_code
+                    key = f"{Path(code.co_filename).name}:{code.co_name}"
+                    if leaf:
+                        self.exclusive[name][key] += 1
+                        leaf = False
+                    if key not in seen:
+                        self.inclusive[name][key] += 1
+                        seen.add(key)
+                    frame = frame.f_back
+
+    def report(self, top: int = 25) -> str:
+        lines = ["CPU seconds per thread of the server process during the trial (/proc): " +
+                 ", ".join(f"{k} {v:.2f}" for k, v in sorted(self.cpu.items(), key=lambda kv: -kv[1])
+                           if v >= 0.01)]
+        for name in self.names:
+            total = max(self.samples[name], 1)
+            lines.append(f"## thread {name}: {self.samples[name]} samples")
+            lines.append("inclusive %  | exclusive % | function")
+            for key, count in self.inclusive[name].most_common(top):
+                lines.append(f"{100 * count / total:7.1f} | {100 * self.exclusive[name][key] / total:7.1f}"
+                             f" | {key}")
+        return "\n".join(lines)
+
+
 # ----------------------------------------------------------------------------- trials
 
 
@@ -261,70 +359,179 @@ def main() -> None:
                         help="stop after the first N whose p99 latency exceeds look-ahead + 50 ms")
     parser.add_argument("--uploads", default="", help="also N concurrent HTTP uploads of a "
                         "--seconds clip to /v1/animate, e.g. 1,4,16,64")  # fmt: skip
+    parser.add_argument("--profile", action="store_true", help="sample the server's I/O and "
+                        "model threads during the gRPC trials; print where their time goes")
+    parser.add_argument("--processes", default="1", help="server processes, a list: each value "
+                        "runs every --streams N (1: in this process; more: a2x serve "
+                        "--processes' ServerGroup on one port), e.g. 1,4,8")  # fmt: skip
+    parser.add_argument("--warmup", type=int, default=8, help="streams per server process in a "
+                        "2 s warm-up trial before each configuration (0: none)")  # fmt: skip
+    parser.add_argument("--switch-interval-ms", type=float, default=0.5, help="the servers' GIL "
+                        "switch interval (ServeConfig.switch_interval_s; 0: Python's 5 ms)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    args.switch = args.switch_interval_ms / 1e3 if args.switch_interval_ms > 0 else None
+    args.processes = [int(p) for p in args.processes.split(",") if p]
     args.chunk = int(round(args.chunk_ms * RATE / 1000))
 
-    from a2x_core.service.hub import Limits, ModelHub
-    from a2x_core.service.server import ServeConfig, ServiceServer
+    from a2x_core.options import InferenceOptions
 
     model = load(args)
     counts = [int(n) for n in args.streams.split(",") if n]
     uploads = [int(n) for n in args.uploads.split(",") if n]
-    hub = ModelHub(model, fps=int(args.fps),
-                   limits=Limits(max_streams=max(counts + uploads) + 8))  # fmt: skip
-    server = ServiceServer(hub, ServeConfig(grpc_port=0, http_port=0 if uploads else None)).start()
+    args.max_streams = max(counts + uploads + [1]) + 8 * max(args.processes) + 8
     pcm = speech(args.seconds)
-    reference = model.open_stream(hub.base_options)
+    reference = model.open_stream(InferenceOptions().with_changes(fps=int(args.fps)))
     expected = len(reference.push(pcm, RATE)) + len(reference.close())
     lookahead = int(getattr(reference, "lookahead_samples", 0))
     lookahead_ms = lookahead / RATE * 1e3
     lines = [
-        f"`bench_service.py --model {args.model} --device {args.device} --seconds {args.seconds:g} "
-        f"--chunk-ms {args.chunk_ms:g} --fps {args.fps:g} --client-procs {args.client_procs}` on "
-        f"{platform.machine()} ({os.cpu_count()} cores), model look-ahead {lookahead_ms:.0f} ms, "
-        f"{expected} frames per stream",
+        f"`bench_service.py --model {args.model} --device {args.device} --precision "
+        f"{args.precision} --seconds {args.seconds:g} --chunk-ms {args.chunk_ms:g} --fps "
+        f"{args.fps:g} --client-procs {args.client_procs} --switch-interval-ms "
+        f"{args.switch_interval_ms:g}` on {platform.machine()} "
+        f"({os.cpu_count()} cores), model look-ahead {lookahead_ms:.0f} ms, {expected} frames "
+        "per stream; server CPU = CPU time of the server process(es) per frame delivered",
         "",
-        "| streams | first frame p50 / p99 (ms) | frame latency p50 / p99 (ms) | server delay "
-        "p50 / p99 (ms) | frames/s | lost | reordered | failed |",
-        "|---|---|---|---|---|---|---|---|",
+        "| processes | streams | first frame p50 / p99 (ms) | frame latency p50 / p99 (ms) | "
+        "server delay p50 / p99 (ms) | frames/s | server CPU (ms/frame) | lost | reordered | "
+        "failed |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
     try:
+        for processes in args.processes:
+            serve_trials(model, processes, counts, args, expected, lookahead, lines)
+        if uploads:
+            upload_trials(model, uploads, pcm, args, lines)
+    finally:
+        if args.out:
+            args.out.write_text("\n".join(lines) + "\n")
+
+
+def group_server(args: argparse.Namespace, slots: Any = None) -> Any:
+    """One process of a ``--processes`` group (``ServerGroup``'s build): the model loaded as
+    ``load`` does, its hub, a gRPC server on the group's port (SO_REUSEPORT)."""
+    from a2x_core.service.hub import Limits, ModelHub
+    from a2x_core.service.server import ServeConfig, ServiceServer
+
+    hub = ModelHub(load(args), fps=int(args.fps), limits=Limits(max_streams=args.max_streams),
+                   shared_slots=slots)  # fmt: skip
+    return ServiceServer(hub, ServeConfig(grpc_port=args.port, http_port=None, reuse_port=True,
+                                          serving=False, switch_interval_s=args.switch))  # fmt: skip
+
+
+def process_cpu(pids: list[int]) -> float:
+    """CPU seconds (user + system, all threads) the processes ``pids`` have used so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.Namespace,
+                 expected: int, lookahead: int, lines: list[str]) -> None:  # fmt: skip
+    """Every N of ``counts`` against ``processes`` server processes (1: the server in this
+    process; more: ``ServerGroup`` children on one port), after a short warm-up trial."""
+    import copy
+    import socket
+
+    from a2x_core.service.hub import Limits, ModelHub
+    from a2x_core.service.server import ServeConfig, ServiceServer
+
+    hub = server = group = None
+    if processes == 1:
+        hub = ModelHub(model, fps=int(args.fps), limits=Limits(max_streams=args.max_streams))
+        server = ServiceServer(hub, ServeConfig(grpc_port=0, http_port=None,
+                                                switch_interval_s=args.switch)).start()  # fmt: skip
+        port, pids = server.grpc_port, [os.getpid()]
+    else:
+        from a2x_core.service.group import ServerGroup
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.port = probe.getsockname()[1]
+        group = ServerGroup(processes, group_server, (args,), "127.0.0.1",
+                            {"--grpc-port": args.port}).start()  # fmt: skip
+        port, pids = args.port, group.pids
+    try:
+        if args.warmup:  # every process's engine and bank warmed up (not reported)
+            warm = copy.copy(args)
+            warm.seconds = 2.0
+            trial(port, args.warmup * processes, warm, 0, lookahead)
+        sampler = StackSampler(("a2x-serve-io", "a2x-serve-model")) \
+            if args.profile and processes == 1 else None  # fmt: skip
         for n in counts:
-            rounds_before = hub.rounds
-            result = trial(server.grpc_port, n, args, expected, lookahead)
-            line = (f"| {n} | {result['first_p50']:.0f} / {result['first_p99']:.0f} | "
+            rounds_before = hub.rounds if hub is not None else 0
+            bank_before = hub.bank_seconds if hub is not None else 0.0
+            cpu_before = process_cpu(pids)
+            if sampler is not None:
+                with sampler:
+                    result = trial(port, n, args, expected, lookahead)
+                print(sampler.report(), flush=True)
+                sampler = StackSampler(sampler.names)
+            else:
+                result = trial(port, n, args, expected, lookahead)
+            frames = expected * n - result["lost"]
+            cpu_ms = (process_cpu(pids) - cpu_before) * 1e3 / max(frames, 1)
+            line = (f"| {processes} | {n} | {result['first_p50']:.0f} / {result['first_p99']:.0f} | "
                     f"{result['lat_p50']:.0f} / {result['lat_p99']:.0f} | "
                     f"{result['delay_p50']:.1f} / {result['delay_p99']:.1f} | "
-                    f"{result['fps_total']:.0f} | {result['lost']} | {result['reordered']} | "
-                    f"{result['failed']} |")  # fmt: skip
+                    f"{result['fps_total']:.0f} | {cpu_ms:.2f} | {result['lost']} | "
+                    f"{result['reordered']} | {result['failed']} |")  # fmt: skip
             lines.append(line)
-            print(line, f"(hub rounds {hub.rounds - rounds_before})",
-                  json.dumps(result["errors"]) if result["errors"] else "", flush=True)
+            if args.out:  # every row survives a later failure or time-out
+                args.out.write_text("\n".join(lines) + "\n")
+            rounds = ""
+            if hub is not None:  # bank iterations and their mean time inside the server
+                iterations = hub.rounds - rounds_before
+                busy = hub.bank_seconds - bank_before
+                rounds = (f"(hub rounds {iterations}, bank {busy:.1f} s = "
+                          f"{1e3 * busy / max(iterations, 1):.1f} ms per round)")  # fmt: skip
+            print(line, rounds, json.dumps(result["errors"]) if result["errors"] else "",
+                  flush=True)  # fmt: skip
             if args.stop_when_failing and result["delay_p99"] > 50:
                 break
-        if uploads:
-            import io
+    finally:
+        if server is not None:
+            server.stop(grace=2.0)
+        if group is not None:
+            group.stop(grace=2.0)
 
-            import soundfile
 
-            buffer = io.BytesIO()
-            soundfile.write(buffer, pcm, RATE, format="WAV", subtype="PCM_16")
-            lines += ["", f"HTTP uploads: N concurrent `POST /v1/animate?format=npz` of a "
-                      f"{args.seconds:g} s clip (the server animates one upload at a time)", "",
-                      "| uploads | latency p50 / p99 (s) | uploads/s | failed |",
-                      "|---|---|---|---|"]  # fmt: skip
-            print("\n".join(lines[-5:]), flush=True)
-            for n in uploads:
-                result = upload_trial(server.http_port, n, args, buffer.getvalue())
-                lines.append(f"| {n} | {result['p50']:.2f} / {result['p99']:.2f} | "
-                             f"{result['per_s']:.2f} | {result['failed']} |")  # fmt: skip
-                print(lines[-1], flush=True)
+def upload_trials(model: Any, uploads: list[int], pcm: np.ndarray, args: argparse.Namespace,
+                  lines: list[str]) -> None:  # fmt: skip
+    """N concurrent HTTP uploads against one in-process server."""
+    import io
+
+    import soundfile
+
+    from a2x_core.service.hub import Limits, ModelHub
+    from a2x_core.service.server import ServeConfig, ServiceServer
+
+    hub = ModelHub(model, fps=int(args.fps), limits=Limits(max_streams=args.max_streams))
+    server = ServiceServer(hub, ServeConfig(grpc_port=None, http_port=0)).start()
+    try:
+        buffer = io.BytesIO()
+        soundfile.write(buffer, pcm, RATE, format="WAV", subtype="PCM_16")
+        lines += ["", f"HTTP uploads: N concurrent `POST /v1/animate?format=npz` of a "
+                  f"{args.seconds:g} s clip (the server animates one upload at a time)", "",
+                  "| uploads | latency p50 / p99 (s) | uploads/s | failed |",
+                  "|---|---|---|---|"]  # fmt: skip
+        print("\n".join(lines[-5:]), flush=True)
+        for n in uploads:
+            result = upload_trial(server.http_port, n, args, buffer.getvalue())
+            lines.append(f"| {n} | {result['p50']:.2f} / {result['p99']:.2f} | "
+                         f"{result['per_s']:.2f} | {result['failed']} |")  # fmt: skip
+            print(lines[-1], flush=True)
     finally:
         server.stop(grace=2.0)
-    if args.out:
-        args.out.write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

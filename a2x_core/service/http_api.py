@@ -195,6 +195,8 @@ def make_app(hub: ModelHub, *, token: str | None = None, temp_dir: Path) -> Any:
     async def ready() -> Any:
         if hub.stopping:
             return JSONResponse({"status": "stopping"}, status_code=503)
+        if not hub.serving:  # --processes N: not every process is ready
+            return JSONResponse({"status": "starting"}, status_code=503)
         return {"status": "ready"}
 
     @app.get("/v1/health/live", summary="The process is up")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -113,7 +114,7 @@ class ModelHub:
 
     def __init__(self, model: Any, fps: Fraction | int | str = 30, limits: Limits | None = None,
                  base_options: InferenceOptions | None = None, bank: bool = True,
-                 emotion_model: Any = None) -> None:  # fmt: skip
+                 emotion_model: Any = None, shared_slots: Any = None) -> None:  # fmt: skip
         self.model = model
         #: an Audio2Emotion model (``--emotion-model``): each stream's emotions are detected
         #: from its audio (:class:`..emotion_stream.EmotionDrivenStream`), as the NIM runs A2E
@@ -131,6 +132,11 @@ class ModelHub:
                 self.bank = model.stream_bank(self.base_options, max_push=BANK_PUSH)
             except A2XError:  # NumPy stages (CPU engine): per-object streams on the executor
                 self.bank = None
+        #: the slots of all processes of ``--processes N`` (``group.SharedSlots``): then
+        #: ``max_streams`` counts them all together
+        self.shared_slots = shared_slots
+        #: what the health checks answer (a group's parent turns it on when all are ready)
+        self.serving = True
         self._by_slot: dict[int, StreamHandle] = {}
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
@@ -140,6 +146,9 @@ class ModelHub:
         self._stopping = False
         self._handles: set[StreamHandle] = set()
         self.rounds = 0  # worker rounds run (one executor call set each): for monitoring
+        #: wall seconds the worker spent in the stream bank (pushes and closes): for
+        #: monitoring (with ``rounds``: how long one bank iteration takes inside the server)
+        self.bank_seconds = 0.0
         self._thread = threading.Thread(target=self._run, name="a2x-serve-model", daemon=True)
         self._thread.start()
 
@@ -162,7 +171,9 @@ class ModelHub:
         with self._lock:
             if self._stopping:
                 raise ServiceBusyError("the service is stopping", hint="retry on a restarted server")
-            if self._slots >= self.limits.max_streams:
+            if self._slots >= self.limits.max_streams or (
+                    self.shared_slots is not None
+                    and not self.shared_slots.take(self.limits.max_streams)):  # fmt: skip
                 raise ServiceBusyError(
                     f"the service already runs its maximum of {self.limits.max_streams} streams",
                     hint="retry when a stream has ended, or start a2x serve with a larger "
@@ -174,6 +185,8 @@ class ModelHub:
 
     def release(self) -> None:
         with self._lock:
+            if self._slots > 0 and self.shared_slots is not None:
+                self.shared_slots.give()
             self._slots = max(0, self._slots - 1)
 
     # ------------------------------------------------------------------------- streams
@@ -284,7 +297,9 @@ class ModelHub:
                 if not handle.done:
                     handle.deliver(("frames", handle.stream.pull()))
         if bank_fed or bank_closing:
+            began = time.perf_counter()
             self._bank_round(bank_fed, bank_closing)
+            self.bank_seconds += time.perf_counter() - began
         for handle in closing:
             if handle.done:
                 continue

@@ -62,8 +62,9 @@ class _Call:
     new_keys: list[tuple[float, dict[str, float]]] = field(default_factory=list)
 
     def frame_end(self, index: int) -> int:
-        """First input sample after frame ``index``'s interval ``[k/fps, (k+1)/fps)``."""
-        return int((index + 1) * self.plan.rate / self.fps)
+        """First input sample after frame ``index``'s interval ``[k/fps, (k+1)/fps)`` (integer
+        arithmetic: the Fraction's was a few microseconds of every frame message)."""
+        return (index + 1) * self.plan.rate * self.fps.denominator // self.fps.numerator
 
     def take_echo(self, end: int) -> tuple[int, bytes]:
         """The received audio from the last echo up to sample ``end`` (start sample, bytes)."""
@@ -164,14 +165,43 @@ class NimService:
         def fail(message: str) -> None:
             call.queue.put_nowait(("error", message))
 
-        while True:
-            try:
-                message = await asyncio.wait_for(incoming.__anext__(), limits.idle_timeout_s)
-            except StopAsyncIteration:  # the client closed its side: end of audio
-                message = m.AudioStream(end_of_audio=m.AudioStream.EndOfAudio())
-            except TimeoutError:
+        loop = asyncio.get_running_loop()
+        #: when the last message came, and whether the reader waits for the next one
+        last: list[Any] = [loop.time(), True]
+
+        async def watchdog() -> None:
+            """The idle timeout, for the whole call: one check every quarter of it, instead of
+            a timer (asyncio.wait_for: a task) around every message."""
+            while True:
+                idle = loop.time() - last[0] if last[1] else 0.0
+                if idle >= limits.idle_timeout_s:
+                    reader.cancel()
+                    return
+                await asyncio.sleep(min(limits.idle_timeout_s - idle + 0.01,
+                                        limits.idle_timeout_s / 4))  # fmt: skip
+
+        reader = asyncio.current_task()
+        guard = asyncio.create_task(watchdog())
+        try:
+            await self._read_messages(incoming, call, number, deliver, fail, last, loop)
+        except asyncio.CancelledError:
+            if guard.done() and not guard.cancelled():  # the watchdog: idle timeout
                 return fail(f"no message for {limits.idle_timeout_s:g} s (idle timeout); "
                             "send audio or end_of_audio")  # fmt: skip
+            raise
+        finally:
+            guard.cancel()
+
+    async def _read_messages(self, incoming: AsyncIterator[Any], call: _Call, number: int,
+                             deliver: Any, fail: Any, last: list[Any],
+                             loop: asyncio.AbstractEventLoop) -> None:  # fmt: skip
+        while True:
+            last[1] = True
+            try:
+                message = await incoming.__anext__()
+            except StopAsyncIteration:  # the client closed its side: end of audio
+                message = m.AudioStream(end_of_audio=m.AudioStream.EndOfAudio())
+            last[0], last[1] = loop.time(), False
             part = message.WhichOneof("stream_part")
             if part == "end_of_audio":
                 if call.handle is None:
@@ -256,16 +286,25 @@ class NimService:
         return out
 
 
-async def add_health(server: Any) -> Any | None:
-    """``grpc.health.v1.Health`` serving "" and the controller service; returns the servicer
-    (set NOT_SERVING on it when stopping)."""
+async def add_health(server: Any, serving: bool = True) -> Any | None:
+    """``grpc.health.v1.Health`` for "" and the controller service, SERVING (or NOT_SERVING
+    until :func:`set_health`); returns the servicer (set NOT_SERVING on it when stopping)."""
     try:
-        from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+        from grpc_health.v1 import health, health_pb2_grpc
     except ImportError:  # the serve extra names it; without it the service still runs
         log.warning("grpcio-health-checking is not installed: no grpc.health.v1.Health service")
         return None
     servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    for name in ("", m.SERVICE_NAME):
-        await servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    await set_health(servicer, serving)
     return servicer
+
+
+async def set_health(servicer: Any, serving: bool) -> None:
+    """SERVING or NOT_SERVING for "" and the controller service."""
+    from grpc_health.v1 import health_pb2
+
+    status = health_pb2.HealthCheckResponse.SERVING if serving else \
+        health_pb2.HealthCheckResponse.NOT_SERVING  # fmt: skip
+    for name in ("", m.SERVICE_NAME):
+        await servicer.set(name, status)

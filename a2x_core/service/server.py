@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import sys
 import tempfile
 import threading
 from concurrent.futures import Future
@@ -18,7 +19,7 @@ from typing import Any
 
 from ..errors import A2XError, ParameterError
 from .hub import ModelHub
-from .nim_grpc import NimService, add_health
+from .nim_grpc import NimService, add_health, set_health
 
 log = logging.getLogger("a2x_core")
 
@@ -36,6 +37,17 @@ class ServeConfig:
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: listen with SO_REUSEPORT (gRPC and HTTP): the processes of ``--processes N`` share the
+    #: ports; off for one process, so that a taken port is an error, not a silent share
+    reuse_port: bool = False
+    #: the interpreter's GIL switch interval while serving (None: Python's 5 ms). The model's
+    #: thread releases the GIL in every torch call and GPU wait; with the I/O thread busy
+    #: (hundreds of streams) each release cost it up to a whole interval to get the GIL back,
+    #: which made a bank tick several times slower in the server than alone
+    switch_interval_s: float | None = 0.0005
+    #: health SERVING from the start; a group's process starts NOT_SERVING and turns SERVING
+    #: when the parent says every process is ready (:meth:`ServiceServer.set_serving`)
+    serving: bool = True
 
 
 def is_loopback(host: str) -> bool:
@@ -62,9 +74,14 @@ class ServiceServer:
         self._health: Any = None
         self._http: Any = None
         self._http_task: Any = None
+        self._switch_interval: float | None = None  # Python's, restored at stop
 
     def start(self, timeout: float = 60.0) -> ServiceServer:
         started: Future[None] = Future()
+        self.hub.serving = self.config.serving
+        if self.config.switch_interval_s is not None and self._switch_interval is None:
+            self._switch_interval = sys.getswitchinterval()
+            sys.setswitchinterval(self.config.switch_interval_s)
         self._loop = asyncio.new_event_loop()
 
         def run() -> None:
@@ -97,10 +114,10 @@ class ServiceServer:
         if cfg.grpc_port is not None:
             self._grpc = grpc.aio.server(options=[
                 ("grpc.max_receive_message_length", GRPC_MAX_MESSAGE_BYTES),
-                ("grpc.so_reuseport", 0),
+                ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
             ])  # fmt: skip
             self._grpc.add_generic_rpc_handlers((NimService(self.hub, cfg.token).handler(),))
-            self._health = await add_health(self._grpc)
+            self._health = await add_health(self._grpc, cfg.serving)
             address = f"{_bracketed(cfg.host)}:{cfg.grpc_port}"
             try:
                 if cfg.tls_cert is not None:
@@ -123,7 +140,15 @@ class ServiceServer:
                                     lifespan="off", ws_max_size=1 << 20)  # fmt: skip
             self._http = uvicorn.Server(config)
             self._http.install_signal_handlers = lambda: None  # the CLI owns the signals
-            self._http_task = asyncio.ensure_future(self._http.serve())
+            sockets = None
+            if cfg.reuse_port:  # uvicorn has no SO_REUSEPORT option: its socket made here
+                try:
+                    sockets = [_reuse_port_socket(cfg.host, cfg.http_port)]
+                except OSError:
+                    if self._grpc is not None:
+                        await self._grpc.stop(0)
+                    raise _cannot_listen(f"{cfg.host}:{cfg.http_port}", "--http-port") from None
+            self._http_task = asyncio.ensure_future(self._http.serve(sockets=sockets))
             while not self._http.started:
                 if self._http_task.done():  # uvicorn logs the bind error and exits its task
                     if self._grpc is not None:
@@ -131,6 +156,15 @@ class ServiceServer:
                     raise _cannot_listen(f"{cfg.host}:{cfg.http_port}", "--http-port")
                 await asyncio.sleep(0.01)
             self.http_port = self._http.servers[0].sockets[0].getsockname()[1]
+
+    def set_serving(self, serving: bool) -> None:
+        """What both health checks answer (gRPC SERVING/NOT_SERVING, HTTP ready/503); any
+        thread. A group's parent sets it: SERVING only while every process is ready."""
+        self.hub.serving = serving
+        if self._health is not None and self._loop is not None:
+            future = asyncio.run_coroutine_threadsafe(set_health(self._health, serving),
+                                                      self._loop)  # fmt: skip
+            future.result(10)
 
     def stop(self, grace: float = 5.0) -> None:
         """Stop both servers and the model's worker; the temp dir goes too."""
@@ -146,6 +180,9 @@ class ServiceServer:
         import shutil
 
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
+            self._switch_interval = None
 
     async def _stop(self, grace: float) -> None:
         if self._health is not None:
@@ -164,6 +201,24 @@ class ServiceServer:
 def _cannot_listen(address: str, flag: str) -> A2XError:
     return ParameterError(f"cannot listen on {address}: the port is taken or the address is not "
                           "this machine's", hint=f"choose another {flag} or --host")  # fmt: skip
+
+
+def _reuse_port_socket(host: str, port: int) -> Any:
+    """A listening TCP socket with SO_REUSEPORT (Linux, BSD, macOS) for uvicorn."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host.strip("[]"), port))
+        sock.listen(2048)
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _bracketed(host: str) -> str:

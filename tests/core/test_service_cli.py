@@ -117,7 +117,10 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
                            (["--grpc-port", "0", "--http-port", busy], "choose another --http-port"),
                            (["--tls-cert", str(tmp_path / "c.pem")], "both --tls-cert"),
                            (["--grpc-port", "70000"], "not a port"),
-                           (["--max-streams", "0"], "must be > 0")):  # fmt: skip
+                           (["--max-streams", "0"], "must be > 0"),
+                           (["--processes", "0"], "--processes 0 must be >= 1"),
+                           (["--processes", "2", "--grpc-port", busy, "--http-port", "0"],
+                            "port is taken")):  # fmt: skip
         done = run_cli("serve", *args, timeout=60)
         assert done.returncode == 2 and expected in done.stderr, (args, done.stderr)
         assert "Traceback" not in done.stderr
