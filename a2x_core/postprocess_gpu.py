@@ -22,8 +22,9 @@ the two), and the network's output never leaves it:
   (for the output only; the solves do not depend on it). A diffusion network outputs the deltas
   themselves: its basis is the identity (never built), its "coefficients" are the deltas of the
   solvers' masked columns and the folded matrices are ``[masked 3V, active]``.
-- **Jaw** (Kabsch from the 5 keypoints, float64 batched 3x3 SVD), **eyes** (offsets, eyeball
-  strength, the saccade table at the SDK's float32 clock, computed once per run).
+- **Jaw** (Kabsch from the 5 keypoints in float64, by Horn's quaternion: no wait for the
+  device), **eyes** (offsets, eyeball strength, the saccade table at the SDK's float32 clock,
+  computed once per run).
 - **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
   into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
   frame loop of a chunk is replayed as a CUDA graph.
@@ -201,25 +202,65 @@ def _strict_fp32(torch: Any) -> Iterator[None]:
         matmul.allow_tf32 = saved
 
 
+#: Squarings of Horn's 4x4 matrix (:func:`best_rotations`): the power iteration's 2^20 steps
+#: converge to float64 precision unless the two largest eigenvalues agree to ~1e-5 (keypoints
+#: on one line, where no rotation is defined); renormalised every few squarings.
+HORN_SQUARINGS, HORN_NORMALISE_EVERY = 20, 4
+
+
+def best_rotations(torch: Any, h: Any) -> Any:
+    """Proper rotations ``[N, 3, 3]`` maximising ``trace(R H)`` for cross-covariances ``h``
+    ``[N, 3, 3]`` (float64): the Kabsch rotation ``V diag(1, 1, det(V U^T)) U^T`` of
+    ``H = U S V^T``, found the way Horn (1987) does, as the unit quaternion of the largest
+    eigenvalue of a symmetric 4x4 matrix.
+
+    Why not ``torch.linalg.svd``: on CUDA it checks its result on the host, a wait for the
+    device in the middle of a stream bank's tick. Here the eigenvector comes from repeated
+    squaring (a power iteration of 2^20 steps, batched 4x4 products), elementwise and matrix
+    products only: no wait, and one launch sequence for any number of fits. Keypoints with a
+    zero cross-covariance give the identity, as the SVD does.
+    """
+    s = h
+    xx, xy, xz = s[:, 0, 0], s[:, 0, 1], s[:, 0, 2]
+    yx, yy, yz = s[:, 1, 0], s[:, 1, 1], s[:, 1, 2]
+    zx, zy, zz = s[:, 2, 0], s[:, 2, 1], s[:, 2, 2]
+    n = torch.stack([
+        xx + yy + zz, yz - zy, zx - xz, xy - yx,
+        yz - zy, xx - yy - zz, xy + yx, zx + xz,
+        zx - xz, xy + yx, yy - xx - zz, yz + zy,
+        xy - yx, zx + xz, yz + zy, zz - xx - yy,
+    ], dim=-1).reshape(-1, 4, 4)  # fmt: skip
+    # eigenvalues of n / |n|_F lie in [-1, 1]: (that + I) / 2 is positive semi-definite with
+    # the same eigenvectors, its largest eigenvalue >= 3/4 (trace(n) = 0)
+    scale = torch.linalg.matrix_norm(n).clamp_min(torch.finfo(n.dtype).tiny)
+    eye = torch.eye(4, dtype=n.dtype, device=n.device)
+    m = (n / scale[:, None, None] + eye) * 0.5
+    for k in range(HORN_SQUARINGS):
+        m = m @ m
+        if (k + 1) % HORN_NORMALISE_EVERY == 0:
+            m = m / m.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+    # m ~ q q^T: its column with the largest diagonal entry is q times a nonzero number
+    pick = m.diagonal(dim1=1, dim2=2).argmax(-1)
+    q = torch.gather(m, 2, pick[:, None, None].expand(-1, 4, 1))[..., 0]
+    w, x, y, z = (q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)).unbind(-1)
+    return torch.stack([
+        w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y),
+        2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x),
+        2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z,
+    ], dim=-1).reshape(-1, 3, 3)  # fmt: skip
+
+
 def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offset: Any) -> Any:
     """Jaw 4x4 transforms ``[N, 4, 4]`` float32 from jaw deltas ``[N, 15]`` (as
     :func:`.postprocess.jaw_transforms`: targets ``neutral + delta * strength + (0, h, d)`` in
-    float32, then Kabsch from the neutral keypoints in float64)."""
+    float32, then Kabsch from the neutral keypoints in float64, :func:`best_rotations`)."""
     target = (neutral + jaw.reshape(-1, 5, 3) * _F32(strength)) + offset
     src = neutral.double()
     tgt = target.double()
     src_mean = src.mean(dim=0)
     tgt_mean = tgt.mean(dim=1)
     h = torch.einsum("ki,nkj->nij", src - src_mean, tgt - tgt_mean[:, None, :])
-    u, _, vt = torch.linalg.svd(h)
-    v = vt.mT
-    ut = u.mT
-    vu = v @ ut
-    det = torch.linalg.vecdot(vu[:, 0], torch.linalg.cross(vu[:, 1], vu[:, 2]))
-    sign = torch.where(det < 0, -1.0, 1.0).to(v.dtype)
-    fix = torch.ones_like(v[:, 0])
-    fix[:, 2] = sign
-    rot = (v * fix[:, None, :]) @ ut  # V diag(1, 1, d) U^T
+    rot = best_rotations(torch, h)
     trans = tgt_mean - rot @ src_mean
     out = torch.zeros((len(h), 4, 4), dtype=torch.float32, device=h.device)
     out[:, :3, :3] = rot
