@@ -208,6 +208,38 @@ def _strict_fp32(torch: Any) -> Iterator[None]:
 HORN_SQUARINGS, HORN_NORMALISE_EVERY = 20, 4
 
 
+def _horn_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Horn's symmetric 4x4 matrix as a linear map of the flat cross-covariance ``[9] -> [16]``,
+    and the rotation of a unit quaternion ``q`` as a linear map of ``q q^T`` ``[16] -> [9]``."""
+    xx, xy, xz, yx, yy, yz, zx, zy, zz = range(9)
+    horn = {  # (row, column) of the 4x4 matrix: {covariance entry: sign}
+        (0, 0): {xx: 1, yy: 1, zz: 1}, (0, 1): {yz: 1, zy: -1}, (0, 2): {zx: 1, xz: -1},
+        (0, 3): {xy: 1, yx: -1}, (1, 1): {xx: 1, yy: -1, zz: -1}, (1, 2): {xy: 1, yx: 1},
+        (1, 3): {zx: 1, xz: 1}, (2, 2): {xx: -1, yy: 1, zz: -1}, (2, 3): {yz: 1, zy: 1},
+        (3, 3): {xx: -1, yy: -1, zz: 1},
+    }  # fmt: skip
+    to_horn = np.zeros((9, 16))
+    for (r, c), terms in horn.items():
+        for entry, sign in terms.items():
+            to_horn[entry, 4 * r + c] = to_horn[entry, 4 * c + r] = sign
+    w, x, y, z = range(4)
+    rotation = [  # rotation entries (row-major) from the products q_a q_b: {(a, b): factor}
+        {(w, w): 1, (x, x): 1, (y, y): -1, (z, z): -1}, {(x, y): 2, (w, z): -2},
+        {(x, z): 2, (w, y): 2}, {(x, y): 2, (w, z): 2}, {(w, w): 1, (x, x): -1, (y, y): 1, (z, z): -1},
+        {(y, z): 2, (w, x): -2}, {(x, z): 2, (w, y): -2}, {(y, z): 2, (w, x): 2},
+        {(w, w): 1, (x, x): -1, (y, y): -1, (z, z): 1},
+    ]  # fmt: skip
+    to_rotation = np.zeros((16, 9))
+    for entry, terms in enumerate(rotation):
+        for (a, b), factor in terms.items():
+            to_rotation[4 * a + b, entry] = factor
+    return to_horn, to_rotation
+
+
+_HORN_TABLES = _horn_tables()
+_horn_cache: dict[tuple[str, Any], tuple[Any, Any, Any]] = {}
+
+
 def best_rotations(torch: Any, h: Any) -> Any:
     """Proper rotations ``[N, 3, 3]`` maximising ``trace(R H)`` for cross-covariances ``h``
     ``[N, 3, 3]`` (float64): the Kabsch rotation ``V diag(1, 1, det(V U^T)) U^T`` of
@@ -216,24 +248,19 @@ def best_rotations(torch: Any, h: Any) -> Any:
 
     Why not ``torch.linalg.svd``: on CUDA it checks its result on the host, a wait for the
     device in the middle of a stream bank's tick. Here the eigenvector comes from repeated
-    squaring (a power iteration of 2^20 steps, batched 4x4 products), elementwise and matrix
-    products only: no wait, and one launch sequence for any number of fits. Keypoints with a
-    zero cross-covariance give the identity, as the SVD does.
+    squaring (a power iteration of 2^20 steps), matrix products only: no wait, and a few dozen
+    launches for any number of fits. A zero cross-covariance gives the identity, as the SVD.
     """
-    s = h
-    xx, xy, xz = s[:, 0, 0], s[:, 0, 1], s[:, 0, 2]
-    yx, yy, yz = s[:, 1, 0], s[:, 1, 1], s[:, 1, 2]
-    zx, zy, zz = s[:, 2, 0], s[:, 2, 1], s[:, 2, 2]
-    n = torch.stack([
-        xx + yy + zz, yz - zy, zx - xz, xy - yx,
-        yz - zy, xx - yy - zz, xy + yx, zx + xz,
-        zx - xz, xy + yx, yy - xx - zz, yz + zy,
-        xy - yx, zx + xz, yz + zy, zz - xx - yy,
-    ], dim=-1).reshape(-1, 4, 4)  # fmt: skip
+    key = (str(h.device), h.dtype)
+    if key not in _horn_cache:  # device constants made once (a copy per call would wait)
+        to_horn, to_rotation = (torch.as_tensor(t, dtype=h.dtype, device=h.device)
+                                for t in _HORN_TABLES)  # fmt: skip
+        _horn_cache[key] = (to_horn, to_rotation, torch.eye(4, dtype=h.dtype, device=h.device))
+    to_horn, to_rotation, eye = _horn_cache[key]
+    n = (h.reshape(-1, 9) @ to_horn).reshape(-1, 4, 4)
     # eigenvalues of n / |n|_F lie in [-1, 1]: (that + I) / 2 is positive semi-definite with
     # the same eigenvectors, its largest eigenvalue >= 3/4 (trace(n) = 0)
     scale = torch.linalg.matrix_norm(n).clamp_min(torch.finfo(n.dtype).tiny)
-    eye = torch.eye(4, dtype=n.dtype, device=n.device)
     m = (n / scale[:, None, None] + eye) * 0.5
     for k in range(HORN_SQUARINGS):
         m = m @ m
@@ -241,13 +268,9 @@ def best_rotations(torch: Any, h: Any) -> Any:
             m = m / m.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
     # m ~ q q^T: its column with the largest diagonal entry is q times a nonzero number
     pick = m.diagonal(dim1=1, dim2=2).argmax(-1)
-    q = torch.gather(m, 2, pick[:, None, None].expand(-1, 4, 1))[..., 0]
-    w, x, y, z = (q / torch.linalg.vector_norm(q, dim=-1, keepdim=True)).unbind(-1)
-    return torch.stack([
-        w * w + x * x - y * y - z * z, 2 * (x * y - w * z), 2 * (x * z + w * y),
-        2 * (x * y + w * z), w * w - x * x + y * y - z * z, 2 * (y * z - w * x),
-        2 * (x * z - w * y), 2 * (y * z + w * x), w * w - x * x - y * y + z * z,
-    ], dim=-1).reshape(-1, 3, 3)  # fmt: skip
+    q = torch.gather(m, 2, pick[:, None, None].expand(-1, 4, 1))
+    qq = (q @ q.mT) / (q.mT @ q)
+    return (qq.reshape(-1, 16) @ to_rotation).reshape(-1, 3, 3)
 
 
 def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offset: Any) -> Any:
@@ -351,12 +374,14 @@ class CompiledNetwork:
     Args:
         engine: a :class:`~.backends.torch_engine.TorchEngine` on a CUDA device.
         rows: rows per compiled pass.
+        mode: ``torch.compile``'s mode (None: its default; the benchmarks try others).
     """
 
-    def __init__(self, engine: Any, rows: int = 256) -> None:
+    def __init__(self, engine: Any, rows: int = 256, mode: str | None = None) -> None:
         self.engine = engine
         self.torch = engine.torch
         self.rows = int(rows)
+        self.mode = mode or None
         self.device = engine.device
         self._graph: tuple[Any, list[Any], list[Any]] | None = None
 
@@ -373,7 +398,7 @@ class CompiledNetwork:
         with torch.no_grad(), _math_mode(torch, engine.precision):
             graph(*static)  # fills the engine's converted-weight caches outside the trace
             traced = make_fx(lambda *xs: graph(*xs))(*static)
-            compiled = torch.compile(traced, dynamic=False)
+            compiled = torch.compile(traced, dynamic=False, mode=self.mode)
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
@@ -578,8 +603,9 @@ class DevicePipeline:
         self._filters: Any = None  # [capacity, 4, S]: upper s1, s2, lower s1, s2 (coefficients)
         self._geo_filters: Any = None  # [capacity, 4, 3V] with ``geometry``
         self._prev = self.torch.zeros((self._capacity, self.admm.num_active), device=self.device)
-        #: per chunk on the device: (live, release epoch, start(s), frames, packed rows)
-        self._pending: list[tuple[Any, int, int | np.ndarray, int, Any]] = []
+        #: per chunk on the device: (live, release epoch, start(s), frames, packed rows, the
+        #: slots on the host where the caller named them there, else None)
+        self._pending: list[tuple[Any, int, int | np.ndarray, int, Any, np.ndarray | None]] = []
         self._pending_bytes = 0
         #: per slot, its rows of the host chunks not yet taken: (first frame, frames, row, the
         #: chunk's outputs split once per chunk -- skin, tongue, jaw, eyes, frame indices)
@@ -776,6 +802,9 @@ class DevicePipeline:
             ParameterError: ``result`` and ``live`` disagree in rows, or a bad ``start``.
         """
         torch = self.torch
+        # slots named on the host stay known there: no copy back from the device at the take
+        host_slots = None if live is None or isinstance(live, torch.Tensor) else (
+            np.asarray(live, dtype=np.int64).reshape(-1))  # fmt: skip
         live, starts, first = self._rows(live, start, int(result.shape[0]))
         with torch.inference_mode(), _strict_fp32(torch):
             result = result.to(self.device, torch.float32)
@@ -802,7 +831,7 @@ class DevicePipeline:
             # the jaw's Kabsch (an SVD, which waits for the device) runs batched at the flush
             packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1), jaw, eyes6],
                                dim=-1)  # fmt: skip
-            self._pending.append((live, self._epoch, starts, n, packed))
+            self._pending.append((live, self._epoch, starts, n, packed, host_slots))
             self._pending_bytes += packed.numel() * 4
             if self.geometry:
                 self._decode_geometry(skin_in, tongue_in, live, starts, first)
@@ -876,7 +905,7 @@ class DevicePipeline:
         at = width - 16 - 6  # the jaw's 15 values follow the pose weights
         with torch.inference_mode():
             jaws = torch.cat([packed[..., at : at + JAW_SIZE].reshape(-1, JAW_SIZE)
-                              for *_, packed in self._pending])  # fmt: skip
+                              for *_, packed, _host in self._pending])  # fmt: skip
             matrices = kabsch_transforms(torch, jaws, self.neutral_jaw, self.jaw_strength,
                                          self.jaw_offset).reshape(-1, 16)  # fmt: skip
         ps = self.admm._solvers[0].num_poses
@@ -884,13 +913,14 @@ class DevicePipeline:
         row = 0
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
-        for live, epoch, starts, n, packed in pending:
+        for live, epoch, starts, n, packed, host_slots in pending:
             g = packed.shape[0]
             jaw_m = matrices[row : row + g * n].reshape(g, n, 16)
             row += g * n
             host = torch.cat([packed[..., :at], jaw_m, packed[..., at + JAW_SIZE :]],
                              dim=-1).cpu().numpy()  # fmt: skip
-            slots = np.arange(g) if live is None else live.cpu().numpy()
+            slots = np.arange(g) if live is None else (
+                live.cpu().numpy() if host_slots is None else host_slots)  # fmt: skip
             first = np.full(g, starts) if isinstance(starts, int) else starts
             parts = (host[..., :ps], host[..., ps : ps + pt],
                      host[..., ps + pt : ps + pt + 16].reshape(g, n, 4, 4), host[..., ps + pt + 16 :],

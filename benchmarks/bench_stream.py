@@ -197,22 +197,48 @@ def load_trial(open_stream: Callable[[Any], Any], make_executor: Callable[[], An
     return float(np.percentile(warm, 99))
 
 
-def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
-               seconds: float) -> float:  # fmt: skip
-    """p99 tick time (s) of ``streams`` streams in one stream bank (arrays in, arrays out)."""
+def bank_ticks(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+               seconds: float) -> tuple[list[float], float]:  # fmt: skip
+    """Tick times (s) of ``streams`` streams in one stream bank (arrays in, arrays out) after a
+    warm-up, and the process's CPU seconds per tick. A tick's audio is cut from the speech
+    before its clock starts: the tick times the bank's push alone (a server holds the block)."""
     bank = model.stream_bank(options, max_push=block)
     slots = bank.open(streams)
     offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
     ticks = []
     ar = np.arange(block)
     warm_up = int(0.5 * SAMPLE_RATE / block)  # new shapes (graph captures) settle first
+    cpu = 0.0
     for tick in range(warm_up + int(seconds * SAMPLE_RATE / block)):
-        start = time.perf_counter()
         at = (offsets + tick * block) % (len(samples) - block)
-        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        audio = samples[at[:, None] + ar[None, :]]
+        cpu_start, start = time.process_time(), time.perf_counter()
+        bank.push(slots, audio)
         ticks.append(time.perf_counter() - start)
+        if tick >= warm_up:
+            cpu += time.process_time() - cpu_start
     bank.cancel(slots)
-    return float(np.percentile(ticks[warm_up:], 99))
+    return ticks[warm_up:], cpu / max(1, len(ticks) - warm_up)
+
+
+def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+               seconds: float) -> float:  # fmt: skip
+    """p99 tick time (s) of ``streams`` streams in one stream bank."""
+    ticks, _ = bank_ticks(model, options, samples, block, streams, seconds)
+    return float(np.percentile(ticks, 99))
+
+
+def bank_sizes(model: Any, options: Any, samples: np.ndarray, block: int, sizes: list[int],
+               seconds: float) -> str:  # fmt: skip
+    """Tick p50 / p99 / max and CPU time per tick of banks of the given sizes."""
+    parts = []
+    for n in sizes:
+        ticks, cpu = bank_ticks(model, options, samples, block, n, seconds)
+        p50, p99 = percentiles([1e3 * t for t in ticks])
+        parts.append(f"{n}: {p50:.1f} / {p99:.1f} / {1e3 * max(ticks):.1f} (CPU {1e3 * cpu:.1f})")
+        print(f"bank of {n}: tick p50 / p99 / max ms {parts[-1]}", flush=True)
+    return (f"bank sizes, tick p50 / p99 / max ms (CPU ms per tick), {block}-sample blocks: "
+            + "; ".join(parts))  # fmt: skip
 
 
 def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
@@ -246,9 +272,10 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
     ar = np.arange(block)
     for tick in range(int(seconds * SAMPLE_RATE / block)):
         at = (offsets + tick * block) % (len(samples) - block)
+        audio = samples[at[:, None] + ar[None, :]]
         sync()
         t0 = time.perf_counter()
-        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        bank.push(slots, audio)
         sync()
         spent["tick"].append(1e3 * (time.perf_counter() - t0))
     bank.cancel(slots)
@@ -309,8 +336,15 @@ def regression_model(args: argparse.Namespace) -> Any:
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
         return load_model(model_json, backend="onnxruntime", threads=args.threads)
-    return load_model(model_json, backend="torch", device=args.device, precision=args.precision,
-                      compile_network=args.compile)  # fmt: skip
+    model = load_model(model_json, backend="torch", device=args.device,
+                       precision=args.precision, compile_network=args.compile)  # fmt: skip
+    if args.compile and (args.compile_rows or args.compile_mode):
+        from a2x_core.postprocess_gpu import CompiledNetwork
+
+        extra = {"mode": args.compile_mode} if args.compile_mode else {}
+        model._device_cache[("compiled", id(model.engine))] = CompiledNetwork(
+            model.engine, rows=args.compile_rows or 256, **extra)  # fmt: skip
+    return model
 
 
 def diffusion_model(args: argparse.Namespace) -> Any:
@@ -371,6 +405,13 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
+    parser.add_argument("--compile-rows", type=int, default=0,
+                        help="rows of one compiled network pass (default 256)")
+    parser.add_argument("--compile-mode", default="",
+                        help="torch.compile mode of the network, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--bank-sizes", default="",
+                        help="bank sizes to time (tick p50/p99/max, CPU per tick), e.g. 768,1024")
+    parser.add_argument("--no-latency", action="store_true", help="skip the one-stream latency")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
@@ -401,9 +442,9 @@ def main() -> None:
         for fps_text in args.fps.split(","):
             fps = parse_fps(fps_text)
             options = InferenceOptions(fps=fps)
-            lat = latency(lambda m=model, o=options: m.open_stream(o),
-                          samples[: int(args.seconds * SAMPLE_RATE)], block, fps,
-                          not args.no_pace)  # fmt: skip
+            lat = None if args.no_latency else latency(
+                lambda m=model, o=options: m.open_stream(o),
+                samples[: int(args.seconds * SAMPLE_RATE)], block, fps, not args.no_pace)  # fmt: skip
             load = "-"
             if not args.no_load and hasattr(model, "stream_executor"):
                 windowed = args.window_latency_ms / 1000 if name == "diffusion" else None
@@ -424,6 +465,9 @@ def main() -> None:
                     )  # fmt: skip
                     tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
                     load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
+            sizes = [int(x) for x in args.bank_sizes.split(",") if x]
+            if sizes and hasattr(model, "stream_bank"):
+                notes.append(bank_sizes(model, options, samples, block, sizes, args.load_seconds))
             for n in [int(x) for x in args.breakdown.split(",") if x]:
                 notes.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
                 print(notes[-1], flush=True)
@@ -441,6 +485,9 @@ def main() -> None:
                     f"{p99 - result['lookahead_ms']:.0f} ms); {result['received']} of "
                     f"{result['frames']} packets received")  # fmt: skip
                 print(notes[-1], flush=True)
+            if lat is None:
+                lines.append(f"| {name} | {fps_text} | - | - | - | {load} |")
+                continue
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
                 f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "
