@@ -951,6 +951,8 @@ class DevicePipeline:
             rows_slots = np.broadcast_to(slots[:, None], mask.shape)[mask]
             pieces.append((rows_slots, frames, skin, tongue, jaw, eyes))
         names = ("slots", "frames", "skin", "tongue", "jaw", "eyes")
+        if len(pieces) == 1:  # one chunk (a bank's usual tick): its arrays are copies already
+            return dict(zip(names, pieces[0], strict=True))
         if not pieces:
             ps = self.admm._solvers[0].num_poses
             pt = self.admm._solvers[1].num_poses

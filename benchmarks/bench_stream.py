@@ -287,6 +287,31 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
     return f"bank of {streams}, p50 / p99 ms: " + ", ".join(parts)
 
 
+def bank_profile(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+                 ticks: int = 20) -> str:  # fmt: skip
+    """``torch.profiler`` over ``ticks`` ticks of a bank of ``streams`` (after a warm-up): the
+    kernels and host calls that take its time, as a table (where to look next)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    bank = model.stream_bank(options, max_push=block)
+    slots = bank.open(streams)
+    offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
+    ar = np.arange(block)
+    blocks = [samples[((offsets + t * block) % (len(samples) - block))[:, None] + ar[None, :]]
+              for t in range(ticks + 40)]  # fmt: skip
+    for audio in blocks[:40]:
+        bank.push(slots, audio)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if bank.device.type == "cuda" else [])  # fmt: skip
+    with profile(activities=activities) as prof:
+        for audio in blocks[40:]:
+            bank.push(slots, audio)
+    bank.cancel(slots)
+    sort = "cuda_time_total" if bank.device.type == "cuda" else "cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
+    return f"profile of a bank of {streams}, {ticks} ticks:\n{table}"
+
+
 def network_baseline(model: Any, repeat: int = 20) -> str:
     """The same run's baseline: the regression network alone, one frame per call (what each
     frame of a 20 ms-block stream costs at least), on this machine as loaded now."""
@@ -338,12 +363,14 @@ def regression_model(args: argparse.Namespace) -> Any:
         return load_model(model_json, backend="onnxruntime", threads=args.threads)
     model = load_model(model_json, backend="torch", device=args.device,
                        precision=args.precision, compile_network=args.compile)  # fmt: skip
-    if args.compile and (args.compile_rows or args.compile_mode):
+    if args.compile_rows:
+        model.compile_rows = args.compile_rows
+    if args.compile and args.compile_mode:
         from a2x_core.postprocess_gpu import CompiledNetwork
 
-        extra = {"mode": args.compile_mode} if args.compile_mode else {}
-        model._device_cache[("compiled", id(model.engine))] = CompiledNetwork(
-            model.engine, rows=args.compile_rows or 256, **extra)  # fmt: skip
+        rows = int(model.compile_rows)
+        model._device_cache[("compiled", id(model.engine), rows)] = CompiledNetwork(
+            model.engine, rows=rows, mode=args.compile_mode)  # fmt: skip
     return model
 
 
@@ -412,6 +439,11 @@ def main() -> None:
     parser.add_argument("--bank-sizes", default="",
                         help="bank sizes to time (tick p50/p99/max, CPU per tick), e.g. 768,1024")
     parser.add_argument("--no-latency", action="store_true", help="skip the one-stream latency")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the model loads (a server's setting: the "
+                        "collector's full passes no longer walk the model's objects in a tick)")
+    parser.add_argument("--profile-bank", type=int, default=0,
+                        help="torch.profiler table of a bank of this many streams")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
@@ -436,6 +468,11 @@ def main() -> None:
     notes: list[str] = []
     for name in [m for m in args.models.split(",") if m]:
         model = loaders[name]()
+        if args.gc_freeze:
+            import gc
+
+            gc.collect()
+            gc.freeze()
         if not hasattr(model, "open_stream"):
             lines.append(f"| {name} | - | does not stream yet | | | |")
             continue
@@ -468,6 +505,9 @@ def main() -> None:
             sizes = [int(x) for x in args.bank_sizes.split(",") if x]
             if sizes and hasattr(model, "stream_bank"):
                 notes.append(bank_sizes(model, options, samples, block, sizes, args.load_seconds))
+            if args.profile_bank and hasattr(model, "stream_bank"):
+                notes.append(bank_profile(model, options, samples, block, args.profile_bank))
+                print(notes[-1], flush=True)
             for n in [int(x) for x in args.breakdown.split(",") if x]:
                 notes.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
                 print(notes[-1], flush=True)
