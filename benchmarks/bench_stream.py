@@ -23,6 +23,12 @@ network of ``a2f_network.py``, random weights; built once into ``--cache``), ``d
 (the full-scale v3.0 network of ``diffusion_network.py`` in a generated folder with v3.0's
 vertex counts) and ``default`` (the embedded model), each where its streaming mode exists.
 
+- **bank** (``--bank``, ``--bank-sizes 1000,1024``, ``--breakdown``, ``--profile-bank``): a
+  :class:`a2x_core.stream_bank.RegressionStreamBank` ticked back to back: the sustained search,
+  fixed sizes (tick p50 / p99 / max and the process's CPU time per tick), the time per phase with
+  the device synchronised after each, and a ``torch.profiler`` table. ``--compile-rows`` sets
+  the rows of one compiled network pass (``RegressionModel.compile_rows``), ``--gc-freeze``
+  freezes the collector's view of the loaded model.
 - **live** (``--live``): ``a2x live``'s path: the file source at real-time pace, the stream, the
   Live Link Face sender and a UDP socket on 127.0.0.1; p50/p99 of packet arrival − the time its
   audio arrived.
