@@ -22,8 +22,9 @@ the two), and the network's output never leaves it:
   (for the output only; the solves do not depend on it). A diffusion network outputs the deltas
   themselves: its basis is the identity (never built), its "coefficients" are the deltas of the
   solvers' masked columns and the folded matrices are ``[masked 3V, active]``.
-- **Jaw** (Kabsch from the 5 keypoints, float64 batched 3x3 SVD), **eyes** (offsets, eyeball
-  strength, the saccade table at the SDK's float32 clock, computed once per run).
+- **Jaw** (Kabsch from the 5 keypoints in float64, by Horn's quaternion: no wait for the
+  device), **eyes** (offsets, eyeball strength, the saccade table at the SDK's float32 clock,
+  computed once per run).
 - **Solves**: the SDK's GPU solver (ADMM, :mod:`.blendshapes_gpu`), skin and tongue stacked
   into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
   frame loop of a chunk is replayed as a CUDA graph.
@@ -201,25 +202,88 @@ def _strict_fp32(torch: Any) -> Iterator[None]:
         matmul.allow_tf32 = saved
 
 
+#: Squarings of Horn's 4x4 matrix (:func:`best_rotations`): the power iteration's 2^20 steps
+#: converge to float64 precision unless the two largest eigenvalues agree to ~1e-5 (keypoints
+#: on one line, where no rotation is defined); renormalised every few squarings.
+HORN_SQUARINGS, HORN_NORMALISE_EVERY = 20, 4
+
+
+def _horn_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Horn's symmetric 4x4 matrix as a linear map of the flat cross-covariance ``[9] -> [16]``,
+    and the rotation of a unit quaternion ``q`` as a linear map of ``q q^T`` ``[16] -> [9]``."""
+    xx, xy, xz, yx, yy, yz, zx, zy, zz = range(9)
+    horn = {  # (row, column) of the 4x4 matrix: {covariance entry: sign}
+        (0, 0): {xx: 1, yy: 1, zz: 1}, (0, 1): {yz: 1, zy: -1}, (0, 2): {zx: 1, xz: -1},
+        (0, 3): {xy: 1, yx: -1}, (1, 1): {xx: 1, yy: -1, zz: -1}, (1, 2): {xy: 1, yx: 1},
+        (1, 3): {zx: 1, xz: 1}, (2, 2): {xx: -1, yy: 1, zz: -1}, (2, 3): {yz: 1, zy: 1},
+        (3, 3): {xx: -1, yy: -1, zz: 1},
+    }  # fmt: skip
+    to_horn = np.zeros((9, 16))
+    for (r, c), terms in horn.items():
+        for entry, sign in terms.items():
+            to_horn[entry, 4 * r + c] = to_horn[entry, 4 * c + r] = sign
+    w, x, y, z = range(4)
+    rotation = [  # rotation entries (row-major) from the products q_a q_b: {(a, b): factor}
+        {(w, w): 1, (x, x): 1, (y, y): -1, (z, z): -1}, {(x, y): 2, (w, z): -2},
+        {(x, z): 2, (w, y): 2}, {(x, y): 2, (w, z): 2}, {(w, w): 1, (x, x): -1, (y, y): 1, (z, z): -1},
+        {(y, z): 2, (w, x): -2}, {(x, z): 2, (w, y): -2}, {(y, z): 2, (w, x): 2},
+        {(w, w): 1, (x, x): -1, (y, y): -1, (z, z): 1},
+    ]  # fmt: skip
+    to_rotation = np.zeros((16, 9))
+    for entry, terms in enumerate(rotation):
+        for (a, b), factor in terms.items():
+            to_rotation[4 * a + b, entry] = factor
+    return to_horn, to_rotation
+
+
+_HORN_TABLES = _horn_tables()
+_horn_cache: dict[tuple[str, Any], tuple[Any, Any, Any]] = {}
+
+
+def best_rotations(torch: Any, h: Any) -> Any:
+    """Proper rotations ``[N, 3, 3]`` maximising ``trace(R H)`` for cross-covariances ``h``
+    ``[N, 3, 3]`` (float64): the Kabsch rotation ``V diag(1, 1, det(V U^T)) U^T`` of
+    ``H = U S V^T``, found the way Horn (1987) does, as the unit quaternion of the largest
+    eigenvalue of a symmetric 4x4 matrix.
+
+    Why not ``torch.linalg.svd``: on CUDA it checks its result on the host, a wait for the
+    device in the middle of a stream bank's tick. Here the eigenvector comes from repeated
+    squaring (a power iteration of 2^20 steps), matrix products only: no wait, and a few dozen
+    launches for any number of fits. A zero cross-covariance gives the identity, as the SVD.
+    """
+    key = (str(h.device), h.dtype)
+    if key not in _horn_cache:  # device constants made once (a copy per call would wait)
+        to_horn, to_rotation = (torch.as_tensor(t, dtype=h.dtype, device=h.device)
+                                for t in _HORN_TABLES)  # fmt: skip
+        _horn_cache[key] = (to_horn, to_rotation, torch.eye(4, dtype=h.dtype, device=h.device))
+    to_horn, to_rotation, eye = _horn_cache[key]
+    n = (h.reshape(-1, 9) @ to_horn).reshape(-1, 4, 4)
+    # eigenvalues of n / |n|_F lie in [-1, 1]: (that + I) / 2 is positive semi-definite with
+    # the same eigenvectors, its largest eigenvalue >= 3/4 (trace(n) = 0)
+    scale = torch.linalg.matrix_norm(n).clamp_min(torch.finfo(n.dtype).tiny)
+    m = (n / scale[:, None, None] + eye) * 0.5
+    for k in range(HORN_SQUARINGS):
+        m = m @ m
+        if (k + 1) % HORN_NORMALISE_EVERY == 0:
+            m = m / m.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None]
+    # m ~ q q^T: its column with the largest diagonal entry is q times a nonzero number
+    pick = m.diagonal(dim1=1, dim2=2).argmax(-1)
+    q = torch.gather(m, 2, pick[:, None, None].expand(-1, 4, 1))
+    qq = (q @ q.mT) / (q.mT @ q)
+    return (qq.reshape(-1, 16) @ to_rotation).reshape(-1, 3, 3)
+
+
 def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offset: Any) -> Any:
     """Jaw 4x4 transforms ``[N, 4, 4]`` float32 from jaw deltas ``[N, 15]`` (as
     :func:`.postprocess.jaw_transforms`: targets ``neutral + delta * strength + (0, h, d)`` in
-    float32, then Kabsch from the neutral keypoints in float64)."""
+    float32, then Kabsch from the neutral keypoints in float64, :func:`best_rotations`)."""
     target = (neutral + jaw.reshape(-1, 5, 3) * _F32(strength)) + offset
     src = neutral.double()
     tgt = target.double()
     src_mean = src.mean(dim=0)
     tgt_mean = tgt.mean(dim=1)
     h = torch.einsum("ki,nkj->nij", src - src_mean, tgt - tgt_mean[:, None, :])
-    u, _, vt = torch.linalg.svd(h)
-    v = vt.mT
-    ut = u.mT
-    vu = v @ ut
-    det = torch.linalg.vecdot(vu[:, 0], torch.linalg.cross(vu[:, 1], vu[:, 2]))
-    sign = torch.where(det < 0, -1.0, 1.0).to(v.dtype)
-    fix = torch.ones_like(v[:, 0])
-    fix[:, 2] = sign
-    rot = (v * fix[:, None, :]) @ ut  # V diag(1, 1, d) U^T
+    rot = best_rotations(torch, h)
     trans = tgt_mean - rot @ src_mean
     out = torch.zeros((len(h), 4, 4), dtype=torch.float32, device=h.device)
     out[:, :3, :3] = rot
@@ -310,12 +374,14 @@ class CompiledNetwork:
     Args:
         engine: a :class:`~.backends.torch_engine.TorchEngine` on a CUDA device.
         rows: rows per compiled pass.
+        mode: ``torch.compile``'s mode (None: its default; the benchmarks try others).
     """
 
-    def __init__(self, engine: Any, rows: int = 256) -> None:
+    def __init__(self, engine: Any, rows: int = 256, mode: str | None = None) -> None:
         self.engine = engine
         self.torch = engine.torch
         self.rows = int(rows)
+        self.mode = mode or None
         self.device = engine.device
         self._graph: tuple[Any, list[Any], list[Any]] | None = None
 
@@ -332,7 +398,7 @@ class CompiledNetwork:
         with torch.no_grad(), _math_mode(torch, engine.precision):
             graph(*static)  # fills the engine's converted-weight caches outside the trace
             traced = make_fx(lambda *xs: graph(*xs))(*static)
-            compiled = torch.compile(traced, dynamic=False)
+            compiled = torch.compile(traced, dynamic=False, mode=self.mode)
             stream = torch.cuda.Stream(self.device)
             stream.wait_stream(torch.cuda.current_stream(self.device))
             with torch.cuda.stream(stream):
@@ -537,8 +603,9 @@ class DevicePipeline:
         self._filters: Any = None  # [capacity, 4, S]: upper s1, s2, lower s1, s2 (coefficients)
         self._geo_filters: Any = None  # [capacity, 4, 3V] with ``geometry``
         self._prev = self.torch.zeros((self._capacity, self.admm.num_active), device=self.device)
-        #: per chunk on the device: (live, release epoch, start(s), frames, packed rows)
-        self._pending: list[tuple[Any, int, int | np.ndarray, int, Any]] = []
+        #: per chunk on the device: (live, release epoch, start(s), frames, packed rows, the
+        #: slots on the host where the caller named them there, else None)
+        self._pending: list[tuple[Any, int, int | np.ndarray, int, Any, np.ndarray | None]] = []
         self._pending_bytes = 0
         #: per slot, its rows of the host chunks not yet taken: (first frame, frames, row, the
         #: chunk's outputs split once per chunk -- skin, tongue, jaw, eyes, frame indices)
@@ -735,6 +802,9 @@ class DevicePipeline:
             ParameterError: ``result`` and ``live`` disagree in rows, or a bad ``start``.
         """
         torch = self.torch
+        # slots named on the host stay known there: no copy back from the device at the take
+        host_slots = None if live is None or isinstance(live, torch.Tensor) else (
+            np.asarray(live, dtype=np.int64).reshape(-1))  # fmt: skip
         live, starts, first = self._rows(live, start, int(result.shape[0]))
         with torch.inference_mode(), _strict_fp32(torch):
             result = result.to(self.device, torch.float32)
@@ -761,7 +831,7 @@ class DevicePipeline:
             # the jaw's Kabsch (an SVD, which waits for the device) runs batched at the flush
             packed = torch.cat([self.admm.expand(z, 0), self.admm.expand(z, 1), jaw, eyes6],
                                dim=-1)  # fmt: skip
-            self._pending.append((live, self._epoch, starts, n, packed))
+            self._pending.append((live, self._epoch, starts, n, packed, host_slots))
             self._pending_bytes += packed.numel() * 4
             if self.geometry:
                 self._decode_geometry(skin_in, tongue_in, live, starts, first)
@@ -835,7 +905,7 @@ class DevicePipeline:
         at = width - 16 - 6  # the jaw's 15 values follow the pose weights
         with torch.inference_mode():
             jaws = torch.cat([packed[..., at : at + JAW_SIZE].reshape(-1, JAW_SIZE)
-                              for *_, packed in self._pending])  # fmt: skip
+                              for *_, packed, _host in self._pending])  # fmt: skip
             matrices = kabsch_transforms(torch, jaws, self.neutral_jaw, self.jaw_strength,
                                          self.jaw_offset).reshape(-1, 16)  # fmt: skip
         ps = self.admm._solvers[0].num_poses
@@ -843,13 +913,14 @@ class DevicePipeline:
         row = 0
         pending, self._pending = self._pending, []
         self._pending_bytes = 0
-        for live, epoch, starts, n, packed in pending:
+        for live, epoch, starts, n, packed, host_slots in pending:
             g = packed.shape[0]
             jaw_m = matrices[row : row + g * n].reshape(g, n, 16)
             row += g * n
             host = torch.cat([packed[..., :at], jaw_m, packed[..., at + JAW_SIZE :]],
                              dim=-1).cpu().numpy()  # fmt: skip
-            slots = np.arange(g) if live is None else live.cpu().numpy()
+            slots = np.arange(g) if live is None else (
+                live.cpu().numpy() if host_slots is None else host_slots)  # fmt: skip
             first = np.full(g, starts) if isinstance(starts, int) else starts
             parts = (host[..., :ps], host[..., ps : ps + pt],
                      host[..., ps + pt : ps + pt + 16].reshape(g, n, 4, 4), host[..., ps + pt + 16 :],
@@ -880,6 +951,8 @@ class DevicePipeline:
             rows_slots = np.broadcast_to(slots[:, None], mask.shape)[mask]
             pieces.append((rows_slots, frames, skin, tongue, jaw, eyes))
         names = ("slots", "frames", "skin", "tongue", "jaw", "eyes")
+        if len(pieces) == 1:  # one chunk (a bank's usual tick): its arrays are copies already
+            return dict(zip(names, pieces[0], strict=True))
         if not pieces:
             ps = self.admm._solvers[0].num_poses
             pt = self.admm._solvers[1].num_poses

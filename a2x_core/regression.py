@@ -146,6 +146,11 @@ class RegressionModel:
         #: Device path with the torch engine on CUDA: run the network through ``torch.compile``
         #: (:class:`.postprocess_gpu.CompiledNetwork`; seconds to compile at the first run).
         self.compile_network = False
+        #: Rows of one compiled network pass (every call runs as such passes, the last padded:
+        #: a row's result never depends on its batch). 256 suits offline runs; a stream bank of
+        #: ~1000 streams ticks ~1000 rows, which one 1024-row pass runs ~9 % faster on an H200
+        #: than four 256-row passes (docs/benchmarks.md, "Streaming"). Set before the first run.
+        self.compile_rows = 256
         self._device_cache: dict[Any, Any] = {}  # device copies of the PCA bases
 
     @classmethod
@@ -543,9 +548,9 @@ class RegressionModel:
             return self.engine
         from .postprocess_gpu import CompiledNetwork
 
-        key = ("compiled", id(self.engine))
+        key = ("compiled", id(self.engine), int(self.compile_rows))
         if key not in self._device_cache:
-            self._device_cache[key] = CompiledNetwork(self.engine)
+            self._device_cache[key] = CompiledNetwork(self.engine, rows=int(self.compile_rows))
         return self._device_cache[key]
 
     def _emotion_input(self, settings: Settings, explicit: np.ndarray) -> np.ndarray:

@@ -93,7 +93,7 @@ class RegressionStreamBank:
     ) -> None:
         from .backends.torch_engine import import_torch
         from .post_chain import DeviceChain
-        from .postprocess_gpu import same_device
+        from .postprocess_gpu import same_device, upload
 
         device = model.postprocess_device()
         if device is None:
@@ -109,6 +109,9 @@ class RegressionStreamBank:
         if int(max_push) < 1:
             raise ParameterError(f"max_push must be >= 1, got {max_push}")
         torch = self.torch = import_torch()
+        self._put = upload
+        self._staging: Any = None  # page-locked audio of a push (CUDA), and its copy's event
+        self._staged: Any = None
         self.model = model
         self.options = options
         self.device = torch.device(device)
@@ -220,10 +223,9 @@ class RegressionStreamBank:
         if n and len(slots):
             torch = self.torch
             # ring positions computed on the device from one small upload per push
-            where = torch.as_tensor(np.stack([slots, self._received[slots] % self.ring_len]),
-                                    device=self.device)  # fmt: skip
+            where = self._upload(np.stack([slots, self._received[slots] % self.ring_len]))
             pos = (where[1][:, None] + torch.arange(n, device=self.device)[None, :]) % self.ring_len
-            self._ring[where[0][:, None], pos] = torch.as_tensor(data, device=self.device)
+            self._ring[where[0][:, None], pos] = self._stage(data)
             self._received[slots] += n
         return self._tick()
 
@@ -280,11 +282,11 @@ class RegressionStreamBank:
         torch = self.torch
         rows = len(slot_rows)
         padded = _row_bucket(rows)
-        plan = torch.as_tensor(np.stack([slot_rows, targets - self.buffer_ofs,
-                                         self._received[slot_rows]]), device=self.device)  # fmt: skip
+        plan = self._upload(np.stack([slot_rows, targets - self.buffer_ofs,
+                                      self._received[slot_rows]]))  # fmt: skip
         pos = plan[1][:, None] + self._arange[None, :]
         audio_in = torch.zeros((padded, 1, self.buffer_len), device=self.device)
-        window = self._ring[plan[0][:, None], pos % self.ring_len]
+        window = self._ring[plan[0][:, None], pos & (self.ring_len - 1)]  # a power of two
         window.masked_fill_((pos < 0) | (pos >= plan[2][:, None]), 0.0)
         if self._strength != 1.0:
             window.mul_(np.float32(self._strength))
@@ -296,8 +298,35 @@ class RegressionStreamBank:
             explicit = self._curve.sample(targets)
             emotion = np.concatenate([np.broadcast_to(self._implicit, (rows, len(self._implicit))),
                                       explicit], axis=1).astype(np.float32)  # fmt: skip
-            emotion_in[:rows, 0] = torch.as_tensor(emotion, device=self.device)
+            emotion_in[:rows, 0] = self._upload(emotion)
         return audio_in, emotion_in
+
+    def _stage(self, data: np.ndarray) -> Any:
+        """The pushed audio on the device: on CUDA copied once into a page-locked buffer kept
+        by the bank (one plain memcpy; ``pin_memory()`` of a fresh megabyte copies with every
+        CPU thread, which then spin), then sent without waiting. The buffer is reused once its
+        last copy has finished."""
+        torch = self.torch
+        if self.device.type != "cuda":
+            return torch.from_numpy(data).to(self.device)
+        size = data.size
+        if self._staging is None or self._staging.numel() < size:
+            self._staging = torch.empty(max(size, 1), dtype=torch.float32, pin_memory=True)
+        if self._staged is not None:
+            self._staged.synchronize()
+        buffer = self._staging[:size].view(data.shape)
+        np.copyto(buffer.numpy(), data)
+        out = buffer.to(self.device, non_blocking=True)
+        self._staged = torch.cuda.Event()
+        self._staged.record(torch.cuda.current_stream(self.device))
+        return out
+
+    def _upload(self, array: np.ndarray) -> Any:
+        """A host array on the bank's device without waiting for it: a plain copy from pageable
+        memory waits until the device has run everything queued before it, which in the middle
+        of a tick (after the network's launch) is the network itself, and the chain's launches
+        then no longer overlap it."""
+        return self._put(self.torch, array, self.device)
 
     def _network(self, audio: Any, emotion: Any) -> Any:
         """One network call for every row of the tick (a method: the benchmark times it)."""
@@ -307,7 +336,6 @@ class RegressionStreamBank:
                     first: np.ndarray) -> None:  # fmt: skip
         """One chain step per group of streams with the same number of ready frames, padded
         with scratch slots to a power of two (their rows repeat the group's first)."""
-        torch = self.torch
         at = np.cumsum(counts) - counts
         for count in np.unique(counts).tolist():
             members = np.flatnonzero(counts == count)
@@ -317,30 +345,38 @@ class RegressionStreamBank:
                 self._scratch.extend(self._chain.pipeline.add_tracks(pad - len(self._scratch)))
             index = at[members][:, None] + np.arange(count)[None, :]
             index = np.concatenate([index, np.repeat(index[:1], pad, axis=0)])
-            rows = result[torch.as_tensor(index, device=result.device)]
+            rows = result[self._upload(index)]
             slots = np.concatenate([live[members], np.asarray(self._scratch[:pad], np.int64)])
             starts = np.concatenate([first[members], np.ones(pad, np.int64)])
             self._chain.step(rows, slots.tolist(), starts)
 
     def _collect(self) -> BankFrames:
+        """The tick's frames on the host: rows of scratch slots dropped and the pose columns
+        picked in one copy per output (a thousand streams' frames are a few hundred KB: each
+        extra pass over them costs tens of microseconds of the tick)."""
         model = self.model
         rows = self._chain.pipeline.take_rows()
+        slots = rows["slots"]
+        keep: Any = slice(None)
         if self._scratch:
-            real = ~np.isin(rows["slots"], np.asarray(self._scratch, np.int64))
-            rows = {k: v[real] for k, v in rows.items()}
-        if not len(rows["slots"]):
+            keep = np.flatnonzero(~np.isin(slots, np.asarray(self._scratch, np.int64)))
+            slots = slots[keep]
+        if not len(slots):
             return self._empty()
-        index = rows["frames"]
+        index = rows["frames"][keep]
         fps = self.fps
+        if isinstance(keep, slice):
+            keep = np.arange(len(slots))
         return BankFrames(
-            slots=rows["slots"],
+            slots=slots,
             index=index,
             time_s=index * (fps.denominator / fps.numerator),
-            weights=np.ascontiguousarray(rows["skin"][:, model._skin_columns], np.float32),
-            tongue_weights=np.ascontiguousarray(rows["tongue"][:, model._tongue_columns],
-                                                np.float32),  # fmt: skip
-            jaw_transforms=np.asarray(rows["jaw"], np.float32),
-            eye_rotations=np.asarray(rows["eyes"], np.float32),
+            weights=rows["skin"][np.ix_(keep, model._skin_columns)].astype(np.float32,
+                                                                         copy=False),  # fmt: skip
+            tongue_weights=rows["tongue"][np.ix_(keep, model._tongue_columns)].astype(
+                np.float32, copy=False),  # fmt: skip
+            jaw_transforms=rows["jaw"][keep].astype(np.float32, copy=False),
+            eye_rotations=rows["eyes"][keep].astype(np.float32, copy=False),
         )
 
     def _empty(self) -> BankFrames:

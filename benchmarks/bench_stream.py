@@ -23,6 +23,12 @@ network of ``a2f_network.py``, random weights; built once into ``--cache``), ``d
 (the full-scale v3.0 network of ``diffusion_network.py`` in a generated folder with v3.0's
 vertex counts) and ``default`` (the embedded model), each where its streaming mode exists.
 
+- **bank** (``--bank``, ``--bank-sizes 1000,1024``, ``--breakdown``, ``--profile-bank``): a
+  :class:`a2x_core.stream_bank.RegressionStreamBank` ticked back to back: the sustained search,
+  fixed sizes (tick p50 / p99 / max and the process's CPU time per tick), the time per phase with
+  the device synchronised after each, and a ``torch.profiler`` table. ``--compile-rows`` sets
+  the rows of one compiled network pass (``RegressionModel.compile_rows``), ``--gc-freeze``
+  freezes the collector's view of the loaded model.
 - **live** (``--live``): ``a2x live``'s path: the file source at real-time pace, the stream, the
   Live Link Face sender and a UDP socket on 127.0.0.1; p50/p99 of packet arrival − the time its
   audio arrived.
@@ -197,22 +203,48 @@ def load_trial(open_stream: Callable[[Any], Any], make_executor: Callable[[], An
     return float(np.percentile(warm, 99))
 
 
-def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
-               seconds: float) -> float:  # fmt: skip
-    """p99 tick time (s) of ``streams`` streams in one stream bank (arrays in, arrays out)."""
+def bank_ticks(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+               seconds: float) -> tuple[list[float], float]:  # fmt: skip
+    """Tick times (s) of ``streams`` streams in one stream bank (arrays in, arrays out) after a
+    warm-up, and the process's CPU seconds per tick. A tick's audio is cut from the speech
+    before its clock starts: the tick times the bank's push alone (a server holds the block)."""
     bank = model.stream_bank(options, max_push=block)
     slots = bank.open(streams)
     offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
     ticks = []
     ar = np.arange(block)
     warm_up = int(0.5 * SAMPLE_RATE / block)  # new shapes (graph captures) settle first
+    cpu = 0.0
     for tick in range(warm_up + int(seconds * SAMPLE_RATE / block)):
-        start = time.perf_counter()
         at = (offsets + tick * block) % (len(samples) - block)
-        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        audio = samples[at[:, None] + ar[None, :]]
+        cpu_start, start = time.process_time(), time.perf_counter()
+        bank.push(slots, audio)
         ticks.append(time.perf_counter() - start)
+        if tick >= warm_up:
+            cpu += time.process_time() - cpu_start
     bank.cancel(slots)
-    return float(np.percentile(ticks[warm_up:], 99))
+    return ticks[warm_up:], cpu / max(1, len(ticks) - warm_up)
+
+
+def bank_trial(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+               seconds: float) -> float:  # fmt: skip
+    """p99 tick time (s) of ``streams`` streams in one stream bank."""
+    ticks, _ = bank_ticks(model, options, samples, block, streams, seconds)
+    return float(np.percentile(ticks, 99))
+
+
+def bank_sizes(model: Any, options: Any, samples: np.ndarray, block: int, sizes: list[int],
+               seconds: float) -> str:  # fmt: skip
+    """Tick p50 / p99 / max and CPU time per tick of banks of the given sizes."""
+    parts = []
+    for n in sizes:
+        ticks, cpu = bank_ticks(model, options, samples, block, n, seconds)
+        p50, p99 = percentiles([1e3 * t for t in ticks])
+        parts.append(f"{n}: {p50:.1f} / {p99:.1f} / {1e3 * max(ticks):.1f} (CPU {1e3 * cpu:.1f})")
+        print(f"bank of {n}: tick p50 / p99 / max ms {parts[-1]}", flush=True)
+    return (f"bank sizes, tick p50 / p99 / max ms (CPU ms per tick), {block}-sample blocks: "
+            + "; ".join(parts))  # fmt: skip
 
 
 def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
@@ -246,9 +278,10 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
     ar = np.arange(block)
     for tick in range(int(seconds * SAMPLE_RATE / block)):
         at = (offsets + tick * block) % (len(samples) - block)
+        audio = samples[at[:, None] + ar[None, :]]
         sync()
         t0 = time.perf_counter()
-        bank.push(slots, samples[at[:, None] + ar[None, :]])
+        bank.push(slots, audio)
         sync()
         spent["tick"].append(1e3 * (time.perf_counter() - t0))
     bank.cancel(slots)
@@ -258,6 +291,31 @@ def bank_breakdown(model: Any, options: Any, samples: np.ndarray, block: int, st
         p50, p99 = percentiles(warm)
         parts.append(f"{name} {p50:.1f} / {p99:.1f}")
     return f"bank of {streams}, p50 / p99 ms: " + ", ".join(parts)
+
+
+def bank_profile(model: Any, options: Any, samples: np.ndarray, block: int, streams: int,
+                 ticks: int = 20) -> str:  # fmt: skip
+    """``torch.profiler`` over ``ticks`` ticks of a bank of ``streams`` (after a warm-up): the
+    kernels and host calls that take its time, as a table (where to look next)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    bank = model.stream_bank(options, max_push=block)
+    slots = bank.open(streams)
+    offsets = np.random.default_rng(streams).integers(0, len(samples) - block, streams)
+    ar = np.arange(block)
+    blocks = [samples[((offsets + t * block) % (len(samples) - block))[:, None] + ar[None, :]]
+              for t in range(ticks + 40)]  # fmt: skip
+    for audio in blocks[:40]:
+        bank.push(slots, audio)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA]
+                                           if bank.device.type == "cuda" else [])  # fmt: skip
+    with profile(activities=activities) as prof:
+        for audio in blocks[40:]:
+            bank.push(slots, audio)
+    bank.cancel(slots)
+    sort = "cuda_time_total" if bank.device.type == "cuda" else "cpu_time_total"
+    table = prof.key_averages().table(sort_by=sort, row_limit=30, max_name_column_width=60)
+    return f"profile of a bank of {streams}, {ticks} ticks:\n{table}"
 
 
 def network_baseline(model: Any, repeat: int = 20) -> str:
@@ -309,8 +367,17 @@ def regression_model(args: argparse.Namespace) -> Any:
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
         return load_model(model_json, backend="onnxruntime", threads=args.threads)
-    return load_model(model_json, backend="torch", device=args.device, precision=args.precision,
-                      compile_network=args.compile)  # fmt: skip
+    model = load_model(model_json, backend="torch", device=args.device,
+                       precision=args.precision, compile_network=args.compile)  # fmt: skip
+    if args.compile_rows:
+        model.compile_rows = args.compile_rows
+    if args.compile and args.compile_mode:
+        from a2x_core.postprocess_gpu import CompiledNetwork
+
+        rows = int(model.compile_rows)
+        model._device_cache[("compiled", id(model.engine), rows)] = CompiledNetwork(
+            model.engine, rows=rows, mode=args.compile_mode)  # fmt: skip
+    return model
 
 
 def diffusion_model(args: argparse.Namespace) -> Any:
@@ -371,6 +438,18 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--precision", default="fp32")
     parser.add_argument("--compile", action="store_true", help="torch.compile the network (CUDA)")
+    parser.add_argument("--compile-rows", type=int, default=0,
+                        help="rows of one compiled network pass (default 256)")
+    parser.add_argument("--compile-mode", default="",
+                        help="torch.compile mode of the network, e.g. max-autotune-no-cudagraphs")
+    parser.add_argument("--bank-sizes", default="",
+                        help="bank sizes to time (tick p50/p99/max, CPU per tick), e.g. 768,1024")
+    parser.add_argument("--no-latency", action="store_true", help="skip the one-stream latency")
+    parser.add_argument("--gc-freeze", action="store_true",
+                        help="gc.freeze() after the model loads (a server's setting: the "
+                        "collector's full passes no longer walk the model's objects in a tick)")
+    parser.add_argument("--profile-bank", type=int, default=0,
+                        help="torch.profiler table of a bank of this many streams")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
@@ -395,15 +474,20 @@ def main() -> None:
     notes: list[str] = []
     for name in [m for m in args.models.split(",") if m]:
         model = loaders[name]()
+        if args.gc_freeze:
+            import gc
+
+            gc.collect()
+            gc.freeze()
         if not hasattr(model, "open_stream"):
             lines.append(f"| {name} | - | does not stream yet | | | |")
             continue
         for fps_text in args.fps.split(","):
             fps = parse_fps(fps_text)
             options = InferenceOptions(fps=fps)
-            lat = latency(lambda m=model, o=options: m.open_stream(o),
-                          samples[: int(args.seconds * SAMPLE_RATE)], block, fps,
-                          not args.no_pace)  # fmt: skip
+            lat = None if args.no_latency else latency(
+                lambda m=model, o=options: m.open_stream(o),
+                samples[: int(args.seconds * SAMPLE_RATE)], block, fps, not args.no_pace)  # fmt: skip
             load = "-"
             if not args.no_load and hasattr(model, "stream_executor"):
                 windowed = args.window_latency_ms / 1000 if name == "diffusion" else None
@@ -424,6 +508,12 @@ def main() -> None:
                     )  # fmt: skip
                     tried = ", ".join(f"{n}: {1e3 * t:.1f} ms" for n, t in sorted(seen.items()))
                     load += f"; **{best}** in a stream bank (p99 tick by N: {tried})"
+            sizes = [int(x) for x in args.bank_sizes.split(",") if x]
+            if sizes and hasattr(model, "stream_bank"):
+                notes.append(bank_sizes(model, options, samples, block, sizes, args.load_seconds))
+            if args.profile_bank and hasattr(model, "stream_bank"):
+                notes.append(bank_profile(model, options, samples, block, args.profile_bank))
+                print(notes[-1], flush=True)
             for n in [int(x) for x in args.breakdown.split(",") if x]:
                 notes.append(bank_breakdown(model, options, samples, block, n, args.load_seconds))
                 print(notes[-1], flush=True)
@@ -441,6 +531,9 @@ def main() -> None:
                     f"{p99 - result['lookahead_ms']:.0f} ms); {result['received']} of "
                     f"{result['frames']} packets received")  # fmt: skip
                 print(notes[-1], flush=True)
+            if lat is None:
+                lines.append(f"| {name} | {fps_text} | - | - | - | {load} |")
+                continue
             la, co, pu = lat["lookahead"], lat["compute"], lat["push"]
             lines.append(
                 f"| {name} (window {lat['stated_lookahead_ms']:.0f} ms) | {fps_text} | "

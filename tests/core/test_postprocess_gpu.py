@@ -23,9 +23,11 @@ from a2x_core.postprocess import (  # noqa: E402
     SkinAnimator,
     frame_dt,
     jaw_transforms,
+    kabsch,
 )
 from a2x_core.postprocess_gpu import (  # noqa: E402
     DeviceInputs,
+    best_rotations,
     cascade_matrix,
     kabsch_transforms,
     saccade_rows,
@@ -96,6 +98,24 @@ def test_kabsch_matches_the_numpy_jaw() -> None:
     got = kabsch_transforms(torch, torch.from_numpy(deltas), torch.from_numpy(neutral), 1.3,
                             torch.tensor([0.0, -0.1, 0.05]))  # fmt: skip
     np.testing.assert_allclose(got.numpy(), ref, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["small", "large", "mirrored", "coincident"])
+def test_horn_rotations_are_the_svd_kabsch(case: str) -> None:
+    """The sync-free rotation (Horn's quaternion by repeated squaring) is the NumPy SVD fit's,
+    reflections (det(V U^T) = -1: the best proper rotation) and a zero covariance included."""
+    rng = np.random.default_rng(11)
+    src = rng.normal(0, 3, (5, 3))
+    noise = {"small": 0.01, "large": 3.0, "mirrored": 0.01, "coincident": 0.0}[case]
+    tgt = src[None] + rng.normal(0, 1, (300, 5, 3)) * noise
+    if case == "mirrored":
+        tgt = -tgt
+    if case == "coincident":
+        tgt = np.broadcast_to(np.arange(300.0)[:, None, None], (300, 5, 3))  # H = 0 exactly
+    want, _ = kabsch(src, tgt)
+    h = np.einsum("ki,nkj->nij", src - src.mean(0), tgt - tgt.mean(1)[:, None])
+    got = best_rotations(torch, torch.from_numpy(h)).numpy()
+    np.testing.assert_allclose(got, want, atol=1e-12, rtol=0)
 
 
 def test_device_windows_are_the_host_windows() -> None:
