@@ -52,6 +52,9 @@ def _build_parser() -> argparse.ArgumentParser:
     words = run.add_mutually_exclusive_group()
     words.add_argument("--transcript", help="the exact words spoken (one clip only)")
     words.add_argument("--transcript-file", type=Path, help="a text file with the exact words")
+    run.add_argument("--language", default="auto", metavar="CODE",
+                     help="default model: the spoken language, ISO 639-1 (en, de, ru, zh, ...) "
+                     "or auto (default: from the transcript; English without one)")  # fmt: skip
     run.add_argument("--start", type=float, help="start of the part to animate, in seconds")
     run.add_argument("--end", type=float, help="end of the part to animate, in seconds")
     run.add_argument("--plot", type=Path, help="also write a PNG of the main curves (one clip only)")
@@ -343,7 +346,7 @@ def _options(args: argparse.Namespace) -> Any:
         emotion_parameters = parse_parameter_args(args.emotion_param, flag="--emotion-param")
     return InferenceOptions(
         fps=args.fps, start_s=args.start, end_s=args.end, transcript=transcript, fast=args.fast,
-        seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
+        language=getattr(args, "language", "auto"), seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
         blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
         head_motion=getattr(args, "head_motion", 1.0),
         geometry=args.geometry, backend=args.backend, threads=args.threads,

@@ -25,7 +25,9 @@ from ..result import AnimationResult
 from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
 from ..version import __version__
 from . import expressions as ex
+from . import language as lg
 from . import phones as ph
+from .acoustic import PhoneDecoding
 from .coarticulation import apply_critical, blend
 from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .stream import LOOKAHEAD_SAMPLES, DefaultStream
@@ -219,13 +221,28 @@ class DefaultLipSyncModel:
 
     def _phones(
         self, audio: Audio, options: InferenceOptions
-    ) -> tuple[Decoding | Aligning | list[ph.Phone], list[str]]:
-        """Start recognition or transcript alignment (collected later with ``result()``)."""
+    ) -> tuple[Decoding | Aligning | PhoneDecoding | list[ph.Phone], list[str]]:
+        """Start recognition or transcript alignment (collected later with ``result()``).
+
+        The language (``options.language``, :func:`.language.choose`) routes it: English as
+        before; another language aligns the transcript with its own pronunciations, or
+        without one decodes language-independent phones (:mod:`.acoustic`).
+        """
         samples = audio.samples
         if len(samples) == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
             return [ph.Phone(ph.SILENCE, 0.0, len(samples) / SAMPLE_RATE)], []
-        warnings: list[str] = []
+        choice = lg.choose(options.language, options.transcript)
+        # Not English is worth a line in the result; English is the default and stays quiet.
+        warnings: list[str] = [] if choice.english else [choice.describe()]
+        log.info("%s", choice.describe())
         workers = options.threads or cpu_count()
+        if not choice.english:
+            words = ph.normalise_transcript(options.transcript or "")
+            if words:
+                prons = lg.transcript_pronunciations(words, choice.code)
+                keyed = list(lg.keyed_words(words, choice.code))
+                return Aligning(samples, keyed, workers=workers, pronunciations=prons), warnings
+            return PhoneDecoding(samples), warnings
         if options.transcript is not None:
             words = ph.normalise_transcript(options.transcript)
             english = _not_english(options.transcript, words)
@@ -247,7 +264,7 @@ class DefaultLipSyncModel:
 
     def _collect(
         self,
-        started: Decoding | Aligning | list[ph.Phone],
+        started: Decoding | Aligning | PhoneDecoding | list[ph.Phone],
         audio: Audio,
         options: InferenceOptions,
         warnings: list[str],
@@ -275,7 +292,10 @@ class DefaultLipSyncModel:
                 log.warning("%s", message)
                 warnings.append(message)
                 workers = options.threads or cpu_count()
-                started = Decoding(audio.samples, fast=options.fast, workers=workers)
+                if lg.choose(options.language, options.transcript).english:
+                    started = Decoding(audio.samples, fast=options.fast, workers=workers)
+                else:  # not English: the English recogniser would invent words and closures
+                    started = PhoneDecoding(audio.samples)
         return started.result(cancel, on_progress), False
 
     def _animate_one(
@@ -311,6 +331,7 @@ class DefaultLipSyncModel:
             raise
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
+            phones = lg.unkeyed(phones)
         if cancel is not None:
             cancel.check()
         progress(Progress(0.8, "animating"))
@@ -338,7 +359,8 @@ class DefaultLipSyncModel:
             model=self.name,
             model_version=self.version,
             options=options,
-            parameters={"fast": options.fast, "transcript": options.transcript is not None},
+            parameters={"fast": options.fast, "transcript": options.transcript is not None,
+                        **lg.choose(options.language, options.transcript).as_parameters()},
             head_rotations=head,
             eye_rotations=eyes,
             arrays=arrays,
