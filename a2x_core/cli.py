@@ -46,7 +46,7 @@ def _build_parser() -> argparse.ArgumentParser:
                      "format, one of s8, u8, s16le, s16be, s24le, s24be, s32le, s32be, f32le, "
                      "f32be, f64le, f64be")  # fmt: skip
     run.add_argument("--model", default="default",
-                     help="'default' (embedded lip-sync, English speech only) or PATH/model.json "
+                     help="'default' (embedded lip-sync, any language: see --language) or PATH/model.json "
                      "of an Audio2Face-3D model (default: default)")  # fmt: skip
     run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
     words = run.add_mutually_exclusive_group()

@@ -5,13 +5,13 @@ languages it invents closures (German "Das schwarze Stück Papier" heard as "the
 another puppet") and drops real ones. Here pocketsphinx decodes *phones* instead, in a loop
 with its phonetic language model (``en-us-phone.lm.bin`` from the wheel; no words, no
 dictionary): the acoustic model's phones are close to universal for the mouth shapes the
-animation needs (lips closed, lip to teeth, rounded, open). Then acoustic evidence checks
-the decisions the phone loop is least sure of:
+animation needs (lips closed, lip to teeth, rounded, open). The loop's language weight is
+low (``phones.PHONE_SEARCH``) so that the sound outvotes English phonotactics.
 
-* a bilabial (P B M) is kept only where the sound shows a closure: the level dips below the
-  surrounding vowels (a stop's silence, a nasal's murmur is quieter than a vowel); otherwise it
-  becomes the neutral alveolar (T/N), so the lips stay apart;
-* an unrounded vowel next to a quiet dip stays as decoded.
+Acoustic evidence then corrects the vowels: a vowel the loop heard as close or mid where
+loudness x F1 openness says the jaw is open becomes an open vowel. (A level-dip check on
+bilabials was tried and dropped: the dips of t/k closures look the same, and it removed more
+true closures than false ones; docs/quality.md.)
 
 No words come out (``Phone.word`` is "").
 """
@@ -28,34 +28,28 @@ from . import expressions as ex
 from . import phones as ph
 from .parallel import MIN_SPLIT_S, plan_pieces
 
-BILABIALS = ("P", "B", "M")
-#: A bilabial's quietest 10 ms must lie this many dB under the loudest frame within
-#: ``CONTEXT_S`` around it to count as a closure.
-CLOSURE_DIP_DB = 6.0
-CONTEXT_S = 0.12
-#: What an unconfirmed bilabial becomes: the nearest non-labial (stop → T, nasal → N).
-_UNLABIAL = {"P": "T", "B": "D", "M": "N"}
+#: Vowels the loop may hear where the mouth is open (unrounded, not open already) and the
+#: open vowel they become when the sound says the jaw is open.
+_OPENABLE = ("IH", "IY", "EH", "EY", "ER", "AH", "UH")
+#: Mean loudness x F1 openness over a vowel (both 0..1) from which it counts as open.
+OPEN_VOWEL = 0.15
 
 
-def _confirmed(phone: ph.Phone, level_db: np.ndarray) -> bool:
-    """Whether the level shows a closure within ``phone`` (see :data:`CLOSURE_DIP_DB`)."""
+def open_vowels(
+    phones: list[ph.Phone], samples: np.ndarray, level_db: np.ndarray
+) -> list[ph.Phone]:
+    """Vowels the loop heard as close or mid that the spectrum shows open become AA: the loop's
+    vowel identities follow English phonotactics, the jaw follows the sound (F1)."""
+    level = ex.normalised_loudness(level_db)
+    open_track = level * ex.openness(samples, level)
     step = ex.ANALYSIS_S
-    lo, hi = int(phone.start_s / step), max(int(phone.start_s / step) + 1, int(phone.end_s / step))
-    around = level_db[max(0, lo - int(CONTEXT_S / step)) : hi + int(CONTEXT_S / step)]
-    inside = level_db[lo:hi]
-    if len(inside) == 0 or len(around) == 0:
-        return False
-    return float(around.max() - inside.min()) >= CLOSURE_DIP_DB
-
-
-def check_closures(phones: list[ph.Phone], level_db: np.ndarray) -> list[ph.Phone]:
-    """Bilabials without an acoustic closure become non-labial (see the module doc)."""
-    return [
-        replace(p, label=_UNLABIAL[p.label])
-        if p.label in BILABIALS and not _confirmed(p, level_db)
-        else p
-        for p in phones
-    ]
+    out = []
+    for p in phones:
+        lo, hi = int(p.start_s / step), max(int(p.start_s / step) + 1, int(p.end_s / step))
+        if p.label in _OPENABLE and float(open_track[lo:hi].mean()) >= OPEN_VOWEL:
+            p = replace(p, label="AA")
+        out.append(p)
+    return out
 
 
 class PhoneDecoding:
@@ -71,7 +65,7 @@ class PhoneDecoding:
     def result(
         self, cancel: CancelToken | None = None, progress: Callable[[float], None] | None = None
     ) -> list[ph.Phone]:
-        """All phones in time order, bilabials checked against the level."""
+        """All phones in time order, vowels checked against the spectrum."""
         total = max(1, len(self._samples))
         out: list[ph.Phone] = []
         for a, b in plan_pieces(self._samples, 1, MIN_SPLIT_S):
@@ -80,4 +74,5 @@ class PhoneDecoding:
             out += ph.phone_loop(ph.to_pcm16(self._samples[a:b]), a / (ex.HOP * 100))
             if progress is not None:
                 progress(b / total)
-        return check_closures(ph.merge_silences(out), ex.loudness_db(self._samples))
+        level_db = ex.loudness_db(self._samples)
+        return open_vowels(ph.merge_silences(out), self._samples, level_db)

@@ -106,12 +106,12 @@ def default_model_notes(options: InferenceOptions) -> list[str]:
     return notes
 
 
-#: Warn that the default model is English-only when more than this share of the
-#: transcript's words are in another script or missing from the English dictionary.
+#: With --language en, warn that the transcript looks like another language when more than
+#: this share of its words are in another script or missing from the English dictionary.
 NOT_ENGLISH_SHARE = 0.5
 ENGLISH_ONLY = (
-    "the default model is English-only (pocketsphinx en-US); for other languages use an "
-    "Audio2Face-3D model (--model PATH/model.json)"
+    "aligned as English because --language en was given; pass the transcript's language "
+    "(--language de, ru, ...; or auto) to align it with that language's pronunciations"
 )
 
 
@@ -162,14 +162,17 @@ class DefaultLipSyncModel:
             "kind": self.kind,
             "version": self.version,
             "description": "embedded lip-sync: pocketsphinx phones -> visemes -> ARKit-52 (CPU)",
-            "language": "English only (pocketsphinx en-US acoustic model and dictionary); "
-            "other languages get rough lip-sync at best: use an Audio2Face-3D model for them",
+            "language": "any: English through word recognition (pocketsphinx en-US); other "
+            "languages (--language CODE, or auto from the transcript) through a "
+            "language-independent phone loop, or their transcript's pronunciations "
+            "(per-language grapheme rules)",
             "recogniser": recogniser,
             "viseme_table": str(DEFAULT_TABLE),
             "visemes": list(self.table.names),
             "outputs": f"{len(ARKIT_52)} ARKit blendshapes (Audio2Face order)",
             "parameters": {
                 "transcript": "exact words spoken: forced alignment instead of recognition",
+                "language": "ISO 639-1 code or auto (see language)",
                 "fast": "harder pruning, no phone alignment pass: ~2x faster, less exact (previews)",
                 "seed": "blink pattern",
                 "blinks": "procedural blinks on/off",
