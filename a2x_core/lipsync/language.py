@@ -44,10 +44,26 @@ LANGUAGES: dict[str, str] = {
 #: A Latin-script transcript with at most this share of its words in the English dictionary
 #: counts as another language.
 ENGLISH_WORD_SHARE = 0.5
-#: Letters that mark a Latin-script transcript as German (rather than "some other language").
+#: Frequent short words per Latin-script language: a transcript with more of another
+#: language's than of English's is in that language (cmudict alone cannot tell: it lists
+#: "die", "das", "will", "sie", "am", "heute"..., so half of the EmoDB sentences would pass as
+#: English). Words in the English list never count for another language.
+_FUNCTION_WORDS = {
+    "en": "the a an and of to is are you that it he she we they this these with for not have "
+          "has had be been my your his her our their what which who there from by at on or "
+          "but if do does can could would should",
+    "de": "der die das und ist nicht ich sie wir er es ein eine einen dem den des mit sich "
+          "auf zu von wird werden sind bin hat haben auch noch nach wie wo was für im ins vom "
+          "zum zur aber oder wenn dann immer sein kann will heute ihm ihr jetzt schon nur über "
+          "unter bei",
+    "fr": "le la les et est un une des du de je tu il elle nous vous ils pas que qui dans pour "
+          "sur avec ce cette au aux mais ou",
+    "es": "el la los las y es un una de del que en por con para no se su lo como pero muy está",
+    "it": "il lo la gli le e è un una di del che non per con si sono ma come",
+    "nl": "de het een en is niet ik je hij zij wij van dat die op te met voor zijn maar ook",
+    "pt": "o a os as e é um uma de do da que não em para com se por mas",
+}  # fmt: skip
 _GERMAN_LETTERS = set("äöüß")
-_GERMAN_WORDS = {"der", "die", "das", "und", "ist", "nicht", "ich", "sie", "wir", "auf",
-                 "dem", "den", "mit", "sich", "ein", "eine", "auch", "zu", "von", "wird"}  # fmt: skip
 #: Unicode script (first word of a letter's name) → the language code it implies.
 _SCRIPTS = {"CYRILLIC": "ru", "CJK": "zh", "GREEK": "el", "HIRAGANA": "ja", "KATAKANA": "ja",
             "HANGUL": "ko", "ARABIC": "ar", "HEBREW": "he", "DEVANAGARI": "hi",
@@ -109,9 +125,10 @@ def _script(char: str) -> str:
 
 
 def transcript_language(text: str, in_dictionary: Callable[[str], bool]) -> tuple[str, str]:
-    """``(code, reason)`` for a transcript: its script when not Latin, else English when
-    more than :data:`ENGLISH_WORD_SHARE` of its words are in the English dictionary
-    (``in_dictionary``), else German when it has German letters or words, else ``"und"``."""
+    """``(code, reason)`` for a transcript: its script when not Latin; else the language of
+    most of its function words when that is not English; else English when more than
+    :data:`ENGLISH_WORD_SHARE` of its words are in the English dictionary (``in_dictionary``);
+    else German when it has German letters, else ``"und"``."""
     letters = [c for c in text if c.isalpha()]
     if not letters:
         return ENGLISH, "no letters"
@@ -122,15 +139,26 @@ def transcript_language(text: str, in_dictionary: Callable[[str], bool]) -> tupl
     if main != "LATIN":
         return _SCRIPTS.get(main, "und"), f"{main.lower()} script"
     words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", text.lower())
-    english = sum(1 for w in words if w.isascii() and in_dictionary(w))
+    english_function = _function_words()["en"]
+    counts = {code: sum(w in vocab for w in words) for code, vocab in _function_words().items()}
+    rival = max((c for c in counts if c != ENGLISH), key=lambda c: counts[c])
+    if counts[rival] > counts[ENGLISH]:
+        found = sorted({w for w in words if w in _function_words()[rival]})
+        return rival, f"{', '.join(found[:4])}: {LANGUAGES[rival]} words"
+    english = sum(1 for w in words if w.isascii() and (w in english_function or in_dictionary(w)))
     share = english / max(len(words), 1)
     if share > ENGLISH_WORD_SHARE:
         return ENGLISH, f"{share:.0%} of its words in the English dictionary"
-    german = any(c in _GERMAN_LETTERS for c in text.lower()) or sum(
-        w in _GERMAN_WORDS for w in words
-    ) >= max(1, len(words) // 5)
+    german = any(c in _GERMAN_LETTERS for c in text.lower())
     reason = f"only {share:.0%} of its words in the English dictionary"
     return ("de" if german else "und"), reason
+
+
+@lru_cache(maxsize=1)
+def _function_words() -> dict[str, frozenset[str]]:
+    english = frozenset(_FUNCTION_WORDS[ENGLISH].split())
+    return {code: frozenset(text.split()) - (frozenset() if code == ENGLISH else english)
+            for code, text in _FUNCTION_WORDS.items()}  # fmt: skip
 
 
 @lru_cache(maxsize=1)
@@ -170,6 +198,7 @@ def pronounce(word: str, code: str) -> str:
     return " ".join(collapsed)
 
 
+@lru_cache(maxsize=16)  # one animation asks up to three times (route, fallback, metadata)
 def choose(language: str, transcript: str | None) -> LanguageChoice:
     """The language to animate ``transcript`` (or the audio alone) in, for ``--language``.
 

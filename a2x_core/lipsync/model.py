@@ -190,8 +190,17 @@ class DefaultLipSyncModel:
         :attr:`stream_lookahead_s` past it has arrived (``docs/streaming.md``).
 
         Raises:
-            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live).
+            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live), or
+                a ``language`` other than ``auto``/``en`` (the stream decodes English words;
+                the language-independent path is offline only for now).
         """
+        if options.language not in (lg.AUTO, lg.ENGLISH):
+            raise ParameterError(
+                f"language={options.language!r}: the default model's stream recognises English "
+                "only so far",
+                hint="animate the file offline (a2x animate --language CODE), or stream with "
+                "language auto/en",
+            )
         return DefaultStream(self, options)
 
     def animate(

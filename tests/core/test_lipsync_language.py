@@ -34,6 +34,8 @@ def model() -> DefaultLipSyncModel:
         (SAMPLE_TRANSCRIPT, "en"),
         ("Das schwarze Stück Papier befindet sich da oben neben dem Holzstück.", "de"),
         ("Der Lappen liegt auf dem Eisschrank", "de"),  # no umlaut: German words
+        ("Das will sie am Mittwoch abgeben.", "de"),  # 4 of 6 words are in cmudict
+        ("Ils sont dans le jardin avec elle", "fr"),
         ("бедняга ребят на его месте должен был быть я", "ru"),
         ("广州市房地产中介协会分析", "zh"),
         ("Ο καιρός είναι ωραίος σήμερα", "el"),
@@ -161,3 +163,10 @@ def test_english_output_is_unchanged_by_auto(model) -> None:
                                                           language="en"))[0]  # fmt: skip
         np.testing.assert_array_equal(auto.weights, english.weights)
         assert auto.parameters["language"] == "en" and not auto.warnings
+
+
+def test_a_stream_refuses_a_language_it_cannot_follow(model) -> None:
+    """The stream decodes English words; asking it for German must not pass silently."""
+    with pytest.raises(ParameterError, match="language='de'"):
+        model.open_stream(InferenceOptions(language="de"))
+    model.open_stream(InferenceOptions(language="auto")).close()
