@@ -93,7 +93,7 @@ def default_model_notes(options: InferenceOptions) -> list[str]:
         keys = ", ".join(sorted(map(str, options.parameters)))
         notes.append(
             f"--param {keys}: the default model has no such parameters and ignored them (its "
-            "settings are --transcript, --fast, --seed, --no-blinks and --threads; --param "
+            "settings are --transcript, --language, --fast, --seed, --no-blinks and --threads; --param "
             "applies to Audio2Face-3D models)"
         )
     unused = [flag for flag, field, default in _ENGINE_OPTIONS
