@@ -46,12 +46,15 @@ def _build_parser() -> argparse.ArgumentParser:
                      "format, one of s8, u8, s16le, s16be, s24le, s24be, s32le, s32be, f32le, "
                      "f32be, f64le, f64be")  # fmt: skip
     run.add_argument("--model", default="default",
-                     help="'default' (embedded lip-sync, English speech only) or PATH/model.json "
+                     help="'default' (embedded lip-sync, any language: see --language) or PATH/model.json "
                      "of an Audio2Face-3D model (default: default)")  # fmt: skip
     run.add_argument("--fps", default="60", help="frame rate, N or N/D, e.g. 30000/1001 (default 60)")
     words = run.add_mutually_exclusive_group()
     words.add_argument("--transcript", help="the exact words spoken (one clip only)")
     words.add_argument("--transcript-file", type=Path, help="a text file with the exact words")
+    run.add_argument("--language", default="auto", metavar="CODE",
+                     help="default model: the spoken language, ISO 639-1 (en, de, ru, zh, ...) "
+                     "or auto (default: from the transcript; English without one)")  # fmt: skip
     run.add_argument("--start", type=float, help="start of the part to animate, in seconds")
     run.add_argument("--end", type=float, help="end of the part to animate, in seconds")
     run.add_argument("--plot", type=Path, help="also write a PNG of the main curves (one clip only)")
@@ -349,7 +352,7 @@ def _options(args: argparse.Namespace) -> Any:
         emotion_parameters = parse_parameter_args(args.emotion_param, flag="--emotion-param")
     return InferenceOptions(
         fps=args.fps, start_s=args.start, end_s=args.end, transcript=transcript, fast=args.fast,
-        seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
+        language=getattr(args, "language", "auto"), seed=args.seed, strength=args.strength, smoothing_s=args.smoothing,
         blinks=not args.no_blinks, parameters=parameters, emotions=emotions,
         head_motion=getattr(args, "head_motion", 1.0),
         geometry=args.geometry, backend=args.backend, threads=args.threads,

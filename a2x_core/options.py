@@ -54,6 +54,10 @@ class InferenceOptions:
         fps: output frame rate as an exact fraction (default 60).
         start_s, end_s: the part of the audio to animate, in seconds (None = whole clip).
         transcript: the exact words spoken; the default model aligns to it instead of recognising.
+        language: the spoken language for the default model, an ISO 639-1 code (``"en"``,
+            ``"de"``, ``"ru"``, ``"zh"``, ...) or ``"auto"`` (default: from the transcript's
+            script and words; English without one). Not English: language-independent phones
+            without a transcript, the language's own pronunciations with one.
         fast: trade some accuracy for speed (default model: phone-loop recognition).
         seed: seeds every stochastic stage (blinks, saccades) so that runs repeat.
         strength: multiplies every output weight (then clipped to [0, 1]); 1 = as the model says.
@@ -98,6 +102,7 @@ class InferenceOptions:
     start_s: float | None = None
     end_s: float | None = None
     transcript: str | None = None
+    language: str = "auto"
     fast: bool = False
     seed: int = 0
     strength: float = 1.0
@@ -159,6 +164,9 @@ class InferenceOptions:
             object.__setattr__(self, name, bool(value))
         if self.transcript is not None and not isinstance(self.transcript, str):
             raise ParameterError(f"transcript must be text or None, found {self.transcript!r}")
+        from .lipsync.language import check_language  # light: errors only
+
+        object.__setattr__(self, "language", check_language(self.language))
         seed = _integer("seed", self.seed)
         if not 0 <= seed <= MAX_SEED:
             raise ParameterError(f"seed={seed} is out of range", hint=f"use 0..{MAX_SEED}")

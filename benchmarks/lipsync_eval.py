@@ -14,6 +14,12 @@ Usage::
 2. ``arkit_pairs/nn_training_mediapipe``: Pearson correlation of jawOpen at 30 fps against the
    MediaPipe-tracked curve, at zero lag and at the best lag within +-10 frames.
 
+3. The non-English clips (``emotional_speech/emodb``: 14 German, ``speech_non_en``: Russian,
+   Mandarin): per-class hits against the transcript's phones force-aligned (see
+   ``non_english_reference``), closures where none is spoken, for today's English routing
+   ("before") and the language routing, audio only and with the transcript
+   (``--clips non-english`` runs only these).
+
 Every configuration runs on the same data in the same run: transcript (forced alignment),
 recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
 per-push compute time is reported too), fast, and an amplitude-only baseline whose jaw follows
@@ -28,6 +34,7 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -35,6 +42,7 @@ import numpy as np
 
 from a2x_core.audio import Audio, decode_audio
 from a2x_core.lipsync import expressions as ex
+from a2x_core.lipsync import language as lg
 from a2x_core.lipsync import phones as ph
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
@@ -190,6 +198,173 @@ def reference_phones(audio: Audio, transcript: str) -> list[ph.Phone]:
     return ph.align_words(ph.to_pcm16(audio.samples), words)
 
 
+# --- non-English clips (issue 17 point 1) --------------------------------------------------
+
+#: The EmoDB sentences by text code (EmoDB documentation; ``emodb/labels.csv`` repeats those
+#: of its 14 clips).
+EMODB_SENTENCES = {
+    "a01": "Der Lappen liegt auf dem Eisschrank.",
+    "a02": "Das will sie am Mittwoch abgeben.",
+    "a04": "Heute abend könnte ich es ihm sagen.",
+    "a05": "Das schwarze Stück Papier befindet sich da oben neben dem Holzstück.",
+    "a07": "In sieben Stunden wird es soweit sein.",
+    "b01": "Was sind denn das für Tüten, die da unter dem Tisch stehen?",
+    "b02": "Sie haben es gerade hochgetragen und jetzt gehen sie wieder runter.",
+    "b03": "An den Wochenenden bin ich jetzt immer nach Hause gefahren und habe Agnes besucht.",
+    "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen.",
+    "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
+}
+#: The Mandarin clip's reference, written by hand: the pinyin of 广州市房地产中介协会分析
+#: (guang zhou shi fang di chan zhong jie xie hui fen xi), one syllable per entry, in the
+#: ARPAbet phones nearest in mouth shape. The model itself never sees this (its Han fallback
+#: is one neutral syllable per character).
+MANDARIN_REFERENCE = {
+    "zh_aishell_BAC009S0724W0121.wav": [
+        "G W AA NG", "JH OW", "SH ER", "F AA NG", "D IY", "CH AA N", "JH UH NG", "JH Y EH",
+        "SH Y EH", "HH W EY", "F AH N", "SH IY",
+    ],
+}
+NON_EN_CLASSES = {
+    "bilabial closure": CLASSES["bilabial closure"],
+    "labiodental": CLASSES["labiodental"],
+    "rounding": ("UW", "UH", "OW", "W"),
+    "open-vowel jaw peak": CLASSES["open-vowel jaw peak"],
+}
+
+
+def non_english_clips(data: Path) -> list[tuple[Path, str, str]]:
+    """``(audio, transcript, language code)`` of the German, Russian and Mandarin clips."""
+    clips = []
+    emodb = data / "emotional_speech" / "emodb"
+    if (emodb / "labels.csv").is_file():
+        with open(emodb / "labels.csv", newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                clips.append((emodb / row["file"], EMODB_SENTENCES[row["text_code"]], "de"))
+    other = data / "speech_non_en" / "transcripts.tsv"
+    if other.is_file():
+        with open(other, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                code = "zh" if row["file"].startswith("zh_") else "ru"
+                clips.append((other.parent / row["file"], row["transcript"], code))
+    return clips
+
+
+_REFERENCE_DECODER: list[object] = []
+
+
+def non_english_reference(audio: Audio, transcript: str, code: str) -> list[ph.Phone]:
+    """The reference phones: the transcript's phones (the language's grapheme rules in
+    ``lipsync/data/grapheme_to_phone.json``; the Mandarin clip's hand-written pinyin) forced
+    onto the audio by pocketsphinx's English acoustic model, with a wider beam than the
+    model's aligner (fast emotional German needs it). Never the model's audio-only path."""
+    from pocketsphinx import Decoder
+
+    if not _REFERENCE_DECODER:
+        _REFERENCE_DECODER.append(Decoder(loglevel="FATAL", lm=None, bestpath=False,
+                                          beam=1e-60, wbeam=1e-50, pbeam=1e-60))  # fmt: skip
+    dec = _REFERENCE_DECODER[0]
+    hand = MANDARIN_REFERENCE.get(Path(audio.path).name)
+    if hand is not None:
+        words = [f"ref{k}@zh" for k in range(len(hand))]
+        prons = dict(zip(words, hand, strict=True))
+    else:
+        raw = ph.normalise_transcript(transcript)
+        words = [f"ref_{w}" for w in lg.keyed_words(raw, code)]
+        prons = {f"ref_{k}": p for k, p in lg.transcript_pronunciations(raw, code).items()}
+    for word, pron in prons.items():
+        if not dec.lookup_word(word):
+            dec.add_word(word, pron, update=True)
+    saved = ph._DECODERS.get("align")
+    ph._DECODERS["align"] = dec
+    try:
+        return ph.align_words(ph.to_pcm16(audio.samples), words)
+    finally:
+        if saved is None:
+            ph._DECODERS.pop("align", None)
+        else:
+            ph._DECODERS["align"] = saved
+
+
+def closure_events(w: np.ndarray, times: np.ndarray) -> list[tuple[float, float]]:
+    """``(start, end)`` seconds of each run of frames whose lips are closed (``shapes``)."""
+    closed = shapes(w)["closed"].astype(np.int8)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], closed, [0]])))
+    return [(float(times[a]), float(times[b - 1])) for a, b in zip(edges[::2], edges[1::2],
+                                                                     strict=True)]  # fmt: skip
+
+
+def non_english_hits(
+    w: np.ndarray, times: np.ndarray, reference: list[ph.Phone]
+) -> dict[str, list[bool]]:
+    """Per-class hits as :func:`class_hits` (rounding includes UH: German ö, ü), plus one
+    trial per closure the animation makes: ``false closure`` is True when the closure
+    overlaps no reference bilabial (widened by ``TOLERANCE_S``): lips closed where none is
+    spoken."""
+    hits = class_hits(w, times, reference)
+    hits["rounding"] = class_hits(
+        w, times, [replace(p, label="UW") if p.label == "UH" else p for p in reference]
+    )["rounding"]
+    out = {name: hits[name] for name in NON_EN_CLASSES}
+    spans = [(p.start_s - TOLERANCE_S, p.end_s + TOLERANCE_S)
+             for p in reference if p.label in CLASSES["bilabial closure"]]  # fmt: skip
+    out["false closure"] = [
+        not any(a <= end and start <= b for a, b in spans) for start, end in closure_events(w, times)
+    ]
+    out["closure in open vowels"] = hits["closure in open vowels"]
+    return out
+
+
+#: Non-English configurations: today's English routing (``language="en"``) as the "before"
+#: rows, then the language routing (``auto`` with the transcript; the clip's code without).
+NON_EN_CONFIGS = {
+    "before: audio only (English recogniser)": {"language": "en", "transcript": False},
+    "before: transcript (English aligner)": {"language": "en", "transcript": True},
+    "audio only (--language CODE)": {"language": None, "transcript": False},
+    "transcript (--language auto)": {"language": "auto", "transcript": True},
+}
+
+
+def evaluate_non_english(
+    model: DefaultLipSyncModel, data: Path, fps: Fraction, configs: list[str] | None = None
+) -> dict[str, dict[str, list[int]]]:
+    """``{config: {class: [hits, trials]}}`` over the non-English clips."""
+    chosen = {k: v for k, v in NON_EN_CONFIGS.items() if configs is None or k in configs}
+    tally: dict[str, dict[str, list[bool]]] = {c: {} for c in chosen}
+    for path, transcript, code in non_english_clips(data):
+        audio = decode_audio(path)
+        reference = non_english_reference(audio, transcript, code)
+        times = frame_targets(num_frames_for(len(audio.samples), fps), fps) / SAMPLE_RATE
+        for name, how in chosen.items():
+            opts = InferenceOptions(
+                fps=fps, blinks=False, language=how["language"] or code,
+                transcript=transcript if how["transcript"] else None,
+            )
+            weights = model.animate([audio], opts)[0].weights
+            for key, values in non_english_hits(weights, times, reference).items():
+                tally[name].setdefault(key, []).extend(values)
+    return {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()}
+
+
+def non_english_markdown(tally: dict[str, dict[str, list[int]]]) -> str:
+    """The non-English table for docs/quality.md (rows = configurations)."""
+    keys = [*NON_EN_CLASSES, "false closure", "closure in open vowels"]
+    head = ["bilabial", "labiodental", "rounded", "open vowel",
+            "closures where none is spoken", "closure in open vowels"]  # fmt: skip
+    first = next(iter(tally.values()), {})
+    counts = [f"{h} ({first.get(k, [0, 0])[1]})" if k not in ("false closure",) else h
+              for h, k in zip(head, keys, strict=True)]  # fmt: skip
+    lines = ["| non-English (16 clips) | " + " | ".join(counts) + " |",
+             "|---" * (len(keys) + 1) + "|"]  # fmt: skip
+    for name, row in tally.items():
+        cells = []
+        for key in keys:
+            hit, n = row.get(key, [0, 0])
+            cells.append((f"{hit / n:.2f}" + (f" ({hit}/{n})" if key == "false closure" else ""))
+                         if n else "-")  # fmt: skip
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def jaw_correlation(pred: np.ndarray, tracked: np.ndarray, valid: np.ndarray) -> dict[str, float]:
     """Pearson r at lag 0 and the best lag k in [-10, 10] frames: r(pred[i], tracked[i + k]);
     k > 0 means the animation leads the tracked face."""
@@ -223,13 +398,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--verbose", action="store_true", help="list every miss")
     parser.add_argument("--only", nargs="+", metavar="CONFIG",
                         help="run only these configurations (e.g. recognised streaming)")  # fmt: skip
+    parser.add_argument("--clips", choices=("english", "non-english", "all"), default="all",
+                        help="which clips: speech_en, the German/Russian/Mandarin ones, or both")  # fmt: skip
     args = parser.parse_args(argv)
+    fps = Fraction(args.fps)
+    model = DefaultLipSyncModel()
+    non_english = None
+    if args.clips != "english":
+        non_english = evaluate_non_english(model, args.data, fps)
+        print(non_english_markdown(non_english) + "\n")
+        if args.clips == "non-english":
+            if args.json:
+                args.json.write_text(json.dumps({"non_english": non_english}, indent=2))
+            return 0
     speech = args.data / "speech_en"
     if not speech.is_dir():
         print(f"{speech}: not found; pass --data", file=sys.stderr)
         return 2
-    fps = Fraction(args.fps)
-    model = DefaultLipSyncModel()
     configs = _configs(model)
     if args.only:
         unknown = set(args.only) - set(configs)
@@ -268,6 +453,8 @@ def main(argv: list[str] | None = None) -> int:
             correlations[name] = jaw_correlation(pred, tracked, valid)
     report = {"tally": {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()},
               "jaw": correlations, "fps": str(fps), "tolerance_s": TOLERANCE_S}  # fmt: skip
+    if non_english is not None:
+        report["non_english"] = non_english
     if PUSH_TIMES_MS:
         report["stream"] = {
             "lookahead_s": model.stream_lookahead_s, "push_samples": PUSH_SAMPLES,

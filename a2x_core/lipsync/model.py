@@ -25,7 +25,9 @@ from ..result import AnimationResult
 from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
 from ..version import __version__
 from . import expressions as ex
+from . import language as lg
 from . import phones as ph
+from .acoustic import PhoneDecoding
 from .coarticulation import apply_critical, blend
 from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .stream import LOOKAHEAD_SAMPLES, DefaultStream
@@ -91,7 +93,7 @@ def default_model_notes(options: InferenceOptions) -> list[str]:
         keys = ", ".join(sorted(map(str, options.parameters)))
         notes.append(
             f"--param {keys}: the default model has no such parameters and ignored them (its "
-            "settings are --transcript, --fast, --seed, --no-blinks and --threads; --param "
+            "settings are --transcript, --language, --fast, --seed, --no-blinks and --threads; --param "
             "applies to Audio2Face-3D models)"
         )
     unused = [flag for flag, field, default in _ENGINE_OPTIONS
@@ -104,12 +106,12 @@ def default_model_notes(options: InferenceOptions) -> list[str]:
     return notes
 
 
-#: Warn that the default model is English-only when more than this share of the
-#: transcript's words are in another script or missing from the English dictionary.
+#: With --language en, warn that the transcript looks like another language when more than
+#: this share of its words are in another script or missing from the English dictionary.
 NOT_ENGLISH_SHARE = 0.5
 ENGLISH_ONLY = (
-    "the default model is English-only (pocketsphinx en-US); for other languages use an "
-    "Audio2Face-3D model (--model PATH/model.json)"
+    "aligned as English because --language en was given; pass the transcript's language "
+    "(--language de, ru, ...; or auto) to align it with that language's pronunciations"
 )
 
 
@@ -160,14 +162,17 @@ class DefaultLipSyncModel:
             "kind": self.kind,
             "version": self.version,
             "description": "embedded lip-sync: pocketsphinx phones -> visemes -> ARKit-52 (CPU)",
-            "language": "English only (pocketsphinx en-US acoustic model and dictionary); "
-            "other languages get rough lip-sync at best: use an Audio2Face-3D model for them",
+            "language": "any: English through word recognition (pocketsphinx en-US); other "
+            "languages (--language CODE, or auto from the transcript) through a "
+            "language-independent phone loop, or their transcript's pronunciations "
+            "(per-language grapheme rules)",
             "recogniser": recogniser,
             "viseme_table": str(DEFAULT_TABLE),
             "visemes": list(self.table.names),
             "outputs": f"{len(ARKIT_52)} ARKit blendshapes (Audio2Face order)",
             "parameters": {
                 "transcript": "exact words spoken: forced alignment instead of recognition",
+                "language": "ISO 639-1 code or auto (see language)",
                 "fast": "harder pruning, no phone alignment pass: ~2x faster, less exact (previews)",
                 "seed": "blink pattern",
                 "blinks": "procedural blinks on/off",
@@ -185,8 +190,17 @@ class DefaultLipSyncModel:
         :attr:`stream_lookahead_s` past it has arrived (``docs/streaming.md``).
 
         Raises:
-            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live).
+            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live), or
+                a ``language`` other than ``auto``/``en`` (the stream decodes English words;
+                the language-independent path is offline only for now).
         """
+        if options.language not in (lg.AUTO, lg.ENGLISH):
+            raise ParameterError(
+                f"language={options.language!r}: the default model's stream recognises English "
+                "only so far",
+                hint="animate the file offline (a2x animate --language CODE), or stream with "
+                "language auto/en",
+            )
         return DefaultStream(self, options)
 
     def animate(
@@ -219,13 +233,28 @@ class DefaultLipSyncModel:
 
     def _phones(
         self, audio: Audio, options: InferenceOptions
-    ) -> tuple[Decoding | Aligning | list[ph.Phone], list[str]]:
-        """Start recognition or transcript alignment (collected later with ``result()``)."""
+    ) -> tuple[Decoding | Aligning | PhoneDecoding | list[ph.Phone], list[str]]:
+        """Start recognition or transcript alignment (collected later with ``result()``).
+
+        The language (``options.language``, :func:`.language.choose`) routes it: English as
+        before; another language aligns the transcript with its own pronunciations, or
+        without one decodes language-independent phones (:mod:`.acoustic`).
+        """
         samples = audio.samples
         if len(samples) == 0 or float(np.max(np.abs(samples))) < SILENCE_PEAK:
             return [ph.Phone(ph.SILENCE, 0.0, len(samples) / SAMPLE_RATE)], []
-        warnings: list[str] = []
+        choice = lg.choose(options.language, options.transcript)
+        # Not English is worth a line in the result; English is the default and stays quiet.
+        warnings: list[str] = [] if choice.english else [choice.describe()]
+        log.info("%s", choice.describe())
         workers = options.threads or cpu_count()
+        if not choice.english:
+            words = ph.normalise_transcript(options.transcript or "")
+            if words:
+                prons = lg.transcript_pronunciations(words, choice.code)
+                keyed = list(lg.keyed_words(words, choice.code))
+                return Aligning(samples, keyed, workers=workers, pronunciations=prons), warnings
+            return PhoneDecoding(samples), warnings
         if options.transcript is not None:
             words = ph.normalise_transcript(options.transcript)
             english = _not_english(options.transcript, words)
@@ -247,7 +276,7 @@ class DefaultLipSyncModel:
 
     def _collect(
         self,
-        started: Decoding | Aligning | list[ph.Phone],
+        started: Decoding | Aligning | PhoneDecoding | list[ph.Phone],
         audio: Audio,
         options: InferenceOptions,
         warnings: list[str],
@@ -275,7 +304,10 @@ class DefaultLipSyncModel:
                 log.warning("%s", message)
                 warnings.append(message)
                 workers = options.threads or cpu_count()
-                started = Decoding(audio.samples, fast=options.fast, workers=workers)
+                if lg.choose(options.language, options.transcript).english:
+                    started = Decoding(audio.samples, fast=options.fast, workers=workers)
+                else:  # not English: the English recogniser would invent words and closures
+                    started = PhoneDecoding(audio.samples)
         return started.result(cancel, on_progress), False
 
     def _animate_one(
@@ -311,6 +343,7 @@ class DefaultLipSyncModel:
             raise
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
+            phones = lg.unkeyed(phones)
         if cancel is not None:
             cancel.check()
         progress(Progress(0.8, "animating"))
@@ -338,7 +371,8 @@ class DefaultLipSyncModel:
             model=self.name,
             model_version=self.version,
             options=options,
-            parameters={"fast": options.fast, "transcript": options.transcript is not None},
+            parameters={"fast": options.fast, "transcript": options.transcript is not None,
+                        **lg.choose(options.language, options.transcript).as_parameters()},
             head_rotations=head,
             eye_rotations=eyes,
             arrays=arrays,

@@ -339,6 +339,7 @@ _OPTION_FIELDS = {
     "strength": ("strength", float), "smoothing": ("smoothing", float), "fast": ("fast", bool),
     "no_blinks": ("no_blinks", bool), "raw_rate": ("raw_rate", int),
     "raw_format": ("raw_format", str), "identity": ("identity", str),
+    "language": ("language", str),
 }  # fmt: skip
 
 

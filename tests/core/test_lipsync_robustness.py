@@ -1,6 +1,6 @@
 """The default model under long input, signals, ignored options, smoothing and other languages
 (issue 11): long clips are cut into bounded pieces, helpers die with the CLI, options it does
-not use warn, smoothing keeps closures and blinks, and it says it is English-only."""
+not use warn, smoothing keeps closures and blinks, and non-English text is routed by language."""
 
 from __future__ import annotations
 
@@ -332,17 +332,20 @@ def _non_english() -> list[tuple[Path, str]]:
     return [(NON_EN / row[0], row[2]) for row in rows if row and (NON_EN / row[0]).exists()]
 
 
-def test_a_non_english_transcript_is_aligned_and_says_the_model_is_english_only() -> None:
-    """Russian and Mandarin transcripts are kept (they used to be discarded as "no words") and
-    aligned with guessed pronunciations; the exported words are the transcript's own."""
+def test_a_non_english_transcript_is_aligned_in_its_language() -> None:
+    """Russian and Mandarin transcripts are kept (they used to be discarded as "no words"),
+    their language is read off the script (issue 17: they used to be aligned as English with
+    an "English-only" warning) and aligned with that language's pronunciations; the exported
+    words are the transcript's own."""
     model = DefaultLipSyncModel()
     clips = _non_english()
     assert clips
     for path, transcript in clips:  # Russian, Mandarin
         audio = decode_audio(path)
         result = model.animate([audio], InferenceOptions(fps=30, transcript=transcript))[0]
-        assert any("not English" in w and "English-only" in w for w in result.warnings), (
+        assert any("detected from the transcript" in w for w in result.warnings), (
             path.name, result.warnings)  # fmt: skip
+        assert result.parameters["language"] in ("ru", "zh"), path.name
         assert not any("recognised the speech instead" in w for w in result.warnings)
         assert result.weights.shape[0] > 0
         words = [w for w in result.arrays["phone_words"] if w]
@@ -353,13 +356,19 @@ def test_a_non_english_transcript_is_aligned_and_says_the_model_is_english_only(
 
 
 def test_a_mostly_non_english_latin_transcript_warns() -> None:
+    """A Latin-script transcript with few English words is not aligned as English: German
+    here (issue 17; it used to warn "English-only"); forced to English, the warning stays."""
     audio = decode_audio(SAMPLE, end_s=3.0)
     text = "ich habe heute leider keine zeit für dich"
     result = DefaultLipSyncModel().animate([audio], InferenceOptions(transcript=text))[0]
-    assert any("not English" in w and "English-only" in w for w in result.warnings)
+    assert any("language de (German), detected from the transcript" in w
+               for w in result.warnings)  # fmt: skip
+    forced = DefaultLipSyncModel().animate(
+        [audio], InferenceOptions(transcript=text, language="en"))[0]  # fmt: skip
+    assert any("not English" in w and "--language" in w for w in forced.warnings)
 
 
-def test_help_and_info_say_english_only() -> None:
+def test_help_and_info_name_the_languages() -> None:
     help_text = _build_parser()._subparsers._group_actions[0].choices["animate"].format_help()
-    assert "English speech only" in " ".join(help_text.split())
-    assert "English only" in DefaultLipSyncModel().info()["language"]
+    assert "--language CODE" in help_text and "ISO 639-1" in " ".join(help_text.split())
+    assert "--language" in DefaultLipSyncModel().info()["language"]

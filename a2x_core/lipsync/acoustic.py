@@ -1,0 +1,78 @@
+"""Language-independent phones for speech in any language, without a transcript.
+
+The English word recogniser forces every stretch of speech into English words, so for other
+languages it invents closures (German "Das schwarze Stück Papier" heard as "the schweppes and
+another puppet") and drops real ones. Here pocketsphinx decodes *phones* instead, in a loop
+with its phonetic language model (``en-us-phone.lm.bin`` from the wheel; no words, no
+dictionary): the acoustic model's phones are close to universal for the mouth shapes the
+animation needs (lips closed, lip to teeth, rounded, open). The loop's language weight is
+low (``phones.PHONE_SEARCH``) so that the sound outvotes English phonotactics.
+
+Acoustic evidence then corrects the vowels: a vowel the loop heard as close or mid where
+loudness x F1 openness says the jaw is open becomes an open vowel. (A level-dip check on
+bilabials was tried and dropped: the dips of t/k closures look the same, and it removed more
+true closures than false ones; docs/quality.md.)
+
+No words come out (``Phone.word`` is "").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from ..jobs import CancelToken
+from . import expressions as ex
+from . import phones as ph
+from .parallel import MIN_SPLIT_S, plan_pieces
+
+#: Vowels the loop may hear where the mouth is open (unrounded, not open already) and the
+#: open vowel they become when the sound says the jaw is open.
+_OPENABLE = ("IH", "IY", "EH", "EY", "ER", "AH", "UH")
+#: Mean loudness x F1 openness over a vowel (both 0..1) from which it counts as open.
+OPEN_VOWEL = 0.15
+
+
+def open_vowels(
+    phones: list[ph.Phone], samples: np.ndarray, level_db: np.ndarray
+) -> list[ph.Phone]:
+    """Vowels the loop heard as close or mid that the spectrum shows open become AA: the loop's
+    vowel identities follow English phonotactics, the jaw follows the sound (F1)."""
+    level = ex.normalised_loudness(level_db)
+    open_track = level * ex.openness(samples, level)
+    step = ex.ANALYSIS_S
+    out = []
+    for p in phones:
+        lo, hi = int(p.start_s / step), max(int(p.start_s / step) + 1, int(p.end_s / step))
+        if p.label in _OPENABLE and float(open_track[lo:hi].mean()) >= OPEN_VOWEL:
+            p = replace(p, label="AA")
+        out.append(p)
+    return out
+
+
+class PhoneDecoding:
+    """Language-independent phones of one clip (same interface as :class:`.parallel.Decoding`).
+
+    The phone loop runs ~30x real time on one core, so it runs here, piece by piece (pieces
+    keep pocketsphinx's memory bounded on long clips), when :meth:`result` is called.
+    """
+
+    def __init__(self, samples: np.ndarray) -> None:
+        self._samples = samples
+
+    def result(
+        self, cancel: CancelToken | None = None, progress: Callable[[float], None] | None = None
+    ) -> list[ph.Phone]:
+        """All phones in time order, vowels checked against the spectrum."""
+        total = max(1, len(self._samples))
+        out: list[ph.Phone] = []
+        for a, b in plan_pieces(self._samples, 1, MIN_SPLIT_S):
+            if cancel is not None:
+                cancel.check()
+            out += ph.phone_loop(ph.to_pcm16(self._samples[a:b]), a / (ex.HOP * 100))
+            if progress is not None:
+                progress(b / total)
+        level_db = ex.loudness_db(self._samples)
+        return open_vowels(ph.merge_silences(out), self._samples, level_db)
