@@ -433,6 +433,18 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
     return per_clip
 
 
+def _export_geometry(animator: Any, options: Any, outputs: list[list[Path]]) -> Any:
+    """An Audio2Face model's own head for the USD/glTF outputs (None: none of those, or the
+    default model, which has no head)."""
+    from .exporters import GEOMETRY_FORMATS
+
+    if not any(Path(p).suffix.lower() in GEOMETRY_FORMATS for paths in outputs for p in paths):
+        return None
+    from .a2f_geometry import geometry_of
+
+    return geometry_of(animator.model, options.identity)
+
+
 def _animate(args: argparse.Namespace) -> int:
     from .api import Animator
     from .audio import decode_audio
@@ -455,10 +467,11 @@ def _animate(args: argparse.Namespace) -> int:
             bar.close()
         # All or nothing: every output is written to its hidden temporary file first, and only
         # then published; a failure or a signal restores what was there before.
+        geometry = _export_geometry(animator, options, outputs)
         with OutputSet(overwrite=args.overwrite) as staged:
             for result, paths in zip(results, outputs, strict=True):
                 for path in paths:
-                    stage_result(staged, result, path)
+                    stage_result(staged, result, path, geometry)
             if args.plot is not None:
                 from .plot import stage_plot
 
