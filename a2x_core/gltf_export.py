@@ -89,8 +89,12 @@ class _Blob:
 
     def add_sparse_target(self, delta: np.ndarray, moving: np.ndarray) -> int:
         """A VEC3 morph-target accessor holding ``delta`` ``[V, 3]`` only at ``moving``
-        (glTF sparse accessor without a base view: every other vertex is 0)."""
+        (glTF sparse accessor without a base view: every other vertex is 0). A pose that
+        moves most vertices is stored dense: an index costs a third of an offset."""
         lib = _import_gltf()
+        if len(moving) > 0.75 * len(delta):
+            return self.add(np.asarray(delta, dtype=np.float32), "VEC3", _FLOAT, _ARRAY_BUFFER,
+                            with_bounds=True)  # fmt: skip
         values = np.ascontiguousarray(delta[moving], dtype=np.float32)
         low = np.minimum(values.min(axis=0), 0.0) if len(values) else np.zeros(3)
         high = np.maximum(values.max(axis=0), 0.0) if len(values) else np.zeros(3)
