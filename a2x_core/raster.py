@@ -128,7 +128,7 @@ def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         pts = np.asarray(points, dtype=np.float32)
         if len(pts) < 3:
             continue
-        following = np.roll(pts, -1, axis=0)
+        following = np.concatenate((pts[1:], pts[:1]))  # np.roll, without its overhead
         area = float(np.sum(pts[:, 0] * following[:, 1] - following[:, 0] * pts[:, 1]))
         if area < 0:
             pts, following = following[::-1], pts[::-1]
@@ -197,16 +197,24 @@ def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int,
     return total
 
 
+_UNIT_CIRCLES: dict[int, np.ndarray] = {}
+
+
 def ellipse(cx: float, cy: float, rx: float, ry: float, segments: int = 32) -> np.ndarray:
     """``[segments, 2]`` points of an ellipse."""
-    angle = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
-    return np.stack([cx + rx * np.cos(angle), cy + ry * np.sin(angle)], axis=1)
+    circle = _UNIT_CIRCLES.get(segments)
+    if circle is None:  # a preview draws thousands of ellipses of a few sizes: keep cos/sin
+        angle = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
+        circle = _UNIT_CIRCLES[segments] = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return circle * np.array([rx, ry]) + np.array([cx, cy])
 
 
 def stroke(line: np.ndarray, width: float | np.ndarray) -> np.ndarray:
     """The outline polygon of the polyline ``line`` drawn ``width`` wide (per point or one)."""
     line = np.asarray(line, dtype=np.float32)
-    tangent = np.gradient(line, axis=0)
+    tangent = np.empty_like(line)  # np.gradient along the line, without its overhead
+    tangent[1:-1] = (line[2:] - line[:-2]) / np.float32(2.0)
+    tangent[0], tangent[-1] = line[1] - line[0], line[-1] - line[-2]
     tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-6)
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
     half = (np.broadcast_to(np.asarray(width, dtype=np.float32), (len(line),)) / 2)[:, None]
