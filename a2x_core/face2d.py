@@ -91,6 +91,16 @@ _JAW_POSES = ["jawOpen", "jawForward", "jawLeft", "jawRight", "cheekPuff"]
 #: Poses that move the lower face's skin (jaw line, cheeks, nose), not the lips; the jaw's first.
 _BASE_POSES = [*_JAW_POSES, "cheekSquintLeft", "cheekSquintRight", "mouthSmileLeft",
                "mouthSmileRight", "noseSneerLeft", "noseSneerRight"]  # fmt: skip
+#: The lower face's parts, cached apart: their poses and boxes (face units; None: the whole
+#: lower face). The cheeks' and the nose's boxes lie inside the jaw ring's static inner edge
+#: (_RING_INNER), so that no jaw pose draws into them, and apart from each other.
+_BASE_PARTS: dict[str, tuple[list[str], tuple[float, float, float, float] | None]] = {
+    "jaw": (_JAW_POSES, None),
+    "cheekLeft": (["cheekSquintLeft", "mouthSmileLeft", "cheekPuff"], (0.33, 0.05, 0.67, 0.38)),
+    "cheekRight": (["cheekSquintRight", "mouthSmileRight", "cheekPuff"],
+                   (-0.67, 0.05, -0.33, 0.38)),
+    "nose": (["noseSneerLeft", "noseSneerRight"], (-0.18, 0.04, 0.18, 0.32)),
+}
 #: Steps (about pixels) a cached pose's weight must move before its key changes.
 HOLD = 0.75
 #: Regions in face units (x0, y0, x1, y1): the eyes and brows, and below them the lower face
@@ -127,7 +137,11 @@ class FaceDrawer:
         # repaired where the mouth was drawn over it (the lower face): most frames of speech
         # then copy a few thousand pixels instead of two whole regions.
         self._held: list[np.ndarray | None] = [None, None, None]  # each region's held steps
-        self._jaw_cache: dict[bytes, _Patch] = {}
+        # the lower face's parts: their poses' places in _BASE_POSES, their boxes, their caches
+        self._parts = {name: (np.array([_BASE_POSES.index(p) for p in poses]),
+                              self.base_box if region is None else self._box(region, size))
+                       for name, (poses, region) in _BASE_PARTS.items()}  # fmt: skip
+        self._part_caches: dict[str, dict[bytes, _Patch]] = {name: {} for name in _BASE_PARTS}
         self._last_image: YuvImage | None = None
         self._last_keys: list[bytes | None] = [None, None, None]
         self._mouth_box: tuple[int, int, int, int] | None = None
@@ -166,19 +180,15 @@ class FaceDrawer:
             image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
 
         def base() -> None:
-            # the jaw line moves on most frames of speech, the cheeks and nose seldom: the
-            # jaw ring has its own cache, keyed by its five poses only (the first of the
-            # lower face's), so that a smile or a sneer over a known jaw skips the ring
-            held = self._held[2]
-            jaw_key = held[:len(_JAW_POSES)].astype(np.int16).tobytes()  # type: ignore[index]
-            jaw = self._jaw_cache.get(jaw_key)
-            if jaw is None:
-                _draw_jaw(image, self.px, drop, jaw_side, g("cheekPuff"))
-                self._store(self._jaw_cache, jaw_key, _grab(image, self.base_box))
-            else:
-                _put(image, self.base_box, jaw)
-            _draw_cheeks(image, self.px, g)
-            _draw_nose(image, self.px, g)
+            # the jaw line moves on most frames of speech, the cheeks and nose seldom: each
+            # has its own cache keyed by its own poses (the cheeks and the nose lie inside
+            # the jaw ring, in boxes of their own), so a new pose of one reuses the others
+            self._part("jaw", image, lambda: _draw_jaw(image, self.px, drop, jaw_side,
+                                                       g("cheekPuff")))  # fmt: skip
+            for side, suffix in ((1, "Left"), (-1, "Right")):
+                self._part(f"cheek{suffix}", image,
+                           lambda side=side, suffix=suffix: _draw_cheek(image, self.px, g, side, suffix))  # fmt: skip
+            self._part("nose", image, lambda: _draw_nose(image, self.px, g))
 
         if image is not self._last_image:  # another picture: nothing of the last frame in it
             self._last_image, self._last_keys, self._mouth_box = image, [None] * 3, None
@@ -213,6 +223,18 @@ class FaceDrawer:
             self._store(cache, key, _grab(image, box))
             return
         _put(image, box, patch)
+
+    def _part(self, name: str, image: YuvImage, draw) -> None:
+        """Paste (or draw, then keep) one part of the lower face for its poses' held steps."""
+        columns, box = self._parts[name]
+        key = self._held[2][columns].astype(np.int16).tobytes()  # type: ignore[index]
+        cache = self._part_caches[name]
+        patch = cache.get(key)
+        if patch is None:
+            draw()
+            self._store(cache, key, _grab(image, box))
+        else:
+            _put(image, box, patch)
 
     def _store(self, cache: dict[bytes, _Patch], key: bytes, patch: _Patch) -> None:
         if cache and len(cache) >= self.cache_size:
@@ -306,13 +328,13 @@ def _draw_jaw(image: YuvImage, px, drop: float, jaw_side: float, puff: float) ->
         image.fill(np.concatenate([outer[first:last], inner[first:last][::-1]]), COLOURS["skin"])
 
 
-def _draw_cheeks(image: YuvImage, px, g) -> None:
-    blush = []
-    for side, suffix in ((1, "Left"), (-1, "Right")):
-        lift = 0.07 * g(f"cheekSquint{suffix}") + 0.04 * g(f"mouthSmile{suffix}")
-        size = 1.0 + 0.3 * g("cheekPuff")
-        blush.append(px(ellipse(side * 0.52, 0.28 - lift, 0.14 * size, 0.08 * size, 20)))
-    image.fill(blush, COLOURS["blush"], alpha=0.35)
+def _draw_cheek(image: YuvImage, px, g, side: int, suffix: str) -> None:
+    """A blush that cheekSquint and smile lift and cheekPuff swells; it stays inside the jaw
+    ring (and its part's box, _BASE_PARTS) at every pose."""
+    lift = 0.07 * g(f"cheekSquint{suffix}") + 0.04 * g(f"mouthSmile{suffix}")
+    puff = g("cheekPuff")
+    blush = ellipse(side * 0.5, 0.27 - lift, 0.13 * (1 + 0.15 * puff), 0.075 * (1 + 0.3 * puff), 20)
+    image.fill(px(blush), COLOURS["blush"], alpha=0.35)
 
 
 def _draw_nose(image: YuvImage, px, g) -> None:

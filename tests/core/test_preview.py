@@ -190,6 +190,15 @@ def test_frame_to_frame_drawing_leaves_nothing_of_the_previous_frame() -> None:
         drawer.draw(canvas, background, weights)
         assert np.array_equal(canvas.data, _fresh(weights))
     assert not np.array_equal(_fresh(wide), _fresh(rest))
+    # the lower face's parts are cached apart (jaw line, cheeks, nose): the same swollen,
+    # smiling cheeks and sneer over every jaw pose must still be the frame drawn from scratch
+    for jaw in ("jawOpen", "jawLeft", "jawRight", "jawForward", "jawOpen"):
+        weights = np.zeros(len(ARKIT_52))
+        for name in ("cheekPuff", "mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft",
+                     "noseSneerRight", jaw):  # fmt: skip
+            weights[ARKIT_52.index(name)] = 1.0
+        drawer.draw(canvas, background, weights)
+        assert np.array_equal(canvas.data, _fresh(weights)), jaw
 
 
 def test_frames_handed_to_the_encoder_hold_the_whole_picture(take) -> None:
