@@ -166,7 +166,11 @@ def split(results: list, fps: Fraction, width: int, height: int) -> None:
         for t in times:
             panel.tape.window(t)
     drawn, draw_s, handoff_s = [], 0.0, 0.0
-    pool = preview._FramePool(av, width, height, 10)
+    moving = [box for panel in panels for box in (
+        panel.face.eye_box, panel.face.base_box,
+        (panel.tape_x, panel.tape_y, panel.tape_x + panel.tape.width,
+         panel.tape_y + panel.tape.height))]  # fmt: skip
+    pool = preview._FramePool(av, width, height, 10, canvas, moving)  # as a run hands frames over
     for i, t in enumerate(times[:MAX_SPLIT_FRAMES]):
         cpu = time.process_time()
         for panel, (weights, tongue) in zip(panels, tracks, strict=True):
