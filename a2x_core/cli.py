@@ -295,12 +295,35 @@ def _add_batch_parser(commands: Any) -> None:
     batch.add_argument("--overwrite", action="store_true",
                        help="redo every clip and replace files no batch wrote")
     batch.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
+    _add_batch_render_options(batch)
     batch.set_defaults(
         audio=[], transcript=None, transcript_file=None, start=None, end=None, emotion_file=None,
         emotion_model=None, emotion_window=60000, emotion_cadence="sdk", emotion_skip=None,
         emotion_mix="blend", emotion_param=[], identity=None, geometry=False,
         compile_network=False,
     )  # fmt: skip
+
+
+def _add_batch_render_options(batch: Any) -> None:
+    """``a2x batch --render/--export-fbx``: each clip through ``a2x render`` on the --blend rig."""
+    batch.add_argument("--render", action="store_true",
+                       help="--blend: render each clip with the scene's camera to OUTDIR/CLIP.mp4 "
+                       "(as a2x render; instead of the .blend copy)")  # fmt: skip
+    batch.add_argument("--export-fbx", action="store_true",
+                       help="--blend: export each clip's baked rig to OUTDIR/CLIP.fbx (as a2x "
+                       "render --export-fbx; instead of the .blend copy)")  # fmt: skip
+    batch.add_argument("--render-engine", default="workbench",
+                       choices=("workbench", "eevee", "cycles"), help="--render: render engine")
+    batch.add_argument("--resolution-percentage", type=int, metavar="PCT",
+                       help="--render: render at this share of the scene's resolution")
+
+
+def _batch_render(args: argparse.Namespace) -> dict[str, Any] | None:
+    from .batch.render_step import render_settings
+
+    return render_settings(video=args.render, fbx=args.export_fbx, blend=args.blend,
+                           engine=args.render_engine,
+                           resolution_percentage=args.resolution_percentage)  # fmt: skip
 
 
 class _ProgressBar:
@@ -419,6 +442,18 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
     return per_clip
 
 
+def _export_geometry(animator: Any, options: Any, outputs: list[list[Path]]) -> Any:
+    """An Audio2Face model's own head for the USD/glTF outputs (None: none of those, or the
+    default model, which has no head)."""
+    from .exporters import GEOMETRY_FORMATS
+
+    if not any(Path(p).suffix.lower() in GEOMETRY_FORMATS for paths in outputs for p in paths):
+        return None
+    from .a2f_geometry import geometry_of
+
+    return geometry_of(animator.model, options.identity)
+
+
 def _animate(args: argparse.Namespace) -> int:
     from .api import Animator
     from .audio import decode_audio
@@ -441,10 +476,11 @@ def _animate(args: argparse.Namespace) -> int:
             bar.close()
         # All or nothing: every output is written to its hidden temporary file first, and only
         # then published; a failure or a signal restores what was there before.
+        geometry = _export_geometry(animator, options, outputs)
         with OutputSet(overwrite=args.overwrite) as staged:
             for result, paths in zip(results, outputs, strict=True):
                 for path in paths:
-                    stage_result(staged, result, path)
+                    stage_result(staged, result, path, geometry)
             if args.plot is not None:
                 from .plot import stage_plot
 
@@ -828,6 +864,7 @@ def _batch(args: argparse.Namespace) -> int:
                 "threads": args.threads},
         object_name=args.object_name, chunk=args.chunk or (32 if gpu else 1),
         blender={"python": args.blender_python, "exe": args.blender_exe}, retries=args.retries,
+        render=_batch_render(args),
     )  # fmt: skip
     plan = plan_batch(clips, settings)
     created = make_output_folder(args.output)

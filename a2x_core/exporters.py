@@ -454,21 +454,25 @@ def write_npz(result: AnimationResult, path: Path) -> None:
 def _usd_writer(suffix: str) -> Callable[[AnimationResult, Path], None]:
     """A writer for one USD extension (imported on use: usd-core is an extra)."""
 
-    def write(result: AnimationResult, path: Path) -> None:
+    def write(result: AnimationResult, path: Path, geometry: Any = None) -> None:
         from .usd_export import write_usd
 
-        write_usd(result, path, suffix=suffix)
+        write_usd(result, path, suffix=suffix, geometry=geometry)
 
     return write
 
 
 def _gltf_writer(binary: bool) -> Callable[[AnimationResult, Path], None]:
-    def write(result: AnimationResult, path: Path) -> None:
+    def write(result: AnimationResult, path: Path, geometry: Any = None) -> None:
         from .gltf_export import write_gltf
 
-        write_gltf(result, path, binary=binary)
+        write_gltf(result, path, binary=binary, geometry=geometry)
 
     return write
+
+
+#: Formats that can carry an Audio2Face model's own head (:mod:`.a2f_geometry`).
+GEOMETRY_FORMATS = (".usda", ".usdc", ".usd", ".gltf", ".glb")
 
 
 WRITERS: dict[str, Callable[[AnimationResult, Path], None]] = {
@@ -565,25 +569,31 @@ def remove_empty_folders(folders: list[Path]) -> None:
             folder.rmdir()
 
 
-def stage_result(outputs: OutputSet, result: AnimationResult, path: str | os.PathLike[str]) -> None:
+def stage_result(outputs: OutputSet, result: AnimationResult, path: str | os.PathLike[str],
+                 geometry: Any = None) -> None:  # fmt: skip
     """Write ``result`` to a temporary file of ``outputs``, in the format ``path``'s extension
-    names; it appears under ``path`` when ``outputs`` is committed."""
+    names; it appears under ``path`` when ``outputs`` is committed. ``geometry``: the
+    Audio2Face model's head (:func:`a2x_core.a2f_geometry.geometry_of`) for USD and glTF."""
     target = Path(path)
     bad = result.non_finite_arrays()
     if bad:
         raise OutputError(f"not written: the result's {', '.join(bad)} hold NaN or infinite "
                           "values", path=target, hint="report the model and audio that gave them")  # fmt: skip
     write = WRITERS[_format_of(target)]
+    if geometry is not None and _format_of(target) in GEOMETRY_FORMATS:
+        outputs.stage(target, lambda temp: write(result, temp, geometry))  # type: ignore[call-arg]
+        return
     outputs.stage(target, lambda temp: write(result, temp))
 
 
-def write_result(result: AnimationResult, path: str | os.PathLike[str], *, overwrite: bool = True) -> Path:
+def write_result(result: AnimationResult, path: str | os.PathLike[str], *, overwrite: bool = True,
+                 geometry: Any = None) -> Path:  # fmt: skip
     """Write ``result`` in the format its extension names, atomically: the file appears complete
     or not at all. ``overwrite=False`` refuses (:class:`OutputError`) to replace any existing
     file, even one another process creates while this one writes."""
     target = Path(path)
     with OutputSet(overwrite=overwrite) as outputs:
-        stage_result(outputs, result, target)
+        stage_result(outputs, result, target, geometry)
         outputs.commit()
     return target
 

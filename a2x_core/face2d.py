@@ -81,15 +81,33 @@ TRAVEL: dict[str, float] = {
     **{f"mouthSmile{s}": 0.04 for s in ("Left", "Right")},
     **{f"noseSneer{s}": 0.05 for s in ("Left", "Right")},
 }  # fmt: skip
-#: Poses that move only the eye region (eyes, lids, brows).
+#: Poses that move only the eye region (eyes, lids, brows), and those of each eye: the two
+#: eyes are cached apart (each eye's poses take fewer combinations than both eyes' together).
 _EYE_POSES = [n for n in ARKIT_52 if n.startswith(("eye", "brow", "cheekSquint"))]
-#: Poses that move the lower face's skin (jaw line, cheeks, nose), not the lips.
-_BASE_POSES = ["jawOpen", "jawForward", "jawLeft", "jawRight", "cheekPuff", "cheekSquintLeft",
-               "cheekSquintRight", "mouthSmileLeft", "mouthSmileRight", "noseSneerLeft",
-               "noseSneerRight"]  # fmt: skip
+_SIDE_EYE_POSES = {suffix: [n for n in _EYE_POSES if n.endswith(suffix) or n == "browInnerUp"]
+                   for suffix in ("Left", "Right")}  # fmt: skip
+#: Poses that move the jaw line (the lower face's outline).
+_JAW_POSES = ["jawOpen", "jawForward", "jawLeft", "jawRight", "cheekPuff"]
+#: Poses that move the lower face's skin (jaw line, cheeks, nose), not the lips; the jaw's first.
+_BASE_POSES = [*_JAW_POSES, "cheekSquintLeft", "cheekSquintRight", "mouthSmileLeft",
+               "mouthSmileRight", "noseSneerLeft", "noseSneerRight"]  # fmt: skip
+#: The lower face's parts, cached apart: their poses and boxes (face units; None: the whole
+#: lower face). The cheeks' and the nose's boxes lie inside the jaw ring's static inner edge
+#: (_RING_INNER), so that no jaw pose draws into them, and apart from each other.
+_BASE_PARTS: dict[str, tuple[list[str], tuple[float, float, float, float] | None]] = {
+    "jaw": (_JAW_POSES, None),
+    "cheekLeft": (["cheekSquintLeft", "mouthSmileLeft", "cheekPuff"], (0.33, 0.05, 0.67, 0.38)),
+    "cheekRight": (["cheekSquintRight", "mouthSmileRight", "cheekPuff"],
+                   (-0.67, 0.05, -0.33, 0.38)),
+    "nose": (["noseSneerLeft", "noseSneerRight"], (-0.18, 0.04, 0.18, 0.32)),
+}
+#: Steps (about pixels) a cached pose's weight must move before its key changes.
+HOLD = 0.75
 #: Regions in face units (x0, y0, x1, y1): the eyes and brows, and below them the lower face
 #: (everything the jaw, cheeks, nose and mouth can reach); nothing else moves.
 _EYE_REGION = (-0.64, -0.62, 0.64, 0.04)
+#: Each eye's half of it: subject-left (side 1) on the +x half.
+_SIDE_EYE_REGION = {1: (0.0, -0.62, 0.64, 0.04), -1: (-0.64, -0.62, 0.0, 0.04)}
 _BASE_REGION = (-1.1, 0.04, 1.1, 1.56)
 
 _Patch = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -106,10 +124,27 @@ class FaceDrawer:
         self.eye_box = self._box(_EYE_REGION, size)
         self.base_box = self._box(_BASE_REGION, size)
         self.cache_size = cache_size
-        self._caches: tuple[dict[bytes, _Patch], dict[bytes, _Patch]] = ({}, {})
+        # cached regions: 0 = subject-left eye, 1 = subject-right eye, 2 = the lower face
+        self._boxes = [self._box(_SIDE_EYE_REGION[1], size), self._box(_SIDE_EYE_REGION[-1], size),
+                       self.base_box]  # fmt: skip
+        self._caches: list[dict[bytes, _Patch]] = [{}, {}, {}]
         self._keys = [(np.array([POSE[n] for n in names]),
                        np.array([max(1.0, np.ceil(TRAVEL[n] * scale)) for n in names]))
-                      for names in (_EYE_POSES, _BASE_POSES)]  # fmt: skip
+                      for names in (_SIDE_EYE_POSES["Left"], _SIDE_EYE_POSES["Right"],
+                                    _BASE_POSES)]  # fmt: skip
+        # What the previous frame left in its image: each region's key and the mouth's box.
+        # A region whose key did not change since then is left as it is (the eyes) or only
+        # repaired where the mouth was drawn over it (the lower face): most frames of speech
+        # then copy a few thousand pixels instead of two whole regions.
+        self._held: list[np.ndarray | None] = [None, None, None]  # each region's held steps
+        # the lower face's parts: their poses' places in _BASE_POSES, their boxes, their caches
+        self._parts = {name: (np.array([_BASE_POSES.index(p) for p in poses]),
+                              self.base_box if region is None else self._box(region, size))
+                       for name, (poses, region) in _BASE_PARTS.items()}  # fmt: skip
+        self._part_caches: dict[str, dict[bytes, _Patch]] = {name: {} for name in _BASE_PARTS}
+        self._last_image: YuvImage | None = None
+        self._last_keys: list[bytes | None] = [None, None, None]
+        self._mouth_box: tuple[int, int, int, int] | None = None
 
     def _box(self, region: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[int, int, int, int]:
         x0, y0, x1, y1 = region
@@ -137,43 +172,102 @@ class FaceDrawer:
         jaw_side = JAW_SIDE * (g("jawLeft") - g("jawRight"))
         drop = JAW_DROP * g("jawOpen") + 0.03 * g("jawForward")
 
-        def eyes() -> None:
+        def eye(side: int, suffix: str) -> None:
             order = ("sclera", "iris", "pupil", "skin", "lash", "skin_shade", "brow")
-            for side, suffix in ((1, "Left"), (-1, "Right")):  # one box per eye: half the area
-                groups: dict[str, list[np.ndarray]] = {}
-                _eye_shapes(groups, self.px, g, side, suffix)
-                _brow_shapes(groups, self.px, g, side, suffix)
-                image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
+            groups: dict[str, list[np.ndarray]] = {}
+            _eye_shapes(groups, self.px, g, side, suffix)
+            _brow_shapes(groups, self.px, g, side, suffix)
+            image.fill_layers([(groups[colour], COLOURS[colour]) for colour in order])
 
         def base() -> None:
-            _draw_jaw(image, self.px, drop, jaw_side, g("cheekPuff"))
-            _draw_cheeks(image, self.px, g)
-            _draw_nose(image, self.px, g)
+            # the jaw line moves on most frames of speech, the cheeks and nose seldom: each
+            # has its own cache keyed by its own poses (the cheeks and the nose lie inside
+            # the jaw ring, in boxes of their own), so a new pose of one reuses the others
+            self._part("jaw", image, lambda: _draw_jaw(image, self.px, drop, jaw_side,
+                                                       g("cheekPuff")))  # fmt: skip
+            for side, suffix in ((1, "Left"), (-1, "Right")):
+                self._part(f"cheek{suffix}", image,
+                           lambda side=side, suffix=suffix: _draw_cheek(image, self.px, g, side, suffix))  # fmt: skip
+            self._part("nose", image, lambda: _draw_nose(image, self.px, g))
 
-        self._cached(0, self.eye_box, w, image, background, eyes)
-        self._cached(1, self.base_box, w, image, background, base)
-        _draw_mouth(image, self.px, g, drop, jaw_side, tongue)
+        if image is not self._last_image:  # another picture: nothing of the last frame in it
+            self._last_image, self._last_keys, self._mouth_box = image, [None] * 3, None
+        self._cached(0, w, image, background, lambda: eye(1, "Left"))
+        self._cached(1, w, image, background, lambda: eye(-1, "Right"))
+        self._cached(2, w, image, background, base)
+        self._mouth_box = _draw_mouth(image, self.px, g, drop, jaw_side, tongue)
 
-    def _cached(self, which: int, box: tuple[int, int, int, int], weights: np.ndarray,
-                image: YuvImage, background: YuvImage, draw) -> None:  # fmt: skip
+    def _cached(self, which: int, weights: np.ndarray, image: YuvImage, background: YuvImage,
+                draw) -> None:  # fmt: skip
         """Paste the region's pixels for its poses' weights, drawing them (over the
-        background) once per key: each weight in steps of about a pixel of its travel."""
-        x0, y0, x1, y1 = box
-        planes = ((image.y, 1), (image.u, 2), (image.v, 2))
-        cache = self._caches[which]
+        background) once per key: each weight in steps of about a pixel of its travel, held
+        until it moves :data:`HOLD` steps away (a weight hovering on a step's edge would
+        otherwise flip the key, and miss the cache, on every other frame)."""
+        cache, box = self._caches[which], self._boxes[which]
         columns, steps = self._keys[which]
-        key = np.round(weights[columns] * steps).astype(np.int16).tobytes()
+        position = weights[columns] * steps
+        held = self._held[which]
+        held = np.round(position) if held is None else np.where(
+            np.abs(position - held) < HOLD, held, np.round(position))  # fmt: skip
+        self._held[which] = held
+        key = held.astype(np.int16).tobytes()
+        patch = cache.get(key)
+        if patch is not None and key == self._last_keys[which]:  # the image still holds it
+            if which == 2 and self._mouth_box is not None:  # but the mouth was drawn over it
+                self._restore(patch, box, self._mouth_box, image)
+            return
+        self._last_keys[which] = key
+        if patch is None:
+            image.copy_region(background, *box)
+            draw()
+            self._store(cache, key, _grab(image, box))
+            return
+        _put(image, box, patch)
+
+    def _part(self, name: str, image: YuvImage, draw) -> None:
+        """Paste (or draw, then keep) one part of the lower face for its poses' held steps."""
+        columns, box = self._parts[name]
+        key = self._held[2][columns].astype(np.int16).tobytes()  # type: ignore[index]
+        cache = self._part_caches[name]
         patch = cache.get(key)
         if patch is None:
-            image.copy_region(background, x0, y0, x1, y1)
             draw()
-            if cache and len(cache) >= self.cache_size:
-                cache.pop(next(iter(cache)))
-            patch = cache[key] = tuple(  # type: ignore[assignment]
-                plane[y0 // k:y1 // k, x0 // k:x1 // k].copy() for plane, k in planes)
+            self._store(cache, key, _grab(image, box))
+        else:
+            _put(image, box, patch)
+
+    def _store(self, cache: dict[bytes, _Patch], key: bytes, patch: _Patch) -> None:
+        if cache and len(cache) >= self.cache_size:
+            cache.pop(next(iter(cache)))
+        cache[key] = patch
+
+    @staticmethod
+    def _restore(patch: _Patch, box: tuple[int, int, int, int], part: tuple[int, int, int, int],
+                 image: YuvImage) -> None:  # fmt: skip
+        """Copy the rectangle ``part`` (even corners, clipped to ``box``) of a cached region
+        ``patch`` back into ``image``."""
+        x0, y0 = max(part[0], box[0]), max(part[1], box[1])
+        x1, y1 = min(part[2], box[2]), min(part[3], box[3])
+        if x1 <= x0 or y1 <= y0:
             return
-        for (plane, k), pixels in zip(planes, patch, strict=True):
-            plane[y0 // k:y1 // k, x0 // k:x1 // k] = pixels
+        for plane, k, pixels in zip((image.y, image.u, image.v), (1, 2, 2), patch, strict=True):
+            px0, py0, px1, py1 = x0 // k, y0 // k, x1 // k, y1 // k
+            bx, by = box[0] // k, box[1] // k
+            plane[py0:py1, px0:px1] = pixels[py0 - by:py1 - by, px0 - bx:px1 - bx]
+
+
+def _grab(image: YuvImage, box: tuple[int, int, int, int]) -> _Patch:
+    """A copy of the pixels of ``box`` (even corners) in ``image``'s three planes."""
+    x0, y0, x1, y1 = box
+    return tuple(plane[y0 // k:y1 // k, x0 // k:x1 // k].copy()  # type: ignore[return-value]
+                 for plane, k in ((image.y, 1), (image.u, 2), (image.v, 2)))
+
+
+def _put(image: YuvImage, box: tuple[int, int, int, int], patch: _Patch) -> None:
+    """Paste a :func:`_grab` of the same box back."""
+    x0, y0, x1, y1 = box
+    for plane, k, pixels in zip((image.y, image.u, image.v), (1, 2, 2), patch, strict=True):
+        plane[y0 // k:y1 // k, x0 // k:x1 // k] = pixels
 
 
 def _even(value: float) -> int:
@@ -234,13 +328,13 @@ def _draw_jaw(image: YuvImage, px, drop: float, jaw_side: float, puff: float) ->
         image.fill(np.concatenate([outer[first:last], inner[first:last][::-1]]), COLOURS["skin"])
 
 
-def _draw_cheeks(image: YuvImage, px, g) -> None:
-    blush = []
-    for side, suffix in ((1, "Left"), (-1, "Right")):
-        lift = 0.07 * g(f"cheekSquint{suffix}") + 0.04 * g(f"mouthSmile{suffix}")
-        size = 1.0 + 0.3 * g("cheekPuff")
-        blush.append(px(ellipse(side * 0.52, 0.28 - lift, 0.14 * size, 0.08 * size, 20)))
-    image.fill(blush, COLOURS["blush"], alpha=0.35)
+def _draw_cheek(image: YuvImage, px, g, side: int, suffix: str) -> None:
+    """A blush that cheekSquint and smile lift and cheekPuff swells; it stays inside the jaw
+    ring (and its part's box, _BASE_PARTS) at every pose."""
+    lift = 0.07 * g(f"cheekSquint{suffix}") + 0.04 * g(f"mouthSmile{suffix}")
+    puff = g("cheekPuff")
+    blush = ellipse(side * 0.5, 0.27 - lift, 0.13 * (1 + 0.15 * puff), 0.075 * (1 + 0.3 * puff), 20)
+    image.fill(px(blush), COLOURS["blush"], alpha=0.35)
 
 
 def _draw_nose(image: YuvImage, px, g) -> None:
@@ -266,10 +360,11 @@ def _sided(t: np.ndarray, left: float, right: float) -> np.ndarray:
     return np.where(t >= 0, left, right) * np.abs(t) ** 1.5
 
 
-def _draw_mouth(image: YuvImage, px, g, drop: float, jaw_side: float, tongue) -> None:
+def _draw_mouth(image: YuvImage, px, g, drop: float, jaw_side: float,
+                tongue) -> tuple[int, int, int, int] | None:  # fmt: skip
     """Lips, teeth, tongue and the mouth's inside: opening from the jaw (less mouthClose),
     rounding from funnel/pucker, corners from smile/frown/stretch/dimple, lip shapes from
-    roll/shrug/press/lowerDown/upperUp."""
+    roll/shrug/press/lowerDown/upperUp. Returns the box it drew over."""
     t = _T
     pucker, funnel = g("mouthPucker"), g("mouthFunnel")
     shift = 0.1 * (g("mouthLeft") - g("mouthRight"))
@@ -326,7 +421,7 @@ def _draw_mouth(image: YuvImage, px, g, drop: float, jaw_side: float, tongue) ->
                                    20))], COLOURS["tongue"]))  # fmt: skip
         layers.append(([px(stroke(np.array([[tip_x, tip_y - 0.05], [tip_x, tip_y + 0.03]]),
                                   0.008))], COLOURS["cavity"]))  # fmt: skip
-    image.fill_layers(layers)
+    return image.fill_layers(layers)
 
 
 def _tongue_inside(lower: np.ndarray, upper_y: np.ndarray, tongue: np.ndarray | None) -> np.ndarray:

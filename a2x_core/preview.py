@@ -40,9 +40,11 @@ TAPE_SHARE = 0.36
 LEGEND_WIDTH = 150
 #: Sample rate of the muxed AAC track.
 AUDIO_RATE = 48000
-#: x264 settings: encoding is the preview's largest cost, so the fastest preset; crf 23
-#: (x264's default) keeps the flat colours and the text clean and costs ~15 % less than 20.
-X264_OPTIONS = {"preset": "ultrafast", "crf": "23"}
+#: x264 settings: encoding is the preview's largest cost, so the fastest preset, and a constant
+#: quantiser rather than a rate factor: crf makes x264 analyse a half-size copy of every frame
+#: to rate it, ~40 % of ultrafast's time on these pictures; qp 26 gives files of the size
+#: crf 23 gave (flat colours and text stay clean).
+X264_OPTIONS = {"preset": "ultrafast", "qp": "26"}
 
 
 def _import_av():
@@ -370,9 +372,13 @@ def _encode(av, temp: Path, results: Sequence[AnimationResult], labels: Sequence
         video.thread_type = "AUTO"
         audio = container.add_stream("aac", rate=AUDIO_RATE)
         audio.layout = "stereo" if sound.shape[1] == 2 else "mono"
-        _mux_audio(av, container, audio, sound)
-        pool = _FramePool(av, width, height, _Encoder.QUEUE + 2)
-        with _Encoder(container, video) as encoder:
+        moving = [box for panel in panels for box in (
+            panel.face.eye_box, panel.face.base_box,
+            (panel.tape_x, panel.tape_y, panel.tape_x + panel.tape.width,
+             panel.tape_y + panel.tape.height))]  # fmt: skip
+        pool = _FramePool(av, width, height, _Encoder.QUEUE + 2, canvas, moving)
+        sound_feed = _AudioFeed(av, container, audio, sound)
+        with _Encoder(container, video, sound_feed, fps) as encoder:
             for i, t in enumerate(times):
                 for panel, (weights, tongue) in zip(panels, tracks, strict=True):
                     panel.face.draw(canvas, background, weights[i],
@@ -391,9 +397,15 @@ class _FramePool:
     """PyAV frames reused in turn: a new 720p frame per picture costs more (allocation and
     page faults) than copying the canvas into one already there. ``size`` must exceed the
     frames the encoder may still hold (its queue and the one it encodes): x264 copies a
-    frame's pixels during ``encode``, so a frame is free again once encoded."""
+    frame's pixels during ``encode``, so a frame is free again once encoded.
 
-    def __init__(self, av, width: int, height: int, size: int) -> None:
+    Each frame gets the whole of ``canvas`` (the static background) once; after that only the
+    ``moving`` boxes (x0, y0, x1, y1, even corners: faces and tapes) are copied per picture,
+    less than half of a 720p frame. None: the whole canvas every time."""
+
+    def __init__(self, av, width: int, height: int, size: int, canvas: YuvImage | None = None,
+                 moving: list[tuple[int, int, int, int]] | None = None) -> None:  # fmt: skip
+        self.moving = moving
         self.frames = [av.VideoFrame(width, height, "yuv420p") for _ in range(size)]
         self.views = []
         for frame in self.frames:
@@ -403,28 +415,40 @@ class _FramePool:
                 flat = np.frombuffer(plane, dtype=np.uint8)
                 planes.append(flat[:rows * plane.line_size].reshape(rows, plane.line_size)[:, :columns])
             self.views.append(planes)
+            if canvas is not None:
+                for view, plane in zip(planes, (canvas.y, canvas.u, canvas.v), strict=True):
+                    np.copyto(view, plane)
         self.turn = 0
 
     def next_frame(self, canvas: YuvImage):
         index = self.turn % len(self.frames)
         self.turn += 1
-        for view, plane in zip(self.views[index], (canvas.y, canvas.u, canvas.v), strict=True):
-            np.copyto(view, plane)
+        planes = zip(self.views[index], (canvas.y, canvas.u, canvas.v), (1, 2, 2), strict=True)
+        if self.moving is None:
+            for view, plane, _ in planes:
+                np.copyto(view, plane)
+            return self.frames[index]
+        for view, plane, k in planes:
+            for x0, y0, x1, y1 in self.moving:
+                view[y0 // k:y1 // k, x0 // k:x1 // k] = plane[y0 // k:y1 // k, x0 // k:x1 // k]
         return self.frames[index]
 
 
 class _Encoder:
     """Encodes and muxes frames on a second thread (PyAV lets go of the GIL inside FFmpeg), so
-    that drawing the next frame and encoding this one share the two cores."""
+    that drawing the next frame and encoding this one share the two cores. The sound is
+    encoded there too, a frame's worth after each frame (``sound``): off the drawing thread,
+    and interleaved in the file as a player reads it."""
 
     #: Frames waiting for the encoder at most (the drawing thread then waits).
     QUEUE = 8
 
-    def __init__(self, container, stream) -> None:
+    def __init__(self, container, stream, sound: _AudioFeed | None = None,
+                 fps: Fraction = FPS) -> None:  # fmt: skip
         import queue
         import threading
 
-        self.container, self.stream = container, stream
+        self.container, self.stream, self.sound, self.fps = container, stream, sound, fps
         self.frames: queue.Queue = queue.Queue(maxsize=self.QUEUE)
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, name="a2x-preview-encoder", daemon=True)
@@ -441,10 +465,15 @@ class _Encoder:
     def _run(self) -> None:
         try:
             while (frame := self.frames.get()) is not None:
+                shown_until = float((frame.pts + 1) / self.fps)  # before the pool reuses it
                 for packet in self.stream.encode(frame):
                     self.container.mux(packet)
+                if self.sound is not None:
+                    self.sound.until(shown_until)
             for packet in self.stream.encode():
                 self.container.mux(packet)
+            if self.sound is not None:
+                self.sound.finish()
         except BaseException as error:  # handed to the drawing thread
             self.error = error
             while self.frames.get() is not None:  # unblock a waiting put
@@ -468,17 +497,29 @@ def _draw_tape(canvas: YuvImage, panel: _Panel, t: float) -> None:
     canvas.fill_rect(middle, panel.tape_y, middle + 2, panel.tape_y + tape.height, CURSOR)
 
 
-def _mux_audio(av, container, stream, sound: np.ndarray) -> None:
-    """Encode the whole track first: the muxer interleaves by timestamps either way, and the
-    frame loop then only feeds video."""
-    layout = "stereo" if sound.shape[1] == 2 else "mono"
-    block = 1024
-    for start in range(0, len(sound), block):
-        piece = np.ascontiguousarray(sound[start:start + block].T)
-        frame = av.AudioFrame.from_ndarray(piece, format="fltp", layout=layout)
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = start
-        for packet in stream.encode(frame):
-            container.mux(packet)
-    for packet in stream.encode():
-        container.mux(packet)
+class _AudioFeed:
+    """The sound track, encoded (AAC) and muxed a piece at a time: :meth:`until` a time, then
+    :meth:`finish` the rest and flush."""
+
+    BLOCK = 1024  # samples per AAC frame
+
+    def __init__(self, av, container, stream, sound: np.ndarray) -> None:
+        self.av, self.container, self.stream, self.sound = av, container, stream, sound
+        self.layout = "stereo" if sound.shape[1] == 2 else "mono"
+        self.done = 0  # samples fed so far
+
+    def until(self, seconds: float) -> None:
+        end = min(len(self.sound), int(seconds * AUDIO_RATE))
+        while self.done < end:
+            piece = np.ascontiguousarray(self.sound[self.done:self.done + self.BLOCK].T)
+            frame = self.av.AudioFrame.from_ndarray(piece, format="fltp", layout=self.layout)
+            frame.sample_rate = AUDIO_RATE
+            frame.pts = self.done
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+            self.done += piece.shape[1]
+
+    def finish(self) -> None:
+        self.until(len(self.sound) / AUDIO_RATE + 1.0)
+        for packet in self.stream.encode():
+            self.container.mux(packet)

@@ -83,10 +83,11 @@ class YuvImage:
         self.fill_layers([(shapes, rgb)], alpha)
 
     def fill_layers(self, layers: list[tuple[np.ndarray | list[np.ndarray], tuple[int, int, int]]],
-                    alpha: float = 1.0) -> None:  # fmt: skip
+                    alpha: float = 1.0) -> tuple[int, int, int, int] | None:  # fmt: skip
         """:meth:`fill` each ``(shapes, rgb)`` in turn, the later over the earlier. Layers that
         overlap (the parts of a mouth) share one coverage pass over their common box: most of
-        a fill's cost is per call, not per pixel."""
+        a fill's cost is per call, not per pixel. Returns that box (even corners; None when
+        nothing was drawn), so that a caller can later restore just the pixels it touched."""
         starts, ends, tags = [], [], []
         for index, (shapes, _) in enumerate(layers):
             start, end = _edges([shapes] if isinstance(shapes, np.ndarray) else shapes)
@@ -95,7 +96,7 @@ class YuvImage:
             tags.append(np.full(len(start), index, dtype=np.int64))
         start, end, tag = np.concatenate(starts), np.concatenate(ends), np.concatenate(tags)
         if not len(start):
-            return
+            return None
         both = np.concatenate([start, end])
         lo = np.floor(both.min(axis=0)).astype(int)
         hi = np.ceil(both.max(axis=0)).astype(int) + 1
@@ -103,7 +104,7 @@ class YuvImage:
         x1 = min(self.width, hi[0] + (hi[0] & 1))
         y1 = min(self.height, hi[1] + (hi[1] & 1))
         if x1 <= x0 or y1 <= y0:
-            return
+            return None
         offset = np.array([x0, y0], dtype=np.float32)
         covers = coverage(start - offset, end - offset, x1 - x0, y1 - y0, tag, len(layers))
         if alpha != 1.0:
@@ -116,6 +117,7 @@ class YuvImage:
             half = cover[0::2, 0::2] + cover[1::2, 0::2] + cover[0::2, 1::2] + cover[1::2, 1::2]
             half *= 0.25
             _blend(plane_uv, half, _CHROMA[rgb])
+        return x0, y0, x1, y1
 
 
 def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +128,7 @@ def _edges(polygons: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         pts = np.asarray(points, dtype=np.float32)
         if len(pts) < 3:
             continue
-        following = np.roll(pts, -1, axis=0)
+        following = np.concatenate((pts[1:], pts[:1]))  # np.roll, without its overhead
         area = float(np.sum(pts[:, 0] * following[:, 1] - following[:, 0] * pts[:, 1]))
         if area < 0:
             pts, following = following[::-1], pts[::-1]
@@ -195,16 +197,24 @@ def coverage(start: np.ndarray, end: np.ndarray, width: int, height: int,
     return total
 
 
+_UNIT_CIRCLES: dict[int, np.ndarray] = {}
+
+
 def ellipse(cx: float, cy: float, rx: float, ry: float, segments: int = 32) -> np.ndarray:
     """``[segments, 2]`` points of an ellipse."""
-    angle = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
-    return np.stack([cx + rx * np.cos(angle), cy + ry * np.sin(angle)], axis=1)
+    circle = _UNIT_CIRCLES.get(segments)
+    if circle is None:  # a preview draws thousands of ellipses of a few sizes: keep cos/sin
+        angle = np.linspace(0.0, 2.0 * np.pi, segments, endpoint=False)
+        circle = _UNIT_CIRCLES[segments] = np.stack([np.cos(angle), np.sin(angle)], axis=1)
+    return circle * np.array([rx, ry]) + np.array([cx, cy])
 
 
 def stroke(line: np.ndarray, width: float | np.ndarray) -> np.ndarray:
     """The outline polygon of the polyline ``line`` drawn ``width`` wide (per point or one)."""
     line = np.asarray(line, dtype=np.float32)
-    tangent = np.gradient(line, axis=0)
+    tangent = np.empty_like(line)  # np.gradient along the line, without its overhead
+    tangent[1:-1] = (line[2:] - line[:-2]) / np.float32(2.0)
+    tangent[0], tangent[-1] = line[1] - line[0], line[-1] - line[-2]
     tangent /= np.maximum(np.linalg.norm(tangent, axis=1, keepdims=True), 1e-6)
     normal = np.stack([-tangent[:, 1], tangent[:, 0]], axis=1)
     half = (np.broadcast_to(np.asarray(width, dtype=np.float32), (len(line),)) / 2)[:, None]

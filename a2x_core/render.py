@@ -70,10 +70,12 @@ def check_request(request: RenderRequest) -> None:
         raise ParameterError(f"--engine {request.engine}", hint=f"use one of {', '.join(ENGINES)}")
 
 
-def render_take(result: AnimationResult, request: RenderRequest, video: Path, *,
+def render_take(result: AnimationResult, request: RenderRequest, video: Path | None, *,
                 fbx: Path | None = None, overwrite: bool = False) -> list[Path]:  # fmt: skip
     """Bake ``result`` onto the request's objects, render to ``video`` (and export ``fbx``);
-    returns the paths written."""
+    returns the paths written. ``video`` None: only the FBX (nothing is rendered)."""
+    if video is None and fbx is None:
+        raise ParameterError("nothing to write", hint="give a video path, an FBX path or both")
     check_request(request)
     command = find_blender(request.blender)
     with tempfile.TemporaryDirectory(prefix="a2x-render-") as folder:
@@ -82,7 +84,8 @@ def render_take(result: AnimationResult, request: RenderRequest, video: Path, *,
         write_json(result, take)
         job = {
             "repo": str(REPO), "blend": str(request.blend.resolve()), "objects": request.objects,
-            "result": str(take), "folder": str(work / "video"), "engine": request.engine,
+            "result": str(take), "folder": str(work / "video") if video is not None else None,
+            "engine": request.engine,
             "fbx": str(work / "take.fbx") if fbx is not None else None,
         }  # fmt: skip
         if request.start_frame is not None:
@@ -102,7 +105,8 @@ def render_take(result: AnimationResult, request: RenderRequest, video: Path, *,
             raise RenderError(f"Blender did not finish in {request.timeout_s:.0f} s") from None
         report = _report(proc)
         with OutputSet(overwrite=overwrite) as outputs:
-            outputs.stage(video, lambda temp: shutil.copyfile(report["video"], temp))
+            if video is not None:
+                outputs.stage(video, lambda temp: shutil.copyfile(report["video"], temp))
             if fbx is not None:
                 outputs.stage(fbx, lambda temp: shutil.copyfile(report["fbx"], temp))
             return outputs.commit()

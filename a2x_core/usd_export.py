@@ -6,7 +6,11 @@ result's rate (``timeCodesPerSecond`` = ``framesPerSecond`` = fps, time code ``i
 and carries the clip as a ``SpatialAudio`` prim, so a USD player plays the sound in sync. When
 the result holds Audio2Face outputs they come along: the 16 tongue weights as a second
 SkelAnimation, the jaw and eye motion as time-sampled transforms, and the per-frame skin and
-tongue vertices (``--geometry``) as time-sampled points.
+tongue vertices (``--geometry``) as time-sampled points. With the model's own head
+(:mod:`.a2f_geometry`: written by ``a2x animate`` for an Audio2Face model), the skin and
+tongue are point clouds bound to the skeletons with their poses as sparse ``BlendShape``
+prims, so the weights play on the Audio2Face head itself, and the jaw's keypoints ride on the
+jaw's transform.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .a2f_geometry import FaceGeometry, PoseSet
 from .errors import OutputError
 from .result import AnimationResult
 
@@ -30,8 +35,10 @@ def _import_pxr():
     return Gf, Sdf, Usd, UsdGeom, UsdMedia, UsdSkel, Vt
 
 
-def build_stage(result: AnimationResult, *, audio_asset: str | None = None):
-    """An in-memory stage holding the take (see the module's description)."""
+def build_stage(result: AnimationResult, *, audio_asset: str | None = None,
+                geometry: FaceGeometry | None = None):  # fmt: skip
+    """An in-memory stage holding the take (see the module's description); ``geometry``: the
+    Audio2Face model's head, bound to the take's animations."""
     Gf, Sdf, Usd, UsdGeom, UsdMedia, UsdSkel, Vt = _import_pxr()
     stage = Usd.Stage.CreateInMemory()
     fps = float(result.fps)
@@ -83,6 +90,9 @@ def build_stage(result: AnimationResult, *, audio_asset: str | None = None):
             for i, frame in enumerate(np.asarray(result.arrays[key], dtype=np.float32)):
                 attr.Set(Vt.Vec3fArray.FromNumpy(frame.reshape(-1, 3)), Usd.TimeCode(i))
 
+    if geometry is not None:
+        _head(stage, result, geometry)
+
     asset = audio_asset if audio_asset is not None else result.audio_path
     if asset:
         sound = UsdMedia.SpatialAudio.Define(stage, "/Take/Audio")
@@ -93,6 +103,67 @@ def build_stage(result: AnimationResult, *, audio_asset: str | None = None):
         sound.CreateEndTimeAttr(Sdf.TimeCode(result.duration_s * fps))
         sound.CreateMediaOffsetAttr(float(result.start_s))
     return stage
+
+
+def _head(stage, result: AnimationResult, geometry: FaceGeometry) -> None:
+    """/Take/Skin (and /Take/Tongue): the model's vertices with its poses as blend shapes,
+    driven by the Face (Tongue) animation; /Take/Jaw/Keypoints under the jaw's transform."""
+    Gf, Sdf, Usd, UsdGeom, UsdMedia, UsdSkel, Vt = _import_pxr()
+    _skinned_points(stage, "/Take/Skin", geometry.skin, result.names, "/Take/Skeleton")
+    if geometry.tongue is not None and result.tongue_weights is not None and result.tongue_names:
+        # a skeleton has one animation: the tongue's poses play through a second one
+        skeleton = UsdSkel.Skeleton.Define(stage, "/Take/TongueSkeleton")
+        skeleton.CreateJointsAttr(Vt.TokenArray(["root"]))
+        identity = Gf.Matrix4d(1.0)
+        skeleton.CreateBindTransformsAttr(Vt.Matrix4dArray([identity]))
+        skeleton.CreateRestTransformsAttr(Vt.Matrix4dArray([identity]))
+        UsdSkel.BindingAPI.Apply(skeleton.GetPrim()).CreateAnimationSourceRel().SetTargets(
+            [Sdf.Path("/Take/Skeleton/Tongue")])
+        _skinned_points(stage, "/Take/Tongue", geometry.tongue, result.tongue_names,
+                        "/Take/TongueSkeleton")  # fmt: skip
+    if geometry.jaw_keypoints is not None and result.jaw_transforms is not None:
+        keypoints = UsdGeom.Points.Define(stage, "/Take/Jaw/Keypoints")
+        _point_cloud(keypoints, geometry.jaw_keypoints, Vt, Gf, UsdGeom)
+
+
+def _point_cloud(points, positions: np.ndarray, Vt, Gf, UsdGeom) -> None:
+    """Rest positions, a constant point size (a few millimetres) and the extent."""
+    positions = np.asarray(positions, dtype=np.float32)
+    points.CreatePointsAttr(Vt.Vec3fArray.FromNumpy(positions))
+    width = 0.002 * float(np.ptp(positions, axis=0).max() or 1.0) + 0.05
+    points.CreateWidthsAttr(Vt.FloatArray([width]))
+    points.SetWidthsInterpolation(UsdGeom.Tokens.constant)
+    low, high = positions.min(axis=0) - width / 2, positions.max(axis=0) + width / 2
+    points.CreateExtentAttr(Vt.Vec3fArray([Gf.Vec3f(*low.tolist()), Gf.Vec3f(*high.tolist())]))
+
+
+def _skinned_points(stage, path: str, poses: PoseSet, names, skeleton: str) -> None:
+    """A point cloud of the pose set's neutral, rigidly bound to ``skeleton``'s one joint, with
+    a sparse ``BlendShape`` (offsets of the vertices it moves) per name in ``names`` that the
+    set holds, in the order the animation's ``blendShapes`` names them."""
+    Gf, Sdf, Usd, UsdGeom, UsdMedia, UsdSkel, Vt = _import_pxr()
+    from pxr import Tf
+
+    points = UsdGeom.Points.Define(stage, path)
+    _point_cloud(points, poses.neutral, Vt, Gf, UsdGeom)
+    binding = UsdSkel.BindingAPI.Apply(points.GetPrim())
+    binding.CreateSkeletonRel().SetTargets([Sdf.Path(skeleton)])
+    binding.CreateJointIndicesPrimvar(True, 1).Set(Vt.IntArray([0]))
+    binding.CreateJointWeightsPrimvar(True, 1).Set(Vt.FloatArray([1.0]))
+    binding.CreateGeomBindTransformAttr(Gf.Matrix4d(1.0))
+    shapes, targets = [], []
+    for name in names:
+        delta = poses.delta_for(name)
+        if delta is None:
+            continue
+        shape = UsdSkel.BlendShape.Define(stage, f"{path}/{Tf.MakeValidIdentifier(name)}")
+        moving = poses.moving(delta)
+        shape.CreateOffsetsAttr(Vt.Vec3fArray.FromNumpy(np.ascontiguousarray(delta[moving])))
+        shape.CreatePointIndicesAttr(Vt.IntArray.FromNumpy(moving))
+        shapes.append(name)
+        targets.append(shape.GetPath())
+    binding.CreateBlendShapesAttr(Vt.TokenArray(shapes))
+    binding.CreateBlendShapeTargetsRel().SetTargets(targets)
 
 
 def _joint_rest(animation, Vt, Gf) -> None:
@@ -112,7 +183,8 @@ def _blend_shape_track(animation, names, weights: np.ndarray, Vt) -> None:
         attr.Set(Vt.FloatArray.FromNumpy(row), Usd.TimeCode(i))
 
 
-def write_usd(result: AnimationResult, path: Path, *, suffix: str | None = None) -> None:
+def write_usd(result: AnimationResult, path: Path, *, suffix: str | None = None,
+              geometry: FaceGeometry | None = None) -> None:  # fmt: skip
     """Write the stage into ``path`` as it is (the exporters' staging makes it atomic).
 
     USD picks its file format from the extension, and a staged temporary file ends in
@@ -127,7 +199,7 @@ def write_usd(result: AnimationResult, path: Path, *, suffix: str | None = None)
         except ValueError:  # another drive (Windows)
             audio = str(Path(audio).resolve())
         audio = audio.replace(os.sep, "/")
-    stage = build_stage(result, audio_asset=audio)
+    stage = build_stage(result, audio_asset=audio, geometry=geometry)
     fmt = "usdc" if kind in (".usdc", ".usd") else "usda"
     side = path.with_name(path.name + (".usdc" if fmt == "usdc" else ".usda"))
     try:

@@ -12,6 +12,10 @@ seconds the process spent per second of video (drawing thread + encoder threads)
 load average, since on a shared machine the wall-clock figure says as much about the
 neighbours as about the renderer. The first repeat includes matplotlib's import.
 
+``--baseline REV`` renders with the a2x_core of git revision ``REV`` as well (extracted to a
+temporary folder), old and new alternately, each in a fresh process, and prints the ratio of
+their medians: the only fair comparison on a machine whose load changes from minute to minute.
+
 ``--split`` also times the two halves apart, once each: drawing every frame (no encoder) and
 encoding those frames (no drawing; x264 on one thread, CPU time). They run on two threads in a
 real render (PyAV releases the GIL while x264 works), so on two free cores the render's speed
@@ -21,7 +25,11 @@ is bounded by the slower half: the line prints that bound.
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import pickle
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +39,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 #: Frames kept for --split's encoding half (720p frames are 1.4 MB each).
 MAX_SPLIT_FRAMES = 300
-sys.path.insert(0, str(REPO))
+#: Where ``a2x_core`` is imported from: this checkout, or (for a --baseline run, in a child
+#: process) an older revision's copy.
+SOURCE = Path(os.environ.get("A2X_BENCH_SOURCE", str(REPO)))
+sys.path.insert(0, str(SOURCE))
 
 
 def main() -> None:
@@ -42,7 +53,16 @@ def main() -> None:
     parser.add_argument("--video-fps", default="30")
     parser.add_argument("--compare", action="store_true", help="two faces side by side")
     parser.add_argument("--split", action="store_true", help="also time drawing and encoding apart")
+    parser.add_argument("--baseline", metavar="REV", help="also render with git revision REV's "
+                        "a2x_core, alternately, and print new/old ratios")  # fmt: skip
+    parser.add_argument("--child", metavar="PICKLE", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(Path(args.child), args)
+        return
+    if args.baseline:
+        compare(args)
+        return
 
     from a2x_core.api import Animator
     from a2x_core.preview import write_preview
@@ -64,6 +84,64 @@ def main() -> None:
                   f"{cpu / result.duration_s:.3f} CPU-s per video second; load {load:.1f}")  # fmt: skip
     if args.split:
         split(results, Fraction(args.video_fps), width, height)
+
+
+def child(path: Path, args: argparse.Namespace) -> None:
+    """One timed render of the pickled results, as a JSON line (the --baseline runs)."""
+    import resource
+
+    from a2x_core.preview import write_preview
+
+    results = pickle.loads(path.read_bytes())
+    width, height = (int(v) for v in args.size.split("x"))
+    with tempfile.TemporaryDirectory() as folder:
+        write_preview(Path(folder) / "warm.mp4", results, size=(320, 240))  # imports, fonts
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu, wall = usage.ru_utime + usage.ru_stime, time.perf_counter()
+        write_preview(Path(folder) / "bench.mp4", results, fps=Fraction(args.video_fps),
+                      size=(width, height))  # fmt: skip
+        wall = time.perf_counter() - wall
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = usage.ru_utime + usage.ru_stime - cpu
+    print(json.dumps({"wall": wall, "cpu": cpu, "load": os.getloadavg()[0]}))
+
+
+def compare(args: argparse.Namespace) -> None:
+    """Old (``--baseline`` revision) and new renders alternately, each in its own process
+    (warmed by a small render first), then the medians and their ratios."""
+    from a2x_core.api import Animator
+
+    result = Animator("default").animate(args.clip)
+    results = [result, result] if args.compare else [result]
+    seconds = result.duration_s
+    runs: dict[str, list[dict]] = {"old": [], "new": []}
+    with tempfile.TemporaryDirectory() as folder:
+        old_root = Path(folder) / "old"
+        old_root.mkdir()
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "a2x_core"],
+                                 check=True, capture_output=True).stdout  # fmt: skip
+        subprocess.run(["tar", "-x", "-C", str(old_root)], input=archive, check=True)
+        pickled = Path(folder) / "results.pickle"
+        pickled.write_bytes(pickle.dumps(results))
+        command = [sys.executable, __file__, "--child", str(pickled), "--size", args.size,
+                   "--video-fps", args.video_fps]  # fmt: skip
+        for run in range(args.repeat):
+            for label, root in (("old", old_root), ("new", REPO)):
+                environment = dict(os.environ, A2X_BENCH_SOURCE=str(root))
+                line = subprocess.run(command, check=True, capture_output=True, text=True,
+                                      env=environment).stdout.strip().splitlines()[-1]  # fmt: skip
+                measured = json.loads(line)
+                runs[label].append(measured)
+                print(f"run {run + 1} {label}: {seconds / measured['wall']:.1f}x real time, "
+                      f"{measured['cpu'] / seconds:.3f} CPU-s per video second, "
+                      f"load {measured['load']:.1f}", flush=True)  # fmt: skip
+    median = {label: {key: statistics.median(m[key] for m in found) for key in ("wall", "cpu")}
+              for label, found in runs.items()}  # fmt: skip
+    print(f"median old ({args.baseline}): {seconds / median['old']['wall']:.1f}x real time, "
+          f"{median['old']['cpu'] / seconds:.3f} CPU-s/s; new: "
+          f"{seconds / median['new']['wall']:.1f}x, {median['new']['cpu'] / seconds:.3f} CPU-s/s; "
+          f"new is {median['old']['wall'] / median['new']['wall']:.2f}x as fast (wall), "
+          f"{median['old']['cpu'] / median['new']['cpu']:.2f}x (CPU)")  # fmt: skip
 
 
 def split(results: list, fps: Fraction, width: int, height: int) -> None:
@@ -88,7 +166,11 @@ def split(results: list, fps: Fraction, width: int, height: int) -> None:
         for t in times:
             panel.tape.window(t)
     drawn, draw_s, handoff_s = [], 0.0, 0.0
-    pool = preview._FramePool(av, width, height, 10)
+    moving = [box for panel in panels for box in (
+        panel.face.eye_box, panel.face.base_box,
+        (panel.tape_x, panel.tape_y, panel.tape_x + panel.tape.width,
+         panel.tape_y + panel.tape.height))]  # fmt: skip
+    pool = preview._FramePool(av, width, height, 10, canvas, moving)  # as a run hands frames over
     for i, t in enumerate(times[:MAX_SPLIT_FRAMES]):
         cpu = time.process_time()
         for panel, (weights, tongue) in zip(panels, tracks, strict=True):

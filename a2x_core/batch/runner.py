@@ -60,6 +60,7 @@ class BatchSettings:
     blender: dict[str, str | None] = field(default_factory=dict)
     chunk: int = 1
     retries: int = 1
+    render: dict[str, Any] | None = None  # --render/--export-fbx (render_step.render_settings)
 
 
 @dataclass
@@ -141,6 +142,11 @@ def plan_batch(clips: list[Clip], settings: BatchSettings) -> BatchPlan:
             outputs.append(outdir / f"{clip.name}.blend")
             blend = {"scene": str(settings.blend.resolve()), "object": rig, "audio": str(audio),
                      "output": str(outputs[-1]), "model": spec}  # fmt: skip
+            if settings.render:  # a2x render's path (render_step.py): video/FBX, not a copy
+                from .render_step import planned_outputs
+
+                outputs[-1:] = planned_outputs(outdir, clip.name, settings.render)
+                blend["render"] = settings.render
         model_input = _model_input(spec, models)
         entry: dict[str, Any] = {
             "name": clip.name, "audio": str(audio), "options": options_to_json(options),

@@ -161,10 +161,14 @@ def write_clip(clip: dict[str, Any], result: Any, task: dict[str, Any]) -> None:
         remove_stale_temps(path, recent=True)
     with OutputSet(overwrite=overwrite) as staged:
         for path in files:
-            if path.suffix.lower() != ".blend":
+            if path.suffix.lower() not in (".blend", ".mp4", ".fbx"):  # Blender writes those
                 stage_result(staged, result, path)
         staged.commit()
-    if clip.get("blend"):
+    if clip.get("blend") and clip["blend"].get("render"):  # --render/--export-fbx
+        from .render_step import render_clip
+
+        render_clip(clip, result, task["blender"], overwrite=overwrite)
+    elif clip.get("blend"):
         from .blender_bake import bake_with_blender
 
         bake_with_blender(clip["blend"], result, task["blender"], overwrite=overwrite)

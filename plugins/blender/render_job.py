@@ -85,7 +85,7 @@ def run(job: dict) -> dict:
     bake = _load_bake()
     bpy.ops.wm.open_mainfile(filepath=job["blend"])
     scene = bpy.context.scene
-    if scene.camera is None:
+    if job.get("folder") and scene.camera is None:  # no folder: an FBX export only
         raise JobError(f"the scene {scene.name!r} has no camera", "add one and make it active")
     result = read_result(job["result"])
     fps = scene_fps(scene.render.fps, scene.render.fps_base)
@@ -115,13 +115,15 @@ def run(job: dict) -> dict:
     _set_engine(scene, job.get("engine", "workbench"))
     if job.get("resolution_percentage"):
         scene.render.resolution_percentage = int(job["resolution_percentage"])
-    _set_video_output(scene, job["folder"])
-    bpy.ops.render.render(animation=True)
-    videos = glob.glob(os.path.join(job["folder"], "render_*"))
-    if len(videos) != 1:
-        raise JobError(f"Blender wrote {len(videos)} video files", "see Blender's log above")
-    out = {"video": videos[0], "frames": scene.frame_end - scene.frame_start + 1,
-           "fps": float(fps), "baked": baked}  # fmt: skip
+    out = {"video": None, "frames": scene.frame_end - scene.frame_start + 1, "fps": float(fps),
+           "baked": baked}  # fmt: skip
+    if job.get("folder"):
+        _set_video_output(scene, job["folder"])
+        bpy.ops.render.render(animation=True)
+        videos = glob.glob(os.path.join(job["folder"], "render_*"))
+        if len(videos) != 1:
+            raise JobError(f"Blender wrote {len(videos)} video files", "see Blender's log above")
+        out["video"] = videos[0]
     if job.get("fbx"):
         bpy.ops.object.select_all(action="DESELECT")
         for name in job["objects"]:

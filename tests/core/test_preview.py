@@ -161,3 +161,70 @@ def test_read_result_round_trips_json_and_npz(take) -> None:
     np.testing.assert_allclose(from_json.weights, from_npz.weights, atol=1e-6)
     assert from_npz.duration_s == pytest.approx(END - START)
     assert "phone_labels" in from_npz.arrays and not from_json.arrays
+
+
+def _fresh(weights: np.ndarray, size: int = 256) -> np.ndarray:
+    """One frame drawn from scratch (no cache, no previous frame)."""
+    image = YuvImage(size, size, (52, 58, 72))
+    draw_face(image, weights, 128, 120, 80)
+    return image.data
+
+
+def test_frame_to_frame_drawing_leaves_nothing_of_the_previous_frame() -> None:
+    """The preview redraws only what changed since the last frame (a region whose pose did not
+    change is kept; the lower face is repaired where the mouth was): a wide open, rounded mouth
+    with closed eyes, then a closed mouth with open eyes, then the first again, must each equal
+    the frame drawn from scratch, pixel for pixel."""
+    from a2x_core.face2d import FaceDrawer
+
+    wide, rest = np.zeros(len(ARKIT_52)), np.zeros(len(ARKIT_52))
+    for name, value in (("mouthFunnel", 1.0), ("mouthStretchLeft", 1.0), ("tongueOut", 0.8),
+                        ("eyeBlinkLeft", 1.0), ("eyeBlinkRight", 1.0)):  # fmt: skip
+        wide[ARKIT_52.index(name)] = value
+    background = YuvImage(256, 256, (52, 58, 72))
+    drawer = FaceDrawer(128, 120, 80, (256, 256))
+    drawer.draw_static(background)
+    canvas = YuvImage(256, 256)
+    canvas.data[:] = background.data
+    for weights in (wide, rest, wide, wide, rest, rest):
+        drawer.draw(canvas, background, weights)
+        assert np.array_equal(canvas.data, _fresh(weights))
+    assert not np.array_equal(_fresh(wide), _fresh(rest))
+    # the lower face's parts are cached apart (jaw line, cheeks, nose): the same swollen,
+    # smiling cheeks and sneer over every jaw pose must still be the frame drawn from scratch
+    for jaw in ("jawOpen", "jawLeft", "jawRight", "jawForward", "jawOpen"):
+        weights = np.zeros(len(ARKIT_52))
+        for name in ("cheekPuff", "mouthSmileLeft", "mouthSmileRight", "cheekSquintLeft",
+                     "noseSneerRight", jaw):  # fmt: skip
+            weights[ARKIT_52.index(name)] = 1.0
+        drawer.draw(canvas, background, weights)
+        assert np.array_equal(canvas.data, _fresh(weights)), jaw
+
+
+def test_frames_handed_to_the_encoder_hold_the_whole_picture(take) -> None:
+    """The encoder's frames are filled once with the static background, then only the moving
+    boxes (faces, tapes) are copied per picture: over a real take, side by side, each frame
+    handed over must still equal the whole canvas."""
+    from a2x_core import preview
+
+    result = read_result(take["npz"])
+    width, height = 640, 360
+    panels = layout([result, result], ["a", "b"], width, height)
+    background = YuvImage(width, height, preview.BACKGROUND)
+    for panel in panels:
+        panel.face.draw_static(background)
+    canvas = YuvImage(width, height)
+    canvas.data[:] = background.data
+    moving = [box for panel in panels for box in (
+        panel.face.eye_box, panel.face.base_box,
+        (panel.tape_x, panel.tape_y, panel.tape_x + panel.tape.width,
+         panel.tape_y + panel.tape.height))]  # fmt: skip
+    pool = preview._FramePool(av, width, height, 3, canvas, moving)
+    times = result.start_s + np.arange(0, 60, 3) / 30.0
+    tracks = [preview._frame_weights(panel.result, times) for panel in panels]
+    for i, t in enumerate(times):
+        for panel, (weights, _) in zip(panels, tracks, strict=True):
+            panel.face.draw(canvas, background, weights[i])
+            preview._draw_tape(canvas, panel, t)
+        frame = pool.next_frame(canvas)
+        assert np.array_equal(frame.to_ndarray(format="yuv420p"), canvas.data)
