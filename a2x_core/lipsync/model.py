@@ -26,7 +26,7 @@ from ..timing import SAMPLE_RATE, frame_targets, num_frames_for
 from ..version import __version__
 from . import expressions as ex
 from . import phones as ph
-from .coarticulation import apply_critical, blend
+from .coarticulation import apply_critical, blend, open_nuclei
 from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .stream import LOOKAHEAD_SAMPLES, DefaultStream
 from .visemes import DEFAULT_TABLE, VisemeTrack, load_table, viseme_track
@@ -387,10 +387,12 @@ class DefaultLipSyncModel:
         :func:`.apply_critical` read it off ``times_s``.
         """
         weights, share = blend(times_s, track, self.table)
-        from_phones = weights[:, _COL["jawOpen"]] * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
-        jaw = JAW_GAIN * (
-            (1.0 - JAW_ACOUSTIC) * from_phones + JAW_ACOUSTIC * (JAW_ACOUSTIC_SCALE * acoustic)
-        )
+        # The jaw = per_target x the blended phone target + the acoustic part.
+        per_target = JAW_GAIN * (1.0 - JAW_ACOUSTIC) * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
+        acoustic_part = JAW_GAIN * JAW_ACOUSTIC * JAW_ACOUSTIC_SCALE * acoustic
+        jaw = per_target * weights[:, _COL["jawOpen"]] + acoustic_part
+        # Short open vowels open visibly (issue 17): a floor from the vowel's own target.
+        open_nuclei(jaw, times_s, track, self.table, per_target, acoustic_part, frame_s)
         weights[:, _COL["jawOpen"]] = jaw
         apply_critical(weights, times_s, track, self.table, frame_s)
         return weights, share
