@@ -131,11 +131,11 @@ def open_nuclei(
     A short unstressed vowel between consonants is outweighed by its neighbours' dominance
     and reached 75-96 % of a clear vowel's opening, often too little to read as a syllable.
     Each segment whose viseme is flagged ``nucleus`` raises the jaw to at least
-    ``table.nucleus_share`` of the jaw a long vowel of its viseme would have there: its jaw
-    target x ``per_target`` (the frames' gain on phone targets, loudness included) +
-    ``acoustic`` (the frames' acoustic part of the jaw), over the segment and raised-cosine
-    ramps of at most half a neighbour. It only raises: long vowels already open that far, and
-    closures are applied afterwards.
+    ``table.nucleus_share`` of the jaw its viseme's target gives: the target x ``per_target``
+    (the frames' gain on phone targets, loudness included) + ``acoustic`` (the frames' acoustic
+    part of the jaw), over the middle of the vowel, easing to nothing at most half a
+    neighbour outside it. It only raises, and hardly ever a long vowel (whose blend already
+    reaches that share); closures are applied afterwards.
     """
     if not table.nucleus_share or len(times_s) == 0:
         return
@@ -151,9 +151,13 @@ def open_nuclei(
         hi = np.searchsorted(times_s, track.end_s[s] + ramp_out, side="right")
         if hi <= lo:
             continue
+        # Full floor over the vowel's middle (its dominance plateau, at least a frame, so
+        # that some frame shows it), easing to nothing ramp_in/ramp_out outside the vowel.
         centre = 0.5 * (track.start_s[s] + track.end_s[s])
-        half = max(0.5 * durations[s], 0.5 * frame_s)
-        w = _window(times_s[lo:hi], centre - half, centre + half, ramp_in, ramp_out)
+        half = max(0.5 * table.plateau * durations[s], 0.5 * frame_s)
+        ease_in = ramp_in + max(0.0, centre - half - track.start_s[s])
+        ease_out = ramp_out + max(0.0, track.end_s[s] - centre - half)
+        w = _window(times_s[lo:hi], centre - half, centre + half, ease_in, ease_out)
         long_vowel = jaw_target[track.viseme[s]] * per_target[lo:hi] + acoustic[lo:hi]
         floor = table.nucleus_share * w * long_vowel
         jaw[lo:hi] = np.maximum(jaw[lo:hi], floor)

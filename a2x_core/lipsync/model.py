@@ -311,6 +311,9 @@ class DefaultLipSyncModel:
             raise
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
+        elif options.fast:
+            # No phone alignment pass in fast mode: place lip closures by the sound (issue 17).
+            phones = ex.snap_quiet_phones(phones, level)
         if cancel is not None:
             cancel.check()
         progress(Progress(0.8, "animating"))
