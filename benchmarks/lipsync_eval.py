@@ -302,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             correlations[name] = jaw_correlation(pred, tracked, valid)
     report = {"tally": {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()},
               "jaw": correlations, "fps": str(fps), "tolerance_s": TOLERANCE_S}  # fmt: skip
-    if rhubarb is not None:
+    if rhubarb is not None and set(configs) & set(RHUBARB_CONFIGS):
         report["rhubarb"] = f"Rhubarb Lip Sync {rhubarb_baseline.version(rhubarb)} ({rhubarb})"
     if PUSH_TIMES_MS:
         report["stream"] = {

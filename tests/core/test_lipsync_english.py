@@ -153,7 +153,7 @@ def test_weak_vowels_of_function_words_open_visibly(model: DefaultLipSyncModel) 
     ("shape", "closed", "rounded", "labiodental", "jaw_peak"),
     [("A", True, False, False, False), ("B", False, False, False, False),
      ("C", False, False, False, True), ("D", False, False, False, True),
-     ("E", False, False, False, True), ("F", False, True, False, False),
+     ("E", False, True, False, True), ("F", False, True, False, False),
      ("G", False, False, True, False), ("H", False, False, False, True),
      ("X", False, False, False, False)],
 )  # fmt: skip
