@@ -299,8 +299,9 @@ def brow_curve(times_s: np.ndarray, accents: list[tuple[float, float]]) -> np.nd
 
 # --- phone timing from the sound (fast mode) --------------------------------------------------
 
-#: Phones whose lips must be seen at the right moment (closure, lip to teeth) and whose
-#: sound is quieter than its neighbours': a stop's closure is silent, /m/ and /f v/ are weak.
+#: Phones whose lips must be seen at the right moment and whose sound is clearly quieter than
+#: their neighbours': a stop's closure is silent. (/m f v/ are weak too, but not enough: moving
+#: them by loudness cost as many hits as it won on speech_en.)
 QUIET_PHONES = frozenset({"P", "B"})
 #: How far such a phone may move from where its word's typical durations put it.
 SNAP_REACH_S = 0.12
@@ -312,18 +313,20 @@ SNAP_MIN_S = 0.02
 
 
 def snap_quiet_phones(phones: list[Phone], level: np.ndarray) -> list[Phone]:
-    """Move each /p b m f v/ of a word onto the quietest stretch of its own length nearby.
+    """Move each /p b/ inside a word onto the quietest stretch of its own length nearby.
 
     Fast mode spreads a recognised word's phones over the word by typical durations (no
     phone alignment pass), which puts a short closure tens of milliseconds off: a "clubs"
-    whose /z/ is long has its /b/ drawn over the /z/. The sound says where the lips meet:
-    the closure of /p b/ is silent and /m f v/ are weaker than the vowels around them. Each
-    such phone between two phones of its word keeps its length and order; those neighbours
-    stretch or shrink (to at least :data:`SNAP_MIN_S`), and a move costs :data:`SNAP_COST_PER_S` per second against
-    the loudness it saves. ``level``: normalised loudness on the 100 Hz grid.
+    whose /z/ is long has its /b/ drawn over the /z/. The sound says where the lips meet: a
+    stop's closure is silent. Each such phone between two phones of its word keeps its length
+    and order; those neighbours stretch or shrink (to at least :data:`SNAP_MIN_S`), and a
+    move costs :data:`SNAP_COST_PER_S` per second against the loudness it saves.
+    ``level``: normalised loudness on the 100 Hz grid.
     """
     out = list(phones)
     grid_s = ANALYSIS_S
+    # Mean loudness of any span from cumulative sums (once: long clips have many phones).
+    cum = np.concatenate([[0.0], np.cumsum(level)])
     for k, phone in enumerate(out):
         if phone.label not in QUIET_PHONES or not phone.word:
             continue
@@ -339,8 +342,6 @@ def snap_quiet_phones(phones: list[Phone], level: np.ndarray) -> list[Phone]:
         if high - low <= length + 1e-9:
             continue
         starts = np.arange(low, high - length + 1e-9, grid_s)
-        # Mean loudness over each candidate span (the 100 Hz grid, cumulative sums).
-        cum = np.concatenate([[0.0], np.cumsum(level)])
         first = np.clip(np.round(starts / grid_s).astype(int), 0, len(level))
         last = np.clip(np.round((starts + length) / grid_s).astype(int), 0, len(level))
         loud = (cum[last] - cum[first]) / np.maximum(last - first, 1)
