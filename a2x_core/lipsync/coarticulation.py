@@ -6,6 +6,8 @@ Cohen & Massaro (1993): every segment has a dominance function per articulator g
 segments' targets. Weighted means never quite reach a short consonant's target, which is the
 model's known weakness for closures, so "critical" channels (lips on /p b m/, lower lip on
 /f v/, tongue on /th dh/) are then pulled onto their targets with smooth raised-cosine windows.
+The same undershoot leaves short open vowels (a 30-110 ms /ah/ in "and", "to", "for") barely
+open, so open-vowel nuclei get a floor on the jaw (:func:`open_nuclei`).
 """
 
 from __future__ import annotations
@@ -113,3 +115,49 @@ def apply_critical(
         w = _window(times_s[lo:hi], centre - half, centre + half, ramp_in, ramp_out)[:, None]
         cols = table.critical[v]
         weights[lo:hi, cols] = (1 - w) * weights[lo:hi, cols] + w * table.targets[v, cols]
+
+
+def open_nuclei(
+    jaw: np.ndarray,
+    times_s: np.ndarray,
+    track: VisemeTrack,
+    table: VisemeTable,
+    per_target: np.ndarray,
+    acoustic: np.ndarray,
+    frame_s: float | None = None,
+) -> None:
+    """Open every open-vowel nucleus visibly, however short the vowel (in place).
+
+    A short unstressed vowel between consonants is outweighed by its neighbours' dominance
+    and reached 75-96 % of a clear vowel's opening, often too little to read as a syllable.
+    Each segment whose viseme is flagged ``nucleus`` raises the jaw to at least
+    ``table.nucleus_share`` of the jaw its viseme's target gives: the target x ``per_target``
+    (the frames' gain on phone targets, loudness included) + ``acoustic`` (the frames' acoustic
+    part of the jaw), over the middle of the vowel, easing to nothing at most half a
+    neighbour outside it. It only raises, and hardly ever a long vowel (whose blend already
+    reaches that share); closures are applied afterwards.
+    """
+    if not table.nucleus_share or len(times_s) == 0:
+        return
+    durations = track.end_s - track.start_s
+    if frame_s is None:
+        frame_s = float(times_s[1] - times_s[0]) if len(times_s) > 1 else 0.0
+    jaw_target = table.targets[:, table.channel_index("jawOpen")]
+    for s in np.flatnonzero(table.nucleus[track.viseme]):
+        before = durations[s - 1] if s > 0 else table.ramp_s
+        after = durations[s + 1] if s + 1 < len(durations) else table.ramp_s
+        ramp_in, ramp_out = min(table.ramp_s, 0.5 * before), min(table.ramp_s, 0.5 * after)
+        lo = np.searchsorted(times_s, track.start_s[s] - ramp_in)
+        hi = np.searchsorted(times_s, track.end_s[s] + ramp_out, side="right")
+        if hi <= lo:
+            continue
+        # Full floor over the vowel's middle (its dominance plateau, at least a frame, so
+        # that some frame shows it), easing to nothing ramp_in/ramp_out outside the vowel.
+        centre = 0.5 * (track.start_s[s] + track.end_s[s])
+        half = max(0.5 * table.plateau * durations[s], 0.5 * frame_s)
+        ease_in = ramp_in + max(0.0, centre - half - track.start_s[s])
+        ease_out = ramp_out + max(0.0, track.end_s[s] - centre - half)
+        w = _window(times_s[lo:hi], centre - half, centre + half, ease_in, ease_out)
+        long_vowel = jaw_target[track.viseme[s]] * per_target[lo:hi] + acoustic[lo:hi]
+        floor = table.nucleus_share * w * long_vowel
+        jaw[lo:hi] = np.maximum(jaw[lo:hi], floor)

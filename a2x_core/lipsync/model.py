@@ -28,7 +28,7 @@ from . import expressions as ex
 from . import language as lg
 from . import phones as ph
 from .acoustic import PhoneDecoding
-from .coarticulation import apply_critical, blend
+from .coarticulation import apply_critical, blend, open_nuclei
 from .parallel import Aligning, Decoding, cpu_count, stop_pending
 from .stream import LOOKAHEAD_SAMPLES, DefaultStream
 from .visemes import DEFAULT_TABLE, VisemeTrack, load_table, viseme_track
@@ -344,6 +344,9 @@ class DefaultLipSyncModel:
         if aligned:
             warnings += _transcript_mismatch(phones, level, audio.path)
             phones = lg.unkeyed(phones)
+        elif options.fast:
+            # No phone alignment pass in fast mode: place lip closures by the sound (issue 17).
+            phones = ex.snap_quiet_phones(phones, level)
         if cancel is not None:
             cancel.check()
         progress(Progress(0.8, "animating"))
@@ -421,10 +424,12 @@ class DefaultLipSyncModel:
         :func:`.apply_critical` read it off ``times_s``.
         """
         weights, share = blend(times_s, track, self.table)
-        from_phones = weights[:, _COL["jawOpen"]] * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
-        jaw = JAW_GAIN * (
-            (1.0 - JAW_ACOUSTIC) * from_phones + JAW_ACOUSTIC * (JAW_ACOUSTIC_SCALE * acoustic)
-        )
+        # The jaw = per_target x the blended phone target + the acoustic part.
+        per_target = JAW_GAIN * (1.0 - JAW_ACOUSTIC) * (JAW_FLOOR + (1.0 - JAW_FLOOR) * loud)
+        acoustic_part = JAW_GAIN * JAW_ACOUSTIC * JAW_ACOUSTIC_SCALE * acoustic
+        jaw = per_target * weights[:, _COL["jawOpen"]] + acoustic_part
+        # Short open vowels open visibly (issue 17): a floor from the vowel's own target.
+        open_nuclei(jaw, times_s, track, self.table, per_target, acoustic_part, frame_s)
         weights[:, _COL["jawOpen"]] = jaw
         apply_critical(weights, times_s, track, self.table, frame_s)
         return weights, share

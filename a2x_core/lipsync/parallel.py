@@ -46,7 +46,10 @@ log = logging.getLogger("a2x_core")
 
 #: Shorter clips are not split (fast mode: ``FAST_MIN_SPLIT_S``).
 MIN_SPLIT_S = 6.0
-FAST_MIN_SPLIT_S = 2.0
+#: Fast mode splits no sooner: pieces of 1-3 s starve the word search of context (fast hit
+#: rates on speech_en's 2-12 s clips, bilabial / labiodental: 89 / 95 % split from 2 s,
+#: 96 / 95 % from 6 s; issue 17, docs/quality.md). Long clips are split as before.
+FAST_MIN_SPLIT_S = 6.0
 #: Long clips are cut into pieces of about this length (a multiple of the worker count).
 PIECE_S = 20.0
 #: No piece is longer than this, pause or not (cuts fall within 30 % of a piece around the

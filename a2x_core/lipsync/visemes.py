@@ -41,6 +41,9 @@ class VisemeTable:
         phones: phone label → ((viseme index, share of the phone's duration), ...).
         plateau: share of a segment around its centre where dominance stays at its peak.
         ramp_s: length of the ramps into and out of a critical target, in seconds.
+        nucleus: ``[V]`` open-vowel visemes whose jaw must open visibly however short the
+            vowel (see :func:`.coarticulation.open_nuclei`).
+        nucleus_share: share of a long vowel's jaw opening that such a vowel reaches at least.
     """
 
     names: tuple[str, ...]
@@ -53,9 +56,16 @@ class VisemeTable:
     phones: dict[str, tuple[tuple[int, float], ...]]
     plateau: float
     ramp_s: float
+    nucleus: np.ndarray
+    nucleus_share: float
 
     def index(self, name: str) -> int:
         return self.names.index(name)
+
+    @staticmethod
+    def channel_index(name: str) -> int:
+        """Column of an ARKit-52 pose in ``targets``."""
+        return ARKIT_52.index(name)
 
 
 def _fail(path: Path, message: str) -> ModelPackageError:
@@ -99,7 +109,9 @@ def load_table(path: Path = DEFAULT_TABLE) -> VisemeTable:
     anticipation = np.zeros(count)
     carryover = np.zeros(count)
     critical = np.zeros((count, len(ARKIT_52)), bool)
+    nucleus = np.zeros(count, bool)
     for v, (name, spec) in enumerate(visemes.items()):
+        nucleus[v] = spec.get("nucleus", False) is True
         for channel, value in spec.get("targets", {}).items():
             if channel not in ARKIT_52:
                 raise _fail(path, f"visemes.{name}.targets names {channel!r}, not an ARKit-52 pose")
@@ -136,6 +148,7 @@ def load_table(path: Path = DEFAULT_TABLE) -> VisemeTable:
         names, targets, dominance, anticipation, carryover, critical, channel_group, phones,
         _weight(path, "plateau", data.get("plateau", 0.5)),
         _weight(path, "ramp_s", data.get("ramp_s", 0.05), 0.0, 0.5),
+        nucleus, _weight(path, "nucleus_share", data.get("nucleus_share", 0.0)),
     )  # fmt: skip
 
 
