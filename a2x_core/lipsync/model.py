@@ -143,7 +143,7 @@ class DefaultLipSyncModel:
 
     name = "default"
     kind = "default"
-    version = f"{__version__}+lipsync.2"  # .2: bounded pieces, long transcripts in pieces
+    version = f"{__version__}+lipsync.3"  # .3: open short vowels, fast closures, languages
     emotion_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
