@@ -199,8 +199,9 @@ class OutputSet:
     what was published.
     """
 
-    def __init__(self, *, overwrite: bool) -> None:
+    def __init__(self, *, overwrite: bool, sweep: bool = True) -> None:
         self.overwrite = overwrite
+        self.sweep = sweep  # False: the caller removed stale temporaries (a2x batch, per task)
         self._staged: list[_Staged] = []
 
     def __enter__(self) -> OutputSet:
@@ -217,7 +218,8 @@ class OutputSet:
         folder = _folder_of(target)
         if not os.path.isdir(folder):
             raise OutputError("the output folder does not exist", path=folder, hint="create it first")
-        remove_stale_temps(target)
+        if self.sweep:
+            remove_stale_temps(target)
         try:
             temp = _new_temp(target)
         except OSError as error:

@@ -9,7 +9,8 @@ Idioms (``docs/batch.md``; measurements in ``../shared/docs/streaming_services.m
   workers a task's clips are one batched call;
 - retries: ``retries=`` re-runs a task that raised; a task whose worker died is rescheduled
   by Dask, and a task that was on ``allowed-failures + 1`` = 2 dying workers is given up
-  (``KilledWorker``) and its clips are marked failed, not retried forever;
+  (``KilledWorker``): a task of one clip marks it failed, not retried forever; a task of
+  several is split into one task per clip, so that only the clip that kills its workers fails;
 - Ctrl-C: pending futures are cancelled, the report says ``cancelled`` for them, the cluster
   is closed; workers write atomically, so whatever was stopped left nothing half-written.
 """
@@ -60,6 +61,17 @@ class BatchSettings:
     blender: dict[str, str | None] = field(default_factory=dict)
     chunk: int = 1
     retries: int = 1
+    emotion_model: str | None = None
+    #: clips per ``animate_many`` call inside a task (None: the whole task's group): smaller
+    #: steps let a GPU worker write one step's clips while it animates the next
+    step: int | None = None
+
+
+#: ``--chunk`` and the step inside it when the command line names none. GPU: large tasks, in
+#: steps, so that decoding and writing overlap the batched network calls; CPU: a few clips per
+#: task, which spares Dask round trips and still spreads over the workers.
+DEFAULT_CHUNK = {"gpu": 128, "cpu": 4}
+DEFAULT_STEP = {"gpu": 32, "cpu": None}
 
 
 @dataclass
@@ -98,6 +110,21 @@ def _model_input(spec: str, cache: dict[str, Any]) -> dict[str, Any]:
     return cache[spec]
 
 
+def _emotion_input(path: str | None, cache: dict[str, Any]) -> dict[str, Any] | None:
+    """What identifies an Audio2Emotion model for resuming: its path and model.json's digest."""
+    if path is None:
+        return None
+    if path not in cache:
+        file = Path(path)
+        file = file / "model.json" if file.is_dir() else file
+        try:
+            cache[path] = {"spec": path, "sha256": ledger.file_sha256(file)}
+        except OSError as error:
+            cache[path] = {"spec": path,
+                           "error": f"{file}: cannot read the emotion model ({error.strerror})"}  # fmt: skip
+    return cache[path]
+
+
 def _clip_options(clip: Clip, common: InferenceOptions) -> InferenceOptions:
     changes: dict[str, Any] = {}
     for name in ("transcript", "identity", "emotions", "fps"):
@@ -120,8 +147,9 @@ def plan_batch(clips: list[Clip], settings: BatchSettings) -> BatchPlan:
 
     outdir = settings.outdir.resolve()
     models: dict[str, Any] = {}
+    emotion_models: dict[str, Any] = {}
     rows: dict[str, dict[str, Any]] = {}
-    grouped: dict[str, list[dict[str, Any]]] = {}
+    grouped: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     specs: dict[str, dict[str, Any]] = {}
     scene_sha256 = _digest(settings.blend)
     for clip in clips:
@@ -142,6 +170,8 @@ def plan_batch(clips: list[Clip], settings: BatchSettings) -> BatchPlan:
             blend = {"scene": str(settings.blend.resolve()), "object": rig, "audio": str(audio),
                      "output": str(outputs[-1]), "model": spec}  # fmt: skip
         model_input = _model_input(spec, models)
+        emotion_spec = clip.emotion_model or settings.emotion_model
+        emotion_input = _emotion_input(emotion_spec, emotion_models)
         entry: dict[str, Any] = {
             "name": clip.name, "audio": str(audio), "options": options_to_json(options),
             "outputs": [str(p) for p in outputs], "blend": blend,
@@ -149,6 +179,8 @@ def plan_batch(clips: list[Clip], settings: BatchSettings) -> BatchPlan:
                        "formats": list(settings.formats), "engine": settings.engine,
                        "blend": blend and {**blend, "scene_sha256": scene_sha256}},
         }  # fmt: skip
+        if emotion_input is not None:  # absent otherwise: records of earlier runs still match
+            entry["inputs"]["emotion_model"] = emotion_input
         specs[clip.name] = entry
         try:
             entry["inputs"]["audio_sha256"] = ledger.file_sha256(audio)
@@ -156,20 +188,22 @@ def plan_batch(clips: list[Clip], settings: BatchSettings) -> BatchPlan:
             rows[clip.name] = _early_row(entry, "failed", f"{audio}: cannot read ({error.strerror})")
             continue
         entry["fingerprint"] = ledger.fingerprint(entry["inputs"])
-        if "error" in model_input:
-            rows[clip.name] = _early_row(entry, "failed", model_input["error"])
+        if "error" in model_input or (emotion_input or {}).get("error"):
+            error = model_input.get("error") or (emotion_input or {})["error"]
+            rows[clip.name] = _early_row(entry, "failed", error)
         elif not settings.overwrite and ledger.is_done(outdir, clip.name, entry["fingerprint"],
                                                        outputs):  # fmt: skip
             rows[clip.name] = _early_row(entry, "skipped", "")
         else:
-            grouped.setdefault(spec, []).append(entry)
+            grouped.setdefault((spec, emotion_spec), []).append(entry)
     tasks = []
-    for spec, entries in grouped.items():
+    for (spec, emotion_spec), entries in grouped.items():
         for start in range(0, len(entries), max(1, settings.chunk)):
             tasks.append({
                 "model": spec, "engine": settings.engine, "outdir": str(outdir),
                 "overwrite": settings.overwrite, "formats": list(settings.formats),
                 "blender": settings.blender, "clips": entries[start:start + settings.chunk],
+                "emotion_model": emotion_spec, "step": settings.step,
             })  # fmt: skip
     return BatchPlan(tasks=tasks, rows=rows, order=[c.name for c in clips], clips=specs)
 
@@ -260,16 +294,27 @@ def run_batch(plan: BatchPlan, client: Any, settings: BatchSettings,
 
     rows = dict(plan.rows)
     futures = {}
-    for index, task in enumerate(plan.tasks):
+
+    def submit(task: dict[str, Any], priority: int, tail: str = "") -> Any:
         first = task["clips"][0]
-        key = f"a2x-batch-{first['name']}-{first['fingerprint'][:16]}"
+        key = f"a2x-batch-{first['name']}-{first['fingerprint'][:16]}{tail}"
+        future = client.submit(run_task, task, key=key, retries=settings.retries, pure=False,
+                               priority=priority)  # fmt: skip
+        futures[future] = task
+        return future
+
+    for index, task in enumerate(plan.tasks):
         # earlier tasks first: one model's clips back to back on every worker
-        futures[client.submit(run_task, task, key=key, retries=settings.retries, pure=False,
-                              priority=len(plan.tasks) - index)] = task  # fmt: skip
+        submit(task, len(plan.tasks) - index)
     interrupted = False
     try:
-        for future in distributed.as_completed(list(futures)):
+        running = distributed.as_completed(list(futures))
+        for future in running:
             task = futures[future]
+            if _killed_workers(future) and len(task["clips"]) > 1:
+                for clip in task["clips"]:  # one task per clip: only the culprit fails
+                    running.add(submit({**task, "clips": [clip]}, len(plan.tasks) + 1, "-alone"))
+                continue
             for row in _task_rows(future, task):
                 rows[row["clip"]] = row
             if on_progress is not None:
@@ -287,6 +332,11 @@ def run_batch(plan: BatchPlan, client: Any, settings: BatchSettings,
         ordered = [rows[name] for name in plan.order]
         write_report(settings.outdir, ordered, {"interrupted": interrupted})
     return ordered
+
+
+def _killed_workers(future: Any) -> bool:
+    """Whether the task was given up because the workers running it died (``KilledWorker``)."""
+    return future.status != "finished" and type(future.exception()).__name__ == "KilledWorker"
 
 
 def _task_rows(future: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
