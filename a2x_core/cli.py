@@ -274,11 +274,11 @@ def _add_batch_parser(commands: Any) -> None:
                        help="an existing Dask cluster (workers need a2x installed and the "
                        "audio and OUTDIR paths)")  # fmt: skip
     batch.add_argument("--chunk", type=int, metavar="N",
-                       help="clips per task (default 4 on CPU, 128 with --device cuda, where "
-                       "they are animated in batched calls of --step clips)")  # fmt: skip
+                       help="clips per task, animated in one batched call (default 4 on CPU, "
+                       "256 with --device cuda)")  # fmt: skip
     batch.add_argument("--step", type=int, metavar="N",
-                       help="clips per batched call inside a task (default: 32 with --device "
-                       "cuda, the whole task on CPU); one step is written while the next runs")  # fmt: skip
+                       help="clips per batched call inside a task (default: the whole task); "
+                       "one step's clips are written while the next step runs")  # fmt: skip
     batch.add_argument("--retries", type=int, default=1,
                        help="re-runs of a task that raised (default 1)")
     batch.add_argument("--blend", type=Path, metavar="SCENE.blend",

@@ -146,7 +146,10 @@ def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
     plan = plan_batch([Clip(row=str(p), audio=p, name=p.stem) for p in clips], settings)
     began = time.perf_counter()
     with open_client(workers=workers, gpu=args.device != "cpu") as client:
-        client.run(_warm, spec, engine, str(clips[0]))  # every worker warm before the clock
+        # every worker warm before the clock: one batched call as large as a task (it meets
+        # every row bucket of the torch engine once, as a long batch does in its first task)
+        warm = [str(p) for p in clips[: settings.chunk if args.device != "cpu" else 1]]
+        client.run(_warm, spec, engine, warm)
         started = time.perf_counter() - began
         before = sum(client.run(cpu_seconds).values())
         began, cpu = time.perf_counter(), cpu_seconds()
@@ -159,13 +162,13 @@ def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
     return started, wall, worker_cpu, client_cpu
 
 
-def _warm(spec: str, engine: dict[str, Any], clip: str) -> None:
-    """Load the model and animate one clip (sessions, decoders, CUDA context), as the loop
-    row's warm-up does."""
+def _warm(spec: str, engine: dict[str, Any], clips: list[str]) -> None:
+    """Load the model and animate ``clips`` in one call (sessions, decoders, CUDA context,
+    row buckets), as the loop row's warm-up animates its one clip."""
     from a2x_core.api import Animator
     from a2x_core.batch.work import warm_model
 
-    Animator(warm_model(spec, engine)).animate(clip)
+    Animator(warm_model(spec, engine)).animate_many(clips)
 
 
 def main() -> None:
