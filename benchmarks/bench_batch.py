@@ -94,10 +94,20 @@ def engine_of(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cpu_seconds() -> float:
-    """User + system CPU seconds of this process and its finished children."""
+    """User + system CPU seconds of this process, its finished children and its running ones
+    (the default model's decoder pool lives as long as its worker)."""
+    import psutil
+
     own = resource.getrusage(resource.RUSAGE_SELF)
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    for child in psutil.Process().children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.Error:  # ended meanwhile: counted in RUSAGE_CHILDREN once reaped
+            continue
+        total += times.user + times.system
+    return total
 
 
 def load() -> str:

@@ -100,6 +100,21 @@ def _allow_child_processes() -> None:
         config["daemon"] = False
 
 
+def _decode_in_this_process() -> None:
+    """Let the default model decode short clips in this worker process.
+
+    Off the main thread (a Dask task's thread) the default model sends every clip to its
+    decoder pool of one process per core, to keep pocketsphinx's GIL off a DCC's UI thread.
+    A batch worker has no UI, and it is itself one of the cluster's per-core processes: the
+    pool doubled the processes on every core and added a round trip per clip (measured on the
+    2-core VM: ...). Long clips are still split over the pool, as ``a2x animate`` splits them;
+    the phones are the same either way (one decoder, same input).
+    """
+    from ..lipsync.parallel import decode_in_workers_only
+
+    decode_in_workers_only(False)
+
+
 def _worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -118,6 +133,7 @@ def run_task(task: dict[str, Any]) -> list[dict[str, Any]]:
     from . import ledger
 
     _allow_child_processes()
+    _decode_in_this_process()
     rows: dict[str, dict[str, Any]] = {}
     try:
         model = warm_model(task["model"], task["engine"])
