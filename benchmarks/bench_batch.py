@@ -17,7 +17,7 @@ Rows:
 
 CPU seconds per clip are reported beside the wall time, measured with ``getrusage``: the
 workers' (each worker process and its children, through ``client.run``) and the client's
-(this process: the client and the local scheduler). On a shared machine the wall time
+(this process alone: the client and the local scheduler; the nannies are not counted). On a shared machine the wall time
 measures the load; the CPU seconds measure the code (1 -> 2 workers can reach 2x only when
 the CPU per clip stays flat). The load average before and after each row is printed.
 
@@ -93,14 +93,18 @@ def engine_of(args: argparse.Namespace) -> dict[str, Any]:
     return {"backend": "torch", "device": args.device, "precision": args.precision}
 
 
-def cpu_seconds() -> float:
-    """User + system CPU seconds of this process, its finished children and its running ones
-    (the default model's decoder pool lives as long as its worker)."""
+def cpu_seconds(children: bool = True) -> float:
+    """User + system CPU seconds of this process and (``children``) its finished children and
+    its running ones (the default model's decoder pool lives as long as its worker). The
+    client counts itself alone: its children are the cluster's nannies and workers."""
     import psutil
 
     own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    total = own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+    total = own.ru_utime + own.ru_stime
+    if not children:
+        return total
+    ended = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total += ended.ru_utime + ended.ru_stime
     for child in psutil.Process().children(recursive=True):
         try:
             times = child.cpu_times()
@@ -162,9 +166,9 @@ def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
         client.run(_warm, spec, engine, warm)
         started = time.perf_counter() - began
         before = sum(client.run(cpu_seconds).values())
-        began, cpu = time.perf_counter(), cpu_seconds()
+        began, cpu = time.perf_counter(), cpu_seconds(children=False)
         rows = run_batch(plan, client, settings)
-        wall, client_cpu = time.perf_counter() - began, cpu_seconds() - cpu
+        wall, client_cpu = time.perf_counter() - began, cpu_seconds(children=False) - cpu
         worker_cpu = sum(client.run(cpu_seconds).values()) - before
     failed = [r for r in rows if r["status"] != "done"]
     if failed:
