@@ -41,6 +41,12 @@ DASK_CONFIG = {
     # the statistical profiler samples every worker's stack each 10 ms: measured 1.75x the
     # default model's time per clip on the 2-core VM (13.8 s → 7.9 s for 29 clips)
     "distributed.worker.profile.enabled": False,
+    # periodic bookkeeping that a batch does not use, on the cores the clips need: stealing
+    # (tasks wait on the scheduler's queue: worker-saturation), the dashboard's system monitor
+    # and the event loop's health ticks
+    "distributed.scheduler.work-stealing": False,
+    "distributed.admin.system-monitor.interval": "2s",
+    "distributed.admin.tick.interval": "500ms",
 }
 
 Progress = Callable[[dict[str, Any]], None]
@@ -314,11 +320,19 @@ def run_batch(plan: BatchPlan, client: Any, settings: BatchSettings,
         running = distributed.as_completed(list(futures))
         for future in running:
             task = futures[future]
-            if _killed_workers(future) and len(task["clips"]) > 1:
-                for clip in task["clips"]:  # one task per clip: only the culprit fails
-                    running.add(submit({**task, "clips": [clip]}, len(plan.tasks) + 1, "-alone"))
-                continue
-            for row in _task_rows(future, task):
+            finished, error = _outcome(future)
+            if finished is None:
+                # clips the task did write before its worker died (or before its row was lost
+                # with the worker) are done: their records say so
+                recorded = {c["name"]: _recorded_row(c, settings.outdir) for c in task["clips"]}
+                pending = [c for c in task["clips"] if recorded[c["name"]] is None]
+                if type(error).__name__ == "KilledWorker" and len(pending) > 1:
+                    rows.update({n: r for n, r in recorded.items() if r is not None})
+                    for clip in pending:  # one task per clip: only the culprit fails
+                        running.add(submit({**task, "clips": [clip]}, len(plan.tasks) + 1, "-alone"))
+                    continue
+                finished = [recorded[c["name"]] or _failed_row(c, error) for c in task["clips"]]
+            for row in finished:
                 rows[row["clip"]] = row
             if on_progress is not None:
                 on_progress(rows)
@@ -337,19 +351,31 @@ def run_batch(plan: BatchPlan, client: Any, settings: BatchSettings,
     return ordered
 
 
-def _killed_workers(future: Any) -> bool:
-    """Whether the task was given up because the workers running it died (``KilledWorker``)."""
-    return future.status != "finished" and type(future.exception()).__name__ == "KilledWorker"
+def _outcome(future: Any) -> tuple[list[dict[str, Any]] | None, BaseException | None]:
+    """``(rows, None)`` of a finished task, else ``(None, its error)``; a result lost with its
+    worker after the task finished (the rows live on the worker until fetched) is an error."""
+    try:
+        if future.status == "finished":
+            return future.result(), None
+        return None, future.exception()
+    except Exception as error:  # noqa: BLE001 - KilledWorker, CancelledError, lost comms
+        return None, error
 
 
-def _task_rows(future: Any, task: dict[str, Any]) -> list[dict[str, Any]]:
-    """A finished task's rows; a task that raised or killed its workers fails its clips."""
-    if future.status == "finished":
-        return future.result()
-    error = future.exception()
+def _recorded_row(clip: dict[str, Any], outdir: Path) -> dict[str, Any] | None:
+    """The row of a clip whose outputs and done record are on disk, though its task's rows
+    never came back (its worker died after writing it); None when it is not done."""
+    outputs = [Path(p) for p in clip["outputs"]]
+    if not ledger.is_done(outdir.resolve(), clip["name"], clip["fingerprint"], outputs):
+        return None
+    record = ledger.read_record(outdir.resolve(), clip["name"]) or {}
+    return {**_early_row(clip, "done", ""), "worker": str(record.get("worker", ""))}
+
+
+def _failed_row(clip: dict[str, Any], error: BaseException | None) -> dict[str, Any]:
     name = type(error).__name__
     if name == "KilledWorker":
         text = "crashed its Dask worker twice (a worker process died while running it); not retried"
     else:
         text = f"{name}: {error}"
-    return [_early_row(clip, "failed", text) for clip in task["clips"]]
+    return _early_row(clip, "failed", text)
