@@ -248,7 +248,8 @@ def _add_batch_parser(commands: Any) -> None:
                                 "cluster (local or remote); resumable, with a report")  # fmt: skip
     batch.add_argument("source", metavar="MANIFEST|FOLDER",
                        help="a .csv or .jsonl manifest (columns: audio, output, model, "
-                       "transcript, identity, emotions, fps, rig) or a folder of audio files")  # fmt: skip
+                       "transcript, identity, emotions, fps, rig, emotion_model) or a folder "
+                       "of audio files")  # fmt: skip
     batch.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
                        help="output folder: one file per clip and format, report.csv/.json")  # fmt: skip
     batch.add_argument("--format", action="append", choices=("json", "csv", "npz"),
@@ -265,6 +266,9 @@ def _add_batch_parser(commands: Any) -> None:
                        help="emotion input of rows without one (repeatable)")
     batch.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                        help="override a model parameter (repeatable)")
+    _add_emotion_model_arguments(batch)
+    batch.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
+                       help="--emotion with --emotion-model: blend (default) or override")
     batch.add_argument("--engine", "--backend", dest="backend", default="auto",
                        choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
     batch.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -279,8 +283,11 @@ def _add_batch_parser(commands: Any) -> None:
                        help="an existing Dask cluster (workers need a2x installed and the "
                        "audio and OUTDIR paths)")  # fmt: skip
     batch.add_argument("--chunk", type=int, metavar="N",
-                       help="clips per task, animated in one batched call (default 1 on CPU, "
-                       "32 with --device cuda)")  # fmt: skip
+                       help="clips per task, animated in one batched call (default 4 on CPU, "
+                       "256 with --device cuda)")  # fmt: skip
+    batch.add_argument("--step", type=int, metavar="N",
+                       help="clips per batched call inside a task (default: the whole task); "
+                       "one step's clips are written while the next step runs")  # fmt: skip
     batch.add_argument("--retries", type=int, default=1,
                        help="re-runs of a task that raised (default 1)")
     batch.add_argument("--blend", type=Path, metavar="SCENE.blend",
@@ -298,9 +305,7 @@ def _add_batch_parser(commands: Any) -> None:
     _add_batch_render_options(batch)
     batch.set_defaults(
         audio=[], transcript=None, transcript_file=None, start=None, end=None, emotion_file=None,
-        emotion_model=None, emotion_window=60000, emotion_cadence="sdk", emotion_skip=None,
-        emotion_mix="blend", emotion_param=[], identity=None, geometry=False,
-        compile_network=False,
+        identity=None, geometry=False, compile_network=False,
     )  # fmt: skip
 
 
@@ -844,12 +849,20 @@ def _batch(args: argparse.Namespace) -> int:
     """Manifest → plan (skip what is done) → Dask → report. Exit 0 when every clip is done or
     skipped, 1 when any failed, 130 on Ctrl-C (the report says which clips were cancelled)."""
     from .batch.manifest import read_clips
-    from .batch.runner import BatchSettings, open_client, plan_batch, require_dask, run_batch
+    from .batch.runner import (
+        DEFAULT_CHUNK,
+        DEFAULT_STEP,
+        BatchSettings,
+        open_client,
+        plan_batch,
+        require_dask,
+        run_batch,
+    )  # fmt: skip
     from .exporters import make_output_folder, remove_empty_folders
 
     require_dask()
     for flag, value, least in (("--workers", args.workers, 1), ("--chunk", args.chunk, 1),
-                               ("--retries", args.retries, 0)):  # fmt: skip
+                               ("--step", args.step, 1), ("--retries", args.retries, 0)):  # fmt: skip
         if value is not None and value < least:
             raise ParameterError(f"{flag} must be at least {least}, found {value}")
     options = _options(args)
@@ -857,12 +870,15 @@ def _batch(args: argparse.Namespace) -> int:
     if args.blend is not None and not args.blend.is_file():
         raise ParameterError("no such scene", path=args.blend, hint="pass an existing .blend")
     gpu = str(args.device).startswith("cuda")
+    where = "gpu" if gpu else "cpu"
+    emotion_model = args.emotion_model and str(Path(args.emotion_model).expanduser().resolve())
     settings = BatchSettings(
         outdir=args.output, formats=tuple(f".{f}" for f in dict.fromkeys(args.format or ["json"])),
         model=args.model, options=options, overwrite=args.overwrite, blend=args.blend,
         engine={"backend": args.backend, "device": args.device, "precision": args.precision,
                 "threads": args.threads},
-        object_name=args.object_name, chunk=args.chunk or (32 if gpu else 1),
+        object_name=args.object_name, chunk=args.chunk or DEFAULT_CHUNK[where],
+        step=args.step or DEFAULT_STEP[where], emotion_model=emotion_model,
         blender={"python": args.blender_python, "exe": args.blender_exe}, retries=args.retries,
         render=_batch_render(args),
     )  # fmt: skip

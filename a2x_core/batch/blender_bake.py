@@ -26,6 +26,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ RESULT_MARK = "A2X_BAKE "
 #: The add-on's bake code, beside the package in a source checkout.
 ADDON_BAKE = Path(__file__).resolve().parents[2] / "plugins" / "blender" / "bake.py"
 BAKE_TIMEOUT_S = 600
+_BPY_LOCK = threading.Lock()
 
 
 def _addon_bake() -> Any:
@@ -111,7 +113,8 @@ def bake_with_blender(blend: dict[str, Any], result: Any, blender: dict[str, Any
             raise ParameterError("--blend needs Blender: this worker's Python has no bpy module",
                                  hint="pass --blender-python PYTHON_WITH_BPY or --blender-exe "
                                  "PATH/blender")  # fmt: skip
-        return bake_request(request)
+        with _BPY_LOCK:  # one Blender per process: the writer pool's threads take turns
+            return bake_request(request)
     with tempfile.TemporaryDirectory(prefix="a2x-bake-") as folder:
         request_file = Path(folder) / "request.json"
         request_file.write_text(json.dumps(request), encoding="utf-8")

@@ -63,17 +63,26 @@ def owns(outdir: Path, name: str) -> bool:
     return record_path(outdir, name).exists()
 
 
-def write_record(outdir: Path, name: str, record: dict[str, Any]) -> None:
-    """Write the record atomically (temporary file + rename): never half a record."""
+def remove_dead_temps(outdir: Path, name: str = "*") -> None:
+    """Remove the temporary records that killed workers left (their PID no longer runs):
+    of clip ``name``, or of every clip (one folder listing, once per task)."""
     from ..exporters import _pid_alive
 
-    path = record_path(outdir, name)
-    path.parent.mkdir(exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # a killed worker's
-        pid = stale.name[len(path.name) + 2 : -len(".tmp")]
+    pattern = f".{glob.escape(name + '.json') if name != '*' else '*.json'}.*.tmp"
+    for stale in (outdir / LEDGER_FOLDER).glob(pattern):
+        pid = stale.name[: -len(".tmp")].rsplit(".", 1)[-1]
         if pid.isdigit() and not _pid_alive(int(pid)):
             stale.unlink(missing_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def write_record(outdir: Path, name: str, record: dict[str, Any], *, sweep: bool = True) -> None:
+    """Write the record atomically (temporary file + rename): never half a record.
+    ``sweep=False``: the caller already ran :func:`remove_dead_temps` (per task, not per clip)."""
+    path = record_path(outdir, name)
+    path.parent.mkdir(exist_ok=True)
+    if sweep:
+        remove_dead_temps(outdir, name)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # one writer per clip
     try:
         temp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n",
                         encoding="utf-8")  # fmt: skip

@@ -11,6 +11,7 @@ identity   a diffusion model's identity
 emotions   ``joy=0.7,anger=0.2`` (JSON: also an object ``{"joy": 0.7}``)
 fps        frame rate, N or N/D (default: ``--fps``)
 rig        the Blender object to bake onto (default: ``--object``)
+emotion_model  an Audio2Emotion model.json / folder (default: ``--emotion-model``)
 ========== ==================================================================================
 
 Every row is checked before any work runs: an unknown column, a missing audio cell, two rows
@@ -30,7 +31,8 @@ from typing import Any
 from ..errors import ParameterError
 from ..options import EmotionKey
 
-COLUMNS = ("audio", "output", "model", "transcript", "identity", "emotions", "fps", "rig")
+COLUMNS = ("audio", "output", "model", "transcript", "identity", "emotions", "fps", "rig",
+           "emotion_model")
 #: Files a folder manifest picks up (headerless .raw/.pcm need a rate and are left out).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".m4a")
 #: Output names become file names in OUTDIR: no folders, nothing hidden.
@@ -50,6 +52,7 @@ class Clip:
     emotions: tuple[EmotionKey, ...] | None = None
     fps: str | None = None
     rig: str | None = None
+    emotion_model: str | None = None
 
 
 def read_clips(source: str | Path) -> list[Clip]:
@@ -174,10 +177,13 @@ def _clip(where: str, values: dict[str, Any], base: Path) -> Clip:
     model = _text(values, "model", where)
     if model and model != "default" and not Path(model).expanduser().is_absolute():
         model = str(base / Path(model).expanduser())  # relative to the manifest, as audio is
+    emotion_model = _text(values, "emotion_model", where)
+    if emotion_model:
+        emotion_model = str(base / Path(emotion_model).expanduser())  # an absolute one stays
     return Clip(row=where, audio=audio, name=name, model=model or None,
                 transcript=_text(values, "transcript", where),
                 identity=_text(values, "identity", where), emotions=emotions, fps=fps,
-                rig=_text(values, "rig", where))  # fmt: skip
+                rig=_text(values, "rig", where), emotion_model=emotion_model or None)  # fmt: skip
 
 
 def _check_unique(clips: list[Clip]) -> None:

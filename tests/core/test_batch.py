@@ -170,8 +170,9 @@ def test_ctrl_c_stops_cleanly_and_the_next_run_resumes(tmp_path: Path) -> None:
     file, no worker left; the next run skips the finished clips and does the rest."""
     cut_clips(tmp_path / "in", 14, seconds=0.8)
     out = tmp_path / "out"
+    # one clip per task: each clip's row comes back on its own ("finished" below)
     argv = [sys.executable, "-m", "a2x_core", "batch", str(tmp_path / "in"), "-o", str(out),
-            "--workers", "1"]  # fmt: skip
+            "--workers", "1", "--chunk", "1"]  # fmt: skip
     proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)  # fmt: skip
     try:

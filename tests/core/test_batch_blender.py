@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -124,3 +125,55 @@ def test_batch_bakes_each_clip_into_its_own_scene_copy(tmp_path: Path) -> None:
         np.testing.assert_allclose(points[:, 1], weights[:, names.index("jawOpen")], atol=1e-5)
         assert info["sounds"] == [str(clip.resolve())]
         assert info["frame_end"] >= len(weights)
+
+
+def _blender_launcher(folder: Path, python: str) -> Path:
+    """An executable named ``blender`` that speaks Blender's command line over the bpy module
+    (``tests/core/blender_cli.py``: Blender's binary can't be installed here, Debian's 3.4 is
+    older than the add-on's 4.2)."""
+    launcher = folder / "bin" / "blender"
+    launcher.parent.mkdir(parents=True)
+    script = REPO / "tests" / "core" / "blender_cli.py"
+    launcher.write_text(f"#!/bin/sh\nexec {shlex.quote(python)} {shlex.quote(str(script))} \"$@\"\n")
+    launcher.chmod(0o755)
+    return launcher
+
+
+@pytest.mark.slow
+@pytest.mark.blender
+@pytest.mark.timeout(600)
+def test_batch_bakes_through_blenders_binary_protocol(tmp_path: Path) -> None:
+    """``--blender-exe``: the worker runs ``blender -b --factory-startup --python-exit-code 1
+    --python blender_bake.py -- REQUEST`` per clip; each copy holds the clip's keys on its
+    object; a rig the scene lacks fails that clip with Blender's own message; a path that is
+    no program fails with a clear error."""
+    python = _bpy_python()
+    scene = tmp_path / "scene.blend"
+    _run_bpy(python, MAKE_SCENE, str(scene))
+    clips = cut_clips(tmp_path / "in", 2, seconds=0.6)
+    manifest = write_manifest(tmp_path / "in" / "takes.csv", [
+        {"audio": clips[0].name, "rig": "Other"}, {"audio": clips[1].name, "rig": "Nope"},
+    ])  # fmt: skip
+    blender = _blender_launcher(tmp_path, python)
+    out = tmp_path / "out"
+    proc = run_cli("batch", str(manifest), "-o", str(out), "--workers", "1", "--blend", str(scene),
+                   "--blender-exe", str(blender), timeout=500)  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    report = {r["clip"]: r for r in json.loads((out / "report.json").read_text())["clips"]}
+    assert report[clips[0].stem]["status"] == "done", report
+    assert report[clips[1].stem]["status"] == "failed"
+    assert "no object 'Nope' in the scene" in report[clips[1].stem]["error"]
+    assert not (out / f"{clips[1].stem}.blend").exists() and not list(out.glob(".*.blend"))
+    blend = out / f"{clips[0].stem}.blend"
+    found = json.loads(_run_bpy(python, INSPECT, str(blend)).split("INSPECT ", 1)[1])[str(blend)]
+    assert not found["face"] and len(found["other"]) >= 40
+    weights = np.asarray(json.loads((out / f"{clips[0].stem}.json").read_text())["weightMat"])
+    points = np.asarray(found["other"]['key_blocks["jawOpen"].value']).reshape(-1, 2)
+    assert len(points) == len(weights) and found["sounds"] == [str(clips[0].resolve())]
+
+    missing = run_cli("batch", str(tmp_path / "in" / "takes.csv"), "-o", str(tmp_path / "out2"),
+                      "--workers", "1", "--blend", str(scene), "--object", "Face",
+                      "--blender-exe", str(tmp_path / "no-blender"), timeout=300)  # fmt: skip
+    assert missing.returncode == 1
+    rows = json.loads((tmp_path / "out2" / "report.json").read_text())["clips"]
+    assert all("Blender could not run" in row["error"] for row in rows), rows
