@@ -417,6 +417,10 @@ def _animate(args: argparse.Namespace) -> int:
     from .jobs import CancelToken
 
     options = _options(args)
+    if _OWN_PROCESS and args.model == "default" and args.emotion_model is None:
+        from .lipsync import parallel
+
+        parallel.allow_fork()  # this process is a2x's alone: workers start ready (fork)
     created: list[Path] = []
     try:
         outputs = _output_paths(args, created)
@@ -955,10 +959,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.exit_code
 
 
+#: Set by :func:`console_main`: this process runs the command and nothing else (so the default
+#: model's workers may start by ``fork``); ``main`` called inside a host process leaves it off.
+_OWN_PROCESS = False
+
+
 def console_main() -> int:
     """``a2x`` as a process of its own (the console script, ``python -m a2x_core``): ``main``,
     then its worker processes stopped and reaped, so that none outlives the command (an orphan
     left to a container's init may stay a zombie)."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     try:
         return main()
     finally:

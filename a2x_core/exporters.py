@@ -390,7 +390,33 @@ def to_a2f_json(result: AnimationResult) -> dict[str, Any]:
 
 def write_json(result: AnimationResult, path: Path) -> None:
     """Write the JSON into ``path`` as it is (:func:`write_result` writes atomically)."""
-    _write_text(path, json.dumps(to_a2f_json(result), indent=1, allow_nan=False) + "\n")
+    _write_text(path, dumps_indent1(to_a2f_json(result)) + "\n")
+
+
+def dumps_indent1(value: Any, depth: int = 0) -> str:
+    """``json.dumps(value, indent=1, allow_nan=False)``, the same text, about 3x faster.
+
+    json's indenting encoder is pure Python, and the weight matrices (60 s at 60 fps: 187,000
+    numbers) made it a tenth of a one-minute ``a2x animate --fast``; float matrices are joined
+    here from ``float.__repr__`` (json's own float text), everything else is json's.
+    """
+    pad = "\n" + " " * (depth + 1)
+    if type(value) is dict and value and all(type(k) is str for k in value):
+        items = (f"{json.dumps(k)}: {dumps_indent1(v, depth + 1)}" for k, v in value.items())
+        return "{" + pad + ("," + pad).join(items) + "\n" + " " * depth + "}"
+    if type(value) is list and value and all(type(row) is list and row for row in value):
+        cell = "," + pad + " "
+        try:  # float.__repr__ refuses what is not a float (json writes ints differently)
+            rows = [cell.join(map(float.__repr__, row)) for row in value]
+        except TypeError:
+            rows = []
+        # nan and inf are the only float texts with an "n"; json raises on them: let it
+        if rows and not any("n" in row for row in rows):
+            end = "\n" + " " * (depth + 1) + "]"
+            return "[" + pad + ("," + pad).join(f"[{pad} {row}{end}" for row in rows) + (
+                "\n" + " " * depth + "]"
+            )
+    return json.dumps(value, indent=1, allow_nan=False).replace("\n", "\n" + " " * depth)
 
 
 def live_link_timecode(frame: int, fps_nominal: int) -> str:
