@@ -141,3 +141,17 @@ def test_json_writer_keeps_jsons_rules_for_odd_values() -> None:
     for bad in (float("nan"), float("inf"), -float("inf")):
         with pytest.raises(ValueError, match="not JSON compliant"):
             dumps_indent1({"weightMat": [[0.5, bad]]})
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [(["animate", "a.wav", "-o", "a.json"], True), (["animate", "--model", "default", "a.wav"], True),
+     (["animate", "--model=default", "a.wav"], True), (["animate", "--model", "m/model.json"], False),
+     (["animate", "--mod", "default"], False), (["live", "a.wav"], False), ([], False)],
+)  # fmt: skip
+def test_single_threaded_blas_only_for_the_default_models_animate(argv, default) -> None:
+    """The command limits OpenBLAS to one thread only where its numpy work is small (the
+    default model's ``animate``); other models keep their threads."""
+    from a2x_core.cli import _default_model_animate
+
+    assert _default_model_animate(argv) is default
