@@ -303,8 +303,13 @@ class _ProgressBar:
         if enabled:
             from tqdm import tqdm
 
+            class Bar(tqdm):  # type: ignore[type-arg]
+                # No monitor thread: the bar is updated often anyway, and a second thread
+                # would keep the default model's workers from starting by fork (parallel.py).
+                monitor_interval = 0
+
             delay = float(os.environ.get("A2X_PROGRESS_DELAY", "1.0"))
-            self._bar = tqdm(total=1000, delay=delay, file=sys.stderr, unit="‰", leave=False,
+            self._bar = Bar(total=1000, delay=delay, file=sys.stderr, unit="‰", leave=False,
                              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
 
     def __call__(self, progress: Any) -> None:

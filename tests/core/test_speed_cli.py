@@ -5,9 +5,12 @@ spawned ones and end on SIGTERM, and the fast JSON writer writes json's own text
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,3 +158,41 @@ def test_single_threaded_blas_only_for_the_default_models_animate(argv, default)
     from a2x_core.cli import _default_model_animate
 
     assert _default_model_animate(argv) is default
+
+
+def _children(pid: int) -> set[int]:
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found.update(int(c) for c in (task / "children").read_text().split())
+        except OSError:  # gone meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads /proc (Linux)")
+def test_the_command_forks_its_workers_with_its_progress_bar_on(tmp_path) -> None:
+    """``a2x animate`` as users run it (progress bar on, so tqdm is loaded): the 11 s clip is
+    decoded by workers forked from the command (its command line, no ``spawn_main``), and no
+    other helper process (no resource tracker) is started."""
+    command = [sys.executable, "-m", "a2x_core", "animate", str(SAMPLE), "-o",
+               str(tmp_path / "a.json")]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO), A2X_PROGRESS_DELAY="0")
+    process = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
+    seen: dict[int, bytes] = {}
+    try:
+        while process.poll() is None:
+            for pid in _children(process.pid) - set(seen):
+                try:
+                    seen[pid] = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+    assert process.returncode == 0
+    assert len(seen) >= 1, "no worker process was seen: nothing was tested"
+    parent = b"\0".join(os.fsencode(a) for a in command)
+    assert all(cmdline.rstrip(b"\0") == parent for cmdline in seen.values()), seen
