@@ -4,10 +4,12 @@ Usage::
 
     .venv/bin/python benchmarks/speed_cli.py [--seconds 60] [--repeats 5]
         [--modes default fast] [--data ../shared/data] [--keep DIR] [--source CHECKOUT]
+        [--quiet] [--no-bytecode-cache]
 
 Builds a clip of ``--seconds`` of real speech (the ``speech_en`` clips concatenated, 16 kHz
 mono, as ``long_input_default.py`` does) in a temporary folder, then runs the command line
-``python -m a2x_core animate clip.wav -o out.json -q [--fast]`` as a subprocess, ``--repeats``
+``python -m a2x_core animate clip.wav -o out.json --overwrite [--fast]`` as a subprocess
+(progress bar on, as users run it, into /dev/null; ``--quiet`` adds ``-q``), ``--repeats``
 times per mode (modes interleaved, so that a change of load hits both alike). Everything a user
 waits for is inside: interpreter start-up, imports, audio decoding, decoder loads, worker
 start, recognition, curves, the JSON write and the exit.
@@ -47,16 +49,17 @@ def machine_busy_s() -> float:
     return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
-def run_once(clip: Path, out: Path, fast: bool, env: dict[str, str], source: Path = REPO
-             ) -> dict[str, float]:  # fmt: skip
+def run_once(clip: Path, out: Path, fast: bool, env: dict[str, str], source: Path = REPO,
+             quiet: bool = False) -> dict[str, float]:  # fmt: skip
     """One command: wall seconds, CPU seconds of its process tree, load before/after and the
     CPU seconds the rest of the machine used meanwhile."""
-    command = [sys.executable, "-m", "a2x_core", "animate", str(clip), "-o", str(out), "-q",
-               "--overwrite", *(["--fast"] if fast else [])]  # fmt: skip
+    command = [sys.executable, "-m", "a2x_core", "animate", str(clip), "-o", str(out),
+               "--overwrite", *(["--fast"] if fast else []), *(["-q"] if quiet else [])]  # fmt: skip
     load_before = os.getloadavg()[0]
     busy_before = machine_busy_s()
     start = time.perf_counter()
-    process = subprocess.Popen(command, env=env, cwd=source)
+    process = subprocess.Popen(command, env=env, cwd=source, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)  # fmt: skip
     _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - start
     busy = machine_busy_s() - busy_before
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, help="keep the clip and outputs in this folder")
     parser.add_argument("--source", type=Path, default=REPO,
                         help="the checkout whose a2x_core runs (default: this one)")  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="run the command with -q (no "
+                        "progress bar; default: as users run it, progress on stderr)")  # fmt: skip
     parser.add_argument("--no-bytecode-cache", action="store_true",
                         help="compile every module at every start, as with "
                         "PYTHONDONTWRITEBYTECODE=1 and no __pycache__ (default: compiled once, "
@@ -106,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
             env.pop("PYTHONDONTWRITEBYTECODE", None)
             env["PYTHONPYCACHEPREFIX"] = str(Path(temporary) / "pycache")
             for mode in args.modes:  # warm-up: compiles, fills the page cache; not counted
-                run_once(clip, folder / f"out_{mode}.json", mode == "fast", env, args.source)
+                run_once(clip, folder / f"out_{mode}.json", mode == "fast", env, args.source,
+                         args.quiet)
         print(f"clip: {args.seconds:g} s of speech_en; cores: {os.cpu_count()}; "
               f"python {sys.version.split()[0]}")  # fmt: skip
         print("| mode | run | load before → after | wall (s) | × real time | CPU (s) "
@@ -115,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         runs: dict[str, list[dict[str, float]]] = {mode: [] for mode in args.modes}
         for k in range(args.repeats):
             for mode in args.modes:
-                r = run_once(clip, folder / f"out_{mode}.json", mode == "fast", env, args.source)
+                r = run_once(clip, folder / f"out_{mode}.json", mode == "fast", env,
+                             args.source, args.quiet)
                 runs[mode].append(r)
                 print(f"| {mode} | {k + 1} | {r['load_before']:.2f} → {r['load_after']:.2f} "
                       f"| {r['wall_s']:.2f} | {args.seconds / r['wall_s']:.1f} | {r['cpu_s']:.2f} "
