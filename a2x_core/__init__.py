@@ -1,14 +1,39 @@
-"""a2x: speech audio → ARKit-52 facial animation (embedded model and NVIDIA Audio2Face-3D)."""
+"""a2x: speech audio → ARKit-52 facial animation (embedded model and NVIDIA Audio2Face-3D).
 
-from .api import Animator, animate
-from .audio import Audio, decode_audio
-from .errors import A2XError
-from .models import load_model
-from .options import InferenceOptions
-from .result import AnimationResult
-from .stream import Stream
-from .stream_audio import StreamFrame
+The public names are imported on first use (PEP 562), so that ``a2x`` and the default model
+do not pay for the streaming and Audio2Face-3D machinery they do not run.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from .version import __version__
+
+if TYPE_CHECKING:
+    from .api import Animator, animate
+    from .audio import Audio, decode_audio
+    from .errors import A2XError
+    from .models import load_model
+    from .options import InferenceOptions
+    from .result import AnimationResult
+    from .stream import Stream
+    from .stream_audio import StreamFrame
+
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "A2XError": ".errors",
+    "AnimationResult": ".result",
+    "Animator": ".api",
+    "Audio": ".audio",
+    "InferenceOptions": ".options",
+    "Stream": ".stream",
+    "StreamFrame": ".stream_audio",
+    "animate": ".api",
+    "decode_audio": ".audio",
+    "load_model": ".models",
+}
 
 __all__ = [
     "A2XError",
@@ -23,3 +48,17 @@ __all__ = [
     "decode_audio",
     "load_model",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name's module when the name is first used."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

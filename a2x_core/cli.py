@@ -340,8 +340,13 @@ class _ProgressBar:
         if enabled:
             from tqdm import tqdm
 
+            class Bar(tqdm):  # type: ignore[type-arg]
+                # No monitor thread: the bar is updated often anyway, and a second thread
+                # would keep the default model's workers from starting by fork (parallel.py).
+                monitor_interval = 0
+
             delay = float(os.environ.get("A2X_PROGRESS_DELAY", "1.0"))
-            self._bar = tqdm(total=1000, delay=delay, file=sys.stderr, unit="‰", leave=False,
+            self._bar = Bar(total=1000, delay=delay, file=sys.stderr, unit="‰", leave=False,
                              bar_format="{desc} {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
 
     def __call__(self, progress: Any) -> None:
@@ -466,6 +471,10 @@ def _animate(args: argparse.Namespace) -> int:
     from .jobs import CancelToken
 
     options = _options(args)
+    if _OWN_PROCESS and args.model == "default" and args.emotion_model is None:
+        from .lipsync import parallel
+
+        parallel.allow_fork()  # this process is a2x's alone: workers start ready (fork)
     created: list[Path] = []
     try:
         outputs = _output_paths(args, created)
@@ -1055,14 +1064,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             return error.exit_code
 
 
+#: Set by :func:`console_main`: this process runs the command and nothing else (so the default
+#: model's workers may start by ``fork``); ``main`` called inside a host process leaves it off.
+_OWN_PROCESS = False
+
+
 def console_main() -> int:
     """``a2x`` as a process of its own (the console script, ``python -m a2x_core``): ``main``,
     then its worker processes stopped and reaped, so that none outlives the command (an orphan
     left to a container's init may stay a zombie)."""
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    if _default_model_animate(sys.argv[1:]):
+        # Set before numpy loads OpenBLAS: the main process's numpy work is small while the
+        # workers decode on every core, and OpenBLAS's idle threads spin against them (~0.2-0.5
+        # s of CPU per command); the default model's output is the same.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return main()
     finally:
         _reap_child_processes()
+
+
+def _default_model_animate(argv: Sequence[str]) -> bool:
+    """Whether the command line is ``animate`` with the default model (no ``--model``, or
+    ``--model default``); an abbreviated or unusual ``--model`` counts as another model."""
+    if not argv or argv[0] != "animate":
+        return False
+    for k, arg in enumerate(argv):
+        if arg == "--":
+            break
+        if arg.startswith("--mo"):
+            value = arg.split("=", 1)[1] if arg.startswith("--model=") else None
+            if value is None and arg == "--model" and k + 1 < len(argv):
+                value = argv[k + 1]
+            if value != "default":
+                return False
+    return True
 
 
 def _reap_child_processes() -> None:

@@ -1,10 +1,13 @@
 """Decode long audio on every core: split at pauses, one pocketsphinx decoder per process.
 
 pocketsphinx holds the GIL while decoding, so threads do not help; pieces go to a persistent
-pool of ``spawn`` worker processes (``fork`` is unsafe inside Blender and Maya), each keeping
-its own decoders. Clips shorter than :data:`MIN_SPLIT_S` are not split; they are decoded in
-this process until the pool runs (starting workers for them would cost more than it saves),
-then by one worker.
+pool of worker processes, each keeping its own decoders. Workers start by ``spawn`` (``fork``
+is unsafe inside Blender and Maya, or with other threads running), unless the caller owns the
+whole process and allows ``fork`` (:func:`allow_fork`; the ``a2x`` command does): then this
+process loads the decoders once and the workers inherit them with its imports, ready at once
+instead of ~0.7 s of CPU each later. Clips shorter than :data:`MIN_SPLIT_S` are not split; they
+are decoded in this process until the pool runs (starting workers for them would cost more
+than it saves), then by one worker.
 
 Every piece is at most :data:`MAX_PIECE_S` long whatever the worker count, and a transcript
 of a long clip is aligned piece by piece: pocketsphinx's work and memory grow faster than
@@ -65,12 +68,38 @@ _POOL_SIZE = 0
 #: None = automatic: decode only in worker processes when called off the main thread (a DCC's
 #: background job), because pocketsphinx holds the GIL and would stall the host's UI thread.
 _WORKERS_ONLY: bool | None = None
+#: Whether pools may start their workers by ``fork`` (see :func:`allow_fork`).
+_FORK_ALLOWED = False
 
 
 def decode_in_workers_only(enabled: bool | None) -> None:
     """Force (True), forbid (False) or automate (None) decoding only in worker processes."""
     global _WORKERS_ONLY
     _WORKERS_ONLY = enabled
+
+
+def allow_fork(enabled: bool = True) -> None:
+    """Let worker pools start by ``fork`` whenever that is safe at the time (Linux, main
+    thread, no other Python thread): the workers inherit this process's imports and the
+    decoders it loads once, so they decode at once instead of after an interpreter start, the
+    package imports and their own decoder loads (~0.7 s of CPU per worker).
+
+    Only for a process that is a2x's alone (the ``a2x`` command); never inside a host
+    application such as Blender or Maya, whose state a forked child would copy.
+    """
+    global _FORK_ALLOWED
+    _FORK_ALLOWED = enabled
+
+
+def _fork_safe() -> bool:
+    """Whether a pool started now may ``fork`` (allowed, Linux, and this is the only thread:
+    a thread holding a lock at the fork would leave the child's copy locked forever)."""
+    return (
+        _FORK_ALLOWED
+        and sys.platform.startswith("linux")
+        and threading.current_thread() is threading.main_thread()
+        and threading.active_count() == 1
+    )
 
 
 def workers_only() -> bool:
@@ -118,6 +147,10 @@ def _die_with_parent(parent: int, use_prctl: bool) -> None:
 
 
 def _warm(kinds: tuple[str, ...], parent: int = 0, use_prctl: bool = False) -> None:
+    # A forked worker inherits the caller's SIGTERM handler (the CLI's raises an exception,
+    # which the pool's worker loop would catch and carry on): SIGTERM ends a worker, as it
+    # does a spawned one.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if parent:
         _die_with_parent(parent, use_prctl)
     for kind in kinds:
@@ -149,8 +182,12 @@ def _pool(workers: int, fast: bool) -> ProcessPoolExecutor:
     if _POOL is None or _POOL_SIZE != workers:
         if _POOL is not None:
             _POOL.shutdown(wait=False, cancel_futures=True)
-        context = multiprocessing.get_context("spawn")
         kinds = ("fast",) if fast else ("words", "align")
+        fork = _fork_safe()
+        if fork:  # loaded once, here; every worker inherits them (copy-on-write)
+            for kind in kinds:
+                ph.decoder(kind)
+        context = multiprocessing.get_context("fork" if fork else "spawn")
         # PR_SET_PDEATHSIG follows the thread that starts a worker, and the executor starts
         # them lazily in whichever thread submits: use it only when all start here, now, on
         # the main thread (``_launch_processes``, CPython 3.9+).
