@@ -79,14 +79,21 @@ C0_FROM_DB = (78.6, 0.651)
 LEVEL_HOPS_FOR_C0 = 10
 CMN_UPDATE_STEPS = 10
 #: Warm-up: while the stream has heard fewer than WARMUP_FRAMES frames (3 s) and the utterance
-#: is at most REDECODE_S long, a new mean starts a second decoder on the utterance from its
+#: is at most REDECODE_S long, a newer mean starts a second decoder on the utterance from its
 #: start, fed CATCHUP_STEPS steps per step until it has caught up, then replacing the first:
 #: the first frames were heard with a mean that knew little of this stream, and the search's
-#: history carries that into the words still to come. Catching up over several steps keeps
-#: the compute per step bounded (about CATCHUP_STEPS + 1 times a plain step).
+#: history carries that into the words still to come. A re-decode starts only once the mean
+#: has twice the frames (REDECODE_FIRST_FRAMES, then x REDECODE_GROWTH) of the last one's: a
+#: mean from twice the audio is a real change, one from 0.2 s more is not, and every re-decode
+#: pays again for the young search's dearest steps (at every mean update, the first 3 s of a
+#: stream decoded ~11 s of audio, and pushed it past real time on a loaded 2-core machine;
+#: doubling: ~7 s, the same hit rates). Catching up over several steps bounds a push's
+#: decoding to 1 + CATCHUP_STEPS steps (4: 5 steps gave the same hit rates, 2 lost bilabials).
 WARMUP_FRAMES = 300
 REDECODE_S = 3.0
-CATCHUP_STEPS = 4
+REDECODE_FIRST_FRAMES = 20
+REDECODE_GROWTH = 2.0
+CATCHUP_STEPS = 3
 #: pocketsphinx's weight (in frames) of a mean set with ``set_cmn`` (``CMN_WIN`` in cmn_live.c).
 _CMN_WIN = 500
 #: Phone alignment (see DefaultStream._align_window): the words that end from this long before
@@ -200,6 +207,7 @@ class DefaultStream:
         # ... taken now, not in the push that needs it (a new decoder loads the LM: ~0.3 s)
         self._spare: Any = _take_decoder(self._kind)
         self._shadow_fed = 0
+        self._redecode_frames: float = REDECODE_FIRST_FRAMES  # heard before the next re-decode
         self._utterance_start = 0  # absolute sample of the current utterance's start
         self._fed = 0  # samples fed to the decoder (a multiple of STEP until close)
         self._next_frame = 0
@@ -379,7 +387,9 @@ class DefaultStream:
         )
         self._decoder.set_cmn(_cmn_text(self._cmn))
         self._cmn_at = self._fed
-        if self._shadow is None and self._warming_up() and self._spare is not None:
+        if (self._shadow is None and self._warming_up() and self._spare is not None
+                and self._cmn_frames >= self._redecode_frames):  # fmt: skip
+            self._redecode_frames = REDECODE_GROWTH * self._cmn_frames
             self._shadow, self._spare = self._spare, None
             self._shadow.reinit_feat()
             self._shadow.set_cmn(_cmn_text(self._cmn))

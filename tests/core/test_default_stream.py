@@ -17,7 +17,7 @@ from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
-from tests.conftest import SHARED
+from tests.conftest import SAMPLE, SHARED
 
 JAW = ARKIT_52.index("jawOpen")
 
@@ -194,3 +194,49 @@ def test_an_empty_stream_closes_with_no_frames_and_fast_mode_streams(
     fast = model.open_stream(InferenceOptions(fast=True, fps=Fraction(24)))
     frames = fast.push(speech[:SAMPLE_RATE]) + fast.close()
     assert [f.index for f in frames] == list(range(num_frames_for(SAMPLE_RATE, Fraction(24))))
+
+
+class _CountingDecoder:
+    """A real pocketsphinx decoder that also counts the samples each call decodes."""
+
+    def __init__(self, decoder: object, fed: list[int]) -> None:
+        self._decoder, self._fed = decoder, fed
+
+    def process_raw(self, pcm: bytes, *args: object) -> object:
+        self._fed.append(len(pcm) // 2)
+        return self._decoder.process_raw(pcm, *args)
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._decoder, name)
+
+
+def test_the_warm_up_redecode_is_spread_and_bounded(
+    model: DefaultLipSyncModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warm-up's second decoder (a better cepstral mean decodes the young utterance again)
+    is work, counted in decoded samples (not time): no 20 ms push decodes more than
+    1 + CATCHUP_STEPS steps, and the re-decodes of the first 3 s follow the doubling schedule
+    (each starts once the mean has twice the frames, and decodes what it catches up on too)."""
+    fed: list[int] = []
+    real_take = ds._take_decoder
+    monkeypatch.setattr(ds, "_IDLE", {"words": [], "fast": []})  # counted decoders stay here
+    monkeypatch.setattr(ds, "_take_decoder", lambda kind: _CountingDecoder(real_take(kind), fed))
+    samples = decode_audio(SAMPLE).samples[: 4 * SAMPLE_RATE]  # "And so my fellow Americans"
+    stream = model.open_stream(InferenceOptions(fps=Fraction(30)))
+    per_push = []
+    for start in range(0, len(samples), ds.STEP):
+        fed.clear()
+        stream.push(samples[start : start + ds.STEP])
+        per_push.append(sum(fed))
+    stream.close()
+    assert max(per_push) <= (1 + ds.CATCHUP_STEPS) * ds.STEP
+    warm_up = per_push[: 3 * SAMPLE_RATE // ds.STEP]
+    redecoded = sum(warm_up) - len(warm_up) * ds.STEP  # beyond the main decoder's one step
+    assert redecoded > 0  # the warm-up does re-decode
+    starts, frames = [], float(ds.REDECODE_FIRST_FRAMES)
+    while frames < ds.WARMUP_FRAMES:
+        starts.append(frames * ds.ex.HOP)  # samples heard when a re-decode starts
+        frames *= ds.REDECODE_GROWTH
+    caught_up_on = ds.CATCHUP_STEPS / (ds.CATCHUP_STEPS - 1)  # audio arriving meanwhile
+    # (re-decoding at every mean update, as before, decoded ~8 s more here; this: ~4.4 s)
+    assert redecoded <= 1.1 * sum(starts) * caught_up_on
