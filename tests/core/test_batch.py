@@ -16,7 +16,13 @@ import pytest
 from a2x_core.batch.manifest import read_clips
 from a2x_core.batch.runner import BatchSettings, open_client, plan_batch, run_batch
 from tests.conftest import REPO, run_cli
-from tests.core.batch_clips import corrupt_clips, cut_clips, regression_model, write_manifest
+from tests.core.batch_clips import (
+    CrashOnClip,
+    corrupt_clips,
+    cut_clips,
+    regression_model,
+    write_manifest,
+)
 
 pytest.importorskip("distributed")
 
@@ -144,23 +150,6 @@ def test_clip_that_kills_its_worker_twice_fails_alone(tmp_path: Path) -> None:
     assert status["line000"]["status"] == status["line002"]["status"] == "done"
     assert not (out / "line001.json").exists()
     assert isinstance(CrashOnClip("x"), WorkerPlugin)
-
-
-class CrashOnClip:
-    """Kill the worker process as the task of one clip starts executing."""
-
-    def __new__(cls, name: str):  # noqa: ANN204 - a WorkerPlugin made on import of distributed
-        from distributed import WorkerPlugin
-
-        class _Crash(WorkerPlugin):
-            def __init__(self, clip: str) -> None:
-                self.clip = clip
-
-            def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
-                if finish == "executing" and f"-{self.clip}-" in str(key):
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        return _Crash(name)
 
 
 @pytest.mark.slow

@@ -26,7 +26,13 @@ from a2x_core.batch.work import run_task
 from a2x_core.exporters import dumps_indent1, to_a2f_json, write_result
 from tests.a2e_folders import make_emotion_folder
 from tests.conftest import REPO, run_cli
-from tests.core.batch_clips import corrupt_clips, cut_clips, regression_model, write_manifest
+from tests.core.batch_clips import (
+    CrashOnClip,
+    corrupt_clips,
+    cut_clips,
+    regression_model,
+    write_manifest,
+)
 
 
 def _visible(folder: Path) -> set[str]:
@@ -198,24 +204,6 @@ def test_emotion_model_in_batch_equals_animate(tmp_path: Path) -> None:
     assert "line000" in {c["name"] for t in replan.tasks for c in t["clips"]}
 
 
-class _CrashOnKey:
-    """A Dask worker plugin (made on first use) that SIGKILLs its worker process as a task
-    whose key contains ``-NAME-`` starts executing."""
-
-    def __new__(cls, name: str):  # noqa: ANN204 - a WorkerPlugin made on import of distributed
-        from distributed import WorkerPlugin
-
-        class _Crash(WorkerPlugin):
-            def __init__(self, clip: str) -> None:
-                self.clip = clip
-
-            def transition(self, key: object, start: str, finish: str, **kwargs: object) -> None:
-                if finish == "executing" and f"-{self.clip}-" in str(key):
-                    os.kill(os.getpid(), signal.SIGKILL)
-
-        return _Crash(name)
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_task_of_several_clips_that_kills_workers_fails_only_its_culprit(tmp_path: Path) -> None:
@@ -230,7 +218,7 @@ def test_task_of_several_clips_that_kills_workers_fails_only_its_culprit(tmp_pat
     plan = plan_batch(read_clips(tmp_path / "in"), settings)
     assert len(plan.tasks) == 1
     with open_client(workers=1) as client:
-        client.register_plugin(_CrashOnKey("line000"), name="crash-line000")
+        client.register_plugin(CrashOnClip("line000"), name="crash-line000")
         results = run_batch(plan, client, settings)
     status = {row["clip"]: row for row in results}
     assert status["line000"]["status"] == "failed"

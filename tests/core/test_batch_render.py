@@ -18,7 +18,7 @@ from a2x_core.batch.runner import BatchSettings, plan_batch
 from a2x_core.errors import ParameterError
 from tests.conftest import run_cli
 from tests.core.batch_clips import cut_clips
-from tests.core.test_render import HEADS, MAKE_SCENE, READ_FBX, _bpy_python, _run_bpy
+from tests.core.test_render import READ_FBX, _run_bpy, head_scene
 
 pytest.importorskip("distributed")
 av = pytest.importorskip("av")
@@ -59,14 +59,7 @@ def test_batch_render_without_a_scene_is_refused(tmp_path: Path) -> None:
 @pytest.mark.shared
 @pytest.mark.timeout(900)
 def test_batch_renders_and_exports_each_clip_on_a_real_head(shared_data, tmp_path: Path) -> None:
-    source = shared_data / "head_mesh" / HEADS["rocketbox"]
-    if not source.exists():
-        pytest.skip(f"{source} is absent")
-    python = _bpy_python()
-    maker = tmp_path / "make_scene.py"
-    maker.write_text(MAKE_SCENE)
-    blend = tmp_path / "head.blend"
-    scene = _run_bpy(python, maker, str(source), str(blend), mark="A2X_SCENE ")
+    python, blend, scene = head_scene(shared_data, tmp_path, "rocketbox")
     before = blend.read_bytes()
     clips = cut_clips(tmp_path / "in", 2, seconds=1.0)
     out = tmp_path / "out"

@@ -20,6 +20,7 @@ from a2x_core.lipsync.visemes import load_table, viseme_track
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.timing import frame_times_s, num_frames_for
+from tests.core.test_lipsync_coarticulation import sequence
 
 REPO = Path(__file__).resolve().parents[2]
 SPEECH = REPO.parent / "shared" / "data" / "speech_en"
@@ -32,14 +33,6 @@ OPEN_VOWELS = ("AA", "AE", "AH", "AO", "AW", "AY")
 FUNCTION_WORDS = {"a", "and", "can", "for", "of", "the", "to", "what", "your"}
 JFK = "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."  # noqa: E501
 AUSTEN = "unless to be rather cold hearted and rather selfish is to be ill disposed"
-
-
-def sequence(*spec: tuple[str, float]) -> list[Phone]:
-    phones, t = [], 0.0
-    for label, duration in spec:
-        phones.append(Phone(label, t, t + duration))
-        t += duration
-    return phones
 
 
 def test_a_short_open_vowel_between_closures_reaches_its_nucleus_floor() -> None:

@@ -120,9 +120,10 @@ HEADS = {
 }
 
 
-@pytest.mark.parametrize("head", sorted(HEADS))
-def test_render_bakes_a_real_head_and_renders_it_with_sound(shared_data, tmp_path: Path,
-                                                            head: str) -> None:  # fmt: skip
+def head_scene(shared_data: Path, tmp_path: Path, head: str) -> tuple[str, Path, dict]:
+    """A test scene (``tmp_path/head.blend``) with one of the real heads of ../shared imported
+    (never committed): the bpy Python, the .blend and the scene's description; skips when
+    the head is absent."""
     source = shared_data / "head_mesh" / HEADS[head]
     if not source.exists():
         pytest.skip(f"{source} is absent")
@@ -130,7 +131,13 @@ def test_render_bakes_a_real_head_and_renders_it_with_sound(shared_data, tmp_pat
     maker = tmp_path / "make_scene.py"
     maker.write_text(MAKE_SCENE)
     blend = tmp_path / "head.blend"
-    scene = _run_bpy(python, maker, str(source), str(blend), mark="A2X_SCENE ")
+    return python, blend, _run_bpy(python, maker, str(source), str(blend), mark="A2X_SCENE ")
+
+
+@pytest.mark.parametrize("head", sorted(HEADS))
+def test_render_bakes_a_real_head_and_renders_it_with_sound(shared_data, tmp_path: Path,
+                                                            head: str) -> None:  # fmt: skip
+    python, blend, scene = head_scene(shared_data, tmp_path, head)
     before = blend.read_bytes()
 
     take = tmp_path / "line.json"
