@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A shell without job control starts background jobs (`make test &`, `nohup … &`) with SIGINT
+# ignored, and an ignored signal stays ignored in every child: the tests that press Ctrl-C on
+# a2x subprocesses would see it lost. Give the children the normal Ctrl-C back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -283,8 +283,10 @@ def _restore_level(logger: logging.Logger, level: int) -> Iterator[None]:
 def _local_cluster(distributed: Any, workers: int | None, gpu: bool) -> Any:
     if workers is not None and workers < 1:
         raise ParameterError(f"--workers must be at least 1, found {workers}")
-    common = {"threads_per_worker": 1, "dashboard_address": None, "silence_logs": logging.ERROR,
-              "scheduler_kwargs": {"dashboard": False}}
+    # Worker processes log at CRITICAL only: a clip's error is in the report, and a stop
+    # (Ctrl-C) closing the scheduler first made workers print heartbeat tracebacks.
+    common = {"threads_per_worker": 1, "dashboard_address": None,
+              "silence_logs": logging.CRITICAL, "scheduler_kwargs": {"dashboard": False}}
     if gpu and workers is None:
         try:
             from dask_cuda import LocalCUDACluster
