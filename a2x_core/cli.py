@@ -228,6 +228,9 @@ def _add_serve_parser(commands: Any) -> None:
                        help="longest audio per stream (default 300, as the NIM)")
     serve.add_argument("--max-request-mb", type=float, default=64.0,
                        help="largest HTTP upload in MB (default 64)")
+    serve.add_argument("--grace", type=float, default=25.0, metavar="SECONDS",
+                       help="on Ctrl-C/SIGTERM, how long running streams may take to finish "
+                       "(default 25: inside Kubernetes' 30 s before SIGKILL)")  # fmt: skip
     serve.add_argument("--engine", "--backend", dest="backend", default="auto",
                        choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
     serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
@@ -752,7 +755,7 @@ def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
 
 def _serve(args: argparse.Namespace) -> int:
     """Load the model once, serve until Ctrl-C/SIGTERM, then stop gracefully: no new calls,
-    running ones get a few seconds to finish (exit 130/143 as the other commands)."""
+    running ones get ``--grace`` seconds to finish (exit 130/143 as the other commands)."""
     from .service.server import is_loopback
 
     for flag, port in (("--grpc-port", args.grpc_port), ("--http-port", args.http_port)):
@@ -769,6 +772,9 @@ def _serve(args: argparse.Namespace) -> int:
             or args.max_request_mb <= 0:  # fmt: skip
         raise ParameterError("--max-streams, --idle-timeout, --max-stream-seconds and "
                              "--max-request-mb must be > 0")  # fmt: skip
+    if not 0 <= args.grace <= 3600:
+        raise ParameterError(f"--grace {args.grace:g} is not 0..3600 seconds",
+                             hint="e.g. --grace 25; 0 cancels running streams at once")  # fmt: skip
     if args.token is not None and not args.token.strip():
         raise ParameterError("--token is empty", hint="give a secret, or leave --token out")
     if args.processes < 1:
@@ -790,7 +796,7 @@ def _serve(args: argparse.Namespace) -> int:
         while True:
             threading.Event().wait(0.5)
     finally:
-        server.stop(grace=5.0)
+        server.stop(grace=args.grace)
 
 
 def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
@@ -837,7 +843,7 @@ def _serve_group(args: argparse.Namespace) -> int:
         while True:
             group.poll(0.5)
     finally:
-        group.stop(grace=5.0)
+        group.stop(grace=args.grace)
 
 
 def _print_serving(args: argparse.Namespace, grpc_port: int | None, http_port: int | None,

@@ -118,6 +118,7 @@ def test_bad_flags_exit_2_with_one_line(tmp_path: Path) -> None:
                            (["--tls-cert", str(tmp_path / "c.pem")], "both --tls-cert"),
                            (["--grpc-port", "70000"], "not a port"),
                            (["--max-streams", "0"], "must be > 0"),
+                           (["--grace", "-1"], "--grace -1 is not 0..3600 seconds"),
                            (["--processes", "0"], "--processes 0 must be >= 1"),
                            (["--processes", "2", "--grpc-port", busy, "--http-port", "0"],
                             "port is taken")):  # fmt: skip
