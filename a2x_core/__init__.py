@@ -13,26 +13,26 @@ from .version import __version__
 
 if TYPE_CHECKING:
     from .api import Animator, animate
-    from .audio import Audio, decode_audio
+    from .audio.accumulator import StreamFrame
+    from .audio.decode import Audio, decode_audio
     from .errors import A2XError
-    from .models import load_model
+    from .executor.stream import Stream
+    from .models.registry import load_model
     from .options import InferenceOptions
     from .result import AnimationResult
-    from .stream import Stream
-    from .stream_audio import StreamFrame
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
     "A2XError": ".errors",
     "AnimationResult": ".result",
     "Animator": ".api",
-    "Audio": ".audio",
+    "Audio": ".audio.decode",
     "InferenceOptions": ".options",
-    "Stream": ".stream",
-    "StreamFrame": ".stream_audio",
+    "Stream": ".executor.stream",
+    "StreamFrame": ".audio.accumulator",
     "animate": ".api",
-    "decode_audio": ".audio",
-    "load_model": ".models",
+    "decode_audio": ".audio.decode",
+    "load_model": ".models.registry",
 }
 
 __all__ = [

@@ -15,19 +15,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .audio import Audio, check_audio_path, decode_audio, trim_audio
+from .audio.decode import Audio, check_audio_path, decode_audio, trim_audio
 from .backends import EngineSettings, InferenceEngine
 from .errors import ModelError, ParameterError
-from .head_motion import add_head_motion
+from .head.motion import add_head_motion
 from .inputs import check_path_length, regular_file_status
 from .jobs import CancelToken, Job, Progress, ProgressCallback, ProgressScale
-from .models import AnimationModel, load_model
+from .models.registry import AnimationModel, load_model
 from .options import DEFAULT_EMOTION_WINDOW, EmotionKey, InferenceOptions, check_field_names
+from .postprocess.shaping import shape_weights
 from .result import AnimationResult
-from .shaping import shape_weights
 
 if TYPE_CHECKING:
-    from .audio2emotion import EmotionModel
+    from .models.audio2emotion import EmotionModel
 
 AudioSource = str | os.PathLike[str] | Audio
 
@@ -138,7 +138,7 @@ class Animator:
                     hint="pass an Audio2Face-3D model (--model PATH/model.json)",
                 )
             if isinstance(emotion_model, str | os.PathLike):
-                from .audio2emotion import EmotionModel
+                from .models.audio2emotion import EmotionModel
 
                 path = check_path_length(emotion_model, ModelError, "emotion model")
                 if path.exists() and not path.is_dir():  # a FIFO would block the JSON read
@@ -222,7 +222,7 @@ class Animator:
 
     def _check_emotion_options(self, options: InferenceOptions) -> None:
         """Emotion options the emotion model rejects fail before any audio is read."""
-        from .audio2emotion import check_window
+        from .models.audio2emotion import check_window
 
         assert self.emotion_model is not None
         fps, skip = options.emotion_schedule()
@@ -245,7 +245,7 @@ class Animator:
         frames becomes an emotion key at the frame's target sample, and the face model
         interpolates the keys at its own frame targets: the SDK's ``EmotionBinder`` between
         an A2E executor and an A2F executor at different frame rates (spec §3, §5)."""
-        from .audio2emotion import emotion_keys
+        from .models.audio2emotion import emotion_keys
 
         detector = self.emotion_model
         assert detector is not None
@@ -302,19 +302,19 @@ class Animator:
 
     def open_stream(self, options: InferenceOptions | None = None, executor: Any = None) -> Any:
         """A stream of pushed audio on this animator's model (``docs/streaming.md``): with an
-        emotion model, an :class:`.emotion_stream.EmotionDrivenStream` whose frames equal
+        emotion model, an :class:`a2x_core.executor.loop.emotion_stream.EmotionDrivenStream` whose frames equal
         :meth:`animate`'s; ``executor`` shares network calls with other streams of the model
         (Audio2Face-3D models), whose frames gain the voice-driven head motion as offline
-        (:mod:`.head_stream`; ``head_motion=0`` turns it off).
+        (:mod:`a2x_core.head.stream`; ``head_motion=0`` turns it off).
 
         Raises:
             ParameterError: an option the stream cannot honour.
         """
-        from .head_stream import with_head_motion
+        from .head.stream import with_head_motion
 
         options = self.options if options is None else options
         if self.emotion_model is not None:
-            from .emotion_stream import EmotionDrivenStream
+            from .executor.emotion_stream import EmotionDrivenStream
 
             self._check_emotion_options(options)
             stream = EmotionDrivenStream(self.model, self.emotion_model, options, executor)

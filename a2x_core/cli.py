@@ -141,7 +141,7 @@ def _add_emotion_model_arguments(run: Any) -> None:
 def _add_live_parser(commands: Any) -> None:
     """``a2x live``: the model options are animate's (same names, same parsing in ``_options``);
     the ones a stream does not use keep animate's defaults."""
-    from .live_outputs import LIVELINK_DEFAULT_PORT, VMC_DEFAULT_PORT
+    from .live.outputs import LIVELINK_DEFAULT_PORT, VMC_DEFAULT_PORT
 
     live = commands.add_parser("live", help="animate a microphone, a file at real-time pace or "
                                "stdin PCM, to Live Link Face / VMC / JSON lines")  # fmt: skip
@@ -376,13 +376,13 @@ def _options(args: argparse.Namespace) -> Any:
     parameters: dict[str, Any] = {}
     emotion_parameters: dict[str, Any] = {}
     if args.emotion or args.emotion_file:
-        from .emotion import load_emotion_track, parse_emotion_args
+        from .models.emotion_input import load_emotion_track, parse_emotion_args
 
         if args.emotion and args.emotion_file:
             raise ParameterError("use --emotion or --emotion-file, not both")
         emotions = parse_emotion_args(args.emotion) if args.emotion else load_emotion_track(args.emotion_file)
     if args.param or args.emotion_param:
-        from .emotion import parse_parameter_args
+        from .models.emotion_input import parse_parameter_args
 
         parameters = parse_parameter_args(args.param)
         emotion_parameters = parse_parameter_args(args.emotion_param, flag="--emotion-param")
@@ -404,7 +404,7 @@ def _is_folder_output(output: str, clips: int) -> bool:
     """``-o`` names a folder when it ends with a slash, has no extension, or already is one."""
     if output.endswith(("/", "\\")) or not Path(output).suffix or os.path.isdir(output):
         return True
-    from .exporters import FORMATS
+    from .export.writers import FORMATS
 
     if clips > 1 and Path(output).suffix.lower() not in FORMATS:
         return True  # e.g. -o takes.v2 for several clips: a folder with a dot in its name
@@ -414,7 +414,7 @@ def _is_folder_output(output: str, clips: int) -> bool:
 def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Path]]:
     """Output files per clip, all checked before any work runs; folders made for them are added
     to ``created`` (removed again when the run fails)."""
-    from .exporters import check_new_file, check_output_path, make_output_folder
+    from .export.writers import check_new_file, check_output_path, make_output_folder
 
     clips = len(args.audio)
     is_folder = [_is_folder_output(o, clips) for o in args.output]
@@ -425,7 +425,7 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
         for path in paths:
             check_output_path(path, overwrite=args.overwrite)
         if getattr(args, "preview", None) is not None:
-            from .preview import check_preview_path
+            from .preview.video import check_preview_path
 
             check_preview_path(args.preview, overwrite=args.overwrite)
         if args.plot is not None:
@@ -458,19 +458,19 @@ def _output_paths(args: argparse.Namespace, created: list[Path]) -> list[list[Pa
 def _export_geometry(animator: Any, options: Any, outputs: list[list[Path]]) -> Any:
     """An Audio2Face model's own head for the USD/glTF outputs (None: none of those, or the
     default model, which has no head)."""
-    from .exporters import GEOMETRY_FORMATS
+    from .export.writers import GEOMETRY_FORMATS
 
     if not any(Path(p).suffix.lower() in GEOMETRY_FORMATS for paths in outputs for p in paths):
         return None
-    from .a2f_geometry import geometry_of
+    from .models.a2f_geometry import geometry_of
 
     return geometry_of(animator.model, options.identity)
 
 
 def _animate(args: argparse.Namespace) -> int:
     from .api import Animator
-    from .audio import decode_audio
-    from .exporters import OutputSet, remove_empty_folders, stage_result
+    from .audio.decode import decode_audio
+    from .export.writers import OutputSet, remove_empty_folders, stage_result
     from .jobs import CancelToken
 
     options = _options(args)
@@ -499,12 +499,12 @@ def _animate(args: argparse.Namespace) -> int:
                 for path in paths:
                     stage_result(staged, result, path, geometry)
             if args.plot is not None:
-                from .plot import stage_plot
+                from .export.plot import stage_plot
 
                 stage_plot(staged, results[0], tracks[0], args.plot)
             if args.preview is not None:
                 from .jobs import Progress
-                from .preview import stage_preview
+                from .preview.video import stage_preview
 
                 preview_bar = _ProgressBar(enabled=not args.quiet)
                 try:
@@ -530,8 +530,17 @@ def _live(args: argparse.Namespace) -> int:
     record and the summary. Exit 0 at the end of the audio; a stop by Ctrl-C or SIGTERM keeps
     the CLI's codes (130, 143) after the same clean stop, with the record written."""
     from .api import Animator
-    from .exporters import check_output_path, write_result
-    from .live import (
+    from .export.writers import check_output_path, write_result
+    from .live.outputs import (
+        LIVELINK_DEFAULT_PORT,
+        VMC_DEFAULT_PORT,
+        FanOut,
+        JsonLinesSink,
+        LiveLinkFaceSender,
+        VmcSender,
+        parse_endpoint,
+    )  # fmt: skip
+    from .live.runner import (
         StatusLine,
         StopSignals,
         first_seconds,
@@ -541,21 +550,12 @@ def _live(args: argparse.Namespace) -> int:
         take_result,
         tee_blocks,
     )  # fmt: skip
-    from .live_outputs import (
-        LIVELINK_DEFAULT_PORT,
-        VMC_DEFAULT_PORT,
-        FanOut,
-        JsonLinesSink,
-        LiveLinkFaceSender,
-        VmcSender,
-        parse_endpoint,
-    )  # fmt: skip
 
     options = _options(args)
     if args.record is not None:
         check_output_path(args.record, overwrite=args.overwrite)
     if args.preview is not None:
-        from .preview import check_preview_path
+        from .preview.video import check_preview_path
 
         check_preview_path(args.preview, overwrite=args.overwrite)
     blocks = open_source(args.source, device=args.input_device,
@@ -639,7 +639,7 @@ def _add_preview_parser(commands: Any) -> None:
 def _preview(args: argparse.Namespace) -> int:
     from fractions import Fraction
 
-    from .preview import check_preview_path, load_for_preview, write_preview
+    from .preview.video import check_preview_path, load_for_preview, write_preview
 
     check_preview_path(args.output, overwrite=args.overwrite)
     try:
@@ -693,8 +693,8 @@ def _add_render_parser(commands: Any) -> None:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from .preview import load_for_preview
-    from .render import RenderRequest, check_outputs, check_request, render_take
+    from .preview.render import RenderRequest, check_outputs, check_request, render_take
+    from .preview.video import load_for_preview
 
     request = RenderRequest(blend=args.blend, objects=args.objects, engine=args.engine,
                             start_frame=args.start_frame, blender=args.blender,
@@ -717,7 +717,7 @@ def _live_preview(args: argparse.Namespace, result: Any, heard: list[tuple[Any, 
     import numpy as np
     import soundfile
 
-    from .preview import write_preview
+    from .preview.video import write_preview
 
     if result.num_frames == 0 or not heard:
         print("live: no frames, no preview written", file=sys.stderr)
@@ -733,9 +733,9 @@ def _live_preview(args: argparse.Namespace, result: Any, heard: list[tuple[Any, 
 
 
 def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
-    """``--delay-audio [MS]``: a :class:`.live_playback.DelayedPlayback` (default delay: the
+    """``--delay-audio [MS]``: a :class:`a2x_core.live.runner.playback.DelayedPlayback` (default delay: the
     stream's look-ahead plus one block and a typical compute time), or None."""
-    from .live_playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
+    from .live.playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
     from .timing import SAMPLE_RATE
 
     if args.delay_audio is None:
@@ -802,7 +802,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
     """The model loaded, its hub and an unstarted ServiceServer for ``args`` (``slots``: the
     shared stream count of a ``--processes`` group: then the ports are shared)."""
-    from .models import load_model
+    from .models.registry import load_model
     from .options import InferenceOptions
     from .service.hub import Limits, ModelHub
     from .service.server import ServeConfig, ServiceServer
@@ -873,7 +873,7 @@ def _batch(args: argparse.Namespace) -> int:
         require_dask,
         run_batch,
     )  # fmt: skip
-    from .exporters import make_output_folder, remove_empty_folders
+    from .export.writers import make_output_folder, remove_empty_folders
 
     require_dask()
     for flag, value, least in (("--workers", args.workers, 1), ("--chunk", args.chunk, 1),
@@ -976,7 +976,7 @@ _ONCE = _Once()
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .models import load_model
+    from .models.registry import load_model
 
     model = load_model(args.model)
     info = model.info()
@@ -994,7 +994,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _models(args: argparse.Namespace) -> int:
-    from .models import list_models
+    from .models.registry import list_models
 
     for entry in list_models(args.dirs, strict=True):
         print(f"{entry.spec}\t{entry.kind}\t{entry.description}")

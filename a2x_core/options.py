@@ -224,7 +224,7 @@ class InferenceOptions:
             self, "emotion_parameters", _mapping("emotion_parameters", self.emotion_parameters)
         )
         if self.emotion_parameters:
-            from .audio2emotion import check_overrides  # the A2E module imports this one
+            from .models.audio2emotion import check_overrides  # the A2E module imports this one
 
             check_overrides(self.emotion_parameters, label="emotion_parameters")
 

@@ -33,7 +33,7 @@ class AnimationResult:
         jaw_transforms: ``[frames, 4, 4]`` row-major jaw matrices, else None.
         eye_rotations: ``[frames, 6]`` = right eye (x, y, 0), left eye (x, y, 0), else None.
         head_rotations: ``[frames, 3]`` head (pitch, yaw, roll) in radians (pitch > 0 = chin
-            down, yaw > 0 = to the face's left; ARKit's axes: :mod:`.head_motion`), else None.
+            down, yaw > 0 = to the face's left; ARKit's axes: :mod:`a2x_core.head.motion`), else None.
         emotions: ``[frames, 10]`` explicit emotion input per frame (in ``emotion_names``
             order; with an emotion model: after mixing with manual keys), else None.
         detected_emotions: ``[frames, 10]`` what the emotion model detected (Audio2Emotion's
@@ -105,7 +105,7 @@ class AnimationResult:
             OutputError: the file exists (without ``overwrite``), the format is unknown, or the
                 folder is missing or not writable.
         """
-        from .exporters import check_output_path, write_result
+        from .export.writers import check_output_path, write_result
 
         target = Path(path)
         check_output_path(target, overwrite=overwrite)

@@ -14,7 +14,7 @@ Protocol (version 2), UTF-8 JSON, one object per line:
   ``emotion_model`` (an Audio2Emotion model.json) detects each clip's emotions, as
   ``Animator(..., emotion_model=...)`` does. Version 1 requests (no ``emotion_model``) are
   still served; a version 1 worker refuses version 2 requests with the fix.
-* ``live`` (a live preview, :class:`~a2x_core.live_session.WorkerLiveSession`) also takes
+* ``live`` (a live preview, :class:`~a2x_core.live.session.WorkerLiveSession`) also takes
   ``"source": {"file": path, "real_time": true}`` or ``{"device": name | null}`` (a
   microphone of the worker's machine) and streams instead of answering once:
   ``{"event": "live", "model": {...}}`` (:func:`model_summary`) when the stream is open,
@@ -57,7 +57,7 @@ from typing import IO, Any
 import numpy as np
 
 from . import errors
-from .audio import check_audio_path
+from .audio.decode import check_audio_path
 from .errors import A2XError, CancelledError, EngineError, ParameterError
 from .inputs import loads_json
 from .jobs import CancelToken, Progress
@@ -162,13 +162,13 @@ def result_from_json(data: dict[str, Any], options: InferenceOptions) -> Animati
 
 
 def frame_to_json(frame: Any) -> dict[str, Any]:
-    """A stream frame (:class:`~a2x_core.stream_audio.StreamFrame`) in wire form."""
+    """A stream frame (:class:`~a2x_core.audio.accumulator.StreamFrame`) in wire form."""
     return {"index": int(frame.index), "time_s": float(frame.time_s),
             **{name: _array_to_json(getattr(frame, name)) for name in _FRAME_ARRAYS}}  # fmt: skip
 
 
 def frame_from_json(data: dict[str, Any]) -> Any:
-    from .stream_audio import StreamFrame
+    from .audio.accumulator import StreamFrame
 
     arrays = {name: _array_from_json(data[name]) for name in _FRAME_ARRAYS if name in data}
     return StreamFrame(index=int(data["index"]), time_s=float(data["time_s"]), **arrays)
@@ -305,15 +305,15 @@ def _live_source(request: dict[str, Any]) -> dict[str, Any]:
 
 def _serve_live(request: dict[str, Any], model: Any, options: InferenceOptions,
                 channel: _Channel, token: CancelToken, stop: threading.Event) -> None:  # fmt: skip
-    """A live request: the source through the model's stream (:func:`.live.pump`, the loop
+    """A live request: the source through the model's stream (:func:`a2x_core.live.runner.runner.pump`, the loop
     of ``a2x live``), each push's frames as one event, until the audio ends or ``stop``."""
-    from .live import LiveStats, open_source, pump, pump_tail
+    from .live.runner import LiveStats, open_source, pump, pump_tail
 
     source = _live_source(request)
     path, device = source.get("file"), source.get("device")
     blocks = open_source(str(path) if path else None, device=device or None,
                          real_time=bool(source.get("real_time", True)))  # fmt: skip
-    from .head_stream import with_head_motion
+    from .head.stream import with_head_motion
 
     stream = with_head_motion(model.open_stream(options), model, options)
     channel.send("live", model=model_summary(model))

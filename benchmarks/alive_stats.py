@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.lipsync.expressions import moving_mean
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52

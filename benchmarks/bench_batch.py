@@ -122,8 +122,8 @@ def loop_row(spec: str, clips: list[Path], out: Path,
              args: argparse.Namespace) -> tuple[float, float, float]:  # fmt: skip
     """One process looping animate + write over every clip; returns (0, wall s, CPU s)."""
     from a2x_core.api import Animator
-    from a2x_core.exporters import write_result
-    from a2x_core.models import load_model
+    from a2x_core.export.writers import write_result
+    from a2x_core.models.registry import load_model
 
     engine = engine_of(args)
     if spec == "default":

@@ -174,8 +174,8 @@ def main() -> None:  # noqa: C901, PLR0915 - one linear script, one table
     # --- end to end: DiffusionModel.animate (windows, network, CPU post-processing, both solves)
     e2e: dict[str, float] = {}
     if args.e2e_seconds > 0:
-        from a2x_core.audio import Audio
-        from a2x_core.diffusion import DiffusionModel
+        from a2x_core.audio.decode import Audio
+        from a2x_core.models.diffusion import DiffusionModel
         from a2x_core.options import InferenceOptions
         from tests.diffusion_folders import make_diffusion_folder
 

@@ -268,11 +268,11 @@ class Bench:
 
     def solver(self) -> None:
         torch = self.torch
-        from a2x_core.blendshapes_gpu import AdmmSolver
+        from a2x_core.blendshapes.gpu import AdmmSolver
 
         model = self.mark_model("fp32")
         settings = model.settings({})
-        from a2x_core.blendshapes import BlendshapeSolver
+        from a2x_core.blendshapes.cpu import BlendshapeSolver
 
         skin = BlendshapeSolver(model.package.skin.data, settings.skin)
         tongue = BlendshapeSolver(model.package.tongue.data, settings.tongue)
@@ -299,7 +299,7 @@ class Bench:
     def mark_model(self, precision: str, backend: str = "torch") -> Any:
         from bench_regression import ensure_folder
 
-        from a2x_core.models import load_model
+        from a2x_core.models.registry import load_model
 
         folder = ensure_folder(self.args.cache / "mark")
         if backend == "onnxruntime":
@@ -307,7 +307,7 @@ class Bench:
         return load_model(folder, backend="torch", device=self.dev, precision=precision)
 
     def clips(self, tracks: int, seconds: float, seed: int = 0) -> list[Any]:
-        from a2x_core.audio import Audio
+        from a2x_core.audio.decode import Audio
 
         rng = np.random.default_rng(seed)
         n = int(seconds * 16000)

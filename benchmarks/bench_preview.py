@@ -65,7 +65,7 @@ def main() -> None:
         return
 
     from a2x_core.api import Animator
-    from a2x_core.preview import write_preview
+    from a2x_core.preview.video import write_preview
 
     width, height = (int(v) for v in args.size.split("x"))
     result = Animator("default").animate(args.clip)
@@ -90,7 +90,10 @@ def child(path: Path, args: argparse.Namespace) -> None:
     """One timed render of the pickled results, as a JSON line (the --baseline runs)."""
     import resource
 
-    from a2x_core.preview import write_preview
+    try:
+        from a2x_core.preview.video import write_preview
+    except ImportError:  # a --baseline revision from before the stage packages
+        from a2x_core.preview import write_preview  # type: ignore[no-redef]
 
     results = pickle.loads(path.read_bytes())
     width, height = (int(v) for v in args.size.split("x"))
@@ -149,8 +152,8 @@ def split(results: list, fps: Fraction, width: int, height: int) -> None:
     import av
     import numpy as np
 
-    from a2x_core import preview
-    from a2x_core.raster import YuvImage
+    from a2x_core.preview import video as preview
+    from a2x_core.preview.raster import YuvImage
 
     first = results[0]
     frames = max(1, int(round(first.duration_s * fps)))

@@ -61,8 +61,8 @@ def main() -> None:
 
     import onnxruntime
 
-    from a2x_core.audio import Audio
-    from a2x_core.models import load_model
+    from a2x_core.audio.decode import Audio
+    from a2x_core.models.registry import load_model
     from a2x_core.options import InferenceOptions
     from a2x_core.timing import parse_fps
 

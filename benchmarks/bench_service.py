@@ -320,7 +320,7 @@ def trial(port: int, n: int, args: argparse.Namespace, expected: int,
 
 
 def load(args: argparse.Namespace) -> Any:
-    from a2x_core.models import load_model
+    from a2x_core.models.registry import load_model
 
     if args.model == "regression":
         from bench_regression import ensure_folder

@@ -17,8 +17,8 @@ import timeit
 
 import numpy as np
 
-from a2x_core.blendshapes import BlendshapeSolver
-from a2x_core.model_package import BlendshapeConfig, BlendshapeData
+from a2x_core.blendshapes.cpu import BlendshapeSolver
+from a2x_core.models.regression_folder import BlendshapeConfig, BlendshapeData
 
 
 def build(num_verts: int, mask: int, seed: int = 0) -> tuple[BlendshapeSolver, np.ndarray]:

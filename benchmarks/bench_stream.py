@@ -24,7 +24,7 @@ network of ``a2f_network.py``, random weights; built once into ``--cache``), ``d
 vertex counts) and ``default`` (the embedded model), each where its streaming mode exists.
 
 - **bank** (``--bank``, ``--bank-sizes 1000,1024``, ``--breakdown``, ``--profile-bank``): a
-  :class:`a2x_core.stream_bank.RegressionStreamBank` ticked back to back: the sustained search,
+  :class:`a2x_core.executor.stream_bank.RegressionStreamBank` ticked back to back: the sustained search,
   fixed sizes (tick p50 / p99 / max and the process's CPU time per tick), the time per phase with
   the device synchronised after each, and a ``torch.profiler`` table. ``--compile-rows`` sets
   the rows of one compiled network pass (``RegressionModel.compile_rows``), ``--gc-freeze``
@@ -60,7 +60,7 @@ SAMPLE_RATE = 16000
 
 def speech(seconds: float) -> np.ndarray:
     """Real speech (the repo's sample, looped) of ``seconds`` at 16 kHz."""
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
 
     clip = decode_audio(REPO / "samples" / "jfk.flac").samples
     reps = int(np.ceil(seconds * SAMPLE_RATE / len(clip)))
@@ -125,8 +125,8 @@ def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
     import soundfile
 
     from a2x_core.api import Animator
-    from a2x_core.live import StatusLine, StopSignals, file_blocks, run_live
-    from a2x_core.live_outputs import FanOut, LiveLinkFaceSender, decode_livelink
+    from a2x_core.live.outputs import FanOut, LiveLinkFaceSender, decode_livelink
+    from a2x_core.live.runner import StatusLine, StopSignals, file_blocks, run_live
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -362,7 +362,7 @@ def sustained(trial: Callable[[int], float], period: float, limit: int,
 def regression_model(args: argparse.Namespace) -> Any:
     from bench_regression import ensure_folder
 
-    from a2x_core.models import load_model
+    from a2x_core.models.registry import load_model
 
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
@@ -372,7 +372,7 @@ def regression_model(args: argparse.Namespace) -> Any:
     if args.compile_rows:
         model.compile_rows = args.compile_rows
     if args.compile and args.compile_mode:
-        from a2x_core.postprocess_gpu import CompiledNetwork
+        from a2x_core.postprocess.gpu import CompiledNetwork
 
         rows = int(model.compile_rows)
         model._device_cache[("compiled", id(model.engine), rows)] = CompiledNetwork(
@@ -385,7 +385,7 @@ def diffusion_model(args: argparse.Namespace) -> Any:
     skin / 5,602 tongue vertices), built once into the cache."""
     from diffusion_network import export_diffusion_network
 
-    from a2x_core.models import load_model
+    from a2x_core.models.registry import load_model
     from tests.diffusion_folders import make_diffusion_folder
 
     cache = args.cache / "diffusion"
@@ -408,7 +408,7 @@ def kinds(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
                                              "diffusion": lambda: diffusion_model(args)}  # fmt: skip
 
     def default() -> Any:
-        from a2x_core.models import load_model
+        from a2x_core.models.registry import load_model
 
         return load_model("default")
 

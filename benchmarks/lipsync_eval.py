@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2x_core.audio import Audio, decode_audio
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.lipsync import expressions as ex
 from a2x_core.lipsync import language as lg
 from a2x_core.lipsync import phones as ph

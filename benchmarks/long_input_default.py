@@ -38,7 +38,7 @@ RATE = 16000
 def speech(data: Path) -> list[tuple[np.ndarray, str]]:
     """Every speech_en clip as 16 kHz samples, with its transcript."""
     sys.path.insert(0, str(REPO))
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
 
     folder = data / "speech_en"
     with open(folder / "transcripts.tsv", newline="", encoding="utf-8") as handle:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from a2x_core.audio import Audio
+from a2x_core.audio.decode import Audio
 from a2x_core.names import ARKIT_52
 from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
 

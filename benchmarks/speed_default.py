@@ -36,7 +36,7 @@ def clips(data: Path) -> list[Path]:
 
 def run_mode(mode: str, data: Path, threads: int | None = None) -> dict:
     """Time every clip in this process (called in a fresh interpreter per mode)."""
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
     from a2x_core.lipsync.model import DefaultLipSyncModel
     from a2x_core.options import InferenceOptions
 

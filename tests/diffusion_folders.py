@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from a2x_core.emotion import A2F_EMOTIONS
+from a2x_core.models.emotion_input import A2F_EMOTIONS
 from tests.a2f_folders import (
     MARK_CONFIG,
     FolderVariant,

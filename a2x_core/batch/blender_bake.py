@@ -144,7 +144,7 @@ def bake_with_blender(blend: dict[str, Any], result: Any, blender: dict[str, Any
 
 def _remove_dead_temps(target: Path) -> None:
     """The temporary copies a killed Blender left for this clip (its PID no longer runs)."""
-    from a2x_core.exporters import _pid_alive
+    from a2x_core.export.writers import _pid_alive
 
     for stale in target.parent.glob(f".{glob.escape(target.stem)}.*.tmp.blend"):
         pid = stale.name[len(target.stem) + 2 : -len(".tmp.blend")]

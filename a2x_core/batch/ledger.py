@@ -66,7 +66,7 @@ def owns(outdir: Path, name: str) -> bool:
 def remove_dead_temps(outdir: Path, name: str = "*") -> None:
     """Remove the temporary records that killed workers left (their PID no longer runs):
     of clip ``name``, or of every clip (one folder listing, once per task)."""
-    from ..exporters import _pid_alive
+    from ..export.writers import _pid_alive
 
     pattern = f".{glob.escape(name + '.json') if name != '*' else '*.json'}.*.tmp"
     for stale in (outdir / LEDGER_FOLDER).glob(pattern):

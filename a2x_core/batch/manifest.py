@@ -146,7 +146,7 @@ def _text(values: dict[str, Any], key: str, where: str) -> str | None:
 
 
 def _clip(where: str, values: dict[str, Any], base: Path) -> Clip:
-    from ..emotion import parse_emotion_args
+    from ..models.emotion_input import parse_emotion_args
     from ..timing import parse_fps
 
     audio_text = _text(values, "audio", where)

@@ -28,7 +28,7 @@ def render_settings(*, video: bool, fbx: bool, blend: Path | None, engine: str =
     Raises:
         ParameterError: a render without ``--blend``, or a bad engine or percentage.
     """
-    from ..render import ENGINES
+    from ..preview.render import ENGINES
 
     if not (video or fbx):
         return None
@@ -60,7 +60,7 @@ def render_clip(clip: dict[str, Any], result: Any, blender: dict[str, str | None
     ``--blender-python`` / ``--blender-exe`` (else ``$A2X_BLENDER`` or ``blender`` on the PATH).
     Raises an :class:`~a2x_core.errors.A2XError` (the clip fails alone) when Blender cannot.
     """
-    from ..render import RenderRequest, render_take
+    from ..preview.render import RenderRequest, render_take
 
     scene = clip["blend"]
     settings = scene["render"]

@@ -110,7 +110,7 @@ def _model_input(spec: str, cache: dict[str, Any]) -> dict[str, Any]:
 
             cache[spec] = {"spec": "default", "version": __version__}
         else:
-            from ..models import resolve_model_json
+            from ..models.registry import resolve_model_json
 
             try:
                 path = resolve_model_json(spec)

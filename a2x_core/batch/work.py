@@ -12,7 +12,7 @@ clip is written (outputs, then its record) on a writer pool while the next call 
 task returns when every clip of it is written, so a row that says ``done`` always has its
 files and record on disk.
 
-Every output is written atomically (:class:`~a2x_core.exporters.OutputSet`): a worker killed
+Every output is written atomically (:class:`~a2x_core.export.writers.OutputSet`): a worker killed
 mid-write leaves a hidden temporary file, never a partial output; the clip's record goes
 last (:mod:`.ledger`). Nothing here raises for a bad clip: each clip returns its own row.
 """
@@ -45,7 +45,7 @@ _POOLS: dict[str, ThreadPoolExecutor] = {}
 
 def warm_model(spec: str, engine: dict[str, Any]) -> Any:
     """The loaded model for ``spec`` in this process (loaded on first use, then reused)."""
-    from ..models import load_model
+    from ..models.registry import load_model
 
     return _warm(json.dumps([spec, engine], sort_keys=True), lambda: load_model(spec, **engine))
 
@@ -53,8 +53,8 @@ def warm_model(spec: str, engine: dict[str, Any]) -> Any:
 def warm_emotion_model(path: str, options: Any) -> Any:
     """The loaded Audio2Emotion model at ``path`` for ``options``' engine in this process
     (its other windows are made on use, so the window is not part of the key)."""
-    from ..audio2emotion import EmotionModel
     from ..backends import EngineSettings
+    from ..models.audio2emotion import EmotionModel
 
     engine = EngineSettings.of(options)
     key = json.dumps(["emotion", path, engine.backend, engine.threads, engine.device,
@@ -169,7 +169,7 @@ def _stale_outputs(outdir: Path, clips: list[dict[str, Any]]) -> set[str]:
         return set()
     if not hidden:
         return set()
-    from ..exporters import _temp_stem
+    from ..export.writers import _temp_stem
 
     paths = [Path(p) for clip in clips for p in clip["outputs"]]
     return {p.name for p in paths if any(h.startswith(_temp_stem(p)) for h in hidden)}
@@ -177,7 +177,7 @@ def _stale_outputs(outdir: Path, clips: list[dict[str, Any]]) -> set[str]:
 
 def _decode(clip: dict[str, Any], options: Any) -> tuple[Any, float, str]:
     """(audio or None, seconds, error) of one clip, on the decode pool."""
-    from ..audio import decode_audio
+    from ..audio.decode import decode_audio
 
     began = time.perf_counter()
     try:
@@ -274,7 +274,7 @@ def write_clip(clip: dict[str, Any], result: Any, task: dict[str, Any], *,
     ``stale``: the output names that have temporary files beside them (:func:`_stale_outputs`,
     listed once per task); None lists the folder for each output.
     """
-    from ..exporters import OutputSet, remove_stale_temps, stage_result
+    from ..export.writers import OutputSet, remove_stale_temps, stage_result
     from . import ledger
 
     outdir = Path(task["outdir"])

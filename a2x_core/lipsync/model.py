@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from ..audio import SILENCE_PEAK, Audio
-from ..emotion import track_emotion_keys
+from ..audio.decode import SILENCE_PEAK, Audio
 from ..errors import ParameterError
-from ..head_motion import alive_face, head_and_gaze, head_style, limit_jaw
+from ..head.motion import alive_face, head_and_gaze, head_style, limit_jaw
 from ..jobs import CancelToken, Progress, ProgressCallback, ProgressScale
+from ..models.emotion_input import track_emotion_keys
 from ..names import ARKIT_52
 from ..options import EmotionKey, InferenceOptions
 from ..result import AnimationResult

@@ -33,11 +33,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..audio.accumulator import AudioAccumulator, StreamFrame, StreamLife
 from ..errors import ParameterError
-from ..head_motion import HeadMotion, alive_face, head_style, limit_jaw
+from ..head.motion import HeadMotion, alive_face, head_style, limit_jaw
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
-from ..stream_audio import AudioAccumulator, StreamFrame, StreamLife
 from ..timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for
 from . import expressions as ex
 from . import phones as ph

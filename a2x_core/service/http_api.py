@@ -107,7 +107,7 @@ def make_app(hub: ModelHub, *, token: str | None = None, temp_dir: Path) -> Any:
     async def animate_upload(request: Request, fields_override: dict[str, Any] | None = None) -> Any:
         """Decode + animate one upload on the offline thread (a stream slot held meanwhile)."""
         from ..api import Animator
-        from ..audio import decode_audio
+        from ..audio.decode import decode_audio
         from ..cli import _options
 
         authorise(request)
@@ -152,7 +152,7 @@ def make_app(hub: ModelHub, *, token: str | None = None, temp_dir: Path) -> Any:
         (NAME=VALUE, repeatable), ``param`` (KEY=VALUE, repeatable), ``start``, ``end``,
         ``seed``, ``strength``, ``smoothing``, ``fast``, ``no_blinks``, ``raw_rate``,
         ``raw_format``, ``model`` (must be the served model)."""
-        from ..exporters import write_result
+        from ..export.writers import write_result
 
         result, args = await animate_upload(request)
         out = temp_dir / f"{uuid.uuid4().hex}.{args.format}"

@@ -319,7 +319,7 @@ class ModelHub:
                 handle.slot = int(self.bank.open(1)[0])
                 self._by_slot[handle.slot] = handle
             elif self.emotion_model is not None:
-                from ..emotion_stream import EmotionDrivenStream
+                from ..executor.emotion_stream import EmotionDrivenStream
 
                 handle.stream = EmotionDrivenStream(self.model, self.emotion_model, options,
                                                     self.executor)  # fmt: skip
@@ -489,7 +489,7 @@ def replace_emotion_curve(model: Any, stream: Any, keys: Sequence[EmotionKey]) -
     Raises:
         ParameterError: bad keys (unknown emotion, out of range), named by the model's checks.
     """
-    from ..emotion import explicit_emotion_curve
+    from ..models.emotion_input import explicit_emotion_curve
 
     state = getattr(getattr(stream, "track", None), "state", None)
     if state is None or not hasattr(state, "curve"):

@@ -1,7 +1,7 @@
 """Live preview: a microphone (or a file at real-time pace) drives the target faces' shape keys
 as the model streams, and Record bakes what was shown as a normal a2x Action.
 
-The model runs on the core's :class:`a2x_core.live_session.LiveSession` thread; :func:`tick`
+The model runs on the core's :class:`a2x_core.live.session.LiveSession` thread; :func:`tick`
 (a ``bpy.app.timers`` function on the main thread) only reads the newest frame and sets the
 shape-key values through the panel's current mapping, so the UI never waits. The values the
 shapes had when Live started are put back when it stops; a recorded take goes through the
@@ -124,7 +124,7 @@ def _live_options(context: bpy.types.Context, model: str, warnings: list[str]) -
 def _source(settings: Any, real_time: bool) -> dict[str, Any]:
     """The panel's live source in the worker's wire form (``{"file": path, "real_time": b}``
     or ``{"device": name or None}``); a missing file fails here, before anything starts."""
-    from a2x_core.audio import check_audio_path
+    from a2x_core.audio.decode import check_audio_path
 
     if settings.live_source == "FILE":
         chosen = settings.live_file or settings.audio_path
@@ -141,8 +141,8 @@ def _session(context: bpy.types.Context, model: str, options: Any, source: dict[
     """A live session where the bake would run: inside Blender, or in the external runtime
     when the preferences name one (the model and the microphone are then that Python's)."""
     from a2x_core.errors import ParameterError
-    from a2x_core.live import open_source
-    from a2x_core.live_session import LiveSession, WorkerLiveSession
+    from a2x_core.live.runner import open_source
+    from a2x_core.live.session import LiveSession, WorkerLiveSession
 
     audio_path = source.get("file") or ""
     prefs = preferences.get(context)

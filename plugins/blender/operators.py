@@ -703,7 +703,7 @@ class A2X_OT_mapping_remove(_RemoveHighlightedRow):
 
 
 def rescan_models(context: bpy.types.Context) -> int:
-    from a2x_core.models import list_models
+    from a2x_core.models.registry import list_models
 
     entries = context.window_manager.a2x_models
     entries.clear()

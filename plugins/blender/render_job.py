@@ -1,6 +1,6 @@
 """``a2x render``'s Blender side: bake a take onto a rig and render the scene to an MP4.
 
-Run by :mod:`a2x_core.render` in a headless Blender (``blender -b --python render_job.py --
+Run by :mod:`a2x_core.preview.render` in a headless Blender (``blender -b --python render_job.py --
 JOB.json``) or a ``bpy`` Python (``python render_job.py JOB.json``), never imported by the
 add-on. The job file names the .blend, the objects, the take (an a2x JSON), the output folder
 and the render settings. The bake is the add-on's own (``bake.py``: add-on-owned Actions,
@@ -79,7 +79,7 @@ def _set_video_output(scene, folder: str) -> None:
 
 
 def run(job: dict) -> dict:
-    from a2x_core.exporters import read_result
+    from a2x_core.export.writers import read_result
     from a2x_core.retarget import auto_map, plan_bake, scene_fps, seconds_to_frames
 
     bake = _load_bake()

@@ -92,7 +92,7 @@ def synthetic_result(frames: int, fps, emotions: bool = False):  # noqa: ANN001,
     """Known curves; with ``emotions``, an Audio2Face-like result: emotion input and detected
     emotions per frame (emotion ``e`` at frame ``i``: ``(i + e) / 1000`` and half of it)."""
     from a2x_core import AnimationResult
-    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.models.emotion_input import A2F_EMOTIONS
     from a2x_core.names import ARKIT_52
 
     f = np.arange(frames)[:, None]
@@ -481,7 +481,7 @@ def scenario_session() -> dict:
             self.model = SlowModel()
 
         def animate_many(self, sources, options, progress=None, cancel=None):  # noqa: ANN001
-            from a2x_core.audio import decode_audio
+            from a2x_core.audio.decode import decode_audio
 
             tracks = [decode_audio(s) for s in sources]
             return self.model.animate(tracks, options, progress, cancel)
@@ -695,7 +695,7 @@ def scenario_key_emotions() -> dict:
     """'Key Emotions': the emotion curves become keyed custom properties of the target object
     (an add-on-owned Action on the object's NLA track "a2x"), drive a shape, are replaced by
     a re-bake, removed by Clear, undoable; the artist's object keys are never touched."""
-    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.models.emotion_input import A2F_EMOTIONS
 
     set_fps(30)
     obj = make_face()
@@ -888,7 +888,7 @@ def _a2f_scene(args: dict) -> tuple:
 def scenario_emotion_model() -> dict:
     """The emotion model, mix, window and skip reach the core, in Blender and through the
     external runtime, and the detected emotions are keyed."""
-    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.models.emotion_input import A2F_EMOTIONS
 
     ops = addon().session
     obj, settings = _a2f_scene(ARGS)
@@ -958,7 +958,7 @@ def scenario_identity() -> dict:
     from dataclasses import replace
 
     from a2x_core import Animator
-    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.models.emotion_input import A2F_EMOTIONS
     from a2x_core.names import ARKIT_52
 
     ops = addon().session
@@ -1296,7 +1296,7 @@ def scenario_live() -> dict:
     """Live with the file source: the timer function sets the shape keys to each new frame
     through the mapping, Stop puts the values back; Record bakes the take as an a2x Action
     (undoable), beside an Action of the artist's, which stays untouched."""
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
     from a2x_core.names import ARKIT_52
     from a2x_core.retarget import frame_values
     from a2x_core.timing import num_frames_for

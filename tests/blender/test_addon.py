@@ -173,7 +173,7 @@ def live_clip(tmp_path_factory: pytest.TempPathFactory) -> str:
     """2 s of real speech (JFK), which Live plays at real-time pace."""
     import soundfile
 
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
 
     clip = tmp_path_factory.mktemp("live") / "speech.wav"
     soundfile.write(clip, decode_audio(SAMPLE, start_s=0.3, end_s=2.3).samples, 16000)
@@ -198,7 +198,7 @@ def _alsa_microphone(home: Path, clip: str) -> str | None:
     import numpy as np
     import soxr
 
-    from a2x_core.audio import decode_audio
+    from a2x_core.audio.decode import decode_audio
 
     raw = home / "mic.raw"
     samples = soxr.resample(decode_audio(clip).samples, 16000, 44100).astype("<f4")

@@ -16,18 +16,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from a2x_core.audio import audio_from_array, decode_audio
-from a2x_core.audio2emotion import (
+from a2x_core.audio.decode import audio_from_array, decode_audio
+from a2x_core.backends import EngineSettings
+from a2x_core.errors import ModelError, ModelPackageError, ParameterError
+from a2x_core.models.audio2emotion import (
     EmotionModel,
     EmotionPostProcessor,
     emotion_keys,
     validate_post_processing,
 )
-from a2x_core.backends import EngineSettings
-from a2x_core.emotion import A2F_EMOTIONS
-from a2x_core.errors import ModelError, ModelPackageError, ParameterError
+from a2x_core.models.emotion_input import A2F_EMOTIONS
+from a2x_core.models.regression import RegressionModel
 from a2x_core.options import InferenceOptions
-from a2x_core.regression import RegressionModel
 from tests.a2e_folders import A2E_CONFIG, A2E_EMOTIONS, make_emotion_folder
 from tests.a2e_folders import reference_post_processing as _reference
 from tests.a2f_folders import make_regression_folder
@@ -329,7 +329,7 @@ def test_cli_real_emotional_speech(
 
 
 def test_an_emotion_folder_as_model_points_to_emotion_model(tmp_path: Path) -> None:
-    from a2x_core.models import load_model
+    from a2x_core.models.registry import load_model
 
     make_emotion_folder(tmp_path / "a2e")
     with pytest.raises(ModelError, match="--emotion-model"):

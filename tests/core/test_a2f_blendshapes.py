@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.optimize import lsq_linear
 
-from a2x_core.blendshapes import CANCEL_CAP, BlendshapeSolver, BoundedSolver
-from a2x_core.model_package import BlendshapeConfig, BlendshapeData
+from a2x_core.blendshapes.cpu import CANCEL_CAP, BlendshapeSolver, BoundedSolver
+from a2x_core.models.regression_folder import BlendshapeConfig, BlendshapeData
 
 
 def _config(num: int, **changes) -> BlendshapeConfig:

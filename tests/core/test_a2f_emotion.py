@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.emotion import (
+from a2x_core.errors import ParameterError
+from a2x_core.models.emotion_input import (
     A2F_EMOTIONS,
     EmotionCurve,
     explicit_emotion_curve,
@@ -16,7 +17,6 @@ from a2x_core.emotion import (
     parse_emotion_args,
     parse_parameter_args,
 )
-from a2x_core.errors import ParameterError
 
 JOY = A2F_EMOTIONS.index("joy")
 ANGER = A2F_EMOTIONS.index("anger")

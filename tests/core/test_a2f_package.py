@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from a2x_core.errors import EngineError, ModelError, ModelPackageError, ParameterError
-from a2x_core.model_package import load_regression_package
-from a2x_core.models import load_model
+from a2x_core.models.registry import load_model
+from a2x_core.models.regression import RegressionModel
+from a2x_core.models.regression_folder import load_regression_package
 from a2x_core.names import ARKIT_52, TONGUE_16
-from a2x_core.regression import RegressionModel
 from tests.a2f_folders import make_regression_folder, write_onnx
 
 

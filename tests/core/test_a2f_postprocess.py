@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from a2x_core.postprocess import (
+from a2x_core.postprocess.cpu import (
     EyesAnimator,
     SkinAnimator,
     face_mask,

@@ -11,11 +11,11 @@ import pytest
 from scipy.optimize import lsq_linear
 
 from a2x_core.api import Animator
-from a2x_core.audio import Audio
-from a2x_core.emotion import A2F_EMOTIONS
+from a2x_core.audio.decode import Audio
 from a2x_core.errors import CancelledError, ParameterError
 from a2x_core.jobs import CancelToken, Progress
-from a2x_core.models import load_model
+from a2x_core.models.emotion_input import A2F_EMOTIONS
+from a2x_core.models.registry import load_model
 from a2x_core.names import ARKIT_52, TONGUE_16
 from a2x_core.options import InferenceOptions
 from tests.a2f_folders import SHOTS, GeneratedModel, make_regression_folder

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from a2x_core.windows import audio_windows, frame_plan
+from a2x_core.audio.windows import audio_windows, frame_plan
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.audio.decode import audio_from_array, decode_audio
 from a2x_core.errors import (
     A2XError,
     AudioDecodeError,

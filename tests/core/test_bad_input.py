@@ -21,8 +21,7 @@ import soundfile as sf
 
 from a2x_core import errors
 from a2x_core.api import Animator, animate
-from a2x_core.audio import MAX_SAMPLE_MAGNITUDE, RAW_FORMATS, audio_from_array, decode_audio
-from a2x_core.emotion import load_emotion_track, parse_parameter_args
+from a2x_core.audio.decode import MAX_SAMPLE_MAGNITUDE, RAW_FORMATS, audio_from_array, decode_audio
 from a2x_core.errors import (
     A2XError,
     AudioDecodeError,
@@ -32,9 +31,10 @@ from a2x_core.errors import (
     OutputError,
     ParameterError,
 )
-from a2x_core.exporters import write_result
+from a2x_core.export.writers import write_result
 from a2x_core.inputs import read_text_file
-from a2x_core.models import load_model
+from a2x_core.models.emotion_input import load_emotion_track, parse_parameter_args
+from a2x_core.models.registry import load_model
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
 from tests.a2e_folders import make_emotion_folder

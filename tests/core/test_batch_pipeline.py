@@ -23,7 +23,7 @@ from a2x_core.batch import ledger
 from a2x_core.batch.manifest import read_clips
 from a2x_core.batch.runner import BatchSettings, open_client, plan_batch, run_batch
 from a2x_core.batch.work import run_task
-from a2x_core.exporters import dumps_indent1, to_a2f_json, write_result
+from a2x_core.export.writers import dumps_indent1, to_a2f_json, write_result
 from tests.a2e_folders import make_emotion_folder
 from tests.conftest import REPO, run_cli
 from tests.core.batch_clips import (

@@ -9,13 +9,13 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.audio.accumulator import StreamFrame
+from a2x_core.audio.decode import audio_from_array, decode_audio
 from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ParameterError
 from a2x_core.lipsync import stream as ds
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
-from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import SAMPLE_RATE, frame_targets, num_frames_for
 from tests.conftest import SAMPLE, SHARED
 

@@ -1,4 +1,4 @@
-"""The device post-network chain (:class:`a2x_core.postprocess_gpu.DevicePipeline`) used the way
+"""The device post-network chain (:class:`a2x_core.postprocess.gpu.DevicePipeline`) used the way
 a streaming executor uses it: tracks join and leave at any time, each tick steps the tracks that
 have the same number of ready frames together (one start per row), :meth:`take` hands out the
 frames as they come. Every track must get exactly the frames of its own offline run.
@@ -17,14 +17,14 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from a2x_core.audio import decode_audio  # noqa: E402
-from a2x_core.blendshapes import BlendshapeSolver  # noqa: E402
+from a2x_core.audio.decode import decode_audio  # noqa: E402
+from a2x_core.audio.windows import frame_plan  # noqa: E402
+from a2x_core.blendshapes.cpu import BlendshapeSolver  # noqa: E402
 from a2x_core.errors import ParameterError  # noqa: E402
-from a2x_core.models import load_model  # noqa: E402
-from a2x_core.postprocess import frame_dt  # noqa: E402
-from a2x_core.postprocess_gpu import DeviceInputs, DevicePipeline, SaccadeClock  # noqa: E402
-from a2x_core.regression import RegressionModel  # noqa: E402
-from a2x_core.windows import frame_plan  # noqa: E402
+from a2x_core.models.registry import load_model  # noqa: E402
+from a2x_core.models.regression import RegressionModel  # noqa: E402
+from a2x_core.postprocess.cpu import frame_dt  # noqa: E402
+from a2x_core.postprocess.gpu import DeviceInputs, DevicePipeline, SaccadeClock  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
 from tests.conftest import SAMPLE  # noqa: E402
 

@@ -16,12 +16,8 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.audio import Audio
+from a2x_core.audio.decode import Audio
 from a2x_core.backends import EngineSettings
-from a2x_core.diffusion import DiffusionModel, FrameResampler
-from a2x_core.diffusion_noise import NoiseSource
-from a2x_core.diffusion_package import load_diffusion_package
-from a2x_core.emotion import A2F_EMOTIONS
 from a2x_core.errors import (
     CancelledError,
     EngineError,
@@ -30,7 +26,11 @@ from a2x_core.errors import (
     ParameterError,
 )
 from a2x_core.jobs import CancelToken
-from a2x_core.models import load_model
+from a2x_core.models.diffusion import DiffusionModel, FrameResampler
+from a2x_core.models.diffusion_folder import load_diffusion_package
+from a2x_core.models.diffusion_noise import NoiseSource
+from a2x_core.models.emotion_input import A2F_EMOTIONS
+from a2x_core.models.registry import load_model
 from a2x_core.options import InferenceOptions
 from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import run_cli
@@ -444,8 +444,8 @@ def test_default_noise_on_a_machine_without_cupy_is_numpy_and_recorded(
     """``noise_generator="auto"`` (the default) draws from NumPy's Philox without CuPy and a
     GPU; the result and the JSON export's ``a2x`` block say which generator drew (the CUDA
     side: tests/gpu/test_diffusion_cuda.py)."""
-    from a2x_core.diffusion_noise import curand_available, resolve_generator
-    from a2x_core.exporters import write_json
+    from a2x_core.export.writers import write_json
+    from a2x_core.models.diffusion_noise import curand_available, resolve_generator
 
     assert not curand_available()
     assert resolve_generator("auto") == "numpy" and resolve_generator("curand") == "curand"
@@ -487,8 +487,8 @@ def _compare_device(
     weights the ADMM of the NumPy path's meshes (``solve_atol``) and within the ADMM-vs-BVLS
     gap of its weights, tongue weights to 1e-4."""
     torch = pytest.importorskip("torch")
-    from a2x_core.blendshapes import BlendshapeSolver
-    from a2x_core.blendshapes_gpu import AdmmSolver
+    from a2x_core.blendshapes.cpu import BlendshapeSolver
+    from a2x_core.blendshapes.gpu import AdmmSolver
     from tests.core.test_postprocess_gpu import ADMM_VS_BVLS_MAX
 
     settings = model.settings({}, ref[0].parameters["identity"])

@@ -14,14 +14,14 @@ import pytest
 import soundfile as sf
 
 from a2x_core.api import Animator
-from a2x_core.audio import decode_audio
-from a2x_core.audio2emotion import EmotionModel, emotion_keys
+from a2x_core.audio.decode import decode_audio
 from a2x_core.backends import EngineSettings
 from a2x_core.errors import ParameterError
 from a2x_core.lipsync.model import DefaultLipSyncModel
-from a2x_core.models import load_model
+from a2x_core.models.audio2emotion import EmotionModel, emotion_keys
+from a2x_core.models.registry import load_model
+from a2x_core.models.regression import RegressionModel
 from a2x_core.options import InferenceOptions
-from a2x_core.regression import RegressionModel
 from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import SAMPLE

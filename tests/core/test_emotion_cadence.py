@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.audio import decode_audio
-from a2x_core.audio2emotion import EmotionModel
+from a2x_core.audio.decode import decode_audio
 from a2x_core.backends import EngineSettings
-from a2x_core.emotion import A2F_EMOTIONS
 from a2x_core.errors import ParameterError
+from a2x_core.models.audio2emotion import EmotionModel
+from a2x_core.models.emotion_input import A2F_EMOTIONS
 from a2x_core.options import SDK_EMOTION_FPS, SDK_EMOTION_SKIP, InferenceOptions
 from tests.a2e_folders import A2E_CONFIG, make_emotion_folder, reference_post_processing
 from tests.a2f_folders import make_regression_folder

@@ -17,12 +17,16 @@ import pytest
 import soundfile as sf
 
 from a2x_core.api import Animator, animate
-from a2x_core.audio import decode_audio
-from a2x_core.audio2emotion import EmotionModel, EmotionPostProcessor, validate_post_processing
+from a2x_core.audio.decode import decode_audio
 from a2x_core.backends import EngineSettings
-from a2x_core.emotion import A2F_EMOTIONS
 from a2x_core.errors import CancelledError, EngineError, ParameterError
 from a2x_core.jobs import CancelToken, Progress
+from a2x_core.models.audio2emotion import (
+    EmotionModel,
+    EmotionPostProcessor,
+    validate_post_processing,
+)
+from a2x_core.models.emotion_input import A2F_EMOTIONS
 from a2x_core.options import MAX_EMOTION_WINDOW, InferenceOptions
 from tests.a2e_folders import (
     A2E_CONFIG,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from a2x_core.errors import OutputError
-from a2x_core.exporters import (
+from a2x_core.export.writers import (
     arkit_weights_from,
     check_output_path,
     live_link_timecode,

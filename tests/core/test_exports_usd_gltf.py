@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.exporters import write_result
+from a2x_core.export.writers import write_result
 from a2x_core.names import TONGUE_16
 from a2x_core.result import AnimationResult
 from tests.conftest import REPO, SAMPLE, run_cli
@@ -198,7 +198,7 @@ def test_gltf_take_imports_in_blender(take, tmp_path: Path) -> None:
 def a2f_take(tmp_path_factory: pytest.TempPathFactory):
     """One second of the sample through a small generated Audio2Face regression folder (the
     real file layout), and that model's own head (its folder's blend-shape sets and jaw)."""
-    from a2x_core.a2f_geometry import geometry_of
+    from a2x_core.models.a2f_geometry import geometry_of
     from tests.a2f_folders import make_regression_folder
 
     folder = tmp_path_factory.mktemp("a2f") / "mark"
@@ -278,7 +278,7 @@ def test_gltf_carries_the_audio2face_head(a2f_take, tmp_path: Path, suffix: str)
     poses, named for ARKit; the jaw's keypoints on a node the jaw transforms move; the Khronos
     validator finds nothing to say."""
     pygltflib = pytest.importorskip("pygltflib")
-    from a2x_core.a2f_geometry import PoseSet
+    from a2x_core.models.a2f_geometry import PoseSet
 
     result, geometry, _ = a2f_take
     deltas = geometry.skin.deltas.copy()
@@ -330,7 +330,7 @@ def test_cli_exports_the_audio2face_head_and_the_default_model_a_placeholder(
     position = head.meshes[0].primitives[0].attributes.POSITION
     assert head.accessors[position].count == len(geometry.skin.neutral)
     assert [m.name for m in head.meshes] == ["Face", "Tongue", "JawKeypoints"]
-    from a2x_core.a2f_geometry import geometry_of
+    from a2x_core.models.a2f_geometry import geometry_of
 
     assert geometry_of(Animator("default").model) is None
     placeholder = pygltflib.GLTF2().load(str(write_result(take, tmp_path / "default.glb")))

@@ -19,11 +19,11 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.audio import Audio, decode_audio
-from a2x_core.audio2emotion import EmotionModel
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.backends import EngineSettings
 from a2x_core.errors import ModelPackageError, ParameterError
-from a2x_core.models import load_model
+from a2x_core.models.audio2emotion import EmotionModel
+from a2x_core.models.registry import load_model
 from a2x_core.options import InferenceOptions
 from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import EXTRA_NAME, FolderVariant, make_regression_folder

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import soxr
 
-from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.audio.decode import audio_from_array, decode_audio
 from a2x_core.errors import ParameterError
-from a2x_core.head_motion import HeadMotion, HeadStyle, activity, add_head_motion, head_and_gaze
+from a2x_core.head.motion import HeadMotion, HeadStyle, activity, add_head_motion, head_and_gaze
 from a2x_core.lipsync import expressions as ex
 from a2x_core.lipsync.model import DefaultLipSyncModel
-from a2x_core.live_outputs import decode_livelink, encode_livelink, frame_record
+from a2x_core.live.outputs import decode_livelink, encode_livelink, frame_record
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
 from a2x_core.timing import SAMPLE_RATE
@@ -184,7 +184,7 @@ def test_the_face_is_not_switched_but_closures_stay_closed(
 ) -> None:
     """Issue 17 point 4: left and right differ, squints and eye looks move, few shapes stay
     dead; the pair means that a lip closure reads (press) are those of a symmetric face."""
-    from a2x_core.head_motion import alive_face
+    from a2x_core.head.motion import alive_face
     from a2x_core.names import ARKIT_52
 
     col = {n: i for i, n in enumerate(ARKIT_52)}
@@ -211,7 +211,7 @@ def test_the_face_is_not_switched_but_closures_stay_closed(
 
 
 def test_the_jaw_moves_no_faster_than_a_jaw_and_closures_stay_closed() -> None:
-    from a2x_core.head_motion import JAW_RISE_SPEED, JAW_SPEED, limit_jaw
+    from a2x_core.head.motion import JAW_RISE_SPEED, JAW_SPEED, limit_jaw
     from a2x_core.names import ARKIT_52
 
     jaw, close = ARKIT_52.index("jawOpen"), ARKIT_52.index("mouthClose")
@@ -260,7 +260,7 @@ def test_an_audio2face_stream_moves_the_head_as_its_offline_run(
     of extra look-ahead."""
     pytest.importorskip("onnx", reason="the test model folder is written with onnx")
     from a2x_core.api import Animator
-    from a2x_core.head_stream import HeadMotionStream
+    from a2x_core.head.stream import HeadMotionStream
     from tests.a2f_folders import make_regression_folder
 
     model_json = make_regression_folder(tmp_path / "mark").model_json

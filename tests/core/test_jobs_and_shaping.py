@@ -10,7 +10,7 @@ import pytest
 
 from a2x_core.errors import CancelledError
 from a2x_core.jobs import CancelToken, Job, Progress, ProgressScale
-from a2x_core.shaping import shape_weights, smooth_curves
+from a2x_core.postprocess.shaping import shape_weights, smooth_curves
 
 
 def _count(progress, cancel: CancelToken, steps: int = 50) -> int:

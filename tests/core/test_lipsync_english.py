@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.lipsync.coarticulation import open_nuclei
 from a2x_core.lipsync.expressions import snap_quiet_phones
 from a2x_core.lipsync.model import DefaultLipSyncModel

@@ -8,7 +8,7 @@ import csv
 import numpy as np
 import pytest
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.errors import ParameterError
 from a2x_core.lipsync import language as lg
 from a2x_core.lipsync import phones as ph

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.audio.decode import audio_from_array, decode_audio
 from a2x_core.errors import CancelledError
 from a2x_core.jobs import CancelToken, Progress
 from a2x_core.lipsync.model import DefaultLipSyncModel
-from a2x_core.models import AnimationModel
+from a2x_core.models.registry import AnimationModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.timing import num_frames_for

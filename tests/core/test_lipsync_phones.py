@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.lipsync import phones as ph
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"

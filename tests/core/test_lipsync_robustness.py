@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.audio import audio_from_array, decode_audio
+from a2x_core.audio.decode import audio_from_array, decode_audio
 from a2x_core.cli import _build_parser
 from a2x_core.lipsync import expressions as ex
 from a2x_core.lipsync import parallel
@@ -24,7 +24,7 @@ from a2x_core.lipsync import phones as ph
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
-from a2x_core.shaping import smooth_curves
+from a2x_core.postprocess.shaping import smooth_curves
 from tests.conftest import REPO, SAMPLE, SAMPLE_TRANSCRIPT, SHARED, run_cli
 
 C = {name: i for i, name in enumerate(ARKIT_52)}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from a2x_core.api import Animator
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.lipsync import parallel
 from a2x_core.options import InferenceOptions
 from tests.conftest import SAMPLE, SAMPLE_TRANSCRIPT

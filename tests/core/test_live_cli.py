@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from a2x_core.audio import decode_audio
-from a2x_core.live_outputs import (
+from a2x_core.audio.decode import decode_audio
+from a2x_core.live.outputs import (
     LIVELINK_PACKET_NAMES,
     PERFECT_SYNC_52,
     VMC_BLEND_APPLY,

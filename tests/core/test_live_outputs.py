@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.emotion import A2F_EMOTIONS
+from a2x_core.audio.accumulator import StreamFrame
 from a2x_core.errors import OutputError, ParameterError
-from a2x_core.live_outputs import (
+from a2x_core.live.outputs import (
     LIVELINK_MAX_PACKET,
     LIVELINK_PACKET_NAMES,
     PERFECT_SYNC_52,
@@ -40,8 +40,8 @@ from a2x_core.live_outputs import (
     osc_message,
     parse_endpoint,
 )
+from a2x_core.models.emotion_input import A2F_EMOTIONS
 from a2x_core.names import ARKIT_52, LIVE_LINK_FACE_52, LIVE_LINK_FACE_ROTATIONS, TONGUE_16
-from a2x_core.stream_audio import StreamFrame
 
 TIMEOUT_S = 5.0
 
@@ -435,8 +435,8 @@ def test_a_real_stream_reaches_every_output_as_the_offline_run(
 ) -> None:
     """Real speech pushed in 20 ms blocks through a regression model's stream; each frame goes
     to Live Link, VMC and JSON lines at once; what arrives equals the offline run's rows."""
-    from a2x_core.audio import Audio, decode_audio
-    from a2x_core.models import load_model
+    from a2x_core.audio.decode import Audio, decode_audio
+    from a2x_core.models.registry import load_model
     from a2x_core.options import InferenceOptions
     from tests.a2f_folders import make_regression_folder
     from tests.conftest import SAMPLE

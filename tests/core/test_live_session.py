@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from a2x_core.audio import Audio, decode_audio
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.errors import (
     AudioInvalidSamplesError,
     AudioNotFoundError,
@@ -24,9 +24,9 @@ from a2x_core.errors import (
     ModelError,
     ParameterError,
 )
-from a2x_core.live import file_blocks
-from a2x_core.live_session import LiveSession, WorkerLiveSession
-from a2x_core.models import load_model
+from a2x_core.live.runner import file_blocks
+from a2x_core.live.session import LiveSession, WorkerLiveSession
+from a2x_core.models.registry import load_model
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.timing import num_frames_for

@@ -15,17 +15,17 @@ from typing import Any
 import numpy as np
 import pytest
 
-from a2x_core.audio import Audio, decode_audio
-from a2x_core.audio2emotion import EmotionModel
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.backends import EngineSettings
 from a2x_core.backends import tensorrt as trt
-from a2x_core.blendshapes import BlendshapeSolver
+from a2x_core.blendshapes.cpu import BlendshapeSolver
 from a2x_core.errors import EngineError, ModelError, ModelPackageError, ParameterError
-from a2x_core.model_package import BlendshapeData, load_regression_package
-from a2x_core.models import list_models, load_model
+from a2x_core.models.audio2emotion import EmotionModel
+from a2x_core.models.registry import list_models, load_model
+from a2x_core.models.regression_folder import BlendshapeData, load_regression_package
 from a2x_core.names import ARKIT_52, TONGUE_16
 from a2x_core.options import InferenceOptions
-from a2x_core.postprocess import kabsch
+from a2x_core.postprocess.cpu import kabsch
 from tests.a2e_folders import make_emotion_folder
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import SAMPLE, run_cli

@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 
 from a2x_core.errors import ModelError, OutputError
-from a2x_core.exporters import (
+from a2x_core.export.writers import (
     OutputSet,
     check_output_path,
     make_output_folder,
@@ -27,7 +27,7 @@ from a2x_core.exporters import (
     stage_result,
     write_result,
 )
-from a2x_core.models import list_models
+from a2x_core.models.registry import list_models
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
@@ -219,7 +219,7 @@ def test_a_name_that_nearly_fills_the_limit_still_gets_a_temp(tmp_path: Path) ->
 
 
 def test_folder_creation_is_undone_on_failure(tmp_path: Path) -> None:
-    from a2x_core.exporters import remove_empty_folders
+    from a2x_core.export.writers import remove_empty_folders
 
     created = make_output_folder(tmp_path / "a" / "b" / "c")
     assert created == [tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"]

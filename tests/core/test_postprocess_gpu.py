@@ -1,4 +1,4 @@
-"""The device stages (:mod:`a2x_core.postprocess_gpu`) run by torch on the CPU against the NumPy
+"""The device stages (:mod:`a2x_core.postprocess.gpu`) run by torch on the CPU against the NumPy
 stages they replace: the same code runs on CUDA (tests/gpu/test_postprocess_cuda.py)."""
 
 from __future__ import annotations
@@ -11,28 +11,28 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
-from a2x_core.audio import Audio  # noqa: E402
-from a2x_core.blendshapes import CANCEL_CAP, BlendshapeSolver  # noqa: E402
-from a2x_core.blendshapes_gpu import AdmmSolver  # noqa: E402
+from a2x_core.audio.decode import Audio  # noqa: E402
+from a2x_core.audio.windows import audio_windows, frame_plan  # noqa: E402
+from a2x_core.blendshapes.cpu import CANCEL_CAP, BlendshapeSolver  # noqa: E402
+from a2x_core.blendshapes.gpu import AdmmSolver  # noqa: E402
 from a2x_core.errors import ParameterError  # noqa: E402
-from a2x_core.model_package import BlendshapeConfig, BlendshapeData  # noqa: E402
-from a2x_core.models import load_model  # noqa: E402
+from a2x_core.models.registry import load_model  # noqa: E402
+from a2x_core.models.regression_folder import BlendshapeConfig, BlendshapeData  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
-from a2x_core.postprocess import (  # noqa: E402
+from a2x_core.postprocess.cpu import (  # noqa: E402
     EyesAnimator,
     SkinAnimator,
     frame_dt,
     jaw_transforms,
     kabsch,
 )
-from a2x_core.postprocess_gpu import (  # noqa: E402
+from a2x_core.postprocess.gpu import (  # noqa: E402
     DeviceInputs,
     best_rotations,
     cascade_matrix,
     kabsch_transforms,
     saccade_rows,
 )
-from a2x_core.windows import audio_windows, frame_plan  # noqa: E402
 from tests.a2f_folders import MARK_CONFIG, GeneratedModel, make_regression_folder  # noqa: E402
 
 #: GPU solver (ADMM, 4 updates) against the CPU's BVLS on the generated folders (52 poses on 63

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.exporters import read_result
-from a2x_core.face2d import draw_face
+from a2x_core.export.writers import read_result
 from a2x_core.names import ARKIT_52
-from a2x_core.preview import layout
-from a2x_core.raster import YuvImage
+from a2x_core.preview.face2d import draw_face
+from a2x_core.preview.raster import YuvImage
+from a2x_core.preview.video import layout
 from tests.conftest import SAMPLE, run_cli
 
 av = pytest.importorskip("av")
@@ -175,7 +175,7 @@ def test_frame_to_frame_drawing_leaves_nothing_of_the_previous_frame() -> None:
     change is kept; the lower face is repaired where the mouth was): a wide open, rounded mouth
     with closed eyes, then a closed mouth with open eyes, then the first again, must each equal
     the frame drawn from scratch, pixel for pixel."""
-    from a2x_core.face2d import FaceDrawer
+    from a2x_core.preview.face2d import FaceDrawer
 
     wide, rest = np.zeros(len(ARKIT_52)), np.zeros(len(ARKIT_52))
     for name, value in (("mouthFunnel", 1.0), ("mouthStretchLeft", 1.0), ("tongueOut", 0.8),
@@ -205,7 +205,7 @@ def test_frames_handed_to_the_encoder_hold_the_whole_picture(take) -> None:
     """The encoder's frames are filled once with the static background, then only the moving
     boxes (faces, tapes) are copied per picture: over a real take, side by side, each frame
     handed over must still equal the whole canvas."""
-    from a2x_core import preview
+    from a2x_core.preview import video as preview
 
     result = read_result(take["npz"])
     width, height = 640, 360

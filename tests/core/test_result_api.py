@@ -11,7 +11,7 @@ import pytest
 
 from a2x_core import AnimationResult, Animator, InferenceOptions
 from a2x_core.errors import A2XError, OutputError
-from a2x_core.exporters import read_a2f_json
+from a2x_core.export.writers import read_a2f_json
 from a2x_core.names import ARKIT_52, TONGUE_16
 from tests.conftest import SAMPLE
 

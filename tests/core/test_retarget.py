@@ -163,7 +163,7 @@ def test_plan_bake_places_keys_and_shapes_values() -> None:
 
 
 def test_a_live_frame_gets_the_value_a_bake_keys_for_it() -> None:
-    from a2x_core.stream_audio import StreamFrame
+    from a2x_core.audio.accumulator import StreamFrame
 
     rng = np.random.default_rng(3)
     result = AnimationResult(weights=rng.random((6, 52), dtype=np.float32), fps=Fraction(30),

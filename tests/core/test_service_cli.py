@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.service.server import is_loopback
 from tests.a2f_folders import GeneratedModel, make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli

@@ -23,7 +23,7 @@ import numpy as np
 import pytest
 import soundfile
 
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from tests.a2f_folders import GeneratedModel, make_regression_folder
 from tests.conftest import REPO, SAMPLE, run_cli
 from tests.core import nim_wire as wire
@@ -273,7 +273,7 @@ def test_a_server_shortens_the_gil_switch_interval_while_it_serves(folder: Gener
     """The model's thread waits on the GPU with the GIL released; with the I/O thread busy,
     taking it back cost up to Python's 5 ms interval each time: a server runs at 0.5 ms and
     gives Python its own interval back when it stops."""
-    from a2x_core.models import load_model
+    from a2x_core.models.registry import load_model
     from tests.core.service_support import running_server
 
     before = sys.getswitchinterval()

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import soundfile
 
-from a2x_core.audio import decode_audio
-from a2x_core.models import load_model
+from a2x_core.audio.decode import decode_audio
+from a2x_core.models.registry import load_model
 from a2x_core.names import ARKIT_52
 from tests.a2f_folders import GeneratedModel, make_regression_folder
 from tests.conftest import SAMPLE, run_cli
@@ -303,7 +303,7 @@ def test_stream_bank_serves_plain_nim_streams(folder: GeneratedModel, clip: tupl
     header parameters, no timed emotions) run in the model's stream bank: each client gets the
     device offline run's frames; a stream with emotions still runs (per-object stream)."""
     pytest.importorskip("torch")
-    from a2x_core.audio import Audio
+    from a2x_core.audio.decode import Audio
     from a2x_core.options import InferenceOptions
 
     _, pcm = clip
@@ -338,7 +338,7 @@ def test_stream_bank_serves_plain_nim_streams(folder: GeneratedModel, clip: tupl
 def test_diffusion_model_serves_the_frames_of_animate(tmp_path: Path, clip: tuple[Path, np.ndarray]) -> None:
     """A diffusion model behind the same service: the sample-client sequence gives
     ``model.animate``'s frames (same fps, same timed emotions)."""
-    from a2x_core.audio import Audio
+    from a2x_core.audio.decode import Audio
     from a2x_core.options import InferenceOptions
     from tests.diffusion_folders import make_diffusion_folder
 
@@ -363,7 +363,7 @@ def test_an_emotion_model_detects_each_streams_emotions_as_animate_does(
     A2E stage), the header's emotion_post_processing_params are its config overrides, the
     client's timed emotions are reported as not applied; frames equal ``a2x animate
     --emotion-model`` with the same overrides."""
-    from a2x_core.audio2emotion import EmotionModel
+    from a2x_core.models.audio2emotion import EmotionModel
     from tests.a2e_folders import make_emotion_folder
 
     a2e = make_emotion_folder(tmp_path / "a2e").model_json

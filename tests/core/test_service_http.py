@@ -15,8 +15,8 @@ import pytest
 import soundfile
 from websockets.sync.client import connect
 
-from a2x_core.audio import decode_audio
-from a2x_core.models import load_model
+from a2x_core.audio.decode import decode_audio
+from a2x_core.models.registry import load_model
 from a2x_core.names import ARKIT_52
 from tests.a2f_folders import GeneratedModel, make_regression_folder
 from tests.conftest import SAMPLE, run_cli

@@ -16,8 +16,8 @@ import sys
 import numpy as np
 import pytest
 
-from a2x_core.audio import decode_audio
-from a2x_core.models import load_model
+from a2x_core.audio.decode import decode_audio
+from a2x_core.models.registry import load_model
 from a2x_core.service import nim_messages as mine
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import SAMPLE

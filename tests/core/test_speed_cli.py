@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import a2x_core
-from a2x_core.exporters import dumps_indent1, to_a2f_json, write_json
+from a2x_core.export.writers import dumps_indent1, to_a2f_json, write_json
 from a2x_core.options import InferenceOptions
 from a2x_core.result import AnimationResult
 from tests.conftest import REPO, SAMPLE
@@ -24,8 +24,8 @@ from tests.conftest import REPO, SAMPLE
 #: Modules the default model never needs; each costs start-up time (torch alone ~1-2 s).
 HEAVY = ("torch", "onnxruntime", "scipy", "matplotlib", "av", "tensorrt", "cv2", "sklearn")
 #: a2x's own machinery for streams and Audio2Face-3D models.
-UNUSED = ("a2x_core.stream", "a2x_core.executor", "a2x_core.model_package",
-          "a2x_core.regression", "a2x_core.diffusion", "a2x_core.audio2emotion")  # fmt: skip
+UNUSED = ("a2x_core.executor.stream", "a2x_core.executor.loop", "a2x_core.models.regression_folder",
+          "a2x_core.models.regression", "a2x_core.models.diffusion", "a2x_core.models.audio2emotion")  # fmt: skip
 
 IMPORTS = """
 import json, sys
@@ -56,7 +56,7 @@ def test_public_names_resolve_on_first_use() -> None:
         assert getattr(a2x_core, name) is not None, name
     from a2x_core import Animator, Stream
 
-    assert Animator.__module__ == "a2x_core.api" and Stream.__module__ == "a2x_core.stream"
+    assert Animator.__module__ == "a2x_core.api" and Stream.__module__ == "a2x_core.executor.stream"
     assert set(a2x_core.__all__) <= set(dir(a2x_core))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
         _ = a2x_core.nothing  # type: ignore[attr-defined]
@@ -64,7 +64,7 @@ def test_public_names_resolve_on_first_use() -> None:
 
 FORK_VS_SPAWN = """
 import json, os, signal, sys
-from a2x_core.audio import decode_audio
+from a2x_core.audio.decode import decode_audio
 from a2x_core.lipsync import parallel
 
 samples = decode_audio(sys.argv[1]).samples

@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from a2x_core.audio import Audio, decode_audio
-from a2x_core.audio2emotion import EmotionFrame, EmotionModel
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.backends import EngineSettings
 from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ParameterError
-from a2x_core.stream import Stream
+from a2x_core.executor.stream import Stream
+from a2x_core.models.audio2emotion import EmotionFrame, EmotionModel
 from a2x_core.timing import frame_targets
 from tests.a2e_folders import make_emotion_folder
 from tests.conftest import SAMPLE

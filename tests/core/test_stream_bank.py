@@ -8,11 +8,11 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from a2x_core.audio import Audio, decode_audio
+from a2x_core.audio.decode import Audio, decode_audio
 from a2x_core.errors import AudioInvalidSamplesError, ParameterError
-from a2x_core.models import load_model
+from a2x_core.models.registry import load_model
+from a2x_core.models.regression import RegressionModel
 from a2x_core.options import InferenceOptions
-from a2x_core.regression import RegressionModel
 from tests.a2f_folders import make_regression_folder
 from tests.conftest import SAMPLE
 

@@ -11,12 +11,12 @@ import pytest
 import soundfile
 import soxr
 
-from a2x_core.audio import Audio, audio_from_array, decode_audio
-from a2x_core.diffusion import DiffusionModel, FrameResampler
+from a2x_core.audio.accumulator import StreamFrame
+from a2x_core.audio.decode import Audio, audio_from_array, decode_audio
 from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ModelError, ParameterError
-from a2x_core.models import load_model
+from a2x_core.models.diffusion import DiffusionModel, FrameResampler
+from a2x_core.models.registry import load_model
 from a2x_core.options import InferenceOptions
-from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import frame_targets, num_frames_for
 from tests.conftest import SAMPLE
 from tests.core.test_stream_regression import (

@@ -10,13 +10,13 @@ import pytest
 import soundfile
 import soxr
 
-from a2x_core.audio import Audio, audio_from_array, decode_audio
+from a2x_core.audio.accumulator import StreamFrame
+from a2x_core.audio.decode import Audio, audio_from_array, decode_audio
 from a2x_core.errors import AudioInvalidSamplesError, CancelledError, ParameterError
-from a2x_core.models import load_model
+from a2x_core.executor.stream import Stream as RegressionStream
+from a2x_core.models.registry import load_model
+from a2x_core.models.regression import RegressionModel
 from a2x_core.options import InferenceOptions
-from a2x_core.regression import RegressionModel
-from a2x_core.stream import Stream as RegressionStream
-from a2x_core.stream_audio import StreamFrame
 from a2x_core.timing import frame_targets
 from tests.a2f_folders import BUFFER_LEN, BUFFER_OFS, GeneratedModel, make_regression_folder
 from tests.conftest import SAMPLE

@@ -432,11 +432,11 @@ def test_regression_model_sizes_the_profile_for_its_tracks(
 ) -> None:
     """The pipeline asks the engine for tracks x frames per call rows (a power of two, at most
     ``TRT_MAX_BATCH``): the plan is rebuilt once for it and the results do not change."""
-    from a2x_core.audio import Audio
-    from a2x_core.model_package import load_regression_package
-    from a2x_core.models import load_model
+    from a2x_core.audio.decode import Audio
+    from a2x_core.models.registry import load_model
+    from a2x_core.models.regression import TRT_MAX_BATCH, RegressionModel
+    from a2x_core.models.regression_folder import load_regression_package
     from a2x_core.options import InferenceOptions
-    from a2x_core.regression import TRT_MAX_BATCH, RegressionModel
 
     cuda, fake, onnx, inputs, outputs = _installed_regression_io(monkeypatch, generated)
     engine = trt.TensorRTEngine(onnx, inputs, outputs, cache_dir=tmp_path / "plans")

@@ -118,9 +118,9 @@ def test_auto_without_a_gpu_is_onnxruntime(folder_network: tuple[Path, int, int]
 
 
 def test_result_records_the_engine(tmp_path: Path) -> None:
-    from a2x_core.audio import Audio
+    from a2x_core.audio.decode import Audio
+    from a2x_core.models.regression import RegressionModel
     from a2x_core.options import InferenceOptions
-    from a2x_core.regression import RegressionModel
 
     model = make_regression_folder(tmp_path / "model")
     regression = RegressionModel.load(model.model_json, EngineSettings("torch"))
@@ -236,9 +236,9 @@ def test_admm_agrees_with_cpu_bvls(temporal: float) -> None:
     sys.path.insert(0, str(REPO / "benchmarks"))
     from bench_solver import build
 
-    from a2x_core.blendshapes import BlendshapeSolver
-    from a2x_core.blendshapes_gpu import AdmmSolver
-    from a2x_core.model_package import BlendshapeData
+    from a2x_core.blendshapes.cpu import BlendshapeSolver
+    from a2x_core.blendshapes.gpu import AdmmSolver
+    from a2x_core.models.regression_folder import BlendshapeData
 
     solver, (neutral, deltas, rng) = build(1500, 700)
     if temporal == 0.0:  # same data, temporal term off (frames independent: one batch)
@@ -266,7 +266,7 @@ def solver_config(solver: object, **changes: object) -> object:
     """Mark-like config of ``bench_solver.build`` with ``changes``."""
     from dataclasses import replace
 
-    from a2x_core.model_package import BlendshapeConfig
+    from a2x_core.models.regression_folder import BlendshapeConfig
 
     base = BlendshapeConfig(
         l1=0.5, l2=0.5, temporal=0.3, symmetry=100.0, template_bb_size=30.0,

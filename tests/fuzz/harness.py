@@ -661,7 +661,7 @@ def _check_result(result: Any) -> tuple[str, str]:
 def _write_outputs(result: Any, out: Path) -> tuple[str, str] | None:
     """Write JSON, CSV and NPZ as a user would; None when they were written."""
     from a2x_core.errors import A2XError
-    from a2x_core.exporters import write_result
+    from a2x_core.export.writers import write_result
 
     for name in ("a.json", "a.csv", "a.npz"):
         try:
@@ -751,7 +751,7 @@ class Worker:
     def _audio_action(
         self, spec: dict[str, Any], work: Path, rng: random.Random
     ) -> Callable[[], Any]:
-        from a2x_core.audio import audio_from_array, decode_audio
+        from a2x_core.audio.decode import audio_from_array, decode_audio
 
         animator = self.animator("regression")
         if "array_rate" in spec:

@@ -16,9 +16,9 @@ pytest.importorskip("onnx")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-from a2x_core.audio import Audio  # noqa: E402
-from a2x_core.diffusion_noise import CurandNoise  # noqa: E402
-from a2x_core.models import load_model  # noqa: E402
+from a2x_core.audio.decode import Audio  # noqa: E402
+from a2x_core.models.diffusion_noise import CurandNoise  # noqa: E402
+from a2x_core.models.registry import load_model  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
 from tests.diffusion_folders import make_diffusion_folder  # noqa: E402
 
@@ -112,7 +112,7 @@ def test_curand_noise_runs_the_same_on_both_engines(folder: Path) -> None:
 def test_default_noise_is_the_sdk_curand_stream_on_a_gpu(folder: Path) -> None:
     """``noise_generator="auto"`` (the default) picks cuRAND where CuPy and a CUDA device are:
     the same frames as ``curand`` asked for by name, other than NumPy's, and recorded."""
-    from a2x_core.diffusion_noise import curand_available, noise_source, resolve_generator
+    from a2x_core.models.diffusion_noise import curand_available, noise_source, resolve_generator
 
     assert curand_available() and resolve_generator("auto") == "curand"
     assert isinstance(noise_source("auto", (3, 60, 50), 0, True), CurandNoise)
@@ -136,7 +136,7 @@ def test_streams_on_the_cuda_torch_engine_equal_the_offline_run(
     """Two streams on one executor, the network on CUDA and the stages after it with NumPy or
     on CUDA (one growable DevicePipeline), one joining a window later with per-window noise:
     each equals its offline run with the same stages."""
-    from a2x_core.diffusion import DiffusionModel
+    from a2x_core.models.diffusion import DiffusionModel
 
     model = load_model(folder, backend="torch", device="cuda")
     assert isinstance(model, DiffusionModel)

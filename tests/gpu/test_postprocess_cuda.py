@@ -11,10 +11,10 @@ pytest.importorskip("onnx")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-from a2x_core.audio import Audio  # noqa: E402
-from a2x_core.blendshapes import BlendshapeSolver  # noqa: E402
-from a2x_core.blendshapes_gpu import AdmmSolver  # noqa: E402
-from a2x_core.models import load_model  # noqa: E402
+from a2x_core.audio.decode import Audio  # noqa: E402
+from a2x_core.blendshapes.cpu import BlendshapeSolver  # noqa: E402
+from a2x_core.blendshapes.gpu import AdmmSolver  # noqa: E402
+from a2x_core.models.registry import load_model  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
 from tests.core.test_postprocess_gpu import ADMM_VS_BVLS_MAX, ADMM_VS_BVLS_MEAN  # noqa: E402
@@ -95,7 +95,7 @@ def test_compiled_network_matches_the_engine(tmp_path) -> None:  # noqa: ANN001
     engine, and the whole pipeline with it against the pipeline without it."""
     from a2x_core.backends import regression_io
     from a2x_core.backends.torch_engine import TorchEngine
-    from a2x_core.postprocess_gpu import CompiledNetwork
+    from a2x_core.postprocess.gpu import CompiledNetwork
     from tests.torch_networks import SMALL_RESULT, export_small_benchmark_network, random_feeds
 
     path = export_small_benchmark_network(tmp_path / "network.onnx")

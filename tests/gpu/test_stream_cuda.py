@@ -13,10 +13,10 @@ pytest.importorskip("onnx")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA device", allow_module_level=True)
 
-from a2x_core.audio import Audio  # noqa: E402
-from a2x_core.models import load_model  # noqa: E402
+from a2x_core.audio.decode import Audio  # noqa: E402
+from a2x_core.models.registry import load_model  # noqa: E402
+from a2x_core.models.regression import RegressionModel  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
-from a2x_core.regression import RegressionModel  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
 from tests.core.test_stream_regression import (  # noqa: E402
     KEYS,

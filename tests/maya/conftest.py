@@ -28,7 +28,7 @@ def make_result(frames: int = 30, fps: Fraction = Fraction(30), tongue: bool = F
         result.tongue_weights = np.full((frames, 16), 0.5, dtype=np.float32)
         result.tongue_names = TONGUE_16
     if emotions:
-        from a2x_core.emotion import A2F_EMOTIONS
+        from a2x_core.models.emotion_input import A2F_EMOTIONS
 
         result.emotions = (i + np.arange(10, dtype=np.float32)[None, :]) / 1000.0
         result.detected_emotions = result.emotions / 2

@@ -24,7 +24,7 @@ from a2x_maya.timeunits import fps_of_rate, fps_of_unit, frame_of_seconds, infer
 from a2x_maya.track import Track, to_maya_matrices
 
 from a2x_core.errors import ParameterError
-from a2x_core.model_package import ANIMATOR_RANGES
+from a2x_core.models.regression_folder import ANIMATOR_RANGES
 from a2x_core.version import __version__
 
 from .conftest import make_result
@@ -230,7 +230,7 @@ def test_emotion_inputs_validate(wav: Path, tmp_path: Path) -> None:
 
 
 def test_options_with_an_emotion_model_follow_the_sdk(wav: Path) -> None:
-    from a2x_core.emotion import A2F_EMOTIONS
+    from a2x_core.models.emotion_input import A2F_EMOTIONS
 
     a2e = {"emotionModelPath": "/m/a2e/model.json", "emotionWindow": 32000, "emotionSkip": 2}
     blend = _inputs(wav, **a2e, preferredEmotions={6: 1.0, 1: 0.25}, identity="Claire")

@@ -36,7 +36,7 @@ def mel_command(name: str, flags: dict[str, Any], objects: Sequence[str]) -> str
 
 def model_choices() -> list[str]:
     """``default`` plus every model found in ``A2X_MODEL_PATH``."""
-    from a2x_core.models import list_models
+    from a2x_core.models.registry import list_models
 
     return [entry.spec for entry in list_models() if entry.kind != "invalid"]
 

@@ -1,0 +1,1 @@
+"""Stage 5, the blendshape solve: geometry to ARKit pose weights (NumPy and torch), and its settings."""

@@ -1,0 +1,1 @@
+"""Head and eyes from the voice, offline and on streams."""
