@@ -6,6 +6,7 @@ Prints, for each ``--precisions`` entry (each against the first's weights):
 - one call with every stage synchronised and timed: the network (and its rows against the
   clips' real frames), the pipeline's filters and ADMM solve (inside its step), the finish
   (jaw Kabsch, copy to the host), the pipeline's build, and the host rest (results, head motion);
+- where the host waits for the device in one call (torch's sync debug mode, by source line);
 - with ``--profile``, torch.profiler's kernel table of one call (also written to ``--out``);
 - ``--loop N``: the same stage timers for N clips animated one by one (``bench_batch.py``'s loop
   row), and their plain wall time.
@@ -109,6 +110,27 @@ class StageTimers:
               flush=True)  # fmt: skip
 
 
+def host_waits(torch: Any, fn: Callable[[], Any]) -> dict[tuple[str, int], int]:
+    """Where one run of ``fn`` makes the host wait for the device: torch's sync debug mode
+    warns at each synchronising call (copies to the host, uploads from pageable memory,
+    ``nonzero``); counted by the a2x source line that made it."""
+    import warnings
+
+    counts: dict[tuple[str, int], int] = defaultdict(int)
+    sync(torch)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        torch.cuda.set_sync_debug_mode("warn")
+        try:
+            fn()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    for warning in caught:
+        if "synchroniz" in str(warning.message):
+            counts[(Path(warning.filename).name, warning.lineno)] += 1
+    return counts
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clips", type=int, default=200)
@@ -167,6 +189,12 @@ def measure(precision: str, spec: str, audio: list[Any], args: argparse.Namespac
     with StageTimers(torch) as timers:
         _, total = synced(torch, lambda: animator.animate_many(audio))
     timers.report(f"[{precision}] one call", total, frames)
+    if args.device != "cpu":
+        waits = host_waits(torch, lambda: animator.animate_many(audio))
+        print(f"[{precision}] host waits for the device in one call (torch's sync debug mode), "
+              f"by place: {sum(waits.values())}", flush=True)  # fmt: skip
+        for (place, line), count in sorted(waits.items(), key=lambda kv: -kv[1])[:12]:
+            print(f"    {count:5d}  {place}:{line}")
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
 
