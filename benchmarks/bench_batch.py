@@ -163,7 +163,7 @@ def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
         # every worker warm before the clock: one batched call as large as a task (it meets
         # every row bucket of the torch engine once, as a long batch does in its first task)
         warm = [str(p) for p in clips[: settings.chunk if args.device != "cpu" else 1]]
-        client.run(_warm, spec, engine, warm)
+        client.run(_warm, spec, engine, warm, settings.step)
         started = time.perf_counter() - began
         before = sum(client.run(cpu_seconds).values())
         began, cpu = time.perf_counter(), cpu_seconds(children=False)
@@ -176,13 +176,17 @@ def batch_row(spec: str, clips: list[Path], out: Path, workers: int,
     return started, wall, worker_cpu, client_cpu
 
 
-def _warm(spec: str, engine: dict[str, Any], clips: list[str]) -> None:
-    """Load the model and animate ``clips`` in one call (sessions, decoders, CUDA context,
-    row buckets), as the loop row's warm-up animates its one clip."""
+def _warm(spec: str, engine: dict[str, Any], clips: list[str], step: int | None = None) -> None:
+    """Load the model and animate ``clips`` in calls of ``step`` clips (None: one call), as a
+    task does (sessions, decoders, CUDA context, the row buckets and graph shapes of those
+    calls), as the loop row's warm-up animates its one clip."""
     from a2x_core.api import Animator
     from a2x_core.batch.work import warm_model
 
-    Animator(warm_model(spec, engine)).animate_many(clips)
+    animator = Animator(warm_model(spec, engine))
+    step = step or len(clips) or 1
+    for start in range(0, len(clips), step):
+        animator.animate_many(clips[start : start + step])
 
 
 def main() -> None:

@@ -18,18 +18,20 @@ step of the ADMM is a product with a block-diagonal matrix or elementwise, so th
 mix and one frame step solves all of them (half the kernel launches of two solvers). The x update
 is evaluated as ``x = (z - u_dual) (diag(w^2) K)^T + b (M K)^T`` -- the same quantity with the
 frame-constant part ``b (M K)^T`` computed once per frame. On CUDA the sequential frame loop of one
-call can be captured as a CUDA graph and replayed (``cuda_graphs``).
+call can be captured as a CUDA graph and replayed (``cuda_graphs``), at a few padded shapes
+(:func:`graph_shape`) so that calls of varying tracks and frames reuse them.
 """
 
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ..backends.torch_engine import import_torch
+from ..backends.torch_engine import import_torch, row_bucket
 from .cpu import CANCEL_CAP, BlendshapeSolver
 
 log = logging.getLogger("a2x_core")
@@ -37,8 +39,24 @@ log = logging.getLogger("a2x_core")
 #: ADMM updates (2 loops x 2 ping-pong buffers in ``admm.cu``) and over-relaxation factor.
 ADMM_UPDATES = 4
 ADMM_RELAX = 1.9
-#: CUDA graphs of the frame loop kept per solver (one per (tracks, frames) shape).
+#: CUDA graphs of the frame loop kept per solver (one per padded (tracks, frames) shape; the
+#: least recently used goes when a new one is needed).
 MAX_GRAPHS = 8
+#: Frames of a graphed call are padded to a multiple of this (extra sequential steps, at most
+#: ``FRAME_BUCKET - 1``, against a capture per clip length).
+FRAME_BUCKET = 8
+
+
+def graph_shape(tracks: int, frames: int) -> tuple[int, int]:
+    """The (tracks, frames) a CUDA graph of the frame loop is captured at for a call of
+    ``tracks`` x ``frames``: tracks to the torch engine's row buckets (powers of two to 256,
+    then multiples of 256), frames to a multiple of :data:`FRAME_BUCKET`. Padded tracks are
+    independent rows and padded frames come after the real ones, so neither changes a real
+    result; the shapes repeat across an offline batch's calls (tracks ending one by one, clips
+    of every length), where each exact shape used to pay a capture, and from the ninth shape
+    on ran eagerly (a launch per operation per frame)."""
+    frames_padded = -(-int(frames) // FRAME_BUCKET) * FRAME_BUCKET
+    return row_bucket(int(tracks), 1 << 30), max(FRAME_BUCKET, frames_padded)
 
 
 class AdmmSolver:
@@ -101,7 +119,7 @@ class AdmmSolver:
         self.cancel_i = torch.as_tensor(pairs_all[:, 0], device=self.device)
         self.cancel_j = torch.as_tensor(pairs_all[:, 1], device=self.device)
         self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
-        self._graphs: dict[tuple[int, ...], tuple[Any, list[Any], list[Any]]] = {}
+        self._graphs: OrderedDict[tuple[int, ...], tuple[Any, list[Any], Any]] = OrderedDict()
         self._failed: set[tuple[int, ...]] = set()
 
     def _output_tensors(self, solver: BlendshapeSolver, put: Any) -> tuple[Any, Any, Any]:
@@ -163,14 +181,23 @@ class AdmmSolver:
         return prev
 
     def _graphed(self, atb: Any, prev: Any) -> tuple[Any, Any] | None:
-        key = tuple(atb.shape)
-        if key not in self._graphs:
-            if key in self._failed or len(self._graphs) >= MAX_GRAPHS:
-                return None
+        """The frame loop of ``atb`` ``[tracks, frames, n]`` from ``prev`` replayed as the CUDA
+        graph of its padded shape (:func:`graph_shape`; captured on first use, least recently
+        used dropped beyond :data:`MAX_GRAPHS`); None when capture failed (then eager)."""
+        tracks, frames, n = atb.shape
+        key = (*graph_shape(tracks, frames), n)
+        if key in self._failed:
+            return None
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+        else:
+            while len(self._graphs) >= MAX_GRAPHS:
+                self._graphs.popitem(last=False)
             torch = self.torch
             try:
-                static = [atb.clone(), prev.clone()]
-                out = torch.empty_like(atb)
+                # zeros, not empty: the padding of the first replay must be finite
+                static = [atb.new_zeros(key), prev.new_zeros((key[0], n))]
+                out = torch.zeros_like(static[0])
                 stream = torch.cuda.Stream(self.device)
                 stream.wait_stream(torch.cuda.current_stream(self.device))
                 with torch.cuda.stream(stream):
@@ -178,17 +205,18 @@ class AdmmSolver:
                 torch.cuda.current_stream(self.device).wait_stream(stream)
                 graph = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(graph):
-                    last = self._frames(static[0], static[1], out)
+                    self._frames(static[0], static[1], out)
             except Exception as error:  # capture is an optimisation: any failure means eager
                 log.info("ADMM: CUDA graph capture failed for %s (%s); eager", key, error)
                 self._failed.add(key)
                 return None
-            self._graphs[key] = (graph, static, [out, last])
-        graph, static, outs = self._graphs[key]
-        static[0].copy_(atb)
-        static[1].copy_(prev)
+            self._graphs[key] = (graph, static, out)
+        graph, static, out = self._graphs[key]
+        # the padding keeps what the last replay left there: finite, and never read back
+        static[0][:tracks, :frames].copy_(atb)
+        static[1][:tracks].copy_(prev)
         graph.replay()
-        return outs[0], outs[1]
+        return out[:tracks, :frames], out[:tracks, frames - 1]
 
     def solve_projected(self, atb: Any, prev: Any | None = None) -> tuple[Any, Any]:
         """Weights for projections ``[tracks, frames, n]`` -> (``[tracks, frames, n]`` active
@@ -196,7 +224,7 @@ class AdmmSolver:
 
         ``prev`` ``[tracks, n]`` is the previous frame's weights (None = after a reset). With
         ``cuda_graphs`` the returned tensors belong to the graph and are overwritten by the next
-        call of the same shape: copy them to keep them."""
+        call of the same padded shape (:func:`graph_shape`): copy them to keep them."""
         torch = self.torch
         tracks, frames, n = atb.shape
         atb = atb.to(self.dtype)

@@ -756,7 +756,11 @@ class RegressionStep:
         n = max(s.count for s in spans)
         ids = [s.track.state.index for s in spans]
         everyone = len(ids) == self.pipeline.tracks
-        live = None if everyone else torch.as_tensor(np.asarray(ids, np.int64), device=device)
+        # issue 15.5: slots and real rows uploaded without waiting for the device, and only the
+        # real rows through the network (a track ending inside the call pads the rest)
+        from ..postprocess.gpu import padded_rows, real_rows, upload
+
+        live = None if everyone else upload(torch, np.asarray(ids, np.int64), device)
         if self._feeder is not None:
             audio, emotion = self._feeder.rows(live, start, n)
         else:
@@ -764,7 +768,13 @@ class RegressionStep:
                 [Span(s.track, s.first, min(n, self.ready_units(s.track) - s.first)) for s in spans],
                 n,
             )
+        rows = real_rows([s.count for s in spans], n)
+        if rows is not None:
+            at = rows if isinstance(audio, np.ndarray) else upload(torch, rows, audio.device)
+            audio, emotion = audio[at], emotion[at]
         result = self.model._infer_on(device, audio, emotion, self._on_device)
+        if rows is not None:
+            result = padded_rows(torch, result, at, len(spans) * n)
         tracks = [s.track for s in spans]
         return ChainStep(result.reshape(len(spans), n, -1), tracks, [start] * len(spans))
 

@@ -14,7 +14,7 @@ pytest.importorskip("onnx")
 from a2x_core.audio.decode import Audio  # noqa: E402
 from a2x_core.audio.windows import audio_windows, frame_plan  # noqa: E402
 from a2x_core.blendshapes.cpu import CANCEL_CAP, BlendshapeSolver  # noqa: E402
-from a2x_core.blendshapes.gpu import AdmmSolver  # noqa: E402
+from a2x_core.blendshapes.gpu import FRAME_BUCKET, AdmmSolver, graph_shape  # noqa: E402
 from a2x_core.errors import ParameterError  # noqa: E402
 from a2x_core.models.registry import load_model  # noqa: E402
 from a2x_core.models.regression_folder import BlendshapeConfig, BlendshapeData  # noqa: E402
@@ -31,6 +31,8 @@ from a2x_core.postprocess.gpu import (  # noqa: E402
     best_rotations,
     cascade_matrix,
     kabsch_transforms,
+    padded_rows,
+    real_rows,
     saccade_rows,
 )
 from tests.a2f_folders import MARK_CONFIG, GeneratedModel, make_regression_folder  # noqa: E402
@@ -247,3 +249,69 @@ def test_admm_cancels_the_minus_one_pair_as_bvls() -> None:
     target = neutral + np.array([0.2, 0.7, 0.4, 0.0, 0.5], np.float32) @ deltas
     z = admm.solve_rows(admm.project(target[None])).numpy()[0]
     assert z[0] <= CANCEL_CAP and z[1] > 0.5
+
+
+def test_graph_shapes_pad_tracks_and_frames_without_changing_a_result(
+    generated: GeneratedModel,
+) -> None:
+    """The CUDA graphs of the solver's frame loop run at padded shapes (few shapes for a whole
+    batch); that is safe because padded tracks are independent rows and padded frames come
+    after the real ones: the padded solve, cut back, is the solve (checked here on the CPU)."""
+    assert graph_shape(1, 1) == (1, FRAME_BUCKET)
+    assert graph_shape(200, 81) == (256, 88) and graph_shape(130, 39) == (256, 40)
+    assert graph_shape(300, 16) == (512, 16) and graph_shape(5, 6) == (8, 8)
+    shapes = {graph_shape(t, f) for t in range(129, 257) for f in range(61, 121)}
+    assert len(shapes) == 8  # every length of 1-2 s clips at 60 fps, 129-256 tracks
+    model = load_model(generated.model_json, backend="onnxruntime", threads=1)
+    settings = model.settings({"skin.bsSolveCancelPoses": {"jawOpen": 0, "mouthClose": 0}})
+    admm = AdmmSolver([BlendshapeSolver(model.package.skin.data, settings.skin),
+                       BlendshapeSolver(model.package.tongue.data, settings.tongue)], "cpu")  # fmt: skip
+    rng = np.random.default_rng(11)
+    atb = torch.from_numpy(rng.normal(0, 2, (5, 13, admm.num_active)).astype(np.float32))
+    prev = torch.from_numpy(rng.uniform(0, 1, (5, admm.num_active)).astype(np.float32))
+    want, want_last = admm.solve_projected(atb, prev)
+    tracks, frames = graph_shape(5, 13)
+    padded = torch.from_numpy(rng.normal(0, 2, (tracks, frames, admm.num_active)).astype(np.float32))
+    padded[:5, :13] = atb
+    padded_prev = torch.from_numpy(rng.uniform(0, 1, (tracks, admm.num_active)).astype(np.float32))
+    padded_prev[:5] = prev
+    got, _ = admm.solve_projected(padded, padded_prev)
+    torch.testing.assert_close(got[:5, :13], want, atol=1e-6, rtol=0)
+    torch.testing.assert_close(got[:5, 12], want_last, atol=1e-6, rtol=0)
+
+
+def test_real_rows_and_their_places() -> None:
+    """Only the real rows of an offline call go through the network; their outputs go back to
+    their places, the padding zero."""
+    assert real_rows([4, 4], 4) is None and real_rows([], 3) is None
+    rows = real_rows([3, 1, 2], 3)
+    assert rows.tolist() == [0, 1, 2, 3, 6, 7]
+    out = torch.arange(6 * 2, dtype=torch.float32).reshape(6, 2) + 1
+    full = padded_rows(torch, out, rows, 9)
+    assert full.shape == (9, 2)
+    torch.testing.assert_close(full[torch.as_tensor(rows)], out)
+    assert not full[[4, 5, 8]].any()
+
+
+def test_batched_device_run_feeds_the_network_only_real_rows(generated: GeneratedModel) -> None:
+    """Tracks of three lengths in one device run: the network sees each track's own frames and
+    no padding, and each track's results equal its run alone."""
+    model = load_model(generated.model_json, backend="torch", device="cpu")
+    model.postprocess = "cpu"
+    tracks = _tracks(4000, 9000, 6500, seed=9)
+    options = InferenceOptions(fps=30)
+    seen: list[int] = []
+    infer = model._infer_on
+
+    def counting(device: object, audio: object, emotion: object, on_device: bool) -> object:
+        seen.append(int(audio.shape[0]))
+        return infer(device, audio, emotion, on_device)
+
+    model._infer_on = counting
+    batched = model.animate(tracks, options)
+    assert sum(seen) == sum(r.num_frames for r in batched)
+    del model._infer_on
+    for k, track in enumerate(tracks):
+        alone = model.animate([track], options)[0]
+        np.testing.assert_allclose(alone.weights, batched[k].weights, atol=1e-5, rtol=0)
+        np.testing.assert_allclose(alone.jaw_transforms, batched[k].jaw_transforms, atol=1e-6)

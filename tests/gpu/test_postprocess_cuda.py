@@ -13,7 +13,7 @@ if not torch.cuda.is_available():
 
 from a2x_core.audio.decode import Audio  # noqa: E402
 from a2x_core.blendshapes.cpu import BlendshapeSolver  # noqa: E402
-from a2x_core.blendshapes.gpu import AdmmSolver  # noqa: E402
+from a2x_core.blendshapes.gpu import MAX_GRAPHS, AdmmSolver, graph_shape  # noqa: E402
 from a2x_core.models.registry import load_model  # noqa: E402
 from a2x_core.options import InferenceOptions  # noqa: E402
 from tests.a2f_folders import make_regression_folder  # noqa: E402
@@ -128,3 +128,32 @@ def test_compile_option_reaches_the_pipeline_through_the_api(tmp_path) -> None: 
     plain = Animator(str(generated.model_json), options.with_changes(compile_network=False))
     for a, b in zip(plain.animate_many(tracks), animator.animate_many(tracks), strict=True):
         np.testing.assert_allclose(b.weights, a.weights, atol=1e-4, rtol=0)
+
+
+def test_cuda_graphs_at_padded_shapes_equal_eager(tmp_path) -> None:  # noqa: ANN001
+    """Calls of many (tracks, frames) shapes share the graphs of their padded shapes, the least
+    recently used dropped past MAX_GRAPHS, and every replay equals the eager loop."""
+    generated = make_regression_folder(tmp_path / "model")
+    model = load_model(generated.model_json, backend="onnxruntime", threads=1)
+    settings = model.settings({"skin.bsSolveCancelPoses": {"jawOpen": 0, "mouthClose": 0}})
+    solvers = [BlendshapeSolver(model.package.skin.data, settings.skin),
+               BlendshapeSolver(model.package.tongue.data, settings.tongue)]  # fmt: skip
+    eager = AdmmSolver(solvers, "cuda")
+    graphed = AdmmSolver(solvers, "cuda", cuda_graphs=True)
+    rng = np.random.default_rng(2)
+    shapes = [(200, 81), (144, 39), (3, 13), (5, 11), (1, 61), (1, 120), (2, 64), (17, 9),
+              (40, 17), (300, 8), (1, 119), (200, 81)]  # fmt: skip
+    for tracks, frames in shapes:
+        atb = torch.from_numpy(rng.normal(0, 2, (tracks, frames, eager.num_active))
+                               .astype(np.float32)).cuda()  # fmt: skip
+        prev = torch.from_numpy(rng.uniform(0, 1, (tracks, eager.num_active))
+                                .astype(np.float32)).cuda()  # fmt: skip
+        want, want_last = eager.solve_projected(atb, prev)
+        got, got_last = graphed.solve_projected(atb, prev)
+        assert got.shape == want.shape and got_last.shape == want_last.shape
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+        torch.testing.assert_close(got_last, want_last, atol=1e-6, rtol=0)
+        assert len(graphed._graphs) <= MAX_GRAPHS
+    padded = {(*graph_shape(t, f), eager.num_active) for t, f in shapes}
+    assert not graphed._failed and set(graphed._graphs) <= padded
+    assert len(graphed._graphs) == min(MAX_GRAPHS, len(padded))
