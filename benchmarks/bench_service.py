@@ -17,6 +17,12 @@ streams start staggered over one chunk. Per N it reports:
 - frames/s received in total; lost (expected - received) and reordered (time codes not strictly
   increasing) frames, and streams that did not end with Status SUCCESS.
 
+and where a tail comes from: the server delay's p99 of the frames sent while the audio streams
+and of the tails (frames after the end of audio: a close's new shapes), the CPU time per frame
+of the servers and of the clients, the whole machine's busy share (clients and servers share
+its cores), how late the clients' loops sent their chunks, and per round of every server
+process the hub's queue wait, round time and the I/O loop's hand-over lag (``StageLog``).
+
 Models: ``regression`` (Mark-sized folder around the ~18.3 M-parameter network of
 ``a2f_network.py``, random weights, built once into ``--cache``; ``--device cuda`` runs it with
 the torch engine), ``small`` (the tests' tiny regression folder: the cost of the service
@@ -24,11 +30,13 @@ itself), ``default`` (the embedded model), or a model.json path.
 
 ``--processes 1,4`` runs every N against one server process (in this process) and then
 against ``a2x serve --processes 4``'s group (the same ``ServerGroup``, children on one port);
-``--profile`` samples the one-process server's threads (where its time goes).
+``--profile`` samples the one-process server's threads (where its time goes). ``--warm-streams
+0,auto`` and ``--round-ms 0,5`` run each configuration with and without the stream bank's
+warm-up before listening and with the hub's rounds at least 5 ms apart: A/B in one run.
 
 Usage: python benchmarks/bench_service.py [--model regression] [--streams 1,4,16,64]
        [--seconds 6] [--chunk-ms 40] [--client-procs 2] [--device cpu|cuda]
-       [--processes 1,4] [--profile] [--out res.md]
+       [--processes 1,4] [--warm-streams 0,auto] [--round-ms 0,5] [--profile] [--out res.md]
 """
 
 from __future__ import annotations
