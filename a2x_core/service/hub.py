@@ -264,8 +264,9 @@ class ModelHub:
         ``streams`` streams, half of them a block ahead (so that one tick holds streams with
         one and with two ready frames, and the tails differ as well): 40 ms pushes past the
         look-ahead, one push of BANK_PUSH (a slow round's), then all close together (the
-        tails: the H200 run's multi-second p99 were its streams' last frames). So the
-        network's row buckets and the chain's group shapes up to that count are all made."""
+        tails' 7-8 frames per stream are shapes of their own). So the network's row buckets
+        and the chain's group shapes up to that count are all made (benchmarks/
+        service_shapes.py: none left for a 48-stream trial after a warm-up for 96)."""
         began = time.perf_counter()
         bank = self.bank
         assert bank is not None
