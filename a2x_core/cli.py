@@ -805,7 +805,7 @@ def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
     from .models.registry import load_model
     from .options import InferenceOptions
     from .service.hub import Limits, ModelHub
-    from .service.server import ServeConfig, ServiceServer
+    from .service.server import ServeConfig, ServiceServer, warm_streams_for
 
     options = InferenceOptions(fps=args.fps, backend=args.backend, device=args.device,
                                threads=args.threads, precision=args.precision)  # fmt: skip
@@ -824,7 +824,9 @@ def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
     config = ServeConfig(host=args.host, grpc_port=args.grpc_port or None,
                          http_port=args.http_port or None, token=args.token,
                          tls_cert=args.tls_cert, tls_key=args.tls_key,
-                         reuse_port=slots is not None, serving=slots is None)  # fmt: skip
+                         reuse_port=slots is not None, serving=slots is None,
+                         # serve500b: the CUDA bank warmed up before SERVING (first-round tail)
+                         warm_streams=warm_streams_for(hub, args.max_streams, args.processes))  # fmt: skip
     return ServiceServer(hub, config)
 
 

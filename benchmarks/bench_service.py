@@ -17,6 +17,12 @@ streams start staggered over one chunk. Per N it reports:
 - frames/s received in total; lost (expected - received) and reordered (time codes not strictly
   increasing) frames, and streams that did not end with Status SUCCESS.
 
+and where a tail comes from: the server delay's p99 of the frames sent while the audio streams
+and of the tails (frames after the end of audio: a close's new shapes), the CPU time per frame
+of the servers and of the clients, the whole machine's busy share (clients and servers share
+its cores), how late the clients' loops sent their chunks, and per round of every server
+process the hub's queue wait, round time and the I/O loop's hand-over lag (``StageLog``).
+
 Models: ``regression`` (Mark-sized folder around the ~18.3 M-parameter network of
 ``a2f_network.py``, random weights, built once into ``--cache``; ``--device cuda`` runs it with
 the torch engine), ``small`` (the tests' tiny regression folder: the cost of the service
@@ -24,11 +30,13 @@ itself), ``default`` (the embedded model), or a model.json path.
 
 ``--processes 1,4`` runs every N against one server process (in this process) and then
 against ``a2x serve --processes 4``'s group (the same ``ServerGroup``, children on one port);
-``--profile`` samples the one-process server's threads (where its time goes).
+``--profile`` samples the one-process server's threads (where its time goes). ``--warm-streams
+0,auto`` and ``--round-ms 0,5`` run each configuration with and without the stream bank's
+warm-up before listening and with the hub's rounds at least 5 ms apart: A/B in one run.
 
 Usage: python benchmarks/bench_service.py [--model regression] [--streams 1,4,16,64]
        [--seconds 6] [--chunk-ms 40] [--client-procs 2] [--device cpu|cuda]
-       [--processes 1,4] [--profile] [--out res.md]
+       [--processes 1,4] [--warm-streams 0,auto] [--round-ms 0,5] [--profile] [--out res.md]
 """
 
 from __future__ import annotations
@@ -101,6 +109,7 @@ async def _one_stream(port: int, pcm: np.ndarray, chunk: int, start: float, fps:
 
         writer = asyncio.create_task(write())
         times, latencies, received, delays = [], [], [], []
+        tail = []  # per frame: whether it came after the end of audio was sent (the close's)
         code = None
         async for reply in stream:
             now = time.time()
@@ -114,13 +123,16 @@ async def _one_stream(port: int, pcm: np.ndarray, chunk: int, start: float, fps:
                     j = min(max(-(-need // chunk) - 1, 0), len(sent) - 1)
                     if j >= 0:
                         delays.append(now - sent[j])
+                    tail.append(writer.done())
             elif reply.HasField("status"):
                 code = reply.status.code
         await writer
     first = received[0] - (t0 + chunk_s) if received else float("nan")
     reordered = int(np.sum(np.diff(times) <= 0)) if len(times) > 1 else 0
+    # how late the client's own loop sent each chunk (its load: it delays the receipts too)
+    late = [at - (t0 + (j + 1) * chunk_s) for j, at in enumerate(sent[:-1])]
     return {"frames": len(times), "first": first, "latencies": latencies, "delays": delays,
-            "reordered": reordered, "ok": code == 0}  # fmt: skip
+            "tail": tail, "late": late, "reordered": reordered, "ok": code == 0}  # fmt: skip
 
 
 def client_process(port: int, streams: int, seconds: float, chunk: int, start: float,
@@ -134,12 +146,14 @@ def client_process(port: int, streams: int, seconds: float, chunk: int, start: f
                  for k in range(streams)]  # fmt: skip
         return await asyncio.gather(*tasks, return_exceptions=True)
 
+    cpu = time.process_time()
     try:
         results = asyncio.run(run())
     except BaseException as error:  # the parent must hear of it, not wait for a timeout
-        out.put([{"error": repr(error)}] * streams)
+        out.put(([{"error": repr(error)}] * streams, 0.0))
         raise
-    out.put([r if isinstance(r, dict) else {"error": repr(r)} for r in results])
+    out.put(([r if isinstance(r, dict) else {"error": repr(r)} for r in results],
+             time.process_time() - cpu))  # fmt: skip
 
 
 def upload_process(port: int, uploads: int, wav: bytes, start: float, out: Any) -> None:
@@ -295,18 +309,34 @@ def trial(port: int, n: int, args: argparse.Namespace, expected: int,
         workers.append(worker)
         offset += share
     results: list[dict[str, Any]] = []
+    client_cpu = 0.0
+    host_before = host_cpu()
     for _ in workers:
-        results += queue.get(timeout=args.seconds * 4 + 120)
+        got, cpu = queue.get(timeout=args.seconds * 4 + 120)
+        results += got
+        client_cpu += cpu
     wall = time.time() - start
+    host_busy = host_cpu_busy(host_before, host_cpu())
     for worker in workers:
         worker.join(30)
     errors = [r["error"] for r in results if "error" in r]
     good = [r for r in results if "error" not in r]
     latencies = [v for r in good for v in r["latencies"]]
     delays = [v for r in good for v in r["delays"]]
+    late = [v for r in good for v in r["late"]]
+    # the p99 split: frames sent while the audio streams, and the tails (after end of audio)
+    split = {flag: [v for r in good for v, t in zip(r["delays"], r["tail"], strict=True)
+                    if t == flag] for flag in (False, True)}  # fmt: skip
+    p99 = {flag: np.percentile(v, 99) * 1e3 if v else float("nan") for flag, v in split.items()}
     firsts = [r["first"] for r in good]
     frames = sum(r["frames"] for r in good)
     return {
+        "client_cpu_ms": client_cpu * 1e3 / max(frames, 1), "host_busy": host_busy,
+        "late_p50": np.percentile(late, 50) * 1e3 if late else float("nan"),
+        "late_p99": np.percentile(late, 99) * 1e3 if late else float("nan"),
+        "window": (start, time.time()),
+        "delay_p99_streaming": p99[False], "delay_p99_tail": p99[True],
+        "tail_share": len(split[True]) / max(len(delays), 1),
         "streams": n, "first_p50": np.percentile(firsts, 50) * 1e3 if firsts else float("nan"),
         "first_p99": np.percentile(firsts, 99) * 1e3 if firsts else float("nan"),
         "lat_p50": np.percentile(latencies, 50) * 1e3 if latencies else float("nan"),
@@ -366,12 +396,21 @@ def main() -> None:
                         "--processes' ServerGroup on one port), e.g. 1,4,8")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=8, help="streams per server process in a "
                         "2 s warm-up trial before each configuration (0: none)")  # fmt: skip
+    parser.add_argument("--warm-streams", default="auto", help="a list: each value runs "
+                        "every configuration with each process's stream bank warmed up for "
+                        "that many streams before it listens (0: none, the old baseline; auto: "
+                        "as a2x serve, twice a process's share of the streams on CUDA), e.g. "
+                        "0,auto")  # fmt: skip
+    parser.add_argument("--round-ms", default="0", help="a list: the hubs' shortest time "
+                        "between two rounds (ModelHub.round_interval_s), e.g. 0,5")
     parser.add_argument("--switch-interval-ms", type=float, default=0.5, help="the servers' GIL "
                         "switch interval (ServeConfig.switch_interval_s; 0: Python's 5 ms)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     args.switch = args.switch_interval_ms / 1e3 if args.switch_interval_ms > 0 else None
     args.processes = [int(p) for p in args.processes.split(",") if p]
+    args.warm_streams = [w.strip() for w in args.warm_streams.split(",") if w.strip()]
+    args.round_ms = [float(r) for r in args.round_ms.split(",") if r.strip()]
     args.chunk = int(round(args.chunk_ms * RATE / 1000))
 
     from a2x_core.options import InferenceOptions
@@ -391,17 +430,26 @@ def main() -> None:
         f"{args.fps:g} --client-procs {args.client_procs} --switch-interval-ms "
         f"{args.switch_interval_ms:g}` on {platform.machine()} "
         f"({os.cpu_count()} cores), model look-ahead {lookahead_ms:.0f} ms, {expected} frames "
-        "per stream; server CPU = CPU time of the server process(es) per frame delivered",
+        "per stream; server / client CPU = CPU time of the server process(es) / the client "
+        "processes per frame delivered; host busy = all cores' busy share during the trial; "
+        "late = how late the clients sent their chunks; queue / round / mailbox = the hub's "
+        "per-round command wait, round time and the loop's hand-over lag (every process)",
         "",
-        "| processes | streams | first frame p50 / p99 (ms) | frame latency p50 / p99 (ms) | "
-        "server delay p50 / p99 (ms) | frames/s | server CPU (ms/frame) | lost | reordered | "
-        "failed |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| processes | warm-up streams | round ms | streams | first frame p50 / p99 (ms) | "
+        "frame latency p50 / p99 (ms) | server delay p50 / p99 (ms) | "
+        "server delay p99 streaming / tail (tail share) | frames/s | "
+        "server CPU (ms/frame) | client CPU (ms/frame) | host busy (%) | "
+        "client late p50 / p99 (ms) | hub queue p50 / p99 (ms) | hub round p50 / p99 (ms) | "
+        "mailbox p50 / p99 (ms) | lost / reordered / failed |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     print("\n".join(lines), flush=True)
     try:
         for processes in args.processes:
-            serve_trials(model, processes, counts, args, expected, lookahead, lines)
+            for warm in args.warm_streams:  # interleaved: a baseline beside each variant
+                for round_ms in args.round_ms:
+                    serve_trials(model, processes, warm, round_ms, counts, args, expected,
+                                 lookahead, lines)  # fmt: skip
         if uploads:
             upload_trials(model, uploads, pcm, args, lines)
     finally:
@@ -411,14 +459,17 @@ def main() -> None:
 
 def group_server(args: argparse.Namespace, slots: Any = None) -> Any:
     """One process of a ``--processes`` group (``ServerGroup``'s build): the model loaded as
-    ``load`` does, its hub, a gRPC server on the group's port (SO_REUSEPORT)."""
+    ``load`` does, its hub, a gRPC server on the group's port (SO_REUSEPORT), its stage log."""
     from a2x_core.service.hub import Limits, ModelHub
     from a2x_core.service.server import ServeConfig, ServiceServer
 
     hub = ModelHub(load(args), fps=int(args.fps), limits=Limits(max_streams=args.max_streams),
-                   shared_slots=slots)  # fmt: skip
-    return ServiceServer(hub, ServeConfig(grpc_port=args.port, http_port=None, reuse_port=True,
-                                          serving=False, switch_interval_s=args.switch))  # fmt: skip
+                   shared_slots=slots, round_interval_s=args.round_now / 1e3)  # fmt: skip
+    server = ServiceServer(hub, ServeConfig(grpc_port=args.port, http_port=None, reuse_port=True,
+                                            serving=False, switch_interval_s=args.switch,
+                                            warm_streams=args.warm_now))  # fmt: skip
+    StageLog(server, args.stages)
+    return server
 
 
 def process_cpu(pids: list[int]) -> float:
@@ -435,21 +486,99 @@ def process_cpu(pids: list[int]) -> float:
     return total
 
 
-def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.Namespace,
-                 expected: int, lookahead: int, lines: list[str]) -> None:  # fmt: skip
+def host_cpu() -> tuple[int, int]:
+    """The machine's CPU ticks so far, (busy, total), over all cores (/proc/stat; Linux)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def host_cpu_busy(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Busy fraction of all the machine's cores between two :func:`host_cpu` readings."""
+    total = after[1] - before[1]
+    return (after[0] - before[0]) / total if total > 0 else float("nan")
+
+
+class StageLog:
+    """A server process's stage timings for the benchmark: every 0.25 s a thread drains its
+    hub's ``stage_times`` (queue wait, round) and its loop's mailbox lags into
+    ``folder/<pid>.txt`` ("time stage seconds" lines), so that the parent can pick each
+    trial's window from every process of a group."""
+
+    def __init__(self, server: Any, folder: Path) -> None:
+        import threading
+
+        self.server, self.path = server, folder / f"{os.getpid()}.txt"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="a2x-bench-stages", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from a2x_core.service.hub import _MAILBOXES
+
+        with self.path.open("a") as out:
+            while not self._stop.wait(0.25):
+                now = time.time()
+                sources = dict(self.server.hub.stage_times)
+                loop = self.server._loop
+                box = _MAILBOXES.get(loop) if loop is not None else None
+                if box is not None:
+                    sources["mailbox"] = box.lags
+                lines = []
+                for stage, values in sources.items():
+                    while values:
+                        lines.append(f"{now:.3f} {stage} {values.popleft():.6f}\n")
+                out.writelines(lines)
+                out.flush()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(2)
+
+
+def stage_percentiles(folder: Path, window: tuple[float, float]) -> dict[str, tuple[float, float]]:
+    """p50 and p99 (ms) of each stage over every process's samples drained in ``window``."""
+    values: dict[str, list[float]] = {}
+    for path in folder.glob("*.txt"):
+        for line in path.read_text().splitlines():
+            at, stage, seconds = line.split()
+            if window[0] <= float(at) <= window[1] + 0.5:
+                values.setdefault(stage, []).append(float(seconds))
+    return {stage: (np.percentile(v, 50) * 1e3, np.percentile(v, 99) * 1e3)
+            for stage, v in values.items()}  # fmt: skip
+
+
+def serve_trials(model: Any, processes: int, warm: str, round_ms: float, counts: list[int],
+                 args: argparse.Namespace, expected: int, lookahead: int,
+                 lines: list[str]) -> None:  # fmt: skip
     """Every N of ``counts`` against ``processes`` server processes (1: the server in this
-    process; more: ``ServerGroup`` children on one port), after a short warm-up trial."""
+    process; more: ``ServerGroup`` children on one port), each process's stream bank warmed up
+    before it listens as ``warm`` says (0: not; "auto": as ``a2x serve`` does), its hub's
+    rounds at least ``round_ms`` apart, then a short warm-up trial."""
     import copy
+    import shutil
     import socket
+    import tempfile
 
     from a2x_core.service.hub import Limits, ModelHub
-    from a2x_core.service.server import ServeConfig, ServiceServer
+    from a2x_core.service.server import ServeConfig, ServiceServer, warm_streams_for
 
-    hub = server = group = None
+    args.stages = Path(tempfile.mkdtemp(prefix="a2x-bench-stages-"))
+    hub = server = group = log = None
+    started = time.time()
+    args.round_now = round_ms
     if processes == 1:
-        hub = ModelHub(model, fps=int(args.fps), limits=Limits(max_streams=args.max_streams))
+        hub = ModelHub(model, fps=int(args.fps), limits=Limits(max_streams=args.max_streams),
+                       round_interval_s=round_ms / 1e3)  # fmt: skip
+        args.warm_now = warm_streams_for(hub, args.max_streams) if warm == "auto" else int(warm)
         server = ServiceServer(hub, ServeConfig(grpc_port=0, http_port=None,
-                                                switch_interval_s=args.switch)).start()  # fmt: skip
+                                                switch_interval_s=args.switch,
+                                                warm_streams=args.warm_now))  # fmt: skip
+        log = StageLog(server, args.stages)
+        server.start()
         port, pids = server.grpc_port, [os.getpid()]
     else:
         from a2x_core.service.group import ServerGroup
@@ -457,14 +586,22 @@ def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.N
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
             args.port = probe.getsockname()[1]
+        # the CLI's rule (warm_streams_for) without a hub here: the children's banks are CUDA
+        # when the benchmark runs on CUDA
+        share = -(-args.max_streams // processes)
+        args.warm_now = (min(args.max_streams, 2 * share) if args.device.startswith("cuda")
+                         else 0) if warm == "auto" else int(warm)  # fmt: skip
         group = ServerGroup(processes, group_server, (args,), "127.0.0.1",
                             {"--grpc-port": args.port}).start()  # fmt: skip
         port, pids = args.port, group.pids
+    print(f"{processes} process(es), warm-up for {args.warm_now} streams each, rounds >= "
+          f"{round_ms:g} ms apart: serving after "
+          f"{time.time() - started:.1f} s", flush=True)  # fmt: skip
     try:
         if args.warmup:  # every process's engine and bank warmed up (not reported)
-            warm = copy.copy(args)
-            warm.seconds = 2.0
-            trial(port, args.warmup * processes, warm, 0, lookahead)
+            short = copy.copy(args)
+            short.seconds = 2.0
+            trial(port, args.warmup * processes, short, 0, lookahead)
         sampler = StackSampler(("a2x-serve-io", "a2x-serve-model")) \
             if args.profile and processes == 1 else None  # fmt: skip
         for n in counts:
@@ -480,11 +617,20 @@ def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.N
                 result = trial(port, n, args, expected, lookahead)
             frames = expected * n - result["lost"]
             cpu_ms = (process_cpu(pids) - cpu_before) * 1e3 / max(frames, 1)
-            line = (f"| {processes} | {n} | {result['first_p50']:.0f} / {result['first_p99']:.0f} | "
+            stages = stage_percentiles(args.stages, result["window"])
+            nan = (float("nan"), float("nan"))
+            line = (f"| {processes} | {args.warm_now} | {round_ms:g} | {n} | "
+                    f"{result['first_p50']:.0f} / {result['first_p99']:.0f} | "
                     f"{result['lat_p50']:.0f} / {result['lat_p99']:.0f} | "
                     f"{result['delay_p50']:.1f} / {result['delay_p99']:.1f} | "
-                    f"{result['fps_total']:.0f} | {cpu_ms:.2f} | {result['lost']} | "
-                    f"{result['reordered']} | {result['failed']} |")  # fmt: skip
+                    f"{result['delay_p99_streaming']:.1f} / {result['delay_p99_tail']:.1f} "
+                    f"({100 * result['tail_share']:.0f} %) | "
+                    f"{result['fps_total']:.0f} | {cpu_ms:.2f} | {result['client_cpu_ms']:.2f} | "
+                    f"{100 * result['host_busy']:.0f} | "
+                    f"{result['late_p50']:.1f} / {result['late_p99']:.1f} | " +
+                    " | ".join("{:.1f} / {:.1f}".format(*stages.get(k, nan))
+                               for k in ("queue", "round", "mailbox")) +
+                    f" | {result['lost']} / {result['reordered']} / {result['failed']} |")  # fmt: skip
             lines.append(line)
             if args.out:  # every row survives a later failure or time-out
                 args.out.write_text("\n".join(lines) + "\n")
@@ -499,10 +645,13 @@ def serve_trials(model: Any, processes: int, counts: list[int], args: argparse.N
             if args.stop_when_failing and result["delay_p99"] > 50:
                 break
     finally:
+        if log is not None:
+            log.stop()
         if server is not None:
             server.stop(grace=2.0)
         if group is not None:
             group.stop(grace=2.0)
+        shutil.rmtree(args.stages, ignore_errors=True)
 
 
 def upload_trials(model: Any, uploads: list[int], pcm: np.ndarray, args: argparse.Namespace,

@@ -15,6 +15,7 @@ import logging
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -62,6 +63,8 @@ BANK_PUSH = 1600
 #: send the usual chunk sizes (20/40 ms, 1 s) share one tick per round even when a slow round
 #: let different amounts pile up; a remainder waits for the next message (or the end).
 BANK_BLOCK = 320
+#: Recent per-round timings each hub (and mailbox) keeps for monitoring (``stage_times``).
+STAGE_SAMPLES = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -114,8 +117,15 @@ class ModelHub:
 
     def __init__(self, model: Any, fps: Fraction | int | str = 30, limits: Limits | None = None,
                  base_options: InferenceOptions | None = None, bank: bool = True,
-                 emotion_model: Any = None, shared_slots: Any = None) -> None:  # fmt: skip
+                 emotion_model: Any = None, shared_slots: Any = None,
+                 round_interval_s: float = 0.0) -> None:  # fmt: skip
         self.model = model
+        #: the shortest time between the starts of two rounds: commands arriving meanwhile
+        #: wait and join the next round (more streams per bank tick, fewer ticks: a tick's
+        #: Python and launch cost is mostly per tick, and the worker holds the GIL the I/O
+        #: thread needs); at most this much more latency. 0: a round as soon as a command waits
+        self.round_interval_s = max(0.0, float(round_interval_s))
+        self._round_began = 0.0
         #: an Audio2Emotion model (``--emotion-model``): each stream's emotions are detected
         #: from its audio (:class:`..emotion_stream.EmotionDrivenStream`), as the NIM runs A2E
         self.emotion_model = emotion_model
@@ -149,6 +159,12 @@ class ModelHub:
         #: wall seconds the worker spent in the stream bank (pushes and closes): for
         #: monitoring (with ``rounds``: how long one bank iteration takes inside the server)
         self.bank_seconds = 0.0
+        #: per round, seconds: "queue" (its oldest command's wait for the worker: the previous
+        #: round's length, or the GIL) and "round" (feeding, the model, handing out the frames);
+        #: a bounded history for monitoring and the benchmark's stage breakdown
+        self.stage_times: dict[str, deque[float]] = {
+            "queue": deque(maxlen=STAGE_SAMPLES), "round": deque(maxlen=STAGE_SAMPLES)}
+        self._first_command_at = 0.0  # when the oldest waiting command was submitted
         self._thread = threading.Thread(target=self._run, name="a2x-serve-model", daemon=True)
         self._thread.start()
 
@@ -227,8 +243,58 @@ class ModelHub:
             self._wake.notify()
         self._thread.join(timeout)
 
+    def warm_up(self, streams: int, timeout: float = 600.0) -> float:
+        """Run the stream bank (if any) through the shapes up to ``streams`` concurrent streams
+        make, on zero audio and before any client comes: a server's first rounds at a new
+        stream count otherwise pay CUDA-graph captures, cuDNN's algorithm timing and the state
+        tensors' growth (seconds with several processes on one GPU: the H200 run's p99 of
+        2-3 s in its first trials). Returns the seconds it took (0: nothing to warm).
+
+        Raises:
+            ServiceBusyError: the hub is stopping.
+        """
+        if self.bank is None or streams < 1:
+            return 0.0
+        done: Future[float] = Future()
+        self._submit(("warm", None, int(streams), done))
+        return done.result(timeout)
+
+    def _warm(self, streams: int, done: Future[float]) -> None:
+        """``warm_up`` on the worker thread (the bank is not thread-safe). For 8, 16, 32 ..
+        ``streams`` streams, half of them a block ahead (so that one tick holds streams with
+        one and with two ready frames, and the tails differ as well): 40 ms pushes past the
+        look-ahead, one push of BANK_PUSH (a slow round's), then all close together (the
+        tails' 7-8 frames per stream are shapes of their own). So the network's row buckets
+        and the chain's group shapes up to that count are all made (benchmarks/
+        service_shapes.py: none left for a 48-stream trial after a warm-up for 96)."""
+        began = time.perf_counter()
+        bank = self.bank
+        assert bank is not None
+        try:
+            counts = sorted({min(streams, 8 << k) for k in range(max(streams, 8).bit_length())})
+            lookahead = int(getattr(bank, "lookahead_samples", 0))
+            ticks = -(-lookahead // (2 * BANK_BLOCK)) + 4
+            for count in counts:
+                slots = bank.open(count)
+                try:
+                    if count > 1:
+                        ahead = slots[: count // 2]
+                        bank.push(ahead, np.zeros((len(ahead), BANK_BLOCK), np.float32))
+                    step = np.zeros((count, 2 * BANK_BLOCK), np.float32)
+                    for _ in range(ticks):
+                        bank.push(slots, step)
+                    bank.push(slots, np.zeros((count, BANK_PUSH), np.float32))
+                finally:
+                    bank.close(slots)
+        except BaseException as error:
+            done.set_exception(error)
+            return
+        done.set_result(time.perf_counter() - began)
+
     def _submit(self, command: tuple[Any, ...]) -> None:
         with self._lock:
+            if not self._commands:
+                self._first_command_at = time.perf_counter()
             self._commands.append(command)
             self._wake.notify()
 
@@ -239,17 +305,25 @@ class ModelHub:
             with self._lock:
                 while not self._commands and not self._stopping:
                     self._wake.wait()
+            if self.round_interval_s > 0:  # let more streams' commands join this round
+                left = self._round_began + self.round_interval_s - time.perf_counter()
+                if left > 0:
+                    time.sleep(left)
+            with self._lock:
                 if self._stopping:
                     commands, self._commands = self._commands, []
                     for command in commands:
-                        if command[0] == "open":
+                        if command[0] in ("open", "warm"):  # their futures at the same place
                             command[3].set_exception(ServiceBusyError("the service is stopping"))
                     break
                 commands, self._commands = self._commands, []
+                began = self._round_began = time.perf_counter()
+                self.stage_times["queue"].append(began - self._first_command_at)
             try:
                 self._round(commands)
             except Exception:  # never let the worker die: every other client depends on it
                 log.exception("a service round failed")
+            self.stage_times["round"].append(time.perf_counter() - began)
         for handle in list(self._handles):
             self._drop(handle, "the service is stopping")
 
@@ -261,6 +335,9 @@ class ModelHub:
         bank_closing: list[StreamHandle] = []
         for command in commands:
             kind, handle = command[0], command[1]
+            if kind == "warm":
+                self._warm(*command[2:])
+                continue
             try:
                 if kind == "open":
                     self._open(handle, *command[2:])
@@ -453,6 +530,10 @@ class LoopMailbox:
         self._items: list[tuple[Any, Delivery]] = []
         self._lock = threading.Lock()
         self._scheduled = False
+        self._posted_at = 0.0
+        #: seconds from a batch's first post to its hand-over on the loop (how busy the loop
+        #: is: every frame waits this long after the model made it); bounded, for monitoring
+        self.lags: deque[float] = deque(maxlen=STAGE_SAMPLES)
 
     def post(self, queue: Any, item: Delivery) -> None:
         """``queue.put_nowait(item)`` on the loop (from any thread)."""
@@ -461,12 +542,14 @@ class LoopMailbox:
             if self._scheduled:
                 return
             self._scheduled = True
+            self._posted_at = time.perf_counter()
         self.loop.call_soon_threadsafe(self._flush)
 
     def _flush(self) -> None:
         with self._lock:
             items, self._items = self._items, []
             self._scheduled = False
+            self.lags.append(time.perf_counter() - self._posted_at)
         for queue, item in items:
             queue.put_nowait(item)
 

@@ -48,6 +48,21 @@ class ServeConfig:
     #: health SERVING from the start; a group's process starts NOT_SERVING and turns SERVING
     #: when the parent says every process is ready (:meth:`ServiceServer.set_serving`)
     serving: bool = True
+    #: streams the hub's stream bank is warmed up for before the server listens
+    #: (:meth:`.hub.ModelHub.warm_up`; 0: none; :func:`warm_streams_for` picks it for the CLI)
+    warm_streams: int = 0
+
+
+def warm_streams_for(hub: ModelHub, max_streams: int, processes: int = 1) -> int:
+    """How many streams ``a2x serve`` warms one process's stream bank up for: twice its share
+    of ``--max-streams`` (the kernel spreads connections over the processes unevenly), at
+    most all of them; only on a CUDA bank (CUDA graphs and cuDNN's timing are per shape: a
+    CPU bank's first rounds cost little more than the next ones)."""
+    bank = hub.bank
+    if bank is None or getattr(getattr(bank, "device", None), "type", None) != "cuda":
+        return 0
+    share = -(-max_streams // max(processes, 1))
+    return min(max_streams, 2 * share)
 
 
 def is_loopback(host: str) -> bool:
@@ -75,8 +90,14 @@ class ServiceServer:
         self._http: Any = None
         self._http_task: Any = None
         self._switch_interval: float | None = None  # Python's, restored at stop
+        self.warm_seconds: float | None = None  # what the warm-up took (None: not run)
 
     def start(self, timeout: float = 60.0) -> ServiceServer:
+        """Warm the model up (``warm_streams``), then listen; returns once both servers do."""
+        if self.config.warm_streams > 0 and self.warm_seconds is None:
+            self.warm_seconds = self.hub.warm_up(self.config.warm_streams)
+            log.info("warmed the stream bank up for %d streams in %.1f s",
+                     self.config.warm_streams, self.warm_seconds)  # fmt: skip
         started: Future[None] = Future()
         self.hub.serving = self.config.serving
         if self.config.switch_interval_s is not None and self._switch_interval is None:
