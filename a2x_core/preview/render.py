@@ -22,7 +22,7 @@ from ..errors import A2XError, OutputError, ParameterError
 from ..export.writers import OutputSet, write_json
 from ..result import AnimationResult
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 JOB_SCRIPT = REPO / "plugins" / "blender" / "render_job.py"
 MARK = "A2X_RENDER "
 ENGINES = ("workbench", "eevee", "cycles")
