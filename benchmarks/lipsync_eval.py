@@ -18,7 +18,9 @@ Usage::
    Mandarin): per-class hits against the transcript's phones force-aligned (see
    ``non_english_reference``), closures where none is spoken, for today's English routing
    ("before") and the language routing, audio only and with the transcript
-   (``--clips non-english`` runs only these).
+   (``--clips non-english`` runs only these), plus the audio-only path on the English clips,
+   the tuning set that its settings are chosen on (``TUNING_ROW``); ``--coverage`` adds how
+   many of the non-English bilabials each pocketsphinx decoding hears (``decoder_coverage``).
 
 Every configuration runs on the same data in the same run: transcript (forced alignment),
 recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
