@@ -18,7 +18,9 @@ Usage::
    Mandarin): per-class hits against the transcript's phones force-aligned (see
    ``non_english_reference``), closures where none is spoken, for today's English routing
    ("before") and the language routing, audio only and with the transcript
-   (``--clips non-english`` runs only these).
+   (``--clips non-english`` runs only these), plus the audio-only path on the English clips,
+   the tuning set that its settings are chosen on (``TUNING_ROW``); ``--coverage`` adds how
+   many of the non-English bilabials each pocketsphinx decoding hears (``decoder_coverage``).
 
 Every configuration runs on the same data in the same run: transcript (forced alignment),
 recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcript; its
@@ -366,6 +368,99 @@ def evaluate_non_english(
     return {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()}
 
 
+#: The language-independent path run on English clips (``--language de`` forces it), scored
+#: the same way against the English dictionary's forced alignment: the **tuning set** for that
+#: path, so that its settings are chosen without looking at the non-English clips.
+TUNING_ROW = "tuning set: English clips, language-independent path"
+
+
+def english_tuning_clips(data: Path) -> list[tuple[Path, str]]:
+    """``(audio, transcript)`` of the English clips with exact transcripts: ``speech_en``
+    (``.raw`` duplicates skipped) and the 15 RAVDESS clips (acted emotional English, as EmoDB
+    is acted emotional German)."""
+    clips = []
+    speech = data / "speech_en" / "transcripts.tsv"
+    if speech.is_file():
+        with open(speech, newline="", encoding="utf-8") as handle:
+            clips += [(speech.parent / r["file"], r["transcript"])
+                      for r in csv.DictReader(handle, delimiter="\t")
+                      if not r["file"].endswith(".raw")]  # fmt: skip
+    ravdess = data / "emotional_speech" / "ravdess_actor01" / "labels.csv"
+    if ravdess.is_file():
+        with open(ravdess, newline="", encoding="utf-8") as handle:
+            clips += [(ravdess.parent / r["file"], r["statement"]) for r in csv.DictReader(handle)]
+    return clips
+
+
+def evaluate_tuning_set(
+    model: DefaultLipSyncModel, data: Path, fps: Fraction
+) -> dict[str, list[int]]:
+    """``{class: [hits, trials]}`` of the language-independent path on the English clips
+    (:data:`TUNING_ROW`), with the non-English scorer."""
+    tally: dict[str, list[bool]] = {}
+    for path, transcript in english_tuning_clips(data):
+        audio = decode_audio(path)
+        reference = reference_phones(audio, transcript)
+        times = frame_targets(num_frames_for(len(audio.samples), fps), fps) / SAMPLE_RATE
+        opts = InferenceOptions(fps=fps, blinks=False, language="de")
+        weights = model.animate([audio], opts)[0].weights
+        for key, values in non_english_hits(weights, times, reference).items():
+            tally.setdefault(key, []).extend(values)
+    return {k: [int(sum(v)), len(v)] for k, v in tally.items()}
+
+
+#: Phone-loop language weights whose reference bilabials ``--coverage`` counts (the model's
+#: path uses lw 2, ``phones.PHONE_SEARCH``).
+COVERAGE_LOOP_WEIGHTS = (0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def _loop_with_weight(weight: float) -> Callable[[bytes], list[ph.Phone]]:
+    import os
+
+    from pocketsphinx import Decoder
+
+    allphone = os.path.join(ph._model_path(), "en-us", "en-us-phone.lm.bin")
+    dec = Decoder(loglevel="FATAL", lm=None, allphone=allphone,
+                  **{**ph.PHONE_SEARCH, "lw": weight})  # fmt: skip
+
+    def decode(pcm: bytes) -> list[ph.Phone]:
+        ph._decode(dec, pcm)
+        return ph.merge_silences([
+            ph.Phone(ph._label(seg.word), seg.start_frame * ph.FRAME_S,
+                     (seg.end_frame + 1) * ph.FRAME_S)
+            for seg in dec.seg() or ()
+        ])  # fmt: skip
+
+    return decode
+
+
+def decoder_coverage(data: Path) -> dict[str, list[int]]:
+    """How many reference bilabials of the non-English clips each pocketsphinx decoding
+    hears as P/B/M (its phone within the reference phone's span +- ``TOLERANCE_S``), and all
+    of them together: the ceiling of any vote or union over these decoders (issue 17)."""
+    decoders: dict[str, Callable[[bytes], list[ph.Phone]]] = {
+        f"phone loop lw {w:g}": _loop_with_weight(w) for w in COVERAGE_LOOP_WEIGHTS
+    }
+    decoders["English words"] = ph.recognise
+    decoders["English words, fast"] = lambda pcm: ph.recognise(pcm, align=False)
+    heard: dict[str, list[bool]] = {name: [] for name in [*decoders, "any of them"]}
+    bilabial = CLASSES["bilabial closure"]
+    for path, transcript, code in non_english_clips(data):
+        audio = decode_audio(path)
+        reference = [p for p in non_english_reference(audio, transcript, code)
+                     if p.label in bilabial]  # fmt: skip
+        pcm = ph.to_pcm16(audio.samples)
+        found = []
+        for name, decode in decoders.items():
+            spans = [(p.start_s, p.end_s) for p in decode(pcm) if p.label in bilabial]
+            hits = [any(a <= r.end_s + TOLERANCE_S and r.start_s - TOLERANCE_S <= b
+                        for a, b in spans) for r in reference]  # fmt: skip
+            heard[name] += hits
+            found.append(hits)
+        heard["any of them"] += [any(column) for column in zip(*found, strict=True)]
+    return {name: [sum(v), len(v)] for name, v in heard.items()}
+
+
 def non_english_markdown(tally: dict[str, dict[str, list[int]]]) -> str:
     """The non-English table for docs/quality.md (rows = configurations)."""
     keys = [*NON_EN_CLASSES, "false closure", "closure in open vowels"]
@@ -380,8 +475,9 @@ def non_english_markdown(tally: dict[str, dict[str, list[int]]]) -> str:
         cells = []
         for key in keys:
             hit, n = row.get(key, [0, 0])
-            cells.append((f"{hit / n:.2f}" + (f" ({hit}/{n})" if key == "false closure" else ""))
-                         if n else "-")  # fmt: skip
+            # The tuning row's clips differ from the header's counts: each cell shows its own.
+            counted = key == "false closure" or name == TUNING_ROW
+            cells.append((f"{hit / n:.2f}" + (f" ({hit}/{n})" if counted else "")) if n else "-")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -426,6 +522,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="run only these configurations (e.g. recognised streaming)")  # fmt: skip
     parser.add_argument("--clips", choices=("english", "non-english", "all"), default="all",
                         help="which clips: speech_en, the German/Russian/Mandarin ones, or both")  # fmt: skip
+    parser.add_argument("--coverage", action="store_true",
+                        help="also count the non-English clips' bilabials each pocketsphinx "
+                             "decoding hears (and all of them together)")  # fmt: skip
     args = parser.parse_args(argv)
     TOLERANCE_S = args.tolerance
     fps = Fraction(args.fps)
@@ -433,7 +532,16 @@ def main(argv: list[str] | None = None) -> int:
     non_english = None
     if args.clips != "english":
         non_english = evaluate_non_english(model, args.data, fps)
+        if english_tuning_clips(args.data):
+            non_english[TUNING_ROW] = evaluate_tuning_set(model, args.data, fps)
         print(non_english_markdown(non_english) + "\n")
+        if args.coverage:
+            coverage = decoder_coverage(args.data)
+            non_english["decoder coverage"] = coverage  # type: ignore[assignment]
+            print("| reference bilabials heard as P/B/M by | share |\n|---|---|")
+            for name, (hit, n) in coverage.items():
+                print(f"| {name} | {hit / max(n, 1):.2f} ({hit}/{n}) |")
+            print()
         if args.clips == "non-english":
             if args.json:
                 args.json.write_text(json.dumps({"non_english": non_english}, indent=2))

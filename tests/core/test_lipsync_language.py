@@ -170,3 +170,28 @@ def test_a_stream_refuses_a_language_it_cannot_follow(model) -> None:
     with pytest.raises(ParameterError, match="language='de'"):
         model.open_stream(InferenceOptions(language="de"))
     model.open_stream(InferenceOptions(language="auto")).close()
+
+
+def test_the_phone_loop_s_vowels_open_where_the_spectrum_says_the_jaw_is_open(shared_data) -> None:
+    """Language-independent path: a vowel the loop heard as close or mid becomes AA exactly
+    when loudness x F1 openness over it reaches ``OPEN_VOWEL`` (tuned on English clips,
+    docs/quality.md); consonants, rounded and already open vowels keep their labels."""
+    from a2x_core.lipsync import acoustic as ac
+    from a2x_core.lipsync import expressions as ex
+
+    path, _ = _emodb(shared_data)["03a04Ad.wav"]  # "Heute abend könnte ich es ihm sagen."
+    samples = decode_audio(path).samples
+    loop = ph.merge_silences(ph.phone_loop(ph.to_pcm16(samples)))
+    level_db = ex.loudness_db(samples)
+    out = ac.open_vowels(loop, samples, level_db)
+    level = ex.normalised_loudness(level_db)
+    open_track = level * ex.openness(samples, level)
+    relabelled = 0
+    for before, after in zip(loop, out, strict=True):
+        assert (before.start_s, before.end_s) == (after.start_s, after.end_s)
+        lo = int(before.start_s / ex.ANALYSIS_S)
+        hi = max(lo + 1, int(before.end_s / ex.ANALYSIS_S))
+        opens = before.label in ac._OPENABLE and open_track[lo:hi].mean() >= ac.OPEN_VOWEL
+        assert after.label == ("AA" if opens else before.label), (before, after)
+        relabelled += opens
+    assert relabelled, "an angry German sentence has open vowels the loop heard as mid"
