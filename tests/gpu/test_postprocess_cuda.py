@@ -57,14 +57,18 @@ def test_cuda_pipeline_matches_the_cpu_pipeline(tmp_path) -> None:  # noqa: ANN0
     assert diffs.max() < ADMM_VS_BVLS_MAX and diffs.mean() < ADMM_VS_BVLS_MEAN
 
 
-def test_cuda_graph_solver_loop_equals_eager(tmp_path) -> None:  # noqa: ANN001
+def _eager_and_graphed_solvers(tmp_path) -> tuple[AdmmSolver, AdmmSolver]:  # noqa: ANN001
+    """The skin + tongue ADMM solver of a generated folder, eager and with CUDA graphs."""
     generated = make_regression_folder(tmp_path / "model")
     model = load_model(generated.model_json, backend="onnxruntime", threads=1)
     settings = model.settings({"skin.bsSolveCancelPoses": {"jawOpen": 0, "mouthClose": 0}})
     solvers = [BlendshapeSolver(model.package.skin.data, settings.skin),
                BlendshapeSolver(model.package.tongue.data, settings.tongue)]  # fmt: skip
-    eager = AdmmSolver(solvers, "cuda")
-    graphed = AdmmSolver(solvers, "cuda", cuda_graphs=True)
+    return AdmmSolver(solvers, "cuda"), AdmmSolver(solvers, "cuda", cuda_graphs=True)
+
+
+def test_cuda_graph_solver_loop_equals_eager(tmp_path) -> None:  # noqa: ANN001
+    eager, graphed = _eager_and_graphed_solvers(tmp_path)
     rng = np.random.default_rng(1)
     prev = None
     for _ in range(3):
@@ -133,13 +137,7 @@ def test_compile_option_reaches_the_pipeline_through_the_api(tmp_path) -> None: 
 def test_cuda_graphs_at_padded_shapes_equal_eager(tmp_path) -> None:  # noqa: ANN001
     """Calls of many (tracks, frames) shapes share the graphs of their padded shapes, the least
     recently used dropped past MAX_GRAPHS, and every replay equals the eager loop."""
-    generated = make_regression_folder(tmp_path / "model")
-    model = load_model(generated.model_json, backend="onnxruntime", threads=1)
-    settings = model.settings({"skin.bsSolveCancelPoses": {"jawOpen": 0, "mouthClose": 0}})
-    solvers = [BlendshapeSolver(model.package.skin.data, settings.skin),
-               BlendshapeSolver(model.package.tongue.data, settings.tongue)]  # fmt: skip
-    eager = AdmmSolver(solvers, "cuda")
-    graphed = AdmmSolver(solvers, "cuda", cuda_graphs=True)
+    eager, graphed = _eager_and_graphed_solvers(tmp_path)
     rng = np.random.default_rng(2)
     shapes = [(200, 81), (144, 39), (3, 13), (5, 11), (1, 61), (1, 120), (2, 64), (17, 9),
               (40, 17), (300, 8), (1, 119), (200, 81)]  # fmt: skip
