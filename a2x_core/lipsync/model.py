@@ -353,7 +353,8 @@ class DefaultLipSyncModel:
         weights, share = self.curves(phones, times, level, f0, opening, options)
         head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
         weights = alive_face(weights, times, ex.at_times(level, times), eyes, options.seed)
-        limit_jaw(weights, float(fps.denominator / fps.numerator))
+        # The whole clip is known: the jaw may start opening early (no jumps; issue 17).
+        limit_jaw(weights, float(fps.denominator / fps.numerator), ahead=True)
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
             "phone_words": exported_words(phones, aligned),
