@@ -191,8 +191,13 @@ def ours(data: Path) -> dict[str, dict[str, float]]:
     eyes = np.concatenate([r.eye_rotations[:, :2] for r in results])
     weights = np.concatenate([r.weights for r in results])
     seconds = sum(r.num_frames for r in results) / FPS
+    face = face_stats(weights)
+    # Jumps within each clip: the step from one clip's last frame to the next one's first is
+    # no jaw movement (it counted as one jump in 909 frames).
+    steps = np.concatenate([np.abs(np.diff(r.weights[:, _LOWER["jawopen"]])) for r in results])
+    face["jaw jumps > 0.2"] = float(np.mean(steps > 0.2))
     return {f"a2x default ({len(results)} clips, {seconds:.0f} s)": {
-        **head_stats(head), **gaze_stats(eyes), **face_stats(weights)}}
+        **head_stats(head), **gaze_stats(eyes), **face}}
 
 
 def table(rows: dict[str, dict[str, float]]) -> str:

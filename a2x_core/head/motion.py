@@ -442,25 +442,44 @@ def _eye_look(weights: np.ndarray, eyes: np.ndarray, full_deg: float) -> None:
 #: The jaw, a heavy articulator, moves at most this fast (jawOpen per second): 0.19 per frame at
 #: 30 fps, below the real captures' largest frame-to-frame change, 0.2 (docs/quality.md).
 JAW_SPEED = 5.7
-#: ... when it opens: faster, as a slower rise lowered short vowels' peaks (an open-vowel hit
-#: lost in benchmarks/lipsync_eval.py); the big jumps are closings into lip closures.
+#: ... when it opens with nothing to look ahead at (a stream's batch): faster, as a slower
+#: causal rise lowered short vowels' peaks (an open-vowel hit lost in
+#: benchmarks/lipsync_eval.py).
 JAW_RISE_SPEED = 12.0
+#: ... when it opens and the frames ahead are known (``ahead=True``, offline): as slow as it
+#: closes, reaching each opening in time by starting earlier, so peaks keep their height.
+JAW_AHEAD_SPEED = JAW_SPEED
 
 
-def limit_jaw(weights: np.ndarray, frame_s: float, previous: float | None = None) -> float:
-    """Limit jawOpen's speed to :data:`JAW_SPEED` (in place, one causal pass from
-    ``previous``, the last frame's jawOpen, so a stream continues where it stopped); where
-    the lips close (mouthClose > 0) mouthClose moves with the jaw, so that jawOpen -
-    mouthClose (lips together) is unchanged. Returns the last frame's jawOpen."""
+def limit_jaw(
+    weights: np.ndarray, frame_s: float, previous: float | None = None, *, ahead: bool = False
+) -> float:
+    """Limit jawOpen's speed (in place; returns the last frame's jawOpen).
+
+    Closing is at most :data:`JAW_SPEED`, in one causal pass from ``previous`` (the last
+    frame's jawOpen, so a stream continues where it stopped). Opening: with ``ahead`` (the
+    whole clip is known) the jaw starts opening early enough to reach every peak at
+    :data:`JAW_AHEAD_SPEED` (a backward pass that only raises the frames before a rise: an
+    opening after a closure used to jump up to 0.4 per 30 fps frame); otherwise a rise is
+    capped at :data:`JAW_RISE_SPEED`. Where the lips close (mouthClose > 0) mouthClose moves
+    with the jaw, so that jawOpen - mouthClose (lips together) is unchanged."""
     jaw_col, close_col = _col("jawOpen"), _col("mouthClose")
     jaw = weights[:, jaw_col].astype(np.float64)
     if len(jaw) == 0:
         return 0.0 if previous is None else previous
     down, up = JAW_SPEED * frame_s, JAW_RISE_SPEED * frame_s
+    target = jaw
+    if ahead:
+        # z[k] = max over j >= k of jaw[j] - rise * (j - k): the lowest curve at or above the
+        # jaw that rises no faster than JAW_AHEAD_SPEED (raising only keeps closures, which
+        # read jawOpen - mouthClose, and every peak).
+        rise = JAW_AHEAD_SPEED * frame_s
+        ramp = rise * np.arange(len(jaw))
+        target = np.maximum.accumulate((jaw - ramp)[::-1])[::-1] + ramp
     out = np.empty_like(jaw)
-    last = jaw[0] if previous is None else previous
-    for k, target in enumerate(jaw):
-        last = last + min(max(target - last, -down), up)
+    last = target[0] if previous is None else previous
+    for k, value in enumerate(target):
+        last = last + min(max(value - last, -down), up)
         out[k] = last
     close = weights[:, close_col].astype(np.float64)
     moved = np.where(close > 0, np.clip(close + out - jaw, 0.0, out), close)

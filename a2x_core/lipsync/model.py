@@ -332,6 +332,8 @@ class DefaultLipSyncModel:
             level = ex.normalised_loudness(level_db)
             f0 = ex.pitch_hz(samples, level)
             opening = ex.openness(samples, level)
+            # Head and gaze need only the loudness: computed while the workers decode.
+            head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
             phones, aligned = self._collect(
                 started, audio, options, warnings,
                 lambda done: progress(Progress(0.8 * done, stage)), cancel,
@@ -351,9 +353,9 @@ class DefaultLipSyncModel:
             cancel.check()
         progress(Progress(0.8, "animating"))
         weights, share = self.curves(phones, times, level, f0, opening, options)
-        head, eyes = head_and_gaze(level, times, options.seed, head_style(options))
         weights = alive_face(weights, times, ex.at_times(level, times), eyes, options.seed)
-        limit_jaw(weights, float(fps.denominator / fps.numerator))
+        # The whole clip is known: the jaw may start opening early (no jumps; issue 17).
+        limit_jaw(weights, float(fps.denominator / fps.numerator), ahead=True)
         arrays = {
             "phone_labels": np.array([p.label for p in phones]),
             "phone_words": exported_words(phones, aligned),

@@ -196,6 +196,8 @@ def test_the_face_is_not_switched_but_closures_stay_closed(
     alive = ("noseSneerLeft", "browDownRight", "cheekSquintLeft", "eyeWideLeft", "mouthDimpleLeft",
              "jawForward")  # all never above 0.01 before (issue 17 point 4)
     assert all(np.percentile(w[:, col[n]], 99) > 0.01 for n in alive), w[:, [col[n] for n in alive]].max(0)
+    # No jaw jumps (> 0.2 per frame: real takes 0-1 % of frames; 0.32 here before issue 17.4).
+    assert np.abs(np.diff(w[:, col["jawOpen"]])).max() <= 0.2
     # In place on a symmetric face: press means kept, the gaze drives the eye-look shapes.
     face = np.zeros((4, 52), np.float32)
     face[:, col["mouthPressLeft"]] = face[:, col["mouthPressRight"]] = 0.55
@@ -230,6 +232,35 @@ def test_the_jaw_moves_no_faster_than_a_jaw_and_closures_stay_closed() -> None:
     carried = limit_jaw(first, 1 / 30)
     limit_jaw(second, 1 / 30, carried)
     assert np.allclose(np.concatenate([first, second]), whole)
+
+
+@pytest.mark.parametrize("fps", [30, 60])
+def test_looking_ahead_the_jaw_opens_early_instead_of_jumping(fps: int) -> None:
+    """Offline (``ahead``), an opening after a closure starts early: no frame-to-frame rise
+    above JAW_AHEAD_SPEED, every target reached in full (the jaw is only ever raised), and the
+    closed lips stay together while the jaw lifts under them."""
+    from a2x_core.head.motion import JAW_AHEAD_SPEED, JAW_SPEED, limit_jaw
+    from a2x_core.names import ARKIT_52
+
+    jaw, close = ARKIT_52.index("jawOpen"), ARKIT_52.index("mouthClose")
+    frames = 2 * fps // 5  # 0.4 s
+    w = np.zeros((frames, 52), np.float32)
+    shut, vowel = frames // 2 - 2, frames // 2
+    w[shut:vowel, jaw] = w[shut:vowel, close] = 0.03  # /b/: lips together
+    w[vowel : vowel + 3, jaw] = 0.7  # a short open vowel right after it
+    target, parted = w[:, jaw].copy(), w[:, jaw] - w[:, close]
+    limit_jaw(w, 1 / fps, ahead=True)
+    out = w[:, jaw]
+    assert np.diff(out).max() <= JAW_AHEAD_SPEED / fps + 1e-6
+    assert -np.diff(out).min() <= JAW_SPEED / fps + 1e-6
+    assert (out >= target - 1e-6).all() and out[vowel] == pytest.approx(0.7)
+    assert out[shut] > 0.1  # already opening under the closed lips ...
+    assert np.allclose((w[:, jaw] - w[:, close])[shut:vowel], parted[shut:vowel], atol=1e-6)
+    # ... which a causal limit cannot do: it would cut the vowel's peak.
+    causal = np.zeros_like(w)
+    causal[:, jaw] = target
+    limit_jaw(causal, 1 / fps)
+    assert causal[vowel, jaw] < 0.7 - 1e-3
 
 
 def test_an_audio2face_model_gets_the_head_motion_too(tmp_path: Path, timit: np.ndarray) -> None:
