@@ -1086,6 +1086,13 @@ def console_main() -> int:
         # workers decode on every core, and OpenBLAS's idle threads spin against them (~0.2-0.5
         # s of CPU per command); the default model's output is the same.
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if sys.argv[1:2] == ["live"]:
+        # cpu10 (issue 12.5 / 13.4): a live stream runs one or two frames per push, too small
+        # for a second OpenBLAS thread to help, and that thread's spinning after each call
+        # takes a core from the network's threads (one regression stream on the 2-core VM:
+        # CPU per frame 110 -> 50 ms; docs/benchmarks.md, "One regression stream on the
+        # 2-core CPU"); the frames are the same within float rounding
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return main()
     finally:
