@@ -33,11 +33,13 @@ vertex counts) and ``default`` (the embedded model), each where its streaming mo
   Live Link Face sender and a UDP socket on 127.0.0.1; p50/p99 of packet arrival − the time its
   audio arrived.
 
-- **A/B** (``--ab conv2d|blas``, CPU): one regression stream's latency for two settings in one
-  process, alternating every ``--ab-segment-s`` of audio (the first blocks after a switch are
-  not counted), with the process's CPU seconds per frame: ``conv2d`` = the ONNX Runtime engine
-  with its 1-D convs run as 2-D ones (default) vs the file as it is; ``blas`` = OpenBLAS on one
-  thread (this script's default, as ``a2x live``) vs two.
+- **A/B** (``--ab conv2d|blas|int8``, CPU): one regression stream's latency for two settings
+  in one process, alternating every ``--ab-segment-s`` of audio (the first blocks after a
+  switch are not counted), with the process's CPU seconds per frame: ``conv2d`` = the ONNX
+  Runtime engine with its 1-D convs run as 2-D ones (default) vs the file as it is; ``blas`` =
+  OpenBLAS on one thread (this script's default, as ``a2x live``) vs two; ``int8`` = the
+  explicit int8 network (``RegressionModel.quantize_int8``, calibrated on the speech) vs fp32,
+  plus its error on the ARKit weights of a 10 s offline run.
 
 OpenBLAS: this script limits it to one thread, as ``a2x live`` does (set
 ``OPENBLAS_NUM_THREADS=2`` in the environment to measure the old setting).
@@ -499,6 +501,11 @@ def ab_note(args: argparse.Namespace, model: Any, options: Any, samples: np.ndar
             ort_backend.CONV1D_AS_2D = True
         variants = {"1-D convs as 2-D (default)": (lambda: model.open_stream(options), lambda: None),
                     "the file's 1-D convs": (lambda: plain.open_stream(options), lambda: None)}  # fmt: skip
+    elif args.ab == "int8":
+        quantised = int8_model(args, options, samples)
+        error = int8_error(model, quantised, options, samples)
+        variants = {"fp32 (1-D convs as 2-D)": (lambda: model.open_stream(options), lambda: None),
+                    "int8 QDQ": (lambda: quantised.open_stream(options), lambda: None)}  # fmt: skip
     else:
         if not openblas_threads(1):
             return "A/B blas: numpy's OpenBLAS not found"
@@ -512,9 +519,35 @@ def ab_note(args: argparse.Namespace, model: Any, options: Any, samples: np.ndar
     rows = [f"{n}: compute per frame p50 {r['compute'][0]:.1f} / p99 {r['compute'][1]:.1f} ms, "
             f"CPU {r['cpu_ms']:.1f} ms per frame ({r['frames']} frames)"
             for n, r in result.items()]  # fmt: skip
+    if args.ab == "int8":
+        rows.append(error)
     return (f"A/B {args.ab}, regression at {fps_text} fps, {args.seconds:g} s in turns of "
             f"{args.ab_segment_s:g} s (load {start:.2f} -> {os.getloadavg()[0]:.2f}): "
             + "; ".join(rows))
+
+
+def int8_model(args: argparse.Namespace, options: Any, samples: np.ndarray) -> Any:
+    """A second regression model on the int8 network (:meth:`RegressionModel.quantize_int8`,
+    calibrated on 32 windows of the speech's first 20 s with the run's emotion row)."""
+    from a2x_core.audio import Audio
+
+    quantised = regression_model(args)
+    quantised.quantize_int8(Audio(samples[: 20 * SAMPLE_RATE]), options)
+    return quantised
+
+
+def int8_error(model: Any, quantised: Any, options: Any, samples: np.ndarray) -> str:
+    """The int8 network's error where it counts: the ARKit weights of one offline run of 10 s
+    of the speech, against the fp32 run."""
+    from a2x_core.audio import Audio
+
+    clip = [Audio(samples[: 10 * SAMPLE_RATE])]
+    want = model.animate(clip, options)[0].weights
+    got = quantised.animate(clip, options)[0].weights
+    diff = np.abs(got - want)
+    return (f"int8 error on the ARKit weights (10 s offline, vs fp32): max {diff.max():.4f}, "
+            f"p99 {np.percentile(diff, 99):.4f}, mean {diff.mean():.5f} (weights' p99 "
+            f"{np.percentile(np.abs(want), 99):.3f})")
 
 
 def main() -> None:
@@ -551,10 +584,11 @@ def main() -> None:
                         "collector's full passes no longer walk the model's objects in a tick)")
     parser.add_argument("--profile-bank", type=int, default=0,
                         help="torch.profiler table of a bank of this many streams")
-    parser.add_argument("--ab", default="", choices=["", "conv2d", "blas"],
+    parser.add_argument("--ab", default="", choices=["", "conv2d", "blas", "int8"],
                         help="CPU regression: A/B of one stream, two settings alternating in "
                         "one process (conv2d: 1-D convs as 2-D vs as they are; blas: OpenBLAS "
-                        "1 vs 2 threads)")
+                        "1 vs 2 threads; int8: the network statically quantised (QDQ, "
+                        "calibrated on the speech) vs fp32, with the weights' error)")
     parser.add_argument("--ab-segment-s", type=float, default=2.0)
     parser.add_argument("--live-block-ms", type=float, default=0.0,
                         help="the live path's source block (default: a2x live's, 20 ms)")

@@ -51,6 +51,7 @@ class OnnxRuntimeEngine(InferenceEngine):
         *,
         threads: int | None = None,
         conv_2d: bool | None = None,
+        int8_calibration: Sequence[Mapping[str, np.ndarray]] | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -75,6 +76,11 @@ class OnnxRuntimeEngine(InferenceEngine):
         network: str | bytes = str(self.path)
         if CONV1D_AS_2D if conv_2d is None else conv_2d:
             network, self.convs_as_2d = _rewritten(self.path)
+        #: "int8" when the session runs the statically quantised network (:func:`quantize_int8`)
+        self.precision = "fp32"
+        if int8_calibration is not None:
+            network = quantize_int8(network, int8_calibration, self.path)
+            self.precision = "int8"
         try:
             self._session = ort.InferenceSession(
                 network, sess_options=options, providers=["CPUExecutionProvider"]
@@ -102,7 +108,56 @@ class OnnxRuntimeEngine(InferenceEngine):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "provider": "CPUExecutionProvider", "threads": self.threads,
-                "convs_1d_as_2d": self.convs_as_2d}  # fmt: skip
+                "convs_1d_as_2d": self.convs_as_2d, "precision": self.precision}  # fmt: skip
+
+
+def quantize_int8(
+    network: str | bytes, calibration: Sequence[Mapping[str, np.ndarray]], path: Path
+) -> bytes:
+    """An explicit reduced-precision option (never a default): the network with its Conv and
+    MatMul nodes statically quantised to int8 (QDQ; per-channel int8 weights, uint8 activations
+    whose ranges come from running ``calibration``, a list of feeds such as windows of real
+    speech). ONNX Runtime then runs its int8 kernels (AVX-512 VNNI where the CPU has it): on
+    the 2-core VM the regression network costs half the CPU per frame of fp32, and the outputs
+    move by ~1 % of their range (docs/benchmarks.md, "One regression stream on the 2-core CPU").
+
+    Raises:
+        EngineError: ``onnx`` is missing, no calibration feeds, or quantisation failed.
+    """
+    import tempfile
+
+    if not calibration:
+        raise EngineError("int8 needs calibration feeds (e.g. windows of real speech)", path=path)
+    try:
+        import onnx
+        from onnxruntime.quantization import (
+            CalibrationDataReader,
+            QuantFormat,
+            QuantType,
+            quantize_static,
+        )
+    except ImportError:
+        raise EngineError("int8 quantisation needs the onnx package", path=path,
+                          hint="pip install onnx") from None  # fmt: skip
+
+    class Feeds(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter([dict(f) for f in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    with tempfile.TemporaryDirectory(prefix="a2x-int8-") as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        model = onnx.load_from_string(network) if isinstance(network, bytes) else onnx.load(network)
+        onnx.save(model, str(source))
+        try:
+            quantize_static(str(source), str(target), Feeds(), quant_format=QuantFormat.QDQ,
+                            op_types_to_quantize=["Conv", "MatMul"], per_channel=True,
+                            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)  # fmt: skip
+        except Exception as error:  # noqa: BLE001 - the quantiser raises many types
+            raise EngineError(f"int8 quantisation failed ({error})", path=path) from None
+        return target.read_bytes()
 
 
 def _rewritten(path: Path) -> tuple[str | bytes, int]:

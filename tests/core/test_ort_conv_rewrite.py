@@ -88,3 +88,49 @@ def test_module_switch_and_create_engine_default(tmp_path: Path, monkeypatch) ->
     assert create_engine("onnxruntime", path, INPUTS, outputs, threads=1).convs_as_2d == 3
     monkeypatch.setattr(ort_backend, "CONV1D_AS_2D", False)
     assert create_engine("onnxruntime", path, INPUTS, outputs, threads=1).convs_as_2d == 0
+
+
+# ------------------------------------------------------------------------------ int8 (explicit)
+
+
+def test_int8_engine_is_quantised_and_close(tmp_path: Path) -> None:
+    """``int8_calibration``: the session runs quantised kernels (outputs move, within a few %
+    of their range on calibration-like input) and says so; without feeds: a typed error."""
+    from a2x_core.errors import EngineError
+
+    path, outputs = _network(tmp_path / "convs.onnx", 14)
+    rng = np.random.default_rng(5)
+    calibration = [{"x": rng.normal(0, 1, (1, 4, LENGTH)).astype(np.float32)} for _ in range(8)]
+    plain = OnnxRuntimeEngine(path, INPUTS, outputs, threads=1)
+    int8 = OnnxRuntimeEngine(path, INPUTS, outputs, threads=1, int8_calibration=calibration)
+    assert int8.describe()["precision"] == "int8" and plain.describe()["precision"] == "fp32"
+    feeds = {"x": rng.normal(0, 1, (3, 4, LENGTH)).astype(np.float32)}
+    got, want = int8.run(feeds)["y"], plain.run(feeds)["y"]
+    error = np.abs(got - want).max() / np.abs(want).max()
+    assert 0 < error < 0.05
+    with pytest.raises(EngineError, match="calibration"):
+        OnnxRuntimeEngine(path, INPUTS, outputs, threads=1, int8_calibration=[])
+
+
+def test_regression_model_int8_on_speech(tmp_path: Path) -> None:
+    """``RegressionModel.quantize_int8``: calibrated on real speech, the model's frames stay
+    close to fp32's; too little speech is a ParameterError naming the fix."""
+    from a2x_core.audio import Audio, decode_audio
+    from a2x_core.errors import ParameterError
+    from a2x_core.models import load_model
+    from a2x_core.options import InferenceOptions
+    from tests.a2f_folders import make_regression_folder
+    from tests.conftest import SAMPLE
+
+    folder = make_regression_folder(tmp_path / "model")
+    model = load_model(folder.model_json, backend="onnxruntime", threads=1)
+    speech = Audio(decode_audio(SAMPLE).samples[: 4 * 16000])
+    options = InferenceOptions(fps=30)
+    want = model.animate([speech], options)[0].weights
+    with pytest.raises(ParameterError, match="shorter than one window"):
+        model.quantize_int8(Audio(speech.samples[:1000]))
+    model.quantize_int8(speech, options)
+    assert model.engine.precision == "int8"
+    got = model.animate([speech], options)[0].weights
+    assert got.shape == want.shape
+    assert 0 < np.abs(got - want).max() < 0.05  # quantised, and close
