@@ -438,7 +438,12 @@ def regression_model(args: argparse.Namespace) -> Any:
 
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
-        return load_model(model_json, backend="onnxruntime", threads=args.threads)
+        model = load_model(model_json, backend="onnxruntime", threads=args.threads)
+        if getattr(args, "int8", False):
+            from a2x_core.audio import Audio
+
+            model.quantize_int8(Audio(speech(20.0)))
+        return model
     model = load_model(model_json, backend="torch", device=args.device,
                        precision=args.precision, compile_network=args.compile)  # fmt: skip
     if args.compile_rows:
@@ -531,7 +536,7 @@ def int8_model(args: argparse.Namespace, options: Any, samples: np.ndarray) -> A
     calibrated on 32 windows of the speech's first 20 s with the run's emotion row)."""
     from a2x_core.audio import Audio
 
-    quantised = regression_model(args)
+    quantised = regression_model(argparse.Namespace(**{**vars(args), "int8": False}))
     quantised.quantize_int8(Audio(samples[: 20 * SAMPLE_RATE]), options)
     return quantised
 
@@ -590,12 +595,17 @@ def main() -> None:
                         "1 vs 2 threads; int8: the network statically quantised (QDQ, "
                         "calibrated on the speech) vs fp32, with the weights' error)")
     parser.add_argument("--ab-segment-s", type=float, default=2.0)
+    parser.add_argument("--int8", action="store_true",
+                        help="CPU regression: the explicit int8 network (quantize_int8, "
+                        "calibrated on the speech) for the latency and live runs")
     parser.add_argument("--live-block-ms", type=float, default=0.0,
                         help="the live path's source block (default: a2x live's, 20 ms)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.ab and args.int8:
+        parser.error("--ab compares against the fp32 model: run it without --int8")
 
     from a2x_core.options import InferenceOptions
     from a2x_core.timing import parse_fps
