@@ -1090,7 +1090,7 @@ def console_main() -> int:
         # cpu10 (issue 12.5 / 13.4): a live stream runs one or two frames per push, too small
         # for a second OpenBLAS thread to help, and that thread's spinning after each call
         # takes a core from the network's threads (one regression stream on the 2-core VM:
-        # CPU per frame 110 -> 50 ms; docs/benchmarks.md, "One regression stream on the
+        # CPU per frame 92 -> 43 ms under load; docs/benchmarks.md, "One regression stream on the
         # 2-core CPU"); the frames are the same within float rounding
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:

@@ -20,7 +20,7 @@ log = logging.getLogger("a2x_core")
 #: Runtime's CPU provider runs 1-D convs as im2col + GEMM, while 2-D convs go through its
 #: blocked (NCHWc) direct kernels: on the 2-core AVX-512 VM the regression network's wav2vec2
 #: front end then costs ~15 % less CPU per frame; outputs differ by float rounding only
-#: (max 5e-8 on the benchmark network; docs/benchmarks.md, "One regression stream on the
+#: (<= 1e-7 on the benchmark network; docs/benchmarks.md, "One regression stream on the
 #: 2-core CPU"). Needs the ``onnx`` package; without it the file runs as it is.
 CONV1D_AS_2D = True
 
