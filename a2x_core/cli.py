@@ -825,7 +825,7 @@ def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
                          http_port=args.http_port or None, token=args.token,
                          tls_cert=args.tls_cert, tls_key=args.tls_key,
                          reuse_port=slots is not None, serving=slots is None,
-                         # serve500b: the CUDA bank warmed up before SERVING (first-round tail)
+                         # the CUDA bank warmed up before SERVING (first-round tail)
                          warm_streams=warm_streams_for(hub, args.max_streams, args.processes))  # fmt: skip
     return ServiceServer(hub, config)
 
@@ -1087,6 +1087,13 @@ def console_main() -> int:
         # Set before numpy loads OpenBLAS: the main process's numpy work is small while the
         # workers decode on every core, and OpenBLAS's idle threads spin against them (~0.2-0.5
         # s of CPU per command); the default model's output is the same.
+        os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    if sys.argv[1:2] == ["live"]:
+        # issues 12.5 / 13.4: a live stream runs one or two frames per push, too small
+        # for a second OpenBLAS thread to help, and that thread's spinning after each call
+        # takes a core from the network's threads (one regression stream on the 2-core VM:
+        # CPU per frame 92 -> 43 ms under load; docs/benchmarks.md, "One regression stream on the
+        # 2-core CPU"); the frames are the same within float rounding
         os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         return main()

@@ -33,6 +33,17 @@ vertex counts) and ``default`` (the embedded model), each where its streaming mo
   Live Link Face sender and a UDP socket on 127.0.0.1; p50/p99 of packet arrival − the time its
   audio arrived.
 
+- **A/B** (``--ab conv2d|blas|int8``, CPU): one regression stream's latency for two settings
+  in one process, alternating every ``--ab-segment-s`` of audio (the first blocks after a
+  switch are not counted), with the process's CPU seconds per frame: ``conv2d`` = the ONNX
+  Runtime engine with its 1-D convs run as 2-D ones (default) vs the file as it is; ``blas`` =
+  OpenBLAS on one thread (this script's default, as ``a2x live``) vs two; ``int8`` = the
+  explicit int8 network (``RegressionModel.quantize_int8``, calibrated on the speech) vs fp32,
+  plus its error on the ARKit weights of a 10 s offline run.
+
+OpenBLAS: this script limits it to one thread, as ``a2x live`` does (set
+``OPENBLAS_NUM_THREADS=2`` in the environment to measure the old setting).
+
 Usage: python benchmarks/bench_stream.py [--models regression,default] [--fps 30,60]
        [--seconds 60] [--device cpu|cuda] [--max-streams 4096] [--live] [--out results.md]
 """
@@ -49,7 +60,10 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+# before numpy loads OpenBLAS: one thread, as ``a2x live`` (cli.console_main) runs
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -110,6 +124,64 @@ def latency(open_stream: Callable[[], Any], samples: np.ndarray, block: int, fps
         "compute": percentiles(compute_ms),
         "push": percentiles(push_ms),
     }
+
+
+def openblas_threads(count: int) -> bool:
+    """Set OpenBLAS's thread count at run time (numpy's bundled library, through ctypes);
+    False where it cannot be found. Only for the ``--ab blas`` comparison."""
+    import ctypes
+    import glob
+
+    libs = Path(np.__file__).parent.parent / "numpy.libs"
+    for path in glob.glob(str(libs / "*openblas*")):
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "openblas_set_num_threads64_",
+                     "openblas_set_num_threads"):  # fmt: skip
+            if hasattr(lib, name):
+                getattr(lib, name)(int(count))
+                return True
+    return False
+
+
+def ab_latency(variants: dict[str, tuple[Callable[[], Any], Callable[[], None]]],
+               samples: np.ndarray, block: int, segment_s: float) -> dict[str, dict[str, Any]]:  # fmt: skip
+    """One stream per variant, pushed in turns of ``segment_s`` of audio at real-time pace
+    (``variants``: name -> (open_stream, switch: called before each of its turns)); per
+    variant: compute per frame p50 / p99 (push wall time / its frames) and the process's CPU
+    ms per frame. The first 10 blocks of every turn are not counted (a switch's warm-up)."""
+    streams = {}
+    for name, (open_stream, switch) in variants.items():
+        switch()
+        warm = open_stream()
+        for at in range(0, 2 * SAMPLE_RATE, block):
+            warm.push(samples[at : at + block])
+        warm.cancel()
+        streams[name] = open_stream()
+    names = list(variants)
+    turn = max(1, int(segment_s * SAMPLE_RATE / block))
+    stats = {n: {"compute": [], "cpu": 0.0, "frames": 0} for n in names}
+    period = block / SAMPLE_RATE
+    t0 = time.perf_counter()
+    for i, at in enumerate(range(0, len(samples), block)):
+        name = names[(i // turn) % len(names)]
+        if i % turn == 0:
+            variants[name][1]()
+        delay = t0 + (i + 1) * period - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        # a stream gets its turns' blocks only (the speech jumps between turns; a backlog of
+        # the other turns' audio would run at once and stall the pace)
+        cpu, start = time.process_time(), time.perf_counter()
+        out = streams[name].push(samples[at : at + block])
+        spent, cpu = time.perf_counter() - start, time.process_time() - cpu
+        if out and i % turn >= 10:
+            stats[name]["compute"] += [1e3 * spent / len(out)] * len(out)
+            stats[name]["cpu"] += cpu
+            stats[name]["frames"] += len(out)
+    for stream in streams.values():
+        stream.cancel()
+    return {n: {"compute": percentiles(v["compute"]), "frames": v["frames"],
+                "cpu_ms": 1e3 * v["cpu"] / max(1, v["frames"])} for n, v in stats.items()}  # fmt: skip
 
 
 def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
@@ -366,7 +438,12 @@ def regression_model(args: argparse.Namespace) -> Any:
 
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
-        return load_model(model_json, backend="onnxruntime", threads=args.threads)
+        model = load_model(model_json, backend="onnxruntime", threads=args.threads)
+        if getattr(args, "int8", False):
+            from a2x_core.audio.decode import Audio
+
+            model.quantize_int8(Audio(speech(20.0)))
+        return model
     model = load_model(model_json, backend="torch", device=args.device,
                        precision=args.precision, compile_network=args.compile)  # fmt: skip
     if args.compile_rows:
@@ -416,6 +493,68 @@ def kinds(args: argparse.Namespace) -> dict[str, Callable[[], Any]]:
     return loaders
 
 
+def ab_note(args: argparse.Namespace, model: Any, options: Any, samples: np.ndarray,
+            block: int, fps_text: str) -> str:  # fmt: skip
+    """``--ab``: the two settings' rows of :func:`ab_latency` as one note."""
+    if args.ab == "conv2d":
+        from a2x_core.backends import onnxruntime as ort_backend
+
+        ort_backend.CONV1D_AS_2D = False
+        try:
+            plain = regression_model(args)
+        finally:
+            ort_backend.CONV1D_AS_2D = True
+        variants = {"1-D convs as 2-D (default)": (lambda: model.open_stream(options), lambda: None),
+                    "the file's 1-D convs": (lambda: plain.open_stream(options), lambda: None)}  # fmt: skip
+    elif args.ab == "int8":
+        quantised = int8_model(args, options, samples)
+        error = int8_error(model, quantised, options, samples)
+        variants = {"fp32 (1-D convs as 2-D)": (lambda: model.open_stream(options), lambda: None),
+                    "int8 QDQ": (lambda: quantised.open_stream(options), lambda: None)}  # fmt: skip
+    else:
+        if not openblas_threads(1):
+            return "A/B blas: numpy's OpenBLAS not found"
+        variants = {"OpenBLAS 1 thread": (lambda: model.open_stream(options),
+                                          lambda: openblas_threads(1)),
+                    "OpenBLAS 2 threads": (lambda: model.open_stream(options),
+                                           lambda: openblas_threads(2))}  # fmt: skip
+    start = os.getloadavg()[0]
+    result = ab_latency(variants, samples[: int(args.seconds * SAMPLE_RATE)], block,
+                        args.ab_segment_s)  # fmt: skip
+    rows = [f"{n}: compute per frame p50 {r['compute'][0]:.1f} / p99 {r['compute'][1]:.1f} ms, "
+            f"CPU {r['cpu_ms']:.1f} ms per frame ({r['frames']} frames)"
+            for n, r in result.items()]  # fmt: skip
+    if args.ab == "int8":
+        rows.append(error)
+    return (f"A/B {args.ab}, regression at {fps_text} fps, {args.seconds:g} s in turns of "
+            f"{args.ab_segment_s:g} s (load {start:.2f} -> {os.getloadavg()[0]:.2f}): "
+            + "; ".join(rows))
+
+
+def int8_model(args: argparse.Namespace, options: Any, samples: np.ndarray) -> Any:
+    """A second regression model on the int8 network (:meth:`RegressionModel.quantize_int8`,
+    calibrated on 32 windows of the speech's first 20 s with the run's emotion row)."""
+    from a2x_core.audio.decode import Audio
+
+    quantised = regression_model(argparse.Namespace(**{**vars(args), "int8": False}))
+    quantised.quantize_int8(Audio(samples[: 20 * SAMPLE_RATE]), options)
+    return quantised
+
+
+def int8_error(model: Any, quantised: Any, options: Any, samples: np.ndarray) -> str:
+    """The int8 network's error where it counts: the ARKit weights of one offline run of 10 s
+    of the speech, against the fp32 run."""
+    from a2x_core.audio.decode import Audio
+
+    clip = [Audio(samples[: 10 * SAMPLE_RATE])]
+    want = model.animate(clip, options)[0].weights
+    got = quantised.animate(clip, options)[0].weights
+    diff = np.abs(got - want)
+    return (f"int8 error on the ARKit weights (10 s offline, vs fp32): max {diff.max():.4f}, "
+            f"p99 {np.percentile(diff, 99):.4f}, mean {diff.mean():.5f} (weights' p99 "
+            f"{np.percentile(np.abs(want), 99):.3f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="regression,default")
@@ -450,10 +589,23 @@ def main() -> None:
                         "collector's full passes no longer walk the model's objects in a tick)")
     parser.add_argument("--profile-bank", type=int, default=0,
                         help="torch.profiler table of a bank of this many streams")
+    parser.add_argument("--ab", default="", choices=["", "conv2d", "blas", "int8"],
+                        help="CPU regression: A/B of one stream, two settings alternating in "
+                        "one process (conv2d: 1-D convs as 2-D vs as they are; blas: OpenBLAS "
+                        "1 vs 2 threads; int8: the network statically quantised (QDQ, "
+                        "calibrated on the speech) vs fp32, with the weights' error)")
+    parser.add_argument("--ab-segment-s", type=float, default=2.0)
+    parser.add_argument("--int8", action="store_true",
+                        help="CPU regression: the explicit int8 network (quantize_int8, "
+                        "calibrated on the speech) for the latency and live runs")
+    parser.add_argument("--live-block-ms", type=float, default=0.0,
+                        help="the live path's source block (default: a2x live's, 20 ms)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.ab and args.int8:
+        parser.error("--ab compares against the fp32 model: run it without --int8")
 
     from a2x_core.options import InferenceOptions
     from a2x_core.timing import parse_fps
@@ -520,7 +672,14 @@ def main() -> None:
             if name == "regression" and args.device == "cpu":
                 notes.append(network_baseline(model))
                 print(notes[-1], flush=True)
+            if args.ab and name == "regression" and args.device == "cpu":
+                notes.append(ab_note(args, model, options, samples, block, fps_text))
+                print(notes[-1], flush=True)
             if args.live:
+                if args.live_block_ms:
+                    import a2x_core.live
+
+                    a2x_core.live.BLOCK_S = args.live_block_ms / 1000
                 result = live_path(model, options, samples[: int(args.seconds * SAMPLE_RATE)], fps)
                 p50, p99 = result["latency"]
                 notes.append(
@@ -529,7 +688,8 @@ def main() -> None:
                     f"{p50:.0f} ms, p99 {p99:.0f} ms (look-ahead "
                     f"{result['lookahead_ms']:.0f} ms; p99 − look-ahead "
                     f"{p99 - result['lookahead_ms']:.0f} ms); {result['received']} of "
-                    f"{result['frames']} packets received")  # fmt: skip
+                    f"{result['frames']} packets received; source blocks "
+                    f"{args.live_block_ms or 20:g} ms")  # fmt: skip
                 print(notes[-1], flush=True)
             if lat is None:
                 lines.append(f"| {name} | {fps_text} | - | - | - | {load} |")

@@ -325,6 +325,40 @@ class RegressionModel:
         )
         return np.concatenate([implicit, explicit], axis=1).astype(np.float32)
 
+    def quantize_int8(self, speech: Audio, options: InferenceOptions | None = None,
+                      windows: int = 32) -> None:  # fmt: skip
+        """Explicit reduced precision, ONNX Runtime only (never a default): from now on run an
+        int8 copy of the network, its activation ranges calibrated on up to ``windows``
+        windows of ``speech`` (real speech like the audio to come) with ``options``' emotion
+        row (:func:`.backends.onnxruntime.quantize_int8`). About half the CPU per frame of
+        fp32 on an AVX-512 VNNI CPU; the results change (measured on the benchmark network:
+        outputs ~1 % of their range; docs/benchmarks.md): check them on your model first.
+
+        Raises:
+            ParameterError: the engine is not ONNX Runtime, or ``speech`` is shorter than one
+                window.
+        """
+        from ..backends.onnxruntime import OnnxRuntimeEngine
+
+        engine = self.engine
+        if not isinstance(engine, OnnxRuntimeEngine):
+            raise ParameterError("int8 runs on the ONNX Runtime engine only",
+                                 hint="load the model with backend='onnxruntime'")  # fmt: skip
+        info = self.package.network_info
+        length = int(info.buffer_len)
+        samples = np.asarray(speech.samples, np.float32)
+        if len(samples) < length:
+            raise ParameterError(f"int8 calibration speech is shorter than one window "
+                                 f"({length / 16000:.2f} s)", hint="give a few seconds of speech")  # fmt: skip
+        settings = self.settings((options or InferenceOptions()).parameters)
+        strength = np.float32(settings.animator["input_strength"])
+        emotion = self._emotion_input(settings, info.default_emotion[None].astype(np.float32))
+        starts = np.linspace(0, len(samples) - length, max(1, int(windows))).astype(int)
+        feeds = [{"input": (strength * samples[a : a + length])[None, None],
+                  "emotion": emotion[None]} for a in np.unique(starts)]  # fmt: skip
+        self.engine = OnnxRuntimeEngine(engine.path, engine.inputs, engine.outputs,
+                                        threads=engine.threads, int8_calibration=feeds)  # fmt: skip
+
     def _prepare(self, options: InferenceOptions) -> _Run:
         """The settings, solvers and prepared post-network stages of one run of ``options``."""
         settings = self.settings(options.parameters)
