@@ -3,7 +3,7 @@
 Usage::
 
     .venv/bin/python benchmarks/lipsync_eval.py [--data ../shared/data] [--fps 60] [--json OUT]
-        [--only CONFIG ...]
+        [--only CONFIG ...] [--misses]
 
 1. ``speech_en`` (exact transcripts in ``transcripts.tsv``; ``.raw`` duplicates skipped): the
    reference phones are pocketsphinx's forced alignment of the exact transcript. Each
@@ -27,6 +27,9 @@ recognised (no transcript), streaming (``open_stream``, 20 ms pushes, no transcr
 per-push compute time is reported too), fast, an amplitude-only baseline whose jaw follows
 loudness, and Rhubarb Lip Sync without and with the dialog text (``rhubarb_baseline.py``;
 skipped when its binary is absent: ``make rhubarb``). ``--only`` picks some of them.
+``--misses`` lists the /p b m/ and /f v/ that the streaming and recognised rows score
+differently, each with the stream's phones when its frame went out and later (see
+:func:`stream_misses`).
 """
 
 from __future__ import annotations
@@ -172,7 +175,7 @@ def _configs(
 
     def streamed(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
         opts = InferenceOptions(fps=fps, blinks=False)
-        return stream_weights(model, audio, opts, PUSH_TIMES_MS)
+        return stream_weights(model, audio, opts, PUSH_TIMES_MS, STREAM_TRACE)
 
     def by_rhubarb(dialog: bool) -> Callable[[Audio, Fraction, str | None], np.ndarray]:
         def animate(audio: Audio, fps: Fraction, transcript: str | None) -> np.ndarray:
@@ -198,14 +201,19 @@ def _configs(
 PUSH_SAMPLES = 320
 #: Compute time of every streaming push (milliseconds), for the p50/p99 in the report.
 PUSH_TIMES_MS: list[float] = []
+#: ``--misses``: the streaming configuration's ``DefaultStream.trace`` of the current clip.
+STREAM_TRACE: list | None = None
 
 
 def stream_weights(
-    model: DefaultLipSyncModel, audio: Audio, options: InferenceOptions, times_ms: list[float]
+    model: DefaultLipSyncModel, audio: Audio, options: InferenceOptions, times_ms: list[float],
+    trace: list | None = None,
 ) -> np.ndarray:
     """Weights of the clip pushed through ``model.open_stream`` in 20 ms blocks, then closed;
-    the compute time of every push (not the close) is appended to ``times_ms``."""
+    the compute time of every push (not the close) is appended to ``times_ms``; ``trace``: a
+    list to receive the stream's trace (the phones every frame was computed from)."""
     stream = model.open_stream(options)
+    stream.trace = trace
     frames = []
     for start in range(0, len(audio.samples), PUSH_SAMPLES):
         began = time.perf_counter()
@@ -482,6 +490,50 @@ def non_english_markdown(tally: dict[str, dict[str, list[int]]]) -> str:
     return "\n".join(lines)
 
 
+#: ``--misses`` lists the phones of these classes that the streaming and recognised rows score
+#: differently.
+MISS_CLASSES = ("bilabial closure", "labiodental")
+
+
+def _phones_near(phones: list[ph.Phone], around: ph.Phone, reach_s: float = 0.15) -> str:
+    """``LABEL(word)`` of the phones within ``reach_s`` of ``around``."""
+    return " ".join(f"{p.label}({p.word})" if p.word else p.label for p in phones
+                    if p.end_s > around.start_s - reach_s and p.start_s < around.end_s + reach_s)  # fmt: skip
+
+
+def stream_misses(
+    name: str, reference: list[ph.Phone], offline: dict[str, list[bool]],
+    streamed: dict[str, list[bool]], trace: list, fps: Fraction,
+) -> list[str]:  # fmt: skip
+    """One entry per reference phone of :data:`MISS_CLASSES` that the stream misses and offline
+    recognition hits (or the other way round), with the stream's phones around it when its
+    frame was emitted (``heard``: the audio received then) and the latest hypothesis the stream
+    held for that time (its trace keeps the phones about 1.2 s behind the newest frame): a
+    consonant missing from both is a recognition error, one only in the latest is a partial
+    hypothesis that settled after the frame was out."""
+    lines = []
+    for cls in MISS_CLASSES:
+        phones = [p for p in reference if p.label in CLASSES[cls]]
+        for phone, hit_off, hit_str in zip(phones, offline[cls], streamed[cls], strict=True):
+            if hit_off == hit_str:
+                continue
+            centre = 0.5 * (phone.start_s + phone.end_s)
+            frame = int(centre * fps)
+            emitted = next((t for t in trace if t[0] <= frame < t[1]), None)
+            latest = [t for t in trace if t[3] and t[3][0].start_s <= centre <= t[3][-1].end_s]
+            entry = (f"{name} {cls}: {phone.word}/{phone.label} {phone.start_s:.2f}-"
+                     f"{phone.end_s:.2f} s, stream {'hit' if hit_str else 'missed'}, offline "
+                     f"{'hit' if hit_off else 'missed'}")  # fmt: skip
+            if emitted is not None:
+                entry += (f"\n    emitted (heard {emitted[2] / SAMPLE_RATE:.2f} s): "
+                          f"{_phones_near(emitted[3], phone)}")  # fmt: skip
+            if latest:
+                entry += (f"\n    latest (heard {latest[-1][2] / SAMPLE_RATE:.2f} s): "
+                          f"{_phones_near(latest[-1][3], phone)}")  # fmt: skip
+            lines.append(entry)
+    return lines
+
+
 def jaw_correlation(pred: np.ndarray, tracked: np.ndarray, valid: np.ndarray) -> dict[str, float]:
     """Pearson r at lag 0 and the best lag k in [-10, 10] frames: r(pred[i], tracked[i + k]);
     k > 0 means the animation leads the tracked face."""
@@ -515,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fps", default="60", help="frame rate for the phone-class hits")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     parser.add_argument("--verbose", action="store_true", help="list every miss")
+    parser.add_argument("--misses", action="store_true",
+                        help="list the /p b m/ and /f v/ the streaming and recognised rows score "
+                             "differently, with the stream's hypothesis then and later")  # fmt: skip
     parser.add_argument("--tolerance", type=float, default=default_tolerance, metavar="S",
                         help="widen each phone's span by S seconds on each side (default "
                              f"{default_tolerance}; 0 = the phone's own span)")  # fmt: skip
@@ -565,6 +620,8 @@ def main(argv: list[str] | None = None) -> int:
         if not configs:
             print("nothing to run (--only named only skipped configurations)", file=sys.stderr)
             return 0
+    global STREAM_TRACE  # noqa: PLW0603 (--misses: the streaming row records its trace)
+    list_misses = args.misses and {"streaming", "recognised"} <= set(configs)
     tally: dict[str, dict[str, list[bool]]] = {c: {} for c in configs}
     with open(speech / "transcripts.tsv", newline="", encoding="utf-8") as handle:
         rows = [r for r in csv.DictReader(handle, delimiter="\t") if not r["file"].endswith(".raw")]
@@ -572,8 +629,11 @@ def main(argv: list[str] | None = None) -> int:
         audio = decode_audio(speech / row["file"])
         reference = reference_phones(audio, row["transcript"])
         times = frame_targets(num_frames_for(len(audio.samples), fps), fps) / SAMPLE_RATE
+        STREAM_TRACE = [] if list_misses else None
+        clip_hits = {}
         for name, animate in configs.items():
-            hits = class_hits(animate(audio, fps, row["transcript"]), times, reference)
+            hits = clip_hits[name] = class_hits(animate(audio, fps, row["transcript"]), times,
+                                                reference)  # fmt: skip
             for key, values in hits.items():
                 tally[name].setdefault(key, []).extend(values)
             if args.verbose and name == "recognised":
@@ -583,6 +643,11 @@ def main(argv: list[str] | None = None) -> int:
                     "bilabials:",
                     [(p.word, p.label, round(p.start_s, 2)) for p in misses],
                 )
+        if list_misses:
+            for line in stream_misses(row["file"], reference, clip_hits["recognised"],
+                                      clip_hits["streaming"], STREAM_TRACE or [], fps):  # fmt: skip
+                print(line)
+        STREAM_TRACE = None
     mediapipe = args.data / "arkit_pairs" / "nn_training_mediapipe"
     correlations: dict[str, dict[str, float]] = {}
     if mediapipe.is_dir():

@@ -209,6 +209,7 @@ class DefaultStream:
         self._shadow_fed = 0
         self._redecode_frames: float = REDECODE_FIRST_FRAMES  # heard before the next re-decode
         self._utterance_start = 0  # absolute sample of the current utterance's start
+        self._utterance_open = True  # False once close() has finished the last one
         self._fed = 0  # samples fed to the decoder (a multiple of STEP until close)
         self._next_frame = 0
         self._done_phones: list[ph.Phone] = []  # of finished utterances (recent ones only)
@@ -233,6 +234,10 @@ class DefaultStream:
         self._blinks: deque[ex.Blink] = deque()
         self._head = HeadMotion(options.seed, head_style(options))
         self._last_jaw: float | None = None  # the last frame's jawOpen (speed limit)
+        #: Set to a list to record every emission as ``(first frame, end frame, samples
+        #: heard, phones)``: the hypothesis those frames were computed from, to look at a
+        #: missed consonant (``benchmarks/lipsync_eval.py --misses``). None: nothing kept.
+        self.trace: list[tuple[int, int, int, list[ph.Phone]]] | None = None
 
     # ------------------------------------------------------------------------- public
 
@@ -340,6 +345,7 @@ class DefaultStream:
         self._add_hops(final)
         if final:
             self._finish_utterance()
+            self._utterance_open = False
             due = num_frames_for(self._audio.received, self.fps, SAMPLE_RATE)
         else:
             if self._pause_ended():
@@ -593,6 +599,10 @@ class DefaultStream:
         return self._next_frame * self._frame_s - HISTORY_S
 
     def _phones(self) -> list[ph.Phone]:
+        if not self._utterance_open:
+            # close(): the last utterance is in _done_phones already; the ended decoder still
+            # answers with its words, which counted them twice (unsorted segments at the tail).
+            return ph.merge_silences(self._done_phones)
         return ph.merge_silences(self._done_phones + self._utterance_phones())
 
     def _at(self, signal: np.ndarray, times_s: np.ndarray, first_hop: int) -> np.ndarray:
@@ -611,7 +621,10 @@ class DefaultStream:
         known = self._f0_done - self._hop0
         level, f0 = self._level[:known], self._f0[:known]
         acoustic = acoustic_jaw(level, f0, self._opening[:known])
-        track = viseme_track(self._phones(), self.model.table)
+        phones = self._phones()
+        if self.trace is not None:
+            self.trace.append((first, due, self._fed, phones))
+        track = viseme_track(phones, self.model.table)
         weights, _ = self.model.mouth(
             times, track, self._at(level, times, self._hop0),
             self._at(acoustic, times + JAW_LEAD_S, self._hop0), self._frame_s,

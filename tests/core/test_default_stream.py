@@ -5,6 +5,7 @@ stated look-ahead after its time, with typed errors, cancel and bounded memory."
 from __future__ import annotations
 
 from fractions import Fraction
+from itertools import pairwise
 
 import numpy as np
 import pytest
@@ -240,3 +241,35 @@ def test_the_warm_up_redecode_is_spread_and_bounded(
     caught_up_on = ds.CATCHUP_STEPS / (ds.CATCHUP_STEPS - 1)  # audio arriving meanwhile
     # (re-decoding at every mean update, as before, decoded ~8 s more here; this: ~4.4 s)
     assert redecoded <= 1.1 * sum(starts) * caught_up_on
+
+
+def test_the_trace_records_the_phones_each_frame_was_computed_from(
+    model: DefaultLipSyncModel, speech: np.ndarray
+) -> None:
+    """``stream.trace`` (for looking at a missed consonant, ``lipsync_eval.py --misses``):
+    one entry per emission, together covering every frame once, each with the audio heard
+    then (at least the frames' look-ahead) and the phones in time order; recording it changes
+    no frame."""
+    speech = speech[: 3 * SAMPLE_RATE // 2]
+    options = InferenceOptions(fps=Fraction(60), blinks=False)
+    plain, _ = _stream(model, speech, [ds.STEP] * (len(speech) // ds.STEP + 1), options)
+    stream = model.open_stream(options)
+    stream.trace = []
+    frames = []
+    for start in range(0, len(speech), ds.STEP):
+        frames += stream.push(speech[start : start + ds.STEP])
+    frames += stream.close()
+    np.testing.assert_array_equal(
+        np.stack([f.weights for f in frames]), np.stack([f.weights for f in plain])
+    )
+    trace = stream.trace
+    assert [t[0] for t in trace[1:]] == [t[1] for t in trace[:-1]]  # contiguous, once each
+    assert trace[0][0] == 0 and trace[-1][1] == len(frames)
+    targets = frame_targets(len(frames), Fraction(60))
+    for first, end, heard, phones in trace:
+        if (first, end) != trace[-1][:2]:  # close() emits before the look-ahead has arrived
+            assert heard >= int(targets[end - 1]) + ds.COMMIT_SAMPLES
+        # in time order, each phone once (close() used to list the last utterance twice)
+        assert all(a.end_s <= b.start_s + 1e-6 for a, b in pairwise(phones))
+        assert phones[0].start_s <= targets[first] / SAMPLE_RATE
+    assert any(p.word for _, _, _, phones in trace for p in phones)  # words were recognised

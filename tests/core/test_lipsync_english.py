@@ -194,3 +194,21 @@ def test_rhubarb_runs_with_and_without_the_dialog() -> None:
         assert w[:, JAW].max() >= 0.3
     tests = lipsync_eval.shapes(w)
     assert tests["closed"].any() and tests["labiodental"].any()
+
+
+def test_stream_misses_names_each_differing_consonant_with_the_streams_phones() -> None:
+    """``lipsync_eval.py --misses``: a /b/ the stream missed and offline hit is listed with the
+    stream's phones when its frame went out and its latest ones; phones scored alike are not."""
+    reference = [Phone("B", 0.50, 0.56, "be"), Phone("M", 1.00, 1.05, "me"),
+                 Phone("F", 1.50, 1.60, "fee")]  # fmt: skip
+    offline = {"bilabial closure": [True, True], "labiodental": [True]}
+    streamed = {"bilabial closure": [False, True], "labiodental": [True]}
+    then = [Phone("D", 0.48, 0.57, "dee"), Phone(SILENCE, 0.57, 0.9)]
+    later = [Phone("B", 0.49, 0.56, "be"), Phone("IY", 0.56, 0.7, "be")]
+    trace = [(0, 40, 13000, then), (40, 80, 30000, later)]  # frames 0-39 out at 0.81 s heard
+    lines = lipsync_eval.stream_misses("clip.wav", reference, offline, streamed, trace,
+                                       Fraction(60))  # fmt: skip
+    assert len(lines) == 1
+    assert lines[0].startswith("clip.wav bilabial closure: be/B 0.50-0.56 s, stream missed")
+    assert "emitted (heard 0.81 s): D(dee) SIL" in lines[0]
+    assert "latest (heard 1.88 s): B(be) IY(be)" in lines[0]
