@@ -154,6 +154,12 @@ def _add_live_parser(commands: Any) -> None:
                       "Ctrl-C)")  # fmt: skip
     live.add_argument("--as-fast-as-possible", action="store_true",
                       help="--source FILE: push blocks without waiting for the clock (tests)")
+    live.add_argument("--block-ms", type=float, default=20.0, metavar="MS",
+                      help="source block length (default 20; 5..100): a frame waits up to one "
+                      "block for its audio, so 10 lowers the latency by ~10 ms")  # fmt: skip
+    live.add_argument("--int8", metavar="SPEECH", help="Audio2Face-3D regression on ONNX "
+                      "Runtime: run an int8 network calibrated on this speech file (about half "
+                      "the CPU per frame; results change slightly: check them on your model)")  # fmt: skip
     live.add_argument("--raw-rate", type=int, metavar="HZ", help="--source -: its sample rate")
     live.add_argument("--raw-format", metavar="FORMAT",
                       help="--source -: its sample format, e.g. s16le, f32le")  # fmt: skip
@@ -543,6 +549,7 @@ def _live(args: argparse.Namespace) -> int:
     from .live.runner import (
         StatusLine,
         StopSignals,
+        check_block_ms,
         first_seconds,
         open_source,
         run_live,
@@ -560,7 +567,8 @@ def _live(args: argparse.Namespace) -> int:
         check_preview_path(args.preview, overwrite=args.overwrite)
     blocks = open_source(args.source, device=args.input_device,
                          real_time=not args.as_fast_as_possible,
-                         raw_rate=args.raw_rate, raw_format=args.raw_format)  # fmt: skip
+                         raw_rate=args.raw_rate, raw_format=args.raw_format,
+                         block_s=check_block_ms(args.block_ms))  # fmt: skip
     source = blocks
     if args.duration is not None:
         blocks = first_seconds(blocks, args.duration)
@@ -572,6 +580,8 @@ def _live(args: argparse.Namespace) -> int:
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
     animator = Animator(args.model, options, emotion_model=args.emotion_model)
     model = animator.model
+    if args.int8 is not None:
+        _quantize_for_live(model, args.int8, options)
     sinks: list[Any] = []
     try:
         for endpoint, sender in endpoints:
@@ -751,6 +761,18 @@ def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
             raise ParameterError(f"--delay-audio {args.delay_audio!r}: not a number of "
                                  "milliseconds", hint="e.g. --delay-audio 350") from None  # fmt: skip
     return DelayedPlayback(delay_s, args.audio_out)
+
+
+def _quantize_for_live(model: Any, speech_path: str, options: Any) -> None:
+    """``a2x live --int8 SPEECH``: the regression model's int8 network, calibrated on speech
+    (issue 13.4: one stream within look-ahead + 30 ms on a 2-core CPU; docs/live.md)."""
+    from .audio.decode import decode_audio
+    from .models.regression import RegressionModel
+
+    if not isinstance(model, RegressionModel):
+        raise ParameterError(f"--int8 applies to Audio2Face-3D regression models, not the "
+                             f"{model.kind} model", hint="leave --int8 out")  # fmt: skip
+    model.quantize_int8(decode_audio(speech_path), options)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -28,8 +28,10 @@ from ..errors import ParameterError
 from ..names import ARKIT_52, TONGUE_16
 from ..timing import SAMPLE_RATE
 
-#: Length of one source block: 20 ms, the usual audio callback size.
+#: Length of one source block: 20 ms, the usual audio callback size (``--block-ms``).
 BLOCK_S = 0.02
+#: ``--block-ms`` range: shorter blocks cost more calls, longer ones add their length to latency.
+BLOCK_MS_RANGE = (5.0, 100.0)
 #: Bytes per sample of each soundfile subtype of :data:`a2x_core.audio.decode.decode.RAW_FORMATS`.
 _SUBTYPE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
                   "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
@@ -50,11 +52,22 @@ Block = tuple[np.ndarray, int]
 # Sources
 
 
-def file_blocks(path: str | Path, *, real_time: bool = True) -> Iterator[Block]:
-    """A decoded audio file in 20 ms blocks of 16 kHz samples, each released when the wall
-    clock reaches its end (``real_time``), as a microphone would deliver it."""
+def check_block_ms(block_ms: float) -> float:
+    """``--block-ms`` checked -> the block length in seconds. A frame waits up to one block for
+    the audio that completes its window, so shorter blocks lower the live latency."""
+    low, high = BLOCK_MS_RANGE
+    if not (low <= block_ms <= high):
+        raise ParameterError(f"--block-ms {block_ms:g} is not {low:g}..{high:g} ms",
+                             hint="e.g. --block-ms 10 (default 20)")  # fmt: skip
+    return block_ms / 1000.0
+
+
+def file_blocks(path: str | Path, *, real_time: bool = True,
+                block_s: float = BLOCK_S) -> Iterator[Block]:  # fmt: skip
+    """A decoded audio file in ``block_s`` blocks of 16 kHz samples, each released when the
+    wall clock reaches its end (``real_time``), as a microphone would deliver it."""
     samples = decode_audio(path).samples
-    step = int(round(BLOCK_S * SAMPLE_RATE))
+    step = max(1, int(round(block_s * SAMPLE_RATE)))
     start = time.monotonic()
     for first in range(0, len(samples), step):
         block = samples[first:first + step]
@@ -92,16 +105,17 @@ def check_raw_input(raw_rate: Any, raw_format: str | None) -> tuple[int, str]:
     return rate, raw_format
 
 
-def pcm_blocks(stream: IO[bytes], rate: int, raw_format: str) -> Iterator[Block]:
-    """Headerless mono PCM from a byte stream (a pipe from a TTS engine) in 20 ms blocks, as
-    they arrive; a trailing partial sample is dropped at the end."""
+def pcm_blocks(stream: IO[bytes], rate: int, raw_format: str,
+               block_s: float = BLOCK_S) -> Iterator[Block]:  # fmt: skip
+    """Headerless mono PCM from a byte stream (a pipe from a TTS engine) in ``block_s``
+    blocks, as they arrive; a trailing partial sample is dropped at the end."""
     import io
 
     import soundfile as sf
 
     subtype, endian = RAW_FORMATS[raw_format]
     width = _SUBTYPE_BYTES[subtype]
-    wanted = max(1, int(round(BLOCK_S * rate))) * width
+    wanted = max(1, int(round(block_s * rate))) * width
     pending = b""
     while True:
         chunk = stream.read(wanted - len(pending))
@@ -135,12 +149,12 @@ def _sounddevice() -> Any:
 
 
 class Microphone:
-    """The default (or the named) input device at its own rate, mono, as an iterator of 20 ms
-    blocks. The audio callback only queues; when the loop falls more than
+    """The default (or the named) input device at its own rate, mono, as an iterator of
+    ``block_s`` blocks (20 ms by default). The audio callback only queues; when the loop falls more than
     :data:`MICROPHONE_QUEUE_S` behind (a model slower than real time), new blocks are dropped and
     counted in :attr:`dropped_s` instead of growing memory without end."""
 
-    def __init__(self, device: str | None = None) -> None:
+    def __init__(self, device: str | None = None, block_s: float = BLOCK_S) -> None:
         sd = _sounddevice()
         try:
             info = sd.query_devices(device, kind="input")
@@ -150,9 +164,9 @@ class Microphone:
                                  ) from None  # fmt: skip
         self.rate = int(info["default_samplerate"])
         self.name = str(info["name"])
-        block = int(round(BLOCK_S * self.rate))
+        block = max(1, int(round(block_s * self.rate)))
         self._blocks: queue.Queue[np.ndarray] = queue.Queue(
-            maxsize=max(1, int(MICROPHONE_QUEUE_S / BLOCK_S)))
+            maxsize=max(1, int(MICROPHONE_QUEUE_S / block_s)))
         self.dropped_s = 0.0
         self._stream = sd.InputStream(device=device, channels=1, samplerate=self.rate,
                                       dtype="float32", blocksize=block, callback=self._on_audio)  # fmt: skip
@@ -210,19 +224,19 @@ def first_seconds(blocks: Iterator[Block], seconds: float) -> Iterator[Block]:
 
 def open_source(source: str | None, *, device: str | None = None, real_time: bool = True,
                 raw_rate: Any = None, raw_format: str | None = None,
-                stdin: IO[bytes] | None = None) -> Iterator[Block]:  # fmt: skip
-    """The blocks of ``--source`` (a file, ``-`` for stdin PCM) or of the microphone (None);
-    everything is checked before the first block is asked for."""
+                stdin: IO[bytes] | None = None, block_s: float = BLOCK_S) -> Iterator[Block]:  # fmt: skip
+    """The blocks of ``--source`` (a file, ``-`` for stdin PCM) or of the microphone (None),
+    ``block_s`` long; everything is checked before the first block is asked for."""
     if source == "-":
         rate, fmt = check_raw_input(raw_rate, raw_format)
-        return pcm_blocks(stdin if stdin is not None else sys.stdin.buffer, rate, fmt)
+        return pcm_blocks(stdin if stdin is not None else sys.stdin.buffer, rate, fmt, block_s)
     if raw_rate is not None or raw_format is not None:
         raise ParameterError("--raw-rate/--raw-format apply to --source - (PCM on stdin)")
     if source is not None:
         if device is not None:
             raise ParameterError("--device picks a microphone; it does not apply with --source")
-        return file_blocks(source, real_time=real_time)
-    return Microphone(device)  # the device is checked now, before the model loads
+        return file_blocks(source, real_time=real_time, block_s=block_s)
+    return Microphone(device, block_s)  # the device is checked now, before the model loads
 
 
 # ---------------------------------------------------------------------------------------------

@@ -334,3 +334,40 @@ def test_preview_of_a_take_has_the_sound_that_was_heard(tmp_path: Path) -> None:
         timeout=300,
     )  # fmt: skip
     assert done.returncode == 2 and video.read_bytes() == b"the artist's cut"
+
+
+def test_block_ms_sets_the_source_block_and_is_checked() -> None:
+    """``--block-ms``: a frame waits up to one block for its audio, so shorter blocks lower
+    the latency; the file source hands over blocks of that length; out of range is exit 2."""
+    from a2x_core.errors import ParameterError
+    from a2x_core.live.runner import check_block_ms, open_source
+
+    blocks = open_source(str(SAMPLE), real_time=False, block_s=check_block_ms(10))
+    lengths = [len(samples) for samples, _ in blocks]
+    assert set(lengths[:-1]) == {160} and sum(lengths) == len(decode_audio(SAMPLE).samples)
+    with pytest.raises(ParameterError, match="--block-ms 2 is not 5..100 ms"):
+        check_block_ms(2)
+    done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--block-ms", "500")
+    assert done.returncode == 2 and "--block-ms 500" in done.stderr
+
+
+def test_int8_take_is_close_to_fp32_and_refused_where_it_does_not_apply(
+    tmp_path: Path, regression_json: Path
+) -> None:
+    """``--int8 SPEECH``: the regression network quantised on that speech runs the take (its
+    weights move a little from fp32's, the frame count does not); the default model and a
+    missing speech file get a one-line error."""
+    common = ["live", "--source", str(SAMPLE), "--model", str(regression_json), "--duration",
+              "3", "--as-fast-as-possible", "--engine", "onnxruntime", "--threads", "1",
+              "--fps", "30", "--block-ms", "10", "-q"]  # fmt: skip
+    fp32, int8 = tmp_path / "fp32.json", tmp_path / "int8.json"
+    for out, extra in ((fp32, []), (int8, ["--int8", str(SAMPLE)])):
+        done = run_cli(*common, *extra, "--record", str(out), timeout=300)
+        assert done.returncode == 0, done.stderr
+    want, got = _weights(fp32), _weights(int8)
+    assert got.shape == want.shape
+    assert 0 < np.abs(got - want).max() < 0.05
+    done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--int8", str(SAMPLE))
+    assert done.returncode == 2 and "--int8 applies to Audio2Face-3D regression" in done.stderr
+    done = run_cli(*common, "--int8", str(tmp_path / "none.wav"))
+    assert done.returncode == 2 and "none.wav" in done.stderr
