@@ -302,7 +302,7 @@ class Animator:
 
     def open_stream(self, options: InferenceOptions | None = None, executor: Any = None) -> Any:
         """A stream of pushed audio on this animator's model (``docs/streaming.md``): with an
-        emotion model, an :class:`a2x_core.executor.loop.emotion_stream.EmotionDrivenStream` whose frames equal
+        emotion model, an :class:`a2x_core.executor.emotion_stream.EmotionDrivenStream` whose frames equal
         :meth:`animate`'s; ``executor`` shares network calls with other streams of the model
         (Audio2Face-3D models), whose frames gain the voice-driven head motion as offline
         (:mod:`a2x_core.head.stream`; ``head_motion=0`` turns it off).

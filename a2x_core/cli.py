@@ -743,7 +743,7 @@ def _live_preview(args: argparse.Namespace, result: Any, heard: list[tuple[Any, 
 
 
 def _delayed_playback(args: argparse.Namespace, stream: Any) -> Any:
-    """``--delay-audio [MS]``: a :class:`a2x_core.live.runner.playback.DelayedPlayback` (default delay: the
+    """``--delay-audio [MS]``: a :class:`a2x_core.live.playback.DelayedPlayback` (default delay: the
     stream's look-ahead plus one block and a typical compute time), or None."""
     from .live.playback import DEFAULT_EXTRA_DELAY_S, DelayedPlayback
     from .timing import SAMPLE_RATE

@@ -305,7 +305,7 @@ def _live_source(request: dict[str, Any]) -> dict[str, Any]:
 
 def _serve_live(request: dict[str, Any], model: Any, options: InferenceOptions,
                 channel: _Channel, token: CancelToken, stop: threading.Event) -> None:  # fmt: skip
-    """A live request: the source through the model's stream (:func:`a2x_core.live.runner.runner.pump`, the loop
+    """A live request: the source through the model's stream (:func:`a2x_core.live.runner.pump`, the loop
     of ``a2x live``), each push's frames as one event, until the audio ends or ``stop``."""
     from .live.runner import LiveStats, open_source, pump, pump_tail
 

@@ -6,7 +6,7 @@ The accumulator holds 16 kHz float32 samples addressed by their absolute index f
 stream's first sample, so a model asks for "samples ``a .. b``" exactly as the offline code
 indexes a whole clip; the samples no future frame needs are dropped (bounded memory on an
 endless stream). Pushes at another rate go through soxr's streaming resampler at the decoder's
-settings (:func:`a2x_core.audio.decode.decode.decode_audio`), whose output does not depend on how the signal is cut.
+settings (:func:`a2x_core.audio.decode.decode_audio`), whose output does not depend on how the signal is cut.
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def stream_frames(
     tongue_columns: np.ndarray,
     emotions: np.ndarray,
 ) -> list[StreamFrame]:
-    """A face model's finished frames (a :data:`a2x_core.postprocess.cpu.chain.FrameBlock`, its first frame
+    """A face model's finished frames (a :data:`a2x_core.postprocess.chain.FrameBlock`, its first frame
     ``first``) as StreamFrames: pose weights picked into ARKit-52 / tongue-16 order by the
     model's columns, with each frame's emotion input."""
     skin = block["skin"][:, skin_columns]

@@ -155,7 +155,7 @@ def _pairs(ids: np.ndarray, active: np.ndarray) -> list[tuple[int, int]]:
     The SDK groups every id, -1 ("no pair") included, so two active poses that are the only
     active ones at -1 form a pair too; with more than two at -1 (the usual case) the group is
     skipped like any other group that is not a pair. Both solvers (BVLS here, ADMM in
-    :mod:`a2x_core.blendshapes.cpu.gpu`) take their pairs from here.
+    :mod:`a2x_core.blendshapes.gpu`) take their pairs from here.
     """
     act_ids = ids[active]
     out = []

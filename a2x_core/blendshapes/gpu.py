@@ -1,6 +1,6 @@
 """The SDK's GPU blendshape solve (ADMM, spec §4.1 ``admm.cu``) in torch, batched over tracks.
 
-Same problem as :mod:`a2x_core.blendshapes.cpu.cpu` (the regularised normal matrix ``M`` and right-hand side
+Same problem as :mod:`a2x_core.blendshapes.cpu` (the regularised normal matrix ``M`` and right-hand side
 ``b = D^T (target - neutral) + T s prev``), solved the way the SDK's GPU solver does::
 
     Atb = M^T b;  z = clip(M^-1 b, l, u);  u_dual = 0

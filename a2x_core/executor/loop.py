@@ -1,11 +1,11 @@
 """The one loop under every model: audio in per track, network calls batched over tracks, the
 stages after the network, frames out (``docs/architecture.md``, ``docs/streaming.md``).
 
-A *track* is one clip or one stream: an :class:`a2x_core.audio.decode.accumulator.AudioAccumulator` plus the model
+A *track* is one clip or one stream: an :class:`a2x_core.audio.accumulator.AudioAccumulator` plus the model
 kind's per-track state. A model kind (:class:`ModelStep`) says how many of a track's network
 *units* can run with the audio that has arrived (a regression frame, a diffusion window, an
 emotion inference), builds one batched call for a list of :class:`Span` s (each track's next
-units), and turns the call's outputs into rows for the track's :class:`a2x_core.postprocess.cpu.chain.PostChain`.
+units), and turns the call's outputs into rows for the track's :class:`a2x_core.postprocess.chain.PostChain`.
 The executor owns the rest: which tracks run together, cancel and progress, dropping audio no
 future unit reads, collecting finished frames per track.
 

@@ -1,11 +1,11 @@
 """A stream on a loaded model: push audio as it arrives, get each frame as soon as the model's
 look-ahead allows, close at the end (``docs/streaming.md``).
 
-A :class:`Stream` is one track of an :class:`a2x_core.executor.loop.loop.Executor`. Streams opened on the same
+A :class:`Stream` is one track of an :class:`a2x_core.executor.loop.Executor`. Streams opened on the same
 executor share its network calls: :meth:`Stream.push` runs what became ready for *every* open
 stream of the executor in batched calls and returns this stream's frames (the others' wait for
 their :meth:`Stream.pull`); a server with many streams :meth:`Stream.feed` s each, calls
-:meth:`a2x_core.executor.loop.loop.Executor.run_ready` once per tick, then pulls each.
+:meth:`a2x_core.executor.loop.Executor.run_ready` once per tick, then pulls each.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from ..postprocess.chain import FrameBlock
 from ..timing import SAMPLE_RATE
 from .loop import Executor, Track, drain
 
-#: What a stream hands out per frame: :class:`a2x_core.audio.decode.accumulator.StreamFrame` for the face models,
-#: :class:`a2x_core.models.registry.audio2emotion.EmotionFrame` for Audio2Emotion.
+#: What a stream hands out per frame: :class:`a2x_core.audio.accumulator.StreamFrame` for the face models,
+#: :class:`a2x_core.models.audio2emotion.EmotionFrame` for Audio2Emotion.
 FrameT = TypeVar("FrameT")
 #: Turns a track's finished frames (first index ``first``) into frames.
 FramesOf = Callable[[Track, FrameBlock, int], list[FrameT]]

@@ -1,7 +1,7 @@
 """Many equal streams of one regression model, stepped together on a torch device: the server
 side of "one batched call per tick across all live streams" (``docs/streaming.md``).
 
-A :class:`a2x_core.executor.loop.stream.Stream` is one Python object per stream: every push walks its own audio,
+A :class:`a2x_core.executor.stream.Stream` is one Python object per stream: every push walks its own audio,
 feeds and frames, which costs tens of microseconds per stream per tick. A server holding a
 thousand microphones needs the per-tick work to be array operations over all of them; a
 :class:`RegressionStreamBank` is that: every stream has the same options (rate, parameters,
@@ -13,12 +13,12 @@ emotion keys), audio arrives as one ``[streams, samples]`` array per tick, and
   target rule, the window's look-ahead), the windows from one gather on the device;
 - one network call holds every ready frame (rows padded to a few bucket sizes so that the
   engine's CUDA graphs repeat), then the stages after it run in the regression model's growable
-  :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline`, one step per group of streams with the same number
+  :class:`a2x_core.postprocess.gpu.DevicePipeline`, one step per group of streams with the same number
   of ready frames (groups padded to a power of two with scratch slots, for the same reason);
 - frames come back as arrays (:class:`BankFrames`), not per-frame objects.
 
 Frames equal the offline device run's (:meth:`.RegressionModel.animate` with the same
-``postprocess`` device) and a :class:`a2x_core.executor.loop.stream.Stream`'s within float rounding.
+``postprocess`` device) and a :class:`a2x_core.executor.stream.Stream`'s within float rounding.
 """
 
 from __future__ import annotations

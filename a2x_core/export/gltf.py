@@ -10,7 +10,7 @@ buffer as a data URI (one self-contained file); ``.glb`` is the binary container
 glTF has no ratified audio extension, so the clip's path and the take's provenance go into
 ``asset.extras`` (``a2x.audio``, ``a2x.startSeconds``, ``a2x.fps``...).
 
-With an Audio2Face model's own head (:mod:`a2x_core.models.registry.a2f_geometry`), the "Face" mesh is that head's
+With an Audio2Face model's own head (:mod:`a2x_core.models.a2f_geometry`), the "Face" mesh is that head's
 skin instead of the placeholder: its vertices as a ``POINTS`` primitive (the model folder has
 no faces) whose 52 morph targets are the model's own ARKit poses, stored as sparse accessors
 (only the vertices a pose moves: a pose moves a part of the face); a "Tongue" mesh with the 16

@@ -7,7 +7,7 @@ and carries the clip as a ``SpatialAudio`` prim, so a USD player plays the sound
 the result holds Audio2Face outputs they come along: the 16 tongue weights as a second
 SkelAnimation, the jaw and eye motion as time-sampled transforms, and the per-frame skin and
 tongue vertices (``--geometry``) as time-sampled points. With the model's own head
-(:mod:`a2x_core.models.registry.a2f_geometry`: written by ``a2x animate`` for an Audio2Face model), the skin and
+(:mod:`a2x_core.models.a2f_geometry`: written by ``a2x animate`` for an Audio2Face model), the skin and
 tongue are point clouds bound to the skeletons with their poses as sparse ``BlendShape``
 prims, so the weights play on the Audio2Face head itself, and the jaw's keypoints ride on the
 jaw's transform.

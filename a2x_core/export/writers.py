@@ -575,7 +575,7 @@ def _gltf_writer(binary: bool) -> Callable[[AnimationResult, Path], None]:
     return write
 
 
-#: Formats that can carry an Audio2Face model's own head (:mod:`a2x_core.models.registry.a2f_geometry`).
+#: Formats that can carry an Audio2Face model's own head (:mod:`a2x_core.models.a2f_geometry`).
 GEOMETRY_FORMATS = (".usda", ".usdc", ".usd", ".gltf", ".glb")
 
 

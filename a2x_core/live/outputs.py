@@ -2,7 +2,7 @@
 (VMC over OSC) and to scripts (JSON lines), several at once (``docs/live.md``, issue 13).
 
 Every sink has ``name``, ``send(frame, fps)`` and ``close()``; ``frame`` is a
-:class:`a2x_core.audio.decode.accumulator.StreamFrame` (or anything with its attributes). The encoders are pure
+:class:`a2x_core.audio.accumulator.StreamFrame` (or anything with its attributes). The encoders are pure
 functions (``encode_livelink``, ``encode_vmc``, ``frame_record``) with decoders beside them, so
 the tests and a user debugging a rig read the packets back field by field.
 
@@ -113,7 +113,7 @@ _VMC_FROM_ARKIT = _name_index(ARKIT_52, PERFECT_SYNC_52)
 
 
 class Frame(Protocol):
-    """What a sink reads from a frame (:class:`a2x_core.audio.decode.accumulator.StreamFrame` has it all)."""
+    """What a sink reads from a frame (:class:`a2x_core.audio.accumulator.StreamFrame` has it all)."""
 
     index: int
     time_s: float

@@ -32,7 +32,7 @@ from ..timing import SAMPLE_RATE
 BLOCK_S = 0.02
 #: ``--block-ms`` range: shorter blocks cost more calls, longer ones add their length to latency.
 BLOCK_MS_RANGE = (5.0, 100.0)
-#: Bytes per sample of each soundfile subtype of :data:`a2x_core.audio.decode.decode.RAW_FORMATS`.
+#: Bytes per sample of each soundfile subtype of :data:`a2x_core.audio.decode.RAW_FORMATS`.
 _SUBTYPE_BYTES = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4,
                   "FLOAT": 4, "DOUBLE": 8}  # fmt: skip
 #: Audio a microphone may queue ahead of the loop before new blocks are dropped, in seconds.
@@ -331,7 +331,7 @@ class StopSignals:
 def pump(stream: Any, blocks: Iterator[Block], stats: LiveStats,
          on_frames: Callable[[Sequence[Any]], None], should_stop: Callable[[], bool],
          after_block: Callable[[], None] | None = None) -> None:  # fmt: skip
-    """The live loop of ``a2x live`` and of :class:`a2x_core.live.runner.session.LiveSession`: push every
+    """The live loop of ``a2x live`` and of :class:`a2x_core.live.session.LiveSession`: push every
     block, count it in ``stats``, hand each push's frames to ``on_frames``, until the audio
     ends or ``should_stop()`` (asked after every block); the source is closed on the way out
     (a microphone's InputStream stops there), even when it or the model raised.

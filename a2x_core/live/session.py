@@ -1,4 +1,4 @@
-"""A live take for a UI: :func:`a2x_core.live.runner.runner.pump` on a background thread, the newest frame kept for
+"""A live take for a UI: :func:`a2x_core.live.runner.pump` on a background thread, the newest frame kept for
 a poller (a DCC's timer on its main thread), every frame kept while recording, and a stop that
 sends the stream's tail and hands back the take (``docs/live.md``, "Blender").
 
@@ -78,7 +78,7 @@ class LiveSession(_RecordedTake):
         model: a loaded model (``load_model``), or a function returning one, called on the
             session's thread so that a UI stays responsive while a model loads.
         options: the stream's :class:`~a2x_core.options.InferenceOptions` (its fps too).
-        blocks: the source (:func:`a2x_core.live.runner.runner.file_blocks`, :class:`a2x_core.live.runner.runner.Microphone`, ...).
+        blocks: the source (:func:`a2x_core.live.runner.file_blocks`, :class:`a2x_core.live.runner.Microphone`, ...).
         record: keep every frame from the start (``recording`` can change at any time).
         audio_path: the file the take comes from ("" for a microphone), for the take.
     """

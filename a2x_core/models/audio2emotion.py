@@ -10,7 +10,7 @@ The frame rate is the caller's: the API runs it as NVIDIA's sample and Maya-ACE 
 skip 30) and the face model interpolates the keys at its own frames
 (``InferenceOptions.emotion_cadence``).
 
-The network runs on the one executor (:mod:`a2x_core.executor.loop.loop`): :class:`EmotionStep` (a unit is one
+The network runs on the one executor (:mod:`a2x_core.executor.loop`): :class:`EmotionStep` (a unit is one
 inference) feeds :class:`EmotionChain` (the post-processing per track). ``detect``/``detect_many``
 push whole clips and close them (their windows packed into shared calls);
 :meth:`EmotionModel.open_stream` pushes audio as it arrives and returns each frame as soon as its
@@ -880,7 +880,7 @@ class _EmotionTrackState:
 
 
 class EmotionStep:
-    """The classifier as an executor step (:class:`a2x_core.executor.loop.loop.ModelStep`): a unit is one
+    """The classifier as an executor step (:class:`a2x_core.executor.loop.ModelStep`): a unit is one
     inference; inference ``k`` reads ``buffer_length`` samples centred on the target of frame
     ``k * (inferences_to_skip + 1)`` (zeros outside the clip) and is ready once that window's
     end has arrived (or the clip ended). A call holds each track's next ready inferences, at
@@ -974,7 +974,7 @@ class _EmotionSlot:
 
 
 class EmotionChain:
-    """The stage after the classifier, shaped as :class:`a2x_core.postprocess.cpu.chain.PostChain`: the rows of a
+    """The stage after the classifier, shaped as :class:`a2x_core.postprocess.chain.PostChain`: the rows of a
     step are one slot's logits per inference; :meth:`take` repeats each inference's logits for
     its ``inferences_to_skip + 1`` frames (as :meth:`EmotionModel.post_process`) and runs the
     slot's :class:`EmotionPostProcessor` on every frame that exists so far (its target sample

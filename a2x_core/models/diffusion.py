@@ -9,7 +9,7 @@ frames at or after the end of a closed clip end the track. Per track the network
 (``[steps, layers, latent]``) is carried from window to window and starts at zero; the diffusion
 noise is per track, either one constant draw (the SDK's default) or a new draw per inference,
 from a seeded generator so that runs repeat: the SDK's cuRAND Philox where CuPy and a CUDA
-device are (bit-identical to the SDK), NumPy's Philox elsewhere (:mod:`a2x_core.models.registry.diffusion_noise`).
+device are (bit-identical to the SDK), NumPy's Philox elsewhere (:mod:`a2x_core.models.diffusion_noise`).
 After the network, each frame goes through the same post-processing and blendshape solves as a
 regression model, with the identity's own config.
 
@@ -17,13 +17,13 @@ The network runs at its own 60 fps. Other output rates are sampled from its fram
 interpolation at each output frame's target sample, before post-processing, which then runs at
 the output rate (``dt = 1/fps``); at 60 fps nothing is interpolated.
 
-The loop is the executor's (:mod:`a2x_core.executor.loop.loop`): :class:`DiffusionStep` says which windows a
+The loop is the executor's (:mod:`a2x_core.executor.loop`): :class:`DiffusionStep` says which windows a
 track's audio allows and runs one window of every ready track per call; offline is every clip
 pushed whole and closed, a stream (:meth:`DiffusionModel.open_stream`) runs each window as soon
 as its audio has arrived, so its frames equal the offline run's.
 
 With the torch engine on CUDA the stages after the network run there too, batched over tracks
-(the regression model's :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` with the deltas as its
+(the regression model's :class:`a2x_core.postprocess.gpu.DevicePipeline` with the deltas as its
 coefficients): the kept frames never leave the device, the interpolation is a gather and one
 multiply-add per output frame, and the solves use the SDK's GPU solver (ADMM, close to but not
 equal to the CPU's BVLS). ``postprocess`` chooses: "auto" (that rule), "numpy" (always the CPU
@@ -522,7 +522,7 @@ class DiffusionModel:
 
     def _stream_chain(self, run: _Run, device: str | None) -> PostChain:
         """The chain the streams of ``run`` share: NumPy stages per stream, or one growable
-        :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` (deltas in) batched over them."""
+        :class:`a2x_core.postprocess.gpu.DevicePipeline` (deltas in) batched over them."""
         if device is None:
             return HostChain(self._split_for(run.columns))
         from ..postprocess.gpu import DevicePipeline
@@ -646,7 +646,7 @@ class DiffusionModel:
     def stream_audio_for_emotions(self, last_key: int) -> int:
         """How many samples a stream may hold when its emotion keys reach sample ``last_key``:
         up to just before the first window whose centre frames read the curve past it
-        (:class:`a2x_core.executor.loop.emotion_stream.EmotionDrivenStream` holds the rest back)."""
+        (:class:`a2x_core.executor.emotion_stream.EmotionDrivenStream` holds the rest back)."""
         info = self.package.network_info
 
         def last_centre(window: int) -> int:
@@ -744,7 +744,7 @@ class DiffusionModel:
         self, device: str, run: _Run, tracks: Sequence[Audio]
     ) -> tuple[DiffusionStep, PostChain]:
         """The network step and the device chain of an offline run of ``tracks`` on ``device``
-        (:class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` with the deltas as its rows: every track at
+        (:class:`a2x_core.postprocess.gpu.DevicePipeline` with the deltas as its rows: every track at
         once, batched)."""
         from ..postprocess.gpu import DevicePipeline
 
@@ -832,7 +832,7 @@ class _TrackState:
 
 
 class DiffusionStep:
-    """The diffusion network as an executor step (:class:`a2x_core.executor.loop.loop.ModelStep`): a unit is one
+    """The diffusion network as an executor step (:class:`a2x_core.executor.loop.ModelStep`): a unit is one
     network window (1 s of audio, stride 0.5 s); each call runs the next window of every track
     with a ready one (one per track: the GRU state carries from window to window), so tracks of
     a stream executor may be at different windows. Each row gets its track's GRU state and its
@@ -842,7 +842,7 @@ class DiffusionStep:
     track's chain.
 
     ``pipeline`` None: host rows, the NumPy stages. Else the device run of an offline batch
-    (:class:`a2x_core.postprocess.cpu.gpu.DevicePipeline`): every track at the same window, the GRU state
+    (:class:`a2x_core.postprocess.gpu.DevicePipeline`): every track at the same window, the GRU state
     and (with the torch engine there) the kept frames on the device, the output frames gathered
     and interpolated there (:class:`_DeviceResampler`).
     """

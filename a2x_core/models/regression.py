@@ -10,7 +10,7 @@ rows a track gets do not depend on which other tracks share the batch; every sta
 network runs per track, in frame order, with its own state (filters, saccade clock, solver).
 
 When the network runs on a CUDA device (the torch engine there, or TensorRT), the stages after it
-run there too, batched over tracks (:mod:`a2x_core.postprocess.cpu.gpu`): PCA decode, skin/tongue
+run there too, batched over tracks (:mod:`a2x_core.postprocess.gpu`): PCA decode, skin/tongue
 post-process, jaw, eyes and both solves with the SDK's GPU solver (ADMM, close to but not equal
 to the CPU's BVLS). ``postprocess`` chooses: "auto" (that rule), "numpy" (always the CPU stages
 below) or a torch device ("cuda", "cuda:1", "cpu").
@@ -92,7 +92,7 @@ DEVICE_AUDIO_BYTES = 4 << 30
 #: Parameter names: model_config.json keys as they are; blendshape-config keys prefixed by the
 #: solver, e.g. ``skin.strengthL2regularization``; per-pose arrays as a full list, a
 #: ``{pose: value}`` dict, or one pose at a time: ``tongue.bsWeightMultipliers.tongueUp``
-#: (:mod:`a2x_core.blendshapes.cpu.settings`).
+#: (:mod:`a2x_core.blendshapes.settings`).
 
 
 @dataclass(frozen=True)
@@ -144,7 +144,7 @@ class RegressionModel:
         #: Where the stages after the network run: "auto", "numpy" or a torch device string.
         self.postprocess = "auto"
         #: Device path with the torch engine on CUDA: run the network through ``torch.compile``
-        #: (:class:`a2x_core.postprocess.cpu.gpu.CompiledNetwork`; seconds to compile at the first run).
+        #: (:class:`a2x_core.postprocess.gpu.CompiledNetwork`; seconds to compile at the first run).
         self.compile_network = False
         #: Rows of one compiled network pass (every call runs as such passes, the last padded:
         #: a row's result never depends on its batch). 256 suits offline runs; a stream bank of
@@ -286,7 +286,7 @@ class RegressionModel:
     ) -> tuple[TrackFrames, np.ndarray]:
         """The post-network stages of one track (fresh state) and the skin PCA basis they
         decode with (only the solver's columns unless ``geometry``); shared by the offline run
-        and the streams (:mod:`a2x_core.executor.loop.stream`) so that both compute the same frames."""
+        and the streams (:mod:`a2x_core.executor.stream`) so that both compute the same frames."""
         data = self.package.model_data
         params = settings.animator
         columns = None if geometry else self._mask_columns
@@ -412,13 +412,13 @@ class RegressionModel:
     def stream_audio_for_emotions(self, last_key: int) -> int:
         """How many samples a stream may hold when its emotion keys reach sample ``last_key``:
         a frame is computed once its look-ahead has arrived, so no frame past the keys runs
-        (:class:`a2x_core.executor.loop.emotion_stream.EmotionDrivenStream` holds the rest back)."""
+        (:class:`a2x_core.executor.emotion_stream.EmotionDrivenStream` holds the rest back)."""
         info = self.package.network_info
         return last_key + info.buffer_len - info.buffer_ofs
 
     def stream_executor(self) -> Executor:
         """An executor for streams of this model; streams opened on the same executor share
-        network calls (one call per :meth:`a2x_core.executor.loop.loop.Executor.run_ready` round across every
+        network calls (one call per :meth:`a2x_core.executor.loop.Executor.run_ready` round across every
         stream with ready frames). The stages after the network run where :attr:`postprocess`
         says (:meth:`postprocess_device`): NumPy per stream, or batched on a torch device."""
         step = RegressionStep(self, None, int(self.frames_per_call), pad=False)
@@ -429,7 +429,7 @@ class RegressionModel:
 
     def _stream_chain(self, run: _Run, device: str | None) -> PostChain:
         """The chain the streams of ``run`` share: NumPy stages per stream, or one growable
-        :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` batched over them."""
+        :class:`a2x_core.postprocess.gpu.DevicePipeline` batched over them."""
         if device is None:
             return HostChain(self._split_for(run.skin_basis))
         return DeviceChain(self._device_pipeline(run, device), streaming=True)
@@ -448,7 +448,7 @@ class RegressionModel:
 
     def stream_bank(self, options: InferenceOptions, *, max_push: int = 16000) -> Any:
         """Many streams with the same ``options``, pushed together as arrays and run as one
-        batch on the torch device of :attr:`postprocess` (:mod:`a2x_core.executor.loop.stream_bank`: a server's
+        batch on the torch device of :attr:`postprocess` (:mod:`a2x_core.executor.stream_bank`: a server's
         tick loop for hundreds of streams).
 
         Raises:
@@ -542,7 +542,7 @@ class RegressionModel:
         """The torch device the stages after the network run on, or None for the NumPy stages.
 
         Raises:
-            ParameterError: ``postprocess`` is not one of :data:`a2x_core.postprocess.cpu.gpu.POSTPROCESS_CHOICES`.
+            ParameterError: ``postprocess`` is not one of :data:`a2x_core.postprocess.gpu.POSTPROCESS_CHOICES`.
         """
         from ..postprocess.gpu import postprocess_choice
 
@@ -567,7 +567,7 @@ class RegressionModel:
         self, device: str, run: _Run, tracks: Sequence[Audio]
     ) -> tuple[RegressionStep, PostChain]:
         """The network step and the device chain of an offline run of ``tracks`` on ``device``
-        (:mod:`a2x_core.postprocess.cpu.gpu`: every track at once, batched)."""
+        (:mod:`a2x_core.postprocess.gpu`: every track at once, batched)."""
         lengths = np.array([num_frames_for(len(a.samples), run.fps) for a in tracks], np.int64)
         per_call = self.device_frames_per_call or min(
             DEVICE_MAX_FRAMES, max(FRAMES_PER_CALL, DEVICE_ROWS_PER_CALL // max(1, len(tracks)))
@@ -650,7 +650,7 @@ class _TrackState:
 
 
 class RegressionStep:
-    """The regression network as an executor step (:class:`a2x_core.executor.loop.loop.ModelStep`): a unit is one
+    """The regression network as an executor step (:class:`a2x_core.executor.loop.ModelStep`): a unit is one
     output frame; its window ``[t - buffer_ofs, t - buffer_ofs + buffer_len)`` around the frame's
     target sample ``t`` must have arrived (or the clip ended: zeros past the end, as offline).
     Offline, each call holds ``units_per_call`` rows per track (a short span padded with zero
@@ -658,7 +658,7 @@ class RegressionStep:
     differ from offline only by the float rounding of the batch it rode in (~1e-8).
 
     ``pipeline`` None: host rows, the NumPy stages. Else the device run of an offline batch: its
-    :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline`, the rows built on the device where they fit
+    :class:`a2x_core.postprocess.gpu.DevicePipeline`, the rows built on the device where they fit
     (:meth:`prepare_device_inputs`), the network's outputs never leaving the device.
     """
 
@@ -735,7 +735,7 @@ class RegressionStep:
 
     def prepare_device_inputs(self, tracks: Sequence[Track]) -> None:
         """Offline device run: upload every clip once and window it on the device
-        (:class:`a2x_core.postprocess.cpu.gpu.DeviceInputs`) when the engine takes device tensors there and
+        (:class:`a2x_core.postprocess.gpu.DeviceInputs`) when the engine takes device tensors there and
         the padded clips fit in :data:`DEVICE_AUDIO_BYTES`; compile the network if asked."""
         from ..postprocess.gpu import DeviceInputs, same_device
 
@@ -815,7 +815,7 @@ class RegressionStep:
 
 def _by_count(spans: Sequence[Span], result: Any, widths: Sequence[int]) -> list[ChainStep]:
     """Network rows ``result`` (back to back: ``widths[g]`` rows from span ``g``, its first
-    ``count`` real) as one :class:`a2x_core.executor.loop.loop.ChainStep` per count of frames, ``[G, count, R]``
+    ``count`` real) as one :class:`a2x_core.executor.loop.ChainStep` per count of frames, ``[G, count, R]``
     (host arrays or device tensors alike)."""
     at = np.cumsum([0, *widths])
     groups: dict[int, list[int]] = {}

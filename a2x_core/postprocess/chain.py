@@ -11,7 +11,7 @@ per slot, as a :data:`FrameBlock`:
   ``tongue_geometry`` ``[n, 3Vt]``.
 
 Two implementations: :class:`HostChain` (NumPy, one :class:`.TrackFrames` per slot, the CPU
-solver) and :class:`DeviceChain` (torch, :class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` batched over
+solver) and :class:`DeviceChain` (torch, :class:`a2x_core.postprocess.gpu.DevicePipeline` batched over
 slots, the SDK's GPU solver).
 """
 
@@ -86,7 +86,7 @@ class HostChain:
 
 
 class DeviceChain:
-    """:class:`a2x_core.postprocess.cpu.gpu.DevicePipeline` behind the chain interface: one pipeline for
+    """:class:`a2x_core.postprocess.gpu.DevicePipeline` behind the chain interface: one pipeline for
     tracks that share one run's settings (its folded matrices and stacked solver), batched over
     slots.
 

@@ -1,7 +1,7 @@
 """Everything around an Audio2Face-3D network on a torch device, batched over tracks (issue 6;
 the diffusion model reuses the stages after its network).
 
-The NumPy stages of :mod:`a2x_core.postprocess.cpu.cpu` and :mod:`a2x_core.blendshapes.cpu.cpu` run per track and per frame on
+The NumPy stages of :mod:`a2x_core.postprocess.cpu` and :mod:`a2x_core.blendshapes.cpu` run per track and per frame on
 the CPU. Here the same SDK steps (spec §4 steps 3-7, §4.1) run for every track of a batch at
 once, on the device that ran the network (CUDA; on the CPU too, which is how the tests compare
 the two), and the network's output never leaves it:
@@ -25,7 +25,7 @@ the two), and the network's output never leaves it:
 - **Jaw** (Kabsch from the 5 keypoints in float64, by Horn's quaternion: no wait for the
   device), **eyes** (offsets, eyeball strength, the saccade table at the SDK's float32 clock,
   computed once per run).
-- **Solves**: the SDK's GPU solver (ADMM, :mod:`a2x_core.blendshapes.cpu.gpu`), skin and tongue stacked
+- **Solves**: the SDK's GPU solver (ADMM, :mod:`a2x_core.blendshapes.gpu`), skin and tongue stacked
   into one block-diagonal system; frames sequential (temporal term), tracks batched; on CUDA the
   frame loop of a chunk is replayed as a CUDA graph.
 - **Tracks** are slots of the state tensors: offline the clips of a batch, streaming any number
@@ -167,7 +167,7 @@ def cascade_matrix(alpha_upper: float, alpha_lower: float, frames: int) -> np.nd
 
 class SaccadeClock:
     """The rows of the saccade table frame after frame, with the float32 clock of
-    :class:`a2x_core.postprocess.cpu.cpu.EyesAnimator` (``wrap(seed + live_time)``, ``live_time += dt * 30``
+    :class:`a2x_core.postprocess.cpu.EyesAnimator` (``wrap(seed + live_time)``, ``live_time += dt * 30``
     wrapped modulo the table): the same for every track, since all start from a reset.
 
     The clock is a float32 recurrence (not periodic in general), so the rows are extended on
@@ -298,7 +298,7 @@ def best_rotations(torch: Any, h: Any) -> Any:
 
 def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offset: Any) -> Any:
     """Jaw 4x4 transforms ``[N, 4, 4]`` float32 from jaw deltas ``[N, 15]`` (as
-    :func:`a2x_core.postprocess.cpu.cpu.jaw_transforms`: targets ``neutral + delta * strength + (0, h, d)`` in
+    :func:`a2x_core.postprocess.cpu.jaw_transforms`: targets ``neutral + delta * strength + (0, h, d)`` in
     float32, then Kabsch from the neutral keypoints in float64, :func:`best_rotations`)."""
     target = (neutral + jaw.reshape(-1, 5, 3) * _F32(strength)) + offset
     src = neutral.double()
@@ -318,7 +318,7 @@ def kabsch_transforms(torch: Any, jaw: Any, neutral: Any, strength: float, offse
 class DeviceInputs:
     """The network inputs of every track on the device: samples uploaded once, windows gathered
     per call (``[target - buffer_ofs, + buffer_len)``, zero outside the audio, times
-    ``input_strength``, as :func:`a2x_core.audio.decode.windows.audio_windows`), and the emotion rows.
+    ``input_strength``, as :func:`a2x_core.audio.windows.audio_windows`), and the emotion rows.
 
     Frames past a track's end (a chunk's padding) repeat its last frame.
     """

@@ -24,7 +24,7 @@ from .cpu import EyesAnimator, SkinAnimator, jaw_transforms, tongue_geometry
 
 
 class TrackFrames:
-    """Prepared once per run, then :func:`~a2x_core.blendshapes.cpu.settings.fresh` per track (own state)."""
+    """Prepared once per run, then :func:`~a2x_core.blendshapes.settings.fresh` per track (own state)."""
 
     def __init__(
         self,
@@ -83,7 +83,7 @@ class TrackFrames:
             self.tongue_geo.append(tongue)
 
     def take_block(self) -> dict[str, np.ndarray] | None:
-        """The frames added since the last take as one :data:`a2x_core.postprocess.cpu.chain.FrameBlock` (None
+        """The frames added since the last take as one :data:`a2x_core.postprocess.chain.FrameBlock` (None
         when there are none); the filter/saccade/solver state stays."""
         if not self.skin_w:
             return None
@@ -117,7 +117,7 @@ class TrackFrames:
         emotion_names: tuple[str, ...],
     ) -> AnimationResult:
         """A track's :class:`AnimationResult` from its frames ``block`` (a
-        :data:`a2x_core.postprocess.cpu.chain.FrameBlock`; None = no frames): ARKit-52 and tongue-16 weights by
+        :data:`a2x_core.postprocess.chain.FrameBlock`; None = no frames): ARKit-52 and tongue-16 weights by
         name (the solvers' columns), jaw matrices, eye rotations, the emotion input, optional
         geometry. Called on the prepared stages (their sizes), not on a track's copy."""
         block = block or {}

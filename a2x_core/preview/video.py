@@ -2,7 +2,7 @@
 scrolling below it, the clip's sound muxed in sync (H.264 + AAC in MP4, through PyAV).
 
 Animators judge lip sync by watching it; this needs no DCC. Speed matters (a preview should
-take seconds): frames are drawn straight into the encoder's YUV planes (:mod:`a2x_core.preview.video.raster`), the
+take seconds): frames are drawn straight into the encoder's YUV planes (:mod:`a2x_core.preview.raster`), the
 static parts are drawn once, the eye region is cached per pose, and the curve strip ("tape")
 is drawn by matplotlib a few seconds at a time and only scrolled per frame.
 """
