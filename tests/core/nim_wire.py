@@ -8,8 +8,11 @@ emotions on the first, end of audio; then reads the header, frames, event and st
 
 from __future__ import annotations
 
+import itertools
 import struct
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -227,6 +230,46 @@ def run_stream(chan: Any, requests: Sequence[bytes], timeout: float = 120.0,
     """Send ``requests`` and read every reply (the call ends after the status)."""
     call = chan.stream_stream(METHOD, request_serializer=None, response_deserializer=None)
     return read_reply(call(iter(requests), timeout=timeout, metadata=metadata))
+
+
+def streams_across_a_stop(open_channel: Callable[[], Any], requests: Sequence[bytes],
+                          count: int, stop: Callable[[], None], timeout: float = 60.0,
+                          ) -> list[Reply]:  # fmt: skip
+    """``count`` calls of ``requests`` that are running when ``stop()`` is called: each has had
+    the server's header back (a call still on the wire when a server stops is refused by gRPC,
+    which is right and not what a graceful-stop test means), and the rest of its audio follows
+    0.3 s after the stop. Returns the replies of the calls that ended (a thread that failed
+    leaves its reply out)."""
+    answered = threading.Barrier(count + 1)
+    stopped = threading.Event()
+    replies: list[Reply] = []
+
+    def paced() -> Iterator[bytes]:
+        for k, message in enumerate(requests):
+            if k == 1:
+                stopped.wait(timeout)
+                time.sleep(0.3)
+            yield message
+
+    def client() -> None:
+        call = open_channel().stream_stream(METHOD, request_serializer=None,
+                                            response_deserializer=None)  # fmt: skip
+        responses = call(paced(), timeout=timeout)
+        header = next(responses)
+        answered.wait(timeout)
+        replies.append(read_reply(itertools.chain([header], responses)))
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    try:
+        answered.wait(timeout)
+        stop()
+    finally:
+        stopped.set()
+    for thread in threads:
+        thread.join(timeout)
+    return replies
 
 
 def sample_client_requests(rate: int, pcm: bytes,

@@ -9,7 +9,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -63,29 +62,9 @@ def test_sigterm_lets_running_streams_finish_and_a_restart_serves(folder: Genera
         chan = wire.channel(port)
         assert wire.health_check(chan) == 1
         alone = wire.run_stream(chan, wire.sample_client_requests(16000, pcm))
-        started = threading.Barrier(5)
-        replies: list[wire.Reply] = []
-
-        def paced() -> list[bytes]:
-            messages = wire.sample_client_requests(16000, pcm)
-            for k, message in enumerate(messages):
-                if k == 2:
-                    started.wait(10)
-                    time.sleep(0.3)  # still streaming when SIGTERM arrives
-                yield message
-
-        def client() -> None:
-            call = wire.channel(port).stream_stream(wire.METHOD, request_serializer=None,
-                                                    response_deserializer=None)  # fmt: skip
-            replies.append(wire.read_reply(call(paced(), timeout=30)))
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        started.wait(10)
-        process.send_signal(signal.SIGTERM)
-        for thread in threads:
-            thread.join(30)
+        replies = wire.streams_across_a_stop(
+            lambda: wire.channel(port), wire.sample_client_requests(16000, pcm), 4,
+            lambda: process.send_signal(signal.SIGTERM), timeout=30)  # fmt: skip
         assert process.wait(30) == 143
         assert len(replies) == 4
         for reply in replies:  # every stream running at the stop completed, nothing lost

@@ -7,7 +7,6 @@ streams finish, no process left)."""
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import signal
 import socket
@@ -240,35 +239,9 @@ def test_sigterm_stops_every_process_gracefully(group: Group, clip: tuple[Path, 
     """Streams running when SIGTERM arrives finish with every frame; the parent exits 143 and
     leaves no server process behind. (Last in this module: it stops the group.)"""
     servers = group.servers()
-    answered = threading.Barrier(4)  # every client has the server's header: its call is running
-    signalled = threading.Event()
-    replies: list[wire.Reply] = []
-
-    def paced() -> Iterator[bytes]:
-        for k, message in enumerate(wire.sample_client_requests(16000, clip[1])):
-            if k == 1:
-                signalled.wait(20)
-                time.sleep(0.3)  # the audio arrives after SIGTERM
-            yield message
-
-    def client() -> None:
-        call = _channel(group.grpc_port).stream_stream(wire.METHOD, request_serializer=None,
-                                                           response_deserializer=None)  # fmt: skip
-        responses = call(paced(), timeout=60)
-        header = next(responses)
-        answered.wait(20)
-        replies.append(wire.read_reply(itertools.chain([header], responses)))
-
-    threads = [threading.Thread(target=client) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    # A call still on the wire when SIGTERM lands is refused (gRPC stops accepting at once):
-    # signal only once each server has answered its header.
-    answered.wait(20)
-    group.process.send_signal(signal.SIGTERM)
-    signalled.set()
-    for thread in threads:
-        thread.join(60)
+    replies = wire.streams_across_a_stop(
+        lambda: _channel(group.grpc_port), wire.sample_client_requests(16000, clip[1]), 3,
+        lambda: group.process.send_signal(signal.SIGTERM))  # fmt: skip
     assert group.process.wait(60) == 143
     assert len(replies) == 3
     for reply in replies:
