@@ -263,6 +263,10 @@ class BlendshapeSolver:
 
     def solve(self, targets: np.ndarray, *, masked: bool = False) -> np.ndarray:
         """Weights ``[n, P]`` for consecutive frames of absolute geometry ``[n, D]``."""
-        atb = self.project(targets, masked=masked)
+        return self.solve_projections(self.project(targets, masked=masked))
+
+    def solve_projections(self, atb: np.ndarray) -> np.ndarray:
+        """Weights ``[n, P]`` for consecutive frames' projections ``[n, active]`` (of
+        :meth:`project`, or folded: :class:`a2x_core.postprocess.cpu.FoldedProjection`)."""
         xs = np.stack([self.solve_projected(row) for row in atb]) if len(atb) else atb
         return self.expand(xs)

@@ -56,12 +56,7 @@ from ..jobs import CancelToken, ProgressCallback
 from ..names import ARKIT_52, TONGUE_16
 from ..options import EmotionKey, InferenceOptions
 from ..postprocess.chain import DeviceChain, FrameBlock, HostChain, PostChain, RowSplit
-from ..postprocess.cpu import (
-    EyesAnimator,
-    SkinAnimator,
-    frame_dt,
-    pca_decode,
-)
+from ..postprocess.cpu import EyesAnimator, FoldedProjection, SkinAnimator, frame_dt
 from ..postprocess.track_frames import TrackFrames
 from ..result import AnimationResult
 from ..timing import frame_targets_of, num_frames_for
@@ -136,6 +131,7 @@ class RegressionModel:
         # xyz columns the skin solver reads; without --geometry only these are computed
         self._mask_columns = frontal_columns(package.skin.data)
         self._masked_basis: np.ndarray | None = None
+        self._folds: dict[Any, FoldedProjection] = {}  # see _folded
         #: Consecutive frames of each track per network call; 1 = the SDK's one inference per
         #: frame. Results differ from 1 only by float32 rounding inside the engine's kernels.
         self.frames_per_call = FRAMES_PER_CALL
@@ -276,6 +272,30 @@ class RegressionModel:
             self._masked_basis = np.ascontiguousarray(self._skin_basis[:, columns])
         return self._masked_basis
 
+    def _folded(
+        self,
+        params: Mapping[str, Any],
+        skin_animator: SkinAnimator,
+        skin_solver: BlendshapeSolver,
+        tongue_solver: BlendshapeSolver,
+        geometry: bool,
+    ) -> FoldedProjection:
+        """The solves' projections folded from the coefficients, cached per parameters, frame
+        rate (the filters) and active poses (a fold reads the masked basis once: ~50 ms for
+        Mark)."""
+        key = (repr(sorted(params.items())), float(skin_animator.upper_alpha),
+               float(skin_animator.lower_alpha), skin_solver.active.tobytes(),
+               tongue_solver.active.tobytes(), geometry)  # fmt: skip
+        if key not in self._folds:
+            if len(self._folds) >= 8:
+                self._folds.pop(next(iter(self._folds)))
+            self._folds[key] = FoldedProjection(
+                skin_animator, self._mask_columns if geometry else None,
+                self._skin_basis_for(self._mask_columns), skin_solver, self._tongue_basis,
+                self.package.model_data.shapes_mean_tongue, params, tongue_solver,
+            )  # fmt: skip
+        return self._folds[key]
+
     def _track_stages(
         self,
         settings: Settings,
@@ -283,10 +303,11 @@ class RegressionModel:
         skin_solver: BlendshapeSolver,
         tongue_solver: BlendshapeSolver,
         geometry: bool,
-    ) -> tuple[TrackFrames, np.ndarray]:
-        """The post-network stages of one track (fresh state) and the skin PCA basis they
-        decode with (only the solver's columns unless ``geometry``); shared by the offline run
-        and the streams (:mod:`a2x_core.executor.stream`) so that both compute the same frames."""
+    ) -> TrackFrames:
+        """The post-network stages of one track (fresh state): the solves read projections
+        folded from the PCA coefficients, decoded only for ``geometry``; shared by the offline
+        run and the streams (:mod:`a2x_core.executor.stream`) so that both compute the same
+        frames."""
         data = self.package.model_data
         params = settings.animator
         columns = None if geometry else self._mask_columns
@@ -294,12 +315,13 @@ class RegressionModel:
             params, data.shapes_mean_skin, data.eye_close_pose_delta, data.lip_open_pose_delta,
             dt, columns,
         )  # fmt: skip
-        stages = TrackFrames(
+        folded = self._folded(params, skin_animator, skin_solver, tongue_solver, geometry)
+        return TrackFrames(
             params, skin_animator, EyesAnimator(params, data.saccade_rot_matrix, dt), skin_solver,
             tongue_solver, data.shapes_mean_tongue, data.neutral_jaw, masked=columns is not None,
-            keep_geometry=geometry,
+            keep_geometry=geometry, folded=folded,
+            bases=(self._skin_basis, self._tongue_basis),
         )  # fmt: skip
-        return stages, self._skin_basis_for(columns)
 
     def _infer_on(self, device: Any, audio: Any, emotion: Any, on_device: bool) -> Any:
         """The network's output rows as a torch tensor on ``device``: fed as tensors there
@@ -366,10 +388,8 @@ class RegressionModel:
         dt = frame_dt(fps.numerator, fps.denominator)
         skin_solver = BlendshapeSolver(self.package.skin.data, settings.skin)
         tongue_solver = BlendshapeSolver(self.package.tongue.data, settings.tongue)
-        stages, skin_basis = self._track_stages(
-            settings, dt, skin_solver, tongue_solver, options.geometry
-        )
-        return _Run(options, settings, fps, dt, stages, skin_basis)
+        stages = self._track_stages(settings, dt, skin_solver, tongue_solver, options.geometry)
+        return _Run(options, settings, fps, dt, stages)
 
     def _open_track(
         self, executor: Executor, audio: AudioAccumulator, run: _Run, chain: PostChain,
@@ -431,7 +451,7 @@ class RegressionModel:
         """The chain the streams of ``run`` share: NumPy stages per stream, or one growable
         :class:`a2x_core.postprocess.gpu.DevicePipeline` batched over them."""
         if device is None:
-            return HostChain(self._split_for(run.skin_basis))
+            return HostChain(self._split_for())
         return DeviceChain(self._device_pipeline(run, device), streaming=True)
 
     def _device_pipeline(self, run: _Run, device: str, lengths: Any = None) -> Any:
@@ -487,7 +507,7 @@ class RegressionModel:
         device = self.postprocess_device()
         if device is None:
             step = RegressionStep(self, None, int(self.frames_per_call))
-            chain: PostChain = HostChain(self._split_for(run.skin_basis))
+            chain: PostChain = HostChain(self._split_for())
             self._reserve_batch(len(tracks) * step.units_per_call)
         else:
             step, chain = self._device_step(device, run, tracks)
@@ -518,18 +538,18 @@ class RegressionModel:
             for track, audio in zip(opened, tracks, strict=True)
         ]
 
-    def _split_for(self, skin_basis: np.ndarray) -> RowSplit:
-        """Network rows ``[n, result_size]`` (skin PCA | tongue PCA | 15 jaw | 4 eyes) -> the
-        deltas the NumPy stages take (PCA decoded with ``skin_basis``)."""
+    def _split_for(self) -> RowSplit:
+        """Network rows ``[n, result_size]`` (skin PCA | tongue PCA | 15 jaw | 4 eyes) -> what
+        the NumPy stages take: the coefficients themselves (their solves read folded
+        projections, :class:`~a2x_core.postprocess.cpu.FoldedProjection`)."""
         info = self.package.network_info
         s_count = info.num_shapes_skin
         jaw_at = s_count + info.num_shapes_tongue
-        tongue_basis = self._tongue_basis
 
         def split(out: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
             return (
-                pca_decode(out[:, :s_count], skin_basis),
-                pca_decode(out[:, s_count:jaw_at], tongue_basis),
+                out[:, :s_count],
+                out[:, s_count:jaw_at],
                 out[:, jaw_at : jaw_at + 15],
                 out[:, jaw_at + 15 : jaw_at + 19],
             )
@@ -616,7 +636,6 @@ class _Run:
     fps: Fraction
     dt: np.float32
     stages: TrackFrames  # prepared (never run): fresh() per track
-    skin_basis: np.ndarray  # the PCA basis the NumPy stages decode with
 
 
 class _TrackState:

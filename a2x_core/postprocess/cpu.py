@@ -9,6 +9,7 @@ SDK's operation order (``multitrack_animator_cuda.cu``); state is per track and 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -240,3 +241,92 @@ class EyesAnimator:
         out = np.zeros((len(eyes), 6), dtype=_F32)
         out[:, [0, 1, 3, 4]] = values
         return out
+
+
+class FoldedProjection:
+    """What the two blendshape solves read, ``D^T (target - neutral)``, straight from a frame's
+    PCA coefficients (the regression model), for one track.
+
+    PCA decode, correctives, both filter cascades, the face-mask blend, the region strengths
+    and the tongue offsets are all linear and every filter is the same for each coordinate, so
+    they fold once per run into ``[S, active]`` float64 matrices (the algebra of
+    :class:`a2x_core.postprocess.gpu.DevicePipeline`) and the filters run on the S coefficients.
+    The masked geometry (30,255 floats a frame for Mark, a 33 MB basis read) is never built:
+    it was most of a CPU frame's time after the network. Equal to the unfolded stages within
+    float32 rounding; the first frame seeds the filters as :class:`SkinAnimator` does.
+    """
+
+    def __init__(
+        self,
+        skin: SkinAnimator,
+        skin_pick: np.ndarray | None,
+        skin_basis: np.ndarray,
+        skin_solver: Any,
+        tongue_basis: np.ndarray,
+        tongue_neutral: np.ndarray,
+        params: Mapping[str, float],
+        tongue_solver: Any,
+    ) -> None:
+        """``skin`` as prepared for the run (full or already masked: ``skin_pick`` picks the
+        solver's columns from it, None = as it is); ``skin_basis`` ``[S, solver columns]``;
+        ``tongue_basis`` ``[S_t, 3Vt]`` (all columns)."""
+        f64 = np.float64
+        pick = slice(None) if skin_pick is None else skin_pick
+        delta = skin_solver.delta_t.T.astype(f64)  # [rows, active]
+        inv, mask = skin.inv_mask[pick].astype(f64), skin.mask[pick].astype(f64)
+        us, ls, ss = float(skin.upper_strength), float(skin.lower_strength), float(skin.skin_strength)
+        both = np.asarray(skin_basis, f64) @ np.concatenate(
+            [inv[:, None] * delta, mask[:, None] * delta], axis=1
+        )
+        active = delta.shape[1]
+        self.upper = np.ascontiguousarray(both[:, :active] * (ss * us))
+        self.lower = np.ascontiguousarray(both[:, active:] * (ss * ls))
+        corr = skin.eye_term[pick].astype(f64) + skin.lip_term[pick].astype(f64)
+        self.skin_constant = (
+            (skin.neutral[pick].astype(f64) - skin_solver.neutral.astype(f64)) @ delta
+            + ((corr * inv) @ delta) * us
+            + ((corr * mask) @ delta) * ls
+        )
+        self.upper_alpha, self.lower_alpha = float(skin.upper_alpha), float(skin.lower_alpha)
+        # tongue: neutral + delta * strength, then y += height, z += depth
+        t_cols = tongue_solver.mask_columns
+        t_pick = slice(None) if t_cols is None else t_cols
+        t_delta = tongue_solver.delta_t.T.astype(f64)
+        t_neutral = np.asarray(tongue_neutral, f64).reshape(-1, 3).copy()
+        t_neutral[:, 1] += float(_F32(params["tongue_height_offset"]))
+        t_neutral[:, 2] += float(_F32(params["tongue_depth_offset"]))
+        self.tongue = np.ascontiguousarray(
+            (np.asarray(tongue_basis, f64)[:, t_pick] @ t_delta)
+            * float(_F32(params["tongue_strength"]))
+        )
+        self.tongue_constant = (
+            t_neutral.reshape(-1)[t_pick] - tongue_solver.neutral.astype(f64)
+        ) @ t_delta
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the filter state (a new track): the next frame seeds it."""
+        self._state: np.ndarray | None = None  # [4, S]: lower1, lower2, upper1, upper2
+
+    def project(self, skin: np.ndarray, tongue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The skin and tongue solves' projections ``[n, active]`` (float64) for consecutive
+        frames' PCA coefficients ``[n, S]`` and ``[n, S_t]``."""
+        coeffs = np.asarray(skin, np.float64)
+        filtered = np.empty((len(coeffs), 2, coeffs.shape[1]))  # upper2, lower2 per frame
+        for i, c in enumerate(coeffs):
+            if self._state is None:
+                self._state = np.stack([c, c, c, c])
+            else:
+                state = self._state
+                for first, alpha in ((0, self.lower_alpha), (2, self.upper_alpha)):
+                    if alpha > 0:
+                        state[first] += (c - state[first]) * alpha
+                        state[first + 1] += (state[first] - state[first + 1]) * alpha
+                    else:
+                        state[first] = c
+                        state[first + 1] = c
+            filtered[i, 0] = self._state[3]
+            filtered[i, 1] = self._state[1]
+        skin_atb = filtered[:, 0] @ self.upper + filtered[:, 1] @ self.lower + self.skin_constant
+        tongue_atb = np.asarray(tongue, np.float64) @ self.tongue + self.tongue_constant
+        return skin_atb, tongue_atb

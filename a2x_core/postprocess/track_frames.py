@@ -2,8 +2,10 @@
 skin post-process, tongue, jaw, eyes and both blendshape solves with their per-track state
 (SDK spec §4 steps 4-7, §4.1), the outputs they collect, and the result built from them.
 
-Both models hand over skin and tongue *deltas* (the regression model after its PCA decode, the
-diffusion model straight from its prediction) with the 15 jaw and 4 eye values of each frame.
+The diffusion model hands over skin and tongue *deltas* (its prediction); the regression model
+hands over its PCA *coefficients*, which the solves read through a
+:class:`~a2x_core.postprocess.cpu.FoldedProjection` (decoded only for a geometry output); both
+with the 15 jaw and 4 eye values of each frame.
 """
 
 from __future__ import annotations
@@ -20,7 +22,14 @@ from ..blendshapes.settings import fresh
 from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..result import AnimationResult
-from .cpu import EyesAnimator, SkinAnimator, jaw_transforms, tongue_geometry
+from .cpu import (
+    EyesAnimator,
+    FoldedProjection,
+    SkinAnimator,
+    jaw_transforms,
+    pca_decode,
+    tongue_geometry,
+)
 
 
 class TrackFrames:
@@ -38,7 +47,11 @@ class TrackFrames:
         *,
         masked: bool,
         keep_geometry: bool,
+        folded: FoldedProjection | None = None,
+        bases: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """``folded``: :meth:`add` takes PCA coefficients and the solves read their projections
+        from it; ``bases`` (skin, tongue) then decode the geometry output."""
         self.params = params
         self.skin, self.eyes = skin, eyes
         self.skin_solver, self.tongue_solver = skin_solver, tongue_solver
@@ -46,12 +59,15 @@ class TrackFrames:
         self.neutral_jaw = np.asarray(neutral_jaw, np.float32)
         self.masked = masked  # the skin deltas hold only the solver's frontal-mask columns
         self.keep_geometry = keep_geometry
+        self.folded, self.bases = folded, bases
         self.reset()
 
     def reset(self) -> None:
         """Fresh filter/saccade/solver state and empty outputs (a new track)."""
         self.skin, self.eyes = fresh(self.skin), fresh(self.eyes)
         self.skin_solver, self.tongue_solver = fresh(self.skin_solver), fresh(self.tongue_solver)
+        if self.folded is not None:
+            self.folded = fresh(self.folded)
         self.skin_w: list[np.ndarray] = []
         self.tongue_w: list[np.ndarray] = []
         self.jaw: list[np.ndarray] = []
@@ -61,23 +77,34 @@ class TrackFrames:
 
     def add(
         self,
-        skin_deltas: np.ndarray,
-        tongue_deltas: np.ndarray,
+        skin_in: np.ndarray,
+        tongue_in: np.ndarray,
         jaw: np.ndarray,
         eyes: np.ndarray,
     ) -> None:
-        """Post-process and solve consecutive frames: ``[n, 3V]`` (or masked), ``[n, 3Vt]``,
-        ``[n, 15]``, ``[n, 4]``."""
+        """Post-process and solve consecutive frames: skin ``[n, 3V]`` (or masked) and tongue
+        ``[n, 3Vt]`` deltas, or ``[n, S]`` and ``[n, S_t]`` coefficients when folded; ``[n, 15]``
+        jaw, ``[n, 4]`` eye values."""
         p = self.params
-        skin = self.skin.animate(skin_deltas)
-        tongue = tongue_geometry(tongue_deltas, self.neutral_tongue, p["tongue_strength"],
-                                 p["tongue_height_offset"], p["tongue_depth_offset"])  # fmt: skip
         self.jaw.append(jaw_transforms(jaw, self.neutral_jaw, p["lower_teeth_strength"],
                                        p["lower_teeth_height_offset"],
                                        p["lower_teeth_depth_offset"]))  # fmt: skip
         self.eye.append(self.eyes.animate(eyes))
-        self.skin_w.append(self.skin_solver.solve(skin, masked=self.masked))
-        self.tongue_w.append(self.tongue_solver.solve(tongue))
+        if self.folded is not None:
+            skin_atb, tongue_atb = self.folded.project(skin_in, tongue_in)
+            self.skin_w.append(self.skin_solver.solve_projections(skin_atb))
+            self.tongue_w.append(self.tongue_solver.solve_projections(tongue_atb))
+            if self.keep_geometry and self.bases is not None:
+                skin_in = pca_decode(skin_in, self.bases[0])
+                tongue_in = pca_decode(tongue_in, self.bases[1])
+            else:
+                return
+        skin = self.skin.animate(skin_in)
+        tongue = tongue_geometry(tongue_in, self.neutral_tongue, p["tongue_strength"],
+                                 p["tongue_height_offset"], p["tongue_depth_offset"])  # fmt: skip
+        if self.folded is None:
+            self.skin_w.append(self.skin_solver.solve(skin, masked=self.masked))
+            self.tongue_w.append(self.tongue_solver.solve(tongue))
         if self.keep_geometry:
             self.skin_geo.append(skin)
             self.tongue_geo.append(tongue)

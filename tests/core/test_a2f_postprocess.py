@@ -193,3 +193,65 @@ def test_saccade_seed_wraps_around_the_table() -> None:
     assert out[:, 0].tolist() == [18.0, 0.0, 2.0, 4.0]  # rows 9, 0, 1, 2
     eyes.reset()
     assert eyes.animate(np.zeros((1, 4), np.float32))[0, 0] == 18.0
+
+
+def _random_solver(rng: np.random.Generator, num_verts: int, poses: int, masked: bool) -> object:
+    from a2x_core.blendshapes.cpu import BlendshapeSolver
+    from a2x_core.models.regression_folder import BlendshapeConfig, BlendshapeData
+
+    neutral = rng.normal(size=3 * num_verts).astype(np.float32)
+    deltas = rng.normal(0, 0.2, size=(poses, 3 * num_verts)).astype(np.float32)
+    mask = np.sort(rng.choice(num_verts, num_verts // 2, replace=False)).astype(np.int32)
+    active = (rng.random(poses) > 0.2).astype(np.int32)
+    config = BlendshapeConfig(
+        l1=0.1, l2=0.2, temporal=0.3, symmetry=0.0, template_bb_size=10.0, active=active,
+        cancel=np.full(poses, -1, np.int32), symmetry_ids=np.full(poses, -1, np.int32),
+        multipliers=np.ones(poses, np.float32), offsets=np.zeros(poses, np.float32),
+    )  # fmt: skip
+    data = BlendshapeData(tuple(f"p{i}" for i in range(poses)), neutral, deltas,
+                          mask if masked else None)  # fmt: skip
+    return BlendshapeSolver(data, config)
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.02])
+@pytest.mark.parametrize("geometry", [False, True])
+def test_folded_projection_equals_the_unfolded_stages(smoothing: float, geometry: bool) -> None:
+    """The solves' projections folded from PCA coefficients equal decode -> correctives ->
+    both filter cascades -> mask blend -> strengths -> ``D^T (target - neutral)`` (skin) and
+    decode -> tongue offsets -> projection, frame by frame across calls, after a reset too."""
+    from a2x_core.postprocess.cpu import FoldedProjection
+
+    rng = np.random.default_rng(7)
+    verts, t_verts, shapes, t_shapes = 40, 12, 9, 4
+    params = {**BASE, "skin_strength": 1.2, "eyelid_open_offset": 0.05, "lip_open_offset": -0.02,
+              "face_mask_softness": 0.1, "lower_face_strength": 1.3, "upper_face_strength": 0.7,
+              "lower_face_smoothing": smoothing, "upper_face_smoothing": smoothing * 2,
+              "tongue_strength": 1.4, "tongue_height_offset": 0.1,
+              "tongue_depth_offset": -0.2}  # fmt: skip
+    neutral = rng.normal(size=(verts, 3)).astype(np.float32)
+    eye, lip = rng.normal(0, 0.1, size=(2, verts, 3)).astype(np.float32)
+    skin_solver = _random_solver(rng, verts, 6, masked=True)
+    tongue_solver = _random_solver(rng, t_verts, 5, masked=False)
+    basis = rng.normal(0, 0.3, size=(shapes, 3 * verts)).astype(np.float32)
+    t_basis = rng.normal(0, 0.3, size=(t_shapes, 3 * t_verts)).astype(np.float32)
+    t_neutral = rng.normal(size=3 * t_verts).astype(np.float32)
+    cols = skin_solver.mask_columns
+    dt = frame_dt(30, 1)
+    reference = SkinAnimator(params, neutral, eye, lip, dt)  # full, unfolded
+    prepared = SkinAnimator(params, neutral, eye, lip, dt, None if geometry else cols)
+    folded = FoldedProjection(prepared, cols if geometry else None, basis[:, cols], skin_solver,
+                              t_basis, t_neutral, params, tongue_solver)  # fmt: skip
+    coeffs = rng.normal(size=(11, shapes)).astype(np.float32)
+    t_coeffs = rng.normal(size=(11, t_shapes)).astype(np.float32)
+    for part in (slice(0, 1), slice(1, 7), slice(7, 11), "reset", slice(0, 3)):
+        if part == "reset":
+            folded.reset()
+            reference.reset()
+            continue
+        skin_atb, tongue_atb = folded.project(coeffs[part], t_coeffs[part])
+        skin = reference.animate(pca_decode(coeffs[part], basis))
+        tongue = tongue_geometry(pca_decode(t_coeffs[part], t_basis), t_neutral, 1.4, 0.1, -0.2)
+        scale = np.abs(skin_atb).max()
+        np.testing.assert_allclose(skin_atb, skin_solver.project(skin), atol=2e-6 * scale)
+        np.testing.assert_allclose(tongue_atb, tongue_solver.project(tongue),
+                                   atol=2e-6 * np.abs(tongue_atb).max())  # fmt: skip
