@@ -154,9 +154,9 @@ def _add_live_parser(commands: Any) -> None:
                       "Ctrl-C)")  # fmt: skip
     live.add_argument("--as-fast-as-possible", action="store_true",
                       help="--source FILE: push blocks without waiting for the clock (tests)")
-    live.add_argument("--block-ms", type=float, default=20.0, metavar="MS",
-                      help="source block length (default 20; 5..100): a frame waits up to one "
-                      "block for its audio, so 10 lowers the latency by ~10 ms")  # fmt: skip
+    live.add_argument("--block-ms", type=float, default=10.0, metavar="MS",  # live.runner.BLOCK_S
+                      help="source block length (default 10; 5..100): a frame waits up to one "
+                      "block for its audio; longer blocks cost fewer calls and add latency")  # fmt: skip
     live.add_argument("--int8", metavar="SPEECH", help="Audio2Face-3D regression on ONNX "
                       "Runtime: run an int8 network calibrated on this speech file (about half "
                       "the CPU per frame; results change slightly: check them on your model)")  # fmt: skip

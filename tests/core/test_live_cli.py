@@ -340,11 +340,16 @@ def test_block_ms_sets_the_source_block_and_is_checked() -> None:
     """``--block-ms``: a frame waits up to one block for its audio, so shorter blocks lower
     the latency; the file source hands over blocks of that length; out of range is exit 2."""
     from a2x_core.errors import ParameterError
-    from a2x_core.live.runner import check_block_ms, open_source
+    from a2x_core.live.runner import BLOCK_S, check_block_ms, open_source
 
-    blocks = open_source(str(SAMPLE), real_time=False, block_s=check_block_ms(10))
-    lengths = [len(samples) for samples, _ in blocks]
-    assert set(lengths[:-1]) == {160} and sum(lengths) == len(decode_audio(SAMPLE).samples)
+    for block_ms, size in ((10, 160), (20, 320)):
+        blocks = open_source(str(SAMPLE), real_time=False, block_s=check_block_ms(block_ms))
+        lengths = [len(samples) for samples, _ in blocks]
+        assert set(lengths[:-1]) == {size} and sum(lengths) == len(decode_audio(SAMPLE).samples)
+    # the default (10 ms: the latency targets of docs/live.md need it) is one value everywhere
+    default = {len(samples) for samples, _ in open_source(str(SAMPLE), real_time=False)}
+    assert max(default) == round(BLOCK_S * 16000) == 160
+    assert "default 10;" in run_cli("live", "--help").stdout
     with pytest.raises(ParameterError, match="--block-ms 2 is not 5..100 ms"):
         check_block_ms(2)
     done = run_cli("live", "--source", str(SAMPLE), "--as-fast-as-possible", "--block-ms", "500")
