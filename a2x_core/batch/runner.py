@@ -285,7 +285,9 @@ def _local_cluster(distributed: Any, workers: int | None, gpu: bool) -> Any:
         raise ParameterError(f"--workers must be at least 1, found {workers}")
     # Worker processes log at CRITICAL only: a clip's error is in the report, and a stop
     # (Ctrl-C) closing the scheduler first made workers print heartbeat tracebacks.
-    common = {"threads_per_worker": 1, "dashboard_address": None,
+    # The scheduler's HTTP server (health routes; no dashboard) on a free loopback port: its
+    # default, 8787, is often taken on a shared farm node and it then warned on stderr.
+    common = {"threads_per_worker": 1, "dashboard_address": "127.0.0.1:0",
               "silence_logs": logging.CRITICAL, "scheduler_kwargs": {"dashboard": False}}
     if gpu and workers is None:
         try:
