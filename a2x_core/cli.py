@@ -578,6 +578,9 @@ def _live(args: argparse.Namespace) -> int:
     endpoints = [(parse_endpoint(text, LIVELINK_DEFAULT_PORT, "--livelink"), LiveLinkFaceSender)
                  for text in args.livelink]  # fmt: skip
     endpoints += [(parse_endpoint(text, VMC_DEFAULT_PORT, "--vmc"), VmcSender) for text in args.vmc]
+    from .backends.onnxruntime import spin_threads
+
+    spin_threads()  # one latency-bound stream: ONNX Runtime's threads spin between operators
     animator = Animator(args.model, options, emotion_model=args.emotion_model)
     model = animator.model
     if args.int8 is not None:

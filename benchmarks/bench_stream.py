@@ -185,11 +185,12 @@ def ab_latency(variants: dict[str, tuple[Callable[[], Any], Callable[[], None]]]
 
 
 def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
-              emotion_model: Any = None) -> dict[str, Any]:  # fmt: skip
+              emotion_model: Any = None, block_s: float | None = None) -> dict[str, Any]:  # fmt: skip
     """``a2x live``'s path end to end (issue 13 point 4): a WAV of ``samples`` through the file
     source at real-time pace, the model's stream, the Live Link Face sender, a UDP socket on
-    127.0.0.1. Per frame: packet arrival (wall) − when its audio time arrived (the source's
-    start + the frame's time): look-ahead + compute + output, as a viewer sees it."""
+    127.0.0.1, in source blocks of ``block_s`` (default: ``a2x live``'s). Per frame: packet
+    arrival (wall) − when its audio time arrived (the source's start + the frame's time):
+    look-ahead + compute + output, as a viewer sees it."""
     import socket
     import tempfile
     import threading
@@ -198,7 +199,7 @@ def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
 
     from a2x_core.api import Animator
     from a2x_core.live.outputs import FanOut, LiveLinkFaceSender, decode_livelink
-    from a2x_core.live.runner import StatusLine, StopSignals, file_blocks, run_live
+    from a2x_core.live.runner import BLOCK_S, StatusLine, StopSignals, file_blocks, run_live
 
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
@@ -229,7 +230,8 @@ def live_path(model: Any, options: Any, samples: np.ndarray, fps: Fraction,
         sender = LiveLinkFaceSender("127.0.0.1", receiver.getsockname()[1])
         with StopSignals() as stop, FanOut([sender]) as fanout:
             start = time.monotonic()  # file_blocks starts its clock at the first block
-            frames, _ = run_live(stream, file_blocks(clip), fanout, fps,
+            blocks = file_blocks(clip, block_s=block_s or BLOCK_S)
+            frames, _ = run_live(stream, blocks, fanout, fps,
                                  StatusLine(sys.stderr, enabled=False), stop)  # fmt: skip
         time.sleep(0.3)
     done.set()
@@ -438,6 +440,9 @@ def regression_model(args: argparse.Namespace) -> Any:
 
     model_json = ensure_folder(args.cache / "regression")
     if args.device == "cpu":
+        from a2x_core.backends.onnxruntime import spin_threads
+
+        spin_threads(not args.no_spin)  # as a2x live runs it, unless --no-spin
         model = load_model(model_json, backend="onnxruntime", threads=args.threads)
         if getattr(args, "int8", False):
             from a2x_core.audio.decode import Audio
@@ -599,8 +604,11 @@ def main() -> None:
                         help="CPU regression: the explicit int8 network (quantize_int8, "
                         "calibrated on the speech) for the latency and live runs")
     parser.add_argument("--live-block-ms", type=float, default=0.0,
-                        help="the live path's source block (default: a2x live's, 20 ms)")
+                        help="the live path's source block (default: a2x live's, 10 ms)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-spin", action="store_true",
+                        help="CPU: ONNX Runtime's threads sleep between operators (the default "
+                        "outside a2x live, which spins them)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_stream"))
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
@@ -676,11 +684,11 @@ def main() -> None:
                 notes.append(ab_note(args, model, options, samples, block, fps_text))
                 print(notes[-1], flush=True)
             if args.live:
-                if args.live_block_ms:
-                    import a2x_core.live
+                from a2x_core.live.runner import BLOCK_S
 
-                    a2x_core.live.BLOCK_S = args.live_block_ms / 1000
-                result = live_path(model, options, samples[: int(args.seconds * SAMPLE_RATE)], fps)
+                block_ms = args.live_block_ms or 1000 * BLOCK_S
+                result = live_path(model, options, samples[: int(args.seconds * SAMPLE_RATE)], fps,
+                                   block_s=block_ms / 1000)  # fmt: skip
                 p50, p99 = result["latency"]
                 notes.append(
                     f"live path, {name} at {fps_text} fps, {args.seconds:g} s of speech at "
@@ -689,7 +697,7 @@ def main() -> None:
                     f"{result['lookahead_ms']:.0f} ms; p99 − look-ahead "
                     f"{p99 - result['lookahead_ms']:.0f} ms); {result['received']} of "
                     f"{result['frames']} packets received; source blocks "
-                    f"{args.live_block_ms or 20:g} ms")  # fmt: skip
+                    f"{block_ms:g} ms")  # fmt: skip
                 print(notes[-1], flush=True)
             if lat is None:
                 lines.append(f"| {name} | {fps_text} | - | - | - | {load} |")

@@ -24,6 +24,21 @@ log = logging.getLogger("a2x_core")
 #: 2-core CPU"). Needs the ``onnx`` package; without it the file runs as it is.
 CONV1D_AS_2D = True
 
+#: Let the intra-op threads spin between the operators of a call instead of sleeping (sessions
+#: created afterwards). Off by default: under load, or with post-processing between batches,
+#: spinning threads take the CPU from other work. ``a2x live`` turns it on (one stream, one
+#: small call per frame): each operator otherwise wakes a sleeping thread, and on the 2-core VM
+#: that cost the int8 regression network's call 13.8 -> 9.7 ms p50 per frame at real-time pace
+#: (docs/benchmarks.md, "One regression stream ... after the fold").
+SPIN_THREADS = False
+
+
+def spin_threads(enabled: bool = True) -> None:
+    """Sessions created from now on spin their threads between operators (see
+    :data:`SPIN_THREADS`): for latency-bound single streams on a machine of their own."""
+    global SPIN_THREADS
+    SPIN_THREADS = bool(enabled)
+
 
 def _spec(node: object) -> TensorSpec:
     shape = tuple(d if isinstance(d, int) else None for d in node.shape)  # type: ignore[attr-defined]
@@ -36,7 +51,8 @@ class OnnxRuntimeEngine(InferenceEngine):
 
     Threads: ``intra_op_num_threads = threads`` (None = all cores), one inter-op thread and
     sequential execution, so that ``--threads 2`` really uses two cores; no thread spinning
-    between calls, so that post-processing between batches gets the CPU.
+    between calls, so that post-processing between batches gets the CPU (unless
+    :func:`spin_threads`: ``a2x live``).
     """
 
     name = "onnxruntime"
@@ -70,7 +86,10 @@ class OnnxRuntimeEngine(InferenceEngine):
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.add_session_config_entry("session.intra_op.allow_spinning",
+                                         "1" if SPIN_THREADS else "0")  # fmt: skip
+        #: whether this session's threads spin between operators (:func:`spin_threads`)
+        self.spins = SPIN_THREADS
         #: 1-D convs the session runs as 2-D ones (0: the file as it is)
         self.convs_as_2d = 0
         network: str | bytes = str(self.path)
@@ -108,7 +127,8 @@ class OnnxRuntimeEngine(InferenceEngine):
 
     def describe(self) -> dict[str, object]:
         return {**super().describe(), "provider": "CPUExecutionProvider", "threads": self.threads,
-                "convs_1d_as_2d": self.convs_as_2d, "precision": self.precision}  # fmt: skip
+                "convs_1d_as_2d": self.convs_as_2d, "precision": self.precision,
+                "spinning_threads": self.spins}  # fmt: skip
 
 
 def quantize_int8(
