@@ -7,13 +7,13 @@ streams finish, no process left)."""
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,14 +185,16 @@ def test_max_streams_counts_every_process(group: Group, clip: tuple[Path, bytes]
     def held() -> Iterator[bytes]:
         yield wire.header_message(16000)
         yield wire.audio_message(clip[1][:32000])
-        holding.release()
         gate.wait(30)
         yield wire.end_message()
 
     def client() -> None:
         call = _channel(group.grpc_port).stream_stream(wire.METHOD, request_serializer=None,
                                                            response_deserializer=None)  # fmt: skip
-        replies.append(wire.read_reply(call(held(), timeout=60)))
+        responses = call(held(), timeout=60)
+        header = next(responses)  # a server answers the header once it took the stream's slot
+        holding.release()
+        replies.append(wire.read_reply(itertools.chain([header], responses)))
 
     threads = [threading.Thread(target=client) for _ in range(MAX_STREAMS)]
     for thread in threads:
@@ -200,7 +202,6 @@ def test_max_streams_counts_every_process(group: Group, clip: tuple[Path, bytes]
     try:
         for _ in threads:
             assert holding.acquire(timeout=30)
-        time.sleep(0.5)  # the last audio message reached its server (the slot is taken first)
         for _ in range(4):  # new connections: the kernel may hand them to either process
             busy = wire.run_stream(_channel(group.grpc_port),
                                    wire.sample_client_requests(16000, clip[1][:32000]))  # fmt: skip
