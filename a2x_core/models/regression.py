@@ -282,10 +282,11 @@ class RegressionModel:
     ) -> FoldedProjection:
         """The solves' projections folded from the coefficients, cached per parameters, frame
         rate (the filters) and active poses (a fold reads the masked basis once: ~50 ms for
-        Mark)."""
+        Mark); with or without ``geometry`` (the full or the masked ``skin_animator``) the
+        matrices are the same."""
         key = (repr(sorted(params.items())), float(skin_animator.upper_alpha),
                float(skin_animator.lower_alpha), skin_solver.active.tobytes(),
-               tongue_solver.active.tobytes(), geometry)  # fmt: skip
+               tongue_solver.active.tobytes())  # fmt: skip
         if key not in self._folds:
             if len(self._folds) >= 8:
                 self._folds.pop(next(iter(self._folds)))

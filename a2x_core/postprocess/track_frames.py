@@ -59,6 +59,8 @@ class TrackFrames:
         self.neutral_jaw = np.asarray(neutral_jaw, np.float32)
         self.masked = masked  # the skin deltas hold only the solver's frontal-mask columns
         self.keep_geometry = keep_geometry
+        if folded is not None and keep_geometry and bases is None:
+            raise ValueError("folded stages need the PCA bases to decode a geometry output")
         self.folded, self.bases = folded, bases
         self.reset()
 
@@ -92,19 +94,18 @@ class TrackFrames:
         self.eye.append(self.eyes.animate(eyes))
         if self.folded is not None:
             skin_atb, tongue_atb = self.folded.project(skin_in, tongue_in)
-            self.skin_w.append(self.skin_solver.solve_projections(skin_atb))
-            self.tongue_w.append(self.tongue_solver.solve_projections(tongue_atb))
-            if self.keep_geometry and self.bases is not None:
+            if self.keep_geometry:  # for the output only: the solves read the projections
                 skin_in = pca_decode(skin_in, self.bases[0])
                 tongue_in = pca_decode(tongue_in, self.bases[1])
-            else:
-                return
-        skin = self.skin.animate(skin_in)
-        tongue = tongue_geometry(tongue_in, self.neutral_tongue, p["tongue_strength"],
-                                 p["tongue_height_offset"], p["tongue_depth_offset"])  # fmt: skip
+        if self.folded is None or self.keep_geometry:
+            skin = self.skin.animate(skin_in)
+            tongue = tongue_geometry(tongue_in, self.neutral_tongue, p["tongue_strength"],
+                                     p["tongue_height_offset"], p["tongue_depth_offset"])  # fmt: skip
         if self.folded is None:
-            self.skin_w.append(self.skin_solver.solve(skin, masked=self.masked))
-            self.tongue_w.append(self.tongue_solver.solve(tongue))
+            skin_atb = self.skin_solver.project(skin, masked=self.masked)
+            tongue_atb = self.tongue_solver.project(tongue)
+        self.skin_w.append(self.skin_solver.solve_projections(skin_atb))
+        self.tongue_w.append(self.tongue_solver.solve_projections(tongue_atb))
         if self.keep_geometry:
             self.skin_geo.append(skin)
             self.tongue_geo.append(tongue)
