@@ -232,22 +232,23 @@ def run_stream(chan: Any, requests: Sequence[bytes], timeout: float = 120.0,
     return read_reply(call(iter(requests), timeout=timeout, metadata=metadata))
 
 
-def streams_across_a_stop(open_channel: Callable[[], Any], requests: Sequence[bytes],
-                          count: int, stop: Callable[[], None], timeout: float = 60.0,
-                          ) -> list[Reply]:  # fmt: skip
-    """``count`` calls of ``requests`` that are running when ``stop()`` is called: each has had
-    the server's header back (a call still on the wire when a server stops is refused by gRPC,
-    which is right and not what a graceful-stop test means), and the rest of its audio follows
-    0.3 s after the stop. Returns the replies of the calls that ended (a thread that failed
-    leaves its reply out)."""
+def streams_held_during(open_channel: Callable[[], Any], requests: Sequence[bytes],
+                        count: int, during: Callable[[], None], timeout: float = 60.0,
+                        ) -> list[Reply]:  # fmt: skip
+    """``count`` calls of ``requests`` that are running while ``during()`` runs (a stop, or
+    another client's refusal): each has had the server's header back, i.e. holds its stream
+    slot (a call still on the wire when a server stops is refused by gRPC, which is right and
+    not what a graceful-stop test means); the rest of each call's messages follow 0.3 s after
+    ``during()`` returned or raised. Returns the replies of the calls that ended (a thread that
+    failed leaves its reply out)."""
     answered = threading.Barrier(count + 1)
-    stopped = threading.Event()
+    released = threading.Event()
     replies: list[Reply] = []
 
     def paced() -> Iterator[bytes]:
         for k, message in enumerate(requests):
             if k == 1:
-                stopped.wait(timeout)
+                released.wait(timeout)
                 time.sleep(0.3)
             yield message
 
@@ -264,9 +265,9 @@ def streams_across_a_stop(open_channel: Callable[[], Any], requests: Sequence[by
         thread.start()
     try:
         answered.wait(timeout)
-        stop()
+        during()
     finally:
-        stopped.set()
+        released.set()
     for thread in threads:
         thread.join(timeout)
     return replies

@@ -62,7 +62,7 @@ def test_sigterm_lets_running_streams_finish_and_a_restart_serves(folder: Genera
         chan = wire.channel(port)
         assert wire.health_check(chan) == 1
         alone = wire.run_stream(chan, wire.sample_client_requests(16000, pcm))
-        replies = wire.streams_across_a_stop(
+        replies = wire.streams_held_during(
             lambda: wire.channel(port), wire.sample_client_requests(16000, pcm), 4,
             lambda: process.send_signal(signal.SIGTERM), timeout=30)  # fmt: skip
         assert process.wait(30) == 143

@@ -7,7 +7,6 @@ streams finish, no process left)."""
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import signal
 import socket
@@ -178,38 +177,15 @@ def test_two_processes_serve_concurrent_clients_the_frames_of_animate(
 def test_max_streams_counts_every_process(group: Group, clip: tuple[Path, bytes]) -> None:
     """MAX_STREAMS held streams, wherever the kernel put them: one more is refused by either
     process; once they end, a stream is served again."""
-    gate = threading.Event()
-    holding = threading.Semaphore(0)
-    replies: list[wire.Reply] = []
-
-    def held() -> Iterator[bytes]:
-        yield wire.header_message(16000)
-        yield wire.audio_message(clip[1][:32000])
-        gate.wait(30)
-        yield wire.end_message()
-
-    def client() -> None:
-        call = _channel(group.grpc_port).stream_stream(wire.METHOD, request_serializer=None,
-                                                           response_deserializer=None)  # fmt: skip
-        responses = call(held(), timeout=60)
-        header = next(responses)  # a server answers the header once it took the stream's slot
-        holding.release()
-        replies.append(wire.read_reply(itertools.chain([header], responses)))
-
-    threads = [threading.Thread(target=client) for _ in range(MAX_STREAMS)]
-    for thread in threads:
-        thread.start()
-    try:
-        for _ in threads:
-            assert holding.acquire(timeout=30)
+    def refused_everywhere() -> None:
         for _ in range(4):  # new connections: the kernel may hand them to either process
             busy = wire.run_stream(_channel(group.grpc_port),
                                    wire.sample_client_requests(16000, clip[1][:32000]))  # fmt: skip
             assert busy.status[0] == ERROR and f"maximum of {MAX_STREAMS} streams" in busy.status[1]
-    finally:
-        gate.set()
-        for thread in threads:
-            thread.join(60)
+
+    replies = wire.streams_held_during(
+        lambda: _channel(group.grpc_port), wire.sample_client_requests(16000, clip[1][:32000]),
+        MAX_STREAMS, refused_everywhere)  # fmt: skip
     assert len(replies) == MAX_STREAMS and all(r.status[0] == SUCCESS for r in replies)
     again = wire.run_stream(_channel(group.grpc_port),
                             wire.sample_client_requests(16000, clip[1]))  # fmt: skip
@@ -240,7 +216,7 @@ def test_sigterm_stops_every_process_gracefully(group: Group, clip: tuple[Path, 
     """Streams running when SIGTERM arrives finish with every frame; the parent exits 143 and
     leaves no server process behind. (Last in this module: it stops the group.)"""
     servers = group.servers()
-    replies = wire.streams_across_a_stop(
+    replies = wire.streams_held_during(
         lambda: _channel(group.grpc_port), wire.sample_client_requests(16000, clip[1]), 3,
         lambda: group.process.send_signal(signal.SIGTERM))  # fmt: skip
     assert group.process.wait(60) == 143
