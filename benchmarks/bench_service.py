@@ -5,7 +5,7 @@ this process; the clients run in ``--client-procs`` other processes (so that the
 does not share the server's interpreter). Every client stream does what a live NIM client does:
 header, then ``--chunk-ms`` of real speech every ``--chunk-ms`` at real-time pace (chunk ``j``
 is sent when its audio has been "recorded", at ``t0 + (j + 1) * chunk``), then end of audio;
-streams start staggered over one chunk. Per N it reports:
+streams start staggered over one chunk (``--stagger-ms``: longer). Per N it reports:
 
 - first-frame latency: first frame received - first audio sent (p50, p99 over streams);
 - frame latency: frame received - the moment its audio time was recorded (``t0 + k / fps``), so
@@ -33,21 +33,29 @@ against ``a2x serve --processes 4``'s group (the same ``ServerGroup``, children 
 ``--profile`` samples the one-process server's threads (where its time goes). ``--warm-streams
 0,auto`` and ``--round-ms 0,5`` run each configuration with and without the stream bank's
 warm-up before listening and with the hub's rounds at least 5 ms apart: A/B in one run.
+``--mps`` runs the whole benchmark under NVIDIA's Multi-Process Service (its control daemon
+started here, with its own pipe and log folders, and stopped at the end), so that the server
+processes' kernels share the GPU at once instead of time-slicing between CUDA contexts.
 
 Usage: python benchmarks/bench_service.py [--model regression] [--streams 1,4,16,64]
        [--seconds 6] [--chunk-ms 40] [--client-procs 2] [--device cpu|cuda]
-       [--processes 1,4] [--warm-streams 0,auto] [--round-ms 0,5] [--profile] [--out res.md]
+       [--processes 1,4] [--warm-streams 0,auto] [--round-ms 0,5] [--mps] [--profile]
+       [--out res.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import multiprocessing
 import os
 import platform
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -136,13 +144,13 @@ async def _one_stream(port: int, pcm: np.ndarray, chunk: int, start: float, fps:
 
 
 def client_process(port: int, streams: int, seconds: float, chunk: int, start: float,
-                   fps: float, offset: int, lookahead: int, out: Any) -> None:  # fmt: skip
+                   stagger_s: float, fps: float, offset: int, lookahead: int,
+                   out: Any) -> None:  # fmt: skip
     pcm = speech(seconds)
-    chunk_s = chunk / RATE
 
     async def run() -> list[dict[str, Any]]:
         tasks = [_one_stream(port, np.roll(pcm, 997 * (offset + k)), chunk,
-                             start + chunk_s * ((offset + k) * 0.618 % 1.0), fps, lookahead)
+                             start + stagger_s * ((offset + k) * 0.618 % 1.0), fps, lookahead)
                  for k in range(streams)]  # fmt: skip
         return await asyncio.gather(*tasks, return_exceptions=True)
 
@@ -303,7 +311,7 @@ def trial(port: int, n: int, args: argparse.Namespace, expected: int,
     offset = 0
     for share in shares:
         worker = ctx.Process(target=client_process, args=(port, share, args.seconds, args.chunk,
-                                                          start, args.fps, offset, lookahead,
+                                                          start, args.stagger_ms / 1e3, args.fps, offset, lookahead,
                                                           queue))  # fmt: skip
         worker.start()
         workers.append(worker)
@@ -347,6 +355,35 @@ def trial(port: int, n: int, args: argparse.Namespace, expected: int,
         "reordered": sum(r["reordered"] for r in good),
         "failed": len(errors) + sum(not r["ok"] for r in good), "errors": errors[:3],
     }  # fmt: skip
+
+
+@contextlib.contextmanager
+def mps_daemon(enabled: bool) -> Any:
+    """NVIDIA's MPS control daemon for the duration of the run (CUDA contexts made afterwards in
+    this process and its children become MPS clients); yields its log folder, or None."""
+    if not enabled:
+        yield None
+        return
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        raise SystemExit("--mps: nvidia-cuda-mps-control is not on PATH (MPS needs NVIDIA's "
+                         "driver utilities); run without --mps")  # fmt: skip
+    pipe = tempfile.mkdtemp(prefix="a2x-mps-pipe-")
+    logs = tempfile.mkdtemp(prefix="a2x-mps-log-")
+    os.environ.update(CUDA_MPS_PIPE_DIRECTORY=pipe, CUDA_MPS_LOG_DIRECTORY=logs)
+    subprocess.run([control, "-d"], check=True, timeout=30)
+    try:
+        yield Path(logs)
+    finally:
+        for name in ("control.log", "server.log"):
+            log = Path(logs) / name
+            if log.exists():
+                tail = log.read_text(errors="replace").splitlines()[-6:]
+                print(f"MPS {name} (last lines):\n  " + "\n  ".join(tail), flush=True)
+        # not waited for: the daemon quits once its last client (this process) has exited
+        quitter = subprocess.Popen([control], stdin=subprocess.PIPE, start_new_session=True)
+        quitter.stdin.write(b"quit\n")
+        quitter.stdin.close()
 
 
 def load(args: argparse.Namespace) -> Any:
@@ -405,13 +442,25 @@ def main() -> None:
                         "between two rounds (ModelHub.round_interval_s), e.g. 0,5")
     parser.add_argument("--switch-interval-ms", type=float, default=0.5, help="the servers' GIL "
                         "switch interval (ServeConfig.switch_interval_s; 0: Python's 5 ms)")
+    parser.add_argument("--stagger-ms", type=float, default=None, help="the streams' starts "
+                        "spread over this long (default: one chunk, the worst case: every "
+                        "stream ends within one chunk too)")  # fmt: skip
+    parser.add_argument("--mps", action="store_true", help="run under NVIDIA's Multi-Process "
+                        "Service (its daemon started and stopped here)")  # fmt: skip
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    with mps_daemon(args.mps):
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Every configuration the arguments name, the table printed and written to ``--out``."""
     args.switch = args.switch_interval_ms / 1e3 if args.switch_interval_ms > 0 else None
     args.processes = [int(p) for p in args.processes.split(",") if p]
     args.warm_streams = [w.strip() for w in args.warm_streams.split(",") if w.strip()]
     args.round_ms = [float(r) for r in args.round_ms.split(",") if r.strip()]
     args.chunk = int(round(args.chunk_ms * RATE / 1000))
+    args.stagger_ms = args.chunk_ms if args.stagger_ms is None else args.stagger_ms
 
     from a2x_core.options import InferenceOptions
 
@@ -428,7 +477,8 @@ def main() -> None:
         f"`bench_service.py --model {args.model} --device {args.device} --precision "
         f"{args.precision} --seconds {args.seconds:g} --chunk-ms {args.chunk_ms:g} --fps "
         f"{args.fps:g} --client-procs {args.client_procs} --switch-interval-ms "
-        f"{args.switch_interval_ms:g}` on {platform.machine()} "
+        f"{args.switch_interval_ms:g} --stagger-ms {args.stagger_ms:g}{' --mps' if args.mps else ''}` "
+        f"on {platform.machine()} "
         f"({os.cpu_count()} cores), model look-ahead {lookahead_ms:.0f} ms, {expected} frames "
         "per stream; server / client CPU = CPU time of the server process(es) / the client "
         "processes per frame delivered; host busy = all cores' busy share during the trial; "
@@ -559,9 +609,7 @@ def serve_trials(model: Any, processes: int, warm: str, round_ms: float, counts:
     before it listens as ``warm`` says (0: not; "auto": as ``a2x serve`` does), its hub's
     rounds at least ``round_ms`` apart, then a short warm-up trial."""
     import copy
-    import shutil
     import socket
-    import tempfile
 
     from a2x_core.service.hub import Limits, ModelHub
     from a2x_core.service.server import ServeConfig, ServiceServer, warm_streams_for

@@ -144,6 +144,7 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=Path("/tmp/a2x_bench_batch"))
     parser.add_argument("--out", type=Path, default=Path("."))
     args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
 
     from bench_batch import make_clips, model_spec
 

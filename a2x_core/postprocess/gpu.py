@@ -340,22 +340,21 @@ class DeviceInputs:
         self.buffer_len = int(buffer_len)
         tracks = len(samples)
         width = max((len(s) for s in samples), default=0) + buffer_ofs + buffer_len
-        self.audio = torch.zeros((tracks, width), dtype=torch.float32, device=self.device)
+        audio = np.zeros((tracks, width), dtype=np.float32)  # one upload, no per-track waits
         starts = np.zeros((tracks, frames), dtype=np.int64)
         emotion_size = emotions[0].shape[1] if tracks else 0
         emo = np.zeros((tracks, frames, emotion_size), dtype=np.float32)
         for k, (s, t, e) in enumerate(zip(samples, targets, emotions, strict=True)):
-            if len(s):  # each track's samples straight into its padded row
-                row = torch.from_numpy(np.ascontiguousarray(s, dtype=np.float32))
-                self.audio[k, buffer_ofs : buffer_ofs + len(s)].copy_(row)
+            audio[k, buffer_ofs : buffer_ofs + len(s)] = s
             if len(t):
                 # window start in the padded row: target - buffer_ofs + buffer_ofs
                 starts[k, : len(t)] = t
                 starts[k, len(t) :] = t[-1]
                 emo[k, : len(t)] = e
                 emo[k, len(t) :] = e[-1]
-        self.starts = torch.from_numpy(starts).to(self.device)
-        self.emotions = torch.from_numpy(emo).to(self.device)
+        self.audio = upload(torch, audio, self.device)
+        self.starts = upload(torch, starts, self.device)
+        self.emotions = upload(torch, emo, self.device)
         self.strength = None if input_strength == 1.0 else _F32(input_strength)
 
     @staticmethod
