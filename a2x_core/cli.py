@@ -86,17 +86,10 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                      help="override a model parameter, e.g. input_strength=1.0 (repeatable)")  # fmt: skip
     run.add_argument("--geometry", action="store_true", help="NPZ: also store per-frame geometry")
-    run.add_argument("--engine", "--backend", dest="backend", default="auto",
-                     choices=("auto", "onnxruntime", "tensorrt", "torch"),
-                     help="inference engine (default auto: TensorRT, then PyTorch on a GPU, "
-                     "else ONNX Runtime; the choice is recorded in the output)")  # fmt: skip
-    run.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
-    run.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
-                     help="GPU engines only; fp32 (default) matches the CPU exactly")  # fmt: skip
+    _add_engine_arguments(run)
     run.add_argument("--compile", dest="compile_network", action="store_true",
                      help="torch engine on CUDA, regression models: torch.compile the network "
                      "(seconds to start, highest throughput)")  # fmt: skip
-    run.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
     run.add_argument("--overwrite", action="store_true", help="replace existing output files")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress bar, no summary")
 
@@ -119,6 +112,24 @@ def _build_parser() -> argparse.ArgumentParser:
 
     engines_cli.add_parser(commands)
     return parser
+
+
+def _add_engine_arguments(command: Any, gpu: bool = True,
+                          threads: str = "CPU threads for inference (default: all)") -> None:  # fmt: skip
+    """The inference engine's options, the same for animate, live, serve and batch (``gpu``:
+    also the device and the precision)."""
+    from .engine_choices import BACKENDS, PRECISIONS
+
+    command.add_argument("--engine", "--backend", dest="backend", default="auto",
+                         choices=BACKENDS, help="inference engine (default auto: TensorRT, "
+                         "then PyTorch on a GPU, else ONNX Runtime; the choice is recorded in "
+                         "the output)")  # fmt: skip
+    if gpu:
+        command.add_argument("--device", default="auto",
+                             help="auto, cpu, cuda or cuda:N (GPU engines)")  # fmt: skip
+        command.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                             help="GPU engines only; fp32 (default) matches the CPU exactly")  # fmt: skip
+    command.add_argument("--threads", type=int, help=threads)
 
 
 def _add_emotion_model_arguments(run: Any) -> None:
@@ -175,9 +186,7 @@ def _add_live_parser(commands: Any) -> None:
     live.add_argument("--no-blinks", action="store_true", help="no procedural blinks")
     live.add_argument("--head-motion", type=float, default=1.0, metavar="AMOUNT",
                       help="head motion and gaze amplitude (default model; 0 = none)")
-    live.add_argument("--engine", "--backend", dest="backend", default="auto",
-                      choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
-    live.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
+    _add_engine_arguments(live, gpu=False)  # live's --device is the sound input
     live.add_argument("--livelink", action="append", default=[], metavar="HOST[:PORT]",
                       help=f"send Live Link Face packets (Unreal; default port "
                       f"{LIVELINK_DEFAULT_PORT}; repeatable)")  # fmt: skip
@@ -237,12 +246,7 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--grace", type=float, default=25.0, metavar="SECONDS",
                        help="on Ctrl-C/SIGTERM, how long running streams may take to finish "
                        "(default 25: inside Kubernetes' 30 s before SIGKILL)")  # fmt: skip
-    serve.add_argument("--engine", "--backend", dest="backend", default="auto",
-                       choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
-    serve.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (GPU engines)")
-    serve.add_argument("--threads", type=int, help="CPU threads for inference (default: all)")
-    serve.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
-                       help="GPU engines only; fp32 (default) matches the CPU exactly")
+    _add_engine_arguments(serve, threads="CPU threads for inference per process (default: all)")
     serve.add_argument("--processes", type=int, default=1, metavar="N",
                        help="N server processes on the same ports (SO_REUSEPORT; each loads "
                        "the model; --max-streams counts them all): one Python process "
@@ -278,12 +282,7 @@ def _add_batch_parser(commands: Any) -> None:
     _add_emotion_model_arguments(batch)
     batch.add_argument("--emotion-mix", choices=("blend", "override"), default="blend",
                        help="--emotion with --emotion-model: blend (default) or override")
-    batch.add_argument("--engine", "--backend", dest="backend", default="auto",
-                       choices=("auto", "onnxruntime", "tensorrt", "torch"), help="inference engine")
-    batch.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    batch.add_argument("--precision", default="fp32", choices=("fp32", "tf32", "bf16", "fp16"),
-                       help="GPU engines only")  # fmt: skip
-    batch.add_argument("--threads", type=int, help="CPU threads for inference per worker")
+    _add_engine_arguments(batch, threads="CPU threads for inference per worker")
     where = batch.add_mutually_exclusive_group()
     where.add_argument("--workers", type=int, metavar="N",
                        help="local cluster of N worker processes (default: one per core; with "

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .engine_choices import BACKENDS, PRECISIONS
 from .errors import ParameterError
 from .inputs import check_json_depth
 from .timing import parse_fps
@@ -34,8 +35,6 @@ EMOTION_CADENCES = ("sdk", "per-frame")
 #: Maya-ACE: 30 fps, one inference per 31 frames (~1.03 s), whatever the A2F frame rate.
 SDK_EMOTION_FPS = Fraction(30)
 SDK_EMOTION_SKIP = 30
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 #: The largest thread count a2x passes to an engine (more only exhausts memory: ONNX Runtime
 #: then fails with std::bad_alloc, which would look like a broken model).
 MAX_THREADS = 1024

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from ..engine_choices import PRECISIONS
 from ..errors import EngineError
 from .base import EngineCapabilities, InferenceEngine, TensorSpec, check_bindings
 from .torch_sequence_ops import SequenceOps
 
 log = logging.getLogger("a2x_core")
 
-PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 #: the half-precision activation types
 _HALF = {"bf16": "bfloat16", "fp16": "float16"}
 #: CUDA graphs kept per engine (one per batch size seen); further sizes run eagerly.

@@ -98,3 +98,32 @@ def test_emotions_for_the_default_model_are_refused(tmp_path: Path) -> None:
     proc = run_cli("animate", str(SAMPLE), "-o", str(tmp_path / "e.json"), "--emotion", "joy=0.5")
     _assert_clean_error(proc, "takes no emotion input")
     assert not (tmp_path / "e.json").exists()
+
+
+@pytest.mark.parametrize("command", ["animate", "serve", "batch"])
+def test_engine_options_are_the_same_for_every_command(command: str) -> None:
+    from a2x_core.cli import _build_parser
+    from a2x_core.options import BACKENDS, PRECISIONS
+
+    parser = _build_parser()
+    needs = {"animate": ["clip.wav", "-o", "out.json"], "serve": [], "batch": ["clips/", "-o", "out/"]}
+    args = parser.parse_args([command, *needs[command], "--backend", "torch", "--device", "cuda:1",
+                              "--precision", "bf16", "--threads", "3"])  # fmt: skip
+    assert (args.backend, args.device, args.precision, args.threads) == ("torch", "cuda:1", "bf16", 3)
+    sub = next(a for a in parser._subparsers._group_actions[0].choices.values() if a.prog.endswith(command))
+    choices = {a.dest: tuple(a.choices) for a in sub._actions if a.dest in ("backend", "precision")}
+    assert choices == {"backend": BACKENDS, "precision": PRECISIONS}
+
+
+def test_live_engine_options_keep_device_for_the_microphone() -> None:
+    from a2x_core.cli import _build_parser
+
+    args = _build_parser().parse_args(["live", "--device", "USB mic", "--engine", "onnxruntime", "--threads", "1"])
+    assert (args.input_device, args.backend, args.threads) == ("USB mic", "onnxruntime", 1)
+    assert args.device == "auto"  # the engine's device is not the microphone
+
+
+def test_a_bad_precision_names_the_choices(tmp_path: Path) -> None:
+    proc = run_cli("animate", str(SAMPLE), "-o", str(tmp_path / "o.json"), "--precision", "fp8")
+    assert proc.returncode == 2
+    assert "fp8" in proc.stderr and "bf16" in proc.stderr
