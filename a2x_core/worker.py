@@ -268,6 +268,11 @@ def _serve(request: dict[str, Any], channel: _Channel, token: CancelToken,
     command = request.get("command", "animate")
     if command == "live":
         _live_source(request)
+        from .backends.onnxruntime import spin_threads
+
+        # one latency-bound stream in a process of its own, as ``a2x live``: ONNX Runtime's
+        # threads spin between operators (a worker serves one request, so no bake shares it)
+        spin_threads()
     options = options_from_json(request.get("options", {}))
     model_spec = request.get("model", "default")
     channel.send("progress", fraction=0.0, stage="loading model")

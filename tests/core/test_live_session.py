@@ -258,3 +258,33 @@ def test_external_runtime_live_request_with_a_bad_source_names_the_fix(
     job = WorkerJob(sys.executable, request, env=dict(os.environ, PYTHONPATH=str(REPO))).start()
     with pytest.raises(ParameterError, match='source object.*"file"'):
         job.result(timeout=60)
+
+
+_SPIN_PROBE = """
+import os, sys
+from a2x_core import worker
+from a2x_core.backends import onnxruntime as backend
+read, write = os.pipe()  # stdin stays open (EOF would cancel the request)
+os.write(write, (sys.argv[1] + "\\n").encode())
+sys.stdin = os.fdopen(read)
+code = worker.main()
+sys.stderr.write(f"RESULT {code} {backend.SPIN_THREADS}\\n")
+"""
+
+
+@pytest.mark.parametrize(("command", "spins"), [("live", "True"), ("info", "False")])
+def test_the_worker_spins_onnx_runtime_threads_for_live_requests_only(
+    regression_json, clip, command: str, spins: str
+) -> None:
+    """A live request is one latency-bound stream in a worker process of its own (as ``a2x
+    live``), so its sessions spin between operators; other requests keep them sleeping."""
+    import json
+    import subprocess
+
+    request = {"protocol": 2, "command": command, "model": regression_json, "options": {},
+               "source": {"file": str(clip), "real_time": False}}  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", _SPIN_PROBE, json.dumps(request)], cwd=REPO,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+    line = next((x for x in done.stderr.splitlines() if x.startswith("RESULT")), done.stderr)
+    assert line.split()[1:] == ["0", spins], line
