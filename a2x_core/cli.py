@@ -132,6 +132,14 @@ def _add_engine_arguments(command: Any, gpu: bool = True,
     command.add_argument("--threads", type=int, help=threads)
 
 
+def _add_stream_language_argument(command: Any) -> None:
+    """``--language`` of the commands that stream (live, serve): a stream has no transcript."""
+    command.add_argument("--language", default="auto", metavar="CODE",
+                         help="default model: the spoken language, ISO 639-1 (en, de, ru, zh, "
+                         "...); auto/en: English word recognition (default), another code: "
+                         "the language-independent phone loop")  # fmt: skip
+
+
 def _add_emotion_model_arguments(run: Any) -> None:
     """Audio2Emotion's options, the same for ``animate`` and ``live``."""
     run.add_argument("--emotion-model", metavar="PATH", help="Audio2Emotion model.json: detect "
@@ -177,6 +185,7 @@ def _add_live_parser(commands: Any) -> None:
     live.add_argument("--model", default="default",
                       help="'default' or PATH/model.json of an Audio2Face-3D model")
     live.add_argument("--fps", default="60", help="frame rate, N or N/D (default 60)")
+    _add_stream_language_argument(live)
     live.add_argument("--emotion", action="append", default=[], metavar="NAME=VALUE",
                       help="emotion input for models that take one, e.g. joy=0.7 (repeatable)")
     live.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
@@ -220,6 +229,7 @@ def _add_serve_parser(commands: Any) -> None:
     serve.add_argument("--model", default="default",
                        help="'default' or PATH/model.json of an Audio2Face-3D model")
     serve.add_argument("--fps", default="30", help="output frame rate, N or N/D (default 30)")
+    _add_stream_language_argument(serve)
     serve.add_argument("--emotion-model", metavar="PATH",
                        help="Audio2Emotion model.json: detect each stream's emotions from its "
                        "audio, as the NIM does (the header's emotion_post_processing_params "
@@ -832,7 +842,8 @@ def _serve_server(args: argparse.Namespace, slots: Any = None) -> Any:
     from .service.server import ServeConfig, ServiceServer, warm_streams_for
 
     options = InferenceOptions(fps=args.fps, backend=args.backend, device=args.device,
-                               threads=args.threads, precision=args.precision)  # fmt: skip
+                               threads=args.threads, precision=args.precision,
+                               language=args.language)  # fmt: skip
     model = load_model(args.model, backend=options.backend, threads=options.threads,
                        device=options.device, precision=args.precision)  # fmt: skip
     limits = Limits(max_streams=args.max_streams, idle_timeout_s=args.idle_timeout,

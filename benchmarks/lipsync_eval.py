@@ -352,6 +352,8 @@ NON_EN_CONFIGS = {
     "before: transcript (English aligner)": {"language": "en", "transcript": True},
     "audio only (--language CODE)": {"language": None, "transcript": False},
     "transcript (--language auto)": {"language": "auto", "transcript": True},
+    "streaming, audio only (--language CODE)": {"language": None, "transcript": False,
+                                                 "stream": True},
 }
 
 
@@ -370,10 +372,17 @@ def evaluate_non_english(
                 fps=fps, blinks=False, language=how["language"] or code,
                 transcript=transcript if how["transcript"] else None,
             )
-            weights = model.animate([audio], opts)[0].weights
+            if how.get("stream"):
+                weights = stream_weights(model, audio, opts, NON_EN_PUSH_TIMES_MS)
+            else:
+                weights = model.animate([audio], opts)[0].weights
             for key, values in non_english_hits(weights, times, reference).items():
                 tally[name].setdefault(key, []).extend(values)
     return {c: {k: [int(sum(v)), len(v)] for k, v in t.items()} for c, t in tally.items()}
+
+
+#: Compute time of every push of the non-English streaming row (milliseconds).
+NON_EN_PUSH_TIMES_MS: list[float] = []
 
 
 #: The language-independent path run on English clips (``--language de`` forces it), scored
@@ -590,6 +599,10 @@ def main(argv: list[str] | None = None) -> int:
         if english_tuning_clips(args.data):
             non_english[TUNING_ROW] = evaluate_tuning_set(model, args.data, fps)
         print(non_english_markdown(non_english) + "\n")
+        if NON_EN_PUSH_TIMES_MS:
+            print(f"non-English streaming row: {len(NON_EN_PUSH_TIMES_MS)} pushes of 20 ms, "
+                  f"compute p50 {np.percentile(NON_EN_PUSH_TIMES_MS, 50):.1f} ms, p99 "
+                  f"{np.percentile(NON_EN_PUSH_TIMES_MS, 99):.1f} ms\n")  # fmt: skip
         if args.coverage:
             coverage = decoder_coverage(args.data)
             non_english["decoder coverage"] = coverage  # type: ignore[assignment]

@@ -44,12 +44,21 @@ def open_vowels(
     """Vowels the loop heard as close or mid that the spectrum shows open become AA: the loop's
     vowel identities follow English phonotactics, the jaw follows the sound (F1)."""
     level = ex.normalised_loudness(level_db)
-    open_track = level * ex.openness(samples, level)
+    return open_vowels_by(phones, level * ex.openness(samples, level))
+
+
+def open_vowels_by(
+    phones: list[ph.Phone], open_track: np.ndarray, first_hop: int = 0
+) -> list[ph.Phone]:
+    """:func:`open_vowels` from loudness x F1 openness per analysis hop, hop ``first_hop``
+    first (a stream holds only its recent hops; a vowel past the known hops is left as heard)."""
     step = ex.ANALYSIS_S
     out = []
     for p in phones:
-        lo, hi = int(p.start_s / step), max(int(p.start_s / step) + 1, int(p.end_s / step))
-        if p.label in _OPENABLE and float(open_track[lo:hi].mean()) >= OPEN_VOWEL:
+        lo = int(p.start_s / step)
+        hi = max(lo + 1, int(p.end_s / step))
+        span = open_track[max(0, lo - first_hop) : max(0, hi - first_hop)]
+        if p.label in _OPENABLE and len(span) and float(span.mean()) >= OPEN_VOWEL:
             p = replace(p, label="AA")
         out.append(p)
     return out

@@ -189,18 +189,13 @@ class DefaultLipSyncModel:
         """A stream: push audio as it arrives, get each frame once the audio
         :attr:`stream_lookahead_s` past it has arrived (``docs/streaming.md``).
 
+        ``language`` routes the stream as it routes ``animate`` without a transcript: English
+        word recognition (``auto``, ``en``), or for another language the language-independent
+        phone loop (:mod:`.acoustic`), decoded live.
+
         Raises:
-            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live), or
-                a ``language`` other than ``auto``/``en`` (the stream decodes English words;
-                the language-independent path is offline only for now).
+            ParameterError: ``transcript`` or ``start_s``/``end_s`` set (not usable live).
         """
-        if options.language not in (lg.AUTO, lg.ENGLISH):
-            raise ParameterError(
-                f"language={options.language!r}: the default model's stream recognises English "
-                "only so far",
-                hint="animate the file offline (a2x animate --language CODE), or stream with "
-                "language auto/en",
-            )
         return DefaultStream(self, options)
 
     def animate(

@@ -40,7 +40,9 @@ from ..names import ARKIT_52, TONGUE_16
 from ..options import InferenceOptions
 from ..timing import SAMPLE_RATE, frame_targets, frame_targets_of, num_frames_for
 from . import expressions as ex
+from . import language as lg
 from . import phones as ph
+from .acoustic import open_vowels_by
 from .visemes import viseme_track
 
 if TYPE_CHECKING:
@@ -117,7 +119,7 @@ _F0_BINS = np.arange(40.0, 420.0, 1.0)
 _JAW = np.eye(4, dtype=np.float32)
 _COL = {name: i for i, name in enumerate(ARKIT_52)}
 
-_IDLE: dict[str, list[Any]] = {"words": [], "fast": []}
+_IDLE: dict[str, list[Any]] = {"words": [], "fast": [], "phones": []}
 _IDLE_LOCK = threading.Lock()
 #: Idle decoders kept for the next stream (creating one loads the LM: ~0.3 s, ~30 MB).
 _IDLE_MAX = 4
@@ -193,7 +195,13 @@ class DefaultStream:
         self._frame_s = float(targets[1] - targets[0]) / SAMPLE_RATE
         self._audio = AudioAccumulator()
         self._life = StreamLife()
-        self._kind = "fast" if options.fast else "words"
+        #: the route the offline model takes without a transcript: English words, or for
+        #: another language (``--language CODE``) the language-independent phone loop
+        self.language = lg.choose(options.language, None)
+        if self.language.english:
+            self._kind = "fast" if options.fast else "words"
+        else:
+            self._kind = "phones"
         self._decoder = _take_decoder(self._kind)
         self._decoder.reinit_feat()
         self._cmn_sum = np.zeros(len(CMN_PRIOR))  # sum of the cepstra heard so far
@@ -448,6 +456,8 @@ class DefaultStream:
         recognition does for the whole clip); the others get their phones spread by typical
         durations.
         """
+        if self._kind == "phones":
+            return self._loop_phones()
         offset = self._utterance_start / SAMPLE_RATE
         keep = self._keep_from_s()
         segments = [s for s in ph._segments(self._decoder)
@@ -464,6 +474,22 @@ class DefaultStream:
             + aligned
             + [p for p in phones if p.start_s >= end_s - 1e-6]
         )
+
+    def _loop_phones(self) -> list[ph.Phone]:
+        """The phone loop's hypothesis of the current utterance so far (absolute times), from
+        the kept history; vowels the sound shows open become open vowels, as offline
+        (:func:`.acoustic.open_vowels_by`, with the stream's loudness and F1 openness)."""
+        offset = self._utterance_start / SAMPLE_RATE
+        keep = self._keep_from_s()
+        phones = []
+        for seg in self._decoder.seg() or ():  # None when nothing was decoded
+            end = offset + (seg.end_frame + 1) * ph.FRAME_S
+            if end >= keep:
+                start = offset + seg.start_frame * ph.FRAME_S
+                phones.append(ph.Phone(ph._label(seg.word), start, end))
+        if not phones:
+            return [ph.Phone(ph.SILENCE, offset, self._fed / SAMPLE_RATE)]
+        return open_vowels_by(ph.merge_silences(phones), self._level * self._opening, self._hop0)
 
     def _align_window(
         self, segments: list[tuple[str, int, int, list[str]]], offset: float, finished: bool

@@ -15,9 +15,10 @@ from a2x_core.service.server import ServeConfig, ServiceServer
 @contextlib.contextmanager
 def running_server(model: Any, *, fps: int = 30, grpc: bool = True, http: bool = False,
                    token: str | None = None, emotion_model: Any = None,
-                   **limits: Any) -> Iterator[ServiceServer]:  # fmt: skip
+                   base_options: Any = None, **limits: Any) -> Iterator[ServiceServer]:  # fmt: skip
     """A started server (ports chosen by the OS); stopped on the way out."""
-    hub = ModelHub(model, fps=fps, limits=Limits(**limits), emotion_model=emotion_model)
+    hub = ModelHub(model, fps=fps, limits=Limits(**limits), emotion_model=emotion_model,
+                   base_options=base_options)  # fmt: skip
     server = ServiceServer(hub, ServeConfig(host="127.0.0.1", grpc_port=0 if grpc else None,
                                             http_port=0 if http else None, token=token))  # fmt: skip
     server.start()

@@ -107,6 +107,50 @@ def test_streamed_animation_follows_the_offline_one(
     assert streamed[:, JAW].std() > 0.05
 
 
+def test_another_language_streams_the_phone_loop_as_animate_decodes_it(
+    model: DefaultLipSyncModel,
+) -> None:
+    """``language="de"`` (any but English) streams the language-independent phone loop, the
+    path ``animate`` takes without a transcript (issue 17 point 7): how the audio is cut
+    changes no frame, each frame is out within the look-ahead, no word comes out, and it
+    animates what the offline loop animates: the same jaw, and the lips closed on the frames
+    where offline closes them (JFK's "my", "Americans": the loop hears no words)."""
+    samples = decode_audio(SAMPLE).samples[: 5 * SAMPLE_RATE]
+    options = InferenceOptions(fps=Fraction(60), blinks=False, language="de")
+    steady, _ = _stream(model, samples, [ds.STEP] * (len(samples) // ds.STEP + 1), options)
+    stream = model.open_stream(options)
+    stream.trace = []
+    frames, pushes, at = [], [], 0
+    for size in _chunk_sizes(7, len(samples)):
+        before = stream.samples_received
+        out = stream.push(samples[at : at + size])
+        at += size
+        pushes.append((before, stream.samples_received, out))
+        frames += out
+    frames += stream.close()
+    weights = np.stack([f.weights for f in frames])
+    np.testing.assert_array_equal(weights, np.stack([f.weights for f in steady]))
+    targets = frame_targets(len(frames), options.fps)
+    for before, after, out in pushes:
+        for frame in out:
+            assert after >= int(targets[frame.index]) + ds.COMMIT_SAMPLES
+            assert before < int(targets[frame.index]) + ds.LOOKAHEAD_SAMPLES
+    assert not stream.language.english
+    assert not any(p.word for _, _, _, phones in stream.trace for p in phones)
+    offline = model.animate([audio_from_array(samples, SAMPLE_RATE)], options)[0]
+    assert offline.parameters["phones"] == "language-independent phone loop"
+    assert len(frames) == offline.num_frames
+    assert np.corrcoef(weights[:, JAW], offline.weights[:, JAW])[0, 1] > 0.8
+
+    def pressed(w: np.ndarray) -> np.ndarray:
+        press = w[:, ARKIT_52.index("mouthPressLeft")] + w[:, ARKIT_52.index("mouthPressRight")]
+        return press / 2 >= 0.2
+
+    closed_offline = pressed(offline.weights)
+    assert closed_offline.sum() >= 10  # the clip has closures to follow
+    assert (pressed(weights) & closed_offline).sum() >= 0.8 * closed_offline.sum()
+
+
 def test_other_rates_and_channels_are_mixed_and_resampled(
     model: DefaultLipSyncModel, speech: np.ndarray
 ) -> None:

@@ -165,11 +165,15 @@ def test_english_output_is_unchanged_by_auto(model) -> None:
         assert auto.parameters["language"] == "en" and not auto.warnings
 
 
-def test_a_stream_refuses_a_language_it_cannot_follow(model) -> None:
-    """The stream decodes English words; asking it for German must not pass silently."""
-    with pytest.raises(ParameterError, match="language='de'"):
-        model.open_stream(InferenceOptions(language="de"))
-    model.open_stream(InferenceOptions(language="auto")).close()
+def test_a_stream_takes_the_route_animate_takes_without_a_transcript(model) -> None:
+    """``language`` routes a stream as it routes ``animate`` without a transcript: English
+    words for ``auto`` and ``en``, the language-independent phone loop for any other code."""
+    for language, english in (("auto", True), ("en", True), ("de", False), ("zh", False)):
+        stream = model.open_stream(InferenceOptions(language=language))
+        offline = lg.choose(language, None)
+        assert (stream.language.english, stream.language.code) == (english, offline.code)
+        assert stream.language.phones() == offline.phones()
+        stream.close()
 
 
 def test_the_phone_loop_s_vowels_open_where_the_spectrum_says_the_jaw_is_open(shared_data) -> None:

@@ -94,6 +94,27 @@ def test_default_model_file_source_jsonl_and_record(tmp_path: Path) -> None:
     assert "latency p50" in done.stderr and f"{len(lines)} sent" in done.stderr
 
 
+def test_language_streams_the_phone_loop_like_animate(tmp_path: Path) -> None:
+    """``a2x live --language de``: the default model streams the language-independent phone
+    loop, the path ``a2x animate --language de`` takes (no transcript): the same frame count
+    and jaw, other closures than the English word stream, the language in the take."""
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, decode_audio(SAMPLE).samples[: 5 * 16000], 16000)
+    takes = {}
+    for language in ("de", "en"):
+        take = tmp_path / f"take_{language}.json"
+        done = run_cli("live", "--source", str(clip), "--as-fast-as-possible", "--language",
+                       language, "--record", str(take), "--fps", "30", "--no-blinks", "-q")  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        takes[language] = _weights(take)
+    assert json.loads((tmp_path / "take_de.json").read_text())["a2x"]["options"]["language"] == "de"
+    offline = _animate(tmp_path, str(clip), "--language", "de", "--fps", "30", "--no-blinks")
+    jaw = ARKIT_52.index("jawOpen")
+    assert takes["de"].shape == offline.shape
+    assert np.corrcoef(takes["de"][:, jaw], offline[:, jaw])[0, 1] > 0.8
+    assert not np.allclose(takes["de"], takes["en"], atol=0.05)
+
+
 def test_regression_record_equals_animate_and_livelink_packets(
     tmp_path: Path, regression_json: Path
 ) -> None:

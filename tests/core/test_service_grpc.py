@@ -297,6 +297,28 @@ def test_default_model_serves_the_frames_of_a2x_animate(
     assert bytes(reply.echo) == pcm.tobytes() and reply.smoothed_emotions == []
 
 
+def test_serve_language_streams_the_default_model_s_phone_loop(clip: tuple[Path, np.ndarray]) -> None:
+    """``a2x serve --language de``: the default model's NIM streams run the language-independent
+    phone loop; a client gets exactly the frames of that stream pushed directly."""
+    from a2x_core.cli import _build_parser, _serve_server
+    from a2x_core.options import InferenceOptions
+
+    args = _build_parser().parse_args(["serve", "--language", "de", "--grpc-port", "52000"])
+    assert _serve_server(args).hub.base_options.language == "de"  # built, never started
+    _, pcm = clip
+    model = load_model("default")
+    options = InferenceOptions(fps=FPS, language="de")
+    direct = model.open_stream(options)
+    frames = direct.push(pcm.astype(np.float32) / 32768.0) + direct.close()
+    assert not direct.language.english
+    with running_server(model, fps=FPS, base_options=options) as server:
+        reply = wire.run_stream(wire.channel(server.grpc_port),
+                                wire.sample_client_requests(16000, pcm.tobytes()))  # fmt: skip
+    assert reply.status[0] == SUCCESS
+    np.testing.assert_allclose(np.stack(reply.weights), np.stack([f.weights for f in frames]),
+                               atol=1e-6)  # fmt: skip
+
+
 @pytest.mark.slow
 def test_stream_bank_serves_plain_nim_streams(folder: GeneratedModel, clip: tuple[Path, np.ndarray]) -> None:
     """With the stages on a torch device (here torch on the CPU), plain 16 kHz streams (no
