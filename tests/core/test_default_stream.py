@@ -205,8 +205,9 @@ def test_cancel_drops_everything_and_later_calls_raise(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("language", ["auto", "de"])  # English words; the phone loop
 def test_an_endless_stream_holds_bounded_state(
-    model: DefaultLipSyncModel, speech: np.ndarray
+    model: DefaultLipSyncModel, speech: np.ndarray, language: str
 ) -> None:
     """Two minutes: 27 s of speech without a pause (cut at MAX_UTTERANCE_S), then quiet
     room noise with the sentence every 30 s; pushed in 1 s blocks, checked after each."""
@@ -216,7 +217,7 @@ def test_an_endless_stream_holds_bounded_state(
     for start in range(0, len(room) - len(speech), 30 * SAMPLE_RATE):
         room[start : start + len(speech)] += speech
     audio = np.concatenate([talk, room])
-    stream = model.open_stream(InferenceOptions(fps=Fraction(30)))
+    stream = model.open_stream(InferenceOptions(fps=Fraction(30), language=language))
     count, longest = 0, 0
     for start in range(0, len(audio), SAMPLE_RATE):
         count += len(stream.push(audio[start : start + SAMPLE_RATE]))
