@@ -75,9 +75,12 @@ def unused_option_warnings(
 
         return notes + default_model_notes(options)
     ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
-                                       ("--fast", options.fast)) if used]  # fmt: skip
+                                       ("--fast", options.fast),
+                                       ("--language", options.language != "auto")) if used]  # fmt: skip
     if ignored:
-        notes.append(f"{' and '.join(ignored)} only apply to the default model; the {model.kind} "
+        listed = ", ".join(ignored[:-1]) + " and " + ignored[-1] if len(ignored) > 1 else ignored[0]
+        verb = "apply" if len(ignored) > 1 else "applies"
+        notes.append(f"{listed} only {verb} to the default model; the {model.kind} "
                      "model animates from the audio alone")  # fmt: skip
     return notes
 

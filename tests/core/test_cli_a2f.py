@@ -96,6 +96,10 @@ def test_default_model_only_options_are_flagged(tmp_path: Path, model_json: Path
     assert proc.returncode == 0, proc.stderr
     assert "--transcript and --fast only apply to the default model" in proc.stderr
     assert "only apply to the default model" in json.loads(out.read_text())["a2x"]["warnings"][0]
+    proc = run_cli("animate", str(clips[0]), "--model", str(model_json), "-o", str(out),
+                   "--overwrite", "--language", "de")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "--language only applies to the default model" in proc.stderr
 
 
 @pytest.mark.slow
