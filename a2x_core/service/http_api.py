@@ -232,6 +232,13 @@ async def _websocket_stream(socket: Any, hub: ModelHub, token: str | None) -> No
                        f"{hub.limits.min_rate}..{hub.limits.max_rate} and format s16le or f32le")  # fmt: skip
         return
     rate, dtype = int(rate_text), np.dtype(WS_FORMATS[fmt])
+    options = hub.options_for({}, ())
+    if "language" in params:  # the default model's spoken language, per connection
+        try:
+            options = options.with_changes(language=params["language"])
+        except ParameterError as error:
+            await _ws_fail(socket, 1008, f"language: {error}")
+            return
     try:
         number = hub.reserve()
     except ServiceBusyError as error:
@@ -242,8 +249,7 @@ async def _websocket_stream(socket: Any, hub: ModelHub, token: str | None) -> No
     handle = None
     reader = None
     try:
-        handle, opened = hub.open(hub.options_for({}, ()),
-                                  lambda item: mailbox.post(queue, item),
+        handle, opened = hub.open(options, lambda item: mailbox.post(queue, item),
                                   number, rate)  # fmt: skip
         await asyncio.wrap_future(opened)
         await socket.send_json({"type": "header", "fps": float(hub.fps), "rate": rate,

@@ -164,6 +164,33 @@ def test_websocket_stream_and_busy_refusal(server: object, model: object, wav: P
     assert wait_for(lambda: server.hub.active_streams == 0)
 
 
+def test_websocket_language_streams_the_default_model_s_phone_loop(wav: Path) -> None:
+    """``/v1/stream?language=de``: the default model streams the language-independent phone
+    loop for that connection (its frames are that stream's); a bad code is refused by name."""
+    from a2x_core.options import InferenceOptions
+
+    samples = soundfile.read(wav, dtype="int16")[0]
+    default = load_model("default")
+    with running_server(default, fps=FPS, grpc=False, http=True) as server:
+        base = f"ws://127.0.0.1:{server.http_port}/v1/stream?rate=16000&format=s16le"
+        with connect(base + "&language=de") as socket:
+            assert json.loads(socket.recv())["type"] == "header"
+            socket.send(samples.tobytes())
+            socket.send("end")
+            frames = []
+            while (message := json.loads(socket.recv(timeout=30)))["type"] == "frame":
+                frames.append(message)
+        with connect(base + "&language=klingon") as socket:
+            refusal = json.loads(socket.recv(timeout=10))
+        assert wait_for(lambda: server.hub.active_streams == 0)
+    assert refusal["type"] == "error" and "klingon" in refusal["message"]
+    stream = default.open_stream(InferenceOptions(fps=FPS, language="de"))
+    expected = [*stream.push(samples, 16000), *stream.close()]
+    assert not stream.language.english and len(frames) == len(expected)
+    np.testing.assert_allclose([f["weights"] for f in frames],
+                               [e.weights for e in expected], atol=2e-6)  # fmt: skip
+
+
 def test_a_stalled_upload_times_out_and_frees_its_slot(model: object, wav: Path) -> None:
     import socket
 
