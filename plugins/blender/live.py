@@ -104,8 +104,9 @@ def active() -> LivePreview | None:
 
 
 def _live_options(context: bpy.types.Context, model: str, warnings: list[str]) -> Any:
-    """The panel's model options for a stream: the scene rate, emotion sliders, identity and
-    engine (strength, smoothing and a transcript shape a whole clip; a stream has none)."""
+    """The panel's model options for a stream: the scene rate, language, emotion sliders,
+    identity and engine (strength, smoothing and a transcript shape a whole clip; a stream has
+    none)."""
     from a2x_core import InferenceOptions
     from a2x_core.retarget import scene_fps
 
@@ -114,6 +115,7 @@ def _live_options(context: bpy.types.Context, model: str, warnings: list[str]) -
     prefs = preferences.get(context)
     return InferenceOptions(
         fps=scene_fps(scene.render.fps, scene.render.fps_base),
+        language=settings.language.strip() or "auto",
         emotions=emotions,
         identity=identity,
         backend=prefs.backend if prefs else "auto",

@@ -138,6 +138,10 @@ class A2X_OT_bake(Operator):
         name="Transcript", options={"SKIP_SAVE"},
         description='The words spoken ("" = the panel\'s transcript)',
     )  # fmt: skip
+    language: StringProperty(  # type: ignore[valid-type]
+        name="Language", options={"SKIP_SAVE"},
+        description='Default model: the spoken language, e.g. "de" ("" = the panel\'s)',
+    )  # fmt: skip
     use_nla: BoolProperty(  # type: ignore[valid-type]
         name="Bake to NLA Strip", default=False, options={"SKIP_SAVE"},
         description="Put the bake on an NLA strip and leave the active Action alone",

@@ -259,6 +259,7 @@ class A2X_PT_timing(_A2XPanel, Panel):
         layout.prop(settings, "interpolation")
         layout.prop(settings, "transcript")
         layout.prop(settings, "transcript_text", text="Transcript Text")
+        layout.prop(settings, "language")
         layout.separator()
         layout.prop(settings, "key_head")
         col = layout.column()

@@ -167,6 +167,12 @@ class A2XSettings(PropertyGroup):
         name="Transcript Text", type=bpy.types.Text,
         description="A text datablock with the words spoken (used instead of the line above)",
     )  # fmt: skip
+    language: StringProperty(  # type: ignore[valid-type]
+        name="Language", default="auto",
+        description="Default model: the spoken language, an ISO 639-1 code (en, de, ru, zh, "
+        "...) or auto (from the transcript; English without one). Another language without a "
+        "transcript uses the language-independent phone decoder (Bake and Live)",
+    )  # fmt: skip
     use_emotions: BoolProperty(  # type: ignore[valid-type]
         name="Emotions", default=False, description="Send these emotions to the model"
     )

@@ -201,8 +201,8 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
     """Read the panel, or an operator's arguments, into a :class:`BakeRequest`.
 
     Without ``op`` every value is the panel's (``scene.a2x``). With ``op`` its arguments
-    count: a string argument left empty (audio, objects, model, transcript, emotion model,
-    identity) takes the panel's choice, every other one is the operator's own value, so a
+    count: a string argument left empty (audio, objects, model, transcript, language, emotion
+    model, identity) takes the panel's choice, every other one is the operator's own value, so a
     script gets the defaults the operator documents (the Bake button passes the panel's).
 
     Raises:
@@ -279,6 +279,7 @@ def gather_request(context: bpy.types.Context, op: Any = None) -> BakeRequest:
         start_s=start_s,
         end_s=end_s,
         transcript=transcript.strip() or None,
+        language=argument("language") or settings.language.strip() or "auto",
         strength=settings.strength,
         smoothing_s=settings.smoothing_s,
         emotions=emotions,

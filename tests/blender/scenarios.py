@@ -1255,7 +1255,8 @@ def scenario_script_defaults() -> dict:
     settings = scene.a2x
     settings.model, settings.model_path = "FILE", "//mark/model.json"
     settings.emotion_model_path = "//a2e/model.json"
-    strings = {n: "" for n in ("audio_path", "object_name", "model", "transcript", "identity")}
+    strings = {n: "" for n in ("audio_path", "object_name", "model", "transcript", "language",
+                               "identity")}  # fmt: skip
     op = SimpleNamespace(**strings, **unset, emotion_model="")
     request = ops.session.gather_request(bpy.context, op)
     assert request.model == bpy.path.abspath("//mark/model.json")
@@ -1263,6 +1264,23 @@ def scenario_script_defaults() -> dict:
     assert (request.start_frame, request.add_sound_strip, request.key_emotions) == (1, True, False)
     op.emotion_model = "none"
     assert ops.session.gather_request(bpy.context, op).emotion_model == ""
+    # Language: the panel's (Bake and Live), unless the script names one
+    assert request.options.language == "auto"
+    settings.language = "de"
+    assert ops.session.gather_request(bpy.context, op).options.language == "de"
+    assert ops.live._live_options(bpy.context, "default", []).language == "de"
+    op.language = "ru"
+    assert ops.session.gather_request(bpy.context, op).options.language == "ru"
+    settings.language = "klingon"
+    op.language = ""
+    from a2x_core.errors import ParameterError
+
+    try:
+        ops.session.gather_request(bpy.context, op)
+        raise AssertionError("a bad language passed")
+    except ParameterError as error:
+        assert "klingon" in str(error), error
+    settings.language = "auto"
     return {"defaults": {k: v for k, v in defaults.items()}}
 
 

@@ -86,7 +86,7 @@ def _documented_defaults() -> dict[str, object]:
 def test_script_gets_the_documented_defaults_and_one_undo(blender) -> None:
     out = blender.run("script_defaults")
     documented = _documented_defaults()
-    assert len(documented) == 11, documented
+    assert len(documented) == 12, documented
     assert out["defaults"] == documented
 
 
