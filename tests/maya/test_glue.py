@@ -246,6 +246,12 @@ def test_create_player_with_emotion_model_mix_and_identity(loaded, wav: Path, tm
         str(a2e), "override", "Claire")  # fmt: skip
     command.undoIt()
     assert player not in scene.nodes
+    german = _run(scene, "a2xCreatePlayer", {"audio": str(wav), "language": "DE"}, ["bs"])
+    assert scene.nodes[german.result]["attrs"]["language"] == "de"
+    with pytest.raises(A2XError, match="klingon"):
+        _run(scene, "a2xCreatePlayer", {"language": "klingon"}, ["bs"])
+    assert scene.nodes_of_type(NODE_TYPE) == [german.result], "a refused command creates nothing"
+    german.undoIt()
     with pytest.raises(A2XError, match="use blend or override"):
         _run(scene, "a2xCreatePlayer", {"emotionMix": "loud"}, ["bs"])
     assert not scene.nodes_of_type(NODE_TYPE), "a refused command creates nothing"

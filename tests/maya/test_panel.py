@@ -53,7 +53,8 @@ def test_panel_previews_matches_creates_and_bakes(app, wav: Path) -> None:  # no
     panel.audio_edit.setText(str(wav))
     assert panel.create_or_connect() == "a2xInferencePlayer1"
     assert calls[0] == ("a2xCreatePlayer", {"model": "default", "audio": str(wav), "force": True,
-                                            "emotionModel": "", "emotionMix": "", "identity": ""},
+                                            "emotionModel": "", "emotionMix": "", "identity": "",
+                                            "language": ""},
                         ["faceBS"])  # fmt: skip
     assert panel.player() == "a2xInferencePlayer1"
     panel.delete_after_bake.setChecked(True)

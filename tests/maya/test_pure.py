@@ -213,6 +213,17 @@ def test_emotion_and_identity_attributes() -> None:
     assert A.OUTPUT_DETECTED_EMOTIONS in A.OUTPUT_ARRAYS
 
 
+def test_language_reaches_the_default_model_and_the_cache_key(wav: Path) -> None:
+    """The player's ``language`` (the default model's spoken language) is an inference input:
+    it reaches the options and a change starts a new track; empty means auto."""
+    sources = {name: (kind, default) for name, _short, kind, default in A.SOURCE_ATTRS}
+    assert sources["language"] == ("string", "auto")
+    assert _inputs(wav).options(None).language == "auto"
+    assert _inputs(wav, language="").options(None).language == "auto"
+    assert _inputs(wav, language="de").options(None).language == "de"
+    assert track_key(_inputs(wav, language="de")) != track_key(_inputs(wav))
+
+
 def test_emotion_inputs_validate(wav: Path, tmp_path: Path) -> None:
     a2e = tmp_path / "a2e" / "model.json"
     a2e.parent.mkdir()

@@ -169,6 +169,7 @@ SOURCE_ATTRS: tuple[tuple[str, str, str, object], ...] = (
     ("modelPath", "mp", "string", "default"),
     ("emotionModelPath", "emp", "string", ""),  # Audio2Emotion model.json ("" = none)
     ("identity", "idn", "string", ""),  # diffusion models ("" = the model's first)
+    ("language", "lng", "string", "auto"),  # the default model's spoken language (ISO 639-1)
 )
 
 #: Outputs besides the arrays: jaw 4x4 (Maya row-vector layout), eye rotations (degrees).

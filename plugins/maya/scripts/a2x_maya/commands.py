@@ -53,7 +53,8 @@ SPECS: tuple[CommandSpec, ...] = (
         "a2xCreatePlayer",
         (("-n", "-name", "string"), ("-m", "-model", "string"), ("-a", "-audio", "string"),
          ("-f", "-force", "bool"), ("-em", "-emotionModel", "string"),
-         ("-mix", "-emotionMix", "string"), ("-id", "-identity", "string")),  # fmt: skip
+         ("-mix", "-emotionMix", "string"), ("-id", "-identity", "string"),
+         ("-lng", "-language", "string")),  # fmt: skip
         "Create a player on the given (or selected) blendShape nodes or meshes.",
     ),
     CommandSpec(
@@ -149,13 +150,19 @@ def create_player(
     emotion_model: str = "",
     emotion_mix: str = "",
     identity: str = "",
+    language: str = "",
 ) -> Outcome:
     """Create a player, drive it by ``time1``, give it the time-slider sound (or ``audio``)
     and connect it by name to the blendShapes of ``names`` (none: an unconnected player).
-    ``emotion_model``, ``emotion_mix`` and ``identity`` set ``emotionModelPath``,
-    ``emotionMix`` and ``identity``."""
+    ``emotion_model``, ``emotion_mix``, ``identity`` and ``language`` set
+    ``emotionModelPath``, ``emotionMix``, ``identity`` and ``language`` (the default model's
+    spoken language, checked here)."""
     blendshapes = find_blendshapes(scene, names)
     mix = emotion_mix_index(emotion_mix) if emotion_mix else None
+    if language:
+        from a2x_core.lipsync.language import check_language
+
+        language = check_language(language)  # a bad code refused before anything is made
     edit = scene.begin_edit()
     player = edit.create_node(NODE_TYPE, name or f"{NODE_TYPE}1")
     edit.connect("time1.outTime", f"{player}.time")
@@ -169,6 +176,8 @@ def create_player(
         edit.set_attr(f"{player}.emotionMix", float(mix))
     if identity:
         edit.set_attr(f"{player}.identity", identity)
+    if language:
+        edit.set_attr(f"{player}.language", language)
     warnings: list[str] = []
     sound = None if audio else scene.time_slider_sound()
     if audio:

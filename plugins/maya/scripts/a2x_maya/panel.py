@@ -91,6 +91,9 @@ class Panel(QtWidgets.QWidget):
         self.identity_edit = QtWidgets.QLineEdit()
         self.identity_edit.setPlaceholderText("diffusion models: Claire, James... (empty = first)")
         form.addRow("Identity", self.identity_edit)
+        self.language_edit = QtWidgets.QLineEdit()
+        self.language_edit.setPlaceholderText("default model: de, ru, zh... (empty = auto)")
+        form.addRow("Language", self.language_edit)
 
         self.player_combo = QtWidgets.QComboBox()
         form.addRow("Player", self.player_combo)
@@ -260,7 +263,8 @@ class Panel(QtWidgets.QWidget):
             flags = {"model": self.model_combo.currentText(), "audio": self.audio_edit.text(),
                      "force": True, "emotionModel": self.emotion_model_edit.text().strip(),
                      "emotionMix": self._emotion_mix(),
-                     "identity": self.identity_edit.text().strip()}  # fmt: skip
+                     "identity": self.identity_edit.text().strip(),
+                     "language": self.language_edit.text().strip()}  # fmt: skip
             result = self._run("a2xCreatePlayer", flags, self.targets())
             if isinstance(result, str):
                 self.player_combo.setCurrentText(result)

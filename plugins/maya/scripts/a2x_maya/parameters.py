@@ -97,6 +97,7 @@ class PlayerInputs:
     fps: Fraction = Fraction(60)
     emotion_model: str = ""
     identity: str = ""
+    language: str = "auto"
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], fps: Fraction) -> PlayerInputs:
@@ -115,6 +116,7 @@ class PlayerInputs:
             fps=fps,
             emotion_model=str(values.get("emotionModelPath", "") or "").strip(),
             identity=str(values.get("identity", "") or "").strip(),
+            language=str(values.get("language", "") or "auto").strip() or "auto",
         )
 
     def validate(self) -> None:
@@ -209,6 +211,7 @@ class PlayerInputs:
             "end_s": self.end_s if self.end_s >= 0 else None,
             "parameters": self.model_parameters(accepted_parameters),
             "identity": self.identity or None,
+            "language": self.language,
         }
         if not self.emotion_model:
             manual = mapped(self.emotion_vector()) if emotion_names else {}
@@ -247,6 +250,7 @@ def track_key(inputs: PlayerInputs) -> tuple[Any, ...]:
     return (
         _file_key(inputs.audio_path), inputs.start_s, inputs.end_s, inputs.model, scalars,
         inputs.preferred_emotions, inputs.fps, _file_key(inputs.emotion_model), inputs.identity,
+        inputs.language,
     )  # fmt: skip
 
 

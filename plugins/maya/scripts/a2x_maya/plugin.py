@@ -64,7 +64,8 @@ class Runtime:
                                  force=bool(flags.get("force")),
                                  emotion_model=flags.get("emotionModel", ""),
                                  emotion_mix=flags.get("emotionMix", ""),
-                                 identity=flags.get("identity", ""))  # fmt: skip
+                                 identity=flags.get("identity", ""),
+                                 language=flags.get("language", ""))  # fmt: skip
         players = [o for o in objects if scene.exists(o) and scene.node_type(o) == NODE_TYPE]
         if not players:
             from a2x_core.errors import A2XError
