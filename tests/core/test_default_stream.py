@@ -167,14 +167,17 @@ def test_other_rates_and_channels_are_mixed_and_resampled(
     assert abs(stream.samples_received - len(speech)) <= 2
 
 
+@pytest.mark.parametrize("language", ["auto", "de"])  # English words; the phone loop
 def test_bad_options_and_pushes_raise_typed_errors(
-    model: DefaultLipSyncModel, speech: np.ndarray
+    model: DefaultLipSyncModel, speech: np.ndarray, language: str
 ) -> None:
     with pytest.raises(ParameterError, match="transcript"):
-        model.open_stream(InferenceOptions(transcript="she had your dark suit"))
+        model.open_stream(InferenceOptions(transcript="she had your dark suit", language=language))
     with pytest.raises(ParameterError, match="start_s"):
-        model.open_stream(InferenceOptions(start_s=1.0))
-    stream = model.open_stream(InferenceOptions())
+        model.open_stream(InferenceOptions(start_s=1.0, language=language))
+    with pytest.raises(ParameterError, match="klingon"):
+        model.open_stream(InferenceOptions(language="klingon"))
+    stream = model.open_stream(InferenceOptions(language=language))
     stream.push(speech[:8000])
     bad = speech[8000:9000].copy()
     bad[10] = np.nan
@@ -190,10 +193,11 @@ def test_bad_options_and_pushes_raise_typed_errors(
         stream.push(speech[:100])
 
 
+@pytest.mark.parametrize("language", ["auto", "de"])
 def test_cancel_drops_everything_and_later_calls_raise(
-    model: DefaultLipSyncModel, speech: np.ndarray
+    model: DefaultLipSyncModel, speech: np.ndarray, language: str
 ) -> None:
-    stream = model.open_stream(InferenceOptions())
+    stream = model.open_stream(InferenceOptions(language=language))
     stream.push(speech[:16000])
     stream.cancel()
     assert stream.closed and stream.buffered_samples == 0
