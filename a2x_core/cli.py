@@ -877,10 +877,26 @@ def _serve_group(args: argparse.Namespace) -> int:
     try:
         if not args.quiet:
             _print_serving(args, args.grpc_port, args.http_port, None)
+            hint = _mps_hint(args)
+            if hint:
+                print(hint, file=sys.stderr, flush=True)
         while True:
             group.poll(0.5)
     finally:
         group.stop(grace=args.grace)
+
+
+def _mps_hint(args: argparse.Namespace) -> str:
+    """Advice for several processes on one NVIDIA GPU where NVIDIA's Multi-Process Service can
+    run ("" elsewhere): without it their CUDA contexts time-slice the GPU (docs/service.md)."""
+    import shutil
+
+    on_gpu = args.device != "cpu" and args.backend != "onnxruntime"
+    if args.processes < 2 or not on_gpu or shutil.which("nvidia-cuda-mps-control") is None:
+        return ""
+    return (f"a2x serve: {args.processes} processes share the GPU: if NVIDIA's MPS is not "
+            "running, start it (nvidia-cuda-mps-control -d) so that their kernels run side by "
+            "side instead of time-slicing (docs/service.md, \"Several processes\")")
 
 
 def _print_serving(args: argparse.Namespace, grpc_port: int | None, http_port: int | None,

@@ -127,3 +127,25 @@ def test_a_bad_precision_names_the_choices(tmp_path: Path) -> None:
     proc = run_cli("animate", str(SAMPLE), "-o", str(tmp_path / "o.json"), "--precision", "fp8")
     assert proc.returncode == 2
     assert "fp8" in proc.stderr and "bf16" in proc.stderr
+
+
+def test_serve_advises_mps_only_where_it_can_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``a2x serve --processes N`` on a GPU engine prints the MPS advice only where NVIDIA's
+    MPS control tool is on the PATH (and never for one process, the CPU or ONNX Runtime)."""
+    from a2x_core.cli import _build_parser, _mps_hint
+
+    tool = tmp_path / "nvidia-cuda-mps-control"
+    tool.write_text("#!/bin/sh\n")
+    tool.chmod(0o755)
+
+    def hint(*argv: str) -> str:
+        return _mps_hint(_build_parser().parse_args(["serve", *argv]))
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert "nvidia-cuda-mps-control -d" in hint("--processes", "8", "--device", "cuda")
+    assert "8 processes" in hint("--processes", "8")  # auto: the children may take the GPU
+    assert hint("--processes", "1", "--device", "cuda") == ""
+    assert hint("--processes", "8", "--device", "cpu") == ""
+    assert hint("--processes", "8", "--engine", "onnxruntime") == ""
+    monkeypatch.setenv("PATH", str(tmp_path / "none"))  # no MPS tool here
+    assert hint("--processes", "8", "--device", "cuda") == ""
