@@ -605,6 +605,8 @@ def _live(args: argparse.Namespace) -> int:
             sink.close()
         raise
     stream = animator.open_stream()
+    if not args.quiet:
+        _print_live_notes(model, options, animator.emotion_model, stream)
     fps = options.fps
     playback = _delayed_playback(args, stream)
     if playback is not None:
@@ -635,6 +637,18 @@ def _live(args: argparse.Namespace) -> int:
             print(f"live: warning: {source.dropped_s:.2f} s of microphone input dropped (the model "
                   "ran slower than real time; try --fps 30 or a faster --engine)", file=sys.stderr)
     return stop.exit_code or 0
+
+
+def _print_live_notes(model: Any, options: Any, emotion_model: Any, stream: Any) -> None:
+    """Before a take: the options this model ignores (as ``animate`` warns) and, for the
+    default model, the route its language takes (English words or the phone loop)."""
+    from .api import unused_option_warnings
+
+    for note in unused_option_warnings(model, options, emotion_model):
+        print(f"live: warning: {note}", file=sys.stderr)
+    language = getattr(stream, "language", None)
+    if language is not None:
+        print(f"live: language {language.code}: {language.phones()}", file=sys.stderr)
 
 
 def _add_preview_parser(commands: Any) -> None:

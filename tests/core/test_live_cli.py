@@ -104,8 +104,10 @@ def test_language_streams_the_phone_loop_like_animate(tmp_path: Path) -> None:
     for language in ("de", "en"):
         take = tmp_path / f"take_{language}.json"
         done = run_cli("live", "--source", str(clip), "--as-fast-as-possible", "--language",
-                       language, "--record", str(take), "--fps", "30", "--no-blinks", "-q")  # fmt: skip
+                       language, "--record", str(take), "--fps", "30", "--no-blinks")  # fmt: skip
         assert done.returncode == 0, done.stderr
+        route = "language-independent phone loop" if language == "de" else "English word recognition"
+        assert f"live: language {language}: {route}" in done.stderr  # said before the take
         takes[language] = _weights(take)
     assert json.loads((tmp_path / "take_de.json").read_text())["a2x"]["options"]["language"] == "de"
     offline = _animate(tmp_path, str(clip), "--language", "de", "--fps", "30", "--no-blinks")
