@@ -266,13 +266,14 @@ def _add_serve_parser(commands: Any) -> None:
 
 def _add_batch_parser(commands: Any) -> None:
     """``a2x batch``: the model options are animate's (same names, parsed by ``_options``);
-    a manifest row can change the model, transcript, identity, emotions and fps per clip."""
+    a manifest row can change the model, transcript, language, identity, emotions and fps per
+    clip."""
     batch = commands.add_parser("batch", help="animate a manifest or folder of clips on a Dask "
                                 "cluster (local or remote); resumable, with a report")  # fmt: skip
     batch.add_argument("source", metavar="MANIFEST|FOLDER",
                        help="a .csv or .jsonl manifest (columns: audio, output, model, "
-                       "transcript, identity, emotions, fps, rig, emotion_model) or a folder "
-                       "of audio files")  # fmt: skip
+                       "transcript, language, identity, emotions, fps, rig, emotion_model) or "
+                       "a folder of audio files")  # fmt: skip
     batch.add_argument("-o", "--output", required=True, type=Path, metavar="OUTDIR",
                        help="output folder: one file per clip and format, report.csv/.json")  # fmt: skip
     batch.add_argument("--format", action="append", choices=("json", "csv", "npz"),
@@ -281,6 +282,10 @@ def _add_batch_parser(commands: Any) -> None:
                        help="the model of rows without one: 'default' or PATH/model.json")
     batch.add_argument("--fps", default="60", help="frame rate of rows without one (default 60)")
     batch.add_argument("--fast", action="store_true", help="faster, slightly less accurate lip-sync")
+    batch.add_argument("--language", default="auto", metavar="CODE",
+                       help="default model: the spoken language of rows without one, ISO 639-1 "
+                       "(en, de, ru, zh, ...) or auto (default: from the transcript; English "
+                       "without one)")  # fmt: skip
     batch.add_argument("--seed", type=int, default=0, help="seed for blinks and saccades")
     batch.add_argument("--strength", type=float, default=1.0, help="overall weight multiplier")
     batch.add_argument("--smoothing", type=float, default=0.0, help="extra smoothing in seconds")

@@ -7,6 +7,7 @@ audio      the audio file (relative paths are read from the manifest's folder)
 output     the output name (no extension; default: the audio file's stem)
 model      ``default`` or an Audio2Face-3D model.json / folder (default: ``--model``)
 transcript the exact words spoken (default model)
+language   the spoken language, ISO 639-1 or ``auto`` (default model; default: ``--language``)
 identity   a diffusion model's identity
 emotions   ``joy=0.7,anger=0.2`` (JSON: also an object ``{"joy": 0.7}``)
 fps        frame rate, N or N/D (default: ``--fps``)
@@ -31,8 +32,8 @@ from typing import Any
 from ..errors import ParameterError
 from ..options import EmotionKey
 
-COLUMNS = ("audio", "output", "model", "transcript", "identity", "emotions", "fps", "rig",
-           "emotion_model")
+COLUMNS = ("audio", "output", "model", "transcript", "language", "identity", "emotions", "fps",
+           "rig", "emotion_model")
 #: Files a folder manifest picks up (headerless .raw/.pcm need a rate and are left out).
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".opus", ".aiff", ".aif", ".m4a")
 #: Output names become file names in OUTDIR: no folders, nothing hidden.
@@ -48,6 +49,7 @@ class Clip:
     name: str
     model: str | None = None
     transcript: str | None = None
+    language: str | None = None
     identity: str | None = None
     emotions: tuple[EmotionKey, ...] | None = None
     fps: str | None = None
@@ -168,6 +170,14 @@ def _clip(where: str, values: dict[str, Any], base: Path) -> Clip:
             emotions = parse_emotion_args([str(raw)])
         except ParameterError as error:
             raise ParameterError(f"{where}: emotions: {error}") from None
+    language = _text(values, "language", where)
+    if language is not None:
+        from ..lipsync.language import check_language
+
+        try:
+            language = check_language(language)
+        except ParameterError as error:
+            raise ParameterError(f"{where}: language: {error}") from None
     fps = _text(values, "fps", where)
     if fps is not None:
         try:
@@ -181,7 +191,7 @@ def _clip(where: str, values: dict[str, Any], base: Path) -> Clip:
     if emotion_model:
         emotion_model = str(base / Path(emotion_model).expanduser())  # an absolute one stays
     return Clip(row=where, audio=audio, name=name, model=model or None,
-                transcript=_text(values, "transcript", where),
+                transcript=_text(values, "transcript", where), language=language,
                 identity=_text(values, "identity", where), emotions=emotions, fps=fps,
                 rig=_text(values, "rig", where), emotion_model=emotion_model or None)  # fmt: skip
 

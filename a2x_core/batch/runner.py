@@ -137,7 +137,7 @@ def _emotion_input(path: str | None, cache: dict[str, Any]) -> dict[str, Any] | 
 
 def _clip_options(clip: Clip, common: InferenceOptions) -> InferenceOptions:
     changes: dict[str, Any] = {}
-    for name in ("transcript", "identity", "emotions", "fps"):
+    for name in ("transcript", "language", "identity", "emotions", "fps"):
         value = getattr(clip, name)
         if value is not None:
             changes[name] = value

@@ -40,6 +40,27 @@ def test_csv_manifest_columns_paths_and_per_clip_options(tmp_path: Path) -> None
     assert by_name["line001"]["options"]["fps"] == "60/1"
 
 
+def test_language_column_and_option_reach_each_clip(tmp_path: Path) -> None:
+    """``language`` per row (the default model's spoken language) over the batch's
+    ``--language``; a row's language is part of its recorded inputs (a change redoes it)."""
+    cut_clips(tmp_path / "audio", 2)
+    manifest = write_manifest(tmp_path / "takes.csv", [
+        {"audio": "audio/line000.wav", "language": "DE"},
+        {"audio": "audio/line001.wav", "language": ""},
+    ])  # fmt: skip
+    german, other = read_clips(manifest)
+    assert (german.language, other.language) == ("de", None)
+    plan = plan_batch([german, other], BatchSettings(outdir=tmp_path / "out",
+                                                     options=InferenceOptions(language="ru")))  # fmt: skip
+    by_name = {c["name"]: c for task in plan.tasks for c in task["clips"]}
+    assert by_name["line000"]["options"]["language"] == "de"
+    assert by_name["line001"]["options"]["language"] == "ru"  # the batch's
+    english = plan_batch([german, other], BatchSettings(outdir=tmp_path / "out"))
+    fingerprints = {c["name"]: c["fingerprint"] for task in english.tasks for c in task["clips"]}
+    assert fingerprints["line001"] != by_name["line001"]["fingerprint"]
+    assert fingerprints["line000"] == by_name["line000"]["fingerprint"]
+
+
 def test_jsonl_manifest_and_folder(tmp_path: Path) -> None:
     cut_clips(tmp_path, 3)
     corrupt_clips(tmp_path)
@@ -60,6 +81,7 @@ def test_jsonl_manifest_and_folder(tmp_path: Path) -> None:
     ("audio,output\na.wav,x\nb.wav,X\n", "both write 'X'"),
     ("audio,emotions\na.wav,glee=2\n", "takes.csv:2: emotions"),
     ("audio,fps\na.wav,-5\n", "takes.csv:2: fps"),
+    ("audio,language\na.wav,klingon\n", "takes.csv:2: language"),
     ("audio,output\na.wav,../up\n", "not a plain file name"),
     ("audio\n", "lists no clip"),
     ("audio,output\na.wav,Report\n", "the batch report's"),

@@ -115,6 +115,17 @@ def test_engine_options_are_the_same_for_every_command(command: str) -> None:
     assert choices == {"backend": BACKENDS, "precision": PRECISIONS}
 
 
+@pytest.mark.parametrize("command", ["live", "serve", "batch"])
+def test_streaming_and_batch_commands_take_the_language(command: str) -> None:
+    from a2x_core.cli import _build_parser, _options
+
+    needs = {"live": [], "serve": [], "batch": ["clips/", "-o", "out/"]}
+    args = _build_parser().parse_args([command, *needs[command], "--language", "de"])
+    assert args.language == "de"
+    if command != "serve":  # serve builds its options itself (tested with the service)
+        assert _options(args).language == "de"
+
+
 def test_live_engine_options_keep_device_for_the_microphone() -> None:
     from a2x_core.cli import _build_parser
 
