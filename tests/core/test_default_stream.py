@@ -48,10 +48,13 @@ def _chunk_sizes(seed: int, total: int, longest: int = 2 * SAMPLE_RATE) -> list[
 
 
 def _stream(
-    model: DefaultLipSyncModel, samples: np.ndarray, sizes: list[int], options: InferenceOptions
+    model: DefaultLipSyncModel, samples: np.ndarray, sizes: list[int], options: InferenceOptions,
+    trace: list | None = None,
 ) -> tuple[list[StreamFrame], list[tuple[int, int, list[StreamFrame]]]]:
-    """All frames, and (samples received before, after, frames returned) for every push."""
+    """All frames, and (samples received before, after, frames returned) for every push;
+    ``trace``: a list to receive the stream's trace."""
     stream = model.open_stream(options)
+    stream.trace = trace
     pushes, frames, at = [], [], 0
     for size in sizes:
         before = stream.samples_received
@@ -118,16 +121,8 @@ def test_another_language_streams_the_phone_loop_as_animate_decodes_it(
     samples = decode_audio(SAMPLE).samples[: 5 * SAMPLE_RATE]
     options = InferenceOptions(fps=Fraction(60), blinks=False, language="de")
     steady, _ = _stream(model, samples, [ds.STEP] * (len(samples) // ds.STEP + 1), options)
-    stream = model.open_stream(options)
-    stream.trace = []
-    frames, pushes, at = [], [], 0
-    for size in _chunk_sizes(7, len(samples)):
-        before = stream.samples_received
-        out = stream.push(samples[at : at + size])
-        at += size
-        pushes.append((before, stream.samples_received, out))
-        frames += out
-    frames += stream.close()
+    trace: list = []
+    frames, pushes = _stream(model, samples, _chunk_sizes(7, len(samples)), options, trace)
     weights = np.stack([f.weights for f in frames])
     np.testing.assert_array_equal(weights, np.stack([f.weights for f in steady]))
     targets = frame_targets(len(frames), options.fps)
@@ -135,8 +130,10 @@ def test_another_language_streams_the_phone_loop_as_animate_decodes_it(
         for frame in out:
             assert after >= int(targets[frame.index]) + ds.COMMIT_SAMPLES
             assert before < int(targets[frame.index]) + ds.LOOKAHEAD_SAMPLES
-    assert not stream.language.english
-    assert not any(p.word for _, _, _, phones in stream.trace for p in phones)
+    probe = model.open_stream(options)
+    assert not probe.language.english
+    probe.cancel()
+    assert trace and not any(p.word for _, _, _, phones in trace for p in phones)
     offline = model.animate([audio_from_array(samples, SAMPLE_RATE)], options)[0]
     assert offline.parameters["phones"] == "language-independent phone loop"
     assert len(frames) == offline.num_frames
