@@ -72,11 +72,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 SAMPLE_RATE = 16000
 
 
-def speech(seconds: float) -> np.ndarray:
-    """Real speech (the repo's sample, looped) of ``seconds`` at 16 kHz."""
+def speech(seconds: float, path: Path | None = None) -> np.ndarray:
+    """Real speech (the repo's sample, or ``path``; looped) of ``seconds`` at 16 kHz."""
     from a2x_core.audio.decode import decode_audio
 
-    clip = decode_audio(REPO / "samples" / "jfk.flac").samples
+    clip = decode_audio(path or REPO / "samples" / "jfk.flac").samples
     reps = int(np.ceil(seconds * SAMPLE_RATE / len(clip)))
     return np.tile(clip, reps)[: int(seconds * SAMPLE_RATE)]
 
@@ -606,6 +606,10 @@ def main() -> None:
     parser.add_argument("--live-block-ms", type=float, default=0.0,
                         help="the live path's source block (default: a2x live's, 10 ms)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--language", default="auto", help="the default model's language "
+                        "(another code than auto/en: the language-independent phone loop)")
+    parser.add_argument("--speech", type=Path, help="the speech to push (default: the repo's "
+                        "sample), looped to --seconds")  # fmt: skip
     parser.add_argument("--no-spin", action="store_true",
                         help="CPU: ONNX Runtime's threads sleep between operators (the default "
                         "outside a2x live, which spins them)")
@@ -619,7 +623,7 @@ def main() -> None:
     from a2x_core.timing import parse_fps
 
     block = int(round(args.block_ms * SAMPLE_RATE / 1000))
-    samples = speech(max(args.seconds, 10.0))
+    samples = speech(max(args.seconds, 10.0), args.speech)
     lines = [
         f"machine: {platform.machine()}, {os.cpu_count()} cores, load "
         f"{os.getloadavg()[0]:.2f}; device {args.device} {args.precision}"
@@ -644,7 +648,8 @@ def main() -> None:
             continue
         for fps_text in args.fps.split(","):
             fps = parse_fps(fps_text)
-            options = InferenceOptions(fps=fps)
+            options = InferenceOptions(fps=fps, language=args.language if name == "default"
+                                       else "auto")  # fmt: skip
             lat = None if args.no_latency else latency(
                 lambda m=model, o=options: m.open_stream(o),
                 samples[: int(args.seconds * SAMPLE_RATE)], block, fps, not args.no_pace)  # fmt: skip
