@@ -47,6 +47,24 @@ def smoothing_alpha(dt: np.float32, smoothing: float) -> np.float32:
     return _F32(_F32(1) - np.power(_F32(0.5), _F32(dt / _F32(smoothing))))
 
 
+def filter_cascades(state: np.ndarray | None, value: np.ndarray, lower_alpha: float,
+                    upper_alpha: float) -> np.ndarray:  # fmt: skip
+    """The skin's two 2-stage low-pass cascades (lower and upper face) advanced by one frame
+    ``value``: ``state`` ``[4, N]`` is lower1, lower2, upper1, upper2 (updated in place, in its
+    dtype), None seeds all four with ``value`` (SDK ``Reset``); an alpha of 0 passes the value
+    through. Returns the state."""
+    if state is None:
+        return np.stack([value, value, value, value])
+    for first, alpha in ((0, lower_alpha), (2, upper_alpha)):
+        if alpha > 0:
+            state[first] += (value - state[first]) * alpha
+            state[first + 1] += (state[first] - state[first + 1]) * alpha
+        else:
+            state[first] = value
+            state[first + 1] = value
+    return state
+
+
 class SkinAnimator:
     """Skin post-processing for one track (SDK ``ComputeSkinPostProcessing``).
 
@@ -87,7 +105,7 @@ class SkinAnimator:
 
     def reset(self) -> None:
         """Forget the filter state: the next frame seeds both filters (SDK ``Reset``)."""
-        self._state: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._state: np.ndarray | None = None  # [4, D]: lower1, lower2, upper1, upper2
 
     def animate(self, deltas: np.ndarray) -> np.ndarray:
         """Absolute positions ``[n, D]`` for consecutive frames' PCA deltas ``[n, D]``."""
@@ -95,22 +113,7 @@ class SkinAnimator:
         d_all = self.skin_strength * deltas + self.eye_term + self.lip_term  # step 1, SDK order
         out = np.empty_like(d_all)
         for i, d in enumerate(d_all):
-            if self._state is None:
-                self._state = (d.copy(), d.copy(), d.copy(), d.copy())
-            else:
-                lower1, lower2, upper1, upper2 = self._state
-                if self.lower_alpha > 0:
-                    lower1 += (d - lower1) * self.lower_alpha
-                    lower2 += (lower1 - lower2) * self.lower_alpha
-                else:
-                    lower1[:] = d
-                    lower2[:] = d
-                if self.upper_alpha > 0:
-                    upper1 += (d - upper1) * self.upper_alpha
-                    upper2 += (upper1 - upper2) * self.upper_alpha
-                else:
-                    upper1[:] = d
-                    upper2[:] = d
+            self._state = filter_cascades(self._state, d, self.lower_alpha, self.upper_alpha)
             _, lower2, _, upper2 = self._state
             # neutral + upper2 * upperStrength * (1 - m) + lower2 * lowerStrength * m
             out[i] = (
@@ -313,18 +316,8 @@ class FoldedProjection:
         frames' PCA coefficients ``[n, S]`` and ``[n, S_t]``."""
         coeffs = np.asarray(skin, np.float64)
         filtered = np.empty((len(coeffs), 2, coeffs.shape[1]))  # upper2, lower2 per frame
-        for i, c in enumerate(coeffs):
-            if self._state is None:
-                self._state = np.stack([c, c, c, c])
-            else:
-                state = self._state
-                for first, alpha in ((0, self.lower_alpha), (2, self.upper_alpha)):
-                    if alpha > 0:
-                        state[first] += (c - state[first]) * alpha
-                        state[first + 1] += (state[first] - state[first + 1]) * alpha
-                    else:
-                        state[first] = c
-                        state[first + 1] = c
+        for i, c in enumerate(coeffs):  # the filters of SkinAnimator, on the coefficients
+            self._state = filter_cascades(self._state, c, self.lower_alpha, self.upper_alpha)
             filtered[i, 0] = self._state[3]
             filtered[i, 1] = self._state[1]
         skin_atb = filtered[:, 0] @ self.upper + filtered[:, 1] @ self.lower + self.skin_constant
