@@ -283,11 +283,15 @@ def phone_loop(pcm: bytes, offset_s: float = 0.0) -> list[Phone]:
     """Decode phones directly with the phone bigram (~30x real time per core)."""
     dec = decoder("phones")
     _decode(dec, pcm)
-    phones = []
-    for seg in dec.seg() or ():  # None when nothing was decoded
-        start = offset_s + seg.start_frame * FRAME_S
-        phones.append(Phone(_label(seg.word), start, offset_s + (seg.end_frame + 1) * FRAME_S))
-    return merge_silences(phones)
+    return merge_silences(loop_phones(dec, offset_s))
+
+
+def loop_phones(dec: Any, offset_s: float = 0.0) -> list[Phone]:
+    """A phone decoder's hypothesis as phones (its ``seg()``: after an utterance, or during
+    one for a stream), times from ``offset_s``."""
+    segments = dec.seg() or ()  # None when nothing was decoded
+    return [Phone(_label(seg.word), offset_s + seg.start_frame * FRAME_S,
+                  offset_s + (seg.end_frame + 1) * FRAME_S) for seg in segments]  # fmt: skip
 
 
 # --- transcripts ---------------------------------------------------------------------------

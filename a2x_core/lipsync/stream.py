@@ -481,12 +481,7 @@ class DefaultStream:
         (:func:`.acoustic.open_vowels_by`, with the stream's loudness and F1 openness)."""
         offset = self._utterance_start / SAMPLE_RATE
         keep = self._keep_from_s()
-        phones = []
-        for seg in self._decoder.seg() or ():  # None when nothing was decoded
-            end = offset + (seg.end_frame + 1) * ph.FRAME_S
-            if end >= keep:
-                start = offset + seg.start_frame * ph.FRAME_S
-                phones.append(ph.Phone(ph._label(seg.word), start, end))
+        phones = [p for p in ph.loop_phones(self._decoder, offset) if p.end_s >= keep]
         if not phones:
             return [ph.Phone(ph.SILENCE, offset, self._fed / SAMPLE_RATE)]
         return open_vowels_by(ph.merge_silences(phones), self._level * self._opening, self._hop0)
