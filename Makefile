@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 DEMO_TRANSCRIPT := And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.
 
-.PHONY: demo test test-all lint bench fuzz clean portaudio gltf-validator rhubarb
+.PHONY: demo test test-all lint bench fuzz clean portaudio espeak-ng gltf-validator rhubarb
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff), the live
 # extra (sounddevice) for the microphone tests and the serve extra (gRPC, FastAPI).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install -e ".[test,plot,live,serve,preview,batch]"
+	$(PIP) install -e ".[test,plot,live,serve,preview,batch,languages]"
 	touch $@
 
 # PortAudio, the C library under sounddevice (a2x live's microphone): Debian's libportaudio2,
@@ -29,6 +29,14 @@ portaudio:
 	  { apt-get install -y -q libportaudio2 >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q libportaudio2 >/dev/null 2>&1; }; }; } || \
 	  echo "note: libportaudio2 not installed (needs root and apt); the microphone tests will skip"
+
+# espeak-ng, the program that pronounces transcripts in languages without rules of their own
+# (Debian's espeak-ng), installed where this user may (root with apt); elsewhere its tests skip.
+espeak-ng:
+	@command -v espeak-ng >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { apt-get install -y -q espeak-ng >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q espeak-ng >/dev/null 2>&1; }; }; } || \
+	  echo "note: espeak-ng not installed (needs root and apt); its transcript tests will skip"
 
 # PyTorch for the torch-engine tests: the project's machines carry the CPU build of 2.13.0 as a
 # local wheel (pip's find-links); a plain `pip install torch` elsewhere pulls several GB of CUDA.
@@ -70,7 +78,7 @@ demo: $(VENV)/.stamp-base
 lint: $(VENV)/.stamp-test
 	$(VENV)/bin/ruff check .
 
-TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) portaudio gltf-validator rhubarb lint
+TEST_DEPS := $(VENV)/.stamp-test $(VENV)/.stamp-torch $(BPY_VENVS:%=%/.stamp-bpy) portaudio espeak-ng gltf-validator rhubarb lint
 
 # The fast tier: every module, the fuzz sample and a Blender smoke test; tests marked
 # `slow` (long clips, whole-pipeline sweeps, the Blender tier) run only in test-all.

@@ -5,8 +5,10 @@ The default model's recogniser (pocketsphinx en-US) knows English words only; fo
 language it invents English words and so invents and drops lip closures. So the model routes
 by language: English goes through word recognition / cmudict alignment as before; any other
 language goes through the language-independent phone path (:mod:`.acoustic`) without a
-transcript, and through per-language grapheme-to-phone rules (``data/grapheme_to_phone.json``,
-pure Python, no espeak-ng needed) with one.
+transcript, and with one through the transcript's own pronunciations
+(:func:`pronunciation_source`): per-language grapheme-to-phone rules
+(``data/grapheme_to_phone.json``, German and Russian), pinyin for Mandarin (:mod:`.mandarin`),
+espeak-ng for the rest where it is installed (:mod:`.espeak`), else a generic transliteration.
 """
 
 from __future__ import annotations
@@ -29,10 +31,9 @@ _DATA = Path(__file__).with_name("data")
 
 AUTO = "auto"
 ENGLISH = "en"
-#: ISO 639-1 codes ``--language`` accepts (with ``auto``). Languages with their own rules in
-#: ``data/grapheme_to_phone.json`` align transcripts with them; the others with a generic
-#: transliteration (:func:`.phones.letter_to_sound`). Without a transcript every non-English
-#: language takes the same language-independent path.
+#: ISO 639-1 codes ``--language`` accepts (with ``auto``). A transcript is pronounced as
+#: :func:`pronunciation_source` says; without a transcript every non-English language takes
+#: the same language-independent path.
 LANGUAGES: dict[str, str] = {
     "en": "English", "de": "German", "ru": "Russian", "zh": "Mandarin Chinese",
     "fr": "French", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch",
@@ -90,7 +91,7 @@ class LanguageChoice:
     def phones(self) -> str:
         """Where the phones come from."""
         if self.with_transcript:
-            return "English dictionary" if self.english else f"{self.code} pronunciation rules"
+            return "English dictionary" if self.english else pronunciation_source(self.code)
         return "English word recognition" if self.english else "language-independent phone loop"
 
     def describe(self) -> str:
@@ -234,13 +235,35 @@ def keyed_words(words: list[str], code: str) -> list[str]:
     return [f"{w}{KEY}{code}" for w in words]
 
 
+def pronunciation_source(code: str) -> str:
+    """What pronounces a transcript in language ``code``: its own rules (German, Russian),
+    pinyin for Mandarin, espeak-ng's voice for the language, else the letters themselves."""
+    from . import espeak, mandarin
+
+    if has_rules(code):
+        return f"{code} pronunciation rules"
+    if code == "zh":
+        if mandarin.available():
+            return "zh pinyin (pypinyin)"
+        return "one neutral syllable per Han character (pip install pypinyin reads them)"
+    voice = espeak.voice(code)
+    if voice is not None:
+        return f"espeak-ng's {voice} voice"
+    return f"{code} spelled letter by letter (install espeak-ng to pronounce it)"
+
+
 def transcript_pronunciations(words: list[str], code: str) -> dict[str, str]:
-    """Keyed word → ARPAbet for every distinct word: the language's rules, else the generic
-    transliteration and letter-to-sound rules (any script; Han characters as one syllable)."""
+    """Keyed word → ARPAbet for every distinct word (:func:`pronunciation_source`): the
+    language's rules, Mandarin's pinyin or espeak-ng's voice, and for any word they leave the
+    generic transliteration and letter-to-sound rules (any script)."""
+    from . import espeak, mandarin
     from .phones import letter_to_sound
 
+    spoken: dict[str, str] = {}
+    if not has_rules(code):
+        spoken = mandarin.pronunciations(words) if code == "zh" else espeak.pronunciations(words, code)
     return {
-        key: pronounce(word, code) or letter_to_sound(word)
+        key: spoken.get(word) or pronounce(word, code) or letter_to_sound(word)
         for word, key in zip(words, keyed_words(words, code), strict=True)
     }
 
