@@ -19,7 +19,7 @@ $(VENV)/.stamp-base: pyproject.toml | $(PY)
 # Test install: the test extras (pytest, onnx, PySide6 for the Maya panel, ruff), the live
 # extra (sounddevice) for the microphone tests and the serve extra (gRPC, FastAPI).
 $(VENV)/.stamp-test: pyproject.toml $(VENV)/.stamp-base
-	$(PIP) install -e ".[test,plot,live,serve,preview,batch,languages]"
+	$(PIP) install -e ".[test,plot,live,serve,preview,batch]"
 	touch $@
 
 # PortAudio, the C library under sounddevice (a2x live's microphone): Debian's libportaudio2,

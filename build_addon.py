@@ -127,6 +127,21 @@ def build_a2x_wheel(dest: Path, pip: list[str]) -> Path:
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
 
 
+def _requested(python: PythonTarget) -> str:
+    """The first line of a cache's ``resolved.txt``: what its wheels were resolved for."""
+    return "# requested: " + " ".join([*runtime_requirements(), python.numpy_pin])
+
+
+def cache_is_current(cache: Path, platform: str, python: str) -> bool:
+    """Whether ``cache`` holds wheels resolved for today's requirements (a build without
+    download can use it)."""
+    listing = cache / f"{platform}-py{python}" / "resolved.txt"
+    if not listing.exists():
+        return False
+    first = listing.read_text(encoding="utf-8").split("\n", 1)[0]
+    return first == _requested(PYTHONS[python])
+
+
 def dependency_wheels(
     platform: str, python: PythonTarget, cache: Path, pip: list[str], download: bool
 ) -> list[Path]:
@@ -137,6 +152,7 @@ def dependency_wheels(
     """
     folder = cache / f"{platform}-py{python.version}"
     listing = folder / "resolved.txt"
+    requested = _requested(python)
     if download:
         folder.mkdir(parents=True, exist_ok=True)
         cmd = [*pip, "download", "--only-binary=:all:", "--dest", str(folder),
@@ -150,14 +166,20 @@ def dependency_wheels(
         names = sorted(set(re.findall(r"([^\s/\\]+\.whl)", log)))
         if not names:
             raise BuildError(f"pip reported no wheels for {platform} / Python {python.version}")
-        listing.write_text("\n".join(names) + "\n", encoding="utf-8")
+        listing.write_text(requested + "\n" + "\n".join(names) + "\n", encoding="utf-8")
     if not listing.exists():
         raise BuildError(
             f"no cached wheels for {platform} / Python {python.version} in {folder}; "
             "run once without --no-download"
         )
+    lines = listing.read_text(encoding="utf-8").splitlines()
+    if not lines or lines[0] != requested:
+        raise BuildError(
+            f"the cached wheels in {folder} were resolved for other requirements than "
+            f"pyproject.toml's ({requested[2:]}); run once without --no-download"
+        )
     wheels = []
-    for name in listing.read_text(encoding="utf-8").split():
+    for name in lines[1:]:
         dist = name.split("-", 1)[0].lower().replace("_", "-")
         if dist in PROVIDED_BY_BLENDER:
             continue

@@ -2,7 +2,7 @@
 
 Han characters carry no pronunciation a rule could read: without a dictionary each became one
 neutral syllable (no closure for 房 fáng's /f/, 明 míng's /m/, no rounding). ``pypinyin`` (MIT,
-pure Python; the ``languages`` extra) reads them in context (polyphones by the phrase they
+pure Python, a dependency) reads them in context (polyphones by the phrase they
 stand in), and ``data/pinyin_to_arpabet.json`` maps each syllable to the English model's
 ARPAbet phones nearest in mouth shape. Without pypinyin the neutral syllables stay, and the
 result says so.
@@ -21,7 +21,8 @@ _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def available() -> bool:
-    """Whether pypinyin is installed (``pip install "a2x[languages]"``)."""
+    """Whether pypinyin is installed (a dependency; a host that installed a2x without its
+    dependencies may lack it)."""
     try:
         import pypinyin  # noqa: F401
     except ImportError:

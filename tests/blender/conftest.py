@@ -80,7 +80,7 @@ def addon_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         sys.path.pop(0)
     cache = Path(os.environ.get("A2X_WHEEL_CACHE", REPO / "build" / "wheel-cache"))
-    have_cache = (cache / "linux-x64-py3.11" / "resolved.txt").exists()
+    have_cache = build_addon.cache_is_current(cache, "linux-x64", "3.11")
     out = tmp_path_factory.mktemp("dist")
     return build_addon.build(["linux-x64"], ["3.11"], out, cache, download=not have_cache)
 

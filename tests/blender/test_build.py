@@ -40,7 +40,7 @@ def test_zip_carries_the_wheels_it_declares(addon_zip: Path) -> None:
     assert all(w in names for w in wheels)
     assert {n for n in names if n.endswith(".whl")} == set(wheels)
     dists = {Path(w).name.split("-")[0].lower() for w in wheels}
-    assert {"a2x", "scipy", "soundfile", "soxr", "pocketsphinx", "onnxruntime"} <= dists
+    assert {"a2x", "scipy", "soundfile", "soxr", "pocketsphinx", "onnxruntime", "pypinyin"} <= dists
     assert "numpy" not in dists  # Blender ships it
     assert all("cp311" in w or "abi3" in w or "-none-" in w for w in wheels)
     for module in ("__init__.py", "operators.py", "properties.py", "panels.py", "bake.py"):
@@ -67,6 +67,20 @@ def test_no_download_without_a_cache_says_what_to_do(tmp_path: Path) -> None:
 
     with pytest.raises(build_addon.BuildError, match="run once without --no-download"):
         build_addon.build(["macos-arm64"], ["3.11"], tmp_path, tmp_path / "empty", download=False)
+
+
+def test_no_download_with_a_cache_for_other_requirements_says_what_to_do(tmp_path: Path) -> None:
+    """A cache resolved before pyproject.toml gained a dependency would build an extension
+    without it: refused, naming the fix."""
+    import build_addon
+
+    folder = tmp_path / "cache" / "linux-x64-py3.11"
+    folder.mkdir(parents=True)
+    (folder / "resolved.txt").write_text("# requested: scipy>=1.11\nscipy-1.0-none-any.whl\n",
+                                         encoding="utf-8")  # fmt: skip
+    assert not build_addon.cache_is_current(tmp_path / "cache", "linux-x64", "3.11")
+    with pytest.raises(build_addon.BuildError, match="other requirements.*without --no-download"):
+        build_addon.build(["linux-x64"], ["3.11"], tmp_path, tmp_path / "cache", download=False)
 
 
 @pytest.mark.blender

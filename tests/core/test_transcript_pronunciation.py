@@ -23,7 +23,7 @@ from tests.conftest import SHARED
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make espeak-ng)")  # fmt: skip
 needs_pinyin = pytest.mark.skipif(not mandarin.available(),
-                                  reason="pypinyin is not installed (the languages extra)")  # fmt: skip
+                                  reason="pypinyin is not installed (a dependency of a2x)")  # fmt: skip
 
 
 # --- the tables (no tool needed) ---------------------------------------------------------------
