@@ -165,7 +165,12 @@ class DefaultLipSyncModel:
             "language": "any: English through word recognition (pocketsphinx en-US); other "
             "languages (--language CODE, or auto from the transcript) through a "
             "language-independent phone loop, or their transcript's pronunciations "
-            "(per-language grapheme rules)",
+            "(see transcript_pronunciations)",
+            "transcript_pronunciations": {
+                f"{code} ({name})": "English dictionary (cmudict)" if code == lg.ENGLISH
+                else lg.pronunciation_source(code)
+                for code, name in lg.LANGUAGES.items()
+            },
             "recogniser": recogniser,
             "viseme_table": str(DEFAULT_TABLE),
             "visemes": list(self.table.names),

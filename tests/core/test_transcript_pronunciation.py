@@ -4,9 +4,12 @@ there."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -18,7 +21,7 @@ from a2x_core.lipsync import phones as ph
 from a2x_core.lipsync.model import DefaultLipSyncModel
 from a2x_core.names import ARKIT_52
 from a2x_core.options import InferenceOptions
-from tests.conftest import SHARED
+from tests.conftest import REPO, SHARED, run_cli
 
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None,
                                   reason="espeak-ng is not installed (make espeak-ng)")  # fmt: skip
@@ -152,3 +155,20 @@ def test_a_failing_espeak_falls_back_to_the_letters(monkeypatch, tmp_path, caplo
         assert espeak.pronunciations(["mamá", "bebe"], "es") == {}
     assert "as 1 lines" in caplog.text
     espeak._voices.cache_clear()
+
+
+def test_a2x_info_lists_who_pronounces_each_language(tmp_path) -> None:
+    """``a2x info default`` tells a user, per language, what will read a transcript on this
+    machine — and what to install when it is only the letters."""
+    listing = json.loads(run_cli("info", "default", "--json").stdout)["transcript_pronunciations"]
+    assert set(listing) == {f"{code} ({name})" for code, name in lg.LANGUAGES.items()}
+    assert listing["de (German)"] == "de pronunciation rules"
+    assert listing["en (English)"].startswith("English dictionary")
+    if shutil.which("espeak-ng"):
+        assert listing["ja (Japanese)"] == "espeak-ng's ja voice"
+    absent = dict(os.environ, A2X_ESPEAK=str(tmp_path / "absent"))
+    proc = subprocess.run([sys.executable, "-m", "a2x_core", "info", "default", "--json"],
+                          cwd=REPO, env=dict(absent, PYTHONPATH=str(REPO)), capture_output=True,
+                          text=True, timeout=120)  # fmt: skip
+    listing = json.loads(proc.stdout)["transcript_pronunciations"]
+    assert "install espeak-ng" in listing["ja (Japanese)"]
