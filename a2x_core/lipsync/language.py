@@ -252,6 +252,15 @@ def pronunciation_source(code: str) -> str:
     return f"{code} spelled letter by letter (install espeak-ng to pronounce it)"
 
 
+def transcript_note(language: str, has_transcript: bool) -> str | None:
+    """One line for a DCC panel under its Language field: what reads the transcript in the
+    language chosen (None for auto, English, no transcript or a code that is not a language)."""
+    code = language.strip().lower()
+    if not has_transcript or code in (AUTO, ENGLISH, "") or code not in LANGUAGES:
+        return None
+    return f"Transcript read by {pronunciation_source(code)}"
+
+
 def transcript_pronunciations(words: list[str], code: str) -> dict[str, str]:
     """Keyed word → ARPAbet for every distinct word (:func:`pronunciation_source`): the
     language's rules, Mandarin's pinyin or espeak-ng's voice, and for any word they leave the

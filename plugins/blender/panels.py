@@ -260,6 +260,11 @@ class A2X_PT_timing(_A2XPanel, Panel):
         layout.prop(settings, "transcript")
         layout.prop(settings, "transcript_text", text="Transcript Text")
         layout.prop(settings, "language")
+        from a2x_core.lipsync.language import transcript_note
+
+        note = transcript_note(settings.language, bool(settings.transcript or settings.transcript_text))
+        if note:
+            layout.label(text=note, icon="INFO")
         layout.separator()
         layout.prop(settings, "key_head")
         col = layout.column()

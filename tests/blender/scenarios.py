@@ -631,6 +631,7 @@ def scenario_draw_panels() -> dict:
         {"model": "FILE", "model_kind": "diffusion", "emotion_model_path": "//a2e/model.json",
          "model_info_for": bpy.path.abspath("//claire/model.json")},
         {"model_info_for": "another/model.json"},  # identities of another model: a hint
+        {"transcript": "bonjour", "language": "fr"},  # what reads the transcript: a note
     ]
     for state in states:
         for name, value in state.items():

@@ -24,7 +24,7 @@ def test_install_and_enable(blender) -> None:
 
 def test_panels_draw_with_real_property_and_operator_names(blender) -> None:
     out = blender.run("draw_panels")
-    assert out["draws"] == 80 and out["props"] > 150 and out["operators"] > 30
+    assert out["draws"] == 96 and out["props"] > 150 and out["operators"] > 30
 
 
 def test_target_and_mapping_rows_add_and_remove(blender) -> None:

@@ -172,3 +172,15 @@ def test_a2x_info_lists_who_pronounces_each_language(tmp_path) -> None:
                           text=True, timeout=120)  # fmt: skip
     listing = json.loads(proc.stdout)["transcript_pronunciations"]
     assert "install espeak-ng" in listing["ja (Japanese)"]
+
+
+def test_the_panel_note_names_the_reader_only_where_a_transcript_is_read_in_another_language(
+    monkeypatch, tmp_path
+) -> None:
+    assert lg.transcript_note("auto", True) is None
+    assert lg.transcript_note("en", True) is None
+    assert lg.transcript_note("fr", False) is None  # no transcript: the phone loop, no reading
+    assert lg.transcript_note("klingon", True) is None  # Bake refuses it by name
+    assert lg.transcript_note(" DE ", True) == "Transcript read by de pronunciation rules"
+    monkeypatch.setenv("A2X_ESPEAK", str(tmp_path / "absent"))
+    assert "install espeak-ng" in lg.transcript_note("fr", True)
