@@ -105,10 +105,10 @@ def require_dask() -> Any:
 def _model_input(spec: str, cache: dict[str, Any]) -> dict[str, Any]:
     """What identifies a model for resuming: its spec and model.json's digest."""
     if spec not in cache:
-        if spec == "default":
-            from ..version import __version__
+        if spec == "default":  # its version changes with what it makes of the same inputs
+            from ..lipsync.model import DefaultLipSyncModel
 
-            cache[spec] = {"spec": "default", "version": __version__}
+            cache[spec] = {"spec": "default", "version": DefaultLipSyncModel.version}
         else:
             from ..models.registry import resolve_model_json
 

@@ -143,7 +143,7 @@ class DefaultLipSyncModel:
 
     name = "default"
     kind = "default"
-    version = f"{__version__}+lipsync.3"  # .3: open short vowels, fast closures, languages
+    version = f"{__version__}+lipsync.4"  # .4: transcripts read by pinyin / espeak-ng
     emotion_names: tuple[str, ...] = ()
 
     def __init__(self) -> None:
