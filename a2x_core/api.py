@@ -44,9 +44,11 @@ def _compiles(model: AnimationModel) -> bool:
 
 
 def unused_option_warnings(
-    model: AnimationModel, options: InferenceOptions, emotion_model: Any = None
+    model: AnimationModel, options: InferenceOptions, emotion_model: Any = None,
+    streaming: bool = False,
 ) -> list[str]:
-    """Say which options this model ignores; an emotion input it cannot take is an error."""
+    """Say which options this model ignores (``streaming``: of a stream, which has fewer
+    settings); an emotion input it cannot take is an error."""
     if options.emotions and not model.emotion_names:
         raise ParameterError(
             f"the {model.name} model takes no emotion input",
@@ -73,7 +75,7 @@ def unused_option_warnings(
     if model.kind == "default":
         from .lipsync.model import default_model_notes
 
-        return notes + default_model_notes(options)
+        return notes + default_model_notes(options, streaming)
     ignored = [flag for flag, used in (("--transcript", options.transcript is not None),
                                        ("--fast", options.fast),
                                        ("--language", options.language != "auto")) if used]  # fmt: skip

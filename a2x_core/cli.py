@@ -649,7 +649,7 @@ def _print_live_notes(model: Any, options: Any, emotion_model: Any, stream: Any)
     default model, the route its language takes (English words or the phone loop)."""
     from .api import unused_option_warnings
 
-    for note in unused_option_warnings(model, options, emotion_model):
+    for note in unused_option_warnings(model, options, emotion_model, streaming=True):
         print(f"live: warning: {note}", file=sys.stderr)
     language = getattr(stream, "language", None)
     if language is not None:

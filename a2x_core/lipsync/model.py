@@ -85,16 +85,23 @@ _ENGINE_OPTIONS = (("--engine", "backend", "auto"), ("--device", "device", "auto
                    ("--precision", "precision", "fp32"))  # fmt: skip
 
 
-def default_model_notes(options: InferenceOptions) -> list[str]:
+#: The default model's own settings, as named in the note on ignored ``--param`` keys: a
+#: clip's (``animate``, ``batch``) and a stream's (``live``, ``serve``: no transcript, one
+#: decoder per stream).
+CLIP_SETTINGS = "--transcript, --language, --fast, --seed, --no-blinks and --threads"
+STREAM_SETTINGS = "--language, --seed, --no-blinks and --head-motion"
+
+
+def default_model_notes(options: InferenceOptions, streaming: bool = False) -> list[str]:
     """Warnings for options the default model does not use (they used to pass silently and
     be recorded as if applied): every ``--param`` key, and the GPU engine options."""
     notes = []
     if options.parameters:
         keys = ", ".join(sorted(map(str, options.parameters)))
+        settings = STREAM_SETTINGS if streaming else CLIP_SETTINGS
         notes.append(
             f"--param {keys}: the default model has no such parameters and ignored them (its "
-            "settings are --transcript, --language, --fast, --seed, --no-blinks and --threads; --param "
-            "applies to Audio2Face-3D models)"
+            f"settings are {settings}; --param applies to Audio2Face-3D models)"
         )
     unused = [flag for flag, field, default in _ENGINE_OPTIONS
               if getattr(options, field) != default]  # fmt: skip

@@ -189,7 +189,7 @@ class DefaultStream:
                 hint="push only the audio to animate",
             )
         self.model, self.options = model, options
-        self.warnings = default_model_notes(options)
+        self.warnings = default_model_notes(options, streaming=True)
         self.fps = Fraction(options.fps)
         targets = frame_targets(2, self.fps)
         self._frame_s = float(targets[1] - targets[0]) / SAMPLE_RATE

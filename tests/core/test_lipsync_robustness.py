@@ -269,6 +269,20 @@ def test_unknown_params_and_engine_options_warn(tmp_path) -> None:
     assert "--engine only apply to Audio2Face-3D models" in run.stderr
 
 
+def test_a_stream_names_its_own_settings_when_it_ignores_a_param() -> None:
+    """A stream (a2x live, serve) has no transcript, fast mode or worker threads: its note on
+    an ignored --param names the settings a stream has, not a clip's."""
+    from a2x_core.lipsync.model import CLIP_SETTINGS, STREAM_SETTINGS, DefaultLipSyncModel
+
+    stream = DefaultLipSyncModel().open_stream(InferenceOptions(parameters={"foo": 1}, blinks=False))
+    joined = " | ".join(stream.warnings)
+    assert "--param foo" in joined and STREAM_SETTINGS in joined
+    assert "--transcript" not in joined and "--threads" not in joined
+    clip = Animator("default", InferenceOptions(parameters={"foo": 1}, blinks=False)).animate(
+        audio_from_array(decode_audio(SAMPLE, end_s=1.0).samples))  # fmt: skip
+    assert CLIP_SETTINGS in " | ".join(clip.warnings)
+
+
 # --- 4. smoothing keeps closures and blinks -----------------------------------------------
 
 
