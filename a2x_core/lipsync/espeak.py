@@ -24,6 +24,8 @@ import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
+from .phones import greedy_phones
+
 log = logging.getLogger("a2x_core")
 
 _DATA = Path(__file__).with_name("data")
@@ -92,17 +94,7 @@ def ipa_to_arpabet(ipa: str) -> str:
     text = re.sub(r"\([^)]*\)", "", unicodedata.normalize("NFD", ipa))
     text = "".join(c for c in text if not unicodedata.combining(c)
                    and unicodedata.category(c) != "Cf" and c not in ignore and not c.isspace())  # fmt: skip
-    phones: list[str] = []
-    i = 0
-    while i < len(text):
-        for symbol, arpabet in symbols:
-            if text.startswith(symbol, i):
-                phones += arpabet.split()
-                i += len(symbol)
-                break
-        else:
-            i += 1
-    return " ".join(p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1])
+    return greedy_phones(text, symbols)
 
 
 def pronunciations(words: list[str], code: str) -> dict[str, str]:

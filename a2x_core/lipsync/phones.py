@@ -365,24 +365,29 @@ def _letter_rules() -> list[tuple[str, str]]:
     return sorted(table.items(), key=lambda kv: -len(kv[0]))
 
 
-def letter_to_sound(word: str) -> str:
-    """A rough pronunciation for a word missing from the dictionary (greedy grapheme rules)."""
-    letters = re.sub(r"[^a-z]", "", transliterate(word.lower()))
-    if len(letters) > 3 and letters.endswith("e") and letters[-2] not in "aeiouy":
-        letters = letters[:-1]  # silent final e
+def greedy_phones(text: str, rules: list[tuple[str, str]]) -> str:
+    """ARPAbet phones of ``text`` read left to right by ``rules`` (``(symbols, phones)``,
+    longest first): the first rule that matches at each place wins, a symbol no rule reads is
+    skipped, and a phone repeated across a boundary is merged."""
     phones: list[str] = []
     i = 0
-    rules = _letter_rules()
-    while i < len(letters):
+    while i < len(text):
         for graph, sound in rules:
-            if letters.startswith(graph, i):
+            if text.startswith(graph, i):
                 phones += sound.split()
                 i += len(graph)
                 break
         else:
             i += 1
-    collapsed = [p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1]]
-    return " ".join(collapsed) or "AH"
+    return " ".join(p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1])
+
+
+def letter_to_sound(word: str) -> str:
+    """A rough pronunciation for a word missing from the dictionary (greedy grapheme rules)."""
+    letters = re.sub(r"[^a-z]", "", transliterate(word.lower()))
+    if len(letters) > 3 and letters.endswith("e") and letters[-2] not in "aeiouy":
+        letters = letters[:-1]  # silent final e
+    return greedy_phones(letters, _letter_rules()) or "AH"
 
 
 @_exclusive
