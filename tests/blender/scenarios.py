@@ -551,6 +551,24 @@ def scenario_default_model() -> dict:
     return {"keys": int(jaw.shape[0]), "seconds": seconds, "jaw_max": float(jaw[:, 1].max())}
 
 
+def scenario_mandarin_transcript() -> dict:
+    """A Mandarin transcript baked in Blender: the extension carries pypinyin, so the
+    characters are read through their pinyin and the lower lip rolls in for the /f/ of 房 and
+    分 (one neutral syllable per character before)."""
+    from a2x_core.lipsync import language, mandarin
+
+    assert mandarin.available(), "the extension's wheels should carry pypinyin"
+    assert language.transcript_note("zh", True) == "Transcript read by zh pinyin (pypinyin)"
+    set_fps(60)
+    obj = make_face()
+    out = bpy.ops.a2x.bake(audio_path=ARGS["audio"], object_name=obj.name, model="default",
+                           start_frame=1, transcript=ARGS["transcript"], language="zh")  # fmt: skip
+    assert out == {"FINISHED"}, out
+    curves = {fc.data_path: fc for fc in fcurves_of(obj.data.shape_keys)}
+    roll = keys_of(curves[path_of(styled_names()["mouthRollLower"])])
+    return {"roll_max": float(roll[:, 1].max()), "roll_frames": int((roll[:, 1] >= 0.3).sum())}
+
+
 def scenario_external_runtime() -> dict:
     """Inference in another interpreter through ``python -m a2x_core.worker``."""
     try:

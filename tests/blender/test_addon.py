@@ -125,6 +125,16 @@ def test_default_model_end_to_end(blender) -> None:
     assert out["keys"] == 330  # 11.0 s at 30 fps
 
 
+def test_a_mandarin_transcript_is_read_through_its_pinyin(blender) -> None:
+    from tests.conftest import SHARED
+
+    clip = SHARED / "data" / "speech_non_en" / "zh_aishell_BAC009S0724W0121.wav"
+    if not clip.is_file():
+        pytest.skip("speech_non_en is absent")
+    out = blender.run("mandarin_transcript", audio=str(clip), transcript="广州市房地产中介协会分析")
+    assert out["roll_max"] >= 0.3 and out["roll_frames"] >= 2, out  # 房 fáng, 分 fēn
+
+
 def test_external_runtime_subprocess(blender) -> None:
     import sys
 
