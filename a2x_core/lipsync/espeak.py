@@ -38,6 +38,10 @@ VOICE_ALIASES = {"no": "nb", "fil": "tl"}
 SKIPPED_VOICES = frozenset({"cmn", "yue", "hak", "zh"})
 
 
+#: espeak-ng's mark of a switch to another language's voice inside its IPA.
+SWITCH = re.compile(r"\([a-z]{2,3}(?:-[a-z0-9]+)*\)")
+
+
 def program() -> str | None:
     """The espeak-ng binary: ``A2X_ESPEAK`` if set, else ``espeak-ng`` on PATH (None: absent)."""
     named = os.environ.get("A2X_ESPEAK")
@@ -122,5 +126,15 @@ def pronunciations(words: list[str], code: str) -> dict[str, str]:
         log.warning("espeak-ng read the %s transcript's %d words as %d lines; spelling it letter "
                     "by letter", code, len(distinct), len(lines))  # fmt: skip
         return {}
-    out = {word: ipa_to_arpabet(line) for word, line in zip(distinct, lines, strict=True)}
-    return {word: pron for word, pron in out.items() if pron}
+    out = {}
+    for word, line in zip(distinct, lines, strict=True):
+        # A switch to another voice, "(en)...(ja)", is espeak-ng naming what it cannot read
+        # (a Japanese kanji becomes English "Chinese letter"): such a word is left to the
+        # fallback rather than given the phones of the name.
+        if SWITCH.search(line):
+            log.info("espeak-ng cannot read %r in %s; spelling it", word, code)
+            continue
+        pron = ipa_to_arpabet(line)
+        if pron:
+            out[word] = pron
+    return out

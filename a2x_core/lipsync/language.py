@@ -252,6 +252,14 @@ def pronunciation_source(code: str) -> str:
     return f"{code} spelled letter by letter (install espeak-ng to pronounce it)"
 
 
+def reads_numbers(code: str) -> bool:
+    """Whether a transcript's digits can be said in language ``code`` (espeak-ng's voice);
+    otherwise they are spelled as English words, as before."""
+    from . import espeak
+
+    return code != "zh" and espeak.voice(code) is not None
+
+
 def transcript_note(language: str, has_transcript: bool) -> str | None:
     """One line for a DCC panel under its Language field: what reads the transcript in the
     language chosen (None for auto, English, no transcript or a code that is not a language)."""
@@ -268,9 +276,12 @@ def transcript_pronunciations(words: list[str], code: str) -> dict[str, str]:
     from . import espeak, mandarin
     from .phones import letter_to_sound
 
-    spoken: dict[str, str] = {}
-    if not has_rules(code):
-        spoken = mandarin.pronunciations(words) if code == "zh" else espeak.pronunciations(words, code)
+    if code == "zh":
+        spoken = mandarin.pronunciations(words)
+    elif has_rules(code):  # the rules read letters; digits are said by espeak-ng's voice
+        spoken = espeak.pronunciations([w for w in words if w.isdecimal()], code)
+    else:
+        spoken = espeak.pronunciations(words, code)
     return {
         key: spoken.get(word) or pronounce(word, code) or letter_to_sound(word)
         for word, key in zip(words, keyed_words(words, code), strict=True)

@@ -256,7 +256,8 @@ class DefaultLipSyncModel:
         log.info("%s", choice.describe())
         workers = options.threads or cpu_count()
         if not choice.english:
-            words = ph.normalise_transcript(options.transcript or "")
+            words = ph.normalise_transcript(options.transcript or "",
+                                            spell_numbers=not lg.reads_numbers(choice.code))
             if words:
                 prons = lg.transcript_pronunciations(words, choice.code)
                 keyed = list(lg.keyed_words(words, choice.code))

@@ -320,8 +320,10 @@ def number_words(n: int) -> list[str]:
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 
 
-def normalise_transcript(text: str) -> list[str]:
-    """Lower-case words for alignment: numbers spelled out, punctuation dropped, ``&`` → and.
+def normalise_transcript(text: str, spell_numbers: bool = True) -> list[str]:
+    """Lower-case words for alignment: numbers spelled out in English (``spell_numbers``;
+    else kept as digits, for a reader that says them in the transcript's language),
+    punctuation dropped, ``&`` → and.
 
     Letters of any script are kept (``für``, ``бедняга``); Han characters, written without
     spaces, become one word each (one syllable).
@@ -332,7 +334,9 @@ def normalise_transcript(text: str) -> list[str]:
     words: list[str] = []
     for token in re.findall(r"(?:[^\W_]|')+", re.sub(r"[-_/]", " ", text)):
         for part in re.split(r"(\d+)", token.strip("'")):
-            if part.isdecimal():
+            if part.isdecimal() and not spell_numbers:
+                words.append(part)
+            elif part.isdecimal():
                 words += (
                     number_words(int(part)) if len(part) < 10 else [_ONES[int(c)] for c in part]
                 )

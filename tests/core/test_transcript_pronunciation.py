@@ -112,6 +112,34 @@ def test_espeak_pronounces_languages_without_rules_of_their_own(code, text, expe
 
 
 @needs_espeak
+def test_words_espeak_can_only_name_fall_back_instead_of_speaking_the_name() -> None:
+    """Debian's Japanese voice reads a kanji as English "Chinese letter": that word takes the
+    fallback (a neutral syllable), never the phones of the name; the kana beside it are read."""
+    prons = lg.transcript_pronunciations(ph.normalise_transcript("日本 します"), "ja")
+    assert prons["日@ja"] == prons["本@ja"] == "AH"
+    assert prons["します@ja"].startswith("SH IY M")
+    assert not espeak.pronunciations(["日"], "ja")
+
+
+@needs_espeak
+def test_numbers_are_said_in_the_transcript_s_language() -> None:
+    """"21" in French is vingt-et-un (a /v/), in German einundzwanzig (no /w/ of "twenty"):
+    the digits stay one word for espeak-ng's voice, also beside German's own rules."""
+    for code, text, first in (("fr", "il a 21 ans", "V"), ("de", "er ist 21 jahre alt", "AA")):
+        words = ph.normalise_transcript(text, spell_numbers=not lg.reads_numbers(code))
+        assert "21" in words and "twenty" not in words
+        assert lg.transcript_pronunciations(words, code)[f"21@{code}"].split()[0] == first
+    assert not lg.reads_numbers("zh")  # Mandarin transcripts write numbers in characters
+
+
+def test_without_a_reader_numbers_are_spelled_as_before(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("A2X_ESPEAK", str(tmp_path / "absent"))
+    assert not lg.reads_numbers("fr")
+    assert ph.normalise_transcript("il a 21 ans", spell_numbers=not lg.reads_numbers("fr")) == [
+        "il", "a", "twenty", "one", "ans"]  # fmt: skip
+
+
+@needs_espeak
 def test_espeak_finds_regional_voices_and_skips_its_chinese_ones() -> None:
     assert espeak.voice("fr") == "fr-fr"  # only fr-fr, fr-be, fr-ch exist
     assert espeak.voice("pt") == "pt"
