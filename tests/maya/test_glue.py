@@ -246,8 +246,13 @@ def test_create_player_with_emotion_model_mix_and_identity(loaded, wav: Path, tm
         str(a2e), "override", "Claire")  # fmt: skip
     command.undoIt()
     assert player not in scene.nodes
-    german = _run(scene, "a2xCreatePlayer", {"audio": str(wav), "language": "DE"}, ["bs"])
+    german = _run(scene, "a2xCreatePlayer", {"audio": str(wav), "language": "DE",
+                                             "transcript": " Der Lappen liegt. "}, ["bs"])  # fmt: skip
     assert scene.nodes[german.result]["attrs"]["language"] == "de"
+    assert scene.nodes[german.result]["attrs"]["transcript"] == "Der Lappen liegt."
+    scene.evaluate(german.result, 0.0)  # the node's compute hands both to the engine
+    _wait_idle(runtime.engine_of(german.result))
+    assert (runner.calls[-1].language, runner.calls[-1].transcript) == ("de", "Der Lappen liegt.")
     with pytest.raises(A2XError, match="klingon"):
         _run(scene, "a2xCreatePlayer", {"language": "klingon"}, ["bs"])
     assert scene.nodes_of_type(NODE_TYPE) == [german.result], "a refused command creates nothing"

@@ -54,9 +54,15 @@ def test_panel_previews_matches_creates_and_bakes(app, wav: Path) -> None:  # no
     assert panel.create_or_connect() == "a2xInferencePlayer1"
     assert calls[0] == ("a2xCreatePlayer", {"model": "default", "audio": str(wav), "force": True,
                                             "emotionModel": "", "emotionMix": "", "identity": "",
-                                            "language": ""},
+                                            "language": "", "transcript": ""},
                         ["faceBS"])  # fmt: skip
     assert panel.player() == "a2xInferencePlayer1"
+    assert panel.reading_note.text() == ""  # no transcript: nothing is read
+    panel.language_edit.setText("de")
+    panel.transcript_edit.setText("Der Lappen liegt auf dem Eisschrank.")
+    assert panel.reading_note.text() == "Transcript read by de pronunciation rules"
+    panel.language_edit.setText("")  # auto: the transcript decides, no note
+    assert panel.reading_note.text() == ""
     panel.delete_after_bake.setChecked(True)
     panel.bake()
     assert calls[-1] == ("a2xBake", {"deletePlayer": True}, ["a2xInferencePlayer1"])

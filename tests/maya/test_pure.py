@@ -224,6 +224,18 @@ def test_language_reaches_the_default_model_and_the_cache_key(wav: Path) -> None
     assert track_key(_inputs(wav, language="de")) != track_key(_inputs(wav))
 
 
+def test_transcript_reaches_the_default_model_and_the_cache_key(wav: Path) -> None:
+    """The player's ``transcript`` (the default model's exact words) is an inference input:
+    it reaches the options (empty: recognised) and a change starts a new track."""
+    sources = {name: (kind, default) for name, _short, kind, default in A.SOURCE_ATTRS}
+    assert sources["transcript"] == ("string", "")
+    assert _inputs(wav).options(None).transcript is None
+    assert _inputs(wav, transcript="  ").options(None).transcript is None
+    words = "And so my fellow Americans"
+    assert _inputs(wav, transcript=words).options(None).transcript == words
+    assert track_key(_inputs(wav, transcript=words)) != track_key(_inputs(wav))
+
+
 def test_emotion_inputs_validate(wav: Path, tmp_path: Path) -> None:
     a2e = tmp_path / "a2e" / "model.json"
     a2e.parent.mkdir()

@@ -170,6 +170,7 @@ SOURCE_ATTRS: tuple[tuple[str, str, str, object], ...] = (
     ("emotionModelPath", "emp", "string", ""),  # Audio2Emotion model.json ("" = none)
     ("identity", "idn", "string", ""),  # diffusion models ("" = the model's first)
     ("language", "lng", "string", "auto"),  # the default model's spoken language (ISO 639-1)
+    ("transcript", "trs", "string", ""),  # the default model's exact words ("" = recognised)
 )
 
 #: Outputs besides the arrays: jaw 4x4 (Maya row-vector layout), eye rotations (degrees).

@@ -54,7 +54,7 @@ SPECS: tuple[CommandSpec, ...] = (
         (("-n", "-name", "string"), ("-m", "-model", "string"), ("-a", "-audio", "string"),
          ("-f", "-force", "bool"), ("-em", "-emotionModel", "string"),
          ("-mix", "-emotionMix", "string"), ("-id", "-identity", "string"),
-         ("-lng", "-language", "string")),  # fmt: skip
+         ("-lng", "-language", "string"), ("-tr", "-transcript", "string")),  # fmt: skip
         "Create a player on the given (or selected) blendShape nodes or meshes.",
     ),
     CommandSpec(
@@ -151,12 +151,13 @@ def create_player(
     emotion_mix: str = "",
     identity: str = "",
     language: str = "",
+    transcript: str = "",
 ) -> Outcome:
     """Create a player, drive it by ``time1``, give it the time-slider sound (or ``audio``)
     and connect it by name to the blendShapes of ``names`` (none: an unconnected player).
-    ``emotion_model``, ``emotion_mix``, ``identity`` and ``language`` set
-    ``emotionModelPath``, ``emotionMix``, ``identity`` and ``language`` (the default model's
-    spoken language, checked here)."""
+    ``emotion_model``, ``emotion_mix``, ``identity``, ``language`` and ``transcript`` set
+    ``emotionModelPath``, ``emotionMix``, ``identity``, ``language`` (the default model's
+    spoken language, checked here) and ``transcript`` (its exact words)."""
     blendshapes = find_blendshapes(scene, names)
     mix = emotion_mix_index(emotion_mix) if emotion_mix else None
     if language:
@@ -178,6 +179,8 @@ def create_player(
         edit.set_attr(f"{player}.identity", identity)
     if language:
         edit.set_attr(f"{player}.language", language)
+    if transcript.strip():
+        edit.set_attr(f"{player}.transcript", transcript.strip())
     warnings: list[str] = []
     sound = None if audio else scene.time_slider_sound()
     if audio:

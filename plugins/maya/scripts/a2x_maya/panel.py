@@ -94,6 +94,13 @@ class Panel(QtWidgets.QWidget):
         self.language_edit = QtWidgets.QLineEdit()
         self.language_edit.setPlaceholderText("default model: de, ru, zh... (empty = auto)")
         form.addRow("Language", self.language_edit)
+        self.transcript_edit = QtWidgets.QLineEdit()
+        self.transcript_edit.setPlaceholderText("default model: the exact words (empty = recognised)")
+        form.addRow("Transcript", self.transcript_edit)
+        self.reading_note = QtWidgets.QLabel("")
+        form.addRow("", self.reading_note)
+        self.language_edit.textChanged.connect(lambda _text: self.update_reading_note())
+        self.transcript_edit.textChanged.connect(lambda _text: self.update_reading_note())
 
         self.player_combo = QtWidgets.QComboBox()
         form.addRow("Player", self.player_combo)
@@ -254,6 +261,14 @@ class Panel(QtWidgets.QWidget):
         self.refresh()
         return result
 
+    def update_reading_note(self) -> str:
+        """Under the transcript: what reads it in the language typed (the core decides)."""
+        from a2x_core.lipsync.language import transcript_note
+
+        note = transcript_note(self.language_edit.text(), bool(self.transcript_edit.text().strip()))
+        self.reading_note.setText(note or "")
+        return note or ""
+
     def create_or_connect(self) -> Any:
         """Create a player on the checked targets (with the audio, model, emotion model, mix
         and identity fields), or connect the chosen one to them (the fields then stay: set
@@ -264,7 +279,8 @@ class Panel(QtWidgets.QWidget):
                      "force": True, "emotionModel": self.emotion_model_edit.text().strip(),
                      "emotionMix": self._emotion_mix(),
                      "identity": self.identity_edit.text().strip(),
-                     "language": self.language_edit.text().strip()}  # fmt: skip
+                     "language": self.language_edit.text().strip(),
+                     "transcript": self.transcript_edit.text().strip()}  # fmt: skip
             result = self._run("a2xCreatePlayer", flags, self.targets())
             if isinstance(result, str):
                 self.player_combo.setCurrentText(result)

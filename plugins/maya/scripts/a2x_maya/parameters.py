@@ -98,6 +98,7 @@ class PlayerInputs:
     emotion_model: str = ""
     identity: str = ""
     language: str = "auto"
+    transcript: str = ""
 
     @classmethod
     def from_values(cls, values: Mapping[str, Any], fps: Fraction) -> PlayerInputs:
@@ -117,6 +118,7 @@ class PlayerInputs:
             emotion_model=str(values.get("emotionModelPath", "") or "").strip(),
             identity=str(values.get("identity", "") or "").strip(),
             language=str(values.get("language", "") or "auto").strip() or "auto",
+            transcript=str(values.get("transcript", "") or "").strip(),
         )
 
     def validate(self) -> None:
@@ -212,6 +214,7 @@ class PlayerInputs:
             "parameters": self.model_parameters(accepted_parameters),
             "identity": self.identity or None,
             "language": self.language,
+            "transcript": self.transcript or None,
         }
         if not self.emotion_model:
             manual = mapped(self.emotion_vector()) if emotion_names else {}
@@ -250,7 +253,7 @@ def track_key(inputs: PlayerInputs) -> tuple[Any, ...]:
     return (
         _file_key(inputs.audio_path), inputs.start_s, inputs.end_s, inputs.model, scalars,
         inputs.preferred_emotions, inputs.fps, _file_key(inputs.emotion_model), inputs.identity,
-        inputs.language,
+        inputs.language, inputs.transcript,
     )  # fmt: skip
 
 

@@ -65,7 +65,8 @@ class Runtime:
                                  emotion_model=flags.get("emotionModel", ""),
                                  emotion_mix=flags.get("emotionMix", ""),
                                  identity=flags.get("identity", ""),
-                                 language=flags.get("language", ""))  # fmt: skip
+                                 language=flags.get("language", ""),
+                                 transcript=flags.get("transcript", ""))  # fmt: skip
         players = [o for o in objects if scene.exists(o) and scene.node_type(o) == NODE_TYPE]
         if not players:
             from a2x_core.errors import A2XError
