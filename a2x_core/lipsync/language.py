@@ -52,7 +52,7 @@ ENGLISH_WORD_SHARE = 0.5
 _FUNCTION_WORDS = {
     "en": "the a an and of to is are you that it he she we they this these with for not have "
           "has had be been my your his her our their what which who there from by at on or "
-          "but if do does can could would should",
+          "but if do does can could would should i me was were",
     "de": "der die das und ist nicht ich sie wir er es ein eine einen dem den des mit sich "
           "auf zu von wird werden sind bin hat haben auch noch nach wie wo was für im ins vom "
           "zum zur aber oder wenn dann immer sein kann will heute ihm ihr jetzt schon nur über "
@@ -63,8 +63,25 @@ _FUNCTION_WORDS = {
     "it": "il lo la gli le e è un una di del che non per con si sono ma come",
     "nl": "de het een en is niet ik je hij zij wij van dat die op te met voor zijn maar ook",
     "pt": "o a os as e é um uma de do da que não em para com se por mas",
+    "pl": "w na z że się nie jest jak co ale po tak od za dla jestem być mnie jego jej",
+    "cs": "v na se že je s z jak co ale po tak od za pro jsem být mě jeho její není",
+    "sv": "och att det som en på är av för med till den har de inte om ett jag du vi hon",
+    "da": "og at det som en på er af for med til den har de ikke om et jeg du vi hun",
+    "no": "og at det som en på er av for med til den har de ikke om et jeg du vi hun",
+    "fi": "ja ei se että hän minä sinä mutta kun niin myös tämä joka ovat oli olen",
+    "tr": "ve bir bu da için ile ne çok daha gibi ama ben sen biz var yok değil",
+    "hu": "az és hogy nem egy van volt de meg már csak mint vagy ez azt én te ő",
+    "ro": "și în la cu pe nu că este un să din care ce mai sunt eu tu el ea",
+    "id": "dan yang di ini itu dengan untuk tidak dari dalam akan ada saya kamu kami mereka juga",
+    "vi": "và là của có không được cho một những các người này tôi bạn anh em",
 }  # fmt: skip
-_GERMAN_LETTERS = set("äöüß")
+#: Letters only one of the languages writes (Latin script: after the function words and the
+#: English dictionary share; Cyrillic: Ukrainian's beside Russian's): the language with most.
+_LANGUAGE_LETTERS = {
+    "de": "äöüß", "pl": "ąęłńśźż", "cs": "řěů", "hu": "őű", "tr": "ığ", "ro": "ășț",
+    "vi": "ơưđạảấầẩẫậắằẳẵặẹẻẽếềểễệỉịọỏốồổỗộớờởỡợụủứừửữựỳỵỷỹ", "fr": "œ",
+    "uk": "іїєґ",
+}  # fmt: skip
 #: Unicode script (first word of a letter's name) → the language code it implies.
 _SCRIPTS = {"CYRILLIC": "ru", "CJK": "zh", "GREEK": "el", "HIRAGANA": "ja", "KATAKANA": "ja",
             "HANGUL": "ko", "ARABIC": "ar", "HEBREW": "he", "DEVANAGARI": "hi",
@@ -137,6 +154,8 @@ def transcript_language(text: str, in_dictionary: Callable[[str], bool]) -> tupl
     for c in letters:
         scripts[_script(c)] = scripts.get(_script(c), 0) + 1
     main = max(scripts, key=lambda s: scripts[s])
+    if main == "CYRILLIC" and _lettered(text) == "uk":
+        return "uk", "cyrillic script with Ukrainian letters"
     if main != "LATIN":
         return _SCRIPTS.get(main, "und"), f"{main.lower()} script"
     words = re.findall(r"[^\W\d_]+(?:'[^\W\d_]+)?", text.lower())
@@ -150,9 +169,19 @@ def transcript_language(text: str, in_dictionary: Callable[[str], bool]) -> tupl
     share = english / max(len(words), 1)
     if share > ENGLISH_WORD_SHARE:
         return ENGLISH, f"{share:.0%} of its words in the English dictionary"
-    german = any(c in _GERMAN_LETTERS for c in text.lower())
     reason = f"only {share:.0%} of its words in the English dictionary"
-    return ("de" if german else "und"), reason
+    lettered = _lettered(text)
+    if lettered not in (None, "uk"):
+        return lettered, f"{reason}; {LANGUAGES[lettered]} letters"
+    return "und", reason
+
+
+def _lettered(text: str) -> str | None:
+    """The language whose own letters (:data:`_LANGUAGE_LETTERS`) ``text`` has most of."""
+    lower = text.lower()
+    counts = {code: sum(lower.count(c) for c in letters) for code, letters in _LANGUAGE_LETTERS.items()}
+    best = max(counts, key=lambda code: counts[code])
+    return best if counts[best] else None
 
 
 @lru_cache(maxsize=1)

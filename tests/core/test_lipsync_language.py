@@ -40,6 +40,20 @@ def model() -> DefaultLipSyncModel:
         ("广州市房地产中介协会分析", "zh"),
         ("Ο καιρός είναι ωραίος σήμερα", "el"),
         ("zut alors quelle journée formidable", "und"),  # Latin, not English, not German
+        ("Dzień dobry, jak się masz? To jest mój kot.", "pl"),
+        ("Dobrý den, jak se máš? Já jsem doma.", "cs"),
+        ("Hej, jag heter Anna och jag bor i Stockholm.", "sv"),
+        ("Jeg hedder Anna og jeg bor i København.", "da"),
+        ("Hei, minä olen Anna ja asun Helsingissä.", "fi"),
+        ("Merhaba, ben Ayşe. Bugün hava çok güzel.", "tr"),
+        ("Jó napot, hogy van? Én jól vagyok.", "hu"),
+        ("Bună ziua, eu sunt Ana și locuiesc în București.", "ro"),
+        ("Selamat pagi, saya tinggal di Jakarta dan saya suka makan.", "id"),
+        ("Xin chào, tôi là Anna và tôi sống ở Hà Nội.", "vi"),
+        ("Привіт, як справи? Я живу в Києві.", "uk"),  # Ukrainian letters, not Russian
+        ("Szczęśliwego Łódź żółć", "pl"),  # no function word: Polish letters
+        ("I think I saw him there, I was so happy.", "en"),  # "i" is English, not Swedish
+        ("Łukasz said hello to everyone in the room.", "en"),  # a Polish name in English
     ],
 )
 def test_auto_reads_the_language_off_the_transcript(transcript, code) -> None:
@@ -95,6 +109,17 @@ def _emodb(shared_data) -> dict[str, tuple[str, str]]:
     with open(labels, newline="", encoding="utf-8") as handle:
         return {r["file"]: (str(labels.parent / r["file"]), r["transcript_de"])
                 for r in csv.DictReader(handle)}  # fmt: skip
+
+
+def test_every_shared_transcript_routes_to_its_language(shared_data) -> None:
+    """The real transcripts: every EmoDB sentence is German, every speech_en one English
+    (the function-word and letter tables for more languages must not pull them away)."""
+    german = {text for _path, text in _emodb(shared_data).values()}
+    with open(shared_data / "speech_en" / "transcripts.tsv", newline="", encoding="utf-8") as handle:
+        english = [r["transcript"] for r in csv.DictReader(handle, delimiter="\t")]
+    assert german and english
+    assert {lg.choose("auto", t).code for t in german} == {"de"}
+    assert {lg.choose("auto", t).code for t in english} == {"en"}
 
 
 def _closed(weights: np.ndarray) -> np.ndarray:
