@@ -37,7 +37,7 @@ needs_pinyin = pytest.mark.skipif(not mandarin.available(),
     ("mˈɔ̃", "M AO"),  # French mon: the nasal tilde carries no mouth shape
     ("kˌo̞nnitɕˈihä", "K OW N IY CH IY HH AA"),  # Japanese: tɕ before t, repeats merged
     ("(en)ɡwɑː5(cmn)", "G W AA"),  # language switches, length and tone digits dropped
-    ("vudʁˈɛ", "V UW D R EH"),  # labiodental stays labiodental, uvular r is R
+    ("vudʁˈɛ", "V UW D HH EH"),  # labiodental stays labiodental; uvular r rounds no lips
     ("ʘa", "AA"),  # a click the table lacks is skipped
     ("", ""),
 ])  # fmt: skip
