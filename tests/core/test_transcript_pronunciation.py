@@ -38,6 +38,7 @@ needs_pinyin = pytest.mark.skipif(not mandarin.available(),
     ("kˌo̞nnitɕˈihä", "K OW N IY CH IY HH AA"),  # Japanese: tɕ before t, repeats merged
     ("(en)ɡwɑː5(cmn)", "G W AA"),  # language switches, length and tone digits dropped
     ("vudʁˈɛ", "V UW D HH EH"),  # labiodental stays labiodental; uvular r rounds no lips
+    ("pˈero", "P EY D OW"),  # a trilled r is the tongue tip, not English R's rounding
     ("ʘa", "AA"),  # a click the table lacks is skipped
     ("", ""),
 ])  # fmt: skip
