@@ -120,6 +120,15 @@ class LanguageChoice:
         return f"language {self.code} ({name}), {how}{extra}: phones from {self.phones()}"
 
 
+def language_suggestions(typed: str = "") -> list[tuple[str, str]]:
+    """``(code, name)`` for a DCC's language field: ``auto`` and every code whose code or name
+    contains what was typed (case-insensitive), codes first in the table's order."""
+    needle = typed.strip().lower()
+    choices = [(AUTO, "from the transcript; English without one"), *LANGUAGES.items()]
+    return [(code, name) for code, name in choices
+            if not needle or needle in code or needle in name.lower()]  # fmt: skip
+
+
 def check_language(code: object) -> str:
     """``code`` lower-cased when it is ``auto`` or one of :data:`LANGUAGES`.
 

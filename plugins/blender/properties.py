@@ -54,6 +54,13 @@ def _has_shape_keys(_self, obj: bpy.types.Object) -> bool:
     return getattr(data, "shape_keys", None) is not None
 
 
+def _language_search(_self, _context, typed: str) -> list[tuple[str, str]]:
+    """The Language field's suggestions: auto and the codes the default model knows."""
+    from a2x_core.lipsync.language import language_suggestions
+
+    return language_suggestions(typed)
+
+
 def _start_frame_changed(self, context: bpy.types.Context) -> None:
     from . import bake
 
@@ -168,7 +175,7 @@ class A2XSettings(PropertyGroup):
         description="A text datablock with the words spoken (used instead of the line above)",
     )  # fmt: skip
     language: StringProperty(  # type: ignore[valid-type]
-        name="Language", default="auto",
+        name="Language", default="auto", search=_language_search, search_options={"SUGGESTION"},
         description="Default model: the spoken language, an ISO 639-1 code (en, de, ru, zh, "
         "...) or auto (from the transcript; English without one). Another language without a "
         "transcript uses the language-independent phone decoder (Bake and Live)",

@@ -1300,6 +1300,11 @@ def scenario_script_defaults() -> dict:
     except ParameterError as error:
         assert "klingon" in str(error), error
     settings.language = "auto"
+    # The field suggests the codes the model knows (a string still: stored scenes unchanged).
+    search = addon().properties._language_search
+    assert ("de", "German") in search(settings, bpy.context, "germ")
+    assert search(settings, bpy.context, "")[0][0] == "auto"
+    assert search(settings, bpy.context, "klingon") == []
     return {"defaults": {k: v for k, v in defaults.items()}}
 
 

@@ -213,3 +213,11 @@ def test_the_panel_note_names_the_reader_only_where_a_transcript_is_read_in_anot
     assert lg.transcript_note(" DE ", True) == "Transcript read by de pronunciation rules"
     monkeypatch.setenv("A2X_ESPEAK", str(tmp_path / "absent"))
     assert "install espeak-ng" in lg.transcript_note("fr", True)
+
+
+def test_language_suggestions_for_the_dcc_fields() -> None:
+    everything = lg.language_suggestions()
+    assert everything[0][0] == "auto" and len(everything) == len(lg.LANGUAGES) + 1
+    assert lg.language_suggestions("GER") == [("de", "German")]  # by name, any case
+    assert ("zh", "Mandarin Chinese") in lg.language_suggestions("zh")  # by code
+    assert lg.language_suggestions("klingon") == []

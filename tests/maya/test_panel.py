@@ -58,6 +58,8 @@ def test_panel_previews_matches_creates_and_bakes(app, wav: Path) -> None:  # no
                         ["faceBS"])  # fmt: skip
     assert panel.player() == "a2xInferencePlayer1"
     assert panel.reading_note.text() == ""  # no transcript: nothing is read
+    codes = panel.language_edit.completer().model()
+    assert "de" in [codes.index(i, 0).data() for i in range(codes.rowCount())]
     panel.language_edit.setText("de")
     panel.transcript_edit.setText("Der Lappen liegt auf dem Eisschrank.")
     assert panel.reading_note.text() == "Transcript read by de pronunciation rules"

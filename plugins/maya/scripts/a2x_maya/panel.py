@@ -93,6 +93,11 @@ class Panel(QtWidgets.QWidget):
         form.addRow("Identity", self.identity_edit)
         self.language_edit = QtWidgets.QLineEdit()
         self.language_edit.setPlaceholderText("default model: de, ru, zh... (empty = auto)")
+        from a2x_core.lipsync.language import language_suggestions
+
+        completer = QtWidgets.QCompleter([code for code, _name in language_suggestions()])
+        completer.setCaseSensitivity(QtCore.Qt.CaseInsensitive)
+        self.language_edit.setCompleter(completer)
         form.addRow("Language", self.language_edit)
         self.transcript_edit = QtWidgets.QLineEdit()
         self.transcript_edit.setPlaceholderText("default model: the exact words (empty = recognised)")
