@@ -218,6 +218,8 @@ def has_rules(code: str) -> bool:
 def pronounce(word: str, code: str) -> str:
     """ARPAbet pronunciation of a lower-case transcript ``word`` in language ``code`` (its
     rules; "" when the language has none: the caller uses the generic transliteration)."""
+    from .phones import merge_repeats
+
     rules = _rules().get(code)
     if rules is None:
         return ""
@@ -233,8 +235,7 @@ def pronounce(word: str, code: str) -> str:
             break
         else:
             i += 1  # a letter without a rule (punctuation left in, a foreign letter)
-    collapsed = [p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1]]
-    return " ".join(collapsed)
+    return merge_repeats(phones)
 
 
 @lru_cache(maxsize=16)  # one animation asks up to three times (route, fallback, metadata)

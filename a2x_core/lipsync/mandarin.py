@@ -16,6 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from .phones import merge_repeats
+
 _DATA = Path(__file__).with_name("data")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -58,8 +60,7 @@ def syllable_phones(syllable: str) -> str:
         vowel = table["finals"].get(final, "")
     if not vowel:
         return ""
-    phones = (table["initials"].get(initial, "") + " " + vowel).split()
-    return " ".join(p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1])
+    return merge_repeats((table["initials"].get(initial, "") + " " + vowel).split())
 
 
 def pronunciations(words: list[str]) -> dict[str, str]:

@@ -369,6 +369,11 @@ def _letter_rules() -> list[tuple[str, str]]:
     return sorted(table.items(), key=lambda kv: -len(kv[0]))
 
 
+def merge_repeats(phones: list[str]) -> str:
+    """``phones`` space-separated, a phone repeated across a boundary said once."""
+    return " ".join(p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1])
+
+
 def greedy_phones(text: str, rules: list[tuple[str, str]]) -> str:
     """ARPAbet phones of ``text`` read left to right by ``rules`` (``(symbols, phones)``,
     longest first): the first rule that matches at each place wins, a symbol no rule reads is
@@ -383,7 +388,7 @@ def greedy_phones(text: str, rules: list[tuple[str, str]]) -> str:
                 break
         else:
             i += 1
-    return " ".join(p for k, p in enumerate(phones) if k == 0 or p != phones[k - 1])
+    return merge_repeats(phones)
 
 
 def letter_to_sound(word: str) -> str:
