@@ -33,8 +33,9 @@ _DATA = Path(__file__).with_name("data")
 TIMEOUT_S = 20.0
 #: espeak-ng's voice for a language code where its own name differs.
 VOICE_ALIASES = {"no": "nb", "fil": "tl"}
-#: Voices not used: Debian's espeak-ng (1.51) lacks the full Chinese dictionaries, and reads
-#: Han characters as pinyin spelled with English letter names (Mandarin: :mod:`.mandarin`).
+#: Voice families not used, regional variants included (cmn-latn-pinyin, zh-yue): Debian's
+#: espeak-ng (1.51) lacks the full Chinese dictionaries, and reads Han characters as pinyin
+#: spelled with English letter names (Mandarin: :mod:`.mandarin`).
 SKIPPED_VOICES = frozenset({"cmn", "yue", "hak", "zh"})
 
 
@@ -67,9 +68,11 @@ def voice(code: str) -> str | None:
     """espeak-ng's voice for language ``code`` (``es``, ``ja``, ``pt-br``), None without one
     (or without espeak-ng)."""
     binary = program()
-    if binary is None:
-        return None
-    voices = _voices(binary) - SKIPPED_VOICES
+    return None if binary is None else _voice(binary, code)
+
+
+def _voice(binary: str, code: str) -> str | None:
+    voices = {v for v in _voices(binary) if v.split("-")[0] not in SKIPPED_VOICES}
     name = VOICE_ALIASES.get(code, code).lower()
     if name in voices:
         return name
@@ -108,10 +111,10 @@ def pronunciations(words: list[str], code: str) -> dict[str, str]:
     The words go in one call, one clause each (``word,`` per line), so that espeak-ng prints
     one line per word; a word it reads as several (a number, an abbreviation) is one line too.
     """
-    name = voice(code)
     binary = program()
+    name = None if binary is None else _voice(binary, code)
     distinct = list(dict.fromkeys(w for w in words if w.strip()))
-    if name is None or binary is None or not distinct:
+    if name is None or not distinct:
         return {}
     text = "".join(f"{w.replace(',', ' ')},\n" for w in distinct)
     try:

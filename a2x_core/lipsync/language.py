@@ -292,11 +292,11 @@ def pronunciation_source(code: str) -> str:
 
 
 def reads_numbers(code: str) -> bool:
-    """Whether a transcript's digits can be said in language ``code`` (espeak-ng's voice);
-    otherwise they are spelled as English words, as before."""
+    """Whether a transcript's digits can be said in language ``code`` (espeak-ng's voice;
+    none for Mandarin); otherwise they are spelled as English words, as before."""
     from . import espeak
 
-    return code != "zh" and espeak.voice(code) is not None
+    return espeak.voice(code) is not None
 
 
 def transcript_note(language: str, has_transcript: bool) -> str | None:

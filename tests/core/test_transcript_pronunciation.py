@@ -155,6 +155,20 @@ def _fake_espeak(tmp_path, body: str):
     return script
 
 
+def test_chinese_voices_are_skipped_with_their_regional_variants(monkeypatch, tmp_path) -> None:
+    """Older espeak-ng lists zh-yue, newer cmn-latn-pinyin: neither reads Mandarin transcripts
+    or their numbers (pinyin does)."""
+    listing = _fake_espeak(tmp_path, 'printf "Pty Language\\n 5 es x y z\\n 5 zh-yue x y z\\n'
+                                     ' 5 cmn-latn-pinyin x y z\\n"\n')  # fmt: skip
+    monkeypatch.setenv("A2X_ESPEAK", str(listing))
+    espeak._voices.cache_clear()
+    try:
+        assert espeak.voice("es") == "es"
+        assert espeak.voice("zh") is None and not lg.reads_numbers("zh")
+    finally:
+        espeak._voices.cache_clear()
+
+
 def test_without_espeak_a_transcript_is_spelled_and_the_result_says_how(monkeypatch, tmp_path) -> None:
     monkeypatch.setenv("A2X_ESPEAK", str(tmp_path / "absent"))
     assert espeak.program() is None and espeak.voice("es") is None
