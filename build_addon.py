@@ -127,19 +127,28 @@ def build_a2x_wheel(dest: Path, pip: list[str]) -> Path:
         return Path(shutil.copy2(wheels[0], dest / wheels[0].name))
 
 
+def _requirements(python: PythonTarget) -> list[str]:
+    """What the wheels for one Blender Python are resolved for."""
+    return [*runtime_requirements(), python.numpy_pin]
+
+
 def _requested(python: PythonTarget) -> str:
     """The first line of a cache's ``resolved.txt``: what its wheels were resolved for."""
-    return "# requested: " + " ".join([*runtime_requirements(), python.numpy_pin])
+    return "# requested: " + " ".join(_requirements(python))
+
+
+def _listing(cache: Path, platform: str, version: str) -> Path:
+    """A cache's ``resolved.txt``: the request line, then the wheels' file names."""
+    return cache / f"{platform}-py{version}" / "resolved.txt"
 
 
 def cache_is_current(cache: Path, platform: str, python: str) -> bool:
     """Whether ``cache`` holds wheels resolved for today's requirements (a build without
     download can use it)."""
-    listing = cache / f"{platform}-py{python}" / "resolved.txt"
+    listing = _listing(cache, platform, python)
     if not listing.exists():
         return False
-    first = listing.read_text(encoding="utf-8").split("\n", 1)[0]
-    return first == _requested(PYTHONS[python])
+    return listing.read_text(encoding="utf-8").split("\n", 1)[0] == _requested(PYTHONS[python])
 
 
 def dependency_wheels(
@@ -150,8 +159,8 @@ def dependency_wheels(
     The resolved file list is kept in ``<cache>/<platform>-py<ver>/resolved.txt`` so that
     ``--no-download`` builds take exactly the same files.
     """
-    folder = cache / f"{platform}-py{python.version}"
-    listing = folder / "resolved.txt"
+    listing = _listing(cache, platform, python.version)
+    folder = listing.parent
     requested = _requested(python)
     if download:
         folder.mkdir(parents=True, exist_ok=True)
@@ -160,7 +169,7 @@ def dependency_wheels(
         for tag in PLATFORM_TAGS[platform]:
             cmd += ["--platform", tag]
         log = _run(
-            [*cmd, *runtime_requirements(), python.numpy_pin],
+            [*cmd, *_requirements(python)],
             f"downloading wheels for {platform} / Python {python.version}",
         )
         names = sorted(set(re.findall(r"([^\s/\\]+\.whl)", log)))
